@@ -1,0 +1,1 @@
+//! Benchmarks and peer echo servers for wskit.
