@@ -1,0 +1,35 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+
+use crate::flags::Args;
+use crate::util::{cargo, step};
+use crate::{deps, fuzz};
+use anyhow::Result;
+use std::time::Instant;
+
+pub(crate) fn main(args: &mut Args) -> Result<()> {
+    let fuzz_secs = args.number("fuzz-secs", 10)?;
+    let skip_fuzz = args.flag("no-fuzz");
+    args.finish()?;
+    let started = Instant::now();
+
+    step("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+    )?;
+    step("tests", cargo().args(["test", "--workspace", "--locked"]))?;
+    step(
+        "docs",
+        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-Dwarnings"),
+    )?;
+    deps::run()?;
+    step("benches build", cargo().args(["bench", "--workspace", "--no-run", "--locked"]))?;
+    if skip_fuzz {
+        eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
+    } else {
+        fuzz::smoke(fuzz_secs)?;
+    }
+    eprintln!("\nci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+

@@ -1,0 +1,92 @@
+//! `cargo xtask deps`: the dependency rule of docs/architecture.md, checked with `cargo tree`.
+//!
+//! `cargo tree -i X` prints nothing (and exits 0) when X is not in the graph, and fails when X is not in
+//! the lock file at all; both mean "does not depend", so the check tests the output, not the exit code.
+
+use crate::util::{capture, cargo, root};
+use anyhow::{Result, bail};
+
+/// Sans-IO cores (L0) and synchronous glue (L1): never tokio, never sockets. `(crate, cargo tree args)`.
+const NO_TOKIO: &[(&str, &[&str])] = &[
+    ("ws-frame", &[]),
+    ("ws-http", &[]),
+    ("ws-tls", &[]),
+    ("stun-turn", &["--no-default-features"]),
+];
+
+/// Runtime crates never depend on the application protocols above them.
+const RUNTIMES: &[&str] = &["ws-server", "ws-client"];
+const ABOVE_RUNTIMES: &[&str] = &["proto-mqtt", "proto-files", "auth-oauth2-jwt", "stun-turn", "ws-proxy"];
+
+pub(crate) fn run() -> Result<()> {
+    eprintln!("\n==> dependency rules");
+    let members = members()?;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+
+    for (krate, extra) in NO_TOKIO {
+        if !members.iter().any(|m| m == krate) {
+            continue;
+        }
+        for banned in ["tokio", "mio", "socket2"] {
+            checked += 1;
+            if let Some(path) = depends_on(krate, extra, banned, "normal,build")? {
+                failures.push(format!("{krate} must not depend on {banned}:\n{path}"));
+            }
+        }
+    }
+    for krate in RUNTIMES.iter().filter(|k| members.iter().any(|m| m == *k)) {
+        for above in ABOVE_RUNTIMES {
+            checked += 1;
+            if let Some(path) = depends_on(krate, &[], above, "normal,build")? {
+                failures.push(format!("{krate} must not depend on {above}:\n{path}"));
+            }
+        }
+    }
+    // ws-testkit is a dev-dependency only.
+    for krate in members.iter().filter(|m| *m != "ws-testkit") {
+        checked += 1;
+        if let Some(path) = depends_on(krate, &[], "ws-testkit", "normal,build")? {
+            failures.push(format!("{krate} must use ws-testkit as a dev-dependency only:\n{path}"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("dependency rules broken:\n{}", failures.join("\n"));
+    }
+    eprintln!("    {checked} dependency rules hold");
+    Ok(())
+}
+
+/// Workspace member package names (crates/*, xtask, benches).
+fn members() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("crates"))? {
+        let dir = entry?.path();
+        if dir.join("Cargo.toml").is_file() {
+            if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// `Some(tree)` when `krate` depends on `target` through edges of `kinds`.
+fn depends_on(krate: &str, extra: &[&str], target: &str, kinds: &str) -> Result<Option<String>> {
+    let out = capture(
+        cargo()
+            .args(["tree", "-q", "-p", krate, "-e", kinds, "--target", "all", "-i", target])
+            .args(extra),
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        // Not in the lock file at all: nothing can depend on it.
+        if stderr.contains("did not match any packages") {
+            return Ok(None);
+        }
+        bail!("cargo tree -p {krate} -i {target} failed:\n{stderr}");
+    }
+    Ok((!stdout.is_empty()).then_some(stdout))
+}
