@@ -57,7 +57,7 @@
 //!
 //! - `serde`: derives `serde::Deserialize` for [`ServerTlsConfig`], [`ClientTlsConfig`] and their
 //!   parts (missing fields take their defaults, unknown fields are rejected).
-//! - `test-certs`: the [`test_certs`] module, which generates a throwaway CA, server and client
+//! - `test-certs`: the `test_certs` module, which generates a throwaway CA, server and client
 //!   certificate into a temporary directory, for other crates' tests.
 
 #![forbid(unsafe_code)]

@@ -198,12 +198,18 @@ fn decrypt(
     };
     let (_, der) = pkcs8::der::pem::decode_vec(block)
         .map_err(|e| fail(format!("bad PEM in the ENCRYPTED PRIVATE KEY section: {e}")))?;
-    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
-        .map_err(|e| fail(format!("not a PKCS#8 EncryptedPrivateKeyInfo: {e}")))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der).map_err(|e| {
+        fail(format!(
+            "unsupported or malformed encryption ({e}); {DECRYPT_HINT}"
+        ))
+    })?;
     match info.decrypt(password.expose().as_bytes()) {
         Ok(doc) => Ok(PrivatePkcs8KeyDer::from(doc.as_bytes().to_vec()).into()),
-        // A wrong key usually breaks the CBC padding, rarely only the DER inside.
-        Err(pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed))
+        // A wrong key usually breaks the CBC padding (which pkcs5 0.7 reports as
+        // `EncryptFailed`, even when decrypting), rarely only the DER inside.
+        Err(pkcs8::Error::EncryptedPrivateKey(
+            pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+        ))
         | Err(pkcs8::Error::Asn1(_)) => Err(fail("wrong password (or corrupt key)".to_owned())),
         Err(e) => Err(fail(format!("{e}; {DECRYPT_HINT}"))),
     }

@@ -322,3 +322,20 @@ fn disabled_sni_sends_no_server_name() {
     let pair = connect(&client_config(&ccfg).unwrap(), &server, "localhost").unwrap();
     assert_eq!(pair.server.server_name(), None);
 }
+
+#[test]
+fn second_connection_resumes_the_session() {
+    let pki = TestPki::generate();
+    let server = server_config(&pki.server_config()).unwrap();
+    let client = client_config(&pki.client_config()).unwrap();
+    let first = common::connect_as_is(&client, &server, "localhost").unwrap();
+    assert_eq!(
+        first.client.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    let second = common::connect_as_is(&client, &server, "localhost").unwrap();
+    assert_eq!(
+        second.client.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}

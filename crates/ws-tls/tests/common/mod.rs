@@ -74,9 +74,21 @@ pub fn pump(pair: &mut Pair) -> Result<(), Failure> {
     panic!("handshake did not settle after 64 rounds");
 }
 
-/// Connects a client (to `server_name`, a DNS name or IP address) and a server, completes the
-/// handshake, then sends one message each way to prove the session keys work.
+/// Connects a client (to `server_name`, a DNS name or IP address) and a server, completes a
+/// full handshake (session resumption off, so the server always presents its current
+/// certificate), then sends one message each way to prove the session keys work.
 pub fn connect(
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+    server_name: &str,
+) -> Result<Pair, Failure> {
+    let mut fresh = (**client).clone();
+    fresh.resumption = rustls::client::Resumption::disabled();
+    connect_as_is(&Arc::new(fresh), server, server_name)
+}
+
+/// [`connect`] with the client config exactly as given (session resumption as configured).
+pub fn connect_as_is(
     client: &Arc<ClientConfig>,
     server: &Arc<ServerConfig>,
     server_name: &str,
