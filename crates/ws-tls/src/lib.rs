@@ -100,7 +100,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file is not well-formed PEM (a section without its END line, bad base64, ...).
-    #[error("{}: bad PEM: {source}", path.display())]
+    #[error("{}: bad PEM: {}", path.display(), describe_pem_error(.source))]
     BadPem {
         /// The file.
         path: PathBuf,
@@ -177,6 +177,14 @@ pub enum Error {
         #[source]
         source: rustls::Error,
     },
+    /// An SNI entry's certificate does not cover the entry's host name.
+    #[error("{}: certificate is not valid for SNI host {host:?}", path.display())]
+    CertificateNotForHost {
+        /// The certificate file.
+        path: PathBuf,
+        /// The SNI host of the entry.
+        host: String,
+    },
     /// The configuration is inconsistent (no certificate at all, empty ALPN entry, client key
     /// without client certificate, no trust roots, bad SNI host name, ...).
     #[error("invalid TLS configuration: {0}")]
@@ -187,6 +195,21 @@ pub enum Error {
     /// The client-certificate verifier could not be built.
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn describe_pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as P;
+    match e {
+        P::MissingSectionEnd { end_marker } => format!(
+            "section {:?} has no END line (truncated file?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        P::IllegalSectionStart { line } => format!(
+            "malformed BEGIN line {:?}",
+            String::from_utf8_lossy(line).trim_end()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// The crypto provider used by every configuration this crate builds: rustls's `ring` provider.

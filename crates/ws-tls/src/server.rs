@@ -52,8 +52,9 @@ impl ReloadableServerConfig {
     ///   and each SNI entry;
     /// - [`Error::InvalidConfig`]: no certificate at all (empty `cert_file` and no SNI entry),
     ///   an SNI host that is not a DNS name or given twice, an empty or too long ALPN entry;
-    /// - [`Error::BadCertificate`]: an SNI certificate not valid for its host, or a client CA
-    ///   file without a usable certificate;
+    /// - [`Error::CertificateNotForHost`]: an SNI certificate not valid for its host;
+    /// - [`Error::BadCertificate`]: an unparsable certificate, or a client CA file without a
+    ///   usable certificate;
     /// - [`Error::Verifier`] / [`Error::Rustls`]: rustls refused the resulting configuration.
     pub fn new(config: ServerTlsConfig) -> Result<Self, Error> {
         let resolver = Arc::new(CertResolver::load(&config)?);
@@ -210,12 +211,19 @@ impl CertSet {
                 entry.key_file.as_deref(),
                 entry.key_password.as_ref(),
             )?;
-            by_name
-                .add(&host, ck)
-                .map_err(|source| Error::BadCertificate {
+            by_name.add(&host, ck).map_err(|source| match source {
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. },
+                ) => Error::CertificateNotForHost {
+                    path: entry.cert_file.clone(),
+                    host: host.clone(),
+                },
+                source => Error::BadCertificate {
                     path: entry.cert_file.clone(),
                     source,
-                })?;
+                },
+            })?;
             hosts.push(host);
         }
         Ok(Self {

@@ -118,6 +118,10 @@ fn truncated_pem_is_bad_pem() {
     let err = load_certs(&path).unwrap_err();
     assert!(matches!(err, Error::BadPem { .. }), "{err:?}");
     assert_names(&err, &path);
+    assert!(
+        err.to_string().contains("\"CERTIFICATE\" has no END line"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,7 +179,7 @@ fn sni_entry_must_be_a_dns_name_covered_by_its_certificate() {
     cfg.sni = vec![SniCert::new("b.test", &a.cert_file, &a.key_file)];
     let err = server_config(&cfg).unwrap_err();
     assert!(
-        matches!(&err, Error::BadCertificate { path, .. } if *path == a.cert_file),
+        matches!(&err, Error::CertificateNotForHost { path, host } if *path == a.cert_file && host == "b.test"),
         "{err:?}"
     );
 

@@ -112,6 +112,9 @@ fn sni_picks_the_certificate_for_each_host_name() {
     assert_eq!(served_cert(&pair), a.cert_der);
     let pair = connect(&client, &server, "b.test").unwrap();
     assert_eq!(served_cert(&pair), b.cert_der);
+    // Host names compare case-insensitively.
+    let pair = connect(&client, &server, "A.TEST").unwrap();
+    assert_eq!(served_cert(&pair), a.cert_der);
     // Unknown name and no SNI at all: the default certificate.
     let pair = connect(&client, &server, "localhost").unwrap();
     assert_eq!(served_cert(&pair), pki.server.cert_der);
