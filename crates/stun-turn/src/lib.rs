@@ -6,6 +6,7 @@ pub mod channel;
 mod error;
 pub mod integrity;
 pub mod message;
+pub mod transaction;
 
 pub use attr::{AddressFamily, AttrType, ErrorCode, PasswordAlgorithm, RelayProtocol};
 pub use channel::{ChannelData, FrameKind, frame_kind, frame_len};
@@ -14,6 +15,7 @@ pub use integrity::Key;
 pub use message::{
     Attribute, Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
+pub use transaction::{RetransmitConfig, TimerAction, TransactionTimer};
 
 #[doc(hidden)]
 pub mod fuzzing {
@@ -25,7 +27,9 @@ pub mod fuzzing {
     /// checks; re-encodes the attributes it decoded and checks the round trip.
     pub fn message(data: &[u8]) {
         let limits = DecodeLimits::default();
-        let Ok(m) = Message::decode(data, &limits) else { return };
+        let Ok(m) = Message::decode(data, &limits) else {
+            return;
+        };
         let _ = m.xor_mapped_address();
         let _ = m.mapped_address();
         let _ = m.xor_peer_addresses();
@@ -58,7 +62,8 @@ pub mod fuzzing {
     pub fn channel_data(data: &[u8]) {
         if let Ok(cd) = ChannelData::decode(data) {
             let mut out = Vec::new();
-            ChannelData::encode(cd.channel, cd.data, true, &mut out).expect("decoded channel is valid");
+            ChannelData::encode(cd.channel, cd.data, true, &mut out)
+                .expect("decoded channel is valid");
             assert_eq!(ChannelData::decode(&out), Ok(cd));
         }
         let limits = DecodeLimits::default();
