@@ -3,18 +3,23 @@
 
 pub mod attr;
 pub mod channel;
+pub mod client;
 mod error;
 pub mod integrity;
 pub mod message;
+pub mod policy;
+pub mod server;
 pub mod transaction;
 
 pub use attr::{AddressFamily, AttrType, ErrorCode, PasswordAlgorithm, RelayProtocol};
 pub use channel::{ChannelData, FrameKind, frame_kind, frame_len};
+pub use client::{Client, ClientConfig, ClientEvent, Failure, Request};
 pub use error::{ConfigError, DecodeError, EncodeError, Error};
 pub use integrity::Key;
 pub use message::{
     Attribute, Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
+pub use server::{Action, FiveTuple, Server, ServerConfig, ServerEvent, ServerStats, Transport};
 pub use transaction::{RetransmitConfig, TimerAction, TransactionTimer};
 
 #[doc(hidden)]

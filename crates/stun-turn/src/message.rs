@@ -367,6 +367,13 @@ impl<'a> Message<'a> {
         self.buf.get(s..s + usize::from(a.len))
     }
 
+    /// Where the value of the first attribute of type `t` lies in [`Message::as_bytes`].
+    pub fn range_of(&self, t: AttrType) -> Option<std::ops::Range<usize>> {
+        let a = self.attrs.iter().find(|a| a.typ == t.0)?;
+        let s = a.start as usize;
+        Some(s..s + usize::from(a.len))
+    }
+
     /// Whether the message has an attribute of type `t`.
     pub fn has(&self, t: AttrType) -> bool {
         self.attrs.iter().any(|a| a.typ == t.0)

@@ -1,0 +1,1000 @@
+//! The sans-IO client against the sans-IO server over an in-memory network with a fake clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use stun_turn::integrity::{rest_api_password, rest_api_username};
+use stun_turn::{
+    Action, AttrType, Class, Client, ClientConfig, ClientEvent, DecodeLimits, ErrorCode, Failure,
+    FiveTuple, Key, Message, MessageEncoder, MessageType, Method, RelayProtocol, Request, Server,
+    ServerConfig, ServerEvent, TransactionId, Transport,
+};
+
+const SERVER: &str = "198.51.100.1:3478";
+const CLIENT: &str = "203.0.113.5:40000";
+const PEER: &str = "203.0.113.77:5000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn five(transport: Transport) -> FiveTuple {
+    FiveTuple {
+        transport,
+        client: addr(CLIENT),
+        server: addr(SERVER),
+    }
+}
+
+struct Net {
+    server: Server,
+    now: Instant,
+    next_port: u16,
+    to_peers: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    released: Vec<SocketAddr>,
+    reservations_released: Vec<SocketAddr>,
+    piped: Vec<(u32, FiveTuple)>,
+    fail_binds: bool,
+}
+
+impl Net {
+    fn new(cfg: ServerConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            server: Server::new(cfg, now, SystemTime::now()).unwrap(),
+            now,
+            next_port: 50000,
+            to_peers: vec![],
+            released: vec![],
+            reservations_released: vec![],
+            piped: vec![],
+            fail_binds: false,
+        }
+    }
+
+    fn with_alice() -> Self {
+        Self::new(with(ServerConfig::default(), |c| {
+            c.users = vec![("alice".into(), "s3cret".into())];
+            c.realm = "example.org".into();
+        }))
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.server.handle_timeout(self.now);
+        while let Some(ev) = self.server.poll_event() {
+            match ev {
+                ServerEvent::ReleaseRelay { relay } => self.released.push(relay),
+                ServerEvent::ReleaseReservation { addr } => self.reservations_released.push(addr),
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves messages until both sides are idle.
+    fn pump(&mut self, client: &mut Client, ft: FiveTuple) {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(bytes) = client.poll_transmit() {
+                moved = true;
+                out.clear();
+                match self.server.handle_client(self.now, ft, &bytes, &mut out) {
+                    Action::Reply => client.handle_input(self.now, &out),
+                    Action::ToPeer {
+                        relay,
+                        peer,
+                        payload,
+                    } => self.to_peers.push((relay, peer, bytes[payload].to_vec())),
+                    Action::None => {}
+                }
+            }
+            while let Some(ev) = self.server.poll_event() {
+                moved = true;
+                match ev {
+                    ServerEvent::BindRelay {
+                        id,
+                        even_port,
+                        reserved,
+                        ..
+                    } => {
+                        if self.fail_binds {
+                            self.server.relay_failed(self.now, id);
+                            continue;
+                        }
+                        let (relay, extra) = match reserved {
+                            Some(r) => (r, None),
+                            None => {
+                                if even_port.is_some() && self.next_port % 2 == 1 {
+                                    self.next_port += 1;
+                                }
+                                let p = self.next_port;
+                                self.next_port += 2;
+                                let extra = (even_port == Some(true))
+                                    .then(|| SocketAddr::new(addr(SERVER).ip(), p + 1));
+                                (SocketAddr::new(addr(SERVER).ip(), p), extra)
+                            }
+                        };
+                        self.server.relay_bound(self.now, id, relay, extra);
+                    }
+                    ServerEvent::ReleaseRelay { relay } => self.released.push(relay),
+                    ServerEvent::ReleaseReservation { addr } => {
+                        self.reservations_released.push(addr)
+                    }
+                    ServerEvent::ConnectPeer { connection_id, .. } => {
+                        self.server.peer_connected(self.now, connection_id)
+                    }
+                    ServerEvent::PipeConnection {
+                        connection_id,
+                        client,
+                    } => self.piped.push((connection_id, client)),
+                    _ => {}
+                }
+            }
+            while let Some((to, bytes)) = self.server.poll_transmit() {
+                moved = true;
+                if to == ft {
+                    client.handle_input(self.now, &bytes);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    /// A datagram from `peer` to `relay`, delivered to the client if the server lets it through.
+    fn deliver_from_peer(
+        &mut self,
+        client: &mut Client,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let mut out = Vec::new();
+        match self
+            .server
+            .handle_peer(self.now, relay, peer, data, &mut out)
+        {
+            Some(_) => {
+                client.handle_input(self.now, &out);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn with<T>(mut v: T, f: impl FnOnce(&mut T)) -> T {
+    f(&mut v);
+    v
+}
+
+fn events(c: &mut Client) -> Vec<ClientEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn allocated(net: &mut Net, c: &mut Client, ft: FiveTuple) -> SocketAddr {
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(c, ft);
+    let evs = events(c);
+    match evs.as_slice() {
+        [
+            ClientEvent::Allocated {
+                relayed,
+                reflexive,
+                lifetime,
+                ..
+            },
+        ] => {
+            assert_eq!(*reflexive, Some(ft.client));
+            assert_eq!(*lifetime, Duration::from_secs(600));
+            *relayed
+        }
+        other => panic!("expected Allocated, got {other:?}"),
+    }
+}
+
+fn alice() -> Client {
+    Client::new(ClientConfig::with_credentials("alice", "s3cret")).unwrap()
+}
+
+#[test]
+fn binding_returns_the_reflexive_address_without_credentials() {
+    let mut net = Net::with_alice();
+    let mut c = Client::new(ClientConfig::default()).unwrap();
+    c.binding(net.now).unwrap();
+    net.pump(&mut c, five(Transport::Udp));
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::Binding {
+            reflexive: addr(CLIENT)
+        }]
+    );
+}
+
+#[test]
+fn allocate_after_401_challenge_then_relay_data_with_indications() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    let relay = allocated(&mut net, &mut c, ft);
+    assert_eq!(net.server.relay_of(&ft), Some(relay));
+
+    // Without a permission nothing passes in either direction.
+    let mut out = Vec::new();
+    c.send_to(addr(PEER), b"early", &mut out).unwrap();
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &out, &mut Vec::new()),
+        Action::None
+    );
+    assert!(!net.deliver_from_peer(&mut c, relay, addr(PEER), b"early"));
+
+    c.create_permission(net.now, &[addr(PEER)]).unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::PermissionCreated {
+            peers: vec![addr(PEER)]
+        }]
+    );
+
+    out.clear();
+    c.send_to(addr(PEER), b"hello peer", &mut out).unwrap();
+    match net.server.handle_client(net.now, ft, &out, &mut Vec::new()) {
+        Action::ToPeer {
+            relay: r,
+            peer,
+            payload,
+        } => {
+            assert_eq!((r, peer), (relay, addr(PEER)));
+            assert_eq!(&out[payload], b"hello peer");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Any port of the permitted IP may answer.
+    let other_port = SocketAddr::new(addr(PEER).ip(), 9);
+    assert!(net.deliver_from_peer(&mut c, relay, other_port, b"hi client"));
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::Data {
+            peer: other_port,
+            data: b"hi client".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn channel_bind_then_channel_data_both_ways_over_udp_and_tcp() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut net = Net::with_alice();
+        let ft = five(transport);
+        let mut c = Client::new(with(
+            ClientConfig::with_credentials("alice", "s3cret"),
+            |c| {
+                c.reliable = transport.is_stream();
+            },
+        ))
+        .unwrap();
+        let relay = allocated(&mut net, &mut c, ft);
+        let ch = c.bind_channel(net.now, addr(PEER)).unwrap();
+        net.pump(&mut c, ft);
+        assert_eq!(
+            events(&mut c),
+            vec![ClientEvent::ChannelBound {
+                channel: ch,
+                peer: addr(PEER)
+            }]
+        );
+        assert_eq!(c.channel_of(addr(PEER)), Some(ch));
+        let mut out = Vec::new();
+        c.send_to(addr(PEER), b"abcde", &mut out).unwrap();
+        assert_eq!(
+            out.len(),
+            if transport.is_stream() { 12 } else { 9 },
+            "ChannelData padded only over TCP"
+        );
+        match net.server.handle_client(net.now, ft, &out, &mut Vec::new()) {
+            Action::ToPeer { peer, payload, .. } => {
+                assert_eq!(peer, addr(PEER));
+                assert_eq!(&out[payload], b"abcde");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut down = Vec::new();
+        assert_eq!(
+            net.server
+                .handle_peer(net.now, relay, addr(PEER), b"xyz", &mut down),
+            Some(ft)
+        );
+        assert_eq!(down[..2], ch.to_be_bytes());
+        assert_eq!(down.len(), if transport.is_stream() { 8 } else { 7 });
+        c.handle_input(net.now, &down);
+        assert_eq!(
+            events(&mut c),
+            vec![ClientEvent::Data {
+                peer: addr(PEER),
+                data: b"xyz".to_vec()
+            }]
+        );
+    }
+}
+
+#[test]
+fn wrong_password_fails_with_401_after_one_retry() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = Client::new(ClientConfig::with_credentials("alice", "wrong")).unwrap();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    match events(&mut c).as_slice() {
+        [
+            ClientEvent::Failed {
+                request: Request::Allocate(_),
+                failure: Failure::Error { code, .. },
+            },
+        ] => {
+            assert_eq!(*code, ErrorCode::UNAUTHORIZED)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.server.stats().allocations, 0);
+}
+
+#[test]
+fn stale_nonce_gets_438_and_the_client_retries_transparently() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.nonce_lifetime = Duration::from_secs(30);
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    let _relay = allocated(&mut net, &mut c, ft);
+    net.advance(Duration::from_secs(31));
+    c.create_permission(net.now, &[addr(PEER)]).unwrap();
+    // Observe the 438 on the wire.
+    let req = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &req, &mut out),
+        Action::Reply
+    );
+    let m = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(m.error_code().unwrap().unwrap().0, ErrorCode::STALE_NONCE);
+    assert!(m.nonce().unwrap().is_some());
+    c.handle_input(net.now, &out);
+    net.pump(&mut c, ft);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::PermissionCreated {
+            peers: vec![addr(PEER)]
+        }]
+    );
+}
+
+#[test]
+fn retransmitted_allocate_is_answered_from_the_cache_not_437() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    // First attempt: 401. Client retries with credentials.
+    let first = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &first, &mut out);
+    c.handle_input(net.now, &out);
+    let authed = c.poll_transmit().unwrap();
+    out.clear();
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &authed, &mut out),
+        Action::None,
+        "answered after the bind"
+    );
+    // A retransmission while the relay is being bound is absorbed.
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &authed, &mut out),
+        Action::None
+    );
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Allocated { .. }]
+    ));
+    // A late retransmission gets the same success, byte for byte.
+    out.clear();
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &authed, &mut out),
+        Action::Reply
+    );
+    let m = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(m.class(), Class::Success);
+    assert!(m.xor_relayed_address().unwrap().is_some());
+    // A new Allocate on the same 5-tuple is a mismatch.
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    match events(&mut c).as_slice() {
+        [
+            ClientEvent::Failed {
+                failure: Failure::Error { code, .. },
+                ..
+            },
+        ] => {
+            assert_eq!(*code, ErrorCode::ALLOCATION_MISMATCH)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.server.stats().allocations, 1);
+}
+
+#[test]
+fn loopback_and_private_peers_are_refused_unless_allowed() {
+    for (cfg_allow, peer, ok) in [
+        (false, "127.0.0.1:5000", false),
+        (false, "10.1.2.3:5000", false),
+        (false, "169.254.0.1:5000", false),
+        (true, "127.0.0.1:5000", true),
+        (true, "10.1.2.3:5000", false),
+    ] {
+        let mut net = Net::new(with(ServerConfig::default(), |c| {
+            c.users = vec![("alice".into(), "s3cret".into())];
+            c.allow_loopback_peers = cfg_allow;
+        }));
+        let ft = five(Transport::Udp);
+        let mut c = alice();
+        allocated(&mut net, &mut c, ft);
+        c.create_permission(net.now, &[addr(peer)]).unwrap();
+        net.pump(&mut c, ft);
+        let evs = events(&mut c);
+        if ok {
+            assert!(
+                matches!(evs.as_slice(), [ClientEvent::PermissionCreated { .. }]),
+                "{peer}: {evs:?}"
+            );
+        } else {
+            match evs.as_slice() {
+                [
+                    ClientEvent::Failed {
+                        failure: Failure::Error { code, .. },
+                        ..
+                    },
+                ] => {
+                    assert_eq!(*code, ErrorCode::FORBIDDEN, "{peer}")
+                }
+                other => panic!("{peer}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn allow_list_cidr_opens_a_private_range() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.allowed_peers = vec!["10.0.0.0/8".parse().unwrap()];
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    allocated(&mut net, &mut c, ft);
+    c.bind_channel(net.now, addr("10.9.9.9:7")).unwrap();
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::ChannelBound { .. }]
+    ));
+}
+
+#[test]
+fn refresh_zero_deletes_and_expiry_releases_the_relay() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    let relay = allocated(&mut net, &mut c, ft);
+    c.refresh(net.now, 0).unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::Refreshed {
+            lifetime: Duration::ZERO
+        }]
+    );
+    assert_eq!(net.released, vec![relay]);
+    assert_eq!(c.relayed(), None);
+
+    // A second client lets its allocation lapse: the server expires it after the lifetime.
+    let ft2 = FiveTuple {
+        client: addr("203.0.113.6:1"),
+        ..ft
+    };
+    let mut c2 = alice();
+    let relay2 = allocated(&mut net, &mut c2, ft2);
+    net.advance(Duration::from_secs(599));
+    assert_eq!(net.server.stats().allocations, 1);
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.server.stats().allocations, 0);
+    assert_eq!(net.released, vec![relay, relay2]);
+}
+
+#[test]
+fn client_refreshes_the_allocation_before_it_expires() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    allocated(&mut net, &mut c, ft);
+    c.create_permission(net.now, &[addr(PEER)]).unwrap();
+    net.pump(&mut c, ft);
+    events(&mut c);
+    // Run an hour of fake time, letting the client's timers drive refreshes.
+    for _ in 0..60 {
+        net.advance(Duration::from_secs(60));
+        c.handle_timeout(net.now);
+        net.pump(&mut c, ft);
+    }
+    let evs = events(&mut c);
+    assert!(
+        evs.iter()
+            .filter(|e| matches!(e, ClientEvent::Refreshed { .. }))
+            .count()
+            >= 6,
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, ClientEvent::PermissionCreated { .. }))
+    );
+    assert!(
+        !evs.iter().any(|e| matches!(e, ClientEvent::Failed { .. })),
+        "{evs:?}"
+    );
+    assert_eq!(net.server.stats().allocations, 1);
+    let relay = c.relayed().unwrap();
+    assert!(net.deliver_from_peer(&mut c, relay, addr(PEER), b"still here"));
+}
+
+#[test]
+fn lifetime_is_clamped_to_the_maximum() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = Client::new(with(
+        ClientConfig::with_credentials("alice", "s3cret"),
+        |c| {
+            c.lifetime = Duration::from_secs(100_000);
+        },
+    ))
+    .unwrap();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    match events(&mut c).as_slice() {
+        [ClientEvent::Allocated { lifetime, .. }] => {
+            assert_eq!(*lifetime, Duration::from_secs(3600))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn user_quota_gives_486() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.user_quota = 2;
+    }));
+    let mut codes = vec![];
+    for i in 0..3u16 {
+        let ft = FiveTuple {
+            client: SocketAddr::new(addr(CLIENT).ip(), 1000 + i),
+            ..five(Transport::Udp)
+        };
+        let mut c = alice();
+        c.allocate(net.now, RelayProtocol::Udp).unwrap();
+        net.pump(&mut c, ft);
+        codes.push(match events(&mut c).as_slice() {
+            [ClientEvent::Allocated { .. }] => 0,
+            [
+                ClientEvent::Failed {
+                    failure: Failure::Error { code, .. },
+                    ..
+                },
+            ] => code.0,
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(codes, vec![0, 0, 486]);
+}
+
+#[test]
+fn relay_bind_failure_gives_508() {
+    let mut net = Net::with_alice();
+    net.fail_binds = true;
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    match events(&mut c).as_slice() {
+        [
+            ClientEvent::Failed {
+                failure: Failure::Error { code, .. },
+                ..
+            },
+        ] => {
+            assert_eq!(*code, ErrorCode::INSUFFICIENT_CAPACITY)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rest_api_credentials_work_until_they_expire() {
+    let secret = "north-sea";
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let now = Instant::now();
+    let cfg = with(ServerConfig::default(), |c| {
+        c.auth_secret = Some(secret.into());
+    });
+    let mut net = Net::new(cfg.clone());
+    net.server = Server::new(cfg, now, wall).unwrap();
+    net.now = now;
+    let ft = five(Transport::Udp);
+    let user = rest_api_username(1_700_000_100, "bob");
+    let mut c = Client::new(ClientConfig::with_credentials(
+        &user,
+        &rest_api_password(secret, &user),
+    ))
+    .unwrap();
+    allocated(&mut net, &mut c, ft);
+
+    // 101 s later the same username has expired.
+    net.advance(Duration::from_secs(101));
+    let ft2 = FiveTuple {
+        client: addr("203.0.113.6:1"),
+        ..ft
+    };
+    let mut c2 = Client::new(ClientConfig::with_credentials(
+        &user,
+        &rest_api_password(secret, &user),
+    ))
+    .unwrap();
+    c2.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c2, ft2);
+    match events(&mut c2).as_slice() {
+        [
+            ClientEvent::Failed {
+                failure: Failure::Error { code, .. },
+                ..
+            },
+        ] => assert_eq!(*code, ErrorCode::UNAUTHORIZED),
+        other => panic!("{other:?}"),
+    }
+    // A wrong secret never works.
+    let ft3 = FiveTuple {
+        client: addr("203.0.113.7:1"),
+        ..ft
+    };
+    let user = rest_api_username(1_800_000_000, "bob");
+    let mut c3 = Client::new(ClientConfig::with_credentials(
+        &user,
+        &rest_api_password("other", &user),
+    ))
+    .unwrap();
+    c3.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c3, ft3);
+    assert!(matches!(
+        events(&mut c3).as_slice(),
+        [ClientEvent::Failed { .. }]
+    ));
+}
+
+#[test]
+fn even_port_with_reservation_token_reserves_the_next_port() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate_with(net.now, RelayProtocol::Udp, Some(true), None)
+        .unwrap();
+    net.pump(&mut c, ft);
+    let (relay, token) = match events(&mut c).as_slice() {
+        [
+            ClientEvent::Allocated {
+                relayed,
+                reservation_token: Some(t),
+                ..
+            },
+        ] => (*relayed, *t),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(relay.port() % 2, 0);
+    let ft2 = FiveTuple {
+        client: addr("203.0.113.6:1"),
+        ..ft
+    };
+    let mut c2 = alice();
+    c2.allocate_with(net.now, RelayProtocol::Udp, None, Some(token))
+        .unwrap();
+    net.pump(&mut c2, ft2);
+    match events(&mut c2).as_slice() {
+        [ClientEvent::Allocated { relayed, .. }] => assert_eq!(relayed.port(), relay.port() + 1),
+        other => panic!("{other:?}"),
+    }
+    // The token is single-use.
+    let ft3 = FiveTuple {
+        client: addr("203.0.113.7:1"),
+        ..ft
+    };
+    let mut c3 = alice();
+    c3.allocate_with(net.now, RelayProtocol::Udp, None, Some(token))
+        .unwrap();
+    net.pump(&mut c3, ft3);
+    assert!(matches!(
+        events(&mut c3).as_slice(),
+        [ClientEvent::Failed { .. }]
+    ));
+}
+
+#[test]
+fn unclaimed_reservation_is_released_after_30_s() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate_with(net.now, RelayProtocol::Udp, Some(true), None)
+        .unwrap();
+    net.pump(&mut c, ft);
+    let relay = c.relayed().unwrap();
+    net.advance(Duration::from_secs(31));
+    assert_eq!(
+        net.reservations_released,
+        vec![SocketAddr::new(relay.ip(), relay.port() + 1)]
+    );
+}
+
+#[test]
+fn alternate_server_redirects_allocate_with_300() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.alternate_server = Some(addr("198.51.100.2:3478"));
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Failed { failure: Failure::Redirect(a), .. }] if *a == addr("198.51.100.2:3478")
+    ));
+}
+
+#[test]
+fn sha256_password_algorithm_is_negotiated_and_md5_still_accepted() {
+    // Our client picks SHA-256 when the server offers it.
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    let first = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &first, &mut out);
+    c.handle_input(net.now, &out);
+    let authed = c.poll_transmit().unwrap();
+    let m = Message::decode(&authed, &DecodeLimits::default()).unwrap();
+    assert!(m.has_integrity_sha256() && !m.has_integrity());
+    assert_eq!(m.password_algorithm().unwrap(), Some(2));
+    out.clear();
+    net.server.handle_client(net.now, ft, &authed, &mut out);
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Allocated { .. }]
+    ));
+
+    // A server that does not advertise algorithms gets MD5 MESSAGE-INTEGRITY.
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.password_algorithms = false;
+    }));
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    let first = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &first, &mut out);
+    c.handle_input(net.now, &out);
+    let authed = c.poll_transmit().unwrap();
+    let m = Message::decode(&authed, &DecodeLimits::default()).unwrap();
+    assert!(m.has_integrity() && !m.has_integrity_sha256());
+    out.clear();
+    net.server.handle_client(net.now, ft, &authed, &mut out);
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Allocated { .. }]
+    ));
+}
+
+#[test]
+fn unknown_comprehension_required_attribute_gives_420_with_the_list() {
+    let mut net = Net::with_alice();
+    let mut req = Vec::new();
+    MessageEncoder::new(
+        &mut req,
+        MessageType::new(Method::BINDING, Class::Request),
+        TransactionId([3; 12]),
+    )
+    .attr(AttrType(0x7777), b"x")
+    .finish()
+    .unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        net.server
+            .handle_client(net.now, five(Transport::Udp), &req, &mut out),
+        Action::Reply
+    );
+    let m = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(
+        m.error_code().unwrap().unwrap().0,
+        ErrorCode::UNKNOWN_ATTRIBUTE
+    );
+    assert_eq!(m.get(AttrType::UNKNOWN_ATTRIBUTES), Some(&[0x77, 0x77][..]));
+}
+
+#[test]
+fn stun_only_server_refuses_allocate_and_answers_binding() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.turn = false;
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    c.binding(net.now).unwrap();
+    net.pump(&mut c, ft);
+    let evs = events(&mut c);
+    assert!(evs.contains(&ClientEvent::Binding {
+        reflexive: addr(CLIENT)
+    }));
+    assert!(evs.iter().any(|e| matches!(e, ClientEvent::Failed { failure: Failure::Error { code, .. }, .. } if *code == ErrorCode::BAD_REQUEST)));
+}
+
+#[test]
+fn responses_carry_valid_integrity_with_the_users_key() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.realm = "example.org".into();
+        c.password_algorithms = false;
+        c.fingerprint = true;
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    let first = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &first, &mut out);
+    c.handle_input(net.now, &out);
+    let authed = c.poll_transmit().unwrap();
+    net.server
+        .handle_client(net.now, ft, &authed, &mut Vec::new());
+    while let Some(ev) = net.server.poll_event() {
+        if let ServerEvent::BindRelay { id, .. } = ev {
+            net.server
+                .relay_bound(net.now, id, addr("198.51.100.1:50000"), None);
+        }
+    }
+    let (to, resp) = net.server.poll_transmit().unwrap();
+    assert_eq!(to, ft);
+    let m = Message::decode(&resp, &DecodeLimits::default()).unwrap();
+    m.verify_integrity(&Key::long_term("alice", "example.org", "s3cret"))
+        .unwrap();
+    assert!(m.verify_fingerprint().unwrap());
+    assert_eq!(m.software().unwrap(), Some("wskit"));
+}
+
+#[test]
+fn rfc6062_connect_and_connection_bind() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Tcp);
+    let mut c = Client::new(with(
+        ClientConfig::with_credentials("alice", "s3cret"),
+        |c| {
+            c.reliable = true;
+        },
+    ))
+    .unwrap();
+    c.allocate(net.now, RelayProtocol::Tcp).unwrap();
+    net.pump(&mut c, ft);
+    let relay = match events(&mut c).as_slice() {
+        [ClientEvent::Allocated { relayed, .. }] => *relayed,
+        other => panic!("{other:?}"),
+    };
+    // Connect needs a permission first.
+    c.connect(net.now, addr(PEER)).unwrap();
+    net.pump(&mut c, ft);
+    assert!(
+        matches!(events(&mut c).as_slice(), [ClientEvent::Failed { failure: Failure::Error { code, .. }, .. }] if *code == ErrorCode::FORBIDDEN)
+    );
+    c.create_permission(net.now, &[addr(PEER)]).unwrap();
+    c.connect(net.now, addr(PEER)).unwrap();
+    net.pump(&mut c, ft);
+    let evs = events(&mut c);
+    let id = match evs.as_slice() {
+        [
+            ClientEvent::PermissionCreated { .. },
+            ClientEvent::Connected {
+                connection_id,
+                peer,
+            },
+        ] => {
+            assert_eq!(*peer, addr(PEER));
+            *connection_id
+        }
+        other => panic!("{other:?}"),
+    };
+    // A second Connect to the same peer: 446.
+    c.connect(net.now, addr(PEER)).unwrap();
+    net.pump(&mut c, ft);
+    assert!(
+        matches!(events(&mut c).as_slice(), [ClientEvent::Failed { failure: Failure::Error { code, .. }, .. }] if *code == ErrorCode::CONNECTION_ALREADY_EXISTS)
+    );
+    // ConnectionBind on a new TCP connection.
+    let data_ft = FiveTuple {
+        client: addr("203.0.113.5:40001"),
+        ..ft
+    };
+    let mut d = c.data_connection().unwrap();
+    d.connection_bind(net.now, id).unwrap();
+    net.pump(&mut d, data_ft);
+    assert_eq!(
+        events(&mut d),
+        vec![ClientEvent::ConnectionBound { connection_id: id }]
+    );
+    assert_eq!(net.piped, vec![(id, data_ft)]);
+
+    // Passive: a peer connects to the relay; the client learns of it and binds.
+    let other_peer = SocketAddr::new(addr(PEER).ip(), 6000);
+    let pid = net
+        .server
+        .handle_peer_tcp_connection(net.now, relay, other_peer)
+        .unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::ConnectionAttempt {
+            peer: other_peer,
+            connection_id: pid
+        }]
+    );
+    // Peers without permission are refused.
+    assert_eq!(
+        net.server
+            .handle_peer_tcp_connection(net.now, relay, addr("203.0.113.99:1")),
+        None
+    );
+    // An unbound passive connection is dropped after 30 s.
+    net.advance(Duration::from_secs(31));
+    assert_eq!(net.server.stats().peer_connections, 1);
+}
+
+#[test]
+fn udp_client_retransmits_on_the_rfc_schedule_then_times_out() {
+    let mut c = Client::new(ClientConfig::default()).unwrap();
+    let t0 = Instant::now();
+    c.binding(t0).unwrap();
+    let mut sends = vec![];
+    let mut now = t0;
+    while c.poll_transmit().is_some() {
+        sends.push((now - t0).as_millis());
+    }
+    while let Some(at) = c.poll_timeout() {
+        now = at;
+        c.handle_timeout(now);
+        while c.poll_transmit().is_some() {
+            sends.push((now - t0).as_millis());
+        }
+        if let Some(ev) = c.poll_event() {
+            assert_eq!(
+                ev,
+                ClientEvent::Failed {
+                    request: Request::Binding,
+                    failure: Failure::Timeout
+                }
+            );
+            break;
+        }
+    }
+    assert_eq!(sends, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert_eq!((now - t0).as_millis(), 39_500);
+}
