@@ -7,6 +7,8 @@ pub mod client;
 mod error;
 pub mod integrity;
 pub mod message;
+#[cfg(feature = "runtime")]
+pub mod net;
 pub mod policy;
 pub mod server;
 pub mod transaction;

@@ -1,0 +1,9 @@
+//! tokio runtime: the UDP/TCP server ([`TurnServer`]) and client ([`TurnClient`]).
+//!
+//! Each is a thin driver around the sans-IO core: read -> feed the core -> act on its output.
+
+mod client;
+mod server;
+
+pub use client::{TurnClient, stun_binding};
+pub use server::{TurnServer, TurnServerConfig};

@@ -1,0 +1,708 @@
+//! The tokio TURN/STUN server: UDP and TCP listeners, UDP relay sockets, RFC 6062 TCP relays.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::attr::{AddressFamily, RelayProtocol};
+use crate::channel::frame_len;
+use crate::error::{ConfigError, Error};
+use crate::server::{Action, FiveTuple, Server, ServerConfig, ServerEvent, Transport};
+
+/// Runtime configuration of [`TurnServer`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TurnServerConfig {
+    /// The protocol core's configuration.
+    pub server: ServerConfig,
+    /// UDP listening addresses. Default: `127.0.0.1:3478`.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listening addresses. Default: `127.0.0.1:3478`.
+    pub tcp: Vec<SocketAddr>,
+    /// Address relay sockets bind to and advertise. Default: `None`: the IP of the first listener
+    /// (which must then not be a wildcard address).
+    pub relay_ip: Option<IpAddr>,
+    /// Lowest relay port. Default: [`TurnServerConfig::DEFAULT_MIN_PORT`] (49152).
+    pub min_port: u16,
+    /// Highest relay port. Default: [`TurnServerConfig::DEFAULT_MAX_PORT`] (65535).
+    pub max_port: u16,
+    /// Messages queued per TCP client connection before data is dropped.
+    /// Default: [`TurnServerConfig::DEFAULT_TCP_QUEUE`] (1024).
+    pub tcp_queue: usize,
+    /// Timeout of RFC 6062 outgoing TCP connects. Default: [`TurnServerConfig::DEFAULT_CONNECT_TIMEOUT`] (10 s).
+    pub connect_timeout: Duration,
+}
+
+impl TurnServerConfig {
+    /// Default of [`TurnServerConfig::min_port`].
+    pub const DEFAULT_MIN_PORT: u16 = 49152;
+    /// Default of [`TurnServerConfig::max_port`].
+    pub const DEFAULT_MAX_PORT: u16 = 65535;
+    /// Default of [`TurnServerConfig::tcp_queue`].
+    pub const DEFAULT_TCP_QUEUE: usize = 1024;
+    /// Default of [`TurnServerConfig::connect_timeout`].
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        if self.udp.is_empty() && self.tcp.is_empty() {
+            return Err(ConfigError::Invalid("no listening address".into()));
+        }
+        if self.min_port == 0 || self.min_port > self.max_port {
+            return Err(ConfigError::Invalid(
+                "relay ports: 0 < min_port <= max_port".into(),
+            ));
+        }
+        if self.tcp_queue == 0 {
+            return Err(ConfigError::Invalid("tcp_queue must be positive".into()));
+        }
+        if self.server.turn && self.relay_ip().is_none_or(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::Invalid(
+                "relay_ip is needed when listening on a wildcard address".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn relay_ip(&self) -> Option<IpAddr> {
+        self.relay_ip
+            .or_else(|| self.udp.first().or(self.tcp.first()).map(|a| a.ip()))
+    }
+}
+
+impl Default for TurnServerConfig {
+    fn default() -> Self {
+        let local = SocketAddr::from(([127, 0, 0, 1], 3478));
+        Self {
+            server: ServerConfig::default(),
+            udp: vec![local],
+            tcp: vec![local],
+            relay_ip: None,
+            min_port: Self::DEFAULT_MIN_PORT,
+            max_port: Self::DEFAULT_MAX_PORT,
+            tcp_queue: Self::DEFAULT_TCP_QUEUE,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+enum Relay {
+    Udp(Arc<UdpSocket>, JoinHandle<()>),
+    Tcp(JoinHandle<()>),
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        match self {
+            Self::Udp(_, h) | Self::Tcp(h) => h.abort(),
+        }
+    }
+}
+
+struct State {
+    core: Server,
+    relays: HashMap<SocketAddr, Relay>,
+    reserved: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp_clients: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+    peer_streams: HashMap<u32, TcpStream>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    relay_ip: IpAddr,
+    min_port: u16,
+    max_port: u16,
+    tcp_queue: usize,
+    connect_timeout: Duration,
+}
+
+/// Where a relayed datagram goes.
+enum Dest {
+    Udp(Arc<UdpSocket>, SocketAddr),
+    Tcp(mpsc::Sender<Vec<u8>>),
+}
+
+/// Work to do outside the lock.
+enum Work {
+    Send(FiveTuple, Vec<u8>),
+    Event(ServerEvent),
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state for the remaining tasks.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn drain(st: &mut State, work: &mut Vec<Work>) {
+        while let Some(ev) = st.core.poll_event() {
+            work.push(Work::Event(ev));
+        }
+        while let Some((to, b)) = st.core.poll_transmit() {
+            work.push(Work::Send(to, b));
+        }
+    }
+
+    /// Sends to a client over its 5-tuple.
+    fn send_to_client(&self, st: &State, to: &FiveTuple, bytes: Vec<u8>) {
+        match to.transport {
+            Transport::Udp => {
+                if let Some(s) = self.udp.get(&to.server) {
+                    let _ = s.try_send_to(&bytes, to.client);
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                if let Some(tx) = st.tcp_clients.get(to) {
+                    let _ = tx.try_send(bytes);
+                }
+            }
+        }
+    }
+
+    fn run_work(self: &Arc<Self>, work: Vec<Work>) {
+        if work.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        for w in work {
+            match w {
+                Work::Send(to, b) => self.send_to_client(&st, &to, b),
+                Work::Event(ev) => self.event(&mut st, ev),
+            }
+        }
+    }
+
+    fn event(self: &Arc<Self>, st: &mut State, ev: ServerEvent) {
+        match ev {
+            ServerEvent::BindRelay {
+                id,
+                family,
+                protocol,
+                even_port,
+                reserved,
+            } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.bind_relay(id, family, protocol, even_port, reserved)
+                        .await
+                });
+            }
+            ServerEvent::ReleaseRelay { relay } => {
+                st.relays.remove(&relay);
+            }
+            ServerEvent::ReleaseReservation { addr } => {
+                st.reserved.remove(&addr);
+            }
+            ServerEvent::ConnectPeer {
+                connection_id,
+                relay,
+                peer,
+            } => {
+                let me = self.clone();
+                tokio::spawn(async move { me.connect_peer(connection_id, relay, peer).await });
+            }
+            ServerEvent::ClosePeerConnection { connection_id } => {
+                st.peer_streams.remove(&connection_id);
+            }
+            // Handled by the TCP connection task that sent the ConnectionBind.
+            ServerEvent::PipeConnection { .. } => {}
+        }
+    }
+
+    async fn bind_relay(
+        self: Arc<Self>,
+        id: u64,
+        family: AddressFamily,
+        protocol: RelayProtocol,
+        even_port: Option<bool>,
+        reserved: Option<SocketAddr>,
+    ) {
+        let ip = self.relay_ip;
+        let bound = if AddressFamily::of(ip) != family {
+            None
+        } else if let Some(addr) = reserved {
+            self.lock().reserved.remove(&addr).map(|s| (s, None))
+        } else if protocol == RelayProtocol::Udp {
+            self.bind_udp(ip, even_port).await
+        } else {
+            None
+        };
+        let mut work = Vec::new();
+        match (protocol, bound) {
+            (RelayProtocol::Udp, Some((sock, extra))) => {
+                let Ok(addr) = sock.local_addr() else { return };
+                let task = tokio::spawn(self.clone().relay_udp_loop(sock.clone()));
+                let mut st = self.lock();
+                st.relays.insert(addr, Relay::Udp(sock, task));
+                let extra_addr = extra.and_then(|e| {
+                    let a = e.local_addr().ok()?;
+                    st.reserved.insert(a, e);
+                    Some(a)
+                });
+                st.core.relay_bound(Instant::now(), id, addr, extra_addr);
+                Shared::drain(&mut st, &mut work);
+            }
+            (RelayProtocol::Tcp, _) => match self.bind_tcp_listener(ip) {
+                Some(listener) => {
+                    let Ok(addr) = listener.local_addr() else {
+                        return;
+                    };
+                    let task = tokio::spawn(self.clone().relay_tcp_accept_loop(listener, addr));
+                    let mut st = self.lock();
+                    st.relays.insert(addr, Relay::Tcp(task));
+                    st.core.relay_bound(Instant::now(), id, addr, None);
+                    Shared::drain(&mut st, &mut work);
+                }
+                None => {
+                    let mut st = self.lock();
+                    st.core.relay_failed(Instant::now(), id);
+                    Shared::drain(&mut st, &mut work);
+                }
+            },
+            (RelayProtocol::Udp, None) => {
+                let mut st = self.lock();
+                st.core.relay_failed(Instant::now(), id);
+                Shared::drain(&mut st, &mut work);
+            }
+        }
+        self.run_work(work);
+    }
+
+    fn port_candidates(&self, even: bool) -> impl Iterator<Item = u16> {
+        let span = u32::from(self.max_port - self.min_port) + 1;
+        let mut seed = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        let start = u32::from_be_bytes(seed) % span;
+        let min = u32::from(self.min_port);
+        (0..span)
+            .map(move |i| (min + (start + i) % span) as u16)
+            .filter(move |p| !even || p % 2 == 0)
+    }
+
+    async fn bind_udp(
+        &self,
+        ip: IpAddr,
+        even_port: Option<bool>,
+    ) -> Option<(Arc<UdpSocket>, Option<Arc<UdpSocket>>)> {
+        let even = even_port.is_some();
+        let reserve = even_port == Some(true);
+        for (tries, port) in self.port_candidates(even).enumerate() {
+            if tries > 200 {
+                break;
+            }
+            let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+                continue;
+            };
+            if reserve {
+                if port == u16::MAX {
+                    continue;
+                }
+                let Ok(next) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await else {
+                    continue;
+                };
+                return Some((Arc::new(s), Some(Arc::new(next))));
+            }
+            return Some((Arc::new(s), None));
+        }
+        None
+    }
+
+    fn bind_tcp_listener(&self, ip: IpAddr) -> Option<TcpListener> {
+        for (tries, port) in self.port_candidates(false).enumerate() {
+            if tries > 200 {
+                break;
+            }
+            let sock = if ip.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .ok()?;
+            let _ = sock.set_reuseaddr(true);
+            let _ = sock.set_reuseport(true);
+            if sock.bind(SocketAddr::new(ip, port)).is_err() {
+                continue;
+            }
+            if let Ok(l) = sock.listen(128) {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    async fn relay_udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
+        let Ok(relay) = sock.local_addr() else { return };
+        let mut buf = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(65_600);
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            out.clear();
+            let mut work = Vec::new();
+            let dest = {
+                let mut st = self.lock();
+                let dest = st
+                    .core
+                    .handle_peer(Instant::now(), relay, peer, &buf[..n], &mut out)
+                    .and_then(|to| match to.transport {
+                        Transport::Udp => self
+                            .udp
+                            .get(&to.server)
+                            .map(|s| Dest::Udp(s.clone(), to.client)),
+                        _ => st.tcp_clients.get(&to).map(|tx| Dest::Tcp(tx.clone())),
+                    });
+                Shared::drain(&mut st, &mut work);
+                dest
+            };
+            match dest {
+                Some(Dest::Udp(s, to)) => {
+                    let _ = s.send_to(&out, to).await;
+                }
+                Some(Dest::Tcp(tx)) => {
+                    let _ = tx.send(out.clone()).await;
+                }
+                None => {}
+            }
+            self.run_work(work);
+        }
+    }
+
+    async fn relay_tcp_accept_loop(self: Arc<Self>, listener: TcpListener, relay: SocketAddr) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let mut work = Vec::new();
+            {
+                let mut st = self.lock();
+                if let Some(id) = st
+                    .core
+                    .handle_peer_tcp_connection(Instant::now(), relay, peer)
+                {
+                    st.peer_streams.insert(id, stream);
+                }
+                Shared::drain(&mut st, &mut work);
+            }
+            self.run_work(work);
+        }
+    }
+
+    async fn connect_peer(self: Arc<Self>, id: u32, relay: SocketAddr, peer: SocketAddr) {
+        let attempt = async {
+            let sock = if relay.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }?;
+            sock.set_reuseaddr(true)?;
+            sock.set_reuseport(true)?;
+            sock.bind(relay)?;
+            sock.connect(peer).await
+        };
+        let result = tokio::time::timeout(self.connect_timeout, attempt).await;
+        let mut work = Vec::new();
+        {
+            let mut st = self.lock();
+            match result {
+                Ok(Ok(stream)) => {
+                    st.peer_streams.insert(id, stream);
+                    st.core.peer_connected(Instant::now(), id);
+                }
+                _ => st.core.peer_connect_failed(Instant::now(), id),
+            }
+            Shared::drain(&mut st, &mut work);
+        }
+        self.run_work(work);
+    }
+
+    async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
+        let Ok(local) = sock.local_addr() else { return };
+        let mut buf = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(1500);
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let ft = FiveTuple {
+                transport: Transport::Udp,
+                client: from,
+                server: local,
+            };
+            out.clear();
+            let mut work = Vec::new();
+            let (reply, forward) = {
+                let mut st = self.lock();
+                let action = st
+                    .core
+                    .handle_client(Instant::now(), ft, &buf[..n], &mut out);
+                let r = match action {
+                    Action::ToPeer {
+                        relay,
+                        peer,
+                        payload,
+                    } => match st.relays.get(&relay) {
+                        Some(Relay::Udp(s, _)) => (false, Some((s.clone(), peer, payload))),
+                        _ => (false, None),
+                    },
+                    Action::Reply => (true, None),
+                    Action::None => (false, None),
+                };
+                Shared::drain(&mut st, &mut work);
+                r
+            };
+            if reply {
+                let _ = sock.send_to(&out, from).await;
+            }
+            if let Some((relay_sock, peer, payload)) = forward {
+                let _ = relay_sock.send_to(&buf[payload], peer).await;
+            }
+            self.run_work(work);
+        }
+    }
+
+    async fn tcp_accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, from)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move { me.tcp_client(stream, from).await });
+        }
+    }
+
+    async fn tcp_client(self: Arc<Self>, mut stream: TcpStream, from: SocketAddr) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let ft = FiveTuple {
+            transport: Transport::Tcp,
+            client: from,
+            server: local,
+        };
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(self.tcp_queue);
+        self.lock().tcp_clients.insert(ft, tx);
+        let mut rbuf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(1500);
+        let mut pipe: Option<u32> = None;
+        let limits = self.lock().core.config().limits.clone();
+        'conn: loop {
+            tokio::select! {
+                r = stream.read(&mut chunk) => {
+                    let n = match r { Ok(0) | Err(_) => break 'conn, Ok(n) => n };
+                    rbuf.extend_from_slice(&chunk[..n]);
+                    let mut consumed = 0;
+                    loop {
+                        let len = match frame_len(&rbuf[consumed..], &limits) {
+                            Ok(Some((_, len))) => len,
+                            Ok(None) => break,
+                            Err(_) => break 'conn,
+                        };
+                        let frame = &rbuf[consumed..consumed + len];
+                        consumed += len;
+                        out.clear();
+                        let mut work = Vec::new();
+                        let forward = {
+                            let mut st = self.lock();
+                            let action = st.core.handle_client(Instant::now(), ft, frame, &mut out);
+                            let fwd = match action {
+                                Action::ToPeer { relay, peer, payload } => match st.relays.get(&relay) {
+                                    Some(Relay::Udp(s, _)) => Some((s.clone(), peer, payload)),
+                                    _ => None,
+                                },
+                                _ => None,
+                            };
+                            Shared::drain(&mut st, &mut work);
+                            fwd
+                        };
+                        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                            break 'conn;
+                        }
+                        if let Some((s, peer, payload)) = forward {
+                            let _ = s.send_to(&frame[payload], peer).await;
+                        }
+                        work.retain(|w| match w {
+                            Work::Event(ServerEvent::PipeConnection { connection_id, client }) if *client == ft => {
+                                pipe = Some(*connection_id);
+                                false
+                            }
+                            _ => true,
+                        });
+                        self.run_work(work);
+                        if pipe.is_some() {
+                            rbuf.drain(..consumed);
+                            break 'conn;
+                        }
+                    }
+                    rbuf.drain(..consumed);
+                }
+                Some(msg) = rx.recv() => {
+                    if stream.write_all(&msg).await.is_err() {
+                        break 'conn;
+                    }
+                }
+            }
+        }
+        let peer_stream = {
+            let mut st = self.lock();
+            st.tcp_clients.remove(&ft);
+            match pipe {
+                Some(id) => st.peer_streams.remove(&id),
+                None => {
+                    st.core.client_closed(&ft);
+                    None
+                }
+            }
+        };
+        let mut work = Vec::new();
+        Shared::drain(&mut self.lock(), &mut work);
+        self.run_work(work);
+        if let (Some(id), Some(mut peer)) = (pipe, peer_stream) {
+            // RFC 6062 data connection: raw bytes both ways from now on.
+            if !rbuf.is_empty() && peer.write_all(&rbuf).await.is_err() {
+                self.lock().core.peer_connection_closed(id);
+                return;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut peer).await;
+            self.lock().core.peer_connection_closed(id);
+        }
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let next = self.lock().core.poll_timeout();
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+            let mut work = Vec::new();
+            {
+                let mut st = self.lock();
+                st.core.handle_timeout(Instant::now());
+                Shared::drain(&mut st, &mut work);
+            }
+            self.run_work(work);
+        }
+    }
+}
+
+/// A running TURN/STUN server. Dropping it stops every task and closes every socket.
+pub struct TurnServer {
+    shared: Arc<Shared>,
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurnServer {
+    /// Binds the listeners and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration; [`Error::Io`] when a listener cannot bind.
+    pub async fn bind(cfg: TurnServerConfig) -> Result<Self, Error> {
+        cfg.validate()?;
+        let relay_ip = cfg.relay_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let mut udp_socks = HashMap::new();
+        let mut udp = Vec::new();
+        for a in &cfg.udp {
+            let s = Arc::new(UdpSocket::bind(a).await?);
+            let local = s.local_addr()?;
+            udp.push(local);
+            udp_socks.insert(local, s);
+        }
+        let mut tcp_listeners = Vec::new();
+        let mut tcp = Vec::new();
+        for a in &cfg.tcp {
+            let l = TcpListener::bind(a).await?;
+            tcp.push(l.local_addr()?);
+            tcp_listeners.push(l);
+        }
+        let core = Server::new(cfg.server.clone(), Instant::now(), SystemTime::now())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                relays: HashMap::new(),
+                reserved: HashMap::new(),
+                tcp_clients: HashMap::new(),
+                peer_streams: HashMap::new(),
+            }),
+            udp: udp_socks.clone(),
+            relay_ip,
+            min_port: cfg.min_port,
+            max_port: cfg.max_port,
+            tcp_queue: cfg.tcp_queue,
+            connect_timeout: cfg.connect_timeout,
+        });
+        let mut tasks = Vec::new();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        for s in udp_socks.values() {
+            for _ in 0..workers {
+                tasks.push(tokio::spawn(shared.clone().udp_listener_loop(s.clone())));
+            }
+        }
+        for l in tcp_listeners {
+            tasks.push(tokio::spawn(shared.clone().tcp_accept_loop(l)));
+        }
+        tasks.push(tokio::spawn(shared.clone().timer_loop()));
+        Ok(Self {
+            shared,
+            udp,
+            tcp,
+            tasks,
+        })
+    }
+
+    /// The bound UDP listening addresses (with the ports the OS picked for port 0).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp
+    }
+
+    /// The bound TCP listening addresses.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp
+    }
+
+    /// Core counters.
+    pub fn stats(&self) -> crate::server::ServerStats {
+        self.shared.lock().core.stats()
+    }
+
+    /// Runs until the future is dropped (the server itself runs in background tasks).
+    pub async fn run_forever(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Drop for TurnServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let mut st = self.shared.lock();
+        st.relays.clear();
+        st.reserved.clear();
+        st.peer_streams.clear();
+        st.tcp_clients.clear();
+    }
+}

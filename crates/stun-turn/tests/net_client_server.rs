@@ -1,0 +1,168 @@
+//! The tokio client against the tokio server over loopback, UDP and TCP.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stun_turn::net::{TurnClient, TurnServer, TurnServerConfig, stun_binding};
+use stun_turn::{ClientConfig, Error, ErrorCode, RelayProtocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+fn server_config() -> TurnServerConfig {
+    let mut cfg = TurnServerConfig::default();
+    cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.server.users = vec![("alice".into(), "s3cret".into())];
+    cfg.server.realm = "example.org".into();
+    cfg.server.allow_loopback_peers = true;
+    cfg
+}
+
+async fn udp_echo_peer() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let a = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut b).await {
+            let _ = s.send_to(&b[..n], from).await;
+        }
+    });
+    a
+}
+
+async fn timeout<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("timed out")
+}
+
+#[tokio::test]
+async fn udp_and_tcp_clients_relay_through_channels_and_indications() {
+    let server = TurnServer::bind(server_config()).await.unwrap();
+    let peer = udp_echo_peer().await;
+    for tcp in [false, true] {
+        let cfg = ClientConfig::with_credentials("alice", "s3cret");
+        let mut c = if tcp {
+            TurnClient::tcp(server.tcp_addrs()[0], cfg).await.unwrap()
+        } else {
+            TurnClient::udp(server.udp_addrs()[0], cfg).await.unwrap()
+        };
+        let relayed = timeout(c.allocate()).await.unwrap();
+        assert_eq!(
+            relayed.ip(),
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+        // Indications first.
+        timeout(c.create_permission(&[peer])).await.unwrap();
+        c.send_to(peer, b"via indication").await.unwrap();
+        let (from, data) = timeout(c.recv_from()).await.unwrap();
+        assert_eq!((from, data.as_slice()), (peer, &b"via indication"[..]));
+        // Then a channel.
+        timeout(c.bind_channel(peer)).await.unwrap();
+        for i in 0..20u8 {
+            let msg = vec![i; 1 + usize::from(i)];
+            c.send_to(peer, &msg).await.unwrap();
+            let (from, data) = timeout(c.recv_from()).await.unwrap();
+            assert_eq!((from, data), (peer, msg));
+        }
+        assert_eq!(timeout(c.refresh(0)).await.unwrap(), 0);
+    }
+    assert_eq!(server.stats().allocations, 0);
+}
+
+#[tokio::test]
+async fn binding_over_udp_and_tcp_reports_the_local_address() {
+    let server = TurnServer::bind(server_config()).await.unwrap();
+    let udp = timeout(stun_binding(server.udp_addrs()[0], false))
+        .await
+        .unwrap();
+    let tcp = timeout(stun_binding(server.tcp_addrs()[0], true))
+        .await
+        .unwrap();
+    assert_eq!(udp.ip().to_string(), "127.0.0.1");
+    assert_eq!(tcp.ip().to_string(), "127.0.0.1");
+    assert_ne!(udp.port(), 0);
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_with_401() {
+    let server = TurnServer::bind(server_config()).await.unwrap();
+    let c = TurnClient::udp(
+        server.udp_addrs()[0],
+        ClientConfig::with_credentials("alice", "nope"),
+    )
+    .await
+    .unwrap();
+    match timeout(c.allocate()).await {
+        Err(Error::Response { code, .. }) => assert_eq!(code, ErrorCode::UNAUTHORIZED),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tcp_relay_connect_and_connection_bind_pipe_raw_bytes() {
+    let server = TurnServer::bind(server_config()).await.unwrap();
+    // A TCP echo peer.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 1024];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let c = TurnClient::tcp(
+        server.tcp_addrs()[0],
+        ClientConfig::with_credentials("alice", "s3cret"),
+    )
+    .await
+    .unwrap();
+    let (relayed, _) = timeout(c.allocate_with(RelayProtocol::Tcp, None, None))
+        .await
+        .unwrap();
+    assert_ne!(relayed.port(), 0);
+    timeout(c.create_permission(&[peer])).await.unwrap();
+    let id = timeout(c.connect(peer)).await.unwrap();
+
+    // The data connection: a raw ConnectionBind written with the sans-IO client.
+    let mut data = TcpStream::connect(server.tcp_addrs()[0]).await.unwrap();
+    let mut core = stun_turn::Client::new({
+        let mut cfg = ClientConfig::with_credentials("alice", "s3cret");
+        cfg.reliable = true;
+        cfg
+    })
+    .unwrap();
+    let now = std::time::Instant::now();
+    core.connection_bind(now, id).unwrap();
+    let mut bound = false;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..4 {
+        while let Some(b) = core.poll_transmit() {
+            data.write_all(&b).await.unwrap();
+        }
+        let n = timeout(data.read(&mut buf)).await.unwrap();
+        core.handle_input(now, &buf[..n]);
+        while let Some(ev) = core.poll_event() {
+            if matches!(ev, stun_turn::ClientEvent::ConnectionBound { connection_id } if connection_id == id)
+            {
+                bound = true;
+            }
+        }
+        if bound {
+            break;
+        }
+    }
+    assert!(bound, "ConnectionBind succeeded");
+    data.write_all(b"raw bytes through the relay")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 27];
+    timeout(data.read_exact(&mut got)).await.unwrap();
+    assert_eq!(&got, b"raw bytes through the relay");
+}
