@@ -251,7 +251,7 @@ impl Shared {
                     Some(a)
                 });
                 st.core.relay_bound(Instant::now(), id, addr, extra_addr);
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
             }
             (RelayProtocol::Tcp, _) => match self.bind_tcp_listener(ip) {
                 Some(listener) => {
@@ -262,18 +262,18 @@ impl Shared {
                     let mut st = self.lock();
                     st.relays.insert(addr, Relay::Tcp(task));
                     st.core.relay_bound(Instant::now(), id, addr, None);
-                    Shared::drain(&mut st, &mut work);
+                    Self::drain(&mut st, &mut work);
                 }
                 None => {
                     let mut st = self.lock();
                     st.core.relay_failed(Instant::now(), id);
-                    Shared::drain(&mut st, &mut work);
+                    Self::drain(&mut st, &mut work);
                 }
             },
             (RelayProtocol::Udp, None) => {
                 let mut st = self.lock();
                 st.core.relay_failed(Instant::now(), id);
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
             }
         }
         self.run_work(work);
@@ -363,7 +363,7 @@ impl Shared {
                             .map(|s| Dest::Udp(s.clone(), to.client)),
                         _ => st.tcp_clients.get(&to).map(|tx| Dest::Tcp(tx.clone())),
                     });
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
                 dest
             };
             match dest {
@@ -393,7 +393,7 @@ impl Shared {
                 {
                     st.peer_streams.insert(id, stream);
                 }
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
             }
             self.run_work(work);
         }
@@ -422,7 +422,7 @@ impl Shared {
                 }
                 _ => st.core.peer_connect_failed(Instant::now(), id),
             }
-            Shared::drain(&mut st, &mut work);
+            Self::drain(&mut st, &mut work);
         }
         self.run_work(work);
     }
@@ -459,7 +459,7 @@ impl Shared {
                     Action::Reply => (true, None),
                     Action::None => (false, None),
                 };
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
                 r
             };
             if reply {
@@ -525,7 +525,7 @@ impl Shared {
                                 },
                                 _ => None,
                             };
-                            Shared::drain(&mut st, &mut work);
+                            Self::drain(&mut st, &mut work);
                             fwd
                         };
                         if !out.is_empty() && stream.write_all(&out).await.is_err() {
@@ -568,7 +568,7 @@ impl Shared {
             }
         };
         let mut work = Vec::new();
-        Shared::drain(&mut self.lock(), &mut work);
+        Self::drain(&mut self.lock(), &mut work);
         self.run_work(work);
         if let (Some(id), Some(mut peer)) = (pipe, peer_stream) {
             // RFC 6062 data connection: raw bytes both ways from now on.
@@ -589,7 +589,7 @@ impl Shared {
             {
                 let mut st = self.lock();
                 st.core.handle_timeout(Instant::now());
-                Shared::drain(&mut st, &mut work);
+                Self::drain(&mut st, &mut work);
             }
             self.run_work(work);
         }
