@@ -501,7 +501,6 @@ fn wskit_client_recovers_from_coturn_stale_nonce() {
     std::thread::sleep(Duration::from_secs(3));
     c.refresh(Instant::now(), 600).unwrap();
     drive(&mut c, &|e| matches!(e, ClientEvent::Refreshed { .. }));
-    drop(drive);
     assert!(
         stale_seen >= 2,
         "coturn sent {stale_seen} 438 answers; expected one per expired nonce"

@@ -1,0 +1,275 @@
+//! `wskit turn`: a TURN (and STUN) server with coturn-like flags.
+//!
+//! Every flag can also come from the `[turn]` table of `--config wskit.toml`; flags win.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use stun_turn::net::{TurnServer, TurnServerConfig};
+use stun_turn::policy::Cidr;
+
+/// Flags of `wskit turn`.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// Listening address for UDP and TCP (repeatable). Default: 127.0.0.1:3478.
+    #[arg(long = "listen", value_name = "IP:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Do not listen on UDP.
+    #[arg(long)]
+    pub no_udp: bool,
+    /// Do not listen on TCP.
+    #[arg(long)]
+    pub no_tcp: bool,
+    /// Realm of the long-term credentials. Default: wskit.
+    #[arg(long)]
+    pub realm: Option<String>,
+    /// A static user as NAME:PASSWORD (repeatable).
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub users: Vec<String>,
+    /// TURN REST API shared secret (time-limited usernames "expiry:user").
+    #[arg(long, alias = "static-auth-secret", value_name = "SECRET")]
+    pub auth_secret: Option<String>,
+    /// Address relay sockets bind to and advertise. Default: the first listening IP.
+    #[arg(long, value_name = "IP")]
+    pub relay_ip: Option<IpAddr>,
+    /// Lowest relay port. Default: 49152.
+    #[arg(long, value_name = "PORT")]
+    pub min_port: Option<u16>,
+    /// Highest relay port. Default: 65535.
+    #[arg(long, value_name = "PORT")]
+    pub max_port: Option<u16>,
+    /// Let peers on 127.0.0.0/8 and ::1 be reached (off by default: no open relay into this host).
+    #[arg(long)]
+    pub allow_loopback_peers: bool,
+    /// Allow peers in this network even if it is private or otherwise special (repeatable).
+    #[arg(long = "allow-peer", alias = "allowed-peer-ip", value_name = "CIDR")]
+    pub allow_peers: Vec<String>,
+    /// Never allow peers in this network (repeatable; checked first).
+    #[arg(long = "deny-peer", alias = "denied-peer-ip", value_name = "CIDR")]
+    pub deny_peers: Vec<String>,
+    /// Allocations per user. Default: 100.
+    #[arg(long, alias = "user-quota", value_name = "N")]
+    pub user_quota: Option<usize>,
+    /// Allocations in total. Default: 100000.
+    #[arg(long, value_name = "N")]
+    pub total_quota: Option<usize>,
+    /// Default allocation lifetime in seconds. Default: 600.
+    #[arg(long, value_name = "SECS")]
+    pub lifetime: Option<u64>,
+    /// Longest allocation lifetime in seconds. Default: 3600.
+    #[arg(long, alias = "max-allocate-lifetime", value_name = "SECS")]
+    pub max_lifetime: Option<u64>,
+    /// Nonce lifetime in seconds (438 Stale Nonce after). Default: 600.
+    #[arg(long, value_name = "SECS")]
+    pub stale_nonce: Option<u64>,
+    /// Relayed bytes per second per allocation and direction. Default: unlimited.
+    #[arg(long, alias = "max-bps", value_name = "BYTES")]
+    pub bandwidth_limit: Option<u64>,
+    /// Add FINGERPRINT to every response.
+    #[arg(long)]
+    pub fingerprint: bool,
+    /// Redirect Allocate requests to this server (300 Try Alternate).
+    #[arg(long, value_name = "IP:PORT")]
+    pub alternate_server: Option<SocketAddr>,
+    /// Configuration file with a [turn] table.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `[turn]` table of wskit.toml (same names as the flags, with underscores).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TurnFile {
+    listen: Vec<SocketAddr>,
+    no_udp: bool,
+    no_tcp: bool,
+    realm: Option<String>,
+    users: Vec<String>,
+    auth_secret: Option<String>,
+    relay_ip: Option<IpAddr>,
+    min_port: Option<u16>,
+    max_port: Option<u16>,
+    allow_loopback_peers: bool,
+    allow_peers: Vec<String>,
+    deny_peers: Vec<String>,
+    user_quota: Option<usize>,
+    total_quota: Option<usize>,
+    lifetime: Option<u64>,
+    max_lifetime: Option<u64>,
+    stale_nonce: Option<u64>,
+    bandwidth_limit: Option<u64>,
+    fingerprint: bool,
+    alternate_server: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    turn: TurnFile,
+}
+
+fn read_file(path: &std::path::Path) -> Result<TurnFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // Other subcommands own the other tables; only [turn] is read here.
+    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let turn = value.get("turn").cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let file = File { turn: turn.try_into().with_context(|| format!("[turn] in {}", path.display()))? };
+    Ok(file.turn)
+}
+
+fn parse_user(s: &str) -> Result<(String, String)> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => bail!("--user expects NAME:PASSWORD, got {s:?}"),
+    }
+}
+
+fn parse_cidrs(list: &[String]) -> Result<Vec<Cidr>> {
+    list.iter().map(|s| s.parse::<Cidr>().with_context(|| format!("bad CIDR {s:?}"))).collect()
+}
+
+/// Turns flags and file into the library configuration.
+fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
+    let f = match &args.config {
+        Some(p) => read_file(p)?,
+        None => TurnFile::default(),
+    };
+    let mut cfg = TurnServerConfig::default();
+    let listen = if !args.listen.is_empty() {
+        args.listen
+    } else if !f.listen.is_empty() {
+        f.listen
+    } else {
+        vec![SocketAddr::from(([127, 0, 0, 1], 3478))]
+    };
+    cfg.udp = if args.no_udp || f.no_udp { vec![] } else { listen.clone() };
+    cfg.tcp = if args.no_tcp || f.no_tcp { vec![] } else { listen };
+    let s = &mut cfg.server;
+    s.turn = turn;
+    if let Some(r) = args.realm.or(f.realm) {
+        s.realm = r;
+    }
+    let users = if args.users.is_empty() { f.users } else { args.users };
+    s.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
+    s.auth_secret = args.auth_secret.or(f.auth_secret);
+    cfg.relay_ip = args.relay_ip.or(f.relay_ip);
+    if let Some(p) = args.min_port.or(f.min_port) {
+        cfg.min_port = p;
+    }
+    if let Some(p) = args.max_port.or(f.max_port) {
+        cfg.max_port = p;
+    }
+    let s = &mut cfg.server;
+    s.allow_loopback_peers = args.allow_loopback_peers || f.allow_loopback_peers;
+    let allow = if args.allow_peers.is_empty() { f.allow_peers } else { args.allow_peers };
+    let deny = if args.deny_peers.is_empty() { f.deny_peers } else { args.deny_peers };
+    s.allowed_peers = parse_cidrs(&allow)?;
+    s.denied_peers = parse_cidrs(&deny)?;
+    if let Some(q) = args.user_quota.or(f.user_quota) {
+        s.user_quota = q;
+    }
+    if let Some(q) = args.total_quota.or(f.total_quota) {
+        s.total_quota = q;
+    }
+    if let Some(l) = args.lifetime.or(f.lifetime) {
+        s.default_lifetime = Duration::from_secs(l);
+    }
+    if let Some(l) = args.max_lifetime.or(f.max_lifetime) {
+        s.max_lifetime = Duration::from_secs(l);
+    }
+    if let Some(n) = args.stale_nonce.or(f.stale_nonce) {
+        s.nonce_lifetime = Duration::from_secs(n);
+    }
+    s.bandwidth_limit = args.bandwidth_limit.or(f.bandwidth_limit);
+    s.fingerprint = args.fingerprint || f.fingerprint;
+    s.alternate_server = args.alternate_server.or(f.alternate_server);
+    cfg.validate().context("invalid configuration")?;
+    Ok(cfg)
+}
+
+/// Runs the server until interrupted (Ctrl-C).
+pub async fn run(args: Args) -> Result<()> {
+    serve(build(args, true)?, "turn").await
+}
+
+/// Shared by `wskit turn` and `wskit stun`.
+pub(crate) async fn serve(cfg: TurnServerConfig, what: &str) -> Result<()> {
+    let server = TurnServer::bind(cfg).await.context("starting the server")?;
+    for a in server.udp_addrs() {
+        tracing::info!("{what}: listening on udp {a}");
+    }
+    for a in server.tcp_addrs() {
+        tracing::info!("{what}: listening on tcp {a}");
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("{what}: shutting down");
+    drop(server);
+    Ok(())
+}
+
+/// For `wskit stun`: the same flags, STUN only (no users needed).
+pub(crate) fn build_stun(args: Args) -> Result<TurnServerConfig> {
+    build(args, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_to_the_library_config() {
+        let args = Args {
+            listen: vec!["127.0.0.1:3479".parse().unwrap()],
+            realm: Some("example.org".into()),
+            users: vec!["alice:s3cret".into(), "bob:a:b".into()],
+            min_port: Some(50000),
+            max_port: Some(50100),
+            allow_peers: vec!["10.0.0.0/8".into()],
+            stale_nonce: Some(30),
+            ..Args::default()
+        };
+        let cfg = build(args, true).unwrap();
+        assert_eq!(cfg.udp, cfg.tcp);
+        assert_eq!(cfg.server.realm, "example.org");
+        assert_eq!(cfg.server.users[1], ("bob".to_string(), "a:b".to_string()));
+        assert_eq!((cfg.min_port, cfg.max_port), (50000, 50100));
+        assert_eq!(cfg.server.nonce_lifetime, Duration::from_secs(30));
+        assert!(!cfg.server.allow_loopback_peers);
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        let no_users = Args::default();
+        assert!(build(no_users, true).is_err(), "TURN needs users or a secret");
+        let bad_user = Args { users: vec!["nocolon".into()], ..Args::default() };
+        assert!(build(bad_user, true).is_err());
+        let bad_cidr = Args { users: vec!["a:b".into()], allow_peers: vec!["10.0.0.0/99".into()], ..Args::default() };
+        assert!(build(bad_cidr, true).is_err());
+        let bad_ports =
+            Args { users: vec!["a:b".into()], min_port: Some(60000), max_port: Some(50000), ..Args::default() };
+        assert!(build(bad_ports, true).is_err());
+    }
+
+    #[test]
+    fn toml_file_fills_what_flags_leave_out() {
+        let dir = std::env::temp_dir().join(format!("wskit-turn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wskit.toml");
+        std::fs::write(
+            &path,
+            "[serve]\nport = 1\n[turn]\nrealm = \"file.org\"\nusers = [\"carol:pw\"]\nmin_port = 40000\nmax_port = 40010\n",
+        )
+        .unwrap();
+        let args = Args { config: Some(path.clone()), realm: Some("flag.org".into()), ..Args::default() };
+        let cfg = build(args, true).unwrap();
+        assert_eq!(cfg.server.realm, "flag.org", "flags win");
+        assert_eq!(cfg.server.users, vec![("carol".to_string(), "pw".to_string())]);
+        assert_eq!(cfg.min_port, 40000);
+        std::fs::write(&path, "[turn]\nrelam = \"typo\"\n").unwrap();
+        assert!(build(Args { config: Some(path), ..Args::default() }, true).is_err(), "unknown keys rejected");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
