@@ -127,6 +127,28 @@ struct Shared {
     connect_timeout: Duration,
 }
 
+/// Receive/send buffer of listening UDP sockets (the kernel caps it at `net.core.rmem_max`).
+const LISTENER_BUFFER: usize = 4 << 20;
+/// Receive/send buffer of relay sockets.
+const RELAY_BUFFER: usize = 1 << 20;
+
+/// A non-blocking UDP socket with `SO_REUSEADDR`, optionally `SO_REUSEPORT` (several sockets on one
+/// port share the load by flow hash), and large buffers, bound to `addr`.
+fn udp_socket(addr: SocketAddr, reuse_port: bool, buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+    }
+    // Best effort: a smaller buffer still works, it only drops more under bursts.
+    let _ = s.set_recv_buffer_size(buffer);
+    let _ = s.set_send_buffer_size(buffer);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// Where a relayed datagram goes.
 enum Dest {
     Udp(Arc<UdpSocket>, SocketAddr),
@@ -234,7 +256,7 @@ impl Shared {
         } else if let Some(addr) = reserved {
             self.lock().reserved.remove(&addr).map(|s| (s, None))
         } else if protocol == RelayProtocol::Udp {
-            self.bind_udp(ip, even_port).await
+            self.bind_udp(ip, even_port)
         } else {
             None
         };
@@ -290,7 +312,7 @@ impl Shared {
             .filter(move |p| !even || p % 2 == 0)
     }
 
-    async fn bind_udp(
+    fn bind_udp(
         &self,
         ip: IpAddr,
         even_port: Option<bool>,
@@ -301,14 +323,15 @@ impl Shared {
             if tries > 200 {
                 break;
             }
-            let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            let Ok(s) = udp_socket(SocketAddr::new(ip, port), false, RELAY_BUFFER) else {
                 continue;
             };
             if reserve {
                 if port == u16::MAX {
                     continue;
                 }
-                let Ok(next) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await else {
+                let Ok(next) = udp_socket(SocketAddr::new(ip, port + 1), false, RELAY_BUFFER)
+                else {
                     continue;
                 };
                 return Some((Arc::new(s), Some(Arc::new(next))));
@@ -621,13 +644,22 @@ impl TurnServer {
     pub async fn bind(cfg: TurnServerConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let relay_ip = cfg.relay_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
         let mut udp_socks = HashMap::new();
         let mut udp = Vec::new();
+        let mut udp_all = Vec::new();
         for a in &cfg.udp {
-            let s = Arc::new(UdpSocket::bind(a).await?);
-            let local = s.local_addr()?;
+            // One socket per worker on the same port (SO_REUSEPORT): the kernel spreads clients.
+            let first = Arc::new(udp_socket(*a, true, LISTENER_BUFFER)?);
+            let local = first.local_addr()?;
             udp.push(local);
-            udp_socks.insert(local, s);
+            udp_socks.insert(local, first.clone());
+            udp_all.push(first);
+            for _ in 1..workers {
+                udp_all.push(Arc::new(udp_socket(local, true, LISTENER_BUFFER)?));
+            }
         }
         let mut tcp_listeners = Vec::new();
         let mut tcp = Vec::new();
