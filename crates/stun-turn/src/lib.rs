@@ -1,4 +1,88 @@
-//! STUN and TURN.
+//! STUN (RFC 8489, RFC 5389 compatible) and TURN (RFC 8656, RFC 5766 compatible, TCP relays per
+//! RFC 6062) client and server.
+//!
+//! The crate root is sans-IO: a message codec with every attribute of those RFCs (plus RFC 5780's),
+//! ChannelData framing, client transaction timers, and the server and client state machines. None
+//! of it reads a clock or touches a socket: time is an argument. The tokio runtime lives in
+//! [`net`] (feature `runtime`, on by default).
+//!
+//! ```text
+//!  client side                                         server side
+//!  -----------                                         -----------
+//!  Client::allocate / bind_channel / send_to           datagram / TCP frame (frame_len)      
+//!        |                                                   |
+//!        v                                                   v
+//!  Client (401/438 retry, refresh timers,            Server::handle_client(now, 5-tuple, bytes, out)
+//!          TransactionTimer: RTO 500 ms, Rc 7)         |  auth: realm + expiring nonce, static users,
+//!        |  poll_transmit -> bytes to server           |        REST secret; allocations, permissions,
+//!        |  handle_input  <- bytes from server         |        channels, quotas, transaction cache
+//!        v                                             +--> Action::Reply     -> bytes back to the client
+//!  ClientEvent::{Allocated, Data, ...}                 +--> Action::ToPeer    -> relay socket -> peer
+//!                                                      +--> poll_event: BindRelay / ReleaseRelay /
+//!        Message::decode / MessageEncoder                   ConnectPeer / PipeConnection (runtime work)
+//!        ChannelData::decode / encode                Server::handle_peer(relay, peer, bytes, out)
+//!        (the codec under both)                        -> ChannelData or Data indication to the client
+//! ```
+//!
+//! # Example
+//!
+//! A client allocates a relay on a server, both sans-IO, over an in-memory "network":
+//!
+//! ```
+//! use std::time::{Instant, SystemTime};
+//! use stun_turn::{Action, Client, ClientConfig, ClientEvent, FiveTuple, RelayProtocol, Server,
+//!                 ServerConfig, ServerEvent, Transport};
+//!
+//! # fn main() -> Result<(), stun_turn::Error> {
+//! let now = Instant::now();
+//! let mut cfg = ServerConfig::default();
+//! cfg.users = vec![("alice".into(), "s3cret".into())];
+//! let mut server = Server::new(cfg, now, SystemTime::now())?;
+//! let mut client = Client::new(ClientConfig::with_credentials("alice", "s3cret"))?;
+//! let five = FiveTuple {
+//!     transport: Transport::Udp,
+//!     client: "203.0.113.5:40000".parse().unwrap(),
+//!     server: "198.51.100.1:3478".parse().unwrap(),
+//! };
+//!
+//! client.allocate(now, RelayProtocol::Udp)?; // first attempt: the server answers 401 + nonce
+//! let mut out = Vec::new();
+//! for _ in 0..3 {
+//!     while let Some(bytes) = client.poll_transmit() {
+//!         out.clear();
+//!         if server.handle_client(now, five, &bytes, &mut out) == Action::Reply {
+//!             client.handle_input(now, &out);
+//!         }
+//!     }
+//!     // The runtime binds relay sockets; here we pretend port 50000 was free.
+//!     while let Some(ev) = server.poll_event() {
+//!         if let ServerEvent::BindRelay { id, .. } = ev {
+//!             server.relay_bound(now, id, "198.51.100.1:50000".parse().unwrap(), None);
+//!         }
+//!     }
+//!     while let Some((_, bytes)) = server.poll_transmit() {
+//!         client.handle_input(now, &bytes);
+//!     }
+//! }
+//! match client.poll_event() {
+//!     Some(ClientEvent::Allocated { relayed, .. }) => assert_eq!(relayed.port(), 50000),
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the runtime, the same takes a few lines:
+//! `TurnServer::bind(TurnServerConfig::default())` and `TurnClient::udp(addr, cfg).await?.allocate()`
+//! (see [`net`]).
+//!
+//! # Security defaults
+//!
+//! Peers in loopback, private, link-local and other special ranges are refused unless allowed
+//! ([`ServerConfig::allow_loopback_peers`], [`ServerConfig::allowed_peers`]); nonces expire
+//! (438); allocations per user and in total, permissions and channels per allocation are capped;
+//! an optional per-allocation bandwidth cap; decoders check [`DecodeLimits`] before allocating and
+//! never panic.
 #![forbid(unsafe_code)]
 
 pub mod attr;

@@ -231,7 +231,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 impl<'a> Message<'a> {
     /// Decodes one complete message; `buf` must be exactly the message (use
-    /// [`crate::framing::frame_len`] to split a TCP stream first).
+    /// [`crate::frame_len`] to split a TCP stream first).
     ///
     /// Never panics, for any input.
     ///
