@@ -351,6 +351,40 @@ impl RawFrame {
         self.masked([0x37, 0xfa, 0x21, 0x3d])
     }
 
+    /// Splits `bytes` into frames and unmasks their payloads (the inverse of
+    /// [`RawFrame::encode`]), for tests that inspect what a connection wrote.
+    ///
+    /// # Panics
+    /// When `bytes` does not end on a frame boundary or a header is malformed.
+    #[must_use]
+    pub fn decode_all(mut bytes: &[u8]) -> Vec<Self> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let (header, n) = ws_frame::parse_header(bytes)
+                .expect("valid header")
+                .expect("complete header");
+            let len = usize::try_from(header.payload_len).expect("length fits");
+            let mut payload = bytes[n..n + len].to_vec();
+            if let Some(key) = header.mask {
+                mask::apply(&mut payload, key);
+            }
+            bytes = &bytes[n + len..];
+            frames.push(Self {
+                header,
+                payload,
+                keep_len: false,
+            });
+        }
+        frames
+    }
+
+    /// The close code of a Close frame's payload, if it has one.
+    #[must_use]
+    pub fn close_code(&self) -> Option<u16> {
+        (self.header.opcode == 0x8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+
     /// The wire bytes.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
