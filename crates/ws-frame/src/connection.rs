@@ -286,8 +286,14 @@ impl Connection {
     }
 
     /// The receive buffer, for runtimes that read straight into it (zero-copy input). At least
-    /// 4 KiB of spare capacity is reserved on every call.
+    /// 4 KiB of spare capacity is reserved on every call; once the connection stopped
+    /// receiving, the buffer is emptied on every call.
     pub fn read_buf(&mut self) -> &mut BytesMut {
+        if !self.receiving() {
+            // Nothing more is processed: keep whatever the transport still delivers from
+            // piling up.
+            self.rx.clear();
+        }
         if self.rx.capacity() - self.rx.len() < READ_MIN_SPARE {
             self.rx.reserve(READ_RESERVE);
         }

@@ -535,7 +535,9 @@ impl Compressor {
             out.truncate(start + res.bytes_written);
             res.status.map_err(|_| CompressError)?;
             input = &input[res.bytes_consumed..];
-            if input.is_empty() && res.bytes_written < room {
+            // Without a flush, output may stay buffered in the compressor; with one, an output
+            // slice that was not filled means the flush completed.
+            if input.is_empty() && (flush == MZFlush::None || res.bytes_written < room) {
                 return Ok(());
             }
         }
