@@ -149,10 +149,10 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, buffer: usize) -> std::io::Res
     UdpSocket::from_std(s.into())
 }
 
-/// Where a relayed datagram goes.
-enum Dest {
-    Udp(Arc<UdpSocket>, SocketAddr),
-    Tcp(mpsc::Sender<Vec<u8>>),
+thread_local! {
+    /// Receive and output buffers of the relay tasks running on this worker thread.
+    static RELAY_BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        std::cell::RefCell::new((vec![0u8; 65_536], Vec::with_capacity(65_600)));
 }
 
 /// Work to do outside the lock.
@@ -364,41 +364,53 @@ impl Shared {
         None
     }
 
+    /// Receives on a relay socket. Relay tasks share their worker thread's buffers (no 64 KiB
+    /// buffer per allocation): wait for readability, then drain with non-blocking receives.
     async fn relay_udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(relay) = sock.local_addr() else { return };
-        let mut buf = vec![0u8; 65_536];
-        let mut out = Vec::with_capacity(65_600);
         loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+            if sock.readable().await.is_err() {
                 continue;
-            };
-            out.clear();
-            let mut work = Vec::new();
-            let dest = {
-                let mut st = self.lock();
-                let dest = st
-                    .core
-                    .handle_peer(Instant::now(), relay, peer, &buf[..n], &mut out)
-                    .and_then(|to| match to.transport {
-                        Transport::Udp => self
-                            .udp
-                            .get(&to.server)
-                            .map(|s| Dest::Udp(s.clone(), to.client)),
-                        _ => st.tcp_clients.get(&to).map(|tx| Dest::Tcp(tx.clone())),
-                    });
-                Self::drain(&mut st, &mut work);
-                dest
-            };
-            match dest {
-                Some(Dest::Udp(s, to)) => {
-                    let _ = s.send_to(&out, to).await;
-                }
-                Some(Dest::Tcp(tx)) => {
-                    let _ = tx.send(out.clone()).await;
-                }
-                None => {}
             }
-            self.run_work(work);
+            for _ in 0..64 {
+                let step = RELAY_BUFFERS.with(|cell| {
+                    let mut guard = cell.borrow_mut();
+                    let (buf, out) = &mut *guard;
+                    let (n, peer) = match sock.try_recv_from(buf) {
+                        Ok(v) => v,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                        Err(_) => return Some(Vec::new()),
+                    };
+                    out.clear();
+                    let mut work = Vec::new();
+                    let mut st = self.lock();
+                    if let Some(to) =
+                        st.core
+                            .handle_peer(Instant::now(), relay, peer, &buf[..n], out)
+                    {
+                        match to.transport {
+                            Transport::Udp => {
+                                if let Some(s) = self.udp.get(&to.server) {
+                                    let _ = s.try_send_to(out, to.client);
+                                }
+                            }
+                            // Bounded per-client queue: a slow TCP client loses data, never memory.
+                            _ => {
+                                if let Some(tx) = st.tcp_clients.get(&to) {
+                                    let _ = tx.try_send(out.clone());
+                                }
+                            }
+                        }
+                    }
+                    Self::drain(&mut st, &mut work);
+                    Some(work)
+                });
+                match step {
+                    None => break,
+                    Some(work) => self.run_work(work),
+                }
+            }
+            tokio::task::yield_now().await;
         }
     }
 

@@ -112,11 +112,20 @@ struct File {
 }
 
 fn read_file(path: &std::path::Path) -> Result<TurnFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     // Other subcommands own the other tables; only [turn] is read here.
-    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let turn = value.get("turn").cloned().unwrap_or(toml::Value::Table(Default::default()));
-    let file = File { turn: turn.try_into().with_context(|| format!("[turn] in {}", path.display()))? };
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let turn = value
+        .get("turn")
+        .cloned()
+        .unwrap_or(toml::Value::Table(Default::default()));
+    let file = File {
+        turn: turn
+            .try_into()
+            .with_context(|| format!("[turn] in {}", path.display()))?,
+    };
     Ok(file.turn)
 }
 
@@ -128,7 +137,9 @@ fn parse_user(s: &str) -> Result<(String, String)> {
 }
 
 fn parse_cidrs(list: &[String]) -> Result<Vec<Cidr>> {
-    list.iter().map(|s| s.parse::<Cidr>().with_context(|| format!("bad CIDR {s:?}"))).collect()
+    list.iter()
+        .map(|s| s.parse::<Cidr>().with_context(|| format!("bad CIDR {s:?}")))
+        .collect()
 }
 
 /// Turns flags and file into the library configuration.
@@ -145,14 +156,26 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
     } else {
         vec![SocketAddr::from(([127, 0, 0, 1], 3478))]
     };
-    cfg.udp = if args.no_udp || f.no_udp { vec![] } else { listen.clone() };
-    cfg.tcp = if args.no_tcp || f.no_tcp { vec![] } else { listen };
+    cfg.udp = if args.no_udp || f.no_udp {
+        vec![]
+    } else {
+        listen.clone()
+    };
+    cfg.tcp = if args.no_tcp || f.no_tcp {
+        vec![]
+    } else {
+        listen
+    };
     let s = &mut cfg.server;
     s.turn = turn;
     if let Some(r) = args.realm.or(f.realm) {
         s.realm = r;
     }
-    let users = if args.users.is_empty() { f.users } else { args.users };
+    let users = if args.users.is_empty() {
+        f.users
+    } else {
+        args.users
+    };
     s.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
     s.auth_secret = args.auth_secret.or(f.auth_secret);
     cfg.relay_ip = args.relay_ip.or(f.relay_ip);
@@ -164,8 +187,16 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
     }
     let s = &mut cfg.server;
     s.allow_loopback_peers = args.allow_loopback_peers || f.allow_loopback_peers;
-    let allow = if args.allow_peers.is_empty() { f.allow_peers } else { args.allow_peers };
-    let deny = if args.deny_peers.is_empty() { f.deny_peers } else { args.deny_peers };
+    let allow = if args.allow_peers.is_empty() {
+        f.allow_peers
+    } else {
+        args.allow_peers
+    };
+    let deny = if args.deny_peers.is_empty() {
+        f.deny_peers
+    } else {
+        args.deny_peers
+    };
     s.allowed_peers = parse_cidrs(&allow)?;
     s.denied_peers = parse_cidrs(&deny)?;
     if let Some(q) = args.user_quota.or(f.user_quota) {
@@ -204,7 +235,9 @@ pub(crate) async fn serve(cfg: TurnServerConfig, what: &str) -> Result<()> {
     for a in server.tcp_addrs() {
         tracing::info!("{what}: listening on tcp {a}");
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("{what}: shutting down");
     drop(server);
     Ok(())
@@ -243,13 +276,27 @@ mod tests {
     #[test]
     fn bad_values_are_errors_not_panics() {
         let no_users = Args::default();
-        assert!(build(no_users, true).is_err(), "TURN needs users or a secret");
-        let bad_user = Args { users: vec!["nocolon".into()], ..Args::default() };
+        assert!(
+            build(no_users, true).is_err(),
+            "TURN needs users or a secret"
+        );
+        let bad_user = Args {
+            users: vec!["nocolon".into()],
+            ..Args::default()
+        };
         assert!(build(bad_user, true).is_err());
-        let bad_cidr = Args { users: vec!["a:b".into()], allow_peers: vec!["10.0.0.0/99".into()], ..Args::default() };
+        let bad_cidr = Args {
+            users: vec!["a:b".into()],
+            allow_peers: vec!["10.0.0.0/99".into()],
+            ..Args::default()
+        };
         assert!(build(bad_cidr, true).is_err());
-        let bad_ports =
-            Args { users: vec!["a:b".into()], min_port: Some(60000), max_port: Some(50000), ..Args::default() };
+        let bad_ports = Args {
+            users: vec!["a:b".into()],
+            min_port: Some(60000),
+            max_port: Some(50000),
+            ..Args::default()
+        };
         assert!(build(bad_ports, true).is_err());
     }
 
@@ -263,13 +310,30 @@ mod tests {
             "[serve]\nport = 1\n[turn]\nrealm = \"file.org\"\nusers = [\"carol:pw\"]\nmin_port = 40000\nmax_port = 40010\n",
         )
         .unwrap();
-        let args = Args { config: Some(path.clone()), realm: Some("flag.org".into()), ..Args::default() };
+        let args = Args {
+            config: Some(path.clone()),
+            realm: Some("flag.org".into()),
+            ..Args::default()
+        };
         let cfg = build(args, true).unwrap();
         assert_eq!(cfg.server.realm, "flag.org", "flags win");
-        assert_eq!(cfg.server.users, vec![("carol".to_string(), "pw".to_string())]);
+        assert_eq!(
+            cfg.server.users,
+            vec![("carol".to_string(), "pw".to_string())]
+        );
         assert_eq!(cfg.min_port, 40000);
         std::fs::write(&path, "[turn]\nrelam = \"typo\"\n").unwrap();
-        assert!(build(Args { config: Some(path), ..Args::default() }, true).is_err(), "unknown keys rejected");
+        assert!(
+            build(
+                Args {
+                    config: Some(path),
+                    ..Args::default()
+                },
+                true
+            )
+            .is_err(),
+            "unknown keys rejected"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
