@@ -1,0 +1,304 @@
+//! Authentication of upgrade requests.
+//!
+//! ```text
+//!  Authorization: Basic u:p --> AuthConfig::users --no--> Authenticator::basic
+//!  Authorization: <Scheme> d ---------------------------> Authenticator::scheme  (Bearer, ...)
+//!  ?<query_param>=token --------------------------------> Authenticator::token
+//!  nothing ---------------------------------------------> 401 + WWW-Authenticate: Basic
+//! ```
+//!
+//! [`Authenticator`] is a trait so that token verifiers (JWT, OAuth2 introspection) can plug in.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
+
+use base64::Engine as _;
+
+use crate::{error::Error, handler::Request};
+
+/// A boxed future, as returned by [`Authenticator`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The verdict on a request's credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthOutcome {
+    /// Let the request in, as this user (recorded in [`crate::ConnInfo::user`]).
+    Allow {
+        /// Authenticated identity, if any.
+        user: Option<String>,
+    },
+    /// Unknown or wrong credentials: 401 with a `WWW-Authenticate` challenge.
+    Unauthorized,
+    /// Valid credentials without permission: 403.
+    Forbidden,
+}
+
+impl AuthOutcome {
+    /// Allow as `user`.
+    #[must_use]
+    pub fn allow(user: impl Into<String>) -> Self {
+        Self::Allow {
+            user: Some(user.into()),
+        }
+    }
+}
+
+/// Decides credentials the built-in user list does not settle. Every method defaults to
+/// [`AuthOutcome::Unauthorized`].
+pub trait Authenticator: Send + Sync + 'static {
+    /// `Authorization: Basic` credentials not found in [`AuthConfig::users`]
+    /// (the seeds' `OnAuthentication`).
+    fn basic<'a>(
+        &'a self,
+        request: &'a Request,
+        user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, AuthOutcome> {
+        let _ = (request, user, password);
+        Box::pin(async { AuthOutcome::Unauthorized })
+    }
+
+    /// Any other `Authorization` scheme, e.g. `Bearer` (the seeds' `OnUnknownAuthentication`).
+    /// `scheme` keeps the client's spelling; compare it case-insensitively.
+    fn scheme<'a>(
+        &'a self,
+        request: &'a Request,
+        scheme: &'a str,
+        data: &'a str,
+    ) -> BoxFuture<'a, AuthOutcome> {
+        let _ = (request, scheme, data);
+        Box::pin(async { AuthOutcome::Unauthorized })
+    }
+
+    /// A token from the [`AuthConfig::query_param`] query parameter (percent-decoded).
+    fn token<'a>(&'a self, request: &'a Request, token: &'a str) -> BoxFuture<'a, AuthOutcome> {
+        let _ = (request, token);
+        Box::pin(async { AuthOutcome::Unauthorized })
+    }
+}
+
+/// Authentication settings. With an `AuthConfig` in [`crate::ServerConfig::auth`], every
+/// upgrade request must authenticate.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Users accepted with `Authorization: Basic`, as `(user, password)`. Default: empty.
+    pub users: Vec<(String, String)>,
+    /// Realm in the `WWW-Authenticate: Basic` challenge. Default: [`AuthConfig::DEFAULT_REALM`].
+    pub realm: String,
+    /// Query parameter that may carry a token (`/ws?token=...`), checked by
+    /// [`Authenticator::token`]. Default: `None`.
+    pub query_param: Option<String>,
+    /// Extra headers added to 401 and 403 responses. Default: empty.
+    pub reject_headers: Vec<(String, String)>,
+    /// Callback for what the user list does not settle. Default: `None`.
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl AuthConfig {
+    /// Default of [`AuthConfig::realm`].
+    pub const DEFAULT_REALM: &str = "wskit";
+
+    /// Basic authentication against a user list.
+    #[must_use]
+    pub fn basic(users: Vec<(String, String)>) -> Self {
+        Self {
+            users,
+            ..Self::default()
+        }
+    }
+
+    /// Everything goes to `authenticator`.
+    #[must_use]
+    pub fn with_authenticator(authenticator: Arc<dyn Authenticator>) -> Self {
+        Self {
+            authenticator: Some(authenticator),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty user name, a user name with `:`, a realm with `"`, or an
+    /// empty query parameter name.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (user, _) in &self.users {
+            if user.is_empty() || user.contains(':') {
+                return Err(Error::Config(format!("invalid Basic user name {user:?}")));
+            }
+        }
+        if self.realm.contains('"') || self.realm.contains(['\r', '\n']) {
+            return Err(Error::Config("realm must not contain quotes".into()));
+        }
+        if self.query_param.as_deref() == Some("") {
+            return Err(Error::Config("empty auth query parameter name".into()));
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, user: &str, password: &str) -> bool {
+        self.users
+            .iter()
+            .any(|(u, p)| u == user && ct_eq(p.as_bytes(), password.as_bytes()))
+    }
+
+    /// Runs the flow described in the module docs.
+    pub(crate) async fn check(&self, request: &Request) -> AuthOutcome {
+        if let Some(value) = request.header("authorization") {
+            let value = value.trim();
+            let (scheme, data) = value.split_once(' ').unwrap_or((value, ""));
+            let data = data.trim();
+            if scheme.eq_ignore_ascii_case("basic") {
+                let Some((user, password)) = decode_basic(data) else {
+                    return AuthOutcome::Unauthorized;
+                };
+                if self.lookup(&user, &password) {
+                    return AuthOutcome::allow(user);
+                }
+                return match &self.authenticator {
+                    Some(a) => a.basic(request, &user, &password).await,
+                    None => AuthOutcome::Unauthorized,
+                };
+            }
+            return match &self.authenticator {
+                Some(a) => a.scheme(request, scheme, data).await,
+                None => AuthOutcome::Unauthorized,
+            };
+        }
+        if let (Some(param), Some(a)) = (&self.query_param, &self.authenticator) {
+            if let Some(token) = request.query_param(param) {
+                return a.token(request, &token).await;
+            }
+        }
+        AuthOutcome::Unauthorized
+    }
+
+    /// Headers of a rejection with `status`.
+    pub(crate) fn rejection_headers(&self, status: u16) -> Vec<(String, String)> {
+        let mut headers = Vec::with_capacity(self.reject_headers.len() + 1);
+        if status == 401 {
+            headers.push((
+                "WWW-Authenticate".to_owned(),
+                format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm),
+            ));
+        }
+        headers.extend(self.reject_headers.iter().cloned());
+        headers
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            users: Vec::new(),
+            realm: Self::DEFAULT_REALM.to_owned(),
+            query_param: None,
+            reject_headers: Vec::new(),
+            authenticator: None,
+        }
+    }
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Passwords are never printed.
+        f.debug_struct("AuthConfig")
+            .field(
+                "users",
+                &self.users.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
+            .field("realm", &self.realm)
+            .field("query_param", &self.query_param)
+            .field("reject_headers", &self.reject_headers)
+            .field("authenticator", &self.authenticator.is_some())
+            .finish()
+    }
+}
+
+fn decode_basic(data: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Compares without an early exit on the first differing byte.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes `%XX` escapes and `+` (as space) in a query component; `None` for bad escapes or
+/// invalid UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        assert_eq!(
+            decode_basic("YWxhZGRpbjpvcGVuc2VzYW1l"),
+            Some(("aladdin".into(), "opensesame".into()))
+        );
+        assert_eq!(decode_basic("!!"), None);
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[test]
+    fn invalid_auth_config_is_rejected() {
+        assert!(
+            AuthConfig::basic(vec![("a:b".into(), "x".into())])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            AuthConfig::basic(vec![("ab".into(), "x".into())])
+                .validate()
+                .is_ok()
+        );
+        let dbg = format!(
+            "{:?}",
+            AuthConfig::basic(vec![("ab".into(), "secret".into())])
+        );
+        assert!(!dbg.contains("secret"));
+    }
+}

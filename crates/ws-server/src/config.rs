@@ -1,0 +1,393 @@
+//! Server configuration: bindings, protocol limits, admission, timeouts, heartbeat, throttle.
+
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+
+use ws_frame::deflate::DeflateConfig;
+
+use crate::{auth::AuthConfig, error::Error};
+
+/// One listening address, plain or TLS.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Binding {
+    /// Address to listen on (IPv4 or IPv6; port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// TLS configuration (from `ws_tls`); `None` for plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Binding {
+    /// A plain (non-TLS) binding.
+    #[must_use]
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+
+    /// A TLS binding.
+    #[must_use]
+    pub fn tls(addr: SocketAddr, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            addr,
+            tls: Some(tls),
+        }
+    }
+}
+
+impl fmt::Debug for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Binding")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Limits of an HTTP request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// Largest request head (request line and headers) in bytes; more gets 431.
+    /// Default: [`HttpLimits::DEFAULT_MAX_HEAD_BYTES`] (16 KiB).
+    pub max_head_bytes: usize,
+    /// Most header fields; more gets 431. Default: [`HttpLimits::DEFAULT_MAX_HEADERS`] (64).
+    pub max_headers: usize,
+}
+
+impl HttpLimits {
+    /// Default of [`HttpLimits::max_head_bytes`].
+    pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
+    /// Default of [`HttpLimits::max_headers`].
+    pub const DEFAULT_MAX_HEADERS: usize = 64;
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: Self::DEFAULT_MAX_HEAD_BYTES,
+            max_headers: Self::DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+/// What happens when a connection's command queue (messages from [`crate::ServerHandle`] and
+/// [`crate::ConnHandle`]) is full because its peer reads too slowly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SlowReaderPolicy {
+    /// Drop the message and close the connection with 1013 (try again later); the sender gets
+    /// [`Error::QueueFull`]. A slow reader never slows anyone else down.
+    #[default]
+    Disconnect,
+    /// The sender waits until the queue has room: a slow reader slows its writers (and
+    /// `broadcast` walks at the pace of the slowest subscriber).
+    Backpressure,
+}
+
+/// Heartbeat: ping every `interval`, close connections whose pong does not arrive within
+/// `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Time between pings. Default: [`Heartbeat::DEFAULT_INTERVAL`] (30 s).
+    pub interval: Duration,
+    /// How long to wait for the pong before dropping the connection.
+    /// Default: [`Heartbeat::DEFAULT_TIMEOUT`] (10 s).
+    pub timeout: Duration,
+    /// Ping only connections that received nothing during the last interval
+    /// (`hbtOnlyIfNoMsgRcvInterval`). Default: false.
+    pub only_if_idle: bool,
+}
+
+impl Heartbeat {
+    /// Default of [`Heartbeat::interval`].
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// Default of [`Heartbeat::timeout`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A heartbeat with the given interval and timeout.
+    #[must_use]
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            only_if_idle: false,
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_INTERVAL, Self::DEFAULT_TIMEOUT)
+    }
+}
+
+/// How plain-TCP connections (clients that do not speak HTTP) split their byte stream into
+/// messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DelimiterScan {
+    /// Every read is delivered as it arrives (`eofScanNone`).
+    #[default]
+    None,
+    /// Buffer until the data read so far ends with the delimiter (`eofScanLatestBytes`).
+    Latest,
+    /// Deliver one message per delimiter found anywhere in the data (`eofScanAllBytes`).
+    All,
+}
+
+/// Plain-TCP mode on the same listener (the seeds' `OnUnknownProtocol`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RawTcp {
+    /// Offer connections whose first bytes are not HTTP to
+    /// [`crate::Handler::on_unknown_protocol`] instead of closing them. Default: false.
+    pub enabled: bool,
+    /// End-of-message delimiter bytes. Default: empty (no delimiter).
+    pub delimiter: Vec<u8>,
+    /// How the delimiter is searched. Default: [`DelimiterScan::None`].
+    pub scan: DelimiterScan,
+    /// Largest message buffered while waiting for a delimiter; beyond it the connection is
+    /// dropped. Default: [`RawTcp::DEFAULT_MAX_BUFFER`] (1 MiB).
+    pub max_buffer: usize,
+}
+
+impl RawTcp {
+    /// Default of [`RawTcp::max_buffer`].
+    pub const DEFAULT_MAX_BUFFER: usize = 1 << 20;
+}
+
+/// Everything the server needs besides the handler. Build it with [`ServerConfig::default`]
+/// (or [`ServerConfig::new`]) and adjust the fields; [`crate::Server::start`] validates it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Listening addresses. Default: one plain binding on [`ServerConfig::DEFAULT_LISTEN`].
+    pub bindings: Vec<Binding>,
+    /// WebSocket limits and behaviour per connection (max frame/message, UTF-8 validation,
+    /// fragment mode, close timeout). `deflate` in it is ignored: negotiation fills it in.
+    /// Default: `ws_frame::Config::default()`.
+    pub ws: ws_frame::Config,
+    /// permessage-deflate preferences; `None` disables the extension. Default: `None`.
+    pub deflate: Option<DeflateConfig>,
+    /// Limits of the HTTP request head (upgrade or plain request). Default:
+    /// `HttpLimits::default()`.
+    pub http: HttpLimits,
+    /// Supported subprotocols, most preferred first. The default handshake decision picks
+    /// the client's first offer that is in this list; with no match the connection proceeds
+    /// without a subprotocol. Default: empty.
+    pub protocols: Vec<String>,
+    /// Most simultaneous connections (handshaking ones included); beyond it requests get 503.
+    /// 0 means unlimited. Default: [`ServerConfig::DEFAULT_MAX_CONNECTIONS`] (100 000).
+    pub max_connections: usize,
+    /// Allowed `Origin` values; `*` as port matches any port (`http://localhost:*`); a
+    /// request without `Origin` (non-browser) is allowed. Empty allows every origin.
+    /// Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// Time allowed for the TLS handshake plus the complete HTTP request head (slowloris
+    /// defence). Default: [`ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
+    pub handshake_timeout: Duration,
+    /// Close connections (1000, "idle timeout") that received nothing for this long.
+    /// Default: `None`.
+    pub idle_timeout: Option<Duration>,
+    /// Ping / pong keep-alive. Default: `None`.
+    pub heartbeat: Option<Heartbeat>,
+    /// Per-connection throughput limit in bytes per second, applied to reads and writes
+    /// separately (token bucket, burst of one second). Default: `None` (unlimited).
+    pub throttle: Option<u64>,
+    /// Capacity of each connection's command queue (messages sent through the server handle or a
+    /// connection handle). Default: [`ServerConfig::DEFAULT_SEND_QUEUE`] (256).
+    pub send_queue: usize,
+    /// What happens when that queue is full. Default: [`SlowReaderPolicy::Disconnect`].
+    pub slow_reader: SlowReaderPolicy,
+    /// Bytes waiting to be written above which a connection stops reading and stops taking
+    /// commands until the peer catches up. Default: [`ServerConfig::DEFAULT_WRITE_BUFFER_LIMIT`]
+    /// (1 MiB).
+    pub write_buffer_limit: usize,
+    /// Authentication of upgrade requests. Default: `None` (everyone is let in).
+    pub auth: Option<AuthConfig>,
+    /// Plain-TCP mode for non-HTTP clients. Default: disabled.
+    pub raw_tcp: RawTcp,
+    /// Set `TCP_NODELAY` on accepted sockets. Default: true.
+    pub nodelay: bool,
+    /// How long [`crate::ServerHandle::stop`] waits for connections to finish their close
+    /// handshake. Default: [`ServerConfig::DEFAULT_STOP_TIMEOUT`] (5 s).
+    pub stop_timeout: Duration,
+    /// Keep the request headers of every connection in [`crate::ConnInfo`] (costs memory per
+    /// connection). Default: true.
+    pub keep_request_headers: bool,
+    /// Value of the `Server` header. Default: `wskit/<version>`.
+    pub server_name: String,
+}
+
+impl ServerConfig {
+    /// Default listening address.
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+    /// Default of [`ServerConfig::max_connections`].
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+    /// Default of [`ServerConfig::handshake_timeout`].
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`ServerConfig::send_queue`].
+    pub const DEFAULT_SEND_QUEUE: usize = 256;
+    /// Default of [`ServerConfig::write_buffer_limit`].
+    pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
+    /// Default of [`ServerConfig::stop_timeout`].
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The default configuration with these bindings.
+    #[must_use]
+    pub fn new(bindings: Vec<Binding>) -> Self {
+        Self {
+            bindings,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first problem found.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |s: &str| Err(Error::Config(s.to_owned()));
+        if self.bindings.is_empty() {
+            return bad("at least one binding is required");
+        }
+        self.ws
+            .validate()
+            .map_err(|e| Error::Config(format!("websocket limits: {e}")))?;
+        if self.send_queue == 0 {
+            return bad("send_queue must be at least 1");
+        }
+        if self.http.max_headers == 0 || self.http.max_head_bytes < 64 {
+            return bad("HTTP limits too small");
+        }
+        if self.write_buffer_limit == 0 {
+            return bad("write_buffer_limit must be at least 1");
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout must not be zero");
+        }
+        if let Some(hb) = &self.heartbeat {
+            if hb.interval.is_zero() || hb.timeout.is_zero() {
+                return bad("heartbeat interval and timeout must not be zero");
+            }
+        }
+        if self.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("idle_timeout must not be zero");
+        }
+        if self.throttle == Some(0) {
+            return bad("throttle must be at least 1 byte per second");
+        }
+        if self.raw_tcp.scan != DelimiterScan::None && self.raw_tcp.delimiter.is_empty() {
+            return bad("a delimiter scan needs a delimiter");
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        for origin in &self.allowed_origins {
+            if origin.is_empty() {
+                return bad("empty allowed origin");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bindings: vec![Binding::plain(
+                Self::DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            )],
+            ws: ws_frame::Config::default(),
+            deflate: None,
+            http: HttpLimits::default(),
+            protocols: Vec::new(),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            allowed_origins: Vec::new(),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: None,
+            heartbeat: None,
+            throttle: None,
+            send_queue: Self::DEFAULT_SEND_QUEUE,
+            slow_reader: SlowReaderPolicy::Disconnect,
+            write_buffer_limit: Self::DEFAULT_WRITE_BUFFER_LIMIT,
+            auth: None,
+            raw_tcp: RawTcp {
+                max_buffer: RawTcp::DEFAULT_MAX_BUFFER,
+                ..RawTcp::default()
+            },
+            nodelay: true,
+            stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
+            keep_request_headers: true,
+            server_name: concat!("wskit/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// Whether `origin` is allowed by `allowed` (exact match, ASCII case-insensitive, where a
+/// pattern ending in `:*` matches any port of that scheme and host).
+pub(crate) fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    allowed.iter().any(|pattern| {
+        if let Some(prefix) = pattern.strip_suffix(":*") {
+            let Some(rest) = origin
+                .get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+                .map(|_| &origin[prefix.len()..])
+            else {
+                return false;
+            };
+            rest.is_empty()
+                || rest.strip_prefix(':').is_some_and(|port| {
+                    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                })
+        } else {
+            pattern.eq_ignore_ascii_case(origin)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.bindings[0].addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.send_queue, ServerConfig::DEFAULT_SEND_QUEUE);
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected() {
+        let mut c = ServerConfig::default();
+        c.send_queue = 0;
+        assert!(c.validate().is_err());
+        let mut c = ServerConfig::default();
+        c.bindings.clear();
+        assert!(c.validate().is_err());
+        let mut c = ServerConfig::default();
+        c.heartbeat = Some(Heartbeat::new(Duration::ZERO, Duration::from_secs(1)));
+        assert!(c.validate().is_err());
+        let mut c = ServerConfig::default();
+        c.raw_tcp.scan = DelimiterScan::All;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn origin_port_wildcard() {
+        let allowed = vec![
+            "http://127.0.0.1:*".to_owned(),
+            "https://example.com".to_owned(),
+        ];
+        assert!(origin_allowed(&allowed, "http://127.0.0.1:8080"));
+        assert!(origin_allowed(&allowed, "http://127.0.0.1"));
+        assert!(origin_allowed(&allowed, "HTTPS://EXAMPLE.COM"));
+        assert!(!origin_allowed(&allowed, "http://127.0.0.1.evil:80"));
+        assert!(!origin_allowed(&allowed, "http://127.0.0.1:80x"));
+        assert!(!origin_allowed(&allowed, "https://example.com:444"));
+        assert!(!origin_allowed(&allowed, "http://127.0.0.2:80"));
+    }
+}

@@ -1,0 +1,450 @@
+//! The connection task: one loop per WebSocket connection.
+//!
+//! ```text
+//!  loop:  drain ws.poll_event() -> handler (may queue frames on `ws`)
+//!         collect queued frames -> TxQueue (small frames batched, large ones vectored)
+//!         stop once ws.wants_transport_close() and everything is written
+//!         re-arm the one timer (close handshake, heartbeat, pong, idle, throttle, shrink)
+//!         select (biased): kill | write | read | command | timer
+//! ```
+
+use std::{
+    any::Any,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use ws_frame::{CloseCode, Connection, Event, Initiator};
+
+use crate::{
+    config::{Heartbeat, ServerConfig},
+    error::Error,
+    handler::{Ctx, Disconnect, Fragment, Handler, Sink},
+    io::{Io, Target},
+    registry::{Command, ConnInfo, KILL_DROP},
+    server::{AdmitGuard, ServerHandle},
+    throttle::TokenBucket,
+    tx::TxQueue,
+};
+
+/// Commands applied per wake-up before writing (batches broadcasts into one write).
+const COMMAND_BATCH: usize = 64;
+/// Idle connections release their buffers after this long without traffic.
+const SHRINK_PERIOD: Duration = Duration::from_secs(5);
+/// A receive buffer above this is released as soon as it is empty.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// Most time spent on a lingering close (FIN sent, waiting for the peer's).
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// Ticks per idle timeout (the idle timeout fires between 1 and 1.25 times the setting).
+const IDLE_TICKS: u32 = 4;
+
+/// Deadlines of one connection, kept coarse so that the hot path never touches the timer.
+struct Timers {
+    heartbeat: Option<Heartbeat>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    idle_tick: Option<Duration>,
+    next_idle: Option<Instant>,
+    idle_ticks: u32,
+    next_shrink: Option<Instant>,
+    /// Something was received since the heartbeat / idle / shrink check last looked.
+    rx_hb: bool,
+    rx_idle: bool,
+    rx_shrink: bool,
+}
+
+enum TimerAction {
+    Ping,
+    PongTimeout,
+    IdleTimeout,
+    Shrink,
+}
+
+impl Timers {
+    fn new(config: &ServerConfig, now: Instant) -> Self {
+        let idle_tick = config.idle_timeout.map(|d| d / IDLE_TICKS);
+        Self {
+            next_ping: config.heartbeat.as_ref().map(|h| now + h.interval),
+            heartbeat: config.heartbeat.clone(),
+            pong_deadline: None,
+            idle_tick,
+            next_idle: idle_tick.map(|t| now + t),
+            idle_ticks: 0,
+            next_shrink: None,
+            rx_hb: false,
+            rx_idle: false,
+            rx_shrink: false,
+        }
+    }
+
+    fn received(&mut self) {
+        self.rx_hb = true;
+        self.rx_idle = true;
+        self.rx_shrink = true;
+    }
+
+    fn next(&self) -> Option<Instant> {
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.next_idle,
+            self.next_shrink,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Everything due at `now`.
+    fn fire(&mut self, now: Instant, out: &mut Vec<TimerAction>) {
+        if self.pong_deadline.is_some_and(|d| now >= d) {
+            self.pong_deadline = None;
+            out.push(TimerAction::PongTimeout);
+        }
+        if let (Some(at), Some(hb)) = (self.next_ping, &self.heartbeat) {
+            if now >= at {
+                self.next_ping = Some(now + hb.interval);
+                let active = std::mem::take(&mut self.rx_hb);
+                if !(hb.only_if_idle && active) && self.pong_deadline.is_none() {
+                    out.push(TimerAction::Ping);
+                }
+            }
+        }
+        if let (Some(at), Some(tick)) = (self.next_idle, self.idle_tick) {
+            if now >= at {
+                self.next_idle = Some(now + tick);
+                if std::mem::take(&mut self.rx_idle) {
+                    self.idle_ticks = 0;
+                } else {
+                    self.idle_ticks += 1;
+                    if self.idle_ticks >= IDLE_TICKS {
+                        self.next_idle = None;
+                        out.push(TimerAction::IdleTimeout);
+                    }
+                }
+            }
+        }
+        if self.next_shrink.is_some_and(|at| now >= at) {
+            if std::mem::take(&mut self.rx_shrink) {
+                self.next_shrink = Some(now + SHRINK_PERIOD);
+            } else {
+                self.next_shrink = None;
+                out.push(TimerAction::Shrink);
+            }
+        }
+    }
+}
+
+enum Wake {
+    Kill,
+    Wrote(std::io::Result<usize>),
+    Read(std::io::Result<usize>),
+    Cmd(Option<Command>),
+    Timer,
+}
+
+/// An upgraded connection ready to run.
+pub(crate) struct Established {
+    pub(crate) io: Io,
+    pub(crate) ws: Connection,
+    pub(crate) info: Arc<ConnInfo>,
+    pub(crate) cmds: mpsc::Receiver<Command>,
+    /// Bytes that arrived after the request head.
+    pub(crate) leftover: Bytes,
+    /// The connection's admission slot.
+    pub(crate) guard: AdmitGuard,
+}
+
+fn apply(ws: &mut Connection, cmd: Command) {
+    // Commands for a closing connection are dropped: the sender cannot be told anymore.
+    let _ = match cmd {
+        Command::Send(msg, opts) => ws.send_with(msg, opts),
+        Command::Ping(payload) => ws.ping(payload),
+        Command::Close(code, reason) => ws.close(code, &reason, Instant::now()),
+    };
+}
+
+/// Runs one WebSocket connection to its end, then unregisters it and reports the disconnect.
+pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: Established) {
+    let Established {
+        mut io,
+        mut ws,
+        info,
+        mut cmds,
+        leftover,
+        guard: _guard,
+    } = est;
+    let config = &server.inner.config;
+    let mut data: Option<Box<dyn Any + Send + Sync>> = None;
+    let mut tx = TxQueue::default();
+    let mut disconnect: Option<Disconnect> = None;
+    let now = Instant::now();
+    let mut timers = Timers::new(config, now);
+    let mut throttle = config
+        .throttle
+        .map(|rate| (TokenBucket::new(rate, now), TokenBucket::new(rate, now)));
+    let mut actions = Vec::new();
+    let mut armed: Option<Instant> = None;
+    let sleep = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(sleep);
+    let kill = info.kill.notified();
+    tokio::pin!(kill);
+    let mut killed = false;
+    let mut dead = false;
+    let mut eof = false;
+    let mut read_since_shrink = 0usize;
+
+    macro_rules! ctx {
+        () => {
+            Ctx {
+                sink: Sink::Ws(&mut ws),
+                info: &info,
+                server: &server,
+                data: &mut data,
+            }
+        };
+    }
+
+    if !leftover.is_empty() {
+        ws.feed(&leftover);
+        timers.received();
+    }
+    drop(leftover);
+    handler.on_connect(&mut ctx!()).await;
+
+    loop {
+        // 1. events
+        loop {
+            match ws.poll_event() {
+                Ok(Some(event)) => match event {
+                    Event::Message(msg) => handler.on_message(&mut ctx!(), msg).await,
+                    Event::Fragment {
+                        text,
+                        payload,
+                        first,
+                        fin,
+                    } => {
+                        let fragment = Fragment {
+                            text,
+                            payload,
+                            first,
+                            fin,
+                        };
+                        handler.on_fragment(&mut ctx!(), fragment).await;
+                    }
+                    Event::Ping(p) => handler.on_ping(&mut ctx!(), p).await,
+                    Event::Pong(p) => {
+                        timers.pong_deadline = None;
+                        handler.on_pong(&mut ctx!(), p).await;
+                    }
+                    Event::Closed { code, reason, by } => {
+                        disconnect.get_or_insert(Disconnect {
+                            code,
+                            reason: reason.as_str().to_owned(),
+                            by,
+                        });
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
+                        Initiator::Remote
+                    } else {
+                        Initiator::Local
+                    };
+                    disconnect.get_or_insert(Disconnect {
+                        code: e.close_code(),
+                        reason: e.to_string(),
+                        by,
+                    });
+                    if !matches!(e, ws_frame::Error::UnexpectedEof) {
+                        let err = Error::WebSocket(e);
+                        handler.on_error(info.peer, Some(&info), &err).await;
+                    }
+                    break;
+                }
+            }
+        }
+        if read_since_shrink > SHRINK_ABOVE {
+            read_since_shrink = 0;
+            let rx = ws.read_buf();
+            if rx.is_empty() && rx.capacity() > SHRINK_ABOVE {
+                *rx = BytesMut::new();
+            }
+        }
+
+        // 2. output
+        tx.collect(&mut ws);
+        if ws.wants_transport_close() && tx.is_empty() && !io.wants_flush() {
+            break;
+        }
+        if eof && ws.is_closed() && ws.wants_transport_close() {
+            break;
+        }
+
+        // 3. the one timer
+        let now_if_throttled = throttle.as_ref().map(|_| Instant::now());
+        let (read_wait, write_wait) = match (&mut throttle, now_if_throttled) {
+            (Some((r, w)), Some(now)) => (r.ready_at(now), w.ready_at(now)),
+            _ => (None, None),
+        };
+        let deadline = [timers.next(), ws.poll_timeout(), read_wait, write_wait]
+            .into_iter()
+            .flatten()
+            .min();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(at.into());
+            }
+            armed = deadline;
+        }
+
+        // 4. wait
+        let backlog = tx.len() < config.write_buffer_limit;
+        let can_read = !eof && backlog && read_wait.is_none();
+        let can_write = (!tx.is_empty() || io.wants_flush()) && write_wait.is_none();
+        let can_cmd = backlog && !ws.is_closed();
+        let (reader, writer) = io.halves();
+        let wake = tokio::select! {
+            biased;
+            () = &mut kill, if !killed => Wake::Kill,
+            r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
+            r = reader.read(Target::Ws(&mut ws)), if can_read => Wake::Read(r),
+            c = cmds.recv(), if can_cmd => Wake::Cmd(c),
+            () = &mut sleep, if armed.is_some() => Wake::Timer,
+        };
+        match wake {
+            Wake::Kill => {
+                killed = true;
+                let code = info.kill_code.load(Ordering::Acquire);
+                if code == KILL_DROP {
+                    disconnect.get_or_insert(Disconnect {
+                        code: CloseCode::ABNORMAL,
+                        reason: "dropped".into(),
+                        by: Initiator::User,
+                    });
+                    eof = true;
+                    break;
+                }
+                let reason = if code == CloseCode::TRY_AGAIN.as_u16() {
+                    "send queue full"
+                } else {
+                    ""
+                };
+                let _ = ws.close(CloseCode::from_u16(code), reason, Instant::now());
+            }
+            Wake::Wrote(Ok(n)) => {
+                info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if let (Some((_, w)), Some(now)) = (&mut throttle, now_if_throttled) {
+                    w.consume(n, now);
+                }
+            }
+            Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
+                disconnect.get_or_insert(Disconnect {
+                    code: CloseCode::ABNORMAL,
+                    reason: e.to_string(),
+                    by: Initiator::Remote,
+                });
+                eof = true;
+                break;
+            }
+            Wake::Read(Ok(0)) => {
+                eof = true;
+                ws.handle_eof();
+            }
+            Wake::Read(Ok(n)) => {
+                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                read_since_shrink += n;
+                if !timers.rx_shrink {
+                    timers.received();
+                    if timers.next_shrink.is_none() {
+                        timers.next_shrink = Some(Instant::now() + SHRINK_PERIOD);
+                    }
+                }
+                if let (Some((r, _)), Some(now)) = (&mut throttle, now_if_throttled) {
+                    r.consume(n, now);
+                }
+            }
+            Wake::Cmd(Some(cmd)) => {
+                apply(&mut ws, cmd);
+                for _ in 1..COMMAND_BATCH {
+                    match cmds.try_recv() {
+                        Ok(cmd) => apply(&mut ws, cmd),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Cmd(None) => {}
+            Wake::Timer => {
+                armed = None;
+                let now = Instant::now();
+                ws.handle_timeout(now);
+                timers.fire(now, &mut actions);
+                for action in actions.drain(..) {
+                    match action {
+                        TimerAction::Ping => {
+                            if !handler.on_before_heartbeat(&mut ctx!()).await
+                                && ws.ping(Bytes::new()).is_ok()
+                            {
+                                if let Some(hb) = &timers.heartbeat {
+                                    timers.pong_deadline = Some(now + hb.timeout);
+                                }
+                            }
+                        }
+                        TimerAction::PongTimeout => {
+                            dead = true;
+                            disconnect.get_or_insert(Disconnect {
+                                code: CloseCode::ABNORMAL,
+                                reason: "heartbeat timeout".into(),
+                                by: Initiator::Local,
+                            });
+                        }
+                        TimerAction::IdleTimeout => {
+                            let _ = ws.close(CloseCode::NORMAL, "idle timeout", now);
+                        }
+                        TimerAction::Shrink => {
+                            tx.shrink();
+                            let rx = ws.read_buf();
+                            if rx.is_empty() {
+                                *rx = BytesMut::new();
+                            }
+                        }
+                    }
+                }
+                if dead {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    // Lingering close: send FIN, then read until the peer's FIN (bounded), so that unread
+    // input does not turn our close into a reset that could destroy the Close frame.
+    if !eof {
+        let _ = tokio::time::timeout(LINGER, async {
+            let _ = io.shutdown().await;
+            let mut sink = BytesMut::with_capacity(1024);
+            loop {
+                sink.clear();
+                match io.read_buf(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    } else {
+        let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    }
+    drop(io);
+    server.inner.unregister(&info);
+    let disconnect = disconnect.unwrap_or(Disconnect {
+        code: CloseCode::ABNORMAL,
+        reason: String::new(),
+        by: Initiator::Remote,
+    });
+    handler.on_disconnect(&info, disconnect).await;
+}

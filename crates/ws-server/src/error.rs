@@ -1,0 +1,63 @@
+//! The crate's error type.
+
+use std::{io, net::SocketAddr};
+
+/// Everything that can go wrong in the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    /// A listening socket could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// A socket error on a connection.
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    /// The HTTP request was malformed, exceeded a limit, or was not a valid upgrade; the
+    /// client got this status.
+    #[error("bad HTTP request ({status}): {reason}")]
+    Http {
+        /// Status sent to the client.
+        status: u16,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The request head did not arrive within the handshake timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The WebSocket protocol failed (the connection was closed with the error's close code).
+    #[error("websocket: {0}")]
+    WebSocket(#[from] ws_frame::Error),
+    /// A channel name or pattern is malformed.
+    #[error("invalid channel: {0}")]
+    InvalidChannel(String),
+    /// The connection's command queue is full; under [`crate::SlowReaderPolicy::Disconnect`]
+    /// the connection is being closed with 1013.
+    #[error("send queue of the connection is full")]
+    QueueFull,
+    /// The connection is closed (or unknown).
+    #[error("connection is closed")]
+    Closed,
+    /// No connection has this id.
+    #[error("no connection with id {0}")]
+    UnknownConnection(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_stays_small() {
+        assert!(size_of::<super::Error>() <= 48);
+    }
+}

@@ -1,0 +1,525 @@
+//! The handler trait (the seeds' component events) and what its methods receive and return.
+
+use std::{any::Any, future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
+
+use crate::{
+    auth::percent_decode,
+    error::Error,
+    registry::{ConnId, ConnInfo},
+    server::{ConnHandle, ServerHandle},
+    tx::TxQueue,
+};
+
+/// An HTTP request head as the server received it: the WebSocket upgrade request, or a plain
+/// HTTP request for [`Handler::on_http`].
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) user: Option<String>,
+}
+
+impl Request {
+    /// The method (`GET`, ...).
+    #[must_use]
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target: path and query (`/chat?room=1`).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.target
+    }
+
+    /// The path part of the target.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The query part of the target, without `?`.
+    #[must_use]
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The first query parameter named `name`, percent-decoded.
+    #[must_use]
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k).as_deref() == Some(name))
+                .then(|| percent_decode(v))
+                .flatten()
+        })
+    }
+
+    /// All header fields in arrival order.
+    #[must_use]
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first header named `name` (ASCII case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Subprotocols the client offered in `Sec-WebSocket-Protocol`, in its order.
+    #[must_use]
+    pub fn protocols(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// The peer's address.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our address of this connection.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether the request came over TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The user authenticated by [`crate::AuthConfig`], if any.
+    #[must_use]
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+}
+
+/// A response to a plain HTTP request ([`Handler::on_http`]) or a handshake rejection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers (`Content-Length`, `Server` and `Connection: close` are added).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// A response with `status` and an empty body.
+    #[must_use]
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    #[must_use]
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers: vec![(
+                "Content-Type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            )],
+            body: Bytes::from(body.into()),
+        }
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What to do with a freshly accepted TCP connection (the seeds' `OnTCPConnect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TcpDecision {
+    /// Go on with TLS (if any) and the HTTP handshake.
+    Accept,
+    /// Treat it as a plain TCP connection at once, without waiting for client bytes
+    /// (`Transport = trpTCP`).
+    RawTcp,
+    /// Close it.
+    Reject,
+}
+
+/// The answer to an upgrade request ([`Handler::on_handshake`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Upgrade.
+    Accept {
+        /// Subprotocol to select; it must be one the client offered. `None` keeps the server's
+        /// choice from [`crate::ServerConfig::protocols`].
+        protocol: Option<String>,
+        /// Extra headers for the 101 response.
+        headers: Vec<(String, String)>,
+    },
+    /// Refuse with this response.
+    Reject(Response),
+}
+
+impl Decision {
+    /// Accept with the server's subprotocol choice and no extra headers.
+    #[must_use]
+    pub fn accept() -> Self {
+        Self::Accept {
+            protocol: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Accept with `protocol`.
+    #[must_use]
+    pub fn accept_protocol(protocol: impl Into<String>) -> Self {
+        Self::Accept {
+            protocol: Some(protocol.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Reject with `status` and an empty body.
+    #[must_use]
+    pub fn reject(status: u16) -> Self {
+        Self::Reject(Response::new(status))
+    }
+}
+
+/// One fragment of a fragmented message ([`ws_frame::FragmentMode::Deliver`] and
+/// [`ws_frame::FragmentMode::Both`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fragment {
+    /// Whether the message is text.
+    pub text: bool,
+    /// This fragment's data (inflated).
+    pub payload: Bytes,
+    /// First fragment of the message.
+    pub first: bool,
+    /// Last fragment of the message.
+    pub fin: bool,
+}
+
+/// How a connection ended, for [`Handler::on_disconnect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Disconnect {
+    /// Close code of whoever closed ([`CloseCode::ABNORMAL`] when the transport simply ended).
+    pub code: CloseCode,
+    /// Close reason.
+    pub reason: String,
+    /// Who closed: the peer (`Remote`), the server because of an error or timeout (`Local`), or
+    /// the application (`User`).
+    pub by: Initiator,
+}
+
+/// Where [`Ctx::send`] puts bytes.
+pub(crate) enum Sink<'a> {
+    Ws(&'a mut ws_frame::Connection),
+    Raw {
+        tx: &'a mut TxQueue,
+        closing: &'a mut bool,
+    },
+}
+
+/// Per-connection context handed to handler methods: send on this connection without a queue
+/// hop, subscribe to channels, read the connection's details, keep per-connection data.
+pub struct Ctx<'a> {
+    pub(crate) sink: Sink<'a>,
+    pub(crate) info: &'a Arc<ConnInfo>,
+    pub(crate) server: &'a ServerHandle,
+    pub(crate) data: &'a mut Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("info", self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// The connection id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.info.id
+    }
+
+    /// The connection's details.
+    #[must_use]
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        self.info
+    }
+
+    /// The server, for broadcasts and addressing other connections.
+    #[must_use]
+    pub fn server(&self) -> &ServerHandle {
+        self.server
+    }
+
+    /// A cloneable handle to this connection, for sending from other tasks.
+    #[must_use]
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle::new(self.info.clone(), self.server.clone())
+    }
+
+    /// Queues a message on this connection (written when the handler returns). On a plain TCP
+    /// connection the payload bytes are written as they are.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is closing.
+    pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.send_with(msg.into(), SendOptions::default())
+    }
+
+    /// Queues a message with options (fragment size, compression).
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_with(&mut self, msg: Message, opts: SendOptions) -> Result<(), Error> {
+        match &mut self.sink {
+            Sink::Ws(ws) => Ok(ws.send_with(msg, opts)?),
+            Sink::Raw { tx, closing } => {
+                if **closing {
+                    return Err(Error::Closed);
+                }
+                tx.push_bytes(msg.into_payload());
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues one fragment of a message streamed without reassembly.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] on a fragment out of order or when closing; [`Error::Closed`] on
+    /// plain TCP connections.
+    pub fn send_fragment(
+        &mut self,
+        text: bool,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<(), Error> {
+        match &mut self.sink {
+            Sink::Ws(ws) => Ok(ws.send_fragment(text, payload, first, fin)?),
+            Sink::Raw { .. } => Err(Error::Closed),
+        }
+    }
+
+    /// Queues a ping.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] for payloads over 125 bytes or when closing.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        match &mut self.sink {
+            Sink::Ws(ws) => Ok(ws.ping(payload)?),
+            Sink::Raw { .. } => Ok(()),
+        }
+    }
+
+    /// Starts the close handshake (plain TCP: closes after pending output).
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] for unsendable codes, long reasons, or when already closing.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        match &mut self.sink {
+            Sink::Ws(ws) => Ok(ws.close(code, reason, Instant::now())?),
+            Sink::Raw { closing, .. } => {
+                **closing = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes this connection to a channel or wildcard pattern. Returns false when it
+    /// was subscribed already.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for malformed names.
+    pub fn subscribe(&self, channel: &str) -> Result<bool, Error> {
+        self.server.subscribe(self.info, channel)
+    }
+
+    /// Removes a subscription. Returns false when there was none.
+    pub fn unsubscribe(&self, channel: &str) -> bool {
+        self.server.unsubscribe(self.info, channel)
+    }
+
+    /// Stores per-connection data (replacing what was there).
+    pub fn set_data<T: Any + Send + Sync>(&mut self, value: T) {
+        *self.data = Some(Box::new(value));
+    }
+
+    /// The per-connection data, if it has type `T`.
+    pub fn data<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        self.data.as_mut()?.downcast_mut()
+    }
+}
+
+/// The server's event handler: every method has a default, override what you need. Methods of
+/// one connection run on that connection's task, one at a time, in order; while one runs, the
+/// connection does not read (so a slow handler pushes back on its client).
+///
+/// Futures must be `Send`; write the methods as `async fn` (native async fn in traits).
+pub trait Handler: Send + Sync + 'static {
+    /// A TCP connection was accepted (`OnTCPConnect`). Default: [`TcpDecision::Accept`].
+    fn on_tcp_connect(
+        &self,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> impl Future<Output = TcpDecision> + Send {
+        let _ = (peer, local);
+        async { TcpDecision::Accept }
+    }
+
+    /// The first bytes are not HTTP (`OnUnknownProtocol`); only asked when
+    /// [`crate::RawTcp::enabled`]. Return true to keep the connection as plain TCP (its data
+    /// then goes to [`Handler::on_binary`]). Default: false (close).
+    fn on_unknown_protocol(
+        &self,
+        peer: SocketAddr,
+        first_bytes: &[u8],
+    ) -> impl Future<Output = bool> + Send {
+        let _ = (peer, first_bytes);
+        async { false }
+    }
+
+    /// An upgrade request passed the protocol checks, origin check and authentication
+    /// (`OnHandshake`). Default: [`Decision::accept`].
+    fn on_handshake(&self, request: &Request) -> impl Future<Output = Decision> + Send {
+        let _ = request;
+        async { Decision::accept() }
+    }
+
+    /// A request that is not a WebSocket upgrade. Default: 404 with a short text body.
+    /// (The HTTP side of the port extends this.)
+    fn on_http(&self, request: &Request) -> impl Future<Output = Response> + Send {
+        let _ = request;
+        async { Response::text(404, "Not Found\n") }
+    }
+
+    /// The connection is established (`OnConnect`).
+    fn on_connect(&self, ctx: &mut Ctx<'_>) -> impl Future<Output = ()> + Send {
+        let _ = ctx;
+        async {}
+    }
+
+    /// A complete message. Default: calls [`Handler::on_text`] or [`Handler::on_binary`].
+    fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) -> impl Future<Output = ()> + Send {
+        async move {
+            match msg {
+                Message::Text(t) => self.on_text(ctx, t).await,
+                Message::Binary(b) => self.on_binary(ctx, b).await,
+            }
+        }
+    }
+
+    /// A text message (`OnMessage`).
+    fn on_text(&self, ctx: &mut Ctx<'_>, text: Utf8Bytes) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, text);
+        async {}
+    }
+
+    /// A binary message (`OnBinary`); on plain TCP connections, the data read.
+    fn on_binary(&self, ctx: &mut Ctx<'_>, data: Bytes) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, data);
+        async {}
+    }
+
+    /// A fragment (`OnFragmented`), when [`ws_frame::Config::fragment_mode`] delivers them.
+    fn on_fragment(
+        &self,
+        ctx: &mut Ctx<'_>,
+        fragment: Fragment,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, fragment);
+        async {}
+    }
+
+    /// A ping arrived (the pong is sent automatically).
+    fn on_ping(&self, ctx: &mut Ctx<'_>, payload: Bytes) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, payload);
+        async {}
+    }
+
+    /// A pong arrived.
+    fn on_pong(&self, ctx: &mut Ctx<'_>, payload: Bytes) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, payload);
+        async {}
+    }
+
+    /// A heartbeat is due (`OnBeforeHeartBeat`). Return true when you kept the connection
+    /// alive yourself (no ping is sent and no pong awaited). Default: false.
+    fn on_before_heartbeat(&self, ctx: &mut Ctx<'_>) -> impl Future<Output = bool> + Send {
+        let _ = ctx;
+        async { false }
+    }
+
+    /// The connection ended (`OnDisconnect`); it is already out of the registry.
+    fn on_disconnect(
+        &self,
+        info: &Arc<ConnInfo>,
+        disconnect: Disconnect,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (info, disconnect);
+        async {}
+    }
+
+    /// Something failed (`OnError`): a bad handshake (`conn` is `None`), a protocol error, a
+    /// socket error.
+    fn on_error(
+        &self,
+        peer: SocketAddr,
+        conn: Option<&Arc<ConnInfo>>,
+        error: &Error,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (peer, conn, error);
+        async {}
+    }
+}
+
+/// A handler that does nothing (every default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopHandler;
+
+impl Handler for NoopHandler {}
+
+/// A handler that echoes every message back, on every path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EchoHandler;
+
+impl Handler for EchoHandler {
+    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
+        let _ = ctx.send(msg);
+    }
+}

@@ -1,0 +1,97 @@
+//! tokio WebSocket server for wskit: a thin driver around the sans-IO `ws-frame` connection.
+//!
+//! Every protocol decision (framing, masking, UTF-8, close handshake, permessage-deflate) lives
+//! in `ws-frame`; this crate accepts sockets, runs the opening handshake, and moves bytes.
+//!
+//! ```text
+//!  Binding (plain | TLS)  --accept-->  serve(): TLS accept, read request head (bounded,
+//!                                      timed), admission (max conns, origin), auth,
+//!                                      Handler::on_handshake, deflate negotiation, 101
+//!        non-HTTP bytes --> RawTcp mode (Handler::on_unknown_protocol)  | plain HTTP -->
+//!                                                                       Handler::on_http
+//!                                         |
+//!                                         v   one task per connection, one loop:
+//!   ServerHandle / ConnHandle   ---->  bounded command queue --+
+//!   (write_to, broadcast, close)                                v
+//!   socket --read--> ws_frame::Connection --events--> Handler (Ctx::send queues directly)
+//!   socket <--one batched / vectored write-- queued frames        |
+//!   one timer: close handshake, heartbeat, pong, idle, throttle   v
+//!                                       Registry (ids, info, channels with + / # wildcards)
+//! ```
+//!
+//! Slow readers: each connection has a bounded command queue
+//! ([`ServerConfig::send_queue`]). With [`SlowReaderPolicy::Disconnect`] (the default) a full
+//! queue closes that connection with 1013 and the sender gets [`Error::QueueFull`]; with
+//! [`SlowReaderPolicy::Backpressure`] the sender waits. A connection whose unwritten output
+//! exceeds [`ServerConfig::write_buffer_limit`] stops reading and stops taking commands until
+//! its peer catches up, so memory per connection stays bounded either way.
+//!
+//! # Example
+//!
+//! An echo server on a free port, and a raw client exchanging one message with it:
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use ws_server::{Binding, Ctx, Handler, Server, ServerConfig};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     async fn on_text(&self, ctx: &mut Ctx<'_>, text: ws_frame::Utf8Bytes) {
+//!         let _ = ctx.send(ws_frame::Message::Text(text));
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let config = ServerConfig::new(vec![Binding::plain("127.0.0.1:0".parse().unwrap())]);
+//! let server = Server::start(config, Echo).await?;
+//! let addr = server.local_addrs()[0];
+//!
+//! let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+//! tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+//!     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
+//! let mut head = vec![0; 4096];
+//! let n = tcp.read(&mut head).await?;
+//! assert!(head[..n].starts_with(b"HTTP/1.1 101"));
+//! // A masked "Hello" text frame (RFC 6455 section 5.7); the echo comes back unmasked.
+//! tcp.write_all(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]).await?;
+//! let mut echo = [0; 7];
+//! tcp.read_exact(&mut echo).await?;
+//! assert_eq!(&echo, b"\x81\x05Hello");
+//! drop(tcp);
+//! server.stop().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod channels;
+mod config;
+mod conn;
+mod error;
+mod handler;
+mod handshake;
+mod io;
+mod raw;
+mod registry;
+mod server;
+mod stream;
+mod throttle;
+mod tx;
+
+pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
+pub use channels::{channel_matches, validate_channel};
+pub use config::{
+    Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
+};
+pub use error::Error;
+pub use handler::{
+    Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, Request, Response,
+    TcpDecision,
+};
+pub use registry::{ConnId, ConnInfo, Filter, Transport};
+pub use server::{ConnHandle, Server, ServerHandle};
+pub use stream::{Incoming, WsStream};
+/// The sans-IO protocol crate this server drives (message and close-code types).
+pub use ws_frame;

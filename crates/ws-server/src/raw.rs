@@ -1,0 +1,230 @@
+//! Plain-TCP connections (clients that do not speak HTTP, the seeds' `trpTCP`): bytes in go to
+//! [`Handler::on_binary`], split by the optional delimiter; bytes out are written as they are.
+
+use std::{
+    any::Any,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Notify, mpsc};
+use ws_frame::{CloseCode, Initiator};
+
+use crate::{
+    config::{DelimiterScan, RawTcp},
+    conn::LINGER,
+    handler::{Ctx, Disconnect, Handler, Sink},
+    io::{Io, Target},
+    registry::{Command, ConnInfo, KILL_NONE, Transport},
+    server::{AdmitGuard, ServerHandle},
+    tx::TxQueue,
+};
+
+/// Takes the complete messages out of `buf` according to the delimiter settings.
+pub(crate) fn split_messages(buf: &mut BytesMut, cfg: &RawTcp, out: &mut Vec<Bytes>) {
+    if buf.is_empty() {
+        return;
+    }
+    let delim = &cfg.delimiter[..];
+    match cfg.scan {
+        _ if delim.is_empty() => out.push(buf.split().freeze()),
+        DelimiterScan::None => out.push(buf.split().freeze()),
+        DelimiterScan::Latest => {
+            if buf.ends_with(delim) {
+                out.push(buf.split().freeze());
+            }
+        }
+        DelimiterScan::All => {
+            while let Some(pos) = buf.windows(delim.len()).position(|w| w == delim) {
+                out.push(buf.split_to(pos + delim.len()).freeze());
+            }
+        }
+    }
+}
+
+enum Wake {
+    Kill,
+    Wrote(std::io::Result<usize>),
+    Read(std::io::Result<usize>),
+    Cmd(Option<Command>),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<H: Handler>(
+    server: ServerHandle,
+    handler: Arc<H>,
+    mut io: Io,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: bool,
+    first: Bytes,
+    _guard: AdmitGuard,
+) {
+    let inner = server.inner.clone();
+    let config = &inner.config;
+    let (sender, mut cmds) = mpsc::channel(config.send_queue);
+    let info = Arc::new(ConnInfo {
+        id: inner.registry.next_id(),
+        peer,
+        local,
+        tls,
+        transport: Transport::Tcp,
+        url: String::new(),
+        headers: Vec::new(),
+        protocol: None,
+        extensions: None,
+        user: None,
+        connected_at: SystemTime::now(),
+        rx_bytes: AtomicU64::new(first.len() as u64),
+        tx_bytes: AtomicU64::new(0),
+        subscriptions: Mutex::new(Vec::new()),
+        tx: sender,
+        kill: Notify::new(),
+        kill_code: AtomicU16::new(KILL_NONE),
+    });
+    inner.registry.insert(info.clone());
+    let mut data: Option<Box<dyn Any + Send + Sync>> = None;
+    let mut tx = TxQueue::default();
+    let mut closing = false;
+    let mut buf = BytesMut::from(&first[..]);
+    let mut messages = Vec::new();
+    let mut disconnect = Disconnect {
+        code: CloseCode::NORMAL,
+        reason: String::new(),
+        by: Initiator::Remote,
+    };
+
+    macro_rules! ctx {
+        () => {
+            Ctx {
+                sink: Sink::Raw {
+                    tx: &mut tx,
+                    closing: &mut closing,
+                },
+                info: &info,
+                server: &server,
+                data: &mut data,
+            }
+        };
+    }
+
+    handler.on_connect(&mut ctx!()).await;
+    let kill = info.kill.notified();
+    tokio::pin!(kill);
+    let mut eof = false;
+    loop {
+        split_messages(&mut buf, &config.raw_tcp, &mut messages);
+        for msg in messages.drain(..) {
+            handler.on_binary(&mut ctx!(), msg).await;
+        }
+        if buf.len() > config.raw_tcp.max_buffer {
+            disconnect = Disconnect {
+                code: CloseCode::TOO_BIG,
+                reason: "no delimiter within the buffer limit".into(),
+                by: Initiator::Local,
+            };
+            break;
+        }
+        if (closing || eof) && tx.is_empty() && !io.wants_flush() {
+            if closing {
+                disconnect.by = Initiator::User;
+            }
+            break;
+        }
+        let room = tx.len() < config.write_buffer_limit;
+        let can_write = !tx.is_empty() || io.wants_flush();
+        let (reader, writer) = io.halves();
+        let wake = tokio::select! {
+            biased;
+            () = &mut kill => Wake::Kill,
+            r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
+            r = reader.read(Target::Buf(&mut buf)), if room && !closing && !eof => Wake::Read(r),
+            c = cmds.recv(), if room && !closing => Wake::Cmd(c),
+        };
+        match wake {
+            Wake::Kill => {
+                disconnect = Disconnect {
+                    code: CloseCode::ABNORMAL,
+                    reason: "dropped".into(),
+                    by: Initiator::User,
+                };
+                break;
+            }
+            Wake::Wrote(Ok(n)) => {
+                info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
+                disconnect = Disconnect {
+                    code: CloseCode::ABNORMAL,
+                    reason: e.to_string(),
+                    by: Initiator::Remote,
+                };
+                break;
+            }
+            Wake::Read(Ok(0)) => eof = true,
+            Wake::Read(Ok(n)) => {
+                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Wake::Cmd(Some(Command::Send(msg, _))) => tx.push_bytes(msg.into_payload()),
+            Wake::Cmd(Some(Command::Close(..))) => closing = true,
+            Wake::Cmd(Some(Command::Ping(_)) | None) => {}
+        }
+    }
+    // A partial message left at end of stream is still delivered.
+    if eof && !buf.is_empty() {
+        let rest = buf.split().freeze();
+        handler.on_binary(&mut ctx!(), rest).await;
+    }
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    drop(io);
+    inner.unregister(&info);
+    handler.on_disconnect(&info, disconnect).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(delim: &[u8], scan: DelimiterScan) -> RawTcp {
+        RawTcp {
+            enabled: true,
+            delimiter: delim.to_vec(),
+            scan,
+            max_buffer: 1024,
+        }
+    }
+
+    #[test]
+    fn delimiter_scanning_modes() {
+        let mut out = Vec::new();
+        let mut buf = BytesMut::from(&b"a\nbc\nd"[..]);
+        split_messages(&mut buf, &cfg(b"\n", DelimiterScan::All), &mut out);
+        assert_eq!(out, vec![Bytes::from("a\n"), Bytes::from("bc\n")]);
+        assert_eq!(&buf[..], b"d");
+
+        out.clear();
+        let mut buf = BytesMut::from(&b"a\nbc"[..]);
+        split_messages(&mut buf, &cfg(b"\n", DelimiterScan::Latest), &mut out);
+        assert!(out.is_empty());
+        buf.extend_from_slice(b"\n");
+        split_messages(&mut buf, &cfg(b"\n", DelimiterScan::Latest), &mut out);
+        assert_eq!(out, vec![Bytes::from("a\nbc\n")]);
+
+        out.clear();
+        let mut buf = BytesMut::from(&b"xyz"[..]);
+        split_messages(&mut buf, &cfg(b"", DelimiterScan::None), &mut out);
+        assert_eq!(out, vec![Bytes::from("xyz")]);
+        assert!(buf.is_empty());
+
+        // Multi-byte delimiter (STOMP-like NUL + LF).
+        out.clear();
+        let mut buf = BytesMut::from(&b"F1\0\nF2\0"[..]);
+        split_messages(&mut buf, &cfg(b"\0\n", DelimiterScan::All), &mut out);
+        assert_eq!(out, vec![Bytes::from("F1\0\n")]);
+    }
+}

@@ -1,0 +1,489 @@
+//! Connection registry: who is connected, with what, and how to reach them.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::SystemTime,
+};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+use ws_frame::{CloseCode, Message, SendOptions};
+
+use crate::{channels::Channels, config::SlowReaderPolicy, error::Error};
+
+/// A connection's id, unique for the lifetime of a server (the seeds' `Guid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How a connection talks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// RFC 6455 WebSocket.
+    WebSocket,
+    /// Plain TCP (the client did not speak HTTP; see [`crate::RawTcp`]).
+    Tcp,
+}
+
+/// A command for a connection task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send(Message, SendOptions),
+    Ping(Bytes),
+    Close(CloseCode, String),
+}
+
+/// Why the connection task was told to stop at once.
+pub(crate) const KILL_NONE: u16 = 0;
+/// Drop the socket without a close handshake.
+pub(crate) const KILL_DROP: u16 = 1;
+
+/// What the server knows about one connection. Shared (`Arc`) between the registry, the
+/// connection task and handles.
+pub struct ConnInfo {
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) transport: Transport,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) extensions: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) connected_at: SystemTime,
+    pub(crate) rx_bytes: AtomicU64,
+    pub(crate) tx_bytes: AtomicU64,
+    pub(crate) subscriptions: Mutex<Vec<String>>,
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) kill: Notify,
+    /// [`KILL_NONE`], [`KILL_DROP`] or a close code to send before dropping.
+    pub(crate) kill_code: AtomicU16,
+}
+
+impl ConnInfo {
+    /// The connection id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The peer's address.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our address of this connection.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether the connection came over TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// WebSocket or plain TCP.
+    #[must_use]
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Request target of the upgrade request (path and query), e.g. `/chat?room=1`.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The path part of [`ConnInfo::url`].
+    #[must_use]
+    pub fn path(&self) -> &str {
+        self.url.split('?').next().unwrap_or("")
+    }
+
+    /// Request headers of the upgrade (empty when
+    /// [`crate::ServerConfig::keep_request_headers`] is off).
+    #[must_use]
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// First request header named `name` (ASCII case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Negotiated subprotocol.
+    #[must_use]
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Negotiated extensions (the `Sec-WebSocket-Extensions` response value).
+    #[must_use]
+    pub fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
+    }
+
+    /// User authenticated in the handshake.
+    #[must_use]
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// When the connection was established.
+    #[must_use]
+    pub fn connected_at(&self) -> SystemTime {
+        self.connected_at
+    }
+
+    /// Bytes received on the socket (after TLS).
+    #[must_use]
+    pub fn bytes_received(&self) -> u64 {
+        self.rx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the socket (before TLS).
+    #[must_use]
+    pub fn bytes_sent(&self) -> u64 {
+        self.tx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Channel subscriptions of this connection.
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).clone()
+    }
+
+    /// Asks the connection task to stop: with a Close frame carrying `code`, or at once
+    /// (`KILL_DROP`).
+    pub(crate) fn kill(&self, code: u16) {
+        let _ =
+            self.kill_code
+                .compare_exchange(KILL_NONE, code, Ordering::AcqRel, Ordering::Acquire);
+        self.kill.notify_one();
+    }
+
+    /// Hands a command to the connection task according to `policy`.
+    pub(crate) async fn deliver(
+        &self,
+        cmd: Command,
+        policy: SlowReaderPolicy,
+    ) -> Result<(), Error> {
+        match policy {
+            SlowReaderPolicy::Backpressure => self.tx.send(cmd).await.map_err(|_| Error::Closed),
+            SlowReaderPolicy::Disconnect => self.try_deliver(cmd),
+        }
+    }
+
+    /// Hands a command to the connection task without waiting; a full queue closes the
+    /// connection with 1013.
+    pub(crate) fn try_deliver(&self, cmd: Command) -> Result<(), Error> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill(CloseCode::TRY_AGAIN.as_u16());
+                Err(Error::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+        }
+    }
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("tls", &self.tls)
+            .field("transport", &self.transport)
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .field("extensions", &self.extensions)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// All connections of a server and their channel subscriptions.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    conns: RwLock<HashMap<ConnId, Arc<ConnInfo>>>,
+    channels: RwLock<Channels>,
+    next_id: AtomicU64,
+    /// Connections counted against `max_connections` (handshaking ones included).
+    pub(crate) admitted: AtomicUsize,
+    /// Signalled whenever a connection leaves.
+    pub(crate) left: Notify,
+}
+
+impl Registry {
+    pub(crate) fn next_id(&self) -> ConnId {
+        ConnId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn insert(&self, info: Arc<ConnInfo>) {
+        write(&self.conns).insert(info.id, info);
+    }
+
+    pub(crate) fn remove(&self, info: &ConnInfo) {
+        write(&self.conns).remove(&info.id);
+        let subs = std::mem::take(&mut *lock(&info.subscriptions));
+        if !subs.is_empty() {
+            let mut channels = write(&self.channels);
+            for s in subs {
+                channels.unsubscribe(info.id, &s);
+            }
+        }
+        self.left.notify_waiters();
+    }
+
+    pub(crate) fn get(&self, id: ConnId) -> Option<Arc<ConnInfo>> {
+        read(&self.conns).get(&id).cloned()
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        read(&self.conns).len()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<ConnInfo>> {
+        read(&self.conns).values().cloned().collect()
+    }
+
+    pub(crate) fn subscribe(&self, info: &ConnInfo, pattern: &str) -> bool {
+        let mut subs = lock(&info.subscriptions);
+        let added = write(&self.channels).subscribe(info.id, pattern);
+        if added {
+            subs.push(pattern.to_owned());
+        }
+        added
+    }
+
+    pub(crate) fn unsubscribe(&self, info: &ConnInfo, pattern: &str) -> bool {
+        let mut subs = lock(&info.subscriptions);
+        let removed = write(&self.channels).unsubscribe(info.id, pattern);
+        subs.retain(|s| s != pattern);
+        removed
+    }
+
+    pub(crate) fn channels(&self) -> Vec<String> {
+        read(&self.channels).patterns()
+    }
+
+    /// Connections a broadcast with `filter` reaches.
+    pub(crate) fn select(&self, filter: &Filter) -> Vec<Arc<ConnInfo>> {
+        let by_channel = filter
+            .channel
+            .as_deref()
+            .map(|c| read(&self.channels).subscribers(c));
+        let conns = read(&self.conns);
+        let keep = |info: &ConnInfo| {
+            filter
+                .protocol
+                .as_deref()
+                .is_none_or(|p| info.protocol.as_deref() == Some(p))
+                && !filter.exclude.contains(&info.id)
+        };
+        match (&filter.include, by_channel) {
+            (Some(include), channel) => include
+                .iter()
+                .filter(|id| channel.as_ref().is_none_or(|c| c.contains(id)))
+                .filter_map(|id| conns.get(id))
+                .filter(|i| keep(i))
+                .cloned()
+                .collect(),
+            (None, Some(ids)) => ids
+                .iter()
+                .filter_map(|id| conns.get(id))
+                .filter(|i| keep(i))
+                .cloned()
+                .collect(),
+            (None, None) => conns.values().filter(|i| keep(i)).cloned().collect(),
+        }
+    }
+}
+
+/// Which connections a broadcast reaches: all of them, narrowed by every field that is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Filter {
+    /// Only subscribers of this channel (wildcard subscriptions match). Default: `None`.
+    pub channel: Option<String>,
+    /// Only connections with this negotiated subprotocol. Default: `None`.
+    pub protocol: Option<String>,
+    /// Only these connections. Default: `None` (no restriction).
+    pub include: Option<Vec<ConnId>>,
+    /// Never these connections (e.g. the sender). Default: empty.
+    pub exclude: Vec<ConnId>,
+}
+
+impl Filter {
+    /// Every connection.
+    #[must_use]
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Subscribers of `channel`.
+    #[must_use]
+    pub fn channel(channel: impl Into<String>) -> Self {
+        Self {
+            channel: Some(channel.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Also require the subprotocol `protocol`.
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// Restrict to these ids.
+    #[must_use]
+    pub fn including(mut self, ids: impl IntoIterator<Item = ConnId>) -> Self {
+        self.include = Some(ids.into_iter().collect());
+        self
+    }
+
+    /// Leave out these ids.
+    #[must_use]
+    pub fn excluding(mut self, ids: impl IntoIterator<Item = ConnId>) -> Self {
+        self.exclude.extend(ids);
+        self
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_info(
+    id: u64,
+    protocol: Option<&str>,
+) -> (Arc<ConnInfo>, mpsc::Receiver<Command>) {
+    let (tx, rx) = mpsc::channel(2);
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
+    (
+        Arc::new(ConnInfo {
+            id: ConnId(id),
+            peer: addr,
+            local: addr,
+            tls: false,
+            transport: Transport::WebSocket,
+            url: "/".into(),
+            headers: Vec::new(),
+            protocol: protocol.map(str::to_owned),
+            extensions: None,
+            user: None,
+            connected_at: SystemTime::now(),
+            rx_bytes: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            subscriptions: Mutex::new(Vec::new()),
+            tx,
+            kill: Notify::new(),
+            kill_code: AtomicU16::new(KILL_NONE),
+        }),
+        rx,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: Vec<Arc<ConnInfo>>) -> Vec<u64> {
+        let mut ids: Vec<u64> = v.iter().map(|i| i.id.0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn broadcast_filters_combine() {
+        let reg = Registry::default();
+        let mut rxs = Vec::new();
+        for (id, proto) in [
+            (1, Some("chat")),
+            (2, Some("chat")),
+            (3, None),
+            (4, Some("mqtt")),
+        ] {
+            let (info, rx) = test_info(id, proto);
+            reg.insert(info);
+            rxs.push(rx);
+        }
+        let get = |id| reg.get(ConnId(id)).unwrap();
+        reg.subscribe(&get(1), "room/#");
+        reg.subscribe(&get(3), "room/a");
+        reg.subscribe(&get(4), "room/+");
+        assert_eq!(ids(reg.select(&Filter::all())), vec![1, 2, 3, 4]);
+        assert_eq!(ids(reg.select(&Filter::channel("room/a"))), vec![1, 3, 4]);
+        assert_eq!(ids(reg.select(&Filter::channel("room/a/b"))), vec![1]);
+        assert_eq!(
+            ids(reg.select(&Filter::channel("room/a").with_protocol("chat"))),
+            vec![1]
+        );
+        assert_eq!(
+            ids(reg.select(&Filter::all().excluding([ConnId(2), ConnId(3)]))),
+            vec![1, 4]
+        );
+        assert_eq!(
+            ids(reg.select(&Filter::channel("room/a").including([
+                ConnId(2),
+                ConnId(3),
+                ConnId(9)
+            ]))),
+            vec![3]
+        );
+        reg.remove(&get(1));
+        assert_eq!(
+            ids(reg.select(&Filter::channel("room/a/b"))),
+            Vec::<u64>::new()
+        );
+        assert_eq!(reg.count(), 3);
+        assert_eq!(get(4).subscriptions(), vec!["room/+".to_owned()]);
+        assert!(reg.unsubscribe(&get(4), "room/+"));
+        assert!(get(4).subscriptions().is_empty());
+    }
+
+    #[test]
+    fn full_queue_under_disconnect_policy_kills_with_1013() {
+        let (info, _rx) = test_info(1, None);
+        for _ in 0..2 {
+            info.try_deliver(Command::Ping(Bytes::new())).unwrap();
+        }
+        let err = info.try_deliver(Command::Ping(Bytes::new())).unwrap_err();
+        assert!(matches!(err, Error::QueueFull));
+        assert_eq!(info.kill_code.load(Ordering::Acquire), 1013);
+    }
+}

@@ -1,0 +1,672 @@
+//! Listeners, the accept path (TLS, request head, admission, auth, handshake) and the handles.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsAcceptor;
+use ws_frame::{CloseCode, Connection, Message, Role, SendOptions};
+
+use crate::{
+    auth::AuthOutcome,
+    channels::validate_channel,
+    config::{ServerConfig, SlowReaderPolicy, origin_allowed},
+    conn::{self, Established},
+    error::Error,
+    handler::{Decision, Handler, Response, TcpDecision},
+    handshake::{self, Head},
+    io::Io,
+    raw,
+    registry::{
+        Command, ConnId, ConnInfo, Filter, KILL_DROP, KILL_NONE, Registry, Transport, lock,
+    },
+};
+
+/// Shared state of a running server.
+pub(crate) struct Inner {
+    pub(crate) config: ServerConfig,
+    pub(crate) registry: Registry,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    local_addrs: Mutex<Vec<SocketAddr>>,
+    stopping: AtomicBool,
+    stopped: Notify,
+    /// Binds the listeners again (kept for `restart`).
+    #[allow(clippy::type_complexity)]
+    spawner: Mutex<Option<Box<dyn Fn(&ServerHandle) -> Result<(), Error> + Send + Sync>>>,
+}
+
+impl Inner {
+    pub(crate) fn unregister(&self, info: &ConnInfo) {
+        self.registry.remove(info);
+    }
+}
+
+/// Holds one admission slot (`max_connections`) until dropped.
+pub(crate) struct AdmitGuard(Arc<Inner>);
+
+impl Drop for AdmitGuard {
+    fn drop(&mut self) {
+        self.0.registry.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A cheap, cloneable handle to a running server: address connections by id, broadcast,
+/// stop and restart.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addrs", &self.local_addrs())
+            .field("connections", &self.count())
+            .finish()
+    }
+}
+
+/// Starts servers.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, binds every listener and starts accepting on the current tokio
+    /// runtime. Connections are served by `handler`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration, [`Error::Bind`] when an address cannot
+    /// be bound.
+    pub async fn start<H: Handler>(
+        config: ServerConfig,
+        handler: H,
+    ) -> Result<ServerHandle, Error> {
+        config.validate()?;
+        let handler = Arc::new(handler);
+        let inner = Arc::new(Inner {
+            config,
+            registry: Registry::default(),
+            listeners: Mutex::new(Vec::new()),
+            local_addrs: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            stopped: Notify::new(),
+            spawner: Mutex::new(None),
+        });
+        let handle = ServerHandle { inner };
+        let spawner = move |server: &ServerHandle| spawn_listeners(server, &handler);
+        spawner(&handle)?;
+        *lock(&handle.inner.spawner) = Some(Box::new(spawner));
+        Ok(handle)
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let err = |source| Error::Bind { addr, source };
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(err)?;
+    if addr.is_ipv6() {
+        // [::] and 0.0.0.0 can then be bound side by side.
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+fn spawn_listeners<H: Handler>(server: &ServerHandle, handler: &Arc<H>) -> Result<(), Error> {
+    let mut listeners = Vec::new();
+    for binding in &server.inner.config.bindings {
+        let listener = bind(binding.addr)?;
+        let local = listener.local_addr().map_err(|source| Error::Bind {
+            addr: binding.addr,
+            source,
+        })?;
+        listeners.push((listener, local, binding.tls.clone().map(TlsAcceptor::from)));
+    }
+    let mut addrs = lock(&server.inner.local_addrs);
+    let mut tasks = lock(&server.inner.listeners);
+    addrs.clear();
+    for (listener, local, tls) in listeners {
+        addrs.push(local);
+        tasks.push(tokio::spawn(accept_loop(
+            server.clone(),
+            handler.clone(),
+            listener,
+            tls,
+        )));
+    }
+    tracing::info!(addrs = ?*addrs, "listening");
+    Ok(())
+}
+
+async fn accept_loop<H: Handler>(
+    server: ServerHandle,
+    handler: Arc<H>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let server = server.clone();
+                let handler = handler.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    serve(server, handler, tcp, peer, tls).await;
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn reject(io: &mut Io, resp: &Response, server_name: &str, head: bool) {
+    let bytes = handshake::response(resp, server_name, head);
+    let _ = tokio::time::timeout(conn::LINGER, async {
+        let _ = io.write_all(&bytes).await;
+        let _ = io.shutdown().await;
+    })
+    .await;
+}
+
+/// Serves one accepted TCP connection from TLS through the handshake to its end.
+async fn serve<H: Handler>(
+    server: ServerHandle,
+    handler: Arc<H>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) {
+    let inner = server.inner.clone();
+    let config = &inner.config;
+    let admitted = inner.registry.admitted.fetch_add(1, Ordering::AcqRel) + 1;
+    let guard = AdmitGuard(inner.clone());
+    let over_limit = config.max_connections != 0 && admitted > config.max_connections;
+    let Ok(local) = tcp.local_addr() else { return };
+    let decision = handler.on_tcp_connect(peer, local).await;
+    if decision == TcpDecision::Reject {
+        return;
+    }
+    if config.nodelay {
+        let _ = tcp.set_nodelay(true);
+    }
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let is_tls = tls.is_some();
+    let mut io = match tls {
+        None => Io::Plain(tcp),
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Io::tls(s),
+            Ok(Err(e)) => {
+                handler.on_error(peer, None, &Error::Tls(e)).await;
+                return;
+            }
+            Err(_) => {
+                handler.on_error(peer, None, &Error::HandshakeTimeout).await;
+                return;
+            }
+        },
+    };
+    if decision == TcpDecision::RawTcp {
+        raw::run(
+            server,
+            handler,
+            io,
+            peer,
+            local,
+            is_tls,
+            Bytes::new(),
+            guard,
+        )
+        .await;
+        return;
+    }
+
+    // The request head.
+    let mut buf = BytesMut::with_capacity(1024);
+    let (mut request, head_len) = loop {
+        match handshake::parse(&buf, &config.http, peer, local, is_tls) {
+            Ok(Head::Complete(req, n)) => break (req, n),
+            Ok(Head::Partial) => {}
+            Ok(Head::NotHttp) => {
+                if config.raw_tcp.enabled && handler.on_unknown_protocol(peer, &buf).await {
+                    raw::run(
+                        server,
+                        handler,
+                        io,
+                        peer,
+                        local,
+                        is_tls,
+                        buf.freeze(),
+                        guard,
+                    )
+                    .await;
+                }
+                return;
+            }
+            Err(e) => {
+                if let Error::Http { status, reason } = &e {
+                    let resp = Response::text(*status, format!("{reason}\n"));
+                    reject(&mut io, &resp, &config.server_name, false).await;
+                }
+                handler.on_error(peer, None, &e).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                if !buf.is_empty() {
+                    let resp = Response::text(408, "request timeout\n");
+                    reject(&mut io, &resp, &config.server_name, false).await;
+                }
+                handler.on_error(peer, None, &Error::HandshakeTimeout).await;
+                return;
+            }
+        }
+    };
+    buf.advance(head_len);
+    let head_only = request.method == "HEAD";
+
+    if over_limit || inner.stopping.load(Ordering::Acquire) {
+        let resp = Response::text(503, "server busy\n");
+        reject(&mut io, &resp, &config.server_name, head_only).await;
+        return;
+    }
+    if !handshake::is_upgrade(&request) {
+        let resp = handler.on_http(&request).await;
+        reject(&mut io, &resp, &config.server_name, head_only).await;
+        return;
+    }
+    let accept = match handshake::validate(&request) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Error::Http { status, reason } = &e {
+                let mut resp = Response::text(*status, format!("{reason}\n"));
+                if *status == 426 {
+                    resp = resp.with_header("Sec-WebSocket-Version", "13");
+                }
+                reject(&mut io, &resp, &config.server_name, false).await;
+            }
+            handler.on_error(peer, None, &e).await;
+            return;
+        }
+    };
+    if !config.allowed_origins.is_empty() {
+        if let Some(origin) = request.header("origin") {
+            if !origin_allowed(&config.allowed_origins, origin) {
+                let resp = Response::text(403, "origin not allowed\n");
+                reject(&mut io, &resp, &config.server_name, false).await;
+                return;
+            }
+        }
+    }
+    if let Some(auth) = &config.auth {
+        match auth.check(&request).await {
+            AuthOutcome::Allow { user } => request.user = user,
+            outcome => {
+                let status = if outcome == AuthOutcome::Forbidden {
+                    403
+                } else {
+                    401
+                };
+                let mut resp = Response::text(status, "authentication required\n");
+                resp.headers.extend(auth.rejection_headers(status));
+                reject(&mut io, &resp, &config.server_name, false).await;
+                return;
+            }
+        }
+    }
+    let (protocol, extra_headers) = match handler.on_handshake(&request).await {
+        Decision::Accept { protocol, headers } => {
+            let protocol = match protocol {
+                Some(p) if request.protocols().contains(&p.as_str()) => Some(p),
+                Some(_) => {
+                    let resp = Response::text(500, "handler chose a protocol not offered\n");
+                    reject(&mut io, &resp, &config.server_name, false).await;
+                    return;
+                }
+                None => handshake::choose_protocol(&request, &config.protocols),
+            };
+            (protocol, headers)
+        }
+        Decision::Reject(resp) => {
+            reject(&mut io, &resp, &config.server_name, false).await;
+            return;
+        }
+    };
+    let deflate = config
+        .deflate
+        .as_ref()
+        .and_then(|d| handshake::negotiate_deflate(&request, d));
+    let extensions = deflate.as_ref().map(|p| p.response_value());
+    let mut ws_config = config.ws.clone();
+    ws_config.deflate = deflate;
+    let ws = match Connection::new(Role::Server, ws_config) {
+        Ok(ws) => ws,
+        Err(e) => {
+            handler.on_error(peer, None, &Error::WebSocket(e)).await;
+            return;
+        }
+    };
+    let response = handshake::switching(
+        &accept,
+        protocol.as_deref(),
+        extensions.as_deref(),
+        &extra_headers,
+        &config.server_name,
+    );
+    match tokio::time::timeout_at(deadline, io.write_all(&response)).await {
+        Ok(Ok(())) => {}
+        _ => return,
+    }
+
+    let (tx, cmds) = mpsc::channel(config.send_queue);
+    let info = Arc::new(ConnInfo {
+        id: inner.registry.next_id(),
+        peer,
+        local,
+        tls: is_tls,
+        transport: Transport::WebSocket,
+        url: request.target,
+        headers: if config.keep_request_headers {
+            request.headers
+        } else {
+            Vec::new()
+        },
+        protocol,
+        extensions,
+        user: request.user,
+        connected_at: SystemTime::now(),
+        rx_bytes: AtomicU64::new(0),
+        tx_bytes: AtomicU64::new(response.len() as u64),
+        subscriptions: Mutex::new(Vec::new()),
+        tx,
+        kill: Notify::new(),
+        kill_code: AtomicU16::new(KILL_NONE),
+    });
+    inner.registry.insert(info.clone());
+    let leftover = buf.freeze();
+    conn::run(
+        server,
+        handler,
+        Established {
+            io,
+            ws,
+            info,
+            cmds,
+            leftover,
+            guard,
+        },
+    )
+    .await;
+}
+
+impl ServerHandle {
+    /// Addresses the listeners are bound to (with the real port when port 0 was asked).
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.inner.local_addrs).clone()
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Number of established connections (`Count`).
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.inner.registry.count()
+    }
+
+    /// Every established connection.
+    #[must_use]
+    pub fn connections(&self) -> Vec<Arc<ConnInfo>> {
+        self.inner.registry.all()
+    }
+
+    /// One connection by id.
+    #[must_use]
+    pub fn get(&self, id: ConnId) -> Option<ConnHandle> {
+        self.inner
+            .registry
+            .get(id)
+            .map(|info| ConnHandle::new(info, self.clone()))
+    }
+
+    /// Sends a message to one connection (`WriteData(guid, ...)`), following
+    /// [`ServerConfig::slow_reader`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`], [`Error::Closed`], or [`Error::QueueFull`] (the
+    /// connection is then being closed with 1013).
+    pub async fn write_to(&self, id: ConnId, msg: impl Into<Message>) -> Result<(), Error> {
+        let info = self
+            .inner
+            .registry
+            .get(id)
+            .ok_or(Error::UnknownConnection(id.0))?;
+        info.deliver(
+            Command::Send(msg.into(), SendOptions::default()),
+            self.inner.config.slow_reader,
+        )
+        .await
+    }
+
+    /// Sends a message to every connection `filter` selects. Returns how many connections
+    /// took it; under [`crate::SlowReaderPolicy::Disconnect`] connections whose queue is full
+    /// are closed with 1013 and not counted.
+    pub async fn broadcast(&self, msg: impl Into<Message>, filter: &Filter) -> usize {
+        let msg = msg.into();
+        let targets = self.inner.registry.select(filter);
+        let policy = self.inner.config.slow_reader;
+        let mut sent = 0;
+        for info in targets {
+            let cmd = Command::Send(msg.clone(), SendOptions::default());
+            if info.deliver(cmd, policy).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Pings every connection (`Ping`); with a heartbeat configured, missing pongs close
+    /// connections. Returns how many were pinged.
+    pub fn ping_all(&self) -> usize {
+        self.inner
+            .registry
+            .all()
+            .iter()
+            .filter(|info| info.try_deliver(Command::Ping(Bytes::new())).is_ok())
+            .count()
+    }
+
+    /// Closes every connection with `code` (`DisconnectAll`); the listeners keep running.
+    pub fn disconnect_all(&self, code: CloseCode) {
+        for info in self.inner.registry.all() {
+            info.kill(code.as_u16());
+        }
+    }
+
+    /// Subscribes a connection to a channel (wildcards allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for malformed names.
+    pub fn subscribe(&self, info: &ConnInfo, channel: &str) -> Result<bool, Error> {
+        validate_channel(channel)?;
+        Ok(self.inner.registry.subscribe(info, channel))
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&self, info: &ConnInfo, channel: &str) -> bool {
+        self.inner.registry.unsubscribe(info, channel)
+    }
+
+    /// Channel patterns that have at least one subscriber.
+    #[must_use]
+    pub fn channels(&self) -> Vec<String> {
+        self.inner.registry.channels()
+    }
+
+    /// Stops accepting, closes every connection with 1001 (going away), and waits until they
+    /// are gone or [`ServerConfig::stop_timeout`] passed; then drops the rest.
+    pub async fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        for task in lock(&self.inner.listeners).drain(..) {
+            task.abort();
+        }
+        for info in self.inner.registry.all() {
+            info.kill(CloseCode::AWAY.as_u16());
+        }
+        let deadline = Instant::now() + self.inner.config.stop_timeout;
+        loop {
+            let left = self.inner.registry.left.notified();
+            if self.count() == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                for info in self.inner.registry.all() {
+                    info.kill_code.store(KILL_DROP, Ordering::Release);
+                    info.kill.notify_one();
+                }
+                break;
+            }
+            let _ = tokio::time::timeout(deadline - now, left).await;
+        }
+        self.inner.stopped.notify_waiters();
+    }
+
+    /// [`ServerHandle::stop`], then binds the listeners again (`ReStart`).
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when an address cannot be bound again.
+    pub async fn restart(&self) -> Result<(), Error> {
+        self.stop().await;
+        self.inner.stopping.store(false, Ordering::Release);
+        let spawner = lock(&self.inner.spawner);
+        match spawner.as_ref() {
+            Some(spawn) => spawn(self),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until [`ServerHandle::stop`] is called (from anywhere).
+    pub async fn stopped(&self) {
+        self.inner.stopped.notified().await;
+    }
+}
+
+/// A cheap, cloneable handle to one connection, usable from any task.
+#[derive(Clone)]
+pub struct ConnHandle {
+    info: Arc<ConnInfo>,
+    server: ServerHandle,
+}
+
+impl fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConnHandle").field(&self.info.id).finish()
+    }
+}
+
+impl ConnHandle {
+    pub(crate) fn new(info: Arc<ConnInfo>, server: ServerHandle) -> Self {
+        Self { info, server }
+    }
+
+    /// The connection id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.info.id
+    }
+
+    /// The connection's details.
+    #[must_use]
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        &self.info
+    }
+
+    /// Sends a message, following [`ServerConfig::slow_reader`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] or [`Error::QueueFull`].
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.send_with(msg.into(), SendOptions::default()).await
+    }
+
+    /// Sends a message with options.
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn send_with(&self, msg: Message, opts: SendOptions) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::Send(msg, opts),
+                self.server.inner.config.slow_reader,
+            )
+            .await
+    }
+
+    /// Sends a ping.
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn ping(&self, payload: Bytes) -> Result<(), Error> {
+        self.info
+            .deliver(Command::Ping(payload), self.server.inner.config.slow_reader)
+            .await
+    }
+
+    /// Starts the close handshake (`Close`).
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::Close(code, reason.to_owned()),
+                SlowReaderPolicy::Backpressure,
+            )
+            .await
+    }
+
+    /// Drops the connection without a close handshake (`Disconnect`).
+    pub fn disconnect(&self) {
+        self.info.kill(KILL_DROP);
+    }
+
+    /// Subscribes to a channel (wildcards allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for malformed names.
+    pub fn subscribe(&self, channel: &str) -> Result<bool, Error> {
+        self.server.subscribe(&self.info, channel)
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&self, channel: &str) -> bool {
+        self.server.unsubscribe(&self.info, channel)
+    }
+}
