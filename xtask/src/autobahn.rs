@@ -1,0 +1,572 @@
+//! `cargo xtask autobahn server`: the Autobahn|Testsuite fuzzing client against `wskit serve`.
+//!
+//! Installs wstest when missing (Python 2.7 under pyenv), builds `wskit` in release mode, starts
+//! `wskit serve` on a free port with permessage-deflate, runs every case against `/echo`, then:
+//! fails on any case whose `behavior` is not OK / NON-STRICT / INFORMATIONAL or whose
+//! `behaviorClose` is not OK / INFORMATIONAL; writes the counts to
+//! docs/conformance/autobahn-server.md; and compares each case with
+//! docs/conformance/autobahn-server-expected.json so that regressions show.
+//!
+//! Environment:
+//! - `WSKIT_AUTOBAHN_CASES=1.*,9.1.1` runs a subset (docs are then left alone);
+//! - `WSKIT_AUTOBAHN_BLESS=1` rewrites the expected-results file from this run;
+//! - `WSKIT_AUTOBAHN_BIN=PATH` uses that binary (taking `serve` flags) instead of building.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+const AUTOBAHN_VERSION: &str = "25.10.1";
+const SUMMARY: &str = "docs/conformance/autobahn-server.md";
+const EXPECTED: &str = "docs/conformance/autobahn-server-expected.json";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")
+}
+
+/// `PYTHONUSERBASE` of the wstest install.
+fn user_base() -> Result<PathBuf> {
+    Ok(home()?.join(".cache/wskit/ab"))
+}
+
+/// Installs wstest if needed and returns its path.
+fn wstest() -> Result<PathBuf> {
+    let base = user_base()?;
+    let bin = base.join("bin/wstest");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let pip = home()?.join(".pyenv/versions/2.7.18/bin/pip");
+    if !pip.is_file() {
+        bail!(
+            "Autobahn|Testsuite needs Python 2.7, expected at {} (pyenv's CPython 2.7.18); \
+             install it with `pyenv install 2.7.18` or put wstest at {}",
+            pip.display(),
+            bin.display()
+        );
+    }
+    eprintln!("==> installing autobahntestsuite {AUTOBAHN_VERSION} (about 40 s)");
+    let status = Command::new(&pip)
+        .args([
+            "install",
+            "--user",
+            "--quiet",
+            &format!("autobahntestsuite=={AUTOBAHN_VERSION}"),
+        ])
+        .env("PYTHONUSERBASE", &base)
+        .status()
+        .with_context(|| format!("running {}", pip.display()))?;
+    if !status.success() || !bin.is_file() {
+        bail!("pip install autobahntestsuite failed ({status})");
+    }
+    Ok(bin)
+}
+
+/// Builds `wskit` (release) and returns the binary.
+fn wskit_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("WSKIT_AUTOBAHN_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> cargo build --release -p wskit");
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--release", "-p", "wskit"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p wskit failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"));
+    Ok(target.join("release/wskit"))
+}
+
+/// Kills the server when dropped, whatever happens in between.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(bin: &Path) -> Result<(Server, u16)> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((server, port));
+        }
+        if let Some(status) = server.0.try_wait()? {
+            bail!("wskit serve exited early ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("wskit serve did not listen on port {port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `cargo xtask autobahn server`.
+pub fn server() -> Result<()> {
+    let wstest = wstest()?;
+    let bin = wskit_binary()?;
+    let cases: Vec<String> = match std::env::var("WSKIT_AUTOBAHN_CASES") {
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').map(|c| c.trim().to_owned()).collect()
+        }
+        _ => vec!["*".to_owned()],
+    };
+    let full = cases == ["*"];
+    let work = root().join("target/autobahn/server");
+    let report = work.join("report");
+    let _ = std::fs::remove_dir_all(&report);
+    std::fs::create_dir_all(&report).with_context(|| format!("creating {}", report.display()))?;
+
+    let (server, port) = start_server(&bin)?;
+    let case_list = cases
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let spec = format!(
+        "{{\"outdir\": \"{}\", \"servers\": [{{\"agent\": \"wskit\", \"url\": \"ws://127.0.0.1:{port}/echo\"}}], \
+         \"cases\": [{case_list}], \"exclude-cases\": [], \"exclude-agent-cases\": {{}}}}\n",
+        report.display()
+    );
+    let spec_path = work.join("fuzzingclient.json");
+    std::fs::write(&spec_path, spec)?;
+    eprintln!("==> wstest -m fuzzingclient against ws://127.0.0.1:{port}/echo (cases {case_list})");
+    let started = Instant::now();
+    let status = Command::new(&wstest)
+        .args(["-m", "fuzzingclient", "-s"])
+        .arg(&spec_path)
+        .current_dir(&work)
+        .env("PYTHONUSERBASE", user_base()?)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", wstest.display()))?;
+    let elapsed = started.elapsed();
+    drop(server);
+    if !status.success() {
+        bail!("wstest failed ({status})");
+    }
+
+    let index = std::fs::read_to_string(report.join("index.json"))
+        .context("reading the Autobahn report index.json")?;
+    let results = parse_index(&index)?;
+    if results.is_empty() {
+        bail!("the Autobahn report lists no cases");
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut close_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (case, (behavior, close)) in &results {
+        *counts.entry(behavior.clone()).or_default() += 1;
+        *close_counts.entry(close.clone()).or_default() += 1;
+        let ok = matches!(behavior.as_str(), "OK" | "NON-STRICT" | "INFORMATIONAL")
+            && matches!(close.as_str(), "OK" | "INFORMATIONAL");
+        if !ok {
+            failures.push(format!("{case}: behavior {behavior}, close {close}"));
+        }
+    }
+    let summary = render_summary(&results, &counts, &close_counts, elapsed);
+    println!("{summary}");
+
+    let expected_path = root().join(EXPECTED);
+    let mut regressions = Vec::new();
+    if full {
+        std::fs::create_dir_all(root().join("docs/conformance"))?;
+        std::fs::write(root().join(SUMMARY), &summary)?;
+        let bless = std::env::var("WSKIT_AUTOBAHN_BLESS").is_ok_and(|v| v == "1");
+        if bless || !expected_path.is_file() {
+            std::fs::write(&expected_path, render_expected(&results))?;
+            eprintln!("==> wrote {EXPECTED}");
+        }
+    }
+    if expected_path.is_file() {
+        let text = std::fs::read_to_string(&expected_path)?;
+        let expected = parse_expected(&text)?;
+        for (case, got) in &results {
+            match expected.get(case) {
+                Some(want) if want != got => regressions.push(format!(
+                    "{case}: expected {} / {}, got {} / {}",
+                    want.0, want.1, got.0, got.1
+                )),
+                None => regressions.push(format!("{case}: not in {EXPECTED}")),
+                Some(_) => {}
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} Autobahn case(s) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    if !regressions.is_empty() {
+        bail!(
+            "{} case(s) differ from {EXPECTED} (rerun with WSKIT_AUTOBAHN_BLESS=1 if the change \
+             is intended):\n  {}",
+            regressions.len(),
+            regressions.join("\n  ")
+        );
+    }
+    eprintln!("==> Autobahn server suite passed ({} cases)", results.len());
+    Ok(())
+}
+
+type Results = BTreeMap<String, (String, String)>;
+
+/// Case ids sort numerically (2.10 after 2.9).
+fn case_key(case: &str) -> Vec<u32> {
+    case.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+fn sorted(results: &Results) -> Vec<(&String, &(String, String))> {
+    let mut v: Vec<_> = results.iter().collect();
+    v.sort_by_key(|(c, _)| case_key(c));
+    v
+}
+
+fn render_summary(
+    results: &Results,
+    counts: &BTreeMap<String, usize>,
+    close_counts: &BTreeMap<String, usize>,
+    elapsed: Duration,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Autobahn|Testsuite: wskit serve (fuzzingclient)\n");
+    let _ = writeln!(
+        s,
+        "Generated by `cargo xtask autobahn server` (autobahntestsuite {AUTOBAHN_VERSION}, all \
+         cases, permessage-deflate enabled, target `/echo`). {} cases in {} s.\n",
+        results.len(),
+        elapsed.as_secs()
+    );
+    let _ = writeln!(s, "| behavior | cases |\n|---|---|");
+    for (b, n) in counts {
+        let _ = writeln!(s, "| {b} | {n} |");
+    }
+    let _ = writeln!(s, "\n| behaviorClose | cases |\n|---|---|");
+    for (b, n) in close_counts {
+        let _ = writeln!(s, "| {b} | {n} |");
+    }
+    let others: Vec<String> = sorted(results)
+        .into_iter()
+        .filter(|(_, (b, c))| b != "OK" || c != "OK")
+        .map(|(case, (b, c))| format!("| {case} | {b} | {c} |"))
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nCases not OK/OK (NON-STRICT and INFORMATIONAL are passes):\n\n| case | behavior | \
+             behaviorClose |\n|---|---|---|"
+        );
+        for line in others {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    s
+}
+
+fn render_expected(results: &Results) -> String {
+    let mut s = String::from("{\n");
+    let rows: Vec<String> = sorted(results)
+        .into_iter()
+        .map(|(case, (b, c))| {
+            format!("  \"{case}\": {{\"behavior\": \"{b}\", \"behaviorClose\": \"{c}\"}}")
+        })
+        .collect();
+    s.push_str(&rows.join(",\n"));
+    s.push_str("\n}\n");
+    s
+}
+
+/// `{agent: {case: {behavior, behaviorClose, ...}}}` from wstest's index.json.
+fn parse_index(text: &str) -> Result<Results> {
+    let value = json::parse(text)?;
+    let agents = value
+        .as_object()
+        .context("index.json: expected an object")?;
+    let (_, cases) = agents
+        .iter()
+        .find(|(agent, _)| agent == "wskit")
+        .or(agents.first())
+        .context("index.json: no agent")?;
+    case_table(cases)
+}
+
+fn parse_expected(text: &str) -> Result<Results> {
+    case_table(&json::parse(text)?)
+}
+
+fn case_table(value: &json::Value) -> Result<Results> {
+    let mut out = Results::new();
+    for (case, entry) in value.as_object().context("expected an object of cases")? {
+        let field = |name: &str| {
+            entry
+                .get(name)
+                .and_then(json::Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("case {case}: no {name}"))
+        };
+        out.insert(case.clone(), (field("behavior")?, field("behaviorClose")?));
+    }
+    Ok(out)
+}
+
+/// Just enough JSON for wstest's report index (objects, arrays, strings, numbers, literals).
+mod json {
+    use anyhow::{Result, bail};
+
+    #[derive(Debug, PartialEq)]
+    pub(super) enum Value {
+        Null,
+        Bool(bool),
+        Number(f64),
+        Str(String),
+        Array(Vec<Value>),
+        Object(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        pub(super) fn as_object(&self) -> Option<&Vec<(String, Value)>> {
+            match self {
+                Self::Object(o) => Some(o),
+                _ => None,
+            }
+        }
+
+        pub(super) fn as_str(&self) -> Option<&str> {
+            match self {
+                Self::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+
+        pub(super) fn get(&self, key: &str) -> Option<&Self> {
+            self.as_object()?
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Result<Value> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            bail!("trailing data at byte {}", p.i);
+        }
+        Ok(v)
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, b: u8) -> Result<()> {
+            self.ws();
+            if self.s.get(self.i) != Some(&b) {
+                bail!("expected '{}' at byte {}", b as char, self.i);
+            }
+            self.i += 1;
+            Ok(())
+        }
+
+        fn value(&mut self) -> Result<Value> {
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b'{') => {
+                    self.i += 1;
+                    let mut fields = Vec::new();
+                    self.ws();
+                    if self.s.get(self.i) == Some(&b'}') {
+                        self.i += 1;
+                        return Ok(Value::Object(fields));
+                    }
+                    loop {
+                        self.ws();
+                        let key = self.string()?;
+                        self.eat(b':')?;
+                        fields.push((key, self.value()?));
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                return Ok(Value::Object(fields));
+                            }
+                            _ => bail!("expected ',' or '}}' at byte {}", self.i),
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    self.ws();
+                    if self.s.get(self.i) == Some(&b']') {
+                        self.i += 1;
+                        return Ok(Value::Array(items));
+                    }
+                    loop {
+                        items.push(self.value()?);
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                return Ok(Value::Array(items));
+                            }
+                            _ => bail!("expected ',' or ']' at byte {}", self.i),
+                        }
+                    }
+                }
+                Some(b'"') => Ok(Value::Str(self.string()?)),
+                Some(b't') => self.literal("true", Value::Bool(true)),
+                Some(b'f') => self.literal("false", Value::Bool(false)),
+                Some(b'n') => self.literal("null", Value::Null),
+                Some(_) => {
+                    let start = self.i;
+                    while self
+                        .s
+                        .get(self.i)
+                        .is_some_and(|b| b.is_ascii_digit() || b"+-.eE".contains(b))
+                    {
+                        self.i += 1;
+                    }
+                    let text = std::str::from_utf8(&self.s[start..self.i])?;
+                    match text.parse() {
+                        Ok(n) => Ok(Value::Number(n)),
+                        Err(_) => bail!("bad value at byte {start}"),
+                    }
+                }
+                None => bail!("unexpected end of JSON"),
+            }
+        }
+
+        fn literal(&mut self, word: &str, v: Value) -> Result<Value> {
+            if self.s[self.i..].starts_with(word.as_bytes()) {
+                self.i += word.len();
+                Ok(v)
+            } else {
+                bail!("bad literal at byte {}", self.i)
+            }
+        }
+
+        fn string(&mut self) -> Result<String> {
+            if self.s.get(self.i) != Some(&b'"') {
+                bail!("expected a string at byte {}", self.i);
+            }
+            self.i += 1;
+            let mut out = Vec::new();
+            loop {
+                match self.s.get(self.i) {
+                    Some(b'"') => {
+                        self.i += 1;
+                        return Ok(String::from_utf8(out)?);
+                    }
+                    Some(b'\\') => {
+                        let esc = *self.s.get(self.i + 1).unwrap_or(&b'?');
+                        self.i += 2;
+                        match esc {
+                            b'n' => out.push(b'\n'),
+                            b't' => out.push(b'\t'),
+                            b'r' => out.push(b'\r'),
+                            b'b' => out.push(8),
+                            b'f' => out.push(12),
+                            b'u' => {
+                                let hex = self.s.get(self.i..self.i + 4).unwrap_or(b"003f");
+                                let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
+                                self.i += 4;
+                                let c = char::from_u32(code).unwrap_or('\u{fffd}');
+                                let mut tmp = [0; 4];
+                                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                            }
+                            other => out.push(other),
+                        }
+                    }
+                    Some(&b) => {
+                        out.push(b);
+                        self.i += 1;
+                    }
+                    None => bail!("unterminated string"),
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_an_autobahn_index() {
+            let text = r#"{"wskit": {"1.1.1": {"behavior": "OK", "behaviorClose": "OK",
+                "duration": 2, "remoteCloseCode": 1000, "reportfile": "x.json"},
+                "12.1.1": {"behavior": "NON-STRICT", "behaviorClose": "INFORMATIONAL",
+                "duration": 1.5, "remoteCloseCode": null, "list": [1, true, "a\"b\u0041"]}}}"#;
+            let results = super::super::parse_index(text).unwrap();
+            assert_eq!(results.len(), 2);
+            assert_eq!(results["12.1.1"].0, "NON-STRICT");
+            assert_eq!(results["1.1.1"].1, "OK");
+            assert!(parse("{\"a\": }").is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_file_round_trips_in_case_order() {
+        let mut r = Results::new();
+        r.insert("2.10".into(), ("OK".into(), "OK".into()));
+        r.insert("2.9".into(), ("NON-STRICT".into(), "OK".into()));
+        let text = render_expected(&r);
+        assert!(text.find("\"2.9\"").unwrap() < text.find("\"2.10\"").unwrap());
+        assert_eq!(parse_expected(&text).unwrap(), r);
+    }
+}
