@@ -362,14 +362,18 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_rejected() {
-        let mut c = ServerConfig::default();
-        c.send_queue = 0;
+        let c = ServerConfig {
+            send_queue: 0,
+            ..ServerConfig::default()
+        };
         assert!(c.validate().is_err());
         let mut c = ServerConfig::default();
         c.bindings.clear();
         assert!(c.validate().is_err());
-        let mut c = ServerConfig::default();
-        c.heartbeat = Some(Heartbeat::new(Duration::ZERO, Duration::from_secs(1)));
+        let c = ServerConfig {
+            heartbeat: Some(Heartbeat::new(Duration::ZERO, Duration::from_secs(1))),
+            ..ServerConfig::default()
+        };
         assert!(c.validate().is_err());
         let mut c = ServerConfig::default();
         c.raw_tcp.scan = DelimiterScan::All;

@@ -375,11 +375,6 @@ async fn serve<H: Handler>(
         &extra_headers,
         &config.server_name,
     );
-    match tokio::time::timeout_at(deadline, io.write_all(&response)).await {
-        Ok(Ok(())) => {}
-        _ => return,
-    }
-
     let (tx, cmds) = mpsc::channel(config.send_queue);
     let info = Arc::new(ConnInfo {
         id: inner.registry.next_id(),
@@ -404,7 +399,15 @@ async fn serve<H: Handler>(
         kill: Notify::new(),
         kill_code: AtomicU16::new(KILL_NONE),
     });
+    // Registered before the 101 goes out, so a client that saw the 101 is in the registry.
     inner.registry.insert(info.clone());
+    match tokio::time::timeout_at(deadline, io.write_all(&response)).await {
+        Ok(Ok(())) => {}
+        _ => {
+            inner.unregister(&info);
+            return;
+        }
+    }
     let leftover = buf.freeze();
     conn::run(
         server,
