@@ -163,6 +163,7 @@ fn apply(ws: &mut Connection, cmd: Command) {
         Command::Send(msg, opts) => ws.send_with(msg, opts),
         Command::Ping(payload) => ws.ping(payload),
         Command::Close(code, reason) => ws.close(code, &reason, Instant::now()),
+        Command::Wake => Ok(()),
     };
 }
 
@@ -192,6 +193,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let kill = info.kill.notified();
     tokio::pin!(kill);
     let mut killed = false;
+    let mut pending_kill = false;
+    let mut write_wait_hint: Option<Instant> = None;
     let mut dead = false;
     let mut eof = false;
     let mut read_since_shrink = 0usize;
@@ -275,8 +278,29 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
         }
 
-        // 2. output
+        // 2. output: try the write at once (plain TCP); what does not fit waits for the select.
         tx.collect(&mut ws);
+        if !tx.is_empty() && write_wait_hint.is_none() {
+            match io.try_write_now(&mut tx) {
+                Ok(n) => {
+                    if n > 0 {
+                        info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        if let Some((_, w)) = &mut throttle {
+                            w.consume(n, Instant::now());
+                        }
+                    }
+                }
+                Err(e) => {
+                    disconnect.get_or_insert(Disconnect {
+                        code: CloseCode::ABNORMAL,
+                        reason: e.to_string(),
+                        by: Initiator::Remote,
+                    });
+                    eof = true;
+                    break;
+                }
+            }
+        }
         if ws.wants_transport_close() && tx.is_empty() && !io.wants_flush() {
             break;
         }
@@ -294,6 +318,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             .into_iter()
             .flatten()
             .min();
+        write_wait_hint = write_wait;
         if deadline != armed {
             if let Some(at) = deadline {
                 sleep.as_mut().reset(at.into());
@@ -307,17 +332,24 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         let can_write = (!tx.is_empty() || io.wants_flush()) && write_wait.is_none();
         let can_cmd = backlog && !ws.is_closed();
         let (reader, writer) = io.halves();
-        let wake = tokio::select! {
-            biased;
-            () = &mut kill, if !killed => Wake::Kill,
-            r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-            r = reader.read(Target::Ws(&mut ws)), if can_read => Wake::Read(r),
-            c = cmds.recv(), if can_cmd => Wake::Cmd(c),
-            () = &mut sleep, if armed.is_some() => Wake::Timer,
+        let wake = if pending_kill && !killed {
+            Wake::Kill
+        } else {
+            tokio::select! {
+                biased;
+                // Only polled while commands cannot arrive; otherwise a kill comes as
+                // Command::Wake (see ConnInfo::kill).
+                () = &mut kill, if !killed && !can_cmd => Wake::Kill,
+                r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
+                r = reader.read(Target::Ws(&mut ws)), if can_read => Wake::Read(r),
+                c = cmds.recv(), if can_cmd => Wake::Cmd(c),
+                () = &mut sleep, if armed.is_some() => Wake::Timer,
+            }
         };
         match wake {
             Wake::Kill => {
                 killed = true;
+                pending_kill = false;
                 let code = info.kill_code.load(Ordering::Acquire);
                 if code == KILL_DROP {
                     disconnect.get_or_insert(Disconnect {
@@ -375,6 +407,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                         Err(_) => break,
                     }
                 }
+                pending_kill = !killed && info.kill_requested().is_some();
             }
             Wake::Cmd(None) => {}
             Wake::Timer => {

@@ -1,7 +1,10 @@
 //! The transport under a connection: plain TCP or TLS over TCP, with read and write sides that
 //! can wait at the same time.
 
-use std::io;
+use std::{
+    io,
+    task::{Poll, ready},
+};
 
 use bytes::BytesMut;
 use tokio::{
@@ -73,6 +76,25 @@ impl Io {
         matches!(self, Self::Tls { dirty: true, .. })
     }
 
+    /// Writes what the socket takes right now without waiting (plain TCP only; TLS returns
+    /// 0 and leaves the queue to [`Writer::write`]). Returns the bytes taken from the queue.
+    pub(crate) fn try_write_now(&mut self, tx: &mut TxQueue) -> io::Result<usize> {
+        let Self::Plain(s) = self else { return Ok(0) };
+        let r = match tx.contiguous() {
+            Some(buf) => s.try_write(buf),
+            None => s.try_write_vectored(&tx.slices()),
+        };
+        match r {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                tx.advance(n);
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads into `buf` (handshake phase, lingering close).
     pub(crate) async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         self.halves().0.read(Target::Buf(buf)).await
@@ -103,13 +125,19 @@ impl Reader<'_> {
     /// buffer, so an idle connection holds no receive buffer. Cancel-safe.
     pub(crate) async fn read(self, mut target: Target<'_>) -> io::Result<usize> {
         match self {
-            Self::Plain(s) => loop {
-                s.readable().await?;
-                match s.try_read_buf(target.buf()) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-            },
+            // poll_read_ready uses the stream's single reader slot: no waiter list, no lock.
+            Self::Plain(s) => {
+                std::future::poll_fn(|cx| {
+                    loop {
+                        ready!(s.poll_read_ready(cx))?;
+                        match s.try_read_buf(target.buf()) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            other => return Poll::Ready(other),
+                        }
+                    }
+                })
+                .await
+            }
             Self::Tls(r) => r.read_buf(target.buf()).await,
         }
     }
@@ -121,17 +149,22 @@ impl Writer<'_> {
     /// Cancel-safe: a cancelled call wrote nothing.
     pub(crate) async fn write(self, tx: &mut TxQueue) -> io::Result<usize> {
         let n = match self {
-            Self::Plain(s) => loop {
-                s.writable().await?;
-                let r = match tx.contiguous() {
-                    Some(buf) => s.try_write(buf),
-                    None => s.try_write_vectored(&tx.slices()),
-                };
-                match r {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => break other?,
-                }
-            },
+            Self::Plain(s) => {
+                std::future::poll_fn(|cx| {
+                    loop {
+                        ready!(s.poll_write_ready(cx))?;
+                        let r = match tx.contiguous() {
+                            Some(buf) => s.try_write(buf),
+                            None => s.try_write_vectored(&tx.slices()),
+                        };
+                        match r {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            other => return Poll::Ready(other),
+                        }
+                    }
+                })
+                .await?
+            }
             Self::Tls(w, dirty) => {
                 if tx.is_empty() {
                     w.flush().await?;

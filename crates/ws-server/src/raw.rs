@@ -172,7 +172,7 @@ pub(crate) async fn run<H: Handler>(
             }
             Wake::Cmd(Some(Command::Send(msg, _))) => tx.push_bytes(msg.into_payload()),
             Wake::Cmd(Some(Command::Close(..))) => closing = true,
-            Wake::Cmd(Some(Command::Ping(_)) | None) => {}
+            Wake::Cmd(Some(Command::Ping(_) | Command::Wake) | None) => {}
         }
     }
     // A partial message left at end of stream is still delivered.

@@ -40,6 +40,8 @@ pub enum Transport {
 /// A command for a connection task.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// Look at `kill_code` (sent by [`ConnInfo::kill`] when the queue has room).
+    Wake,
     Send(Message, SendOptions),
     Ping(Bytes),
     Close(CloseCode, String),
@@ -175,12 +177,23 @@ impl ConnInfo {
     }
 
     /// Asks the connection task to stop: with a Close frame carrying `code`, or at once
-    /// (`KILL_DROP`).
+    /// (`KILL_DROP`). The task learns it through its command queue when that has room (it
+    /// checks `kill_code` after every wake-up), or through `kill` when its queue is full or
+    /// paused: so the hot loop never polls the `Notify`.
     pub(crate) fn kill(&self, code: u16) {
         let _ =
             self.kill_code
                 .compare_exchange(KILL_NONE, code, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.tx.try_send(Command::Wake);
         self.kill.notify_one();
+    }
+
+    /// The pending kill request, if any.
+    pub(crate) fn kill_requested(&self) -> Option<u16> {
+        match self.kill_code.load(Ordering::Acquire) {
+            KILL_NONE => None,
+            code => Some(code),
+        }
     }
 
     /// Hands a command to the connection task according to `policy`.

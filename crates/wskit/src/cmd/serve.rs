@@ -238,6 +238,11 @@ struct Serve;
 
 const CHAT: &str = "chat";
 
+fn is_chat(url: &str) -> bool {
+    url.strip_prefix("/chat")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+}
+
 impl Handler for Serve {
     async fn on_handshake(&self, request: &Request) -> Decision {
         match request.path() {
@@ -247,13 +252,13 @@ impl Handler for Serve {
     }
 
     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        if ctx.info().path() == "/chat" {
+        if is_chat(ctx.info().url()) {
             let _ = ctx.subscribe(CHAT);
         }
     }
 
     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
-        if ctx.info().path() == "/chat" {
+        if is_chat(ctx.info().url()) {
             let filter = Filter::channel(CHAT).excluding([ctx.id()]);
             let server = ctx.server().clone();
             let _ = ctx.send(msg.clone());
