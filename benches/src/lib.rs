@@ -1,1 +1,547 @@
-//! Benchmarks and peer echo servers for wskit.
+//! Benchmarks of the wskit codecs, and peer echo servers for end-to-end comparisons.
+//!
+//! This package is not published. It holds:
+//!
+//! - the criterion micro-benchmarks in `benches/` (`cargo bench -p wskit-benches`): masking
+//!   next to a plain copy, header parsing, decoding streams of frames with ws-frame and with
+//!   tungstenite, permessage-deflate both ways, and miniz_oxide against flate2's zlib-rs;
+//! - two peer echo servers in `src/bin/` (`echo-tungstenite`, `echo-fastwebsockets`) that
+//!   `cargo xtask bench echo` drives with `wskit bench` next to `wskit serve`;
+//! - this library: the inputs and the decode / compress loops the benchmarks time, kept here
+//!   so that the tests in `tests/` check exactly what is measured.
+//!
+//! ```text
+//!  payload::json / payload::binary          deterministic inputs
+//!        |
+//!        v
+//!  frames::masked_stream ---------------> decode::ws_frame     (ws_frame::Connection, server)
+//!        |                          \---> decode::tungstenite  (WebSocket over an in-memory stream)
+//!        v
+//!  deflate::WsCompressor  ----wire----->  deflate::ws_inflate  (permessage-deflate via Connection)
+//!  engines::{Miniz, ZlibRs}  compress / inflate raw deflate    (speed and ratio, same level)
+//! ```
+//!
+//! # Example
+//!
+//! Both decoders see the same 3 masked frames:
+//!
+//! ```
+//! use wskit_benches::{decode, frames, payload};
+//!
+//! let message = payload::binary(1000);
+//! let wire = frames::masked_stream(&message, 3, false);
+//! assert_eq!(decode::ws_frame(&wire, decode::READ_CHUNK), (3, 3000));
+//! assert_eq!(decode::tungstenite(&wire, 3), (3, 3000));
+//! ```
+
+use std::net::SocketAddr;
+
+/// Flags shared by the peer echo servers.
+#[derive(Debug, clap::Parser)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9001")]
+    pub listen: SocketAddr,
+}
+
+/// `1KiB`, `16KiB`, `1MiB`, `20B`: sizes as benchmark labels.
+#[must_use]
+pub fn human_size(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{}MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}KiB", s >> 10),
+        s => format!("{s}B"),
+    }
+}
+
+/// Deterministic benchmark inputs.
+pub mod payload {
+    /// A small linear congruential generator: the same inputs on every run and machine.
+    #[derive(Debug, Clone)]
+    pub struct Lcg(u64);
+
+    impl Lcg {
+        /// A generator seeded with `seed`.
+        #[must_use]
+        pub const fn new(seed: u64) -> Self {
+            Self(seed)
+        }
+
+        /// The next pseudo-random number.
+        pub fn next_u32(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) as u32
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.next_u32() as usize % items.len()]
+        }
+    }
+
+    const EVENTS: &[&str] = &[
+        "click", "view", "purchase", "login", "logout", "scroll", "search",
+    ];
+    const NAMES: &[&str] = &[
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+    ];
+    const PAGES: &[&str] = &[
+        "/",
+        "/products",
+        "/products/42",
+        "/cart",
+        "/checkout",
+        "/account/settings",
+        "/search?q=websocket",
+    ];
+    const AGENTS: &[&str] = &[
+        "Mozilla/5.0 (X11; Linux x86_64)",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4)",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+    ];
+
+    /// A JSON array of event records (the kind of text real WebSocket applications send),
+    /// exactly `len` bytes long: records are added while they fit, then spaces pad the array
+    /// before its closing bracket. ASCII only, hence valid UTF-8.
+    #[must_use]
+    pub fn json(len: usize) -> String {
+        let mut rng = Lcg::new(0x5EED);
+        let mut out = String::with_capacity(len);
+        if len < 2 {
+            out.extend(std::iter::repeat_n(' ', len));
+            return out;
+        }
+        out.push('[');
+        let mut id = 100_000u32;
+        loop {
+            let record = format!(
+                "{{\"id\":{id},\"user\":\"{}{}\",\"event\":\"{}\",\"page\":\"{}\",\
+                 \"ts\":{},\"latency_ms\":{}.{},\"ok\":{},\"agent\":\"{}\"}}",
+                rng.pick(NAMES),
+                rng.next_u32() % 1000,
+                rng.pick(EVENTS),
+                rng.pick(PAGES),
+                1_700_000_000 + rng.next_u32() % 10_000_000,
+                rng.next_u32() % 500,
+                rng.next_u32() % 100,
+                rng.next_u32() & 7 != 0,
+                rng.pick(AGENTS),
+            );
+            let sep = usize::from(out.len() > 1);
+            if out.len() + sep + record.len() + 1 > len {
+                break;
+            }
+            if sep == 1 {
+                out.push(',');
+            }
+            out.push_str(&record);
+            id += 1;
+        }
+        while out.len() + 1 < len {
+            out.push(' ');
+        }
+        out.push(']');
+        out
+    }
+
+    /// `len` bytes of varied binary data (not compressible in any useful way).
+    #[must_use]
+    pub fn binary(len: usize) -> Vec<u8> {
+        let mut rng = Lcg::new(0xB10AB1);
+        (0..len).map(|_| rng.next_u32() as u8).collect()
+    }
+}
+
+/// Wire bytes for the decode benchmarks.
+pub mod frames {
+    use ws_frame::{Header, MAX_HEADER_LEN, OpCode, mask};
+
+    use crate::payload::Lcg;
+
+    /// `count` copies of `payload` as client frames (masked, each with its own key), binary or
+    /// text, back to back: what a server reads from a busy client. Encoded with
+    /// [`Header::encode_into`] and [`mask::apply`] only, independently of the decoder.
+    #[must_use]
+    pub fn masked_stream(payload: &[u8], count: usize, text: bool) -> Vec<u8> {
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let mut rng = Lcg::new(0x4DA5C0);
+        let mut out = Vec::with_capacity(count * (payload.len() + MAX_HEADER_LEN));
+        let mut head = [0; MAX_HEADER_LEN];
+        for _ in 0..count {
+            let mut header = Header::new(true, opcode, payload.len() as u64);
+            let key = rng.next_u32().to_be_bytes();
+            header.mask = Some(key);
+            let n = header.encode_into(&mut head);
+            out.extend_from_slice(&head[..n]);
+            let start = out.len();
+            out.extend_from_slice(payload);
+            mask::apply(&mut out[start..], key);
+        }
+        out
+    }
+
+    /// How many messages of `size` bytes make one decode-benchmark input: about 1 MiB of
+    /// payload, and at least 4 messages.
+    #[must_use]
+    pub fn count_for(size: usize) -> usize {
+        ((1 << 20) / size.max(1)).max(4)
+    }
+}
+
+/// The decode loops the benchmarks time. Each returns `(messages, payload bytes)` decoded.
+pub mod decode {
+    use std::io::{self, Read, Write};
+
+    use ws_frame::{Config, Connection, Event, Role};
+
+    /// Bytes handed to a decoder per read: tungstenite's default read buffer size, so both
+    /// decoders see the same chunking.
+    pub const READ_CHUNK: usize = 128 * 1024;
+
+    /// Decodes `wire` with a server-side [`ws_frame::Connection`] (default limits, UTF-8
+    /// validation on), fed `chunk` bytes at a time as a socket runtime would.
+    ///
+    /// # Panics
+    /// On a protocol error: the benchmark inputs are valid.
+    #[must_use]
+    pub fn ws_frame(wire: &[u8], chunk: usize) -> (usize, usize) {
+        let mut conn = Connection::new(Role::Server, Config::default()).expect("default config");
+        let (mut messages, mut bytes) = (0, 0);
+        for piece in wire.chunks(chunk.max(1)) {
+            conn.feed(piece);
+            while let Some(event) = conn.poll_event().expect("valid input") {
+                if let Event::Message(m) = event {
+                    messages += 1;
+                    bytes += m.len();
+                }
+            }
+        }
+        (messages, bytes)
+    }
+
+    /// An in-memory stream: reads come from a byte slice, writes are discarded.
+    #[derive(Debug)]
+    pub struct MockStream<'a> {
+        input: &'a [u8],
+    }
+
+    impl<'a> MockStream<'a> {
+        /// A stream whose reads return `input`, then end of stream.
+        #[must_use]
+        pub const fn new(input: &'a [u8]) -> Self {
+            Self { input }
+        }
+    }
+
+    impl Read for MockStream<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for MockStream<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Decodes the first `count` messages of `wire` with tungstenite's server-side
+    /// `WebSocket::from_raw_socket` over a [`MockStream`] (default configuration: 128 KiB
+    /// reads, UTF-8 validation of text).
+    ///
+    /// # Panics
+    /// When tungstenite reports an error before `count` messages.
+    #[must_use]
+    pub fn tungstenite(wire: &[u8], count: usize) -> (usize, usize) {
+        use tungstenite::{Message, protocol::Role, protocol::WebSocket};
+        let mut ws = WebSocket::from_raw_socket(MockStream::new(wire), Role::Server, None);
+        let (mut messages, mut bytes) = (0, 0);
+        while messages < count {
+            match ws.read().expect("valid input") {
+                Message::Binary(b) => bytes += b.len(),
+                Message::Text(t) => bytes += t.len(),
+                _ => continue,
+            }
+            messages += 1;
+        }
+        (messages, bytes)
+    }
+}
+
+/// permessage-deflate through ws-frame's public API.
+pub mod deflate {
+    use bytes::BytesMut;
+    use ws_frame::{
+        Config, Connection, Event, Message, Role,
+        deflate::{DeflateConfig, DeflateParams},
+    };
+
+    /// Negotiated parameters with `level` and a server window of `window_bits`, as a server
+    /// would get from a client offering `server_max_window_bits=<bits>`.
+    ///
+    /// # Panics
+    /// For window bits outside 8..=15.
+    #[must_use]
+    pub fn params(level: u8, window_bits: u8) -> DeflateParams {
+        let mut ours = DeflateConfig::default();
+        ours.level = level;
+        let bits = window_bits.to_string();
+        let offer = [("server_max_window_bits", Some(bits.as_str()))];
+        ours.accept_offer(&offer)
+            .expect("valid offer")
+            .expect("accepted offer")
+    }
+
+    /// A server connection that compresses every message it sends (context kept between
+    /// messages, as negotiated by default), writing into a reused buffer.
+    #[derive(Debug)]
+    pub struct WsCompressor {
+        conn: Connection,
+        out: BytesMut,
+    }
+
+    impl WsCompressor {
+        /// A compressor using `params`.
+        ///
+        /// # Panics
+        /// Never for parameters from [`params`].
+        #[must_use]
+        pub fn new(params: DeflateParams) -> Self {
+            let mut config = Config::default();
+            config.deflate = Some(params);
+            Self {
+                conn: Connection::new(Role::Server, config).expect("valid config"),
+                out: BytesMut::with_capacity(64 * 1024),
+            }
+        }
+
+        /// Compresses `text` as one message and returns its wire bytes (header included).
+        ///
+        /// # Panics
+        /// When the connection refuses to send (it never closes here).
+        pub fn send(&mut self, text: &str) -> &[u8] {
+            self.out.clear();
+            self.conn
+                .send(Message::text(text.to_owned()))
+                .expect("open connection");
+            while self.conn.poll_transmit(&mut self.out) {}
+            &self.out
+        }
+    }
+
+    /// The wire bytes of `count` messages of `text` compressed by one [`WsCompressor`] in
+    /// order (later messages refer back to earlier ones).
+    #[must_use]
+    pub fn compressed_stream(text: &str, count: usize, params: DeflateParams) -> Vec<u8> {
+        let mut c = WsCompressor::new(params);
+        let mut wire = Vec::new();
+        for _ in 0..count {
+            wire.extend_from_slice(c.send(text));
+        }
+        wire
+    }
+
+    /// Inflates a stream from [`compressed_stream`] with a client connection using `params`;
+    /// returns `(messages, inflated bytes)`.
+    ///
+    /// # Panics
+    /// On a protocol or inflate error: the benchmark inputs are valid.
+    #[must_use]
+    pub fn ws_inflate(wire: &[u8], params: DeflateParams) -> (usize, usize) {
+        let mut config = Config::default();
+        config.deflate = Some(params);
+        let mut conn = Connection::new(Role::Client, config).expect("valid config");
+        let (mut messages, mut bytes) = (0, 0);
+        for piece in wire.chunks(crate::decode::READ_CHUNK) {
+            conn.feed(piece);
+            while let Some(event) = conn.poll_event().expect("valid input") {
+                if let Event::Message(m) = event {
+                    messages += 1;
+                    bytes += m.len();
+                }
+            }
+        }
+        (messages, bytes)
+    }
+}
+
+/// Raw deflate engines side by side: miniz_oxide (what ws-frame uses) and flate2 with its
+/// pure-Rust zlib-rs backend, each compressing one whole message per call from a reset state.
+pub mod engines {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+    use miniz_oxide::{
+        DataFormat, MZFlush, MZStatus,
+        deflate::core::{CompressorOxide, create_comp_flags_from_zip_params},
+        inflate::stream::InflateState,
+    };
+
+    /// Room for the compressed form of `len` bytes, stored blocks included.
+    #[must_use]
+    pub const fn bound(len: usize) -> usize {
+        len + len / 64 + 256
+    }
+
+    /// miniz_oxide raw deflate. Window bits below 15 are honoured the way ws-frame does it:
+    /// a full flush (empty dictionary) after every 2^bits input bytes.
+    pub struct Miniz {
+        compressor: Box<CompressorOxide>,
+        inflater: Box<InflateState>,
+        window: usize,
+    }
+
+    impl Miniz {
+        /// An engine at `level` (0..=9) with a window of `window_bits` (8..=15).
+        #[must_use]
+        pub fn new(level: u8, window_bits: u8) -> Self {
+            let flags = create_comp_flags_from_zip_params(i32::from(level), -15, 0);
+            Self {
+                compressor: Box::new(CompressorOxide::new(flags)),
+                inflater: InflateState::new_boxed(DataFormat::Raw),
+                window: 1 << window_bits.clamp(8, 15),
+            }
+        }
+
+        /// Compresses `input` as one finished raw deflate stream into `out` (cleared first).
+        ///
+        /// # Panics
+        /// When miniz_oxide reports a stream error.
+        pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
+            self.compressor.reset();
+            out.clear();
+            out.resize(bound(input.len()), 0);
+            let mut written = 0;
+            // At 15 bits the dictionary never needs emptying: one piece.
+            let step = if self.window >= 1 << 15 {
+                input.len().max(1)
+            } else {
+                self.window
+            };
+            let pieces = input.len().div_ceil(step).max(1);
+            for i in 0..pieces {
+                let end = ((i + 1) * step).min(input.len());
+                let mut piece = &input[(i * step).min(end)..end];
+                let flush = if i + 1 == pieces {
+                    MZFlush::Finish
+                } else {
+                    MZFlush::Full
+                };
+                loop {
+                    let room = out.len() - written;
+                    let res = miniz_oxide::deflate::stream::deflate(
+                        &mut self.compressor,
+                        piece,
+                        &mut out[written..],
+                        flush,
+                    );
+                    let status = res.status.expect("deflate");
+                    written += res.bytes_written;
+                    piece = &piece[res.bytes_consumed..];
+                    // A flush is complete once it leaves output room unused.
+                    let flushed = piece.is_empty() && res.bytes_written < room;
+                    if status == MZStatus::StreamEnd || (flush == MZFlush::Full && flushed) {
+                        break;
+                    }
+                    if out.len() - written < 64 {
+                        out.resize(out.len() * 2, 0);
+                    }
+                }
+            }
+            out.truncate(written);
+        }
+
+        /// Inflates a finished raw deflate stream into `out` (cleared first; its capacity is
+        /// used, so reserve the expected size).
+        ///
+        /// # Panics
+        /// On a corrupt stream.
+        pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, expected: usize) {
+            self.inflater.reset(DataFormat::Raw);
+            out.clear();
+            out.resize(expected + 1, 0);
+            let res = miniz_oxide::inflate::stream::inflate(
+                &mut self.inflater,
+                input,
+                out,
+                MZFlush::Finish,
+            );
+            assert_eq!(res.status, Ok(MZStatus::StreamEnd), "inflate");
+            out.truncate(res.bytes_written);
+        }
+    }
+
+    impl std::fmt::Debug for Miniz {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Miniz")
+                .field("window", &self.window)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// flate2 over zlib-rs, raw deflate with a native window of `window_bits`.
+    #[derive(Debug)]
+    pub struct ZlibRs {
+        compressor: Compress,
+        inflater: Decompress,
+    }
+
+    impl ZlibRs {
+        /// An engine at `level` (0..=9) with a window of `window_bits` (9..=15; zlib raises 8
+        /// to 9).
+        #[must_use]
+        pub fn new(level: u8, window_bits: u8) -> Self {
+            let bits = window_bits.clamp(9, 15);
+            Self {
+                compressor: Compress::new_with_window_bits(
+                    Compression::new(u32::from(level)),
+                    false,
+                    bits,
+                ),
+                inflater: Decompress::new_with_window_bits(false, 15),
+            }
+        }
+
+        /// Compresses `input` as one finished raw deflate stream into `out` (cleared first).
+        ///
+        /// # Panics
+        /// When zlib-rs reports an error.
+        pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
+            self.compressor.reset();
+            out.clear();
+            out.reserve(bound(input.len()));
+            let mut rest = input;
+            loop {
+                let before = self.compressor.total_in();
+                let status = self
+                    .compressor
+                    .compress_vec(rest, out, FlushCompress::Finish)
+                    .expect("deflate");
+                rest = &rest[(self.compressor.total_in() - before) as usize..];
+                if status == Status::StreamEnd {
+                    break;
+                }
+                out.reserve(out.capacity().max(256));
+            }
+        }
+
+        /// Inflates a finished raw deflate stream into `out` (cleared first).
+        ///
+        /// # Panics
+        /// On a corrupt stream.
+        pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, expected: usize) {
+            self.inflater.reset(false);
+            out.clear();
+            out.reserve(expected + 1);
+            let status = self
+                .inflater
+                .decompress_vec(input, out, FlushDecompress::Finish)
+                .expect("inflate");
+            assert_eq!(status, Status::StreamEnd, "inflate");
+        }
+    }
+}
