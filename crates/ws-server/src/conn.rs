@@ -148,7 +148,9 @@ enum Wake {
 /// An upgraded connection ready to run.
 pub(crate) struct Established {
     pub(crate) io: Io,
-    pub(crate) ws: Connection,
+    /// Boxed: the task future would otherwise carry the connection state in several
+    /// generator slots (argument, local, caller's match binding).
+    pub(crate) ws: Box<Connection>,
     pub(crate) info: Arc<ConnInfo>,
     pub(crate) cmds: mpsc::Receiver<Command>,
     /// Bytes that arrived after the request head.
@@ -160,9 +162,10 @@ pub(crate) struct Established {
 fn apply(ws: &mut Connection, cmd: Command) {
     // Commands for a closing connection are dropped: the sender cannot be told anymore.
     let _ = match cmd {
-        Command::Send(msg, opts) => ws.send_with(msg, opts),
+        Command::Send(msg) => ws.send(msg),
+        Command::SendWith(b) => ws.send_with(b.0, b.1),
         Command::Ping(payload) => ws.ping(payload),
-        Command::Close(code, reason) => ws.close(code, &reason, Instant::now()),
+        Command::Close(b) => ws.close(b.0, &b.1, Instant::now()),
         Command::Wake => Ok(()),
     };
 }
@@ -193,6 +196,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let kill = info.kill.notified();
     tokio::pin!(kill);
     let mut killed = false;
+    // Whether the receive buffer holds an allocation (idle connections keep none).
+    let mut rx_allocated = false;
     let mut pending_kill = false;
     let mut write_wait_hint: Option<Instant> = None;
     let mut dead = false;
@@ -211,11 +216,13 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     }
 
     if !leftover.is_empty() {
+        rx_allocated = true;
         ws.feed(&leftover);
         timers.received();
     }
     drop(leftover);
-    handler.on_connect(&mut ctx!()).await;
+    // Cold paths are boxed so that they do not grow every connection's task.
+    Box::pin(handler.on_connect(&mut ctx!())).await;
 
     loop {
         // 1. events
@@ -264,7 +271,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                     });
                     if !matches!(e, ws_frame::Error::UnexpectedEof) {
                         let err = Error::WebSocket(e);
-                        handler.on_error(info.peer, Some(&info), &err).await;
+                        Box::pin(handler.on_error(info.peer, Some(&info), &err)).await;
                     }
                     break;
                 }
@@ -275,6 +282,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             let rx = ws.read_buf();
             if rx.is_empty() && rx.capacity() > SHRINK_ABOVE {
                 *rx = BytesMut::new();
+                rx_allocated = false;
             }
         }
 
@@ -341,7 +349,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 // Command::Wake (see ConnInfo::kill).
                 () = &mut kill, if !killed && !can_cmd => Wake::Kill,
                 r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-                r = reader.read(Target::Ws(&mut ws)), if can_read => Wake::Read(r),
+                r = reader.read(Target::Ws(&mut ws, !rx_allocated)), if can_read => Wake::Read(r),
                 c = cmds.recv(), if can_cmd => Wake::Cmd(c),
                 () = &mut sleep, if armed.is_some() => Wake::Timer,
             }
@@ -387,6 +395,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 ws.handle_eof();
             }
             Wake::Read(Ok(n)) => {
+                rx_allocated = true;
                 info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 read_since_shrink += n;
                 if !timers.rx_shrink {
@@ -418,7 +427,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 for action in actions.drain(..) {
                     match action {
                         TimerAction::Ping => {
-                            if !handler.on_before_heartbeat(&mut ctx!()).await
+                            if !Box::pin(handler.on_before_heartbeat(&mut ctx!())).await
                                 && ws.ping(Bytes::new()).is_ok()
                             {
                                 if let Some(hb) = &timers.heartbeat {
@@ -439,9 +448,12 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                         }
                         TimerAction::Shrink => {
                             tx.shrink();
-                            let rx = ws.read_buf();
-                            if rx.is_empty() {
-                                *rx = BytesMut::new();
+                            if rx_allocated {
+                                let rx = ws.read_buf();
+                                if rx.is_empty() {
+                                    *rx = BytesMut::new();
+                                    rx_allocated = false;
+                                }
                             }
                         }
                     }
@@ -456,6 +468,18 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
 
     // Lingering close: send FIN, then read until the peer's FIN (bounded), so that unread
     // input does not turn our close into a reset that could destroy the Close frame.
+    Box::pin(finish(server, handler, io, info.clone(), eof, disconnect)).await;
+}
+
+/// Lingering close, unregistering, `on_disconnect`.
+async fn finish<H: Handler>(
+    server: ServerHandle,
+    handler: Arc<H>,
+    mut io: Io,
+    info: Arc<ConnInfo>,
+    eof: bool,
+    disconnect: Option<Disconnect>,
+) {
     if !eof {
         let _ = tokio::time::timeout(LINGER, async {
             let _ = io.shutdown().await;

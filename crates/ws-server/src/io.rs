@@ -8,7 +8,7 @@ use std::{
 
 use bytes::BytesMut;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf},
+    io::{AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
     net::TcpStream,
 };
 use tokio_rustls::server::TlsStream;
@@ -32,16 +32,22 @@ pub(crate) enum Io {
 
 /// Where a read goes.
 pub(crate) enum Target<'a> {
-    Ws(&'a mut Connection),
+    /// The connection's receive buffer; `probe`: the buffer is not allocated yet, so make sure
+    /// data is really there (readiness can be stale) before asking for it.
+    Ws(&'a mut Connection, bool),
     Buf(&'a mut BytesMut),
 }
 
 impl Target<'_> {
     fn buf(&mut self) -> &mut BytesMut {
         match self {
-            Self::Ws(ws) => ws.read_buf(),
+            Self::Ws(ws, _) => ws.read_buf(),
             Self::Buf(b) => b,
         }
+    }
+
+    fn probe(&self) -> bool {
+        matches!(self, Self::Ws(_, true))
     }
 }
 
@@ -128,6 +134,13 @@ impl Reader<'_> {
             // poll_read_ready uses the stream's single reader slot: no waiter list, no lock.
             Self::Plain(s) => {
                 std::future::poll_fn(|cx| {
+                    if target.probe() {
+                        let mut one = [0u8; 1];
+                        let mut peek = ReadBuf::new(&mut one);
+                        if ready!(s.poll_peek(cx, &mut peek))? == 0 {
+                            return Poll::Ready(Ok(0));
+                        }
+                    }
                     loop {
                         ready!(s.poll_read_ready(cx))?;
                         match s.try_read_buf(target.buf()) {

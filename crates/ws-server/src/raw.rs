@@ -170,7 +170,8 @@ pub(crate) async fn run<H: Handler>(
             Wake::Read(Ok(n)) => {
                 info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Wake::Cmd(Some(Command::Send(msg, _))) => tx.push_bytes(msg.into_payload()),
+            Wake::Cmd(Some(Command::Send(msg))) => tx.push_bytes(msg.into_payload()),
+            Wake::Cmd(Some(Command::SendWith(b))) => tx.push_bytes(b.0.into_payload()),
             Wake::Cmd(Some(Command::Close(..))) => closing = true,
             Wake::Cmd(Some(Command::Ping(_) | Command::Wake) | None) => {}
         }

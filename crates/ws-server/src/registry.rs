@@ -42,9 +42,11 @@ pub enum Transport {
 pub(crate) enum Command {
     /// Look at `kill_code` (sent by [`ConnInfo::kill`] when the queue has room).
     Wake,
-    Send(Message, SendOptions),
+    Send(Message),
+    /// Boxed: rare, and it would make every queue slot larger.
+    SendWith(Box<(Message, SendOptions)>),
     Ping(Bytes),
-    Close(CloseCode, String),
+    Close(Box<(CloseCode, String)>),
 }
 
 /// Why the connection task was told to stop at once.

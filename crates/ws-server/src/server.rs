@@ -188,7 +188,22 @@ async fn reject(io: &mut Io, resp: &Response, server_name: &str, head: bool) {
     .await;
 }
 
-/// Serves one accepted TCP connection from TLS through the handshake to its end.
+/// What follows a successful accept phase.
+enum Next {
+    Ws(Established),
+    Raw {
+        io: Io,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        first: Bytes,
+        guard: AdmitGuard,
+    },
+}
+
+/// Serves one accepted TCP connection from TLS through the handshake to its end. The accept
+/// phase runs in its own boxed future, so its buffers and state do not stay in the (long-lived)
+/// connection task.
 async fn serve<H: Handler>(
     server: ServerHandle,
     handler: Arc<H>,
@@ -196,15 +211,45 @@ async fn serve<H: Handler>(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
 ) {
+    let next = Box::pin(accept(&server, &handler, tcp, peer, tls)).await;
+    match next {
+        Some(Next::Ws(est)) => conn::run(server, handler, est).await,
+        Some(Next::Raw {
+            io,
+            peer,
+            local,
+            tls,
+            first,
+            guard,
+        }) => {
+            Box::pin(raw::run(
+                server, handler, io, peer, local, tls, first, guard,
+            ))
+            .await
+        }
+        None => {}
+    }
+}
+
+/// TLS, request head, admission, authentication and the opening handshake.
+async fn accept<H: Handler>(
+    server: &ServerHandle,
+    handler: &Arc<H>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) -> Option<Next> {
     let inner = server.inner.clone();
     let config = &inner.config;
     let admitted = inner.registry.admitted.fetch_add(1, Ordering::AcqRel) + 1;
     let guard = AdmitGuard(inner.clone());
     let over_limit = config.max_connections != 0 && admitted > config.max_connections;
-    let Ok(local) = tcp.local_addr() else { return };
+    let Ok(local) = tcp.local_addr() else {
+        return None;
+    };
     let decision = handler.on_tcp_connect(peer, local).await;
     if decision == TcpDecision::Reject {
-        return;
+        return None;
     }
     if config.nodelay {
         let _ = tcp.set_nodelay(true);
@@ -217,27 +262,23 @@ async fn serve<H: Handler>(
             Ok(Ok(s)) => Io::tls(s),
             Ok(Err(e)) => {
                 handler.on_error(peer, None, &Error::Tls(e)).await;
-                return;
+                return None;
             }
             Err(_) => {
                 handler.on_error(peer, None, &Error::HandshakeTimeout).await;
-                return;
+                return None;
             }
         },
     };
     if decision == TcpDecision::RawTcp {
-        raw::run(
-            server,
-            handler,
+        return Some(Next::Raw {
             io,
             peer,
             local,
-            is_tls,
-            Bytes::new(),
+            tls: is_tls,
+            first: Bytes::new(),
             guard,
-        )
-        .await;
-        return;
+        });
     }
 
     // The request head.
@@ -248,19 +289,16 @@ async fn serve<H: Handler>(
             Ok(Head::Partial) => {}
             Ok(Head::NotHttp) => {
                 if config.raw_tcp.enabled && handler.on_unknown_protocol(peer, &buf).await {
-                    raw::run(
-                        server,
-                        handler,
+                    return Some(Next::Raw {
                         io,
                         peer,
                         local,
-                        is_tls,
-                        buf.freeze(),
+                        tls: is_tls,
+                        first: buf.freeze(),
                         guard,
-                    )
-                    .await;
+                    });
                 }
-                return;
+                return None;
             }
             Err(e) => {
                 if let Error::Http { status, reason } = &e {
@@ -268,11 +306,11 @@ async fn serve<H: Handler>(
                     reject(&mut io, &resp, &config.server_name, false).await;
                 }
                 handler.on_error(peer, None, &e).await;
-                return;
+                return None;
             }
         }
         match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
             Err(_) => {
                 if !buf.is_empty() {
@@ -280,7 +318,7 @@ async fn serve<H: Handler>(
                     reject(&mut io, &resp, &config.server_name, false).await;
                 }
                 handler.on_error(peer, None, &Error::HandshakeTimeout).await;
-                return;
+                return None;
             }
         }
     };
@@ -290,12 +328,12 @@ async fn serve<H: Handler>(
     if over_limit || inner.stopping.load(Ordering::Acquire) {
         let resp = Response::text(503, "server busy\n");
         reject(&mut io, &resp, &config.server_name, head_only).await;
-        return;
+        return None;
     }
     if !handshake::is_upgrade(&request) {
         let resp = handler.on_http(&request).await;
         reject(&mut io, &resp, &config.server_name, head_only).await;
-        return;
+        return None;
     }
     let accept = match handshake::validate(&request) {
         Ok(a) => a,
@@ -308,7 +346,7 @@ async fn serve<H: Handler>(
                 reject(&mut io, &resp, &config.server_name, false).await;
             }
             handler.on_error(peer, None, &e).await;
-            return;
+            return None;
         }
     };
     if !config.allowed_origins.is_empty() {
@@ -316,7 +354,7 @@ async fn serve<H: Handler>(
             if !origin_allowed(&config.allowed_origins, origin) {
                 let resp = Response::text(403, "origin not allowed\n");
                 reject(&mut io, &resp, &config.server_name, false).await;
-                return;
+                return None;
             }
         }
     }
@@ -332,7 +370,7 @@ async fn serve<H: Handler>(
                 let mut resp = Response::text(status, "authentication required\n");
                 resp.headers.extend(auth.rejection_headers(status));
                 reject(&mut io, &resp, &config.server_name, false).await;
-                return;
+                return None;
             }
         }
     }
@@ -343,7 +381,7 @@ async fn serve<H: Handler>(
                 Some(_) => {
                     let resp = Response::text(500, "handler chose a protocol not offered\n");
                     reject(&mut io, &resp, &config.server_name, false).await;
-                    return;
+                    return None;
                 }
                 None => handshake::choose_protocol(&request, &config.protocols),
             };
@@ -351,7 +389,7 @@ async fn serve<H: Handler>(
         }
         Decision::Reject(resp) => {
             reject(&mut io, &resp, &config.server_name, false).await;
-            return;
+            return None;
         }
     };
     let deflate = config
@@ -365,7 +403,7 @@ async fn serve<H: Handler>(
         Ok(ws) => ws,
         Err(e) => {
             handler.on_error(peer, None, &Error::WebSocket(e)).await;
-            return;
+            return None;
         }
     };
     let response = handshake::switching(
@@ -405,23 +443,18 @@ async fn serve<H: Handler>(
         Ok(Ok(())) => {}
         _ => {
             inner.unregister(&info);
-            return;
+            return None;
         }
     }
     let leftover = buf.freeze();
-    conn::run(
-        server,
-        handler,
-        Established {
-            io,
-            ws,
-            info,
-            cmds,
-            leftover,
-            guard,
-        },
-    )
-    .await;
+    Some(Next::Ws(Established {
+        io,
+        ws: Box::new(ws),
+        info,
+        cmds,
+        leftover,
+        guard,
+    }))
 }
 
 impl ServerHandle {
@@ -470,11 +503,8 @@ impl ServerHandle {
             .registry
             .get(id)
             .ok_or(Error::UnknownConnection(id.0))?;
-        info.deliver(
-            Command::Send(msg.into(), SendOptions::default()),
-            self.inner.config.slow_reader,
-        )
-        .await
+        info.deliver(Command::Send(msg.into()), self.inner.config.slow_reader)
+            .await
     }
 
     /// Sends a message to every connection `filter` selects. Returns how many connections
@@ -486,7 +516,7 @@ impl ServerHandle {
         let policy = self.inner.config.slow_reader;
         let mut sent = 0;
         for info in targets {
-            let cmd = Command::Send(msg.clone(), SendOptions::default());
+            let cmd = Command::Send(msg.clone());
             if info.deliver(cmd, policy).await.is_ok() {
                 sent += 1;
             }
@@ -616,7 +646,12 @@ impl ConnHandle {
     /// # Errors
     /// [`Error::Closed`] or [`Error::QueueFull`].
     pub async fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        self.send_with(msg.into(), SendOptions::default()).await
+        self.info
+            .deliver(
+                Command::Send(msg.into()),
+                self.server.inner.config.slow_reader,
+            )
+            .await
     }
 
     /// Sends a message with options.
@@ -626,7 +661,7 @@ impl ConnHandle {
     pub async fn send_with(&self, msg: Message, opts: SendOptions) -> Result<(), Error> {
         self.info
             .deliver(
-                Command::Send(msg, opts),
+                Command::SendWith(Box::new((msg, opts))),
                 self.server.inner.config.slow_reader,
             )
             .await
@@ -649,7 +684,7 @@ impl ConnHandle {
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.info
             .deliver(
-                Command::Close(code, reason.to_owned()),
+                Command::Close(Box::new((code, reason.to_owned()))),
                 SlowReaderPolicy::Backpressure,
             )
             .await
