@@ -26,6 +26,15 @@
 //! exceeds [`ServerConfig::write_buffer_limit`] stops reading and stops taking commands until
 //! its peer catches up, so memory per connection stays bounded either way.
 //!
+//! Memory: an idle plain connection holds no receive or send buffer (the receive buffer is
+//! taken only once data is really there, and both are released after a few idle seconds or
+//! after large messages); about 6.6 KiB of RSS per idle connection was measured at 10,000
+//! connections, request headers included ([`ServerConfig::keep_request_headers`]).
+//!
+//! The opening handshake is parsed in this crate for now (module `handshake`: httparse with
+//! [`HttpLimits`], RFC 6455 accept key, permessage-deflate negotiation through
+//! `ws_frame::deflate`); it moves to `ws-http` once that crate offers it.
+//!
 //! # Example
 //!
 //! An echo server on a free port, and a raw client exchanging one message with it:

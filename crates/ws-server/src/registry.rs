@@ -408,7 +408,7 @@ pub(crate) fn test_info(
     protocol: Option<&str>,
 ) -> (Arc<ConnInfo>, mpsc::Receiver<Command>) {
     let (tx, rx) = mpsc::channel(2);
-    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
+    let addr = SocketAddr::from(([127, 0, 0, 1], 1));
     (
         Arc::new(ConnInfo {
             id: ConnId(id),
