@@ -1,15 +1,533 @@
-//! `cargo xtask bench [NAME]`: benchmarks. Without a name: the criterion micro-benchmarks.
+//! `cargo xtask bench [NAME]`: benchmarks.
+//!
+//! ```text
+//! cargo xtask bench [micro] [--filter F]   criterion micro-benchmarks (wskit-benches)
+//! cargo xtask bench echo [--secs 5] [--client-threads 1]
+//!                                          wskit serve vs fastwebsockets vs tokio-tungstenite
+//! cargo xtask bench rss [--conns 10000]    server RSS per idle WebSocket connection
+//! ```
+//!
+//! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
+//! servers of the benches package (each on one current_thread runtime) on free loopback ports,
+//! and drives each in turn with `wskit bench` (the uWebSockets load_test protocol: every
+//! connection keeps one masked binary message in flight) over the matrix 100x20 B, 10x1 KiB,
+//! 200x16 KiB and 500x16 KiB. It prints messages per second, the ratios of wskit to each peer,
+//! and the CPU time each server and the generator used per message, so a run where the
+//! generator saturated its thread shows as such.
+//!
+//! `rss` opens `--conns` idle connections (`wskit bench --idle`) to each server and reports the
+//! growth of the server's VmRSS divided by the connection count. Both sides run under
+//! `ulimit -n 65536` (or the hard limit when lower).
+//!
+//! `WSKIT_BIN=PATH` uses a prebuilt `wskit` instead of building it. Every process is stopped by
+//! its pid.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 
 use crate::flags::Args;
-use crate::util::{cargo, step};
-use anyhow::{Result, bail};
+use crate::util::{cargo, root, step};
+use anyhow::{Context, Result, bail};
 
 pub(crate) fn main(args: &mut Args) -> Result<()> {
     let name = args.next_positional();
-    args.finish()?;
     match name.as_deref() {
-        None | Some("micro") => step("criterion benchmarks", cargo().args(["bench", "-p", "wskit-benches"])),
-        Some(other) => bail!("unknown benchmark `{other}` (known: micro)"),
+        None | Some("micro") => {
+            let filter = args.value("filter")?;
+            args.finish()?;
+            let mut cmd = cargo();
+            cmd.args(["bench", "-p", "wskit-benches"]);
+            if let Some(f) = filter {
+                cmd.args(["--", &f]);
+            }
+            step("criterion benchmarks", &mut cmd)
+        }
+        Some("echo") => {
+            let secs = args.number("secs", 5)?;
+            let client_threads = args.number("client-threads", 1)?;
+            args.finish()?;
+            echo(secs, client_threads)
+        }
+        Some("rss") => {
+            let conns = args.number("conns", 10_000)?;
+            args.finish()?;
+            rss(conns)
+        }
+        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss)"),
     }
 }
 
+/// The `(connections, message size)` cells of the echo comparison.
+const MATRIX: [(u64, u64); 4] = [(100, 20), (10, 1024), (200, 16 * 1024), (500, 16 * 1024)];
+
+/// A server under test: a name and its command line, `{addr}` standing for `IP:PORT`.
+struct ServerSpec {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<&'static str>,
+}
+
+struct Binaries {
+    wskit: PathBuf,
+    servers: Vec<ServerSpec>,
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// Builds the release binaries (unless `WSKIT_BIN` names a prebuilt `wskit`; the peer servers
+/// are always built) and checks that `wskit bench` exists.
+fn binaries() -> Result<Binaries> {
+    let prebuilt = std::env::var_os("WSKIT_BIN").map(PathBuf::from);
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "wskit-benches", "--bins"]);
+    if prebuilt.is_none() {
+        build.args(["-p", "wskit"]);
+    }
+    step("build release binaries", &mut build)?;
+    let release = target_dir().join("release");
+    let wskit = prebuilt.unwrap_or_else(|| release.join("wskit"));
+    let help = Command::new(&wskit)
+        .args(["bench", "--help"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", wskit.display()))?;
+    if !help.status.success() {
+        bail!("`wskit bench` is not available in {}", wskit.display());
+    }
+    let servers = vec![
+        ServerSpec {
+            name: "wskit",
+            program: wskit.clone(),
+            args: vec!["serve", "--threads", "1", "--listen", "{addr}"],
+        },
+        ServerSpec {
+            name: "fastwebsockets",
+            program: release.join("echo-fastwebsockets"),
+            args: vec!["--listen", "{addr}"],
+        },
+        ServerSpec {
+            name: "tungstenite",
+            program: release.join("echo-tungstenite"),
+            args: vec!["--listen", "{addr}"],
+        },
+    ];
+    Ok(Binaries { wskit, servers })
+}
+
+/// A child process killed (by pid) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// Quotes a word for `sh -c`.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `sh -c 'ulimit -n 65536 || ulimit -n <hard>; exec PROGRAM ARGS...'`: the same pid as the
+/// program, with room for many sockets.
+fn with_nofile(program: &Path, args: &[String]) -> Command {
+    let mut line = String::from(
+        "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec",
+    );
+    for word in std::iter::once(program.to_string_lossy().into_owned()).chain(args.iter().cloned())
+    {
+        line.push(' ');
+        line.push_str(&sh_quote(&word));
+    }
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(line);
+    cmd
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts a server on a free port and waits until it accepts TCP connections.
+fn start(spec: &ServerSpec) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> = spec
+        .args
+        .iter()
+        .map(|a| a.replace("{addr}", &addr))
+        .collect();
+    let child = with_nofile(&spec.program, &args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", spec.program.display()))?;
+    let mut server = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((server, port));
+        }
+        if let Some(status) = server.0.try_wait()? {
+            bail!("{} exited early ({status})", spec.name);
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not listen on port {port} within 30 s", spec.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// utime + stime of a process, in seconds (Linux: USER_HZ is 100).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 and 15 of the file are 12 and 13 after the command name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading the status of process {pid}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+/// The value of `key=` in a `summary:` line.
+fn summary_field(summary: &str, key: &str) -> Option<f64> {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One cell of the echo matrix against one server.
+struct Cell {
+    msgs_per_sec: f64,
+    server_us_per_msg: Option<f64>,
+    client_cpu_share: Option<f64>,
+}
+
+fn run_cell(
+    wskit: &Path,
+    server: &Proc,
+    port: u16,
+    (conns, size): (u64, u64),
+    secs: u64,
+    client_threads: u64,
+) -> Result<Cell> {
+    let args: Vec<String> = [
+        format!("ws://127.0.0.1:{port}/echo"),
+        "--conns".into(),
+        conns.to_string(),
+        "--size".into(),
+        size.to_string(),
+        "--secs".into(),
+        secs.to_string(),
+        "--interval".into(),
+        secs.to_string(),
+        "--threads".into(),
+        client_threads.to_string(),
+    ]
+    .into();
+    let server_cpu = cpu_secs(server.pid());
+    let mut client = Proc(
+        with_nofile(
+            wskit,
+            &["bench".to_owned()]
+                .into_iter()
+                .chain(args)
+                .collect::<Vec<_>>(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting wskit bench")?,
+    );
+    let stdout = client.0.stdout.take().context("client stdout")?;
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Sample the generator's CPU time while it runs (it is gone once it has printed).
+    let mut client_cpu = None;
+    let mut measuring_since = None;
+    let mut summary = None;
+    let deadline = Instant::now() + Duration::from_secs(secs + 120);
+    while summary.is_none() {
+        match lines_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.starts_with("connected:") => {
+                measuring_since = cpu_secs(client.pid());
+            }
+            Ok(line) if line.starts_with("summary:") => summary = Some(line),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() > deadline {
+                    bail!("wskit bench did not finish within {} s", secs + 120);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if summary.is_none()
+            && let Some(now) = cpu_secs(client.pid())
+        {
+            client_cpu = Some(now);
+        }
+    }
+    let server_cpu = server_cpu.zip(cpu_secs(server.pid())).map(|(a, b)| b - a);
+    let status = client.0.wait()?;
+    let Some(summary) = summary else {
+        bail!("wskit bench printed no summary ({status})");
+    };
+    if !status.success() {
+        bail!("wskit bench failed ({status}): {summary}");
+    }
+    let msgs_per_sec = summary_field(&summary, "msgs_per_sec").context("msgs_per_sec")?;
+    let messages = summary_field(&summary, "messages").unwrap_or(0.0);
+    let run_secs = summary_field(&summary, "secs").unwrap_or(secs as f64);
+    Ok(Cell {
+        msgs_per_sec,
+        server_us_per_msg: server_cpu
+            .filter(|_| messages > 0.0)
+            .map(|c| c * 1e6 / messages),
+        client_cpu_share: client_cpu
+            .zip(measuring_since)
+            .map(|(end, start)| (end - start) / run_secs / client_threads as f64),
+    })
+}
+
+fn label((conns, size): (u64, u64)) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{conns}x{}KiB", size / 1024)
+    } else {
+        format!("{conns}x{size}B")
+    }
+}
+
+fn echo(secs: u64, client_threads: u64) -> Result<()> {
+    if secs == 0 || client_threads == 0 {
+        bail!("--secs and --client-threads must be at least 1");
+    }
+    let bins = binaries()?;
+    // results[server][cell]
+    let mut results: Vec<Vec<Cell>> = Vec::new();
+    for spec in &bins.servers {
+        let (server, port) = start(spec)?;
+        let mut row = Vec::new();
+        for cell in MATRIX {
+            eprintln!("==> {} {} for {secs} s", spec.name, label(cell));
+            let r = run_cell(&bins.wskit, &server, port, cell, secs, client_threads)
+                .with_context(|| format!("{} {}", spec.name, label(cell)))?;
+            eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
+            row.push(r);
+        }
+        drop(server);
+        results.push(row);
+    }
+
+    let names: Vec<&str> = bins.servers.iter().map(|s| s.name).collect();
+    println!();
+    println!(
+        "Echo throughput, messages per second (wskit bench, {secs} s per cell, generator on \
+         {client_threads} thread(s); every server on one thread)"
+    );
+    println!();
+    println!(
+        "| conns x size | {} | wskit/fastwebsockets | wskit/tungstenite |",
+        names.join(" | ")
+    );
+    println!("|---|{}---|---|", "---:|".repeat(names.len()));
+    for (i, cell) in MATRIX.iter().enumerate() {
+        let rates: Vec<f64> = results.iter().map(|row| row[i].msgs_per_sec).collect();
+        let cols: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "| {} | {} | {:.2} | {:.2} |",
+            label(*cell),
+            cols.join(" | "),
+            rates[0] / rates[1],
+            rates[0] / rates[2]
+        );
+    }
+    println!();
+    println!(
+        "Server CPU time per message (us), and the generator's CPU use (share of its threads)"
+    );
+    println!();
+    println!("| conns x size | {} | generator busy |", names.join(" | "));
+    println!("|---|{}---|", "---:|".repeat(names.len()));
+    let fmt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
+    for (i, cell) in MATRIX.iter().enumerate() {
+        let cols: Vec<String> = results
+            .iter()
+            .map(|row| fmt(row[i].server_us_per_msg, &|v| format!("{v:.2}")))
+            .collect();
+        let busy: Vec<String> = results
+            .iter()
+            .map(|row| fmt(row[i].client_cpu_share, &|v| format!("{:.0}%", v * 100.0)))
+            .collect();
+        println!(
+            "| {} | {} | {} |",
+            label(*cell),
+            cols.join(" | "),
+            busy.join(" / ")
+        );
+    }
+    println!();
+    println!(
+        "(generator busy near 100% means the client may be the limit for that cell; the server's \
+         CPU per message compares the implementations either way)"
+    );
+    Ok(())
+}
+
+/// Opens `conns` idle connections to the server and returns the RSS growth per connection.
+fn rss_of(wskit: &Path, server: &Proc, port: u16, conns: u64) -> Result<(u64, u64, f64)> {
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(server.pid())?;
+    let args = vec![
+        "bench".to_owned(),
+        format!("ws://127.0.0.1:{port}/echo"),
+        "--conns".into(),
+        conns.to_string(),
+        "--idle".into(),
+        "--secs".into(),
+        "600".into(),
+        "--threads".into(),
+        "1".into(),
+    ];
+    let mut client = Proc(
+        with_nofile(wskit, &args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting wskit bench --idle")?,
+    );
+    let stdout = client.0.stdout.take().context("client stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.starts_with("connected:") => {
+                eprintln!("    {line}");
+                break;
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = client.0.wait()?;
+                bail!("wskit bench --idle stopped before connecting everything ({status})");
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("opening {conns} connections took over 300 s");
+        }
+    }
+    // Let the server finish any per-connection work, then read until RSS is stable.
+    let mut after = rss_kib(server.pid())?;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rss_kib(server.pid())?;
+        if now == after {
+            break;
+        }
+        after = now;
+    }
+    drop(client);
+    Ok((
+        before,
+        after,
+        after.saturating_sub(before) as f64 * 1024.0 / conns as f64,
+    ))
+}
+
+fn rss(conns: u64) -> Result<()> {
+    if conns == 0 {
+        bail!("--conns must be at least 1");
+    }
+    let bins = binaries()?;
+    let mut rows = Vec::new();
+    for spec in &bins.servers {
+        eprintln!("==> {}: {conns} idle connections", spec.name);
+        let (server, port) = start(spec)?;
+        let row = rss_of(&bins.wskit, &server, port, conns)
+            .with_context(|| format!("{} with {conns} connections", spec.name))?;
+        drop(server);
+        rows.push((spec.name, row));
+    }
+    println!();
+    println!(
+        "Server RSS with {conns} idle WebSocket connections (VmRSS; every server on one thread)"
+    );
+    println!();
+    println!("| server | RSS before (KiB) | RSS after (KiB) | bytes per connection |");
+    println!("|---|---:|---:|---:|");
+    for (name, (before, after, per)) in rows {
+        println!("| {name} | {before} | {after} | {per:.0} |");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_fields_are_read_by_name() {
+        let line =
+            "summary: msgs_per_sec=181934 conns=100 size=20 secs=10.00 messages=1819340 errors=0";
+        assert_eq!(summary_field(line, "msgs_per_sec"), Some(181_934.0));
+        assert_eq!(summary_field(line, "secs"), Some(10.0));
+        assert_eq!(summary_field(line, "messages"), Some(1_819_340.0));
+        assert_eq!(summary_field(line, "missing"), None);
+    }
+
+    #[test]
+    fn shell_words_are_quoted() {
+        assert_eq!(sh_quote("plain"), "'plain'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn cell_labels() {
+        assert_eq!(label((100, 20)), "100x20B");
+        assert_eq!(label((200, 16 * 1024)), "200x16KiB");
+    }
+}
