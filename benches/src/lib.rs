@@ -107,7 +107,14 @@ pub mod payload {
     /// before its closing bracket. ASCII only, hence valid UTF-8.
     #[must_use]
     pub fn json(len: usize) -> String {
-        let mut rng = Lcg::new(0x5EED);
+        json_with_seed(len, 0)
+    }
+
+    /// Like [`json`], with other values for each `seed` (same field names and vocabulary, as
+    /// consecutive messages of one application have).
+    #[must_use]
+    pub fn json_with_seed(len: usize, seed: u64) -> String {
+        let mut rng = Lcg::new(0x5EED ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut out = String::with_capacity(len);
         if len < 2 {
             out.extend(std::iter::repeat_n(' ', len));
@@ -335,13 +342,13 @@ pub mod deflate {
         }
     }
 
-    /// The wire bytes of `count` messages of `text` compressed by one [`WsCompressor`] in
-    /// order (later messages refer back to earlier ones).
+    /// The wire bytes of `count` messages, cycling through `texts`, compressed by one
+    /// [`WsCompressor`] in order (later messages refer back to earlier ones).
     #[must_use]
-    pub fn compressed_stream(text: &str, count: usize, params: DeflateParams) -> Vec<u8> {
+    pub fn compressed_stream(texts: &[String], count: usize, params: DeflateParams) -> Vec<u8> {
         let mut c = WsCompressor::new(params);
         let mut wire = Vec::new();
-        for _ in 0..count {
+        for text in texts.iter().cycle().take(count) {
             wire.extend_from_slice(c.send(text));
         }
         wire

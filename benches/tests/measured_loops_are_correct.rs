@@ -16,6 +16,10 @@ fn json_payload_has_the_exact_length_and_is_ascii_json_array() {
     }
     assert!(payload::json(4096).contains("\"event\":"));
     assert_eq!(payload::json(300), payload::json(300), "deterministic");
+    assert_eq!(payload::json_with_seed(300, 0), payload::json(300));
+    let other = payload::json_with_seed(300, 1);
+    assert_eq!(other.len(), 300);
+    assert_ne!(other, payload::json(300));
 }
 
 #[test]
@@ -64,7 +68,8 @@ fn permessage_deflate_stream_inflates_to_the_input_for_windows_8_to_15() {
     for bits in 8..=15 {
         let params = deflate::params(1, bits);
         assert_eq!(params.server_max_window_bits(), bits);
-        let wire = deflate::compressed_stream(&text, 4, params.clone());
+        let texts = [text.clone(), payload::json_with_seed(20_000, 1)];
+        let wire = deflate::compressed_stream(&texts, 4, params.clone());
         // Small windows cost ratio (about 1.4:1 at 8 bits); from 10 bits on JSON halves.
         let factor = if bits >= 10 { 2 } else { 1 };
         assert!(
