@@ -87,10 +87,29 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let conns = args.conns;
     let result = runtime.block_on(drive(args, target));
     // Connections still blocked in a read are simply dropped.
     runtime.shutdown_background();
-    result
+    let report = result?;
+    if report.errors > 0 {
+        bail!(
+            "{} of {conns} connections failed during the run",
+            report.errors
+        );
+    }
+    Ok(())
+}
+
+/// What a run measured (all zero for `--idle`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Report {
+    /// Echoes received during the measurement.
+    messages: u64,
+    /// Length of the measurement.
+    secs: f64,
+    /// Connections that failed during the measurement.
+    errors: u64,
 }
 
 /// Where to connect, from a `ws://` URL.
@@ -147,7 +166,8 @@ struct Shared {
     stop: AtomicBool,
 }
 
-async fn drive(args: Args, target: Target) -> Result<()> {
+/// Opens the connections, runs the measurement and prints progress and the summary line.
+async fn drive(args: Args, target: Target) -> Result<Report> {
     let addr = tokio::net::lookup_host(&target.authority)
         .await
         .with_context(|| format!("resolving {}", target.authority))?
@@ -194,7 +214,7 @@ async fn drive(args: Args, target: Target) -> Result<()> {
             open_conns.len(),
             args.secs
         );
-        return Ok(());
+        return Ok(Report::default());
     }
 
     // Phase 2: every connection keeps one message in flight.
@@ -243,13 +263,11 @@ async fn drive(args: Args, target: Target) -> Result<()> {
         args.size
     );
     tasks.abort_all();
-    if errors > 0 {
-        bail!(
-            "{errors} of {} connections failed during the run",
-            args.conns
-        );
-    }
-    Ok(())
+    Ok(Report {
+        messages: total,
+        secs,
+        errors,
+    })
 }
 
 /// Connects and runs the opening handshake; returns the stream and any bytes that arrived
@@ -411,6 +429,54 @@ mod handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(url: String, conns: usize, size: usize) -> Args {
+        Args {
+            url,
+            conns,
+            size,
+            secs: 1,
+            interval: 1,
+            threads: 1,
+            connect_parallel: 2,
+            idle: false,
+        }
+    }
+
+    #[test]
+    fn generator_counts_echoes_of_a_ws_server_for_small_and_large_messages() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let bind = ws_server::Binding::plain("127.0.0.1:0".parse().unwrap());
+            let config = ws_server::ServerConfig::new(vec![bind]);
+            let server = ws_server::Server::start(config, ws_server::EchoHandler)
+                .await
+                .unwrap();
+            let url = format!("ws://{}/echo", server.local_addrs()[0]);
+            for (conns, size) in [(3, 20), (2, 200_000), (1, 0)] {
+                let args = args(url.clone(), conns, size);
+                let target = Target::parse(&args.url).unwrap();
+                let report = drive(args, target).await.unwrap();
+                assert_eq!(report.errors, 0, "{conns}x{size}");
+                assert!(report.messages > 0, "{conns}x{size}: no echo counted");
+            }
+            server.stop().await;
+        });
+    }
+
+    #[test]
+    fn opening_fails_when_nothing_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = args(format!("ws://127.0.0.1:{port}/"), 2, 20);
+        let target = Target::parse(&args.url).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let err = runtime.block_on(drive(args, target)).unwrap_err();
+        assert!(format!("{err:#}").contains("opening connection"), "{err:#}");
+    }
 
     #[test]
     fn url_with_port_and_path() {
