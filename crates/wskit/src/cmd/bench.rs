@@ -112,6 +112,19 @@ struct Report {
     errors: u64,
 }
 
+impl Report {
+    /// The closing line, `key=value` pairs that scripts read.
+    fn summary(&self, conns: usize, size: usize) -> String {
+        format!(
+            "summary: msgs_per_sec={:.0} conns={conns} size={size} secs={:.2} messages={} errors={}",
+            self.messages as f64 / self.secs.max(f64::EPSILON),
+            self.secs,
+            self.messages,
+            self.errors
+        )
+    }
+}
+
 /// Where to connect, from a `ws://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
@@ -253,21 +266,14 @@ async fn drive(args: Args, target: Target) -> Result<Report> {
         }
     }
     shared.stop.store(true, Ordering::Relaxed);
-    let secs = start.elapsed().as_secs_f64();
-    let total = shared.messages.load(Ordering::Relaxed);
-    let errors = shared.errors.load(Ordering::Relaxed);
-    println!(
-        "summary: msgs_per_sec={:.0} conns={} size={} secs={secs:.2} messages={total} errors={errors}",
-        total as f64 / secs,
-        args.conns,
-        args.size
-    );
+    let report = Report {
+        messages: shared.messages.load(Ordering::Relaxed),
+        secs: start.elapsed().as_secs_f64(),
+        errors: shared.errors.load(Ordering::Relaxed),
+    };
     tasks.abort_all();
-    Ok(Report {
-        messages: total,
-        secs,
-        errors,
-    })
+    println!("{}", report.summary(args.conns, args.size));
+    Ok(report)
 }
 
 /// Connects and runs the opening handshake; returns the stream and any bytes that arrived
@@ -462,6 +468,19 @@ mod tests {
             }
             server.stop().await;
         });
+    }
+
+    #[test]
+    fn summary_line_is_key_value_pairs() {
+        let report = Report {
+            messages: 1000,
+            secs: 2.0,
+            errors: 0,
+        };
+        assert_eq!(
+            report.summary(10, 20),
+            "summary: msgs_per_sec=500 conns=10 size=20 secs=2.00 messages=1000 errors=0"
+        );
     }
 
     #[test]
