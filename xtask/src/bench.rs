@@ -231,6 +231,7 @@ fn summary_field(summary: &str, key: &str) -> Option<f64> {
 struct Cell {
     msgs_per_sec: f64,
     server_us_per_msg: Option<f64>,
+    server_cpu_share: Option<f64>,
     client_cpu_share: Option<f64>,
 }
 
@@ -321,6 +322,7 @@ fn run_cell(
         server_us_per_msg: server_cpu
             .filter(|_| messages > 0.0)
             .map(|c| c * 1e6 / messages),
+        server_cpu_share: server_cpu.map(|c| c / run_secs),
         client_cpu_share: client_cpu
             .zip(measuring_since)
             .map(|(end, start)| (end - start) / run_secs / client_threads as f64),
@@ -381,32 +383,43 @@ fn echo(secs: u64, client_threads: u64) -> Result<()> {
     }
     println!();
     println!(
-        "Server CPU time per message (us), and the generator's CPU use (share of its threads)"
+        "Server CPU time per message (us); CPU use of each server (its one thread) and of the \
+         generator (its threads), in server order"
     );
     println!();
-    println!("| conns x size | {} | generator busy |", names.join(" | "));
-    println!("|---|{}---|", "---:|".repeat(names.len()));
+    println!(
+        "| conns x size | {} | servers busy | generator busy |",
+        names.join(" | ")
+    );
+    println!("|---|{}---|---|", "---:|".repeat(names.len()));
     let fmt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
+    let pct = |v: f64| format!("{:.0}%", v * 100.0);
     for (i, cell) in MATRIX.iter().enumerate() {
         let cols: Vec<String> = results
             .iter()
             .map(|row| fmt(row[i].server_us_per_msg, &|v| format!("{v:.2}")))
             .collect();
-        let busy: Vec<String> = results
+        let server_busy: Vec<String> = results
             .iter()
-            .map(|row| fmt(row[i].client_cpu_share, &|v| format!("{:.0}%", v * 100.0)))
+            .map(|row| fmt(row[i].server_cpu_share, &pct))
+            .collect();
+        let client_busy: Vec<String> = results
+            .iter()
+            .map(|row| fmt(row[i].client_cpu_share, &pct))
             .collect();
         println!(
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             label(*cell),
             cols.join(" | "),
-            busy.join(" / ")
+            server_busy.join(" / "),
+            client_busy.join(" / ")
         );
     }
     println!();
     println!(
-        "(generator busy near 100% means the client may be the limit for that cell; the server's \
-         CPU per message compares the implementations either way)"
+        "(a server near 100% busy is the limit of its cell; when the generator is near 100% \
+         instead, msgs/s understates that server, and CPU per message compares the \
+         implementations either way)"
     );
     Ok(())
 }
