@@ -358,6 +358,7 @@ async fn echo_loop(
 }
 
 /// The client side of the opening handshake (RFC 6455 section 4.1), no extensions offered.
+/// Kept minimal and private: it gives way to ws-http's client handshake once that crate has one.
 mod handshake {
     use anyhow::{Result, bail};
     use base64::{Engine as _, engine::general_purpose::STANDARD};
