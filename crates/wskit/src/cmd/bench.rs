@@ -45,31 +45,31 @@ use ws_frame::{Config, Connection, Event, Message, Role};
 
 /// Flags of `wskit bench`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Echo endpoint, `ws://HOST[:PORT][/PATH]` (e.g. ws://127.0.0.1:8080/echo).
     #[arg(value_name = "URL")]
-    pub url: String,
+    pub(crate) url: String,
     /// Connections, each with one message in flight. Default: 100.
     #[arg(long, value_name = "N", default_value_t = 100)]
-    pub conns: usize,
+    pub(crate) conns: usize,
     /// Message size in bytes (binary, masked). Default: 20.
     #[arg(long, value_name = "BYTES", default_value_t = 20)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// Measurement length in seconds, counted once every connection is open. Default: 10.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub secs: u64,
+    pub(crate) secs: u64,
     /// Seconds between progress lines. Default: 2.
     #[arg(long, value_name = "SECS", default_value_t = 2)]
-    pub interval: u64,
+    pub(crate) interval: u64,
     /// Worker threads of the generator's own runtime. Default: 1.
     #[arg(long, value_name = "N", default_value_t = 1)]
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Connections being opened at the same time. Default: 64.
     #[arg(long, value_name = "N", default_value_t = 64)]
-    pub connect_parallel: usize,
+    pub(crate) connect_parallel: usize,
     /// Open the connections, then hold them without traffic for --secs.
     #[arg(long)]
-    pub idle: bool,
+    pub(crate) idle: bool,
 }
 
 /// Runs the load generator on its own runtime and prints the figures.
@@ -77,7 +77,7 @@ pub struct Args {
 /// # Errors
 /// A bad URL or flag, a connection or handshake that fails while opening, or any connection
 /// that fails during the measurement (after the summary is printed).
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     if args.conns == 0 || args.threads == 0 || args.interval == 0 || args.connect_parallel == 0 {
         bail!("--conns, --threads, --interval and --connect-parallel must be at least 1");
     }

@@ -15,74 +15,74 @@ use ws_server::{
 
 /// Flags of `wskit serve`.
 #[derive(Debug, Default, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Plain listening address (repeatable). Default: 127.0.0.1:8080.
     #[arg(long = "listen", value_name = "IP:PORT")]
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// TLS listening address (repeatable; needs --tls-cert). With --tls-cert and no
     /// --tls-listen, the --listen addresses use TLS.
     #[arg(long = "tls-listen", value_name = "IP:PORT")]
-    pub tls_listen: Vec<SocketAddr>,
+    pub(crate) tls_listen: Vec<SocketAddr>,
     /// PEM certificate chain (or a combined PEM with the key).
     #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key (omit when --tls-cert is a combined PEM).
     #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Worker threads; 0 = one per core. Default: 0.
     #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Disable permessage-deflate (on by default).
     #[arg(long)]
-    pub no_deflate: bool,
+    pub(crate) no_deflate: bool,
     /// Compression level 0-9. Default: 1.
     #[arg(long, value_name = "N")]
-    pub deflate_level: Option<u8>,
+    pub(crate) deflate_level: Option<u8>,
     /// Supported subprotocol (repeatable).
     #[arg(long = "protocol", value_name = "NAME")]
-    pub protocols: Vec<String>,
+    pub(crate) protocols: Vec<String>,
     /// Most simultaneous connections (0 = unlimited). Default: 100000.
     #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Allowed Origin (repeatable; `http://host:*` matches any port). Default: all.
     #[arg(long = "origin", value_name = "ORIGIN")]
-    pub origins: Vec<String>,
+    pub(crate) origins: Vec<String>,
     /// Largest message in bytes. Default: 64 MiB.
     #[arg(long, value_name = "BYTES")]
-    pub max_message: Option<usize>,
+    pub(crate) max_message: Option<usize>,
     /// Largest frame in bytes. Default: 16 MiB.
     #[arg(long, value_name = "BYTES")]
-    pub max_frame: Option<usize>,
+    pub(crate) max_frame: Option<usize>,
     /// Handshake timeout in seconds. Default: 10.
     #[arg(long, value_name = "SECS")]
-    pub handshake_timeout: Option<u64>,
+    pub(crate) handshake_timeout: Option<u64>,
     /// Close connections idle for this many seconds. Default: never.
     #[arg(long, value_name = "SECS")]
-    pub idle_timeout: Option<u64>,
+    pub(crate) idle_timeout: Option<u64>,
     /// Ping every N seconds. Default: no heartbeat.
     #[arg(long, value_name = "SECS")]
-    pub heartbeat: Option<u64>,
+    pub(crate) heartbeat: Option<u64>,
     /// Drop connections whose pong takes longer than this. Default: 10.
     #[arg(long, value_name = "SECS")]
-    pub heartbeat_timeout: Option<u64>,
+    pub(crate) heartbeat_timeout: Option<u64>,
     /// Ping only connections that were silent for a whole interval.
     #[arg(long)]
-    pub heartbeat_only_idle: bool,
+    pub(crate) heartbeat_only_idle: bool,
     /// Per-connection limit in bytes per second (each direction). Default: none.
     #[arg(long, value_name = "BYTES")]
-    pub throttle: Option<u64>,
+    pub(crate) throttle: Option<u64>,
     /// Per-connection command queue capacity. Default: 256.
     #[arg(long, value_name = "N")]
-    pub send_queue: Option<usize>,
+    pub(crate) send_queue: Option<usize>,
     /// Slow readers: `disconnect` (close with 1013) or `backpressure`. Default: disconnect.
     #[arg(long, value_name = "POLICY")]
-    pub slow_reader: Option<String>,
+    pub(crate) slow_reader: Option<String>,
     /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
-    pub users: Vec<String>,
+    pub(crate) users: Vec<String>,
     /// Configuration file with a [serve] table.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The `[serve]` table of wskit.toml.
@@ -273,7 +273,7 @@ impl Handler for Serve {
 ///
 /// # Errors
 /// Invalid flags or configuration, or addresses that cannot be bound.
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let (config, threads) = build(args)?;
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -6,26 +6,26 @@ use anyhow::Result;
 
 /// Flags of `wskit stun`.
 #[derive(Debug, Default, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Listening address for UDP and TCP (repeatable). Default: 127.0.0.1:3478.
     #[arg(long = "listen", value_name = "IP:PORT")]
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
-    pub no_udp: bool,
+    pub(crate) no_udp: bool,
     /// Do not listen on TCP.
     #[arg(long)]
-    pub no_tcp: bool,
+    pub(crate) no_tcp: bool,
     /// Add FINGERPRINT to every response.
     #[arg(long)]
-    pub fingerprint: bool,
+    pub(crate) fingerprint: bool,
     /// Answer every Binding with 300 Try Alternate pointing here.
     #[arg(long, value_name = "IP:PORT")]
-    pub alternate_server: Option<SocketAddr>,
+    pub(crate) alternate_server: Option<SocketAddr>,
 }
 
 /// Runs the STUN server until interrupted (Ctrl-C).
-pub async fn run(args: Args) -> Result<()> {
+pub(crate) async fn run(args: Args) -> Result<()> {
     let turn_args = super::turn::Args {
         listen: args.listen,
         no_udp: args.no_udp,

@@ -5,17 +5,17 @@ use tokio::net::lookup_host;
 
 /// Flags of `wskit stun-client`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// STUN server, e.g. stun.example.org:3478.
     #[arg(value_name = "HOST:PORT")]
-    pub server: String,
+    pub(crate) server: String,
     /// Use TCP instead of UDP.
     #[arg(long)]
-    pub tcp: bool,
+    pub(crate) tcp: bool,
 }
 
 /// Sends one Binding request and prints the reflexive address.
-pub async fn run(args: Args) -> Result<()> {
+pub(crate) async fn run(args: Args) -> Result<()> {
     let server = lookup_host(&args.server)
         .await
         .with_context(|| format!("resolving {}", args.server))?

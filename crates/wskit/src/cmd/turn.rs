@@ -13,70 +13,70 @@ use stun_turn::policy::Cidr;
 
 /// Flags of `wskit turn`.
 #[derive(Debug, Default, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Listening address for UDP and TCP (repeatable). Default: 127.0.0.1:3478.
     #[arg(long = "listen", value_name = "IP:PORT")]
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
-    pub no_udp: bool,
+    pub(crate) no_udp: bool,
     /// Do not listen on TCP.
     #[arg(long)]
-    pub no_tcp: bool,
+    pub(crate) no_tcp: bool,
     /// Realm of the long-term credentials. Default: wskit.
     #[arg(long)]
-    pub realm: Option<String>,
+    pub(crate) realm: Option<String>,
     /// A static user as NAME:PASSWORD (repeatable).
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
-    pub users: Vec<String>,
+    pub(crate) users: Vec<String>,
     /// TURN REST API shared secret (time-limited usernames "expiry:user").
     #[arg(long, alias = "static-auth-secret", value_name = "SECRET")]
-    pub auth_secret: Option<String>,
+    pub(crate) auth_secret: Option<String>,
     /// Address relay sockets bind to and advertise. Default: the first listening IP.
     #[arg(long, value_name = "IP")]
-    pub relay_ip: Option<IpAddr>,
+    pub(crate) relay_ip: Option<IpAddr>,
     /// Lowest relay port. Default: 49152.
     #[arg(long, value_name = "PORT")]
-    pub min_port: Option<u16>,
+    pub(crate) min_port: Option<u16>,
     /// Highest relay port. Default: 65535.
     #[arg(long, value_name = "PORT")]
-    pub max_port: Option<u16>,
+    pub(crate) max_port: Option<u16>,
     /// Let peers on 127.0.0.0/8 and ::1 be reached (off by default: no open relay into this host).
     #[arg(long)]
-    pub allow_loopback_peers: bool,
+    pub(crate) allow_loopback_peers: bool,
     /// Allow peers in this network even if it is private or otherwise special (repeatable).
     #[arg(long = "allow-peer", alias = "allowed-peer-ip", value_name = "CIDR")]
-    pub allow_peers: Vec<String>,
+    pub(crate) allow_peers: Vec<String>,
     /// Never allow peers in this network (repeatable; checked first).
     #[arg(long = "deny-peer", alias = "denied-peer-ip", value_name = "CIDR")]
-    pub deny_peers: Vec<String>,
+    pub(crate) deny_peers: Vec<String>,
     /// Allocations per user. Default: 100.
     #[arg(long, alias = "user-quota", value_name = "N")]
-    pub user_quota: Option<usize>,
+    pub(crate) user_quota: Option<usize>,
     /// Allocations in total. Default: 100000.
     #[arg(long, value_name = "N")]
-    pub total_quota: Option<usize>,
+    pub(crate) total_quota: Option<usize>,
     /// Default allocation lifetime in seconds. Default: 600.
     #[arg(long, value_name = "SECS")]
-    pub lifetime: Option<u64>,
+    pub(crate) lifetime: Option<u64>,
     /// Longest allocation lifetime in seconds. Default: 3600.
     #[arg(long, alias = "max-allocate-lifetime", value_name = "SECS")]
-    pub max_lifetime: Option<u64>,
+    pub(crate) max_lifetime: Option<u64>,
     /// Nonce lifetime in seconds (438 Stale Nonce after). Default: 600.
     #[arg(long, value_name = "SECS")]
-    pub stale_nonce: Option<u64>,
+    pub(crate) stale_nonce: Option<u64>,
     /// Relayed bytes per second per allocation and direction. Default: unlimited.
     #[arg(long, alias = "max-bps", value_name = "BYTES")]
-    pub bandwidth_limit: Option<u64>,
+    pub(crate) bandwidth_limit: Option<u64>,
     /// Add FINGERPRINT to every response.
     #[arg(long)]
-    pub fingerprint: bool,
+    pub(crate) fingerprint: bool,
     /// Redirect Allocate requests to this server (300 Try Alternate).
     #[arg(long, value_name = "IP:PORT")]
-    pub alternate_server: Option<SocketAddr>,
+    pub(crate) alternate_server: Option<SocketAddr>,
     /// Configuration file with a [turn] table.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The `[turn]` table of wskit.toml (same names as the flags, with underscores).
@@ -222,7 +222,7 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
 }
 
 /// Runs the server until interrupted (Ctrl-C).
-pub async fn run(args: Args) -> Result<()> {
+pub(crate) async fn run(args: Args) -> Result<()> {
     serve(build(args, true)?, "turn").await
 }
 
