@@ -135,7 +135,7 @@ fn start_server(bin: &Path) -> Result<(Server, u16)> {
 }
 
 /// `cargo xtask autobahn server`.
-pub fn server() -> Result<()> {
+pub(crate) fn server() -> Result<()> {
     let wstest = wstest()?;
     let bin = wskit_binary()?;
     let cases: Vec<String> = match std::env::var("WSKIT_AUTOBAHN_CASES") {
@@ -313,247 +313,34 @@ fn render_expected(results: &Results) -> String {
 
 /// `{agent: {case: {behavior, behaviorClose, ...}}}` from wstest's index.json.
 fn parse_index(text: &str) -> Result<Results> {
-    let value = json::parse(text)?;
+    let value: serde_json::Value = serde_json::from_str(text).context("index.json")?;
     let agents = value
         .as_object()
         .context("index.json: expected an object")?;
-    let (_, cases) = agents
-        .iter()
-        .find(|(agent, _)| agent == "wskit")
-        .or(agents.first())
+    let cases = agents
+        .get("wskit")
+        .or_else(|| agents.values().next())
         .context("index.json: no agent")?;
     case_table(cases)
 }
 
 fn parse_expected(text: &str) -> Result<Results> {
-    case_table(&json::parse(text)?)
+    case_table(&serde_json::from_str(text).context("expected-results file")?)
 }
 
-fn case_table(value: &json::Value) -> Result<Results> {
+fn case_table(value: &serde_json::Value) -> Result<Results> {
     let mut out = Results::new();
     for (case, entry) in value.as_object().context("expected an object of cases")? {
         let field = |name: &str| {
             entry
                 .get(name)
-                .and_then(json::Value::as_str)
+                .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
                 .with_context(|| format!("case {case}: no {name}"))
         };
         out.insert(case.clone(), (field("behavior")?, field("behaviorClose")?));
     }
     Ok(out)
-}
-
-/// Just enough JSON for wstest's report index (objects, arrays, strings, numbers, literals).
-mod json {
-    use anyhow::{Result, bail};
-
-    #[derive(Debug, PartialEq)]
-    pub(super) enum Value {
-        Null,
-        Bool(bool),
-        Number(f64),
-        Str(String),
-        Array(Vec<Value>),
-        Object(Vec<(String, Value)>),
-    }
-
-    impl Value {
-        pub(super) fn as_object(&self) -> Option<&Vec<(String, Value)>> {
-            match self {
-                Self::Object(o) => Some(o),
-                _ => None,
-            }
-        }
-
-        pub(super) fn as_str(&self) -> Option<&str> {
-            match self {
-                Self::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-
-        pub(super) fn get(&self, key: &str) -> Option<&Self> {
-            self.as_object()?
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Result<Value> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            bail!("trailing data at byte {}", p.i);
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
-                self.i += 1;
-            }
-        }
-
-        fn eat(&mut self, b: u8) -> Result<()> {
-            self.ws();
-            if self.s.get(self.i) != Some(&b) {
-                bail!("expected '{}' at byte {}", b as char, self.i);
-            }
-            self.i += 1;
-            Ok(())
-        }
-
-        fn value(&mut self) -> Result<Value> {
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut fields = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b'}') {
-                        self.i += 1;
-                        return Ok(Value::Object(fields));
-                    }
-                    loop {
-                        self.ws();
-                        let key = self.string()?;
-                        self.eat(b':')?;
-                        fields.push((key, self.value()?));
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Value::Object(fields));
-                            }
-                            _ => bail!("expected ',' or '}}' at byte {}", self.i),
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b']') {
-                        self.i += 1;
-                        return Ok(Value::Array(items));
-                    }
-                    loop {
-                        items.push(self.value()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Value::Array(items));
-                            }
-                            _ => bail!("expected ',' or ']' at byte {}", self.i),
-                        }
-                    }
-                }
-                Some(b'"') => Ok(Value::Str(self.string()?)),
-                Some(b't') => self.literal("true", Value::Bool(true)),
-                Some(b'f') => self.literal("false", Value::Bool(false)),
-                Some(b'n') => self.literal("null", Value::Null),
-                Some(_) => {
-                    let start = self.i;
-                    while self
-                        .s
-                        .get(self.i)
-                        .is_some_and(|b| b.is_ascii_digit() || b"+-.eE".contains(b))
-                    {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i])?;
-                    match text.parse() {
-                        Ok(n) => Ok(Value::Number(n)),
-                        Err(_) => bail!("bad value at byte {start}"),
-                    }
-                }
-                None => bail!("unexpected end of JSON"),
-            }
-        }
-
-        fn literal(&mut self, word: &str, v: Value) -> Result<Value> {
-            if self.s[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
-                Ok(v)
-            } else {
-                bail!("bad literal at byte {}", self.i)
-            }
-        }
-
-        fn string(&mut self) -> Result<String> {
-            if self.s.get(self.i) != Some(&b'"') {
-                bail!("expected a string at byte {}", self.i);
-            }
-            self.i += 1;
-            let mut out = Vec::new();
-            loop {
-                match self.s.get(self.i) {
-                    Some(b'"') => {
-                        self.i += 1;
-                        return Ok(String::from_utf8(out)?);
-                    }
-                    Some(b'\\') => {
-                        let esc = *self.s.get(self.i + 1).unwrap_or(&b'?');
-                        self.i += 2;
-                        match esc {
-                            b'n' => out.push(b'\n'),
-                            b't' => out.push(b'\t'),
-                            b'r' => out.push(b'\r'),
-                            b'b' => out.push(8),
-                            b'f' => out.push(12),
-                            b'u' => {
-                                let hex = self.s.get(self.i..self.i + 4).unwrap_or(b"003f");
-                                let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
-                                self.i += 4;
-                                let c = char::from_u32(code).unwrap_or('\u{fffd}');
-                                let mut tmp = [0; 4];
-                                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-                            }
-                            other => out.push(other),
-                        }
-                    }
-                    Some(&b) => {
-                        out.push(b);
-                        self.i += 1;
-                    }
-                    None => bail!("unterminated string"),
-                }
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn parses_an_autobahn_index() {
-            let text = r#"{"wskit": {"1.1.1": {"behavior": "OK", "behaviorClose": "OK",
-                "duration": 2, "remoteCloseCode": 1000, "reportfile": "x.json"},
-                "12.1.1": {"behavior": "NON-STRICT", "behaviorClose": "INFORMATIONAL",
-                "duration": 1.5, "remoteCloseCode": null, "list": [1, true, "a\"b\u0041"]}}}"#;
-            let results = super::super::parse_index(text).unwrap();
-            assert_eq!(results.len(), 2);
-            assert_eq!(results["12.1.1"].0, "NON-STRICT");
-            assert_eq!(results["1.1.1"].1, "OK");
-            assert!(parse("{\"a\": }").is_err());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,11 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             rss(conns)
         }
-        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss)"),
+        Some("turn") => {
+            args.finish()?;
+            crate::turn::bench()
+        }
+        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, turn)"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+//! `cargo xtask ci [--no-autobahn] [--no-fuzz] [--fuzz-secs N]`: every check CI runs, in order,
+//! stopping at the first failure.
 
 use crate::flags::Args;
 use crate::util::{cargo, step};
@@ -9,21 +10,41 @@ use std::time::Instant;
 pub(crate) fn main(args: &mut Args) -> Result<()> {
     let fuzz_secs = args.number("fuzz-secs", 10)?;
     let skip_fuzz = args.flag("no-fuzz");
+    let skip_autobahn = args.flag("no-autobahn");
     args.finish()?;
     let started = Instant::now();
 
     step("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]))?;
     step(
         "docs",
-        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-Dwarnings"),
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-Dwarnings"),
     )?;
     deps::run()?;
-    step("benches build", cargo().args(["bench", "--workspace", "--no-run", "--locked"]))?;
+    step(
+        "benches build",
+        cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
+    )?;
+    if skip_autobahn {
+        eprintln!("\n==> autobahn server: skipped (--no-autobahn)");
+    } else {
+        eprintln!("\n==> autobahn server (all 517 cases, about 10 minutes)");
+        crate::autobahn::server()?;
+    }
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
     } else {
@@ -32,4 +53,3 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     eprintln!("\nci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
-

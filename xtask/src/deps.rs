@@ -16,7 +16,13 @@ const NO_TOKIO: &[(&str, &[&str])] = &[
 
 /// Runtime crates never depend on the application protocols above them.
 const RUNTIMES: &[&str] = &["ws-server", "ws-client"];
-const ABOVE_RUNTIMES: &[&str] = &["proto-mqtt", "proto-files", "auth-oauth2-jwt", "stun-turn", "ws-proxy"];
+const ABOVE_RUNTIMES: &[&str] = &[
+    "proto-mqtt",
+    "proto-files",
+    "auth-oauth2-jwt",
+    "stun-turn",
+    "ws-proxy",
+];
 
 pub(crate) fn run() -> Result<()> {
     eprintln!("\n==> dependency rules");
@@ -47,7 +53,9 @@ pub(crate) fn run() -> Result<()> {
     for krate in members.iter().filter(|m| *m != "ws-testkit") {
         checked += 1;
         if let Some(path) = depends_on(krate, &[], "ws-testkit", "normal,build")? {
-            failures.push(format!("{krate} must use ws-testkit as a dev-dependency only:\n{path}"));
+            failures.push(format!(
+                "{krate} must use ws-testkit as a dev-dependency only:\n{path}"
+            ));
         }
     }
     if !failures.is_empty() {
@@ -62,10 +70,10 @@ fn members() -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root().join("crates"))? {
         let dir = entry?.path();
-        if dir.join("Cargo.toml").is_file() {
-            if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
-                names.push(name.to_owned());
-            }
+        if dir.join("Cargo.toml").is_file()
+            && let Some(name) = dir.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_owned());
         }
     }
     names.sort();
@@ -76,7 +84,9 @@ fn members() -> Result<Vec<String>> {
 fn depends_on(krate: &str, extra: &[&str], target: &str, kinds: &str) -> Result<Option<String>> {
     let out = capture(
         cargo()
-            .args(["tree", "-q", "-p", krate, "-e", kinds, "--target", "all", "-i", target])
+            .args([
+                "tree", "-q", "-p", krate, "-e", kinds, "--target", "all", "-i", target,
+            ])
             .args(extra),
     )?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();

@@ -9,7 +9,9 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) fn from_env() -> Self {
-        Self { rest: std::env::args().skip(1).collect() }
+        Self {
+            rest: std::env::args().skip(1).collect(),
+        }
     }
 
     /// Takes the first argument that does not start with `--`.
@@ -51,7 +53,9 @@ impl Args {
     /// Takes `--name N` parsed as a number, or returns `default`.
     pub(crate) fn number(&mut self, name: &str, default: u64) -> Result<u64> {
         match self.value(name)? {
-            Some(v) => v.parse().with_context(|| format!("--{name} expects a number, got `{v}`")),
+            Some(v) => v
+                .parse()
+                .with_context(|| format!("--{name} expects a number, got `{v}`")),
             None => Ok(default),
         }
     }

@@ -4,7 +4,7 @@
 //! accept them, so no nightly toolchain is needed.
 
 use crate::flags::Args;
-use crate::util::{cargo, have, step, show};
+use crate::util::{cargo, have, show, step};
 use anyhow::{Context, Result, bail};
 use std::process::Stdio;
 
@@ -18,11 +18,12 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     run_targets(secs, only.as_deref())
 }
 
-
 /// The fuzz smoke run of `cargo xtask ci`: skipped with a notice when cargo-fuzz is missing.
 pub(crate) fn smoke(secs: u64) -> Result<()> {
     if !have("cargo-fuzz") {
-        eprintln!("\n==> fuzz smoke: skipped, cargo-fuzz is not installed (cargo install cargo-fuzz)");
+        eprintln!(
+            "\n==> fuzz smoke: skipped, cargo-fuzz is not installed (cargo install cargo-fuzz)"
+        );
         return Ok(());
     }
     run_targets(secs, None)
@@ -36,15 +37,24 @@ fn targets() -> Result<Vec<String>> {
         .output()
         .context("cargo fuzz list")?;
     if !out.status.success() {
-        bail!("cargo fuzz list failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }
 
 fn run_targets(secs: u64, only: Option<&str>) -> Result<()> {
     let fuzz_dir = crate::util::root().join("fuzz");
     let mut build = cargo();
-    build.args(["fuzz", "build", "-O"]).current_dir(&fuzz_dir).env("RUSTC_BOOTSTRAP", "1");
+    build
+        .args(["fuzz", "build", "-O"])
+        .current_dir(&fuzz_dir)
+        .env("RUSTC_BOOTSTRAP", "1");
     step("fuzz build", &mut build)?;
     let mut summary = Vec::new();
     for target in targets()? {
@@ -58,13 +68,20 @@ fn run_targets(secs: u64, only: Option<&str>) -> Result<()> {
         cmd.args(["fuzz", "run", "-O", &target])
             .arg(&corpus)
             .args(seeds.is_dir().then_some(&seeds))
-            .args(["--", &format!("-max_total_time={secs}"), "-rss_limit_mb=2048", "-print_final_stats=1"])
+            .args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
             .current_dir(&fuzz_dir)
             .env("RUSTC_BOOTSTRAP", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         eprintln!("\n==> fuzz {target} ({secs} s)\n    $ {}", show(&cmd));
-        let out = cmd.output().with_context(|| format!("running fuzz target {target}"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running fuzz target {target}"))?;
         let log = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             let tail: Vec<&str> = log.lines().rev().take(60).collect();

@@ -256,7 +256,7 @@ fn measure(name: &'static str, server: &Proc, port: u16, peer: u16) -> Result<Ro
 }
 
 /// Runs the comparison and prints a table.
-pub fn bench() -> Result<()> {
+pub(crate) fn bench() -> Result<()> {
     for tool in ["turnserver", "turnutils_uclient", "turnutils_peer"] {
         if !have(tool) {
             bail!("{tool} not found: install coturn (apt-get install -y coturn)");

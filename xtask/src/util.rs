@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 
 /// The workspace root (the parent of xtask/).
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 /// `cargo` as invoked by the outer cargo (so the same toolchain), run from the workspace root.
@@ -19,7 +22,9 @@ pub(crate) fn cargo() -> Command {
 /// Prints the step, runs the command with inherited stdio, fails on a non-zero exit.
 pub(crate) fn step(step: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("\n==> {step}\n    $ {}", show(cmd));
-    let status = cmd.status().with_context(|| format!("{step}: could not start {}", show(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("{step}: could not start {}", show(cmd)))?;
     if !status.success() {
         bail!("{step} failed ({status})");
     }
@@ -35,7 +40,9 @@ pub(crate) fn capture(cmd: &mut Command) -> Result<Output> {
 
 /// Whether an executable is on PATH (or is a cargo subcommand when it starts with `cargo-`).
 pub(crate) fn have(program: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
 }
 
