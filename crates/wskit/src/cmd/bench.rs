@@ -42,6 +42,7 @@ use tokio::{
     task::JoinSet,
 };
 use ws_frame::{Config, Connection, Event, Message, Role};
+use ws_http::{ClientConfig as HsConfig, ClientHandshake, WsUrl};
 
 /// Flags of `wskit bench`.
 #[derive(Debug, clap::Args)]
@@ -130,44 +131,25 @@ impl Report {
 struct Target {
     /// `host:port` to resolve.
     authority: String,
-    /// The `Host` header value (the URL's host and port as written).
-    host_header: String,
-    /// Request target, starting with `/`.
-    path: String,
+    /// The parsed URL (host header and request target come from it).
+    url: WsUrl,
 }
 
 impl Target {
     fn parse(url: &str) -> Result<Self> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("wss") => {
-                bail!("wskit bench speaks plain ws:// only")
-            }
-            _ => bail!("expected a ws://HOST[:PORT][/PATH] URL, got {url:?}"),
-        };
-        let (host_port, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_owned()),
-        };
-        if host_port.is_empty() || host_port.contains('@') {
-            bail!("expected a host in {url:?}");
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if scheme.as_deref() != Some("ws") {
+            bail!(
+                "wskit bench speaks plain ws:// only; expected ws://HOST[:PORT][/PATH], got {url:?}"
+            );
         }
-        // A port follows the last ':' unless that ':' is inside an IPv6 literal.
-        let has_port = match host_port.rfind(':') {
-            Some(i) => !host_port[i..].contains(']'),
-            None => false,
-        };
-        let authority = if has_port {
-            host_port.to_owned()
+        let url = WsUrl::parse(url).with_context(|| format!("bad URL {url:?}"))?;
+        let authority = if url.host().contains(':') {
+            format!("[{}]:{}", url.host(), url.port())
         } else {
-            format!("{host_port}:80")
+            format!("{}:{}", url.host(), url.port())
         };
-        Ok(Self {
-            authority,
-            host_header: host_port.to_owned(),
-            path,
-        })
+        Ok(Self { authority, url })
     }
 }
 
@@ -287,22 +269,17 @@ async fn open(addr: SocketAddr, target: &Target) -> Result<(TcpStream, BytesMut)
         Err(e) => return Err(e).context("connect"),
     };
     tcp.set_nodelay(true)?;
-    let (request, expected_accept) = handshake::request(&target.host_header, &target.path)?;
-    tcp.write_all(request.as_bytes()).await?;
+    let mut request = BytesMut::with_capacity(256);
+    let mut handshake = ClientHandshake::for_url(&HsConfig::default(), &target.url, &mut request)?;
+    tcp.write_all(&request).await?;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if tcp.read_buf(&mut buf).await? == 0 {
-            bail!("the server closed the connection during the handshake");
+            return Err(handshake.handle_eof().into());
         }
-        if let Some(head_len) = handshake::check_response(&buf, &expected_accept)? {
-            let _ = buf.split_to(head_len);
+        if handshake.handle_response(&mut buf)?.is_some() {
+            // The bytes after the response head stay in `buf`.
             return Ok((tcp, buf));
-        }
-        if buf.len() > handshake::MAX_RESPONSE_HEAD {
-            bail!(
-                "handshake response head over {} bytes",
-                handshake::MAX_RESPONSE_HEAD
-            );
         }
     }
 }
@@ -355,82 +332,6 @@ async fn echo_loop(
         }
     }
     Ok(())
-}
-
-/// The client side of the opening handshake (RFC 6455 section 4.1), no extensions offered.
-/// Kept minimal and private: it gives way to ws-http's client handshake once that crate has one.
-mod handshake {
-    use anyhow::{Result, bail};
-    use base64::{Engine as _, engine::general_purpose::STANDARD};
-    use sha1::{Digest, Sha1};
-
-    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    /// Largest response head accepted.
-    pub(super) const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-
-    /// The request text and the `Sec-WebSocket-Accept` value the server must answer with.
-    pub(super) fn request(host: &str, path: &str) -> Result<(String, String)> {
-        let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
-        let key = STANDARD.encode(nonce);
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        Ok((request, accept_for(&key)))
-    }
-
-    pub(super) fn accept_for(key: &str) -> String {
-        let mut sha = Sha1::new();
-        sha.update(key.as_bytes());
-        sha.update(GUID.as_bytes());
-        STANDARD.encode(sha.finalize())
-    }
-
-    fn has_token(value: &[u8], token: &str) -> bool {
-        std::str::from_utf8(value)
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    }
-
-    /// `Ok(None)`: the head is incomplete. `Ok(Some(len))`: a valid 101 response head of
-    /// `len` bytes.
-    pub(super) fn check_response(buf: &[u8], expected_accept: &str) -> Result<Option<usize>> {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        let len = match response.parse(buf)? {
-            httparse::Status::Complete(len) => len,
-            httparse::Status::Partial => return Ok(None),
-        };
-        if response.code != Some(101) {
-            bail!(
-                "the server answered {} {} instead of 101",
-                response.code.unwrap_or(0),
-                response.reason.unwrap_or("")
-            );
-        }
-        let header = |name: &str| {
-            response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-        };
-        if !header("upgrade").is_some_and(|v| has_token(v, "websocket")) {
-            bail!("101 response without Upgrade: websocket");
-        }
-        if !header("connection").is_some_and(|v| has_token(v, "upgrade")) {
-            bail!("101 response without Connection: Upgrade");
-        }
-        if header("sec-websocket-accept").map(<[u8]>::trim_ascii)
-            != Some(expected_accept.as_bytes())
-        {
-            bail!("wrong or missing Sec-WebSocket-Accept");
-        }
-        if header("sec-websocket-extensions").is_some() {
-            bail!("the server chose an extension that was not offered");
-        }
-        Ok(Some(len))
-    }
 }
 
 #[cfg(test)]
@@ -502,25 +403,25 @@ mod tests {
     fn url_with_port_and_path() {
         let t = Target::parse("ws://127.0.0.1:9001/echo").unwrap();
         assert_eq!(t.authority, "127.0.0.1:9001");
-        assert_eq!(t.host_header, "127.0.0.1:9001");
-        assert_eq!(t.path, "/echo");
+        assert_eq!(t.url.host_header(), "127.0.0.1:9001");
+        assert_eq!(t.url.target(), "/echo");
     }
 
     #[test]
     fn url_defaults_to_port_80_and_root_path() {
         let t = Target::parse("WS://localhost").unwrap();
         assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
+            (t.authority.as_str(), t.url.target()),
             ("localhost:80", "/")
         );
         let t = Target::parse("ws://[::1]/x?y=1").unwrap();
         assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
+            (t.authority.as_str(), t.url.target()),
             ("[::1]:80", "/x?y=1")
         );
         let t = Target::parse("ws://[::1]:8080?q").unwrap();
         assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
+            (t.authority.as_str(), t.url.target()),
             ("[::1]:8080", "/?q")
         );
     }
@@ -535,58 +436,6 @@ mod tests {
             "ws://user@h/",
         ] {
             assert!(Target::parse(url).is_err(), "{url}");
-        }
-    }
-
-    #[test]
-    fn accept_value_matches_rfc6455_example() {
-        // RFC 6455 section 1.3.
-        assert_eq!(
-            handshake::accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn response_check_accepts_101_and_reports_the_head_length() {
-        let accept = handshake::accept_for("dGhlIHNhbXBsZSBub25jZQ==");
-        let head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
-        let mut buf = head.clone().into_bytes();
-        assert_eq!(
-            handshake::check_response(&buf[..20], &accept).unwrap(),
-            None
-        );
-        buf.extend_from_slice(&[0x82, 0x00]);
-        assert_eq!(
-            handshake::check_response(&buf, &accept).unwrap(),
-            Some(head.len())
-        );
-    }
-
-    #[test]
-    fn response_check_refuses_wrong_status_accept_or_extension() {
-        let accept = handshake::accept_for("dGhlIHNhbXBsZSBub25jZQ==");
-        let cases = [
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
-            "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: AAAA\r\n\r\n"
-                .to_owned(),
-            format!(
-                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-            ),
-            format!(
-                "HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            ),
-        ];
-        for head in cases {
-            assert!(
-                handshake::check_response(head.as_bytes(), &accept).is_err(),
-                "{head}"
-            );
         }
     }
 }
