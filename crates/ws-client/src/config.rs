@@ -1,0 +1,671 @@
+//! [`ClientConfig`] and its parts.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use ws_frame::deflate::DeflateConfig;
+
+use crate::{error::Error, handshake::HandshakeRequest, url::Url};
+
+/// A boxed future, as returned by callbacks.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Edits the upgrade request just before it is sent (the seeds' `OnHandshake`).
+pub type RequestHook = Arc<dyn Fn(&mut HandshakeRequest) + Send + Sync>;
+
+/// Supplies a bearer token before each connection attempt. `refresh` is true when the previous
+/// token was answered with 401: return a fresh one (the client retries once).
+pub trait TokenSource: Send + Sync + 'static {
+    /// The token to send.
+    fn token(&self, refresh: bool) -> BoxFuture<'_, Result<String, String>>;
+}
+
+impl<F, Fut> TokenSource for F
+where
+    F: Fn(bool) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, String>> + Send + 'static,
+{
+    fn token(&self, refresh: bool) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(self(refresh))
+    }
+}
+
+/// Credentials for the upgrade request.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Auth {
+    /// `Authorization: Basic base64(user:password)` (RFC 7617).
+    Basic {
+        /// User name (no `:`).
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer(String),
+    /// `Authorization: Bearer <token>` with the token from a callback, asked before every
+    /// attempt (reconnects included) and once more with `refresh = true` after a 401.
+    BearerFn(Arc<dyn TokenSource>),
+    /// The token in a query parameter (`/ws?access_token=...`), for servers and browsers that
+    /// cannot use headers.
+    QueryToken {
+        /// Parameter name.
+        param: String,
+        /// The token (percent-encoded when sent).
+        token: String,
+    },
+}
+
+impl Auth {
+    /// Basic credentials.
+    #[must_use]
+    pub fn basic(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self::Basic {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A static bearer token.
+    #[must_use]
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Self::Bearer(token.into())
+    }
+
+    /// A bearer token from `source`.
+    #[must_use]
+    pub fn bearer_fn(source: impl TokenSource) -> Self {
+        Self::BearerFn(Arc::new(source))
+    }
+
+    /// A token in the query parameter `param`.
+    #[must_use]
+    pub fn query_token(param: impl Into<String>, token: impl Into<String>) -> Self {
+        Self::QueryToken {
+            param: param.into(),
+            token: token.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    /// Secrets are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            Self::Bearer(_) => f.write_str("Bearer(..)"),
+            Self::BearerFn(_) => f.write_str("BearerFn(..)"),
+            Self::QueryToken { param, .. } => f
+                .debug_struct("QueryToken")
+                .field("param", param)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The kind of a [`Proxy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProxyKind {
+    /// HTTP `CONNECT` tunnel (RFC 9110 section 9.3.6), with Basic credentials if given.
+    Http,
+    /// SOCKS4: the client resolves the host (IPv4 only), the user name goes in USERID.
+    Socks4,
+    /// SOCKS4a: the proxy resolves the host name.
+    Socks4a,
+    /// SOCKS5 (RFC 1928), user/password authentication (RFC 1929) if given; the proxy resolves
+    /// host names.
+    Socks5,
+}
+
+/// A proxy to reach the server through.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Proxy {
+    /// Protocol spoken to the proxy.
+    pub kind: ProxyKind,
+    /// Proxy host name or IP address.
+    pub host: String,
+    /// Proxy port.
+    pub port: u16,
+    /// `(user, password)`; `None` for anonymous access.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Proxy {
+    /// A proxy of `kind` at `host:port`, without credentials.
+    #[must_use]
+    pub fn new(kind: ProxyKind, host: impl Into<String>, port: u16) -> Self {
+        Self {
+            kind,
+            host: host.into(),
+            port,
+            credentials: None,
+        }
+    }
+
+    /// The same proxy with credentials.
+    #[must_use]
+    pub fn with_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+/// Ping / pong keep-alive (the seeds' `HeartBeat`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Time between pings. Default: [`Heartbeat::DEFAULT_INTERVAL`] (30 s).
+    pub interval: Duration,
+    /// How long to wait for the pong; when it does not come the transport is dropped and the
+    /// reader gets [`Error::PeerDead`]. `None`: never time out. Default:
+    /// [`Heartbeat::DEFAULT_TIMEOUT`] (10 s).
+    pub timeout: Option<Duration>,
+    /// Skip the ping when something arrived during the last interval
+    /// (`hbtOnlyIfNoMsgRcvInterval`). Default: false.
+    pub only_if_idle: bool,
+}
+
+impl Heartbeat {
+    /// Default of [`Heartbeat::interval`].
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// Default of [`Heartbeat::timeout`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A heartbeat with the given interval and pong timeout.
+    #[must_use]
+    pub fn new(interval: Duration, timeout: Option<Duration>) -> Self {
+        Self {
+            interval,
+            timeout,
+            only_if_idle: false,
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_INTERVAL, Some(Self::DEFAULT_TIMEOUT))
+    }
+}
+
+/// What a [`ReconnectHook`] decides before an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconnectDecision {
+    /// Try the current URL.
+    Proceed,
+    /// Try this URL instead (fail over); later attempts keep it.
+    ChangeUrl(Url),
+    /// Stop reconnecting (the seeds' `OnBeforeWatchDog` with `Handled = true`).
+    Cancel,
+}
+
+/// Called before each reconnect attempt with the attempt number (1 for the first retry), the
+/// current URL and the error that ended the last connection or attempt (`None` after a clean
+/// close by the server).
+pub type ReconnectHook = Arc<dyn Fn(u32, &Url, Option<&Error>) -> ReconnectDecision + Send + Sync>;
+
+/// The reconnect watchdog (the seeds' `WatchDog`), used by [`crate::ReconnectingWebSocket`].
+/// The delay before attempt *n* is `min(interval * multiplier^(n-1), max_interval)`, then
+/// multiplied by a random factor in `1 - jitter ..= 1 + jitter`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Reconnect {
+    /// Delay before the first attempt. Default: [`Reconnect::DEFAULT_INTERVAL`] (1 s).
+    pub interval: Duration,
+    /// Growth factor of the delay per attempt (1.0: constant). Default:
+    /// [`Reconnect::DEFAULT_MULTIPLIER`] (2.0).
+    pub multiplier: f64,
+    /// Largest delay. Default: [`Reconnect::DEFAULT_MAX_INTERVAL`] (60 s).
+    pub max_interval: Duration,
+    /// Random spread of each delay, 0.0 ..= 1.0. Default: [`Reconnect::DEFAULT_JITTER`] (0.2).
+    pub jitter: f64,
+    /// Most consecutive failed attempts before giving up; 0 retries forever. Default:
+    /// [`Reconnect::DEFAULT_MAX_ATTEMPTS`] (0).
+    pub max_attempts: u32,
+    /// Also retry when the very first connection fails. Default: false (the first
+    /// [`crate::ReconnectingWebSocket::connect`] returns that error).
+    pub retry_initial: bool,
+    /// Called before every attempt. Default: `None`.
+    pub hook: Option<ReconnectHook>,
+}
+
+impl Reconnect {
+    /// Default of [`Reconnect::interval`].
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default of [`Reconnect::multiplier`].
+    pub const DEFAULT_MULTIPLIER: f64 = 2.0;
+    /// Default of [`Reconnect::max_interval`].
+    pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(60);
+    /// Default of [`Reconnect::jitter`].
+    pub const DEFAULT_JITTER: f64 = 0.2;
+    /// Default of [`Reconnect::max_attempts`].
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 0;
+
+    /// The delay before attempt `attempt` (1-based), before jitter.
+    #[must_use]
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let exp = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let secs = self.interval.as_secs_f64() * self.multiplier.max(1.0).powi(exp);
+        let max = self.max_interval.as_secs_f64();
+        Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
+    }
+
+    /// The delay before attempt `attempt`, jittered with `random` in `0.0..1.0`.
+    #[must_use]
+    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+        let base = self.base_delay(attempt).as_secs_f64();
+        let j = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - j + 2.0 * j * random.clamp(0.0, 1.0);
+        Duration::from_secs_f64((base * factor).max(0.0))
+    }
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            multiplier: Self::DEFAULT_MULTIPLIER,
+            max_interval: Self::DEFAULT_MAX_INTERVAL,
+            jitter: Self::DEFAULT_JITTER,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            retry_initial: false,
+            hook: None,
+        }
+    }
+}
+
+impl fmt::Debug for Reconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("interval", &self.interval)
+            .field("multiplier", &self.multiplier)
+            .field("max_interval", &self.max_interval)
+            .field("jitter", &self.jitter)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_initial", &self.retry_initial)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// Everything a connection can be configured with. Start from `ClientConfig::default()` and
+/// change the fields you need; [`crate::connect`] calls [`ClientConfig::validate`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_client::{Auth, ClientConfig, Heartbeat};
+///
+/// let mut config = ClientConfig::default();
+/// config.connect_timeout = Duration::from_secs(5);
+/// config.protocols = vec!["chat".into()];
+/// config.auth = Some(Auth::bearer("t0ken"));
+/// config.heartbeat = Some(Heartbeat::new(Duration::from_secs(20), Some(Duration::from_secs(5))));
+/// config.deflate = Some(Default::default());
+/// config.validate()?;
+/// # Ok::<(), ws_client::Error>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// WebSocket limits and behaviour (max frame and message, UTF-8 validation, fragment
+    /// mode, close-handshake timeout, default fragment size). Its `deflate` field is ignored:
+    /// negotiation fills it in. Default: `ws_frame::Config::default()` (16 MiB frames, 64 MiB
+    /// messages, 5 s close timeout).
+    pub ws: ws_frame::Config,
+    /// Time allowed for everything up to a usable connection: DNS, TCP, proxy, TLS, the
+    /// upgrade and each redirect. Default: [`ClientConfig::DEFAULT_CONNECT_TIMEOUT`] (10 s).
+    pub connect_timeout: Duration,
+    /// TLS settings for `wss://`: trust roots (Mozilla's by default, or a CA file), client
+    /// certificate, ALPN, SNI, and the explicitly named `danger_accept_invalid_certs`.
+    /// Default: `ws_tls::ClientTlsConfig::default()` (webpki roots, SNI on, no ALPN).
+    pub tls: ws_tls::ClientTlsConfig,
+    /// A ready rustls configuration that replaces [`ClientConfig::tls`]. Default: `None`.
+    pub rustls: Option<Arc<rustls::ClientConfig>>,
+    /// Name to verify the certificate against and send in SNI, instead of the URL's host.
+    /// Default: `None` (the URL's host).
+    pub tls_server_name: Option<String>,
+    /// Extra request headers, sent in order after the standard ones; the handshake's own
+    /// (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`) are refused. Default: empty.
+    pub headers: Vec<(String, String)>,
+    /// `Origin` header value (the seeds' `Options.Origin`). Default: `None` (not sent).
+    pub origin: Option<String>,
+    /// Subprotocols to offer in `Sec-WebSocket-Protocol`, most preferred first. A response
+    /// choosing anything else fails with [`crate::HandshakeError::UnexpectedProtocol`].
+    /// Default: empty.
+    pub protocols: Vec<String>,
+    /// Fail with [`crate::HandshakeError::NoProtocol`] when protocols were offered and the
+    /// server selected none (the seeds close the connection then). Default: false.
+    pub require_protocol: bool,
+    /// permessage-deflate offer and its parameters; `None`: not offered. Default: `None`.
+    pub deflate: Option<DeflateConfig>,
+    /// Called with the request just before it is sent; may change the target and headers.
+    /// Default: `None`.
+    pub request_hook: Option<RequestHook>,
+    /// Credentials. Without it, `user:password@` in the URL is sent as Basic. Default: `None`.
+    pub auth: Option<Auth>,
+    /// Most redirects (301, 302, 303, 307, 308) followed; 0 fails on the first.
+    /// Default: [`ClientConfig::DEFAULT_MAX_REDIRECTS`] (5).
+    pub max_redirects: usize,
+    /// Reach the server through this proxy. Default: `None`.
+    pub proxy: Option<Proxy>,
+    /// Ping / pong keep-alive. Default: `None`.
+    pub heartbeat: Option<Heartbeat>,
+    /// Reconnect watchdog for [`crate::ReconnectingWebSocket`] (ignored by
+    /// [`crate::connect`]). Default: `None` (`Reconnect::default()` is used there).
+    pub reconnect: Option<Reconnect>,
+    /// Set `TCP_NODELAY`. Default: true.
+    pub nodelay: bool,
+    /// TCP keep-alive idle time before the first probe (the seeds' `TCPKeepAlive`).
+    /// Default: `None` (off).
+    pub tcp_keepalive: Option<Duration>,
+    /// Largest response head accepted (status line and headers). Default:
+    /// [`ClientConfig::DEFAULT_MAX_RESPONSE_HEAD`] (16 KiB).
+    pub max_response_head: usize,
+    /// Most response headers. Default: [`ClientConfig::DEFAULT_MAX_RESPONSE_HEADERS`] (64).
+    pub max_response_headers: usize,
+    /// Most body bytes kept from a non-101 response. Default:
+    /// [`ClientConfig::DEFAULT_MAX_REJECTION_BODY`] (64 KiB).
+    pub max_rejection_body: usize,
+    /// Messages received but not yet taken by the reader; when full the connection stops
+    /// reading (backpressure on the server). Default: [`ClientConfig::DEFAULT_RECV_QUEUE`] (64).
+    pub recv_queue: usize,
+    /// Commands (sends, pings) queued for the connection task; senders wait when full.
+    /// Default: [`ClientConfig::DEFAULT_SEND_QUEUE`] (64).
+    pub send_queue: usize,
+    /// Unwritten bytes above which the connection stops taking commands until the socket
+    /// catches up. Default: [`ClientConfig::DEFAULT_WRITE_BUFFER_LIMIT`] (1 MiB).
+    pub write_buffer_limit: usize,
+    /// `User-Agent` header; empty: not sent. Default: `wskit/<version>`.
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// Default of [`ClientConfig::connect_timeout`].
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`ClientConfig::max_redirects`].
+    pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+    /// Default of [`ClientConfig::max_response_head`].
+    pub const DEFAULT_MAX_RESPONSE_HEAD: usize = 16 * 1024;
+    /// Default of [`ClientConfig::max_response_headers`].
+    pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 64;
+    /// Default of [`ClientConfig::max_rejection_body`].
+    pub const DEFAULT_MAX_REJECTION_BODY: usize = 64 * 1024;
+    /// Default of [`ClientConfig::recv_queue`].
+    pub const DEFAULT_RECV_QUEUE: usize = 64;
+    /// Default of [`ClientConfig::send_queue`].
+    pub const DEFAULT_SEND_QUEUE: usize = 64;
+    /// Default of [`ClientConfig::write_buffer_limit`].
+    pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first problem: invalid WebSocket limits, a zero timeout or
+    /// queue, header names or values with CR/LF, a subprotocol that is not an HTTP token, a
+    /// Basic user name with `:`, an empty query-token parameter, a heartbeat interval of 0,
+    /// reconnect settings out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |s: String| Err(Error::Config(s));
+        if let Err(e) = self.ws.validate() {
+            return bad(format!("websocket limits: {e}"));
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout must be above 0".into());
+        }
+        if self.recv_queue == 0 || self.send_queue == 0 {
+            return bad("recv_queue and send_queue must be at least 1".into());
+        }
+        if self.max_response_head < 64 || self.max_response_headers == 0 {
+            return bad("max_response_head must be at least 64 and max_response_headers 1".into());
+        }
+        for (name, value) in &self.headers {
+            if !is_token(name) || has_crlf(value) {
+                return bad(format!("invalid request header {name:?}"));
+            }
+            if RESERVED_HEADERS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(name))
+            {
+                return bad(format!(
+                    "header {name:?} is written by the handshake itself (use origin, protocols \
+                     or deflate)"
+                ));
+            }
+        }
+        if self.origin.as_deref().is_some_and(has_crlf) || has_crlf(&self.user_agent) {
+            return bad("Origin and User-Agent must not contain CR or LF".into());
+        }
+        for p in &self.protocols {
+            if !is_token(p) {
+                return bad(format!("subprotocol {p:?} is not an HTTP token"));
+            }
+        }
+        match &self.auth {
+            Some(Auth::Basic { user, password }) if user.contains(':') || has_crlf(password) => {
+                return bad("Basic user names cannot contain ':'".into());
+            }
+            Some(Auth::Bearer(t)) if has_crlf(t) || t.is_empty() => {
+                return bad("bearer token must be non-empty, without CR or LF".into());
+            }
+            Some(Auth::QueryToken { param, .. }) if param.is_empty() => {
+                return bad("query token parameter name is empty".into());
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.proxy {
+            if p.host.is_empty() || p.port == 0 {
+                return bad("proxy needs a host and a port".into());
+            }
+        }
+        if let Some(h) = &self.heartbeat {
+            if h.interval.is_zero() || h.timeout.is_some_and(|t| t.is_zero()) {
+                return bad("heartbeat interval and timeout must be above 0".into());
+            }
+        }
+        if let Some(r) = &self.reconnect {
+            if !(0.0..=1.0).contains(&r.jitter) || r.multiplier.is_nan() || r.multiplier < 1.0 {
+                return bad("reconnect jitter must be in 0..=1 and multiplier at least 1".into());
+            }
+        }
+        if let Some(name) = &self.tls_server_name {
+            if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return bad(format!("invalid TLS server name {name:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Header fields the handshake writes itself.
+const RESERVED_HEADERS: [&str; 8] = [
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+];
+
+fn has_crlf(s: &str) -> bool {
+    s.contains(['\r', '\n', '\0'])
+}
+
+/// RFC 9110 `token`.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            ws: ws_frame::Config::default(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            tls: ws_tls::ClientTlsConfig::default(),
+            rustls: None,
+            tls_server_name: None,
+            headers: Vec::new(),
+            origin: None,
+            protocols: Vec::new(),
+            require_protocol: false,
+            deflate: None,
+            request_hook: None,
+            auth: None,
+            max_redirects: Self::DEFAULT_MAX_REDIRECTS,
+            proxy: None,
+            heartbeat: None,
+            reconnect: None,
+            nodelay: true,
+            tcp_keepalive: None,
+            max_response_head: Self::DEFAULT_MAX_RESPONSE_HEAD,
+            max_response_headers: Self::DEFAULT_MAX_RESPONSE_HEADERS,
+            max_rejection_body: Self::DEFAULT_MAX_REJECTION_BODY,
+            recv_queue: Self::DEFAULT_RECV_QUEUE,
+            send_queue: Self::DEFAULT_SEND_QUEUE,
+            write_buffer_limit: Self::DEFAULT_WRITE_BUFFER_LIMIT,
+            user_agent: concat!("wskit/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("ws", &self.ws)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("rustls", &self.rustls.is_some())
+            .field("tls_server_name", &self.tls_server_name)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("origin", &self.origin)
+            .field("protocols", &self.protocols)
+            .field("require_protocol", &self.require_protocol)
+            .field("deflate", &self.deflate)
+            .field("request_hook", &self.request_hook.is_some())
+            .field("auth", &self.auth)
+            .field("max_redirects", &self.max_redirects)
+            .field("proxy", &self.proxy)
+            .field("heartbeat", &self.heartbeat)
+            .field("reconnect", &self.reconnect)
+            .field("nodelay", &self.nodelay)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("max_response_head", &self.max_response_head)
+            .field("max_response_headers", &self.max_response_headers)
+            .field("max_rejection_body", &self.max_rejection_body)
+            .field("recv_queue", &self.recv_queue)
+            .field("send_queue", &self.send_queue)
+            .field("write_buffer_limit", &self.write_buffer_limit)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_constants() {
+        let c = ClientConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_redirects, 5);
+        assert!(c.nodelay && c.tls.webpki_roots && !c.tls.danger_accept_invalid_certs);
+        assert!(c.deflate.is_none() && c.heartbeat.is_none() && c.proxy.is_none());
+        let h = Heartbeat::default();
+        assert_eq!(
+            (h.interval, h.timeout),
+            (Duration::from_secs(30), Some(Duration::from_secs(10)))
+        );
+        assert_eq!(Reconnect::default().max_attempts, 0);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected() {
+        type Edit = Box<dyn Fn(&mut ClientConfig)>;
+        let cases: Vec<Edit> = vec![
+            Box::new(|c| c.connect_timeout = Duration::ZERO),
+            Box::new(|c| c.headers.push(("X-A".into(), "a\r\nb".into()))),
+            Box::new(|c| c.headers.push(("X A".into(), "v".into()))),
+            Box::new(|c| c.headers.push(("sec-websocket-key".into(), "v".into()))),
+            Box::new(|c| c.protocols.push("a b".into())),
+            Box::new(|c| c.origin = Some("x\ny".into())),
+            Box::new(|c| c.auth = Some(Auth::basic("a:b", "p"))),
+            Box::new(|c| c.auth = Some(Auth::bearer(""))),
+            Box::new(|c| c.auth = Some(Auth::query_token("", "t"))),
+            Box::new(|c| c.heartbeat = Some(Heartbeat::new(Duration::ZERO, None))),
+            Box::new(|c| c.recv_queue = 0),
+            Box::new(|c| c.ws.max_frame = 10),
+            Box::new(|c| c.tls_server_name = Some("bad name".into())),
+            Box::new(|c| {
+                c.reconnect = Some(Reconnect {
+                    jitter: 2.0,
+                    ..Reconnect::default()
+                });
+            }),
+        ];
+        for (i, edit) in cases.iter().enumerate() {
+            let mut c = ClientConfig::default();
+            edit(&mut c);
+            assert!(matches!(c.validate(), Err(Error::Config(_))), "case {i}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let r = Reconnect {
+            interval: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_interval: Duration::from_millis(1000),
+            jitter: 0.5,
+            ..Reconnect::default()
+        };
+        assert_eq!(r.base_delay(1), Duration::from_millis(100));
+        assert_eq!(r.base_delay(2), Duration::from_millis(200));
+        assert_eq!(r.base_delay(4), Duration::from_millis(800));
+        assert_eq!(r.base_delay(5), Duration::from_millis(1000));
+        assert_eq!(r.base_delay(1000), Duration::from_millis(1000));
+        assert_eq!(r.delay(1, 0.0), Duration::from_millis(50));
+        assert_eq!(r.delay(1, 1.0), Duration::from_millis(150));
+        assert_eq!(r.delay(1, 0.5), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn secrets_are_not_debug_printed() {
+        let c = ClientConfig {
+            auth: Some(Auth::basic("alice", "hunter2")),
+            proxy: Some(Proxy::new(ProxyKind::Socks5, "p", 1080).with_credentials("bob", "s3cret")),
+            headers: vec![("X-Api-Key".into(), "k3y".into())],
+            ..ClientConfig::default()
+        };
+        let s = format!("{c:?}");
+        assert!(s.contains("alice") && s.contains("bob"));
+        assert!(!s.contains("hunter2") && !s.contains("s3cret") && !s.contains("k3y"));
+    }
+}

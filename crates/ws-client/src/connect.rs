@@ -1,0 +1,313 @@
+//! [`connect`]: transport, upgrade, redirects and authentication, then the connection task.
+
+use std::{sync::Arc, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::mpsc,
+};
+use ws_frame::{Connection, Role};
+
+use crate::{
+    config::{Auth, ClientConfig},
+    conn::{Driver, Mode, Shared},
+    error::{Error, HandshakeError, HttpRejection},
+    handshake::{self, HandshakeRequest, HandshakeResponse},
+    socket::{Info, WebSocket},
+    transport::{self, Transport},
+    url::{IntoUrl, Scheme, Url},
+};
+
+/// Connects to `url` (`ws://`, `wss://` or `tcp://`) and returns the established connection.
+///
+/// Everything (DNS, TCP, proxy, TLS, upgrade, redirects) must finish within
+/// [`ClientConfig::connect_timeout`]. `tcp://` URLs skip the HTTP upgrade: the connection then
+/// carries raw bytes (received chunks arrive as binary messages, sent messages are written as
+/// they are).
+///
+/// # Errors
+/// One [`Error`] variant per cause: [`Error::InvalidUrl`], [`Error::Config`], [`Error::Dns`],
+/// [`Error::Refused`], [`Error::Connect`], [`Error::TlsConfig`], [`Error::Tls`],
+/// [`Error::Proxy`], [`Error::Http`] (non-101 status, with headers and body),
+/// [`Error::Handshake`], [`Error::TooManyRedirects`], [`Error::Auth`], [`Error::Timeout`],
+/// [`Error::Io`].
+pub async fn connect(url: impl IntoUrl, config: ClientConfig) -> Result<WebSocket, Error> {
+    let url = url.into_url()?;
+    config.validate()?;
+    connect_url(url, &config).await
+}
+
+/// [`connect`] with a parsed URL and a validated configuration.
+pub(crate) async fn connect_url(url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
+    let limit = config.connect_timeout;
+    match tokio::time::timeout(limit, establish(url, config)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(limit)),
+    }
+}
+
+fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
+    match &config.rustls {
+        Some(c) => Ok(c.clone()),
+        None => Ok(ws_tls::client_config(&config.tls)?),
+    }
+}
+
+async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
+    let mut tls: Option<Arc<rustls::ClientConfig>> = None;
+    let mut redirects = 0;
+    let mut refresh = false;
+    loop {
+        if url.scheme().is_tls() && tls.is_none() {
+            tls = Some(tls_config(config)?);
+        }
+        let t = transport::open(
+            &url,
+            config,
+            if url.scheme().is_tls() {
+                tls.as_ref()
+            } else {
+                None
+            },
+        )
+        .await?;
+        if url.scheme() == Scheme::Tcp {
+            return Ok(spawn(
+                t,
+                Mode::Raw,
+                Bytes::new(),
+                url,
+                None,
+                None,
+                None,
+                config,
+            ));
+        }
+        match upgrade(t, &url, config, refresh).await? {
+            Upgrade::Done(ws) => return Ok(*ws),
+            Upgrade::Redirect(location) => {
+                redirects += 1;
+                if redirects > config.max_redirects {
+                    return Err(Error::TooManyRedirects {
+                        limit: config.max_redirects,
+                    });
+                }
+                let next = url
+                    .join(&location)
+                    .map_err(|_| HandshakeError::BadRedirect)?;
+                if next.scheme() == Scheme::Tcp {
+                    return Err(HandshakeError::BadRedirect.into());
+                }
+                tracing::debug!(from = %url, to = %next, "following redirect");
+                url = next;
+            }
+            Upgrade::RetryWithFreshToken => refresh = true,
+        }
+    }
+}
+
+enum Upgrade {
+    Done(Box<WebSocket>),
+    Redirect(String),
+    RetryWithFreshToken,
+}
+
+async fn authorization(
+    url: &Url,
+    config: &ClientConfig,
+    refresh: bool,
+) -> Result<Option<String>, Error> {
+    Ok(match &config.auth {
+        Some(Auth::Basic { user, password }) => Some(format!(
+            "Basic {}",
+            B64.encode(format!("{user}:{password}"))
+        )),
+        Some(Auth::Bearer(t)) => Some(format!("Bearer {t}")),
+        Some(Auth::BearerFn(source)) => {
+            let token = source.token(refresh).await.map_err(Error::Auth)?;
+            if token.is_empty() || token.contains(['\r', '\n']) {
+                return Err(Error::Auth(
+                    "token callback returned an invalid token".into(),
+                ));
+            }
+            Some(format!("Bearer {token}"))
+        }
+        Some(Auth::QueryToken { .. }) => None,
+        None => url
+            .credentials()
+            .map(|(u, p)| format!("Basic {}", B64.encode(format!("{u}:{p}")))),
+    })
+}
+
+/// Builds the upgrade request for `url` and runs the hook on it.
+pub(crate) async fn build_request(
+    url: &Url,
+    config: &ClientConfig,
+    refresh: bool,
+) -> Result<HandshakeRequest, Error> {
+    let target_url = match &config.auth {
+        Some(Auth::QueryToken { param, token }) => url.with_query_param(param, token),
+        _ => url.clone(),
+    };
+    let mut headers = Vec::with_capacity(config.headers.len() + 2);
+    if !config.user_agent.is_empty() {
+        headers.push(("User-Agent".to_owned(), config.user_agent.clone()));
+    }
+    if let Some(auth) = authorization(url, config, refresh).await? {
+        headers.push(("Authorization".to_owned(), auth));
+    }
+    headers.extend(config.headers.iter().cloned());
+    let mut request = HandshakeRequest {
+        target: target_url.target().to_owned(),
+        origin: config.origin.clone(),
+        protocols: config.protocols.clone(),
+        headers,
+    };
+    if let Some(hook) = &config.request_hook {
+        hook(&mut request);
+    }
+    Ok(request)
+}
+
+fn http_limits(config: &ClientConfig) -> ws_http::Limits {
+    let mut limits = ws_http::Limits::default();
+    limits.max_head_bytes = config.max_response_head;
+    limits.max_headers = config.max_response_headers;
+    limits.max_header_line = limits.max_header_line.min(config.max_response_head);
+    limits.max_request_line = limits.max_request_line.min(config.max_response_head);
+    limits.max_rejection_body = config.max_rejection_body;
+    limits
+}
+
+/// How long a rejection body may pause before what arrived is taken as the whole body
+/// (servers that neither frame the body nor close the connection).
+const BODY_IDLE: Duration = Duration::from_millis(500);
+
+async fn upgrade(
+    mut t: Transport,
+    url: &Url,
+    config: &ClientConfig,
+    refresh: bool,
+) -> Result<Upgrade, Error> {
+    let request = build_request(url, config, refresh).await?;
+    let mut hs_config = ws_http::ClientConfig::default();
+    hs_config.origin = request.origin;
+    hs_config.protocols = request.protocols;
+    hs_config.deflate.clone_from(&config.deflate);
+    hs_config.headers = request.headers;
+    hs_config.limits = http_limits(config);
+    let mut out = BytesMut::with_capacity(512);
+    let mut hs =
+        ws_http::ClientHandshake::new(&hs_config, &url.host_header(), &request.target, &mut out)
+            .map_err(|e| handshake::map_error(e, None))?;
+    t.stream.write_all(&out).await?;
+    t.stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(4096);
+    // The response head once seen (for error details and the body's idle rule).
+    let mut head: Option<ws_http::Response> = None;
+    let outcome = loop {
+        if head.is_none() {
+            if let Ok(ws_http::Parsed::Complete(r, _)) =
+                ws_http::parse_response(&buf, &hs_config.limits)
+            {
+                head = Some(r);
+            }
+        }
+        match hs.handle_response(&mut buf) {
+            Ok(Some(upgraded)) => break Ok(upgraded),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let read = if head.is_some() {
+            match tokio::time::timeout(BODY_IDLE, t.stream.read_buf(&mut buf)).await {
+                Ok(r) => r?,
+                Err(_) => 0,
+            }
+        } else {
+            t.stream.read_buf(&mut buf).await?
+        };
+        if read == 0 {
+            break Err(hs.handle_eof());
+        }
+    };
+    match outcome {
+        Ok(upgraded) => {
+            let mut ws_config = config.ws.clone();
+            ws_config.deflate = upgraded.deflate().cloned();
+            if config.require_protocol
+                && !config.protocols.is_empty()
+                && upgraded.protocol().is_none()
+            {
+                return Err(HandshakeError::NoProtocol.into());
+            }
+            let conn = Connection::new(Role::Client, ws_config)?;
+            Ok(Upgrade::Done(Box::new(spawn(
+                t,
+                Mode::WebSocket(Box::new(conn)),
+                buf.freeze(),
+                url.clone(),
+                upgraded.protocol().map(str::to_owned),
+                upgraded.deflate().cloned(),
+                Some(HandshakeResponse::from(upgraded.response())),
+                config,
+            ))))
+        }
+        Err(ws_http::Error::Rejected(r)) => match r.status() {
+            301 | 302 | 303 | 307 | 308 => match r.location() {
+                Some(loc) if !loc.is_empty() => Ok(Upgrade::Redirect(loc.to_owned())),
+                _ => Err(HandshakeError::BadRedirect.into()),
+            },
+            401 if matches!(config.auth, Some(Auth::BearerFn(_))) && !refresh => {
+                Ok(Upgrade::RetryWithFreshToken)
+            }
+            status => Err(Error::Http(Box::new(HttpRejection {
+                status,
+                reason: r.reason().to_owned(),
+                headers: handshake::header_list(r.headers()),
+                body: r.body().clone(),
+            }))),
+        },
+        Err(e) => Err(handshake::map_error(e, head.as_ref())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    t: Transport,
+    mode: Mode,
+    leftover: Bytes,
+    url: Url,
+    protocol: Option<String>,
+    deflate: Option<ws_frame::deflate::DeflateParams>,
+    response: Option<HandshakeResponse>,
+    config: &ClientConfig,
+) -> WebSocket {
+    let (cmd_tx, cmd_rx) = mpsc::channel(config.send_queue);
+    let (ev_tx, ev_rx) = mpsc::channel(config.recv_queue);
+    let shared = Arc::new(Shared::default());
+    let info = Info {
+        url,
+        peer: t.peer,
+        protocol,
+        deflate,
+        alpn: t.alpn,
+        response,
+        close_timeout: config.ws.close_timeout,
+    };
+    let driver = Driver {
+        io: t.stream,
+        mode,
+        leftover,
+        heartbeat: config.heartbeat.clone(),
+        close_timeout: config.ws.close_timeout,
+        write_buffer_limit: config.write_buffer_limit,
+        recv_queue: config.recv_queue,
+        shared: shared.clone(),
+        cmds: cmd_rx,
+        events: ev_tx,
+    };
+    tokio::spawn(driver.run());
+    WebSocket::new(cmd_tx, ev_rx, shared, info)
+}

@@ -1,0 +1,225 @@
+//! The crate's one error type.
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+
+/// A non-101 answer to the upgrade request (boxed inside [`Error::Http`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpRejection {
+    /// Status code, e.g. 403.
+    pub status: u16,
+    /// Reason phrase as sent.
+    pub reason: String,
+    /// Response headers in order.
+    pub headers: Vec<(String, String)>,
+    /// Response body (at most [`crate::ClientConfig::max_rejection_body`] bytes).
+    pub body: Bytes,
+}
+
+impl HttpRejection {
+    /// The first header called `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a 101 response was not accepted (RFC 6455 section 4.1, RFC 7692 section 5).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The response does not parse as HTTP/1.1, or its head exceeds the limit.
+    #[error("malformed HTTP response: {0}")]
+    MalformedResponse(String),
+    /// `Upgrade: websocket` missing.
+    #[error("response lacks Upgrade: websocket")]
+    MissingUpgrade,
+    /// `Connection: upgrade` missing.
+    #[error("response lacks Connection: upgrade")]
+    MissingConnection,
+    /// `Sec-WebSocket-Accept` missing or not derived from our key.
+    #[error("Sec-WebSocket-Accept does not match the key")]
+    AcceptMismatch,
+    /// The server selected a subprotocol we did not offer (or several).
+    #[error("server selected subprotocol {0:?}, which was not offered")]
+    UnexpectedProtocol(String),
+    /// We required a subprotocol ([`crate::ClientConfig::require_protocol`]) and the server
+    /// selected none.
+    #[error("server selected no subprotocol")]
+    NoProtocol,
+    /// The server enabled an extension we did not offer.
+    #[error("server enabled extension {0:?}, which was not offered")]
+    UnexpectedExtension(String),
+    /// The permessage-deflate parameters do not fit our offer.
+    #[error("permessage-deflate response: {0}")]
+    Deflate(ws_frame::deflate::NegotiationError),
+    /// A redirect (3xx) without a usable `Location`.
+    #[error("redirect without a valid Location header")]
+    BadRedirect,
+}
+
+/// Everything that can go wrong in this crate. Each failure cause has its own variant.
+///
+/// A clean close (either side sent Close and the handshake completed) is not an error: the
+/// message stream simply ends (see [`crate::WsReader::close_info`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL does not parse or cannot be used.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// [`crate::ClientConfig::validate`] refused the configuration.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Dns {
+        /// The name.
+        host: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+    /// Every address refused the TCP connection.
+    #[error("connection refused by {addr}")]
+    Refused {
+        /// The (last) address tried.
+        addr: SocketAddr,
+    },
+    /// TCP connect failed for another reason (unreachable network, ...).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The (last) address tried.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS configuration could not be built (CA file, client certificate, ALPN).
+    #[error("TLS configuration: {0}")]
+    TlsConfig(Box<ws_tls::Error>),
+    /// The TLS handshake failed (certificate not trusted, wrong name, no shared version, ...).
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] io::Error),
+    /// The proxy refused or broke the tunnel (HTTP CONNECT status, SOCKS reply code, ...).
+    #[error("proxy: {0}")]
+    Proxy(String),
+    /// The server answered the upgrade with another status than 101 (body included).
+    #[error("server answered HTTP {} {}", .0.status, .0.reason)]
+    Http(Box<HttpRejection>),
+    /// The 101 response does not match the request.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// More redirects than [`crate::ClientConfig::max_redirects`].
+    #[error("more than {limit} redirects")]
+    TooManyRedirects {
+        /// The limit.
+        limit: usize,
+    },
+    /// [`crate::ClientConfig::connect_timeout`] passed before the connection was ready.
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    /// A token callback ([`crate::Auth::BearerFn`]) failed.
+    #[error("authentication: {0}")]
+    Auth(String),
+    /// The peer broke RFC 6455 (or a limit); the connection was failed with the error's close
+    /// code.
+    #[error("WebSocket: {0}")]
+    Protocol(#[from] ws_frame::Error),
+    /// No pong arrived within the heartbeat timeout: the peer or the path is dead.
+    #[error("no pong within {0:?}: peer is not responding")]
+    PeerDead(Duration),
+    /// [`crate::WebSocket::request`] or [`crate::WebSocket::close`] waited longer than its
+    /// timeout.
+    #[error("no answer within {0:?}")]
+    ReplyTimeout(Duration),
+    /// Reading or writing the socket failed (reset, broken pipe, ...).
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    /// The connection is closed (or closing); nothing more can be sent.
+    #[error("connection closed")]
+    Closed,
+    /// A reconnect hook cancelled further attempts ([`crate::ReconnectDecision::Cancel`]).
+    #[error("reconnect cancelled")]
+    Cancelled,
+}
+
+impl From<ws_tls::Error> for Error {
+    fn from(e: ws_tls::Error) -> Self {
+        Self::TlsConfig(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Whether reconnecting may help: network, timeout, TLS handshake, 5xx, dead peer, ...
+    /// False for configuration and URL errors and for 4xx answers.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::InvalidUrl(_)
+            | Self::Config(_)
+            | Self::TlsConfig(_)
+            | Self::TooManyRedirects { .. }
+            | Self::Cancelled => false,
+            Self::Http(r) => r.status >= 500 || r.status == 429 || r.status == 408,
+            Self::Dns { .. }
+            | Self::Refused { .. }
+            | Self::Connect { .. }
+            | Self::Tls(_)
+            | Self::Proxy(_)
+            | Self::Handshake(_)
+            | Self::Timeout(_)
+            | Self::Auth(_)
+            | Self::Protocol(_)
+            | Self::PeerDead(_)
+            | Self::ReplyTimeout(_)
+            | Self::Io(_)
+            | Self::Closed => true,
+        }
+    }
+
+    /// The HTTP status, for [`Error::Http`].
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http(r) => Some(r.status),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small() {
+        assert!(
+            size_of::<Error>() <= 48,
+            "Error is {} bytes: box the large variant",
+            size_of::<Error>()
+        );
+    }
+
+    #[test]
+    fn transient_classification() {
+        let http = |status| {
+            Error::Http(Box::new(HttpRejection {
+                status,
+                reason: String::new(),
+                headers: vec![],
+                body: Bytes::new(),
+            }))
+        };
+        assert!(http(503).is_transient());
+        assert!(!http(403).is_transient());
+        assert_eq!(http(404).status(), Some(404));
+        assert!(!Error::InvalidUrl(String::new()).is_transient());
+        assert!(Error::PeerDead(Duration::from_secs(1)).is_transient());
+    }
+}
