@@ -57,6 +57,8 @@ fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, Error>
 
 async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
     let mut tls: Option<Arc<rustls::ClientConfig>> = None;
+    // Credentials go to the host and port the caller named, never to a host a redirect names.
+    let first = (url.host().clone(), url.port());
     let mut redirects = 0;
     let mut refresh = false;
     loop {
@@ -85,7 +87,8 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
                 config,
             ));
         }
-        match upgrade(t, &url, config, refresh).await? {
+        let send_auth = (url.host(), url.port()) == (&first.0, first.1);
+        match upgrade(t, &url, config, refresh, send_auth).await? {
             Upgrade::Done(ws) => return Ok(*ws),
             Upgrade::Redirect(location) => {
                 redirects += 1;
@@ -141,21 +144,24 @@ async fn authorization(
     })
 }
 
-/// Builds the upgrade request for `url` and runs the hook on it.
+/// Builds the upgrade request for `url` and runs the hook on it. Without `send_auth` (a
+/// redirect to another host or port) no credentials are added: no `Authorization` header and
+/// no query token.
 pub(crate) async fn build_request(
     url: &Url,
     config: &ClientConfig,
     refresh: bool,
+    send_auth: bool,
 ) -> Result<HandshakeRequest, Error> {
     let target_url = match &config.auth {
-        Some(Auth::QueryToken { param, token }) => url.with_query_param(param, token),
+        Some(Auth::QueryToken { param, token }) if send_auth => url.with_query_param(param, token),
         _ => url.clone(),
     };
     let mut headers = Vec::with_capacity(config.headers.len() + 2);
     if !config.user_agent.is_empty() {
         headers.push(("User-Agent".to_owned(), config.user_agent.clone()));
     }
-    if let Some(auth) = authorization(url, config, refresh).await? {
+    if send_auth && let Some(auth) = authorization(url, config, refresh).await? {
         headers.push(("Authorization".to_owned(), auth));
     }
     headers.extend(config.headers.iter().cloned());
@@ -190,8 +196,9 @@ async fn upgrade(
     url: &Url,
     config: &ClientConfig,
     refresh: bool,
+    send_auth: bool,
 ) -> Result<Upgrade, Error> {
-    let request = build_request(url, config, refresh).await?;
+    let request = build_request(url, config, refresh, send_auth).await?;
     let mut hs_config = ws_http::ClientConfig::default();
     hs_config.origin = request.origin;
     hs_config.protocols = request.protocols;

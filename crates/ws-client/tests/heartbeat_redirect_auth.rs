@@ -145,6 +145,33 @@ async fn relative_redirects_are_followed() {
 }
 
 #[tokio::test]
+async fn credentials_follow_same_host_redirects_only() {
+    let (seen_a, seen_b) = (Seen::default(), Seen::default());
+    let (a, addr_a) = start(local(), Redirector(seen_a.clone())).await;
+    let (b, addr_b) = start(local(), Redirector(seen_b.clone())).await;
+    let mut config = ClientConfig::default();
+    config.auth = Some(Auth::basic("alice", "wonder"));
+    // Same host and port: the credentials go along.
+    connect(ws_url(addr_a, "/old"), config.clone())
+        .await
+        .unwrap();
+    assert!(seen_a.header("authorization").is_some());
+    // Another port: the redirect target sees no credentials at all.
+    let to_b = format!("ws://127.0.0.1:{}/echo", addr_b.port());
+    connect(ws_url(addr_a, &format!("/abs?to={to_b}")), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(seen_b.header("authorization"), None);
+    config.auth = Some(Auth::query_token("token", "t0ps3cret"));
+    connect(ws_url(addr_a, &format!("/abs?to={to_b}")), config)
+        .await
+        .unwrap();
+    assert_eq!(seen_b.last().0, "/echo");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn redirect_limit_and_missing_location() {
     let (server, addr) = start(local(), Redirector(Seen::default())).await;
     let mut config = ClientConfig::default();
