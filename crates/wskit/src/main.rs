@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// WebSocket server: echo on /echo, broadcast chat on /chat (127.0.0.1:8080 by default).
     Serve(cmd::serve::Args),
+    /// WebSocket client on the terminal: stdin lines become messages, messages go to stdout.
+    Client(cmd::client::Args),
     /// Echo load generator (the protocol of uWebSockets' load_test).
     Bench(cmd::bench::Args),
     /// TURN server (and STUN), with coturn-like flags.
@@ -43,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Client(args) => block_on(cmd::client::run(args)),
         Command::Turn(args) => block_on(cmd::turn::run(args)),
         Command::Stun(args) => block_on(cmd::stun::run(args)),
         Command::StunClient(args) => block_on(cmd::stun_client::run(args)),

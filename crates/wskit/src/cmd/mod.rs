@@ -2,6 +2,7 @@
 //! library `Config` and calls the library.
 
 pub(crate) mod bench;
+pub(crate) mod client;
 pub(crate) mod serve;
 pub(crate) mod stun;
 pub(crate) mod stun_client;
