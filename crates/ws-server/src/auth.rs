@@ -143,8 +143,10 @@ impl AuthConfig {
             .any(|(u, p)| u == user && ct_eq(p.as_bytes(), password.as_bytes()))
     }
 
-    /// Runs the flow described in the module docs.
-    pub(crate) async fn check(&self, request: &Request) -> AuthOutcome {
+    /// Checks the credentials of `request` as the server does for upgrade requests (flow in
+    /// the module docs); usable from [`crate::Handler::on_before_request`] to protect plain
+    /// HTTP routes too.
+    pub async fn authenticate(&self, request: &Request) -> AuthOutcome {
         if let Some(value) = request.header("authorization") {
             let value = value.trim();
             let (scheme, data) = value.split_once(' ').unwrap_or((value, ""));
@@ -174,8 +176,10 @@ impl AuthConfig {
         AuthOutcome::Unauthorized
     }
 
-    /// Headers of a rejection with `status`.
-    pub(crate) fn rejection_headers(&self, status: u16) -> Vec<(String, String)> {
+    /// Headers of a rejection with `status`: the `WWW-Authenticate: Basic` challenge for 401,
+    /// then [`AuthConfig::reject_headers`].
+    #[must_use]
+    pub fn rejection_headers(&self, status: u16) -> Vec<(String, String)> {
         let mut headers = Vec::with_capacity(self.reject_headers.len() + 1);
         if status == 401 {
             headers.push((

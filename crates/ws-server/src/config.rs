@@ -1,6 +1,6 @@
 //! Server configuration: bindings, protocol limits, admission, timeouts, heartbeat, throttle.
 
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use ws_frame::deflate::DeflateConfig;
 
@@ -42,29 +42,57 @@ impl fmt::Debug for Binding {
     }
 }
 
-/// Limits of an HTTP request head.
+/// Limits of HTTP requests (head size, header count, line lengths, body size): the `ws-http`
+/// limits, used as they are. [`HttpLimits::max_body`] bounds request bodies (413).
+pub use ws_http::Limits as HttpLimits;
+
+/// Server-sent events on the HTTP side of the port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HttpLimits {
-    /// Largest request head (request line and headers) in bytes; more gets 431.
-    /// Default: [`HttpLimits::DEFAULT_MAX_HEAD_BYTES`] (16 KiB).
-    pub max_head_bytes: usize,
-    /// Most header fields; more gets 431. Default: [`HttpLimits::DEFAULT_MAX_HEADERS`] (64).
-    pub max_headers: usize,
+pub struct SseConfig {
+    /// Accept `GET` requests with `Accept: text/event-stream` as SSE connections. Default: false.
+    pub enabled: bool,
+    /// Paths that accept SSE (exact match, or a prefix when the entry ends with `/*`); empty
+    /// means every path. Default: empty.
+    pub paths: Vec<String>,
+    /// Reconnection delay sent to the client as `retry:` when it connects; `None` sends none.
+    /// Default: [`SseConfig::DEFAULT_RETRY`] (3000 ms).
+    pub retry: Option<Duration>,
+    /// Interval of `:` comment lines that keep idle streams (and proxies) alive and detect dead
+    /// peers; `None` disables them. Default: [`SseConfig::DEFAULT_HEARTBEAT`] (15 s).
+    pub heartbeat: Option<Duration>,
 }
 
-impl HttpLimits {
-    /// Default of [`HttpLimits::max_head_bytes`].
-    pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
-    /// Default of [`HttpLimits::max_headers`].
-    pub const DEFAULT_MAX_HEADERS: usize = 64;
+impl SseConfig {
+    /// Default of [`SseConfig::retry`].
+    pub const DEFAULT_RETRY: Duration = Duration::from_millis(3000);
+    /// Default of [`SseConfig::heartbeat`].
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+    /// Whether `path` accepts SSE.
+    #[must_use]
+    pub fn allows(&self, path: &str) -> bool {
+        self.enabled
+            && (self.paths.is_empty()
+                || self.paths.iter().any(|p| match p.strip_suffix("/*") {
+                    Some(prefix) => {
+                        path == prefix
+                            || path
+                                .strip_prefix(prefix)
+                                .is_some_and(|rest| rest.starts_with('/'))
+                    }
+                    None => p == path,
+                }))
+    }
 }
 
-impl Default for HttpLimits {
+impl Default for SseConfig {
     fn default() -> Self {
         Self {
-            max_head_bytes: Self::DEFAULT_MAX_HEAD_BYTES,
-            max_headers: Self::DEFAULT_MAX_HEADERS,
+            enabled: false,
+            paths: Vec::new(),
+            retry: Some(Self::DEFAULT_RETRY),
+            heartbeat: Some(Self::DEFAULT_HEARTBEAT),
         }
     }
 }
@@ -169,9 +197,29 @@ pub struct ServerConfig {
     pub ws: ws_frame::Config,
     /// permessage-deflate preferences; `None` disables the extension. Default: `None`.
     pub deflate: Option<DeflateConfig>,
-    /// Limits of the HTTP request head (upgrade or plain request). Default:
-    /// `HttpLimits::default()`.
+    /// Limits of HTTP requests: head (upgrade or plain request) and body. Default:
+    /// `HttpLimits::default()` (16 KiB head, 100 fields, 16 MiB body).
     pub http: HttpLimits,
+    /// Directory served as static files for `GET` and `HEAD` requests that are not WebSocket
+    /// upgrades or SSE (content types by extension, `ETag`/`Last-Modified`, conditional
+    /// requests, single ranges, `index.html` for directories). Nothing outside it is ever
+    /// served: `..`, encoded separators and symlinks leading out are refused. Default: `None`.
+    pub document_root: Option<PathBuf>,
+    /// Keep HTTP connections open for further requests (HTTP/1.1 unless `Connection: close`,
+    /// HTTP/1.0 with `Connection: keep-alive`). Default: true.
+    pub keep_alive: bool,
+    /// How long an HTTP connection may wait for its next request. Default:
+    /// [`ServerConfig::DEFAULT_KEEP_ALIVE_TIMEOUT`] (5 s).
+    pub keep_alive_timeout: Duration,
+    /// Most requests served on one connection before it is closed. Default:
+    /// [`ServerConfig::DEFAULT_MAX_REQUESTS_PER_CONNECTION`] (1000).
+    pub max_requests_per_connection: usize,
+    /// Longest wait for the next bytes of a request body (and for a response write to make
+    /// progress); exceeded, the request gets 408 and the connection closes. Default:
+    /// [`ServerConfig::DEFAULT_BODY_TIMEOUT`] (30 s).
+    pub body_timeout: Duration,
+    /// Server-sent events. Default: disabled.
+    pub sse: SseConfig,
     /// Supported subprotocols, most preferred first. The default handshake decision picks
     /// the client's first offer that is in this list; with no match the connection proceeds
     /// without a subprotocol. Default: empty.
@@ -183,8 +231,9 @@ pub struct ServerConfig {
     /// request without `Origin` (non-browser) is allowed. Empty allows every origin.
     /// Default: empty.
     pub allowed_origins: Vec<String>,
-    /// Time allowed for the TLS handshake plus the complete HTTP request head (slowloris
-    /// defence). Default: [`ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
+    /// Time allowed for the TLS handshake plus the complete first HTTP request head, and for
+    /// each later request head once its first byte arrived (slowloris defence; a partial head
+    /// then gets 408). Default: [`ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
     pub handshake_timeout: Duration,
     /// Close connections (1000, "idle timeout") that received nothing for this long.
     /// Default: `None`.
@@ -232,6 +281,12 @@ impl ServerConfig {
     pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
     /// Default of [`ServerConfig::stop_timeout`].
     pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default of [`ServerConfig::keep_alive_timeout`].
+    pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default of [`ServerConfig::max_requests_per_connection`].
+    pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+    /// Default of [`ServerConfig::body_timeout`].
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// The default configuration with these bindings.
     #[must_use]
@@ -257,8 +312,25 @@ impl ServerConfig {
         if self.send_queue == 0 {
             return bad("send_queue must be at least 1");
         }
-        if self.http.max_headers == 0 || self.http.max_head_bytes < 64 {
-            return bad("HTTP limits too small");
+        self.http
+            .validate()
+            .map_err(|e| Error::Config(format!("HTTP limits: {e}")))?;
+        if self.keep_alive_timeout.is_zero() || self.body_timeout.is_zero() {
+            return bad("keep_alive_timeout and body_timeout must not be zero");
+        }
+        if self.max_requests_per_connection == 0 {
+            return bad("max_requests_per_connection must be at least 1");
+        }
+        if let Some(root) = &self.document_root {
+            if !root.is_dir() {
+                return Err(Error::Config(format!(
+                    "document root {} is not a directory",
+                    root.display()
+                )));
+            }
+        }
+        if self.sse.heartbeat.is_some_and(|d| d.is_zero()) {
+            return bad("sse.heartbeat must not be zero");
         }
         if self.write_buffer_limit == 0 {
             return bad("write_buffer_limit must be at least 1");
@@ -303,6 +375,12 @@ impl Default for ServerConfig {
             ws: ws_frame::Config::default(),
             deflate: None,
             http: HttpLimits::default(),
+            document_root: None,
+            keep_alive: true,
+            keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            max_requests_per_connection: Self::DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            sse: SseConfig::default(),
             protocols: Vec::new(),
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),

@@ -16,7 +16,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
-use ws_frame::{CloseCode, Connection, Event, Initiator};
+use ws_frame::{CloseCode, Connection, Event, Initiator, Message};
 
 use crate::{
     config::{Heartbeat, ServerConfig},
@@ -165,6 +165,7 @@ fn apply(ws: &mut Connection, cmd: Command) {
         Command::Send(msg) => ws.send(msg),
         Command::SendWith(b) => ws.send_with(b.0, b.1),
         Command::Ping(payload) => ws.ping(payload),
+        Command::Event(ev) => ws.send(Message::text(ev.data)),
         Command::Close(b) => ws.close(b.0, &b.1, Instant::now()),
         Command::Wake => Ok(()),
     };

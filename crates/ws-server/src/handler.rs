@@ -8,8 +8,10 @@ use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
 use crate::{
     auth::percent_decode,
     error::Error,
+    http::{Body, Response},
     registry::{ConnId, ConnInfo},
     server::{ConnHandle, ServerHandle},
+    sse::SseEvent,
     tx::TxQueue,
 };
 
@@ -19,6 +21,7 @@ use crate::{
 pub struct Request {
     pub(crate) method: String,
     pub(crate) target: String,
+    pub(crate) version: ws_http::Version,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
@@ -27,6 +30,29 @@ pub struct Request {
 }
 
 impl Request {
+    /// Copies a parsed head (the server keeps this form for the handler and [`ConnInfo`]).
+    pub(crate) fn from_http(
+        head: &ws_http::Request,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Self {
+        Self {
+            method: head.method().to_owned(),
+            target: head.target().to_owned(),
+            version: head.version(),
+            headers: head
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
+            peer,
+            local,
+            tls,
+            user: None,
+        }
+    }
+
     /// The method (`GET`, ...).
     #[must_use]
     pub fn method(&self) -> &str {
@@ -39,10 +65,43 @@ impl Request {
         &self.target
     }
 
-    /// The path part of the target.
+    /// The path part of the target, as sent (still percent-encoded).
     #[must_use]
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The HTTP version of the request.
+    #[must_use]
+    pub fn version(&self) -> ws_http::Version {
+        self.version
+    }
+
+    /// The value of the cookie `name` from the `Cookie` header fields.
+    #[must_use]
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k.trim() == name).then(|| v.trim().trim_matches('"'))
+            })
+    }
+
+    /// Whether `Accept` lists `text/event-stream` (an `EventSource` client).
+    #[must_use]
+    pub fn accepts_event_stream(&self) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+            })
     }
 
     /// The query part of the target, without `?`.
@@ -107,55 +166,28 @@ impl Request {
         self.tls
     }
 
-    /// The user authenticated by [`crate::AuthConfig`], if any.
+    /// The user authenticated by [`crate::AuthConfig`] or set by
+    /// [`Handler::on_before_request`], if any.
     #[must_use]
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
+
+    /// Records the authenticated user (from [`Handler::on_before_request`]); it ends up in
+    /// [`ConnInfo::user`] for WebSocket and SSE connections.
+    pub fn set_user(&mut self, user: Option<String>) {
+        self.user = user;
+    }
 }
 
-/// A response to a plain HTTP request ([`Handler::on_http`]) or a handshake rejection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The verdict of [`Handler::on_before_request`].
+#[derive(Debug)]
 #[non_exhaustive]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Extra headers (`Content-Length`, `Server` and `Connection: close` are added).
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Bytes,
-}
-
-impl Response {
-    /// A response with `status` and an empty body.
-    #[must_use]
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// A `text/plain; charset=utf-8` response.
-    #[must_use]
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            headers: vec![(
-                "Content-Type".to_owned(),
-                "text/plain; charset=utf-8".to_owned(),
-            )],
-            body: Bytes::from(body.into()),
-        }
-    }
-
-    /// Adds a header.
-    #[must_use]
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
+pub enum Before {
+    /// Go on: upgrade, SSE, static file or [`Handler::on_http`].
+    Continue,
+    /// Answer with this response instead (401 with a challenge, a redirect, ...).
+    Respond(Response),
 }
 
 /// What to do with a freshly accepted TCP connection (the seeds' `OnTCPConnect`).
@@ -172,7 +204,7 @@ pub enum TcpDecision {
 }
 
 /// The answer to an upgrade request ([`Handler::on_handshake`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Decision {
     /// Upgrade.
@@ -244,9 +276,11 @@ pub struct Disconnect {
 /// Where [`Ctx::send`] puts bytes.
 pub(crate) enum Sink<'a> {
     Ws(&'a mut ws_frame::Connection),
+    /// Plain TCP (bytes as they are) or SSE (`sse`: messages become events).
     Raw {
         tx: &'a mut TxQueue,
         closing: &'a mut bool,
+        sse: bool,
     },
 }
 
@@ -308,13 +342,41 @@ impl Ctx<'_> {
     pub fn send_with(&mut self, msg: Message, opts: SendOptions) -> Result<(), Error> {
         match &mut self.sink {
             Sink::Ws(ws) => Ok(ws.send_with(msg, opts)?),
-            Sink::Raw { tx, closing } => {
+            Sink::Raw { tx, closing, sse } => {
                 if **closing {
                     return Err(Error::Closed);
                 }
-                tx.push_bytes(msg.into_payload());
+                if *sse {
+                    if let Some(bytes) = crate::sse::message_event(&msg) {
+                        tx.push_bytes(bytes);
+                    }
+                } else {
+                    tx.push_bytes(msg.into_payload());
+                }
                 Ok(())
             }
+        }
+    }
+
+    /// Queues a server-sent event: on an SSE connection with its name, id and retry; on a
+    /// WebSocket connection its data as a text message; on plain TCP its data bytes.
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_event(&mut self, event: &SseEvent) -> Result<(), Error> {
+        match &mut self.sink {
+            Sink::Raw {
+                tx,
+                closing,
+                sse: true,
+            } => {
+                if **closing {
+                    return Err(Error::Closed);
+                }
+                tx.push_bytes(event.to_bytes());
+                Ok(())
+            }
+            _ => self.send(Message::text(event.data.clone())),
         }
     }
 
@@ -343,6 +405,10 @@ impl Ctx<'_> {
     pub fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
         match &mut self.sink {
             Sink::Ws(ws) => Ok(ws.ping(payload)?),
+            Sink::Raw { tx, sse: true, .. } => {
+                tx.push_bytes(Bytes::from_static(b":\n\n"));
+                Ok(())
+            }
             Sink::Raw { .. } => Ok(()),
         }
     }
@@ -421,11 +487,25 @@ pub trait Handler: Send + Sync + 'static {
         async { Decision::accept() }
     }
 
-    /// A request that is not a WebSocket upgrade. Default: 404 with a short text body.
-    /// (The HTTP side of the port extends this.)
-    fn on_http(&self, request: &Request) -> impl Future<Output = Response> + Send {
+    /// Runs first for every request, upgrades and SSE included (`OnBeforeCommand`): authorize
+    /// (record the user with [`Request::set_user`]), rewrite nothing, or answer at once with
+    /// [`Before::Respond`]. Default: [`Before::Continue`].
+    fn on_before_request(&self, request: &mut Request) -> impl Future<Output = Before> + Send {
         let _ = request;
-        async { Response::text(404, "Not Found\n") }
+        async { Before::Continue }
+    }
+
+    /// A request that is not a WebSocket upgrade, an SSE connection or a static file
+    /// (`OnCommandGet` / `OnCommandOther`, any method). Read the body through `body` (streamed,
+    /// bounded by [`crate::HttpLimits::max_body`]); an unread body is discarded after the
+    /// response. Default: 404 with an empty body.
+    fn on_http(
+        &self,
+        request: &Request,
+        body: &mut Body<'_>,
+    ) -> impl Future<Output = Response> + Send {
+        let _ = (request, body);
+        async { Response::new(404) }
     }
 
     /// The connection is established (`OnConnect`).

@@ -31,9 +31,20 @@
 //! after large messages); about 6.6 KiB of RSS per idle connection was measured at 10,000
 //! connections, request headers included ([`ServerConfig::keep_request_headers`]).
 //!
-//! The opening handshake is parsed in this crate for now (module `handshake`: httparse with
-//! [`HttpLimits`], RFC 6455 accept key, permessage-deflate negotiation through
-//! `ws_frame::deflate`); it moves to `ws-http` once that crate offers it.
+//! HTTP parsing, body framing and the opening handshake come from the sans-IO `ws-http` crate
+//! (request heads bounded by [`HttpLimits`], `Content-Length` / chunked bodies, smuggling
+//! checks, RFC 6455 accept key, subprotocol and permessage-deflate negotiation); this crate
+//! only moves bytes and asks the handler.
+//!
+//! The HTTP side of the port ([`Handler::on_before_request`], [`Handler::on_http`] with a
+//! streamed [`Body`] and a [`Response`] builder, static files from
+//! [`ServerConfig::document_root`], keep-alive and pipelining, server-sent events through
+//! [`SseConfig`]) is described in the `http` module's diagram:
+//!
+//! ```text
+//!  head -> on_before_request -> upgrade | SSE | static file | on_http(request, body)
+//!       -> response (Content-Length | chunked) -> next pipelined request or close
+//! ```
 //!
 //! # Example
 //!
@@ -80,11 +91,12 @@ mod config;
 mod conn;
 mod error;
 mod handler;
-mod handshake;
+mod http;
 mod io;
 mod raw;
 mod registry;
 mod server;
+mod sse;
 mod stream;
 mod throttle;
 mod tx;
@@ -93,14 +105,19 @@ pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
 pub use channels::{channel_matches, validate_channel};
 pub use config::{
     Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
+    SseConfig,
 };
 pub use error::Error;
 pub use handler::{
-    Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, Request, Response,
+    Before, Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, Request,
     TcpDecision,
 };
+pub use http::{Body, Response};
 pub use registry::{ConnId, ConnInfo, Filter, Transport};
 pub use server::{ConnHandle, Server, ServerHandle};
+pub use sse::SseEvent;
 pub use stream::{Incoming, WsStream};
 /// The sans-IO protocol crate this server drives (message and close-code types).
 pub use ws_frame;
+/// The sans-IO HTTP crate this server uses (request heads, versions, limits).
+pub use ws_http;

@@ -105,6 +105,7 @@ pub(crate) async fn run<H: Handler>(
                 sink: Sink::Raw {
                     tx: &mut tx,
                     closing: &mut closing,
+                    sse: false,
                 },
                 info: &info,
                 server: &server,
@@ -172,6 +173,7 @@ pub(crate) async fn run<H: Handler>(
             }
             Wake::Cmd(Some(Command::Send(msg))) => tx.push_bytes(msg.into_payload()),
             Wake::Cmd(Some(Command::SendWith(b))) => tx.push_bytes(b.0.into_payload()),
+            Wake::Cmd(Some(Command::Event(ev))) => tx.push_bytes(Bytes::from(ev.data.into_bytes())),
             Wake::Cmd(Some(Command::Close(..))) => closing = true,
             Wake::Cmd(Some(Command::Ping(_) | Command::Wake) | None) => {}
         }

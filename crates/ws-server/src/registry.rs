@@ -35,6 +35,8 @@ pub enum Transport {
     WebSocket,
     /// Plain TCP (the client did not speak HTTP; see [`crate::RawTcp`]).
     Tcp,
+    /// Server-sent events (`text/event-stream`, see [`crate::SseConfig`]): send-only.
+    Sse,
 }
 
 /// A command for a connection task.
@@ -47,6 +49,8 @@ pub(crate) enum Command {
     SendWith(Box<(Message, SendOptions)>),
     Ping(Bytes),
     Close(Box<(CloseCode, String)>),
+    /// A server-sent event (WebSocket connections get its data as text).
+    Event(Box<crate::sse::SseEvent>),
 }
 
 /// Why the connection task was told to stop at once.
@@ -329,6 +333,7 @@ impl Registry {
                 .protocol
                 .as_deref()
                 .is_none_or(|p| info.protocol.as_deref() == Some(p))
+                && filter.path.as_deref().is_none_or(|p| info.path() == p)
                 && !filter.exclude.contains(&info.id)
         };
         match (&filter.include, by_channel) {
@@ -358,6 +363,9 @@ pub struct Filter {
     pub channel: Option<String>,
     /// Only connections with this negotiated subprotocol. Default: `None`.
     pub protocol: Option<String>,
+    /// Only connections whose request path ([`ConnInfo::path`]) is this one: with SSE the
+    /// path acts as the channel (`Broadcast("text", "/sse.html")`). Default: `None`.
+    pub path: Option<String>,
     /// Only these connections. Default: `None` (no restriction).
     pub include: Option<Vec<ConnId>>,
     /// Never these connections (e.g. the sender). Default: empty.
@@ -376,6 +384,15 @@ impl Filter {
     pub fn channel(channel: impl Into<String>) -> Self {
         Self {
             channel: Some(channel.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Connections (WebSocket or SSE) opened on `path`.
+    #[must_use]
+    pub fn path(path: impl Into<String>) -> Self {
+        Self {
+            path: Some(path.into()),
             ..Self::default()
         }
     }

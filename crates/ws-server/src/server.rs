@@ -5,33 +5,31 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
-    time::{Instant, SystemTime},
+    time::Instant,
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{Notify, mpsc},
+    sync::Notify,
     task::JoinHandle,
 };
 use tokio_rustls::TlsAcceptor;
-use ws_frame::{CloseCode, Connection, Message, Role, SendOptions};
+use ws_frame::{CloseCode, Message, SendOptions};
 
 use crate::{
-    auth::AuthOutcome,
     channels::validate_channel,
-    config::{ServerConfig, SlowReaderPolicy, origin_allowed},
-    conn::{self, Established},
+    config::{ServerConfig, SlowReaderPolicy},
+    conn,
     error::Error,
-    handler::{Decision, Handler, Response, TcpDecision},
-    handshake::{self, Head},
+    handler::{Handler, TcpDecision},
+    http::{self, Accepted, Next},
     io::Io,
     raw,
-    registry::{
-        Command, ConnId, ConnInfo, Filter, KILL_DROP, KILL_NONE, Registry, Transport, lock,
-    },
+    registry::{Command, ConnId, ConnInfo, Filter, KILL_DROP, Registry, lock},
+    sse::{self, SseEvent},
 };
 
 /// Shared state of a running server.
@@ -40,8 +38,12 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     listeners: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Mutex<Vec<SocketAddr>>,
-    stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    /// Signalled when `stop` begins (idle keep-alive connections close).
+    pub(crate) stop_signal: Notify,
     stopped: Notify,
+    /// The canonical document root.
+    pub(crate) root: Option<std::path::PathBuf>,
     /// Binds the listeners again (kept for `restart`).
     #[allow(clippy::type_complexity)]
     spawner: Mutex<Option<Box<dyn Fn(&ServerHandle) -> Result<(), Error> + Send + Sync>>>,
@@ -94,8 +96,17 @@ impl Server {
         handler: H,
     ) -> Result<ServerHandle, Error> {
         config.validate()?;
+        let root = match &config.document_root {
+            Some(dir) => Some(
+                std::fs::canonicalize(dir)
+                    .map_err(|e| Error::Config(format!("document root {}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
         let handler = Arc::new(handler);
         let inner = Arc::new(Inner {
+            root,
+            stop_signal: Notify::new(),
             config,
             registry: Registry::default(),
             listeners: Mutex::new(Vec::new()),
@@ -179,29 +190,7 @@ async fn accept_loop<H: Handler>(
     }
 }
 
-async fn reject(io: &mut Io, resp: &Response, server_name: &str, head: bool) {
-    let bytes = handshake::response(resp, server_name, head);
-    let _ = tokio::time::timeout(conn::LINGER, async {
-        let _ = io.write_all(&bytes).await;
-        let _ = io.shutdown().await;
-    })
-    .await;
-}
-
-/// What follows a successful accept phase.
-enum Next {
-    Ws(Established),
-    Raw {
-        io: Io,
-        peer: SocketAddr,
-        local: SocketAddr,
-        tls: bool,
-        first: Bytes,
-        guard: AdmitGuard,
-    },
-}
-
-/// Serves one accepted TCP connection from TLS through the handshake to its end. The accept
+/// Serves one accepted TCP connection from TLS through the HTTP phase to its end. The accept
 /// phase runs in its own boxed future, so its buffers and state do not stay in the (long-lived)
 /// connection task.
 async fn serve<H: Handler>(
@@ -227,11 +216,14 @@ async fn serve<H: Handler>(
             ))
             .await
         }
+        Some(Next::Sse { io, request, guard }) => {
+            Box::pin(sse::run(server, handler, io, *request, guard)).await
+        }
         None => {}
     }
 }
 
-/// TLS, request head, admission, authentication and the opening handshake.
+/// Admission, `on_tcp_connect`, TLS, then the HTTP phase (requests, upgrade, SSE).
 async fn accept<H: Handler>(
     server: &ServerHandle,
     handler: &Arc<H>,
@@ -256,7 +248,7 @@ async fn accept<H: Handler>(
     }
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let is_tls = tls.is_some();
-    let mut io = match tls {
+    let io = match tls {
         None => Io::Plain(tcp),
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
             Ok(Ok(s)) => Io::tls(s),
@@ -280,181 +272,16 @@ async fn accept<H: Handler>(
             guard,
         });
     }
-
-    // The request head.
-    let mut buf = BytesMut::with_capacity(1024);
-    let (mut request, head_len) = loop {
-        match handshake::parse(&buf, &config.http, peer, local, is_tls) {
-            Ok(Head::Complete(req, n)) => break (req, n),
-            Ok(Head::Partial) => {}
-            Ok(Head::NotHttp) => {
-                if config.raw_tcp.enabled && handler.on_unknown_protocol(peer, &buf).await {
-                    return Some(Next::Raw {
-                        io,
-                        peer,
-                        local,
-                        tls: is_tls,
-                        first: buf.freeze(),
-                        guard,
-                    });
-                }
-                return None;
-            }
-            Err(e) => {
-                if let Error::Http { status, reason } = &e {
-                    let resp = Response::text(*status, format!("{reason}\n"));
-                    reject(&mut io, &resp, &config.server_name, false).await;
-                }
-                handler.on_error(peer, None, &e).await;
-                return None;
-            }
-        }
-        match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                if !buf.is_empty() {
-                    let resp = Response::text(408, "request timeout\n");
-                    reject(&mut io, &resp, &config.server_name, false).await;
-                }
-                handler.on_error(peer, None, &Error::HandshakeTimeout).await;
-                return None;
-            }
-        }
-    };
-    buf.advance(head_len);
-    let head_only = request.method == "HEAD";
-
-    if over_limit || inner.stopping.load(Ordering::Acquire) {
-        let resp = Response::text(503, "server busy\n");
-        reject(&mut io, &resp, &config.server_name, head_only).await;
-        return None;
-    }
-    if !handshake::is_upgrade(&request) {
-        let resp = handler.on_http(&request).await;
-        reject(&mut io, &resp, &config.server_name, head_only).await;
-        return None;
-    }
-    let accept = match handshake::validate(&request) {
-        Ok(a) => a,
-        Err(e) => {
-            if let Error::Http { status, reason } = &e {
-                let mut resp = Response::text(*status, format!("{reason}\n"));
-                if *status == 426 {
-                    resp = resp.with_header("Sec-WebSocket-Version", "13");
-                }
-                reject(&mut io, &resp, &config.server_name, false).await;
-            }
-            handler.on_error(peer, None, &e).await;
-            return None;
-        }
-    };
-    if !config.allowed_origins.is_empty() {
-        if let Some(origin) = request.header("origin") {
-            if !origin_allowed(&config.allowed_origins, origin) {
-                let resp = Response::text(403, "origin not allowed\n");
-                reject(&mut io, &resp, &config.server_name, false).await;
-                return None;
-            }
-        }
-    }
-    if let Some(auth) = &config.auth {
-        match auth.check(&request).await {
-            AuthOutcome::Allow { user } => request.user = user,
-            outcome => {
-                let status = if outcome == AuthOutcome::Forbidden {
-                    403
-                } else {
-                    401
-                };
-                let mut resp = Response::text(status, "authentication required\n");
-                resp.headers.extend(auth.rejection_headers(status));
-                reject(&mut io, &resp, &config.server_name, false).await;
-                return None;
-            }
-        }
-    }
-    let (protocol, extra_headers) = match handler.on_handshake(&request).await {
-        Decision::Accept { protocol, headers } => {
-            let protocol = match protocol {
-                Some(p) if request.protocols().contains(&p.as_str()) => Some(p),
-                Some(_) => {
-                    let resp = Response::text(500, "handler chose a protocol not offered\n");
-                    reject(&mut io, &resp, &config.server_name, false).await;
-                    return None;
-                }
-                None => handshake::choose_protocol(&request, &config.protocols),
-            };
-            (protocol, headers)
-        }
-        Decision::Reject(resp) => {
-            reject(&mut io, &resp, &config.server_name, false).await;
-            return None;
-        }
-    };
-    let deflate = config
-        .deflate
-        .as_ref()
-        .and_then(|d| handshake::negotiate_deflate(&request, d));
-    let extensions = deflate.as_ref().map(|p| p.response_value());
-    let mut ws_config = config.ws.clone();
-    ws_config.deflate = deflate;
-    let ws = match Connection::new(Role::Server, ws_config) {
-        Ok(ws) => ws,
-        Err(e) => {
-            handler.on_error(peer, None, &Error::WebSocket(e)).await;
-            return None;
-        }
-    };
-    let response = handshake::switching(
-        &accept,
-        protocol.as_deref(),
-        extensions.as_deref(),
-        &extra_headers,
-        &config.server_name,
-    );
-    let (tx, cmds) = mpsc::channel(config.send_queue);
-    let info = Arc::new(ConnInfo {
-        id: inner.registry.next_id(),
+    let accepted = Accepted {
+        io,
         peer,
         local,
         tls: is_tls,
-        transport: Transport::WebSocket,
-        url: request.target,
-        headers: if config.keep_request_headers {
-            request.headers
-        } else {
-            Vec::new()
-        },
-        protocol,
-        extensions,
-        user: request.user,
-        connected_at: SystemTime::now(),
-        rx_bytes: AtomicU64::new(0),
-        tx_bytes: AtomicU64::new(response.len() as u64),
-        subscriptions: Mutex::new(Vec::new()),
-        tx,
-        kill: Notify::new(),
-        kill_code: AtomicU16::new(KILL_NONE),
-    });
-    // Registered before the 101 goes out, so a client that saw the 101 is in the registry.
-    inner.registry.insert(info.clone());
-    match tokio::time::timeout_at(deadline, io.write_all(&response)).await {
-        Ok(Ok(())) => {}
-        _ => {
-            inner.unregister(&info);
-            return None;
-        }
-    }
-    let leftover = buf.freeze();
-    Some(Next::Ws(Established {
-        io,
-        ws: Box::new(ws),
-        info,
-        cmds,
-        leftover,
+        deadline,
         guard,
-    }))
+        over_limit,
+    };
+    http::serve(server, handler, accepted).await
 }
 
 impl ServerHandle {
@@ -507,7 +334,8 @@ impl ServerHandle {
             .await
     }
 
-    /// Sends a message to every connection `filter` selects. Returns how many connections
+    /// Sends a message to every connection `filter` selects (SSE connections get text as a
+    /// `message` event). Returns how many connections
     /// took it; under [`crate::SlowReaderPolicy::Disconnect`] connections whose queue is full
     /// are closed with 1013 and not counted.
     pub async fn broadcast(&self, msg: impl Into<Message>, filter: &Filter) -> usize {
@@ -517,6 +345,38 @@ impl ServerHandle {
         let mut sent = 0;
         for info in targets {
             let cmd = Command::Send(msg.clone());
+            if info.deliver(cmd, policy).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Sends a server-sent event to one connection: SSE connections get it with its name, id
+    /// and retry; WebSocket connections get its data as a text message.
+    ///
+    /// # Errors
+    /// As [`ServerHandle::write_to`].
+    pub async fn send_event(&self, id: ConnId, event: SseEvent) -> Result<(), Error> {
+        let info = self
+            .inner
+            .registry
+            .get(id)
+            .ok_or(Error::UnknownConnection(id.0))?;
+        info.deliver(
+            Command::Event(Box::new(event)),
+            self.inner.config.slow_reader,
+        )
+        .await
+    }
+
+    /// [`ServerHandle::broadcast`] for a server-sent event (see [`ServerHandle::send_event`]).
+    pub async fn broadcast_event(&self, event: SseEvent, filter: &Filter) -> usize {
+        let targets = self.inner.registry.select(filter);
+        let policy = self.inner.config.slow_reader;
+        let mut sent = 0;
+        for info in targets {
+            let cmd = Command::Event(Box::new(event.clone()));
             if info.deliver(cmd, policy).await.is_ok() {
                 sent += 1;
             }
@@ -566,6 +426,7 @@ impl ServerHandle {
     /// are gone or [`ServerConfig::stop_timeout`] passed; then drops the rest.
     pub async fn stop(&self) {
         self.inner.stopping.store(true, Ordering::Release);
+        self.inner.stop_signal.notify_waiters();
         for task in lock(&self.inner.listeners).drain(..) {
             task.abort();
         }

@@ -122,7 +122,7 @@ async fn plain_http_requests_get_the_default_404_and_bad_upgrades_400() {
     let server = Server::start(local_config(), EchoHandler).await.unwrap();
     let addr = server.local_addrs()[0];
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = String::new();

@@ -184,3 +184,88 @@ pub fn tls_connector(pki: &ws_tls::test_certs::TestPki) -> tokio_rustls::TlsConn
     let cfg = ws_tls::client_config(&pki.client_config()).unwrap();
     tokio_rustls::TlsConnector::from(Arc::clone(&cfg))
 }
+
+/// One HTTP response read off a raw connection.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: ws_http::Headers,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads the next response to a `method` request from `io`; `None` when the connection closed
+/// before a complete response. Bytes after it stay in `buf`.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    method: &str,
+) -> Option<HttpResponse> {
+    use ws_http::{BodyDecoder, BodyEvent, Limits, Parsed, parse_response};
+    let mut limits = Limits::default();
+    limits.max_body = u64::MAX;
+    let (head, len) = loop {
+        if let Ok(Parsed::Complete(h, n)) = parse_response(buf, &limits) {
+            break (h, n);
+        }
+        if io.read_buf(buf).await.ok()? == 0 {
+            return None;
+        }
+    };
+    let _ = buf.split_to(len);
+    let mut decoder = BodyDecoder::new(head.body_kind(method).ok()?, &limits).ok()?;
+    let mut body = Vec::new();
+    loop {
+        match decoder.decode(buf).ok()? {
+            Some(BodyEvent::Data(d)) => body.extend_from_slice(&d),
+            Some(BodyEvent::End { .. }) => break,
+            None => {
+                if io.read_buf(buf).await.ok()? == 0 {
+                    match decoder.finish().ok()? {
+                        Some(_) => break,
+                        None => return None,
+                    }
+                }
+            }
+        }
+    }
+    Some(HttpResponse {
+        status: head.status(),
+        headers: head.headers().clone(),
+        body,
+    })
+}
+
+/// Sends `raw` on a new connection and reads one response.
+pub async fn request(addr: SocketAddr, raw: &str) -> HttpResponse {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(raw.as_bytes()).await.unwrap();
+    let method = raw.split(' ').next().unwrap_or("GET");
+    let mut buf = BytesMut::new();
+    read_response(&mut tcp, &mut buf, method).await.unwrap()
+}
+
+/// Whether the server closes the connection within two seconds (reads until EOF).
+pub async fn closes<S: AsyncRead + Unpin>(io: &mut S) -> bool {
+    let mut sink = vec![0u8; 4096];
+    let wait = async {
+        loop {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), wait)
+        .await
+        .unwrap_or(false)
+}

@@ -1,4 +1,5 @@
-//! `wskit serve`: the WebSocket server. Echo on `/` and `/echo`, a broadcast chat on `/chat`.
+//! `wskit serve`: the WebSocket server. Echo on `/` and `/echo`, a broadcast chat on `/chat`;
+//! with `--root DIR`, plain HTTP requests get the static files of DIR on the same port.
 //!
 //! Every flag can also come from the `[serve]` table of `--config wskit.toml` (same names, with
 //! underscores); flags win.
@@ -80,6 +81,9 @@ pub(crate) struct Args {
     /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub(crate) users: Vec<String>,
+    /// Serve the static files of this directory to plain HTTP GET/HEAD requests.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
     /// Configuration file with a [serve] table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -110,6 +114,7 @@ struct ServeFile {
     send_queue: Option<usize>,
     slow_reader: Option<String>,
     users: Vec<String>,
+    root: Option<PathBuf>,
 }
 
 fn read_file(path: &std::path::Path) -> Result<ServeFile> {
@@ -229,6 +234,7 @@ fn build(args: Args) -> Result<(ServerConfig, usize)> {
     if !users.is_empty() {
         cfg.auth = Some(AuthConfig::basic(users));
     }
+    cfg.document_root = args.root.or(f.root);
     cfg.validate().context("invalid configuration")?;
     Ok((cfg, args.threads.or(f.threads).unwrap_or(0)))
 }
@@ -332,6 +338,23 @@ mod tests {
         assert!(cfg.deflate.is_none());
         assert_eq!(cfg.slow_reader, SlowReaderPolicy::Backpressure);
         assert_eq!(cfg.protocols, vec!["chat".to_owned()]);
+        assert_eq!(cfg.document_root, None);
+    }
+
+    #[test]
+    fn root_flag_sets_the_document_root() {
+        let dir = std::env::temp_dir();
+        let args = Args {
+            root: Some(dir.clone()),
+            ..Args::default()
+        };
+        let (cfg, _) = build(args).unwrap();
+        assert_eq!(cfg.document_root, Some(dir));
+        let args = Args {
+            root: Some("/definitely/not/here".into()),
+            ..Args::default()
+        };
+        assert!(build(args).is_err());
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! Static files: safe path resolution under a root, content types, validators (`ETag`,
+//! `Last-Modified`), conditional requests and single byte ranges.
+//!
+//! ```text
+//!  request path --percent-decode (no %2F, %5C, %00)--> segments (no "..", no "\")
+//!       --> root.join(segments) --canonicalize--> must start with canonical root (symlinks)
+//!       --> directory: "/" appended by redirect, then index.html (checked the same way)
+//!       --> If-None-Match / If-Modified-Since: 304;  Range: 206 | 416;  else 200
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::handler::Request;
+
+/// Index file served for a directory.
+pub(crate) const INDEX: &str = "index.html";
+
+/// What a request path maps to under the document root.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// A regular file (canonical path, inside the root).
+    File(PathBuf),
+    /// A directory requested without the trailing slash: redirect here.
+    Redirect(String),
+    /// Nothing there.
+    NotFound,
+    /// A path that tries to leave the root or cannot be decoded: answer with this status.
+    Refused(u16),
+}
+
+/// Percent-decodes a path, refusing encoded separators and NULs; `None` for bad escapes,
+/// encoded `/` or `\`, NUL, or non-UTF-8 results.
+fn decode_path(path: &str) -> Option<String> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let v = hex(*bytes.get(i + 1)?)? << 4 | hex(*bytes.get(i + 2)?)?;
+            if matches!(v, b'/' | b'\\' | 0) {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The relative path for a request path: `None` when it must be refused.
+pub(crate) fn relative(path: &str) -> Option<PathBuf> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let decoded = decode_path(path)?;
+    let mut rel = PathBuf::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return None,
+            s if s.contains(['\\', '\0', ':']) => return None,
+            s => rel.push(s),
+        }
+    }
+    Some(rel)
+}
+
+/// Maps `url_path` to a file under `root` (already canonical).
+pub(crate) async fn lookup(root: &Path, url_path: &str) -> Lookup {
+    let Some(rel) = relative(url_path) else {
+        return Lookup::Refused(if decode_path(url_path).is_none() {
+            400
+        } else {
+            403
+        });
+    };
+    let Ok(real) = tokio::fs::canonicalize(root.join(&rel)).await else {
+        return Lookup::NotFound;
+    };
+    if !real.starts_with(root) {
+        return Lookup::Refused(403);
+    }
+    let Ok(meta) = tokio::fs::metadata(&real).await else {
+        return Lookup::NotFound;
+    };
+    if meta.is_file() {
+        return Lookup::File(real);
+    }
+    if !meta.is_dir() {
+        return Lookup::NotFound;
+    }
+    if !url_path.ends_with('/') {
+        return Lookup::Redirect(format!("{url_path}/"));
+    }
+    let Ok(index) = tokio::fs::canonicalize(real.join(INDEX)).await else {
+        return Lookup::NotFound;
+    };
+    if !index.starts_with(root) {
+        return Lookup::Refused(403);
+    }
+    match tokio::fs::metadata(&index).await {
+        Ok(m) if m.is_file() => Lookup::File(index),
+        _ => Lookup::NotFound,
+    }
+}
+
+/// Content type by file extension.
+pub(crate) fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" | "log" | "md" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "bmp" => "image/bmp",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "mp4" | "m4v" => "video/mp4",
+        "webm" => "video/webm",
+        "ogv" => "video/ogg",
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" => "audio/ogg",
+        "wav" => "audio/wav",
+        "m4a" => "audio/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Validators of a file version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Validators {
+    /// Strong entity tag from length and modification time (quoted).
+    pub(crate) etag: String,
+    /// Modification time, whole seconds since the epoch.
+    pub(crate) modified: Option<u64>,
+}
+
+impl Validators {
+    pub(crate) fn new(len: u64, modified: Option<SystemTime>) -> Self {
+        let since = modified.and_then(|m| m.duration_since(UNIX_EPOCH).ok());
+        let (secs, nanos) = since.map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()));
+        Self {
+            etag: format!("\"{len:x}-{secs:x}{nanos:08x}\""),
+            modified: since.map(|d| d.as_secs()),
+        }
+    }
+}
+
+/// Whether an `If-None-Match` list matches `etag` (weak comparison, RFC 9110 section 13.1.2).
+pub(crate) fn none_match(header: &str, etag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let ours = strip(etag);
+    header
+        .split(',')
+        .any(|t| t.trim() == "*" || strip(t) == ours)
+}
+
+/// A requested byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeSpec {
+    /// Serve the whole representation (no Range, an unusable one, or several ranges).
+    Full,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+    /// No byte of the range exists: 416.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` value for a representation of `len` bytes; only one range is honoured
+/// (several are answered with the full body, which RFC 9110 allows).
+pub(crate) fn range(header: &str, len: u64) -> RangeSpec {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeSpec::Full;
+    };
+    if spec.contains(',') {
+        return RangeSpec::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeSpec::Full;
+    };
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.trim().is_empty(), num(a), num(b)) {
+        // bytes=-N: the last N bytes.
+        (true, _, Some(n)) => {
+            if n == 0 || len == 0 {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Part(len.saturating_sub(n), len - 1)
+            }
+        }
+        (false, Some(start), end) if b.trim().is_empty() || end.is_some() => {
+            if end.is_some_and(|e| e < start) {
+                return RangeSpec::Full;
+            }
+            if start >= len {
+                return RangeSpec::Unsatisfiable;
+            }
+            RangeSpec::Part(start, end.map_or(len - 1, |e| e.min(len - 1)))
+        }
+        _ => RangeSpec::Full,
+    }
+}
+
+/// What to send for a file request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    /// Byte range of the file to send (`start`, `len`); `None`: no body.
+    pub(crate) body: Option<(u64, u64)>,
+}
+
+/// Decides status, headers and byte range for a file of `len` bytes (RFC 9110 section 13.2.2
+/// order: `If-None-Match`, else `If-Modified-Since`; then `Range` with `If-Range`).
+pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &str) -> Plan {
+    let mut headers = vec![("ETag".to_owned(), v.etag.clone())];
+    if let Some(m) = v.modified {
+        headers.push((
+            "Last-Modified".to_owned(),
+            http_date(UNIX_EPOCH + Duration::from_secs(m)),
+        ));
+    }
+    let get_or_head = matches!(request.method(), "GET" | "HEAD");
+    let not_modified = match request.header("if-none-match") {
+        Some(inm) => none_match(inm, &v.etag),
+        None => request
+            .header("if-modified-since")
+            .and_then(parse_http_date)
+            .zip(v.modified)
+            .is_some_and(|(since, m)| m <= since),
+    };
+    if get_or_head && not_modified {
+        return Plan {
+            status: 304,
+            headers,
+            body: None,
+        };
+    }
+    headers.push(("Accept-Ranges".to_owned(), "bytes".to_owned()));
+    let range_applies = request.method() == "GET"
+        && request.header("if-range").is_none_or(|ir| {
+            let ir = ir.trim();
+            if ir.starts_with('"') {
+                ir == v.etag
+            } else {
+                parse_http_date(ir).is_some_and(|d| Some(d) == v.modified)
+            }
+        });
+    let spec = match request.header("range") {
+        Some(r) if range_applies => range(r, len),
+        _ => RangeSpec::Full,
+    };
+    match spec {
+        RangeSpec::Full => {
+            headers.push(("Content-Type".to_owned(), content_type.to_owned()));
+            Plan {
+                status: 200,
+                headers,
+                body: Some((0, len)),
+            }
+        }
+        RangeSpec::Part(start, end) => {
+            headers.push(("Content-Type".to_owned(), content_type.to_owned()));
+            headers.push((
+                "Content-Range".to_owned(),
+                format!("bytes {start}-{end}/{len}"),
+            ));
+            Plan {
+                status: 206,
+                headers,
+                body: Some((start, end - start + 1)),
+            }
+        }
+        RangeSpec::Unsatisfiable => {
+            headers.push(("Content-Range".to_owned(), format!("bytes */{len}")));
+            Plan {
+                status: 416,
+                headers,
+                body: None,
+            }
+        }
+    }
+}
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn http_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(253_402_300_799); // 9999-12-31
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Parses an IMF-fixdate into seconds since the epoch (other date formats are ignored).
+pub(crate) fn parse_http_date(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let rest = s.get(5..)?; // "Sun, "
+    let mut parts = rest.split(' ');
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+    if parts.next()? != "GMT" || day == 0 || day > 31 || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(parse_http_date(&http_date(now)), Some(secs));
+    }
+
+    #[test]
+    fn paths_never_leave_the_root() {
+        assert_eq!(relative("/a/b.txt"), Some(PathBuf::from("a/b.txt")));
+        assert_eq!(relative("/a/./b//c"), Some(PathBuf::from("a/b/c")));
+        assert_eq!(relative("/%61.txt"), Some(PathBuf::from("a.txt")));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc",
+            "/a%2fb",
+            "/a%5cb",
+            "/a\\..\\b",
+            "/a%00b",
+            "/%zz",
+            "relative",
+            "/c:/x",
+        ] {
+            assert_eq!(relative(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range("bytes=0-9", 100), RangeSpec::Part(0, 9));
+        assert_eq!(range("bytes=90-", 100), RangeSpec::Part(90, 99));
+        assert_eq!(range("bytes=-10", 100), RangeSpec::Part(90, 99));
+        assert_eq!(range("bytes=-1000", 100), RangeSpec::Part(0, 99));
+        assert_eq!(range("bytes=50-1000", 100), RangeSpec::Part(50, 99));
+        assert_eq!(range("bytes=100-", 100), RangeSpec::Unsatisfiable);
+        assert_eq!(range("bytes=-0", 100), RangeSpec::Unsatisfiable);
+        assert_eq!(range("bytes=0-1,5-6", 100), RangeSpec::Full);
+        assert_eq!(range("bytes=9-1", 100), RangeSpec::Full);
+        assert_eq!(range("items=0-1", 100), RangeSpec::Full);
+        assert_eq!(range("bytes=x-1", 100), RangeSpec::Full);
+    }
+
+    #[test]
+    fn etags_compare_weakly_for_if_none_match() {
+        assert!(none_match("\"a\", W/\"b\"", "\"b\""));
+        assert!(none_match("*", "\"b\""));
+        assert!(!none_match("\"c\"", "\"b\""));
+    }
+}

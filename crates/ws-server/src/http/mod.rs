@@ -1,0 +1,631 @@
+//! The HTTP side of the port: one loop per connection until it upgrades, turns into SSE, or
+//! closes.
+//!
+//! ```text
+//!  read head (first: handshake_timeout; next: keep_alive_timeout idle, then handshake_timeout)
+//!    | ws_http::parse_request (limits: 431 / 414 / 400 / 505)     not HTTP (first) -> RawTcp
+//!    v
+//!  Handler::on_before_request --Respond--> response
+//!    | Continue
+//!    +-- Upgrade: websocket --> upgrade::run (origin, auth, on_handshake, 101) --> WebSocket
+//!    +-- body_kind (CL + TE, bad CL: 400 and close) ; BodyDecoder (CL > max_body: 413)
+//!    +-- GET + Accept: text/event-stream + SseConfig::allows(path) --> SSE connection
+//!    +-- GET/HEAD + document_root --> static file (304 / 206 / 416 / 301 / 403)
+//!    +-- Handler::on_http(request, body) --> Response
+//!    v
+//!  write response (Content-Length | chunked | close-delimited for HTTP/1.0 streams)
+//!  discard the unread body (bounded), then the next pipelined request, or close
+//! ```
+
+mod body;
+mod files;
+mod response;
+mod upgrade;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::SystemTime,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::{io::AsyncReadExt, time::Instant};
+use ws_http::{BodyDecoder, BodyKind, ChunkedEncoder, Parsed, Version};
+
+pub use body::Body;
+pub use response::Response;
+
+use crate::{
+    conn::{Established, LINGER},
+    error::Error,
+    handler::{Before, Handler, Request},
+    io::Io,
+    server::{AdmitGuard, Inner, ServerHandle},
+};
+use response::Source;
+
+/// Unread request body the server reads and drops to keep a connection reusable; beyond it
+/// the connection is closed instead.
+const DISCARD_BUDGET: u64 = 256 * 1024;
+/// File and stream bodies are copied in pieces of this size (bounded memory per response).
+const COPY_CHUNK: usize = 64 * 1024;
+/// Bytes bodies up to this size are written together with the head.
+const COALESCE: usize = 16 * 1024;
+
+/// What follows the HTTP phase of a connection.
+pub(crate) enum Next {
+    Ws(Established),
+    Raw {
+        io: Io,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        first: Bytes,
+        guard: AdmitGuard,
+    },
+    Sse {
+        io: Io,
+        request: Box<Request>,
+        guard: AdmitGuard,
+    },
+}
+
+/// An accepted (and TLS-terminated) connection entering the HTTP phase.
+pub(crate) struct Accepted {
+    pub(crate) io: Io,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) tls: bool,
+    /// End of the handshake timeout (TLS plus the first request head).
+    pub(crate) deadline: Instant,
+    pub(crate) guard: AdmitGuard,
+    /// Admitted beyond `max_connections`: answer 503.
+    pub(crate) over_limit: bool,
+}
+
+enum HeadRead {
+    Head(Box<ws_http::Request>, usize),
+    NotHttp,
+    Failed(ws_http::Error),
+    TimedOut { partial: bool },
+    Closed,
+}
+
+async fn read_head(
+    io: &mut Io,
+    buf: &mut BytesMut,
+    inner: &Inner,
+    first: Option<Instant>,
+) -> HeadRead {
+    let config = &inner.config;
+    let mut head_deadline = first;
+    loop {
+        if first.is_none() {
+            // Empty lines before a request are ignored (RFC 9112 section 2.2).
+            while buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+                buf.advance(1);
+            }
+        }
+        if !buf.is_empty() {
+            if first.is_some() && !ws_http::looks_like_http(buf) {
+                return HeadRead::NotHttp;
+            }
+            match ws_http::parse_request(buf, &config.http) {
+                Ok(Parsed::Complete(h, n)) => return HeadRead::Head(Box::new(h), n),
+                Ok(Parsed::Partial) => {}
+                Err(e) => return HeadRead::Failed(e),
+            }
+            head_deadline.get_or_insert_with(|| Instant::now() + config.handshake_timeout);
+        }
+        let idle = head_deadline.is_none();
+        let deadline = head_deadline.unwrap_or_else(|| Instant::now() + config.keep_alive_timeout);
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        let stop = inner.stop_signal.notified();
+        if idle && inner.stopping.load(Ordering::Acquire) {
+            return HeadRead::Closed;
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, io.read_buf(buf)) => r,
+            () = stop, if idle => return HeadRead::Closed,
+        };
+        match read {
+            Err(_) => {
+                return HeadRead::TimedOut {
+                    partial: !buf.is_empty(),
+                };
+            }
+            Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends FIN, then reads (and drops) what the peer still sends for a short while, so that
+/// unread input does not turn the close into a reset that destroys the response.
+pub(crate) async fn close_gracefully(io: &mut Io) {
+    let _ = tokio::time::timeout(LINGER, async {
+        let _ = io.shutdown().await;
+        let mut sink = BytesMut::with_capacity(4096);
+        let mut total = 0usize;
+        while total < 1 << 20 {
+            sink.clear();
+            match io.read_buf(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes a parse or framing error answer and closes.
+async fn fail(io: &mut Io, e: &ws_http::Error) {
+    let mut out = BytesMut::new();
+    e.write_response(&mut out);
+    let _ = tokio::time::timeout(LINGER, io.write_all(&out)).await;
+    close_gracefully(io).await;
+}
+
+fn http_error(e: &ws_http::Error) -> Error {
+    Error::Http {
+        status: e.status(),
+        reason: e.to_string(),
+    }
+}
+
+/// Serves HTTP requests on one connection until it upgrades, becomes SSE, or closes.
+pub(crate) async fn serve<H: Handler>(
+    server: &ServerHandle,
+    handler: &Arc<H>,
+    accepted: Accepted,
+) -> Option<Next> {
+    let Accepted {
+        mut io,
+        peer,
+        local,
+        tls,
+        deadline,
+        guard,
+        over_limit,
+    } = accepted;
+    let inner = &server.inner;
+    let config = &inner.config;
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut served = 0usize;
+    loop {
+        let first = (served == 0).then_some(deadline);
+        let (head, head_len) = match read_head(&mut io, &mut buf, inner, first).await {
+            HeadRead::Head(h, n) => (h, n),
+            HeadRead::NotHttp => {
+                if config.raw_tcp.enabled && handler.on_unknown_protocol(peer, &buf).await {
+                    return Some(Next::Raw {
+                        io,
+                        peer,
+                        local,
+                        tls,
+                        first: buf.freeze(),
+                        guard,
+                    });
+                }
+                return None;
+            }
+            HeadRead::Failed(e) => {
+                fail(&mut io, &e).await;
+                handler.on_error(peer, None, &http_error(&e)).await;
+                return None;
+            }
+            HeadRead::TimedOut { partial } => {
+                if partial {
+                    let resp = Response::text(408, "request timeout\n");
+                    let _ = send(&mut io, resp, None, false, config).await;
+                    close_gracefully(&mut io).await;
+                }
+                if partial || first.is_some() {
+                    handler.on_error(peer, None, &Error::HandshakeTimeout).await;
+                }
+                return None;
+            }
+            HeadRead::Closed => return None,
+        };
+        buf.advance(head_len);
+        served += 1;
+        let mut request = Request::from_http(&head, peer, local, tls);
+
+        if (served == 1 && over_limit) || inner.stopping.load(Ordering::Acquire) {
+            let resp = Response::text(503, "server busy\n");
+            let _ = send(&mut io, resp, Some(&request), false, config).await;
+            close_gracefully(&mut io).await;
+            return None;
+        }
+        let before = handler.on_before_request(&mut request).await;
+        let early = match before {
+            Before::Respond(resp) => Some(resp),
+            Before::Continue => None,
+        };
+        if early.is_none() && head.is_websocket_upgrade() {
+            let deadline = first.unwrap_or_else(|| Instant::now() + config.handshake_timeout);
+            return Box::pin(upgrade::run(
+                server, handler, io, &head, request, buf, guard, deadline,
+            ))
+            .await;
+        }
+        let kind = match head.body_kind() {
+            Ok(k) => k,
+            Err(e) => {
+                // Request smuggling vectors (CL with TE, bad CL) and unknown codings.
+                fail(&mut io, &e).await;
+                handler.on_error(peer, None, &http_error(&e)).await;
+                return None;
+            }
+        };
+        if early.is_none()
+            && request.method() == "GET"
+            && config.sse.allows(request.path())
+            && request.accepts_event_stream()
+        {
+            return Some(Next::Sse {
+                io,
+                request: Box::new(request),
+                guard,
+            });
+        }
+        let decoder = match BodyDecoder::new(kind, &config.http) {
+            Ok(d) => d,
+            Err(e) => {
+                fail(&mut io, &e).await;
+                handler.on_error(peer, None, &http_error(&e)).await;
+                return None;
+            }
+        };
+        let mut keep_alive =
+            config.keep_alive && head.keep_alive() && served < config.max_requests_per_connection;
+        let expects_continue = head.version() == Version::Http11
+            && head
+                .headers()
+                .get("expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let length = match kind {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        };
+        let mut body = Body {
+            io: &mut io,
+            rx: &mut buf,
+            decoder,
+            length,
+            timeout: config.body_timeout,
+            continue_pending: expects_continue && length != Some(0),
+            error: None,
+            done: length == Some(0),
+        };
+        let mut response = match early {
+            Some(resp) => resp,
+            None => match static_file(inner, &request).await {
+                Some(resp) => resp,
+                None => handler.on_http(&request, &mut body).await,
+            },
+        };
+        if let Some((status, reason)) = body.error.take() {
+            keep_alive = false;
+            // The handler's answer stands only when it reports this same status (a custom
+            // error page); anything else would hide why the body failed.
+            if response.status != status {
+                response = Response::text(status, format!("{reason}\n"));
+            }
+            handler
+                .on_error(peer, None, &Error::Http { status, reason })
+                .await;
+        } else if !body.discard(DISCARD_BUDGET).await {
+            keep_alive = false;
+        }
+        let keep_alive = keep_alive && !inner.stopping.load(Ordering::Acquire);
+        if !send(&mut io, response, Some(&request), keep_alive, config).await {
+            close_gracefully(&mut io).await;
+            return None;
+        }
+    }
+}
+
+/// The static-file answer for `request`, when the document root has one.
+async fn static_file(inner: &Inner, request: &Request) -> Option<Response> {
+    let root = inner.root.as_deref()?;
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return None;
+    }
+    match files::lookup(root, request.path()).await {
+        files::Lookup::File(path) => Some(Response::file(path)),
+        files::Lookup::Redirect(to) => {
+            let location = match request.query() {
+                Some(q) => format!("{to}?{q}"),
+                None => to,
+            };
+            Some(Response::redirect(301, location))
+        }
+        files::Lookup::Refused(status) => Some(Response::new(status)),
+        files::Lookup::NotFound => None,
+    }
+}
+
+/// A response body ready to be written.
+enum Payload {
+    Bytes(Bytes),
+    Reader(
+        std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+        Option<u64>,
+    ),
+    Channel(tokio::sync::mpsc::Receiver<Bytes>, Option<u64>),
+    File(tokio::fs::File, u64, u64),
+}
+
+/// Writes `resp` for `request` (`None`: an answer before any request was understood). Returns
+/// whether the connection can carry another request.
+pub(crate) async fn send(
+    io: &mut Io,
+    resp: Response,
+    request: Option<&Request>,
+    mut keep_alive: bool,
+    config: &crate::ServerConfig,
+) -> bool {
+    let head_only = request.is_some_and(|r| r.method() == "HEAD");
+    let http10 = request.is_some_and(|r| r.version() == Version::Http10);
+    let Response {
+        mut status,
+        headers,
+        body,
+        source,
+    } = resp;
+    let mut fields: Vec<(String, String)> = headers
+        .into_iter()
+        .filter(|(n, _)| {
+            ![
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "date",
+                "server",
+            ]
+            .iter()
+            .any(|f| n.eq_ignore_ascii_case(f))
+        })
+        .collect();
+    let payload = match source {
+        None => Payload::Bytes(body),
+        Some(Source::Reader { reader, len }) => Payload::Reader(reader, len),
+        Some(Source::Channel { rx, len }) => Payload::Channel(rx, len),
+        Some(Source::File(path)) => match open_file(&path).await {
+            Some((file, meta)) => {
+                let len = meta.len();
+                let v = files::Validators::new(len, meta.modified().ok());
+                let has_type = fields
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+                let plan = match request {
+                    Some(r) => files::plan(r, len, &v, files::content_type(&path)),
+                    None => files::Plan {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: Some((0, len)),
+                    },
+                };
+                fields.extend(
+                    plan.headers
+                        .into_iter()
+                        .filter(|(n, _)| !(has_type && n == "Content-Type")),
+                );
+                if plan.status != 200 {
+                    status = plan.status;
+                }
+                match plan.body {
+                    Some((start, n)) => Payload::File(file, start, n),
+                    None => Payload::Bytes(Bytes::new()),
+                }
+            }
+            None => {
+                status = 404;
+                Payload::Bytes(Bytes::new())
+            }
+        },
+    };
+    let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+    let length = match &payload {
+        Payload::Bytes(b) => Some(b.len() as u64),
+        Payload::File(_, _, n) => Some(*n),
+        Payload::Reader(_, l) | Payload::Channel(_, l) => *l,
+    };
+    let mut chunked = false;
+    if !no_body {
+        match length {
+            Some(n) => fields.push(("Content-Length".into(), n.to_string())),
+            None if http10 => keep_alive = false,
+            None => {
+                fields.push(("Transfer-Encoding".into(), "chunked".into()));
+                chunked = true;
+            }
+        }
+    }
+    if !keep_alive {
+        fields.push(("Connection".into(), "close".into()));
+    } else if http10 {
+        fields.push(("Connection".into(), "keep-alive".into()));
+    }
+    if !config.server_name.is_empty() {
+        fields.push(("Server".into(), config.server_name.clone()));
+    }
+    fields.push(("Date".into(), files::http_date(SystemTime::now())));
+    let mut out = BytesMut::with_capacity(256);
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if ws_http::write_response_head(&mut out, status, None, &refs).is_err() {
+        // A header from the application that cannot be written (CR/LF, bad name).
+        out.clear();
+        let _ = ws_http::write_response(&mut out, 500, &[], b"", false);
+        let _ = write(io, &out, config).await;
+        return false;
+    }
+    if head_only || no_body {
+        return write(io, &out, config).await && keep_alive;
+    }
+    let ok = match payload {
+        Payload::Bytes(b) => {
+            if b.len() <= COALESCE {
+                out.extend_from_slice(&b);
+                write(io, &out, config).await
+            } else {
+                write(io, &out, config).await && write(io, &b, config).await
+            }
+        }
+        Payload::File(mut file, start, n) => {
+            write(io, &out, config).await && copy_file(io, &mut file, start, n, config).await
+        }
+        Payload::Reader(mut reader, len) => {
+            if !write(io, &out, config).await {
+                return false;
+            }
+            let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
+            let mut left = len;
+            let mut enc = ChunkedEncoder::new();
+            loop {
+                chunk.clear();
+                let want = left.map_or(COPY_CHUNK, |l| {
+                    COPY_CHUNK.min(usize::try_from(l).unwrap_or(COPY_CHUNK))
+                });
+                if want == 0 {
+                    break true;
+                }
+                let mut limited = (&mut reader).take(want as u64);
+                match limited.read_buf(&mut chunk).await {
+                    Ok(0) => {
+                        break left.is_none()
+                            && finish_chunked(io, chunked, &mut enc, config).await;
+                    }
+                    Ok(n) => {
+                        if let Some(l) = &mut left {
+                            *l -= n as u64;
+                        }
+                        if !write_piece(io, &chunk, chunked, &mut enc, config).await {
+                            break false;
+                        }
+                    }
+                    Err(_) => break false,
+                }
+            }
+        }
+        Payload::Channel(mut rx, len) => {
+            if !write(io, &out, config).await {
+                return false;
+            }
+            let mut left = len;
+            let mut enc = ChunkedEncoder::new();
+            loop {
+                match rx.recv().await {
+                    None => {
+                        break left.is_none_or(|l| l == 0)
+                            && finish_chunked(io, chunked, &mut enc, config).await;
+                    }
+                    Some(piece) => {
+                        let piece = match &mut left {
+                            Some(l) => {
+                                let take =
+                                    piece.len().min(usize::try_from(*l).unwrap_or(usize::MAX));
+                                *l -= take as u64;
+                                piece.slice(..take)
+                            }
+                            None => piece,
+                        };
+                        if !write_piece(io, &piece, chunked, &mut enc, config).await {
+                            break false;
+                        }
+                        if left == Some(0) {
+                            break true;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ok && keep_alive
+}
+
+async fn open_file(path: &std::path::Path) -> Option<(tokio::fs::File, std::fs::Metadata)> {
+    let file = tokio::fs::File::open(path).await.ok()?;
+    let meta = file.metadata().await.ok()?;
+    meta.is_file().then_some((file, meta))
+}
+
+/// Writes with the body timeout; false on error or timeout.
+async fn write(io: &mut Io, bytes: &[u8], config: &crate::ServerConfig) -> bool {
+    matches!(
+        tokio::time::timeout(config.body_timeout, io.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn write_piece(
+    io: &mut Io,
+    piece: &[u8],
+    chunked: bool,
+    enc: &mut ChunkedEncoder,
+    config: &crate::ServerConfig,
+) -> bool {
+    if piece.is_empty() {
+        return true;
+    }
+    if !chunked {
+        return write(io, piece, config).await;
+    }
+    let mut out = BytesMut::with_capacity(piece.len() + 16);
+    enc.write_chunk(piece, &mut out).is_ok() && write(io, &out, config).await
+}
+
+async fn finish_chunked(
+    io: &mut Io,
+    chunked: bool,
+    enc: &mut ChunkedEncoder,
+    config: &crate::ServerConfig,
+) -> bool {
+    if !chunked {
+        return true;
+    }
+    let mut out = BytesMut::with_capacity(8);
+    enc.finish(&[], &mut out).is_ok() && write(io, &out, config).await
+}
+
+/// Sends `len` bytes of `file` from `start`, one bounded chunk at a time.
+async fn copy_file(
+    io: &mut Io,
+    file: &mut tokio::fs::File,
+    start: u64,
+    len: u64,
+    config: &crate::ServerConfig,
+) -> bool {
+    use tokio::io::AsyncSeekExt;
+    if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return false;
+    }
+    let mut chunk = BytesMut::with_capacity(
+        COPY_CHUNK
+            .min(usize::try_from(len).unwrap_or(COPY_CHUNK))
+            .max(1),
+    );
+    let mut left = len;
+    while left > 0 {
+        chunk.clear();
+        let want = COPY_CHUNK.min(usize::try_from(left).unwrap_or(COPY_CHUNK));
+        let mut limited = (&mut *file).take(want as u64);
+        match limited.read_buf(&mut chunk).await {
+            // The file shrank: the promised length cannot be met; close.
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                left -= n as u64;
+                if !write(io, &chunk, config).await {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,336 @@
+//! Server-sent events (`text/event-stream`): a send-only connection in the same registry as
+//! WebSocket ones ([`Transport::Sse`]), so `write_to`, `broadcast` and channels reach it.
+//!
+//! ```text
+//!  GET /events  Accept: text/event-stream  -->  200, text/event-stream, close-delimited body
+//!                                               retry: 3000            (SseConfig::retry)
+//!  Ctx::send / write_to / broadcast(text)  -->  data: line 1\ndata: line 2\n\n
+//!  send_event(SseEvent{event, id, retry})  -->  event: x\nid: 7\ndata: ...\n\n
+//!  every SseConfig::heartbeat              -->  :\n\n    (a comment; write errors end it)
+//!  client closes (read gives 0 / error)    -->  on_disconnect, out of the registry
+//! ```
+
+use std::{
+    any::Any,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::{Notify, mpsc};
+use ws_frame::{CloseCode, Initiator, Message};
+
+use crate::{
+    channels::validate_channel,
+    conn::LINGER,
+    handler::{Ctx, Disconnect, Handler, Request, Sink},
+    io::{Io, Target},
+    registry::{Command, ConnInfo, KILL_NONE, Transport},
+    server::{AdmitGuard, ServerHandle},
+    tx::TxQueue,
+};
+
+/// One server-sent event. `data` may span lines (each becomes a `data:` line); line breaks in
+/// `event` and `id` (which would inject fields) are removed, as are NULs in `id`.
+///
+/// ```
+/// let ev = ws_server::SseEvent::new("a\nb").with_event("tick").with_id("7");
+/// assert_eq!(&ev.to_bytes()[..], b"event: tick\nid: 7\ndata: a\ndata: b\n\n");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SseEvent {
+    /// Event name (`event:`); `None` is a `message` event for the browser.
+    pub event: Option<String>,
+    /// Event id (`id:`), echoed by a reconnecting browser in `Last-Event-ID`.
+    pub id: Option<String>,
+    /// Reconnection delay for the client (`retry:`, in milliseconds).
+    pub retry: Option<Duration>,
+    /// The data; `\r\n`, `\n` and `\r` separate its lines.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// A `message` event with `data`.
+    #[must_use]
+    pub fn new(data: impl Into<String>) -> Self {
+        Self {
+            data: data.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the event name.
+    #[must_use]
+    pub fn with_event(mut self, name: impl Into<String>) -> Self {
+        self.event = Some(name.into());
+        self
+    }
+
+    /// Sets the event id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the reconnection delay.
+    #[must_use]
+    pub fn with_retry(mut self, retry: Duration) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The event on the wire, ending with the empty line.
+    #[must_use]
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.data.len() + 32);
+        let clean = |s: &str| s.replace(['\r', '\n', '\0'], "");
+        if let Some(e) = &self.event {
+            field(&mut out, "event", &clean(e));
+        }
+        if let Some(id) = &self.id {
+            field(&mut out, "id", &clean(id));
+        }
+        if let Some(r) = self.retry {
+            field(&mut out, "retry", &r.as_millis().to_string());
+        }
+        data_lines(&mut out, &self.data);
+        out.put_u8(b'\n');
+        out.freeze()
+    }
+}
+
+fn field(out: &mut BytesMut, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.put_u8(b'\n');
+}
+
+fn data_lines(out: &mut BytesMut, data: &str) {
+    let normalized = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in normalized.split('\n') {
+        field(out, "data", line);
+    }
+}
+
+/// A WebSocket-style message as an SSE `message` event: text as it is, binary when it is
+/// UTF-8 (other binary payloads are not delivered).
+pub(crate) fn message_event(msg: &Message) -> Option<Bytes> {
+    let text = match msg {
+        Message::Text(t) => t.as_str(),
+        Message::Binary(b) => std::str::from_utf8(b).ok()?,
+    };
+    let mut out = BytesMut::with_capacity(text.len() + 8);
+    data_lines(&mut out, text);
+    out.put_u8(b'\n');
+    Some(out.freeze())
+}
+
+/// The response head of an SSE stream; the body lasts until the connection closes.
+fn response_head(server_name: &str, retry: Option<Duration>) -> Bytes {
+    let mut out = BytesMut::with_capacity(192);
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+        ("Connection", "close"),
+    ];
+    if !server_name.is_empty() {
+        fields.push(("Server", server_name));
+    }
+    if ws_http::write_response_head(&mut out, 200, None, &fields).is_err() {
+        out.clear();
+        fields.pop();
+        let _ = ws_http::write_response_head(&mut out, 200, None, &fields);
+    }
+    if let Some(r) = retry {
+        field(&mut out, "retry", &r.as_millis().to_string());
+        out.put_u8(b'\n');
+    }
+    out.freeze()
+}
+
+enum Wake {
+    Kill,
+    Wrote(std::io::Result<usize>),
+    Read(std::io::Result<usize>),
+    Cmd(Option<Command>),
+    Heartbeat,
+}
+
+/// Runs one SSE connection to its end.
+pub(crate) async fn run<H: Handler>(
+    server: ServerHandle,
+    handler: Arc<H>,
+    mut io: Io,
+    request: Request,
+    _guard: AdmitGuard,
+) {
+    let inner = server.inner.clone();
+    let config = &inner.config;
+    let (sender, mut cmds) = mpsc::channel(config.send_queue);
+    let info = Arc::new(ConnInfo {
+        id: inner.registry.next_id(),
+        peer: request.peer,
+        local: request.local,
+        tls: request.tls,
+        transport: Transport::Sse,
+        url: request.target,
+        headers: if config.keep_request_headers {
+            request.headers
+        } else {
+            Vec::new()
+        },
+        protocol: None,
+        extensions: None,
+        user: request.user,
+        connected_at: SystemTime::now(),
+        rx_bytes: AtomicU64::new(0),
+        tx_bytes: AtomicU64::new(0),
+        subscriptions: Mutex::new(Vec::new()),
+        tx: sender,
+        kill: Notify::new(),
+        kill_code: AtomicU16::new(KILL_NONE),
+    });
+    // The path acts as a channel (sgc's `Broadcast(text, "/sse.html")`).
+    if validate_channel(info.path()).is_ok() {
+        inner.registry.subscribe(&info, info.path());
+    }
+    inner.registry.insert(info.clone());
+    let mut tx = TxQueue::default();
+    tx.push_bytes(response_head(&config.server_name, config.sse.retry));
+    let mut data: Option<Box<dyn Any + Send + Sync>> = None;
+    let mut closing = false;
+    let mut disconnect = Disconnect {
+        code: CloseCode::NORMAL,
+        reason: String::new(),
+        by: Initiator::Remote,
+    };
+
+    macro_rules! ctx {
+        () => {
+            Ctx {
+                sink: Sink::Raw {
+                    tx: &mut tx,
+                    closing: &mut closing,
+                    sse: true,
+                },
+                info: &info,
+                server: &server,
+                data: &mut data,
+            }
+        };
+    }
+
+    Box::pin(handler.on_connect(&mut ctx!())).await;
+    let kill = info.kill.notified();
+    tokio::pin!(kill);
+    let beat = config.sse.heartbeat.unwrap_or(Duration::from_secs(86_400));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beating = config.sse.heartbeat.is_some();
+    let mut sink = BytesMut::new();
+    loop {
+        if closing && tx.is_empty() && !io.wants_flush() {
+            disconnect.by = Initiator::User;
+            break;
+        }
+        let room = tx.len() < config.write_buffer_limit;
+        let can_write = !tx.is_empty() || io.wants_flush();
+        let (reader, writer) = io.halves();
+        let wake = tokio::select! {
+            biased;
+            () = &mut kill => Wake::Kill,
+            r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
+            r = reader.read(Target::Buf(&mut sink)) => Wake::Read(r),
+            c = cmds.recv(), if room && !closing => Wake::Cmd(c),
+            _ = heartbeat.tick(), if beating && !closing => Wake::Heartbeat,
+        };
+        match wake {
+            Wake::Kill => {
+                disconnect = Disconnect {
+                    code: CloseCode::from_u16(info.kill_requested().unwrap_or(1000)),
+                    reason: "closed by the server".into(),
+                    by: Initiator::User,
+                };
+                break;
+            }
+            Wake::Wrote(Ok(n)) => {
+                info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
+                disconnect = Disconnect {
+                    code: CloseCode::ABNORMAL,
+                    reason: e.to_string(),
+                    by: Initiator::Remote,
+                };
+                break;
+            }
+            // The client went away: SSE clients never send after the request.
+            Wake::Read(Ok(0)) => {
+                disconnect.code = CloseCode::ABNORMAL;
+                break;
+            }
+            Wake::Read(Ok(n)) => {
+                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                sink.clear();
+            }
+            Wake::Cmd(Some(cmd)) => match cmd {
+                Command::Send(msg) => {
+                    if let Some(b) = message_event(&msg) {
+                        tx.push_bytes(b);
+                    }
+                }
+                Command::SendWith(b) => {
+                    if let Some(b) = message_event(&b.0) {
+                        tx.push_bytes(b);
+                    }
+                }
+                Command::Event(ev) => tx.push_bytes(ev.to_bytes()),
+                Command::Ping(_) => tx.push_bytes(Bytes::from_static(b":\n\n")),
+                Command::Close(_) => closing = true,
+                Command::Wake => {
+                    if info.kill_requested().is_some() {
+                        // Close codes mean nothing to SSE: end the stream after what is queued.
+                        closing = true;
+                    }
+                }
+            },
+            Wake::Cmd(None) => {}
+            Wake::Heartbeat => tx.push_bytes(Bytes::from_static(b":\n\n")),
+        }
+    }
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    drop(io);
+    inner.unregister(&info);
+    handler.on_disconnect(&info, disconnect).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_framed() {
+        let ev = SseEvent::new("one\r\ntwo\rthree\n")
+            .with_event("a\nb")
+            .with_id("1\0")
+            .with_retry(Duration::from_millis(1500));
+        assert_eq!(
+            &ev.to_bytes()[..],
+            b"event: ab\nid: 1\nretry: 1500\ndata: one\ndata: two\ndata: three\ndata: \n\n"
+        );
+        assert_eq!(
+            message_event(&Message::text("hi")).unwrap(),
+            Bytes::from_static(b"data: hi\n\n")
+        );
+        assert!(message_event(&Message::binary(vec![0xff])).is_none());
+        let head = response_head("x", Some(Duration::from_secs(3)));
+        assert!(head.ends_with(b"\r\n\r\nretry: 3000\n\n"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Static files from the document root over real TCP: content types, index.html, validators
+//! and 304, ranges (206, 416), HEAD, large files, and no way out of the root.
+
+mod common;
+
+use std::path::Path;
+
+use bytes::BytesMut;
+use common::{local_config, read_response, request};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+use ws_server::{NoopHandler, Server, ServerHandle};
+
+struct Site {
+    _dir: tempfile::TempDir,
+    server: ServerHandle,
+}
+
+fn write(dir: &Path, rel: &str, data: &[u8]) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// A tree with the root at `<tmp>/www` and a secret next to it at `<tmp>/secret.txt`.
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    write(&www, "index.html", b"<h1>home</h1>");
+    write(&www, "app.js", b"console.log(1)");
+    write(&www, "docs/index.html", b"docs");
+    write(&www, "data.bin", &(0..=255u8).collect::<Vec<_>>());
+    write(&www, "sub/file.txt", b"0123456789");
+    write(dir.path(), "secret.txt", b"TOP SECRET");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), www.join("escape.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), www.join("up")).unwrap();
+        std::os::unix::fs::symlink(www.join("sub/file.txt"), www.join("inside.txt")).unwrap();
+    }
+    let mut config = local_config();
+    config.document_root = Some(www);
+    let server = Server::start(config, NoopHandler).await.unwrap();
+    Site { _dir: dir, server }
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn files_are_served_with_types_and_index_html() {
+    let s = site().await;
+    let addr = s.server.local_addrs()[0];
+    let r = request(addr, &get("/", "")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>home</h1>"));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let r = request(addr, &get("/app.js", "")).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let r = request(addr, &get("/data.bin", "")).await;
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.body.len(), 256);
+    let r = request(addr, &get("/docs", "")).await;
+    assert_eq!((r.status, r.header("location")), (301, Some("/docs/")));
+    let r = request(addr, &get("/docs/", "")).await;
+    assert_eq!(r.text(), "docs");
+    let r = request(addr, &get("/sub/", "")).await;
+    assert_eq!(
+        r.status, 404,
+        "a directory without index.html is not listed"
+    );
+    let r = request(addr, &get("/missing.txt", "")).await;
+    assert_eq!(r.status, 404);
+    let r = request(addr, &get("/s%75b/file.txt", "")).await;
+    assert_eq!(r.text(), "0123456789", "percent-encoded names are decoded");
+    let r = request(
+        addr,
+        "POST /app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 404, "only GET and HEAD reach the files");
+}
+
+#[tokio::test]
+async fn traversal_attempts_are_refused() {
+    let s = site().await;
+    let addr = s.server.local_addrs()[0];
+    for path in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/sub%2f..%2f..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/sub\\..\\..\\secret.txt",
+        "/secret.txt%00.html",
+        "/escape.txt",
+        "/up/secret.txt",
+        "//etc/passwd",
+        "/%zz",
+    ] {
+        let r = request(addr, &get(path, "")).await;
+        assert!(
+            matches!(r.status, 400 | 403 | 404),
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.text().contains("SECRET"), "{path}");
+    }
+    #[cfg(unix)]
+    {
+        let r = request(addr, &get("/escape.txt", "")).await;
+        assert_eq!(r.status, 403, "symlink out of the root");
+        let r = request(addr, &get("/inside.txt", "")).await;
+        assert_eq!(
+            r.text(),
+            "0123456789",
+            "a symlink that stays inside is fine"
+        );
+    }
+}
+
+#[tokio::test]
+async fn etag_and_last_modified_give_304() {
+    let s = site().await;
+    let addr = s.server.local_addrs()[0];
+    let r = request(addr, &get("/app.js", "")).await;
+    let etag = r.header("etag").unwrap().to_owned();
+    let modified = r.header("last-modified").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'));
+    let r = request(
+        addr,
+        &get("/app.js", &format!("If-None-Match: \"x\", {etag}\r\n")),
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    let r = request(
+        addr,
+        &get("/app.js", &format!("If-None-Match: W/{etag}\r\n")),
+    )
+    .await;
+    assert_eq!(r.status, 304, "weak comparison");
+    let r = request(addr, &get("/app.js", "If-None-Match: \"other\"\r\n")).await;
+    assert_eq!(r.status, 200);
+    let r = request(
+        addr,
+        &get("/app.js", &format!("If-Modified-Since: {modified}\r\n")),
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    let r = request(
+        addr,
+        &get(
+            "/app.js",
+            "If-Modified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // If-None-Match wins over If-Modified-Since.
+    let r = request(
+        addr,
+        &get(
+            "/app.js",
+            &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\n"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn single_ranges_give_206_and_unsatisfiable_ones_416() {
+    let s = site().await;
+    let addr = s.server.local_addrs()[0];
+    let r = request(addr, &get("/sub/file.txt", "Range: bytes=2-5\r\n")).await;
+    assert_eq!((r.status, r.text().as_str()), (206, "2345"));
+    assert_eq!(r.header("content-range"), Some("bytes 2-5/10"));
+    assert_eq!(r.header("content-length"), Some("4"));
+    let r = request(addr, &get("/sub/file.txt", "Range: bytes=7-\r\n")).await;
+    assert_eq!(r.text(), "789");
+    let r = request(addr, &get("/sub/file.txt", "Range: bytes=-3\r\n")).await;
+    assert_eq!(r.text(), "789");
+    let r = request(addr, &get("/sub/file.txt", "Range: bytes=10-20\r\n")).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */10"));
+    let r = request(addr, &get("/sub/file.txt", "Range: bytes=0-1,4-5\r\n")).await;
+    assert_eq!(
+        (r.status, r.body.len()),
+        (200, 10),
+        "several ranges: the whole file"
+    );
+    let r = request(
+        addr,
+        &get(
+            "/sub/file.txt",
+            "Range: bytes=1-2\r\nIf-Range: \"stale\"\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "If-Range with another ETag: the whole file");
+    let etag = request(addr, &get("/sub/file.txt", ""))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let r = request(
+        addr,
+        &get(
+            "/sub/file.txt",
+            &format!("Range: bytes=1-2\r\nIf-Range: {etag}\r\n"),
+        ),
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (206, "12"));
+}
+
+#[tokio::test]
+async fn head_has_headers_but_no_body() {
+    let s = site().await;
+    let mut tcp = TcpStream::connect(s.server.local_addrs()[0]).await.unwrap();
+    tcp.write_all(
+        b"HEAD /sub/file.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /app.js HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = BytesMut::new();
+    let r = read_response(&mut tcp, &mut buf, "HEAD").await.unwrap();
+    assert_eq!((r.status, r.header("content-length")), (200, Some("10")));
+    assert!(r.body.is_empty());
+    let r = read_response(&mut tcp, &mut buf, "GET").await.unwrap();
+    assert_eq!(
+        r.text(),
+        "console.log(1)",
+        "nothing of the HEAD body leaked"
+    );
+}
+
+#[tokio::test]
+async fn large_files_are_streamed_intact() {
+    let s = site().await;
+    let root = s.server.config().document_root.clone().unwrap();
+    // 24 MiB: larger than any buffer the server keeps (64 KiB chunks).
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let mut tcp = TcpStream::connect(s.server.local_addrs()[0]).await.unwrap();
+    tcp.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=20000000-\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let r = read_response(&mut tcp, &mut buf, "GET").await.unwrap();
+    assert_eq!(r.header("content-length"), Some("25165824"));
+    assert!(r.body == data, "body differs");
+    let r = read_response(&mut tcp, &mut buf, "GET").await.unwrap();
+    assert_eq!(r.status, 206);
+    assert!(r.body[..] == data[20_000_000..]);
+}
