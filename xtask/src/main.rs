@@ -6,6 +6,8 @@
 //! cargo xtask fuzz [--secs N]    run every fuzz target for N seconds (default 10)
 //! cargo xtask bench [NAME]       run benchmarks (criterion micro-benchmarks when NAME is omitted)
 //! cargo xtask autobahn server    Autobahn|Testsuite fuzzingclient against `wskit serve`
+//! cargo xtask autobahn client    Autobahn|Testsuite fuzzingserver against ws-client
+//! cargo xtask interop browser    headless Chromium against `wskit serve` (test page, echo, SSE, upload)
 //! ```
 //!
 //! xtask never depends on workspace crates: it drives cargo and external tools as processes.
@@ -16,6 +18,7 @@ mod ci;
 mod deps;
 mod flags;
 mod fuzz;
+mod interop;
 mod turn;
 mod util;
 
@@ -32,6 +35,9 @@ commands:
                       fastwebsockets vs tokio-tungstenite), `rss` (memory per idle connection),
                       `turn` (wskit turn vs coturn with turnutils_uclient)
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
+  autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
+  interop browser     headless Chromium opens the test page of `wskit serve`: WebSocket echo with
+                      permessage-deflate, an SSE event, a form upload (needs chromium, node)
 ";
 
 fn main() -> Result<()> {
@@ -45,13 +51,23 @@ fn main() -> Result<()> {
         "deps" => deps::run(),
         "fuzz" => fuzz::main(&mut args),
         "bench" => bench::main(&mut args),
-        "autobahn" => match args.next_positional().as_deref() {
-            Some("server") => {
+        "interop" => match args.next_positional().as_deref() {
+            Some("browser") => {
+                let bin = args.value("wskit")?.map(std::path::PathBuf::from);
                 args.finish()?;
-                autobahn::server()
+                interop::browser(bin)
             }
-            _ => bail!("usage: cargo xtask autobahn server"),
+            _ => bail!("usage: cargo xtask interop browser [--wskit PATH]"),
         },
+        "autobahn" => {
+            let side = match args.next_positional().as_deref() {
+                Some("server") => autobahn::Side::Server,
+                Some("client") => autobahn::Side::Client,
+                _ => bail!("usage: cargo xtask autobahn server|client"),
+            };
+            args.finish()?;
+            autobahn::run(side)
+        }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
