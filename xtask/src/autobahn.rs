@@ -1,11 +1,17 @@
-//! `cargo xtask autobahn server`: the Autobahn|Testsuite fuzzing client against `wskit serve`.
+//! `cargo xtask autobahn server|client`: Autobahn|Testsuite against wskit, both roles.
 //!
-//! Installs wstest when missing (Python 2.7 under pyenv), builds `wskit` in release mode, starts
-//! `wskit serve` on a free port with permessage-deflate, runs every case against `/echo`, then:
-//! fails on any case whose `behavior` is not OK / NON-STRICT / INFORMATIONAL or whose
-//! `behaviorClose` is not OK / INFORMATIONAL; writes the counts to
-//! docs/conformance/autobahn-server.md; and compares each case with
-//! docs/conformance/autobahn-server-expected.json so that regressions show.
+//! `server`: installs wstest when missing (Python 2.7 under pyenv), builds `wskit` in release
+//! mode, starts `wskit serve` on a free port with permessage-deflate and runs the fuzzing client
+//! (every case) against `/echo`.
+//!
+//! `client`: starts wstest's fuzzing server on a free port and runs ws-client's
+//! `autobahn_client` example (release) against it; the example echoes every case with
+//! permessage-deflate offered and asks for the reports with agent `wskit`.
+//!
+//! Either way the run fails on any case whose `behavior` is not OK / NON-STRICT / INFORMATIONAL
+//! or whose `behaviorClose` is not OK / INFORMATIONAL; the counts go to
+//! docs/conformance/autobahn-{server,client}.md, and each case is compared with
+//! docs/conformance/autobahn-{server,client}-expected.json so that regressions show.
 //!
 //! Environment:
 //! - `WSKIT_AUTOBAHN_CASES=1.*,9.1.1` runs a subset (docs are then left alone);
@@ -24,8 +30,32 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const AUTOBAHN_VERSION: &str = "25.10.1";
-const SUMMARY: &str = "docs/conformance/autobahn-server.md";
-const EXPECTED: &str = "docs/conformance/autobahn-server-expected.json";
+
+/// Which side of wskit is under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// `wskit serve` against wstest's fuzzing client.
+    Server,
+    /// ws-client's `autobahn_client` example against wstest's fuzzing server.
+    Client,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+
+    fn summary(self) -> String {
+        format!("docs/conformance/autobahn-{}.md", self.name())
+    }
+
+    fn expected(self) -> String {
+        format!("docs/conformance/autobahn-{}-expected.json", self.name())
+    }
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,25 +149,30 @@ fn start_server(bin: &Path) -> Result<(Server, u16)> {
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let mut server = Server(child);
+    wait_listening(&mut server, port, "wskit serve")?;
+    Ok((server, port))
+}
+
+/// Waits until `what` (the child in `server`) accepts connections on `port`.
+fn wait_listening(server: &mut Server, port: u16, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((server, port));
+            return Ok(());
         }
         if let Some(status) = server.0.try_wait()? {
-            bail!("wskit serve exited early ({status})");
+            bail!("{what} exited early ({status})");
         }
         if Instant::now() > deadline {
-            bail!("wskit serve did not listen on port {port} within 30 s");
+            bail!("{what} did not listen on port {port} within 30 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// `cargo xtask autobahn server`.
-pub(crate) fn server() -> Result<()> {
+/// `cargo xtask autobahn server` or `cargo xtask autobahn client`.
+pub(crate) fn run(side: Side) -> Result<()> {
     let wstest = wstest()?;
-    let bin = wskit_binary()?;
     let cases: Vec<String> = match std::env::var("WSKIT_AUTOBAHN_CASES") {
         Ok(list) if !list.trim().is_empty() => {
             list.split(',').map(|c| c.trim().to_owned()).collect()
@@ -145,17 +180,27 @@ pub(crate) fn server() -> Result<()> {
         _ => vec!["*".to_owned()],
     };
     let full = cases == ["*"];
-    let work = root().join("target/autobahn/server");
+    let work = root().join("target/autobahn").join(side.name());
     let report = work.join("report");
     let _ = std::fs::remove_dir_all(&report);
     std::fs::create_dir_all(&report).with_context(|| format!("creating {}", report.display()))?;
-
-    let (server, port) = start_server(&bin)?;
     let case_list = cases
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let started = Instant::now();
+    match side {
+        Side::Server => run_server_side(&wstest, &work, &report, &case_list)?,
+        Side::Client => run_client_side(&wstest, &work, &report, &case_list)?,
+    }
+    let elapsed = started.elapsed();
+    judge(side, &report, full, elapsed)
+}
+
+fn run_server_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -> Result<()> {
+    let bin = wskit_binary()?;
+    let (server, port) = start_server(&bin)?;
     let spec = format!(
         "{{\"outdir\": \"{}\", \"servers\": [{{\"agent\": \"wskit\", \"url\": \"ws://127.0.0.1:{port}/echo\"}}], \
          \"cases\": [{case_list}], \"exclude-cases\": [], \"exclude-agent-cases\": {{}}}}\n",
@@ -164,21 +209,84 @@ pub(crate) fn server() -> Result<()> {
     let spec_path = work.join("fuzzingclient.json");
     std::fs::write(&spec_path, spec)?;
     eprintln!("==> wstest -m fuzzingclient against ws://127.0.0.1:{port}/echo (cases {case_list})");
-    let started = Instant::now();
-    let status = Command::new(&wstest)
+    let status = Command::new(wstest)
         .args(["-m", "fuzzingclient", "-s"])
         .arg(&spec_path)
-        .current_dir(&work)
+        .current_dir(work)
         .env("PYTHONUSERBASE", user_base()?)
         .stdout(Stdio::null())
         .status()
         .with_context(|| format!("running {}", wstest.display()))?;
-    let elapsed = started.elapsed();
     drop(server);
     if !status.success() {
         bail!("wstest failed ({status})");
     }
+    Ok(())
+}
 
+fn run_client_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> cargo build --release -p ws-client --example autobahn_client");
+    let status = Command::new(&cargo)
+        .current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "ws-client",
+            "--example",
+            "autobahn_client",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the autobahn_client example failed ({status})");
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let spec = format!(
+        "{{\"url\": \"ws://127.0.0.1:{port}\", \"outdir\": \"{}\", \"cases\": [{case_list}], \
+         \"exclude-cases\": [], \"exclude-agent-cases\": {{}}}}\n",
+        report.display()
+    );
+    let spec_path = work.join("fuzzingserver.json");
+    std::fs::write(&spec_path, spec)?;
+    eprintln!("==> wstest -m fuzzingserver on ws://127.0.0.1:{port} (cases {case_list})");
+    let child = Command::new(wstest)
+        .args(["-m", "fuzzingserver", "-s"])
+        .arg(&spec_path)
+        .current_dir(work)
+        .env("PYTHONUSERBASE", user_base()?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", wstest.display()))?;
+    let mut fuzzing_server = Server(child);
+    wait_listening(&mut fuzzing_server, port, "wstest -m fuzzingserver")?;
+    let status = Command::new(&cargo)
+        .current_dir(root())
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "ws-client",
+            "--example",
+            "autobahn_client",
+            "--",
+        ])
+        .arg(format!("ws://127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .status()
+        .context("running the autobahn_client example")?;
+    drop(fuzzing_server);
+    if !status.success() {
+        bail!("the autobahn_client example failed ({status})");
+    }
+    Ok(())
+}
+
+fn judge(side: Side, report: &Path, full: bool, elapsed: Duration) -> Result<()> {
+    let (summary_file, expected_file) = (side.summary(), side.expected());
     let index = std::fs::read_to_string(report.join("index.json"))
         .context("reading the Autobahn report index.json")?;
     let results = parse_index(&index)?;
@@ -197,18 +305,18 @@ pub(crate) fn server() -> Result<()> {
             failures.push(format!("{case}: behavior {behavior}, close {close}"));
         }
     }
-    let summary = render_summary(&results, &counts, &close_counts, elapsed);
+    let summary = render_summary(side, &results, &counts, &close_counts, elapsed);
     println!("{summary}");
 
-    let expected_path = root().join(EXPECTED);
+    let expected_path = root().join(&expected_file);
     let mut regressions = Vec::new();
     if full {
         std::fs::create_dir_all(root().join("docs/conformance"))?;
-        std::fs::write(root().join(SUMMARY), &summary)?;
+        std::fs::write(root().join(&summary_file), &summary)?;
         let bless = std::env::var("WSKIT_AUTOBAHN_BLESS").is_ok_and(|v| v == "1");
         if bless || !expected_path.is_file() {
             std::fs::write(&expected_path, render_expected(&results))?;
-            eprintln!("==> wrote {EXPECTED}");
+            eprintln!("==> wrote {expected_file}");
         }
     }
     if expected_path.is_file() {
@@ -220,7 +328,7 @@ pub(crate) fn server() -> Result<()> {
                     "{case}: expected {} / {}, got {} / {}",
                     want.0, want.1, got.0, got.1
                 )),
-                None => regressions.push(format!("{case}: not in {EXPECTED}")),
+                None => regressions.push(format!("{case}: not in {expected_file}")),
                 Some(_) => {}
             }
         }
@@ -234,13 +342,17 @@ pub(crate) fn server() -> Result<()> {
     }
     if !regressions.is_empty() {
         bail!(
-            "{} case(s) differ from {EXPECTED} (rerun with WSKIT_AUTOBAHN_BLESS=1 if the change \
+            "{} case(s) differ from {expected_file} (rerun with WSKIT_AUTOBAHN_BLESS=1 if the change \
              is intended):\n  {}",
             regressions.len(),
             regressions.join("\n  ")
         );
     }
-    eprintln!("==> Autobahn server suite passed ({} cases)", results.len());
+    eprintln!(
+        "==> Autobahn {} suite passed ({} cases)",
+        side.name(),
+        results.len()
+    );
     Ok(())
 }
 
@@ -258,17 +370,26 @@ fn sorted(results: &Results) -> Vec<(&String, &(String, String))> {
 }
 
 fn render_summary(
+    side: Side,
     results: &Results,
     counts: &BTreeMap<String, usize>,
     close_counts: &BTreeMap<String, usize>,
     elapsed: Duration,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Autobahn|Testsuite: wskit serve (fuzzingclient)\n");
+    let (title, how) = match side {
+        Side::Server => ("wskit serve (fuzzingclient)", "target `/echo`"),
+        Side::Client => (
+            "ws-client (fuzzingserver)",
+            "driver `cargo run --release -p ws-client --example autobahn_client`",
+        ),
+    };
+    let _ = writeln!(s, "# Autobahn|Testsuite: {title}\n");
     let _ = writeln!(
         s,
-        "Generated by `cargo xtask autobahn server` (autobahntestsuite {AUTOBAHN_VERSION}, all \
-         cases, permessage-deflate enabled, target `/echo`). {} cases in {} s.\n",
+        "Generated by `cargo xtask autobahn {}` (autobahntestsuite {AUTOBAHN_VERSION}, all \
+         cases, permessage-deflate enabled, {how}). {} cases in {} s.\n",
+        side.name(),
         results.len(),
         elapsed.as_secs()
     );

@@ -42,8 +42,10 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     if skip_autobahn {
         eprintln!("\n==> autobahn server: skipped (--no-autobahn)");
     } else {
-        eprintln!("\n==> autobahn server (all 517 cases, about 10 minutes)");
-        crate::autobahn::server()?;
+        eprintln!("\n==> autobahn server (all 517 cases, about 8 minutes)");
+        crate::autobahn::run(crate::autobahn::Side::Server)?;
+        eprintln!("\n==> autobahn client (all 517 cases)");
+        crate::autobahn::run(crate::autobahn::Side::Client)?;
     }
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
