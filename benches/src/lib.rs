@@ -44,6 +44,104 @@ pub struct EchoArgs {
     pub listen: SocketAddr,
 }
 
+/// Flags shared by the client load generators (`load-wsclient`, `load-tungstenite`): the
+/// protocol of `wskit bench` (each connection keeps one binary message in flight).
+#[derive(Debug, Clone, clap::Parser)]
+pub struct LoadArgs {
+    /// Echo endpoint, `ws://HOST:PORT/PATH`.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Connections, each with one message in flight.
+    #[arg(long, default_value_t = 100)]
+    pub conns: usize,
+    /// Message size in bytes (binary).
+    #[arg(long, default_value_t = 20)]
+    pub size: usize,
+    /// Measurement length in seconds, counted once every connection is open.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+}
+
+pub mod load {
+    //! The driver both client load generators share, so that only the WebSocket client differs:
+    //! one current-thread runtime; connections opened one after another; then each task sends a
+    //! binary message, awaits its echo, and repeats until the time is up. Prints the summary line
+    //! of `wskit bench` (`summary: msgs_per_sec=... messages=... errors=...`).
+
+    use std::{cell::Cell, rc::Rc, time::Instant};
+
+    use anyhow::{Context, Result};
+    use bytes::Bytes;
+
+    use crate::LoadArgs;
+
+    /// Runs the load with `open` to connect and `round_trip` to send one message and await its
+    /// echo (which must be `payload.len()` bytes).
+    ///
+    /// # Errors
+    /// A connection that cannot be opened, or any failed round trip (after the summary).
+    pub fn run<C, O, R>(args: &LoadArgs, open: O, round_trip: R) -> Result<()>
+    where
+        C: 'static,
+        O: AsyncFn(&str) -> Result<C>,
+        R: AsyncFn(&mut C, Bytes) -> Result<usize> + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let mut conns = Vec::with_capacity(args.conns);
+            for i in 0..args.conns {
+                conns.push(
+                    open(&args.url)
+                        .await
+                        .with_context(|| format!("opening connection {i}"))?,
+                );
+            }
+            println!("connected: {} connections", args.conns);
+            let payload = Bytes::from(vec![0xa5; args.size]);
+            let round_trip = Rc::new(round_trip);
+            let counting = Rc::new(Cell::new(true));
+            let (messages, errors) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
+            let start = Instant::now();
+            for mut conn in conns {
+                let (round_trip, counting) = (round_trip.clone(), counting.clone());
+                let (messages, errors, payload) = (messages.clone(), errors.clone(), payload.clone());
+                tokio::task::spawn_local(async move {
+                    while counting.get() {
+                        match round_trip(&mut conn, payload.clone()).await {
+                            Ok(n) if n == payload.len() => {
+                                if counting.get() {
+                                    messages.set(messages.get() + 1);
+                                }
+                            }
+                            _ => {
+                                errors.set(errors.get() + 1);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(args.secs)).await;
+            counting.set(false);
+            let secs = start.elapsed().as_secs_f64();
+            let (n, e) = (messages.get(), errors.get());
+            println!(
+                "summary: msgs_per_sec={:.0} conns={} size={} secs={secs:.2} messages={n} errors={e}",
+                n as f64 / secs,
+                args.conns,
+                args.size
+            );
+            if e > 0 {
+                anyhow::bail!("{e} connections failed during the run");
+            }
+            Ok(())
+        })
+    }
+}
+
 /// `1KiB`, `16KiB`, `1MiB`, `20B`: sizes as benchmark labels.
 #[must_use]
 pub fn human_size(size: usize) -> String {

@@ -239,15 +239,22 @@ struct Cell {
     client_cpu_share: Option<f64>,
 }
 
+/// The load generator of a cell: `wskit bench` (with its thread count), or one of the
+/// single-threaded client generators of the benches crate (`load-wsclient`, `load-tungstenite`),
+/// which take the same flags and print the same summary line.
+enum Generator<'a> {
+    WskitBench { wskit: &'a Path, threads: u64 },
+    Load(&'a Path),
+}
+
 fn run_cell(
-    wskit: &Path,
+    generator: &Generator<'_>,
     server: &Proc,
     port: u16,
     (conns, size): (u64, u64),
     secs: u64,
-    client_threads: u64,
 ) -> Result<Cell> {
-    let args: Vec<String> = [
+    let mut args: Vec<String> = vec![
         format!("ws://127.0.0.1:{port}/echo"),
         "--conns".into(),
         conns.to_string(),
@@ -255,26 +262,28 @@ fn run_cell(
         size.to_string(),
         "--secs".into(),
         secs.to_string(),
-        "--interval".into(),
-        secs.to_string(),
-        "--threads".into(),
-        client_threads.to_string(),
-    ]
-    .into();
+    ];
+    let (program, client_threads) = match generator {
+        Generator::WskitBench { wskit, threads } => {
+            args.splice(0..0, ["bench".to_owned()]);
+            args.extend([
+                "--interval".into(),
+                secs.to_string(),
+                "--threads".into(),
+                threads.to_string(),
+            ]);
+            (*wskit, *threads)
+        }
+        Generator::Load(program) => (*program, 1),
+    };
     let server_cpu = cpu_secs(server.pid());
     let mut client = Proc(
-        with_nofile(
-            wskit,
-            &["bench".to_owned()]
-                .into_iter()
-                .chain(args)
-                .collect::<Vec<_>>(),
-        )
+        with_nofile(program, &args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("starting wskit bench")?,
+        .with_context(|| format!("starting {}", program.display()))?,
     );
     let stdout = client.0.stdout.take().context("client stdout")?;
     let (lines_tx, lines_rx) = mpsc::channel();
@@ -353,7 +362,11 @@ fn echo(secs: u64, client_threads: u64) -> Result<()> {
         let mut row = Vec::new();
         for cell in MATRIX {
             eprintln!("==> {} {} for {secs} s", spec.name, label(cell));
-            let r = run_cell(&bins.wskit, &server, port, cell, secs, client_threads)
+            let generator = Generator::WskitBench {
+                wskit: &bins.wskit,
+                threads: client_threads,
+            };
+            let r = run_cell(&generator, &server, port, cell, secs)
                 .with_context(|| format!("{} {}", spec.name, label(cell)))?;
             eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
             row.push(r);
@@ -425,6 +438,55 @@ fn echo(secs: u64, client_threads: u64) -> Result<()> {
          instead, msgs/s understates that server, and CPU per message compares the \
          implementations either way)"
     );
+    clients(&bins, secs)
+}
+
+/// The same load driven through ws-client and through tokio-tungstenite's client against
+/// `wskit serve` (one thread): the client side of the comparison.
+fn clients(bins: &Binaries, secs: u64) -> Result<()> {
+    let release = target_dir().join("release");
+    let generators = [
+        ("ws-client", release.join("load-wsclient")),
+        ("tungstenite", release.join("load-tungstenite")),
+    ];
+    let (server, port) = start(&bins.servers[0])?;
+    let mut rows: Vec<Vec<Cell>> = Vec::new();
+    for (name, program) in &generators {
+        let mut row = Vec::new();
+        for cell in MATRIX {
+            eprintln!("==> client {name} {} for {secs} s", label(cell));
+            let r = run_cell(&Generator::Load(program), &server, port, cell, secs)
+                .with_context(|| format!("client {name} {}", label(cell)))?;
+            eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
+            row.push(r);
+        }
+        rows.push(row);
+    }
+    drop(server);
+    println!();
+    println!(
+        "Client throughput against wskit serve (one thread), messages per second ({secs} s per \
+         cell; each generator on one thread, the same driver around each client)"
+    );
+    println!();
+    println!("| conns x size | ws-client | tungstenite | ws-client/tungstenite | generator busy |");
+    println!("|---|---:|---:|---:|---|");
+    for (i, cell) in MATRIX.iter().enumerate() {
+        let (a, b) = (&rows[0][i], &rows[1][i]);
+        let busy = |c: &Cell| {
+            c.client_cpu_share
+                .map_or_else(|| "-".to_owned(), |v| format!("{:.0}%", v * 100.0))
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {} / {} |",
+            label(*cell),
+            a.msgs_per_sec,
+            b.msgs_per_sec,
+            a.msgs_per_sec / b.msgs_per_sec,
+            busy(a),
+            busy(b)
+        );
+    }
     Ok(())
 }
 
