@@ -46,6 +46,11 @@
 //!       -> response (Content-Length | chunked) -> next pipelined request or close
 //! ```
 //!
+//! Inside [`Handler::on_http`], [`multipart::save`] streams `multipart/form-data` uploads to
+//! disk (bounded memory, sanitised names, a hook to rename or refuse files; the parser,
+//! [`multipart::Parser`], is sans-IO), and [`Sessions`] keeps optional cookie sessions
+//! (random 128-bit ids, idle timeout, start and end hooks).
+//!
 //! # Example
 //!
 //! An echo server on a free port, and a raw client exchanging one message with it:
@@ -93,9 +98,11 @@ mod error;
 mod handler;
 mod http;
 mod io;
+pub mod multipart;
 mod raw;
 mod registry;
 mod server;
+pub mod session;
 mod sse;
 mod stream;
 mod throttle;
@@ -113,8 +120,10 @@ pub use handler::{
     TcpDecision,
 };
 pub use http::{Body, Response};
+pub use multipart::UploadConfig;
 pub use registry::{ConnId, ConnInfo, Filter, Transport};
 pub use server::{ConnHandle, Server, ServerHandle};
+pub use session::{Session, SessionConfig, Sessions};
 pub use sse::SseEvent;
 pub use stream::{Incoming, WsStream};
 /// The sans-IO protocol crate this server drives (message and close-code types).

@@ -1,18 +1,31 @@
 //! `wskit serve`: the WebSocket server. Echo on `/` and `/echo`, a broadcast chat on `/chat`;
-//! with `--root DIR`, plain HTTP requests get the static files of DIR on the same port.
+//! on the same port, over plain HTTP: the built-in test page at `/` and the JavaScript client at
+//! `/wskit.js` (off with `--no-test-page`), server-sent events on `/sse` (a `welcome` event on
+//! connect, then every chat message as a `chat` event), multipart uploads on `POST /upload`
+//! with `--upload-dir DIR`, and with `--root DIR` the static files of DIR (which win over the
+//! embedded page).
 //!
 //! Every flag can also come from the `[serve]` table of `--config wskit.toml` (same names, with
 //! underscores); flags win.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use ws_server::{
-    AuthConfig, Binding, Ctx, Decision, Filter, Handler, Heartbeat, Request, Server, ServerConfig,
-    SlowReaderPolicy,
+    AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, Request, Response,
+    Server, ServerConfig, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
     ws_frame::{Message, deflate::DeflateConfig},
 };
+
+/// The built-in test page, served at `/`.
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
+/// The JavaScript client, served at `/wskit.js`.
+const WSKIT_JS: &str = include_str!("../../assets/wskit.js");
+/// Path of the event stream.
+const SSE_PATH: &str = "/sse";
+/// Default of `--max-upload`: 64 MiB.
+const DEFAULT_MAX_UPLOAD: u64 = 64 << 20;
 
 /// Flags of `wskit serve`.
 #[derive(Debug, Default, clap::Args)]
@@ -81,9 +94,20 @@ pub(crate) struct Args {
     /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub(crate) users: Vec<String>,
-    /// Serve the static files of this directory to plain HTTP GET/HEAD requests.
+    /// Serve the static files of this directory to plain HTTP GET/HEAD requests (they win
+    /// over the built-in test page).
     #[arg(long, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
+    /// Do not serve the built-in test page at / and the JavaScript client at /wskit.js.
+    #[arg(long)]
+    pub(crate) no_test_page: bool,
+    /// Save multipart/form-data uploads to `POST /upload` in this directory (created when
+    /// missing). Default: none (/upload answers 404).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) upload_dir: Option<PathBuf>,
+    /// Largest upload request body (and file) in bytes. Default: 64 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_upload: Option<u64>,
     /// Configuration file with a [serve] table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -115,6 +139,10 @@ struct ServeFile {
     slow_reader: Option<String>,
     users: Vec<String>,
     root: Option<PathBuf>,
+    /// Serve the built-in test page and client (default true).
+    test_page: Option<bool>,
+    upload_dir: Option<PathBuf>,
+    max_upload: Option<u64>,
 }
 
 fn read_file(path: &std::path::Path) -> Result<ServeFile> {
@@ -135,8 +163,15 @@ fn or_vec<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
     if flag.is_empty() { file } else { flag }
 }
 
-/// Turns flags and file into the library configuration; also returns the thread count.
-fn build(args: Args) -> Result<(ServerConfig, usize)> {
+/// What `build` makes of flags and file.
+struct Setup {
+    config: ServerConfig,
+    threads: usize,
+    app: Serve,
+}
+
+/// Turns flags and file into the library configuration, the thread count and the handler.
+fn build(args: Args) -> Result<Setup> {
     let f = match &args.config {
         Some(p) => read_file(p)?,
         None => ServeFile::default(),
@@ -235,12 +270,87 @@ fn build(args: Args) -> Result<(ServerConfig, usize)> {
         cfg.auth = Some(AuthConfig::basic(users));
     }
     cfg.document_root = args.root.or(f.root);
+    cfg.sse.enabled = true;
+    cfg.sse.paths = vec![SSE_PATH.to_owned()];
+    let test_page = !args.no_test_page && f.test_page.unwrap_or(true);
+    let max_upload = args
+        .max_upload
+        .or(f.max_upload)
+        .unwrap_or(DEFAULT_MAX_UPLOAD);
+    if max_upload == 0 {
+        bail!("--max-upload must be at least 1 byte");
+    }
+    let upload = args.upload_dir.or(f.upload_dir).map(|dir| {
+        let mut u = UploadConfig::new(dir);
+        u.max_total_size = max_upload;
+        u.max_file_size = max_upload;
+        // The server-wide body limit must let the upload through; other routes read no body.
+        cfg.http.max_body = cfg.http.max_body.max(max_upload);
+        u
+    });
     cfg.validate().context("invalid configuration")?;
-    Ok((cfg, args.threads.or(f.threads).unwrap_or(0)))
+    Ok(Setup {
+        config: cfg,
+        threads: args.threads.or(f.threads).unwrap_or(0),
+        app: Serve { test_page, upload },
+    })
 }
 
-/// Echo on `/` and `/echo`, broadcast chat on `/chat`, 404 elsewhere.
-struct Serve;
+/// Echo on `/` and `/echo`, broadcast chat on `/chat` (also sent to `/sse` as `chat` events),
+/// the test page, uploads; 404 elsewhere.
+struct Serve {
+    /// Serve `/` and `/wskit.js` from the binary.
+    test_page: bool,
+    /// `POST /upload` saves here; `None`: 404.
+    upload: Option<UploadConfig>,
+}
+
+/// An embedded asset for GET/HEAD (405 for other methods).
+fn asset(request: &Request, body: &'static str, content_type: &str) -> Response {
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return Response::new(405).with_header("Allow", "GET, HEAD");
+    }
+    Response::new(200)
+        .with_header("Content-Type", content_type)
+        .with_header("Cache-Control", "no-cache")
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_body(body)
+}
+
+/// The answer to a successful upload: `saved NAME (N bytes)` per file.
+fn upload_report(upload: &multipart::Upload) -> String {
+    let mut out = String::new();
+    for f in &upload.files {
+        let _ = writeln!(out, "saved {} ({} bytes)", f.name(), f.size);
+    }
+    if upload.files.is_empty() {
+        out.push_str("no file saved\n");
+    }
+    out
+}
+
+impl Serve {
+    async fn upload(&self, request: &Request, body: &mut Body<'_>) -> Response {
+        let Some(config) = &self.upload else {
+            return Response::new(404);
+        };
+        if request.method() != "POST" {
+            return Response::new(405).with_header("Allow", "POST");
+        }
+        match multipart::save(request, body, config, multipart::save_all).await {
+            Ok(upload) => {
+                for f in &upload.files {
+                    tracing::info!(name = f.name(), size = f.size, peer = %request.peer_addr(), "upload saved");
+                }
+                Response::text(200, upload_report(&upload))
+            }
+            Err(e) => {
+                tracing::warn!(peer = %request.peer_addr(), "upload failed: {e}");
+                e.response()
+            }
+        }
+    }
+}
 
 const CHAT: &str = "chat";
 
@@ -258,7 +368,9 @@ impl Handler for Serve {
     }
 
     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        if is_chat(ctx.info().url()) {
+        if ctx.info().transport() == Transport::Sse {
+            let _ = ctx.send_event(&SseEvent::new("hello").with_event("welcome"));
+        } else if is_chat(ctx.info().url()) {
             let _ = ctx.subscribe(CHAT);
         }
     }
@@ -268,9 +380,28 @@ impl Handler for Serve {
             let filter = Filter::channel(CHAT).excluding([ctx.id()]);
             let server = ctx.server().clone();
             let _ = ctx.send(msg.clone());
+            let text = match &msg {
+                Message::Text(t) => Some(t.as_str().to_owned()),
+                Message::Binary(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+            };
             server.broadcast(msg, &filter).await;
+            if let Some(text) = text {
+                let event = SseEvent::new(text).with_event("chat");
+                server.broadcast_event(event, &Filter::path(SSE_PATH)).await;
+            }
         } else {
             let _ = ctx.send(msg);
+        }
+    }
+
+    async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
+        match request.path() {
+            "/" | "/index.html" if self.test_page => {
+                asset(request, INDEX_HTML, "text/html; charset=utf-8")
+            }
+            "/wskit.js" if self.test_page => asset(request, WSKIT_JS, "application/javascript"),
+            "/upload" => self.upload(request, body).await,
+            _ => Response::new(404),
         }
     }
 }
@@ -280,7 +411,11 @@ impl Handler for Serve {
 /// # Errors
 /// Invalid flags or configuration, or addresses that cannot be bound.
 pub(crate) fn run(args: Args) -> Result<()> {
-    let (config, threads) = build(args)?;
+    let Setup {
+        config,
+        threads,
+        app,
+    } = build(args)?;
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -293,7 +428,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         b.enable_all().build()?
     };
     runtime.block_on(async move {
-        let server = Server::start(config, Serve).await?;
+        let server = Server::start(config, app).await?;
         for addr in server.local_addrs() {
             // Scripts (xtask autobahn, tests) read this line to learn the port.
             println!("listening on {addr}");
@@ -329,7 +464,14 @@ mod tests {
             no_deflate: true,
             ..Args::default()
         };
-        let (cfg, threads) = build(args).unwrap();
+        let Setup {
+            config: cfg,
+            threads,
+            app,
+        } = build(args).unwrap();
+        assert!(app.test_page);
+        assert!(app.upload.is_none());
+        assert!(cfg.sse.allows("/sse") && !cfg.sse.allows("/chat"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(threads, 1);
         assert_eq!(cfg.bindings[0].addr.to_string(), "127.0.0.1:9001");
@@ -348,7 +490,7 @@ mod tests {
             root: Some(dir.clone()),
             ..Args::default()
         };
-        let (cfg, _) = build(args).unwrap();
+        let cfg = build(args).unwrap().config;
         assert_eq!(cfg.document_root, Some(dir));
         let args = Args {
             root: Some("/definitely/not/here".into()),
@@ -369,5 +511,273 @@ mod tests {
             ..Args::default()
         };
         assert!(build(args).is_err());
+    }
+
+    #[test]
+    fn test_page_and_upload_flags() {
+        let s = build(Args::default()).unwrap();
+        assert!(s.app.test_page);
+        assert!(s.app.upload.is_none());
+        let default_body = ServerConfig::default().http.max_body;
+        assert_eq!(s.config.http.max_body, default_body);
+
+        let s = build(Args {
+            no_test_page: true,
+            upload_dir: Some("/tmp/up".into()),
+            ..Args::default()
+        })
+        .unwrap();
+        assert!(!s.app.test_page);
+        let up = s.app.upload.unwrap();
+        assert_eq!(up.dir, PathBuf::from("/tmp/up"));
+        assert_eq!(up.max_file_size, 64 << 20);
+        assert_eq!(up.max_total_size, 64 << 20);
+        assert!(s.config.http.max_body >= 64 << 20);
+
+        let s = build(Args {
+            upload_dir: Some("/tmp/up".into()),
+            max_upload: Some(1000),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(s.app.upload.unwrap().max_total_size, 1000);
+        assert_eq!(s.config.http.max_body, default_body);
+        let s = build(Args {
+            upload_dir: Some("/tmp/up".into()),
+            max_upload: Some(1 << 30),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(s.config.http.max_body, 1 << 30);
+        assert!(
+            build(Args {
+                max_upload: Some(0),
+                ..Args::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn test_page_and_upload_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("wskit-serve-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wskit.toml");
+        std::fs::write(
+            &path,
+            "[serve]\ntest_page = false\nupload_dir = \"/srv/up\"\nmax_upload = 4096\n",
+        )
+        .unwrap();
+        let s = build(Args {
+            config: Some(path.clone()),
+            ..Args::default()
+        })
+        .unwrap();
+        assert!(!s.app.test_page);
+        let up = s.app.upload.unwrap();
+        assert_eq!(up.dir, PathBuf::from("/srv/up"));
+        assert_eq!(up.max_file_size, 4096);
+        // Flags win over the file.
+        let s = build(Args {
+            config: Some(path),
+            upload_dir: Some("/other".into()),
+            max_upload: Some(8192),
+            ..Args::default()
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let up = s.app.upload.unwrap();
+        assert_eq!(up.dir, PathBuf::from("/other"));
+        assert_eq!(up.max_file_size, 8192);
+    }
+
+    /// One request on its own connection (`Connection: close`); returns the head and the body.
+    async fn http(addr: SocketAddr, raw: &[u8]) -> (String, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(raw).await.unwrap();
+        let mut all = Vec::new();
+        tcp.read_to_end(&mut all).await.unwrap();
+        let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&all[..end]).into_owned();
+        (head, all[end..].to_vec())
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+    }
+
+    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    async fn start(args: Args) -> (ws_server::ServerHandle, SocketAddr) {
+        let s = build(Args {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..args
+        })
+        .unwrap();
+        let server = Server::start(s.config, s.app).await.unwrap();
+        let addr = server.local_addrs()[0];
+        (server, addr)
+    }
+
+    /// Reads from `io` until `want` shows up (5 s at most); returns what was read.
+    async fn read_until(io: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, want: &[u8]) {
+        use tokio::io::AsyncReadExt;
+        let wait = async {
+            while !buf.windows(want.len()).any(|w| w == want) {
+                let mut chunk = [0u8; 4096];
+                let n = io.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(buf));
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {:?} in {:?}",
+                    String::from_utf8_lossy(want),
+                    String::from_utf8_lossy(buf)
+                )
+            });
+    }
+
+    #[tokio::test]
+    async fn page_script_sse_chat_and_upload() {
+        use tokio::io::AsyncWriteExt;
+        let dir = std::env::temp_dir().join(format!("wskit-serve-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (server, addr) = start(Args {
+            upload_dir: Some(dir.clone()),
+            ..Args::default()
+        })
+        .await;
+
+        let (head, body) = http(addr, &get("/")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(
+            header(&head, "content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(body, INDEX_HTML.as_bytes());
+        let (head, body) = http(addr, &get("/wskit.js")).await;
+        assert_eq!(
+            header(&head, "content-type"),
+            Some("application/javascript")
+        );
+        assert_eq!(body, WSKIT_JS.as_bytes());
+        assert!(
+            http(addr, &get("/nothing"))
+                .await
+                .0
+                .starts_with("HTTP/1.1 404")
+        );
+        let (head, _) = http(addr, &get("/upload")).await;
+        assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+
+        // SSE: the welcome event, then chat messages as `chat` events.
+        let mut sse = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sse.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut sse, &mut got, b"event: welcome\ndata: hello\n\n").await;
+        let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ws.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut wsbuf = Vec::new();
+        read_until(&mut ws, &mut wsbuf, b"\r\n\r\n").await;
+        assert!(wsbuf.starts_with(b"HTTP/1.1 101"));
+        // A masked "Hello" text frame (RFC 6455 section 5.7).
+        ws.write_all(&[
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ])
+        .await
+        .unwrap();
+        read_until(&mut sse, &mut got, b"event: chat\ndata: Hello\n\n").await;
+        read_until(&mut ws, &mut wsbuf, b"\x81\x05Hello").await;
+
+        // Upload.
+        let content: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut body =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a b.bin\"\r\n\
+            Content-Type: application/octet-stream\r\n\r\n"
+                .to_vec();
+        body.extend_from_slice(&content);
+        body.extend_from_slice(
+            b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n",
+        );
+        let mut raw = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&body);
+        let (head, text) = http(addr, &raw).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            header(&head, "content-type")
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "saved a b.bin (70000 bytes)\n"
+        );
+        assert_eq!(std::fs::read(dir.join("a b.bin")).unwrap(), content);
+        // Not multipart.
+        let (head, _) = http(
+            addr,
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 415"), "{head}");
+        drop((sse, ws));
+        server.stop().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_test_page_no_upload_and_root_files_win() {
+        let (server, addr) = start(Args {
+            no_test_page: true,
+            ..Args::default()
+        })
+        .await;
+        assert!(http(addr, &get("/")).await.0.starts_with("HTTP/1.1 404"));
+        assert!(
+            http(addr, &get("/wskit.js"))
+                .await
+                .0
+                .starts_with("HTTP/1.1 404")
+        );
+        let post =
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert!(http(addr, post).await.0.starts_with("HTTP/1.1 404"));
+        server.stop().await;
+
+        let root = std::env::temp_dir().join(format!("wskit-serve-root-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), "mine").unwrap();
+        let (server, addr) = start(Args {
+            root: Some(root.clone()),
+            ..Args::default()
+        })
+        .await;
+        assert_eq!(http(addr, &get("/")).await.1, b"mine");
+        // Not in the root: still the embedded client.
+        assert_eq!(http(addr, &get("/wskit.js")).await.1, WSKIT_JS.as_bytes());
+        server.stop().await;
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
