@@ -20,10 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// WebSocket server: echo on /echo, broadcast chat on /chat (127.0.0.1:8080 by default).
+    /// WebSocket + HTTP server: test page at /, echo on /echo, chat on /chat, SSE on /sse,
+    /// static files (--root) and uploads (--upload-dir); 127.0.0.1:8080 by default.
     Serve(cmd::serve::Args),
     /// WebSocket client on the terminal: stdin lines become messages, messages go to stdout.
     Client(cmd::client::Args),
+    /// WebSocket-to-TCP bridge (websockify-compatible): browsers reach any TCP service.
+    Proxy(cmd::proxy::Args),
     /// Echo load generator (the protocol of uWebSockets' load_test).
     Bench(cmd::bench::Args),
     /// TURN server (and STUN), with coturn-like flags.
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Client(args) => block_on(cmd::client::run(args)),
+        Command::Proxy(args) => block_on(cmd::proxy::run(args)),
         Command::Turn(args) => block_on(cmd::turn::run(args)),
         Command::Stun(args) => block_on(cmd::stun::run(args)),
         Command::StunClient(args) => block_on(cmd::stun_client::run(args)),

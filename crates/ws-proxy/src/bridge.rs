@@ -1,0 +1,800 @@
+//! The ws-server handler that bridges each WebSocket to its backend, and the two relay tasks
+//! per connection.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    net::SocketAddr,
+    pin::pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    task::Poll,
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use bytes::{BufMut as _, BytesMut};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
+    net::TcpStream,
+    sync::Notify,
+    task::JoinHandle,
+};
+use tokio_rustls::TlsConnector;
+use ws_server::{
+    ConnHandle, ConnId, ConnInfo, Ctx, Decision, Disconnect, Handler, Request,
+    ws_frame::{CloseCode, Message},
+};
+
+use crate::{
+    config::{ProxyConfig, Target},
+    hooks::Hooks,
+    tokens::TokenFile,
+};
+
+/// The websockify subprotocol for raw binary frames.
+pub(crate) const BINARY: &str = "binary";
+/// The websockify subprotocol for base64 in text frames.
+pub(crate) const BASE64: &str = "base64";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counters shared with [`crate::ProxyServer`].
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Backend connections currently open (bridges not yet torn down).
+    pub(crate) active: AtomicUsize,
+    /// Bridges established since start.
+    pub(crate) total: AtomicU64,
+    /// Backend connection attempts that failed.
+    pub(crate) failed: AtomicU64,
+}
+
+struct ActiveGuard(Arc<Stats>);
+
+impl ActiveGuard {
+    fn new(stats: &Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::AcqRel);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How payloads are carried on the WebSocket side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// TCP backend, binary frames (subprotocol `binary` or none); text frames are accepted
+    /// and their UTF-8 bytes written.
+    Binary,
+    /// TCP backend, base64 in text frames (subprotocol `base64`).
+    Base64,
+    /// WebSocket backend, message by message.
+    Ws,
+}
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// An open TCP or TLS backend connection.
+enum BackendIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl BackendIo {
+    fn split(self) -> (BoxRead, BoxWrite) {
+        match self {
+            Self::Plain(tcp) => {
+                let (r, w) = tcp.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Self::Tls(tls) => {
+                let (r, w) = tokio::io::split(*tls);
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+}
+
+enum Backend {
+    Stream(BackendIo),
+    Ws(Box<ws_client::WebSocket>),
+}
+
+/// What `on_handshake` decided, picked up by `on_connect`.
+struct Pending {
+    id: u64,
+    target: Target,
+    mode: Mode,
+    backend: Option<Backend>,
+}
+
+type PendingMap = Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Pending>>>;
+
+/// Messages from the browser waiting for the backend, counted in bytes.
+#[derive(Default)]
+struct UpQueue {
+    state: Mutex<UpState>,
+    readable: Notify,
+    space: Notify,
+    closed: Notify,
+}
+
+#[derive(Default)]
+struct UpState {
+    q: VecDeque<Message>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl UpQueue {
+    /// Appends; false when the queue is closed (the message is dropped).
+    fn push(&self, msg: Message) -> bool {
+        let mut s = lock(&self.state);
+        if s.closed {
+            return false;
+        }
+        s.bytes += msg.len();
+        s.q.push_back(msg);
+        drop(s);
+        self.readable.notify_one();
+        true
+    }
+
+    /// The next message; `None` once closed and empty.
+    async fn pop(&self) -> Option<Message> {
+        loop {
+            let readable = self.readable.notified();
+            {
+                let mut s = lock(&self.state);
+                if let Some(msg) = s.q.pop_front() {
+                    s.bytes -= msg.len();
+                    drop(s);
+                    self.space.notify_one();
+                    return Some(msg);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            readable.await;
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+
+    fn is_empty(&self) -> bool {
+        lock(&self.state).q.is_empty()
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// No more messages will come (what is queued is still delivered).
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.readable.notify_one();
+        self.space.notify_one();
+        self.closed.notify_waiters();
+    }
+
+    /// The backend failed: drop what is queued and refuse more.
+    fn fail(&self) {
+        {
+            let mut s = lock(&self.state);
+            s.q.clear();
+            s.bytes = 0;
+        }
+        self.close();
+    }
+
+    async fn wait_closed(&self) {
+        let mut closed = pin!(self.closed.notified());
+        closed.as_mut().enable();
+        if self.is_closed() {
+            return;
+        }
+        closed.await;
+    }
+}
+
+/// One bridged connection's shared state.
+struct Link {
+    mode: Mode,
+    up: UpQueue,
+    /// Bytes queued for the backend above which the browser is not read.
+    limit: usize,
+    /// The backend-to-browser task is waiting for room in the connection's queue.
+    down_blocked: AtomicBool,
+    down_notify: Notify,
+    /// How the browser side ended (for WebSocket backends).
+    browser_close: Mutex<Option<(CloseCode, String)>>,
+}
+
+impl Link {
+    fn new(mode: Mode, limit: usize) -> Self {
+        Self {
+            mode,
+            up: UpQueue::default(),
+            limit,
+            down_blocked: AtomicBool::new(false),
+            down_notify: Notify::new(),
+            browser_close: Mutex::new(None),
+        }
+    }
+
+    /// Queues a browser message for the backend, then waits while too much is queued.
+    ///
+    /// Waiting here stops the connection from reading the browser (backpressure). But while
+    /// this waits, the connection task does not pass backend data on to the browser either;
+    /// a backend that stops reading while its own writes are blocked (an echo server, under
+    /// load in both directions) would then never drain. So the wait ends early when the
+    /// backend-to-browser task is itself blocked on this connection, unless the queue is
+    /// beyond a hard bound (four times the limit plus this message).
+    async fn push(&self, msg: Message) {
+        let hard = self.limit.saturating_mul(4).saturating_add(msg.len());
+        if !self.up.push(msg) {
+            return;
+        }
+        loop {
+            let mut space = pin!(self.up.space.notified());
+            space.as_mut().enable();
+            let mut blocked = pin!(self.down_notify.notified());
+            blocked.as_mut().enable();
+            let bytes = self.up.bytes();
+            if bytes <= self.limit || self.up.is_closed() {
+                return;
+            }
+            if bytes > hard {
+                space.await;
+            } else if self.down_blocked.load(Ordering::Acquire) {
+                return;
+            } else {
+                tokio::select! {
+                    () = space => {}
+                    () = blocked => {}
+                }
+            }
+        }
+    }
+
+    /// Hands a message to the browser's connection, recording whether that had to wait.
+    async fn send_down(&self, handle: &ConnHandle, msg: Message) -> Result<(), ws_server::Error> {
+        let mut send = pin!(handle.send(msg));
+        let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
+        if let Poll::Ready(r) = first {
+            return r;
+        }
+        self.down_blocked.store(true, Ordering::Release);
+        self.down_notify.notify_one();
+        let r = send.await;
+        self.down_blocked.store(false, Ordering::Release);
+        r
+    }
+}
+
+/// Closes the link's queue when the connection's data is dropped (the task ended, or was
+/// aborted at shutdown).
+struct LinkGuard(Arc<Link>);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        self.0.up.close();
+    }
+}
+
+/// The proxy's ws-server handler.
+pub(crate) struct Proxy<H> {
+    pub(crate) cfg: ProxyConfig,
+    pub(crate) hooks: Arc<H>,
+    pub(crate) tokens: Option<TokenFile>,
+    pub(crate) tls: TlsConnector,
+    pub(crate) upstream_ws: ws_client::ClientConfig,
+    pub(crate) stats: Arc<Stats>,
+    pending: PendingMap,
+    next_pending: AtomicU64,
+    live: Mutex<HashMap<ConnId, Arc<Link>>>,
+}
+
+/// A close reason of at most 123 bytes.
+fn reason(text: &str) -> String {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+impl<H: Hooks> Proxy<H> {
+    pub(crate) fn new(
+        cfg: ProxyConfig,
+        hooks: H,
+        tokens: Option<TokenFile>,
+        tls: TlsConnector,
+        upstream_ws: ws_client::ClientConfig,
+    ) -> Self {
+        Self {
+            cfg,
+            hooks: Arc::new(hooks),
+            tokens,
+            tls,
+            upstream_ws,
+            stats: Arc::default(),
+            pending: PendingMap::default(),
+            next_pending: AtomicU64::new(0),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The target of an upgrade request, or the status to refuse it with.
+    fn route(&self, req: &Request) -> Result<Target, u16> {
+        if let Some(resolve) = &self.cfg.resolver {
+            return resolve(req).ok_or(404);
+        }
+        if let Some(tokens) = &self.tokens {
+            let param = &self.cfg.token_param;
+            let token = req
+                .query_param(param)
+                .or_else(|| req.cookie(param).map(str::to_owned))
+                .ok_or(404_u16)?;
+            return tokens.lookup(&token).ok_or(404);
+        }
+        if let Some((_, t)) = self.cfg.paths.iter().find(|(p, _)| p == req.path()) {
+            return Ok(t.clone());
+        }
+        self.cfg.target.clone().ok_or(404)
+    }
+
+    fn stash(
+        &self,
+        key: (SocketAddr, SocketAddr),
+        target: Target,
+        mode: Mode,
+        backend: Option<Backend>,
+    ) {
+        let id = self.next_pending.fetch_add(1, Ordering::Relaxed);
+        let has_backend = backend.is_some();
+        lock(&self.pending).insert(
+            key,
+            Pending {
+                id,
+                target,
+                mode,
+                backend,
+            },
+        );
+        if has_backend {
+            // An upgrade that fails after the decision never reaches on_connect: drop its
+            // backend connection after a while.
+            let pending = self.pending.clone();
+            let after = self.cfg.server.handshake_timeout + Duration::from_secs(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let mut map = lock(&pending);
+                if map.get(&key).is_some_and(|p| p.id == id) {
+                    map.remove(&key);
+                }
+            });
+        }
+    }
+
+    async fn connect_stream(
+        &self,
+        target: &Target,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<BackendIo, String> {
+        let (host, port, tls) = match target {
+            Target::Tcp { host, port } => (host, *port, false),
+            Target::Tls { host, port } => (host, *port, true),
+            Target::WebSocket(_) => return Err("not a TCP target".to_owned()),
+        };
+        let work = async {
+            let mut tcp = TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            if self.cfg.nodelay {
+                let _ = tcp.set_nodelay(true);
+            }
+            if let Some(pp) = self.cfg.proxy_protocol {
+                tcp.write_all(&pp.header(peer, local))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if !tls {
+                return Ok(BackendIo::Plain(tcp));
+            }
+            let name = self
+                .cfg
+                .backend_tls_server_name
+                .clone()
+                .unwrap_or_else(|| host.clone());
+            let name = rustls::pki_types::ServerName::try_from(name)
+                .map_err(|e| format!("TLS server name: {e}"))?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Ok(BackendIo::Tls(Box::new(tls)))
+        };
+        match tokio::time::timeout(self.cfg.connect_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err("connect timed out".to_owned()),
+        }
+    }
+
+    async fn connect_ws(
+        &self,
+        url: &ws_client::Url,
+        req: &Request,
+    ) -> Result<ws_client::WebSocket, String> {
+        let mut cfg = self.upstream_ws.clone();
+        cfg.protocols = req.protocols().into_iter().map(str::to_owned).collect();
+        if self.cfg.forwarded_headers {
+            let ip = req.peer_addr().ip();
+            let proto = if req.is_tls() { "https" } else { "http" };
+            let prior = req.header("x-forwarded-for");
+            let xff = match prior {
+                Some(p) => format!("{p}, {ip}"),
+                None => ip.to_string(),
+            };
+            let node = if ip.is_ipv6() {
+                format!("\"[{ip}]\"")
+            } else {
+                ip.to_string()
+            };
+            cfg.headers.push(("X-Forwarded-For".into(), xff));
+            cfg.headers.push(("X-Forwarded-Proto".into(), proto.into()));
+            cfg.headers
+                .push(("Forwarded".into(), format!("for={node};proto={proto}")));
+        }
+        ws_client::connect(url, cfg)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn spawn_stream(&self, io: BackendIo, handle: ConnHandle, link: Arc<Link>) {
+        let (r, w) = io.split();
+        let reader = tokio::spawn(tcp_down(
+            r,
+            handle.clone(),
+            link.clone(),
+            self.hooks.clone(),
+            self.cfg.read_chunk,
+        ));
+        let guard = ActiveGuard::new(&self.stats);
+        tokio::spawn(tcp_up(
+            w,
+            link,
+            handle,
+            reader,
+            self.cfg.drain_timeout,
+            guard,
+        ));
+    }
+
+    fn spawn_ws(&self, ws: ws_client::WebSocket, handle: ConnHandle, link: Arc<Link>) {
+        let (r, w) = ws.split();
+        let reader = tokio::spawn(ws_down(r, handle.clone(), link.clone(), self.hooks.clone()));
+        let guard = ActiveGuard::new(&self.stats);
+        tokio::spawn(ws_up(w, link, reader, self.cfg.drain_timeout, guard));
+    }
+}
+
+impl<H: Hooks> Handler for Proxy<H> {
+    async fn on_handshake(&self, req: &Request) -> Decision {
+        let target = match self.route(req) {
+            Ok(t) => t,
+            Err(status) => return Decision::reject(status),
+        };
+        let key = (req.peer_addr(), req.local_addr());
+        if let Target::WebSocket(url) = &target {
+            return match self.connect_ws(url, req).await {
+                Ok(ws) => {
+                    let protocol = ws.protocol().map(str::to_owned);
+                    self.stash(key, target, Mode::Ws, Some(Backend::Ws(Box::new(ws))));
+                    match protocol {
+                        Some(p) => Decision::accept_protocol(p),
+                        None => Decision::accept(),
+                    }
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    self.hooks.on_backend_error(None, &target, &e);
+                    Decision::reject(502)
+                }
+            };
+        }
+        let offered = req.protocols();
+        let (mode, protocol) = if offered.contains(&BINARY) {
+            (Mode::Binary, Some(BINARY))
+        } else if offered.contains(&BASE64) {
+            (Mode::Base64, Some(BASE64))
+        } else {
+            (Mode::Binary, None)
+        };
+        let backend = if self.cfg.connect_before_upgrade {
+            match self
+                .connect_stream(&target, req.peer_addr(), req.local_addr())
+                .await
+            {
+                Ok(io) => Some(Backend::Stream(io)),
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    self.hooks.on_backend_error(None, &target, &e);
+                    return Decision::reject(502);
+                }
+            }
+        } else {
+            None
+        };
+        self.stash(key, target, mode, backend);
+        match protocol {
+            Some(p) => Decision::accept_protocol(p),
+            None => Decision::accept(),
+        }
+    }
+
+    async fn on_connect(&self, ctx: &mut Ctx<'_>) {
+        let info = ctx.info().clone();
+        let key = (info.peer_addr(), info.local_addr());
+        let Some(pending) = lock(&self.pending).remove(&key) else {
+            let _ = ctx.close(CloseCode::INTERNAL, "no route");
+            return;
+        };
+        let Pending {
+            target,
+            mode,
+            backend,
+            ..
+        } = pending;
+        let backend = match backend {
+            Some(b) => b,
+            None => match self
+                .connect_stream(&target, info.peer_addr(), info.local_addr())
+                .await
+            {
+                Ok(io) => Backend::Stream(io),
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    self.hooks.on_backend_error(Some(&info), &target, &e);
+                    let _ = ctx.close(
+                        CloseCode::INTERNAL,
+                        &reason(&format!("backend unavailable: {e}")),
+                    );
+                    return;
+                }
+            },
+        };
+        if !self.hooks.on_connect(&info, &target) {
+            let _ = ctx.close(CloseCode::POLICY, "refused");
+            return;
+        }
+        let link = Arc::new(Link::new(mode, self.cfg.up_buffer));
+        ctx.set_data(LinkGuard(link.clone()));
+        lock(&self.live).insert(info.id(), link.clone());
+        let handle = ctx.handle();
+        match backend {
+            Backend::Stream(io) => self.spawn_stream(io, handle, link),
+            Backend::Ws(ws) => self.spawn_ws(*ws, handle, link),
+        }
+    }
+
+    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
+        let Some(link) = ctx.data::<LinkGuard>().map(|g| g.0.clone()) else {
+            return;
+        };
+        let msg = match (link.mode, msg) {
+            (Mode::Base64, Message::Text(text)) => match B64.decode(text.as_str().trim_ascii()) {
+                Ok(bytes) => Message::binary(bytes),
+                Err(_) => {
+                    let _ = ctx.close(CloseCode::INVALID_PAYLOAD, "invalid base64");
+                    return;
+                }
+            },
+            (_, msg) => msg,
+        };
+        let Some(msg) = self.hooks.on_client_message(ctx.info(), msg) else {
+            return;
+        };
+        if msg.is_empty() && link.mode != Mode::Ws {
+            return;
+        }
+        link.push(msg).await;
+    }
+
+    async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
+        let link = lock(&self.live).remove(&info.id());
+        if let Some(link) = link {
+            *lock(&link.browser_close) = Some((disconnect.code, disconnect.reason.clone()));
+            link.up.close();
+        }
+        self.hooks.on_disconnect(info, &disconnect);
+    }
+}
+
+/// Backend (TCP/TLS) to browser.
+async fn tcp_down<H: Hooks>(
+    mut r: BoxRead,
+    handle: ConnHandle,
+    link: Arc<Link>,
+    hooks: Arc<H>,
+    chunk: usize,
+) {
+    let mut buf = BytesMut::new();
+    let gone = loop {
+        buf.reserve(chunk);
+        match r.read_buf(&mut (&mut buf).limit(chunk)).await {
+            Ok(0) => {
+                // Backend EOF: Close 1000, queued behind the data already handed over.
+                let _ = handle.close(CloseCode::NORMAL, "").await;
+                return;
+            }
+            Ok(_) => {
+                let data = buf.split().freeze();
+                let Some(msg) = hooks.on_backend_message(handle.info(), Message::Binary(data))
+                else {
+                    continue;
+                };
+                let msg = if link.mode == Mode::Base64 {
+                    Message::text(B64.encode(msg.as_bytes()))
+                } else {
+                    msg
+                };
+                if link.send_down(&handle, msg).await.is_err() {
+                    break true;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "backend read failed");
+                let _ = handle
+                    .close(CloseCode::INTERNAL, "backend connection lost")
+                    .await;
+                return;
+            }
+        }
+    };
+    if gone {
+        // The WebSocket is gone: let the backend finish (read and discard until it closes;
+        // the other task stops this after the drain timeout).
+        loop {
+            buf.clear();
+            buf.reserve(chunk);
+            match r.read_buf(&mut (&mut buf).limit(chunk)).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Browser to backend (TCP/TLS); after the WebSocket ended: FIN, then wait for the backend to
+/// close (bounded by the drain timeout).
+async fn tcp_up(
+    mut w: BoxWrite,
+    link: Arc<Link>,
+    handle: ConnHandle,
+    reader: JoinHandle<()>,
+    drain: Duration,
+    _active: ActiveGuard,
+) {
+    let abort = reader.abort_handle();
+    let work = async {
+        while let Some(msg) = link.up.pop().await {
+            let mut res = w.write_all(msg.as_bytes()).await;
+            if res.is_ok() && link.up.is_empty() {
+                res = w.flush().await;
+            }
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "backend write failed");
+                link.up.fail();
+                let _ = handle
+                    .close(CloseCode::INTERNAL, "backend connection lost")
+                    .await;
+                return;
+            }
+        }
+        let _ = w.shutdown().await;
+        let _ = reader.await;
+    };
+    let deadline = async {
+        link.up.wait_closed().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        () = work => {}
+        () = deadline => {}
+    }
+    abort.abort();
+}
+
+/// The browser's close code, as passed on to a WebSocket backend.
+fn browser_close(link: &Link) -> (CloseCode, String) {
+    match lock(&link.browser_close).clone() {
+        Some((code, reason)) if code.is_sendable() => (code, reason),
+        Some((CloseCode::NO_STATUS, _)) => (CloseCode::NORMAL, String::new()),
+        _ => (CloseCode::AWAY, "client connection lost".to_owned()),
+    }
+}
+
+/// WebSocket backend to browser, message by message; the backend's close code is passed on.
+async fn ws_down<H: Hooks>(
+    mut r: ws_client::WsReader,
+    handle: ConnHandle,
+    link: Arc<Link>,
+    hooks: Arc<H>,
+) {
+    let mut gone = false;
+    while let Some(item) = r.recv().await {
+        let Ok(msg) = item else { break };
+        if gone {
+            continue;
+        }
+        let Some(msg) = hooks.on_backend_message(handle.info(), msg) else {
+            continue;
+        };
+        if link.send_down(&handle, msg).await.is_err() {
+            // Keep reading (and discarding) so the backend's close reply gets through.
+            gone = true;
+        }
+    }
+    if gone {
+        return;
+    }
+    let (code, why) = match r.close_info() {
+        Some(ci) if ci.code.is_sendable() => (ci.code, ci.reason),
+        Some(ci) if ci.code == CloseCode::NO_STATUS => (CloseCode::NORMAL, String::new()),
+        _ => (CloseCode::INTERNAL, "backend connection lost".to_owned()),
+    };
+    let _ = handle.close(code, &reason(&why)).await;
+}
+
+/// Browser to WebSocket backend; after the browser closed, the close is passed on.
+async fn ws_up(
+    w: ws_client::WsWriter,
+    link: Arc<Link>,
+    reader: JoinHandle<()>,
+    drain: Duration,
+    _active: ActiveGuard,
+) {
+    let abort = reader.abort_handle();
+    let work = async {
+        while let Some(msg) = link.up.pop().await {
+            if w.send(msg).await.is_err() {
+                // The backend is gone; the reader closes the browser side.
+                link.up.fail();
+                link.up.wait_closed().await;
+                return;
+            }
+        }
+        let (code, why) = browser_close(&link);
+        let _ = w.close(code, &reason(&why)).await;
+        let _ = reader.await;
+    };
+    let deadline = async {
+        link.up.wait_closed().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        () = work => {}
+        () = deadline => {}
+    }
+    abort.abort();
+}

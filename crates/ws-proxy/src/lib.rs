@@ -1,0 +1,118 @@
+//! WebSocket-to-TCP (and WebSocket-to-WebSocket) bridge for wskit: the seeds'
+//! `TsgcWebSocketProxyServer`, and what users run websockify for.
+//!
+//! A [`ProxyServer`] is a `ws-server` whose handler opens, for each accepted WebSocket, a
+//! connection to a backend and relays both ways. Everything on the browser side (bindings, TLS
+//! termination, authentication, allowed origins, max connections, heartbeat, throttle, limits)
+//! is [`ProxyConfig::server`], a plain [`ws_server::ServerConfig`].
+//!
+//! ```text
+//!  browser --WS/WSS--> ws-server --on_handshake: route (resolver | token file | path | target),
+//!                                  pick subprotocol (binary | base64), maybe connect first
+//!                       on_connect: connect (TCP | TLS, PROXY header) or take the WS backend
+//!    on_message --decode/hook--> up queue (bytes-bounded) --task--> backend socket
+//!    browser <--ConnHandle::send (bounded, waits)-- hook/encode <--task-- backend reads (64 KiB)
+//! ```
+//!
+//! # Relaying
+//!
+//! - TCP and TLS backends (`tcp://host:port`, `tls://host:port`): the payload of every browser
+//!   message (binary or text) is written to the backend as bytes; bytes read from the backend
+//!   (chunks of up to [`ProxyConfig::read_chunk`], 64 KiB, sent as they arrive) become binary
+//!   messages.
+//! - websockify subprotocols: when the browser offers `binary` it is selected; otherwise when
+//!   it offers `base64` that is selected, and both directions then carry base64 in text
+//!   messages (invalid base64 from the browser closes with 1007); with neither (or none
+//!   offered) the connection is binary without a subprotocol.
+//! - WebSocket backends (`ws://`, `wss://`): connected before the upgrade with the browser's
+//!   subprotocol offer, whose choice is passed back; then relayed message by message (text
+//!   stays text), with `X-Forwarded-For` / `Forwarded` headers
+//!   ([`ProxyConfig::forwarded_headers`]).
+//!
+//! # Close mapping
+//!
+//! | Event | What the other side sees |
+//! |---|---|
+//! | backend EOF (TCP) | every byte read before it is delivered, then Close 1000 |
+//! | backend read/write error (TCP) | Close 1011 `backend connection lost` |
+//! | backend connect failure | Close 1011 `backend unavailable: <cause>` after the 101; HTTP 502 instead when [`ProxyConfig::connect_before_upgrade`] is set, and always for WebSocket backends |
+//! | no route (unknown path, missing or unknown token, resolver said `None`) | HTTP 404 before the upgrade |
+//! | WebSocket closed or lost (TCP backend) | queued data is written, then `shutdown(write)` (FIN); the connection is dropped once the backend closes its side, or after [`ProxyConfig::drain_timeout`] (5 s) |
+//! | WebSocket backend closes with code C | the browser gets Close C (1000 for a close without code, 1011 when the backend connection was lost) |
+//! | browser closes with code C (WebSocket backend) | the backend gets Close C (1000 without code, 1001 when the browser connection was lost) |
+//! | [`Hooks::on_connect`] returns false | Close 1008 `refused` |
+//!
+//! # Backpressure and memory
+//!
+//! Both directions are bounded. Backend to browser: the reading task hands each chunk to the
+//! connection's bounded queue ([`ws_server::ServerConfig::send_queue`], 16 messages by
+//! default, policy forced to [`ws_server::SlowReaderPolicy::Backpressure`]) and waits while
+//! it is full; a connection whose unwritten output passes
+//! [`ws_server::ServerConfig::write_buffer_limit`] (1 MiB) stops taking them. So a slow
+//! browser stops the backend reads, and TCP flow control stops the backend. Browser to
+//! backend: messages wait in a queue bounded by [`ProxyConfig::up_buffer`] (256 KiB); above
+//! it the handler waits, which stops the connection from reading the browser. (While the
+//! other direction is itself waiting on this connection the wait is skipped, so that a
+//! backend which stops reading while its writes are blocked cannot deadlock the pair; a hard
+//! bound of four times `up_buffer` plus one message still applies.) Per bridged connection
+//! the proxy holds at most about `send_queue x read_chunk + write_buffer_limit` (2 MiB) plus
+//! `4 x up_buffer + one message` (1 MiB + one message) plus one message being reassembled.
+//!
+//! # Routing
+//!
+//! [`ProxyConfig::resolver`] (a callback) when set; else a websockify token file
+//! ([`ProxyConfig::token_file`], `token: host:port` per line, re-read when it changes, token
+//! from `?token=` or a `token` cookie); else [`ProxyConfig::paths`]; else
+//! [`ProxyConfig::target`].
+//!
+//! # Example
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use ws_proxy::{ProxyConfig, ProxyServer, Target};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // A TCP echo backend.
+//! let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let target = Target::parse(&format!("tcp://{}", backend.local_addr()?))?;
+//! tokio::spawn(async move {
+//!     let (mut s, _) = backend.accept().await.unwrap();
+//!     let (mut r, mut w) = s.split();
+//!     let _ = tokio::io::copy(&mut r, &mut w).await;
+//! });
+//!
+//! let mut config = ProxyConfig::to(target);
+//! config.server.bindings = vec![ws_server::Binding::plain("127.0.0.1:0".parse()?)];
+//! let proxy = ProxyServer::start(config).await?;
+//! let url = format!("ws://{}/", proxy.local_addrs()[0]);
+//!
+//! let mut client = ws_client::ClientConfig::default();
+//! client.protocols = vec!["binary".into()];
+//! let mut ws = ws_client::connect(url.as_str(), client).await?;
+//! assert_eq!(ws.protocol(), Some("binary"));
+//! ws.send_binary(&b"hello"[..]).await?;
+//! let echo = ws.recv().await.unwrap()?;
+//! assert_eq!(echo.as_bytes(), b"hello");
+//! proxy.stop().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod bridge;
+mod config;
+mod error;
+mod hooks;
+mod pp;
+mod server;
+mod tokens;
+
+pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
+pub use error::ProxyError;
+pub use hooks::{Hooks, NoHooks};
+pub use pp::V2_SIGNATURE;
+pub use server::ProxyServer;
+pub use tokens::parse_token_file;
+/// The server crate the proxy runs on (its configuration, request and connection types).
+pub use ws_server;
