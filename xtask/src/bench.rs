@@ -33,7 +33,7 @@ use std::{
 };
 
 use crate::flags::Args;
-use crate::util::{cargo, root, step};
+use crate::util::{cargo, have, root, step};
 use anyhow::{Context, Result, bail};
 
 pub(crate) fn main(args: &mut Args) -> Result<()> {
@@ -60,11 +60,17 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             rss(conns)
         }
+        Some("http") => {
+            let secs = args.number("secs", 5)?;
+            let conns = args.number("conns", 50)?;
+            args.finish()?;
+            http(secs, conns)
+        }
         Some("turn") => {
             args.finish()?;
             crate::turn::bench()
         }
-        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, turn)"),
+        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, turn)"),
     }
 }
 
@@ -174,34 +180,8 @@ fn free_port() -> Result<u16> {
 
 /// Starts a server on a free port and waits until it accepts TCP connections.
 fn start(spec: &ServerSpec) -> Result<(Proc, u16)> {
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
-    let args: Vec<String> = spec
-        .args
-        .iter()
-        .map(|a| a.replace("{addr}", &addr))
-        .collect();
-    let child = with_nofile(&spec.program, &args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", spec.program.display()))?;
-    let mut server = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((server, port));
-        }
-        if let Some(status) = server.0.try_wait()? {
-            bail!("{} exited early ({status})", spec.name);
-        }
-        if Instant::now() > deadline {
-            bail!("{} did not listen on port {port} within 30 s", spec.name);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let args: Vec<String> = spec.args.iter().map(|a| (*a).to_owned()).collect();
+    start_args(spec.name, &spec.program, &args)
 }
 
 /// utime + stime of a process, in seconds (Linux: USER_HZ is 100).
@@ -279,11 +259,11 @@ fn run_cell(
     let server_cpu = cpu_secs(server.pid());
     let mut client = Proc(
         with_nofile(program, &args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?,
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?,
     );
     let stdout = client.0.stdout.take().context("client stdout")?;
     let (lines_tx, lines_rx) = mpsc::channel();
@@ -582,6 +562,154 @@ fn rss(conns: u64) -> Result<()> {
         println!("| {name} | {before} | {after} | {per:.0} |");
     }
     Ok(())
+}
+
+/// The static files both HTTP servers serve: `(name, size)`.
+const HTTP_FILES: [(&str, usize); 3] = [
+    ("index.html", 612),
+    ("small.bin", 16 * 1024),
+    ("large.bin", 1 << 20),
+];
+
+/// `cargo xtask bench http`: static-file requests per second with `wrk`, wskit serve --root
+/// against nginx on the same directory, both on one worker thread, keep-alive on.
+fn http(secs: u64, conns: u64) -> Result<()> {
+    for tool in ["wrk", "nginx"] {
+        let found = have(tool) || Path::new("/usr/sbin").join(tool).is_file();
+        if !found {
+            bail!("{tool} not found: apt-get install -y wrk nginx");
+        }
+    }
+    if secs == 0 || conns == 0 {
+        bail!("--secs and --conns must be at least 1");
+    }
+    let bins = binaries()?;
+    let work = target_dir().join("bench-http");
+    let docroot = work.join("root");
+    fs::create_dir_all(&docroot)?;
+    for (name, size) in HTTP_FILES {
+        let body: Vec<u8> = (0..size).map(|i| b"wskit static file\n"[i % 18]).collect();
+        fs::write(docroot.join(name), body)?;
+    }
+    let wskit_args: Vec<String> = ["serve", "--threads", "1", "--listen", "{addr}", "--root"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([docroot.to_string_lossy().into_owned()])
+        .collect();
+    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    let (wskit_proc, wskit_port) = start_args("wskit", &bins.wskit, &wskit_args)?;
+    let (nginx_proc, nginx_port) = start_nginx(&work, &docroot)?;
+    for (name, _) in HTTP_FILES {
+        let a = wrk(wskit_port, name, secs, conns)?;
+        let b = wrk(nginx_port, name, secs, conns)?;
+        eprintln!("    {name}: wskit {a:.0} req/s, nginx {b:.0} req/s");
+        rows.push((name, a, b));
+    }
+    drop(wskit_proc);
+    drop(nginx_proc);
+    println!();
+    println!(
+        "Static files, requests per second (wrk -t1 -c{conns} -d{secs}s, keep-alive; each server \
+         on one worker thread, the same directory)"
+    );
+    println!();
+    println!("| file | wskit | nginx | wskit/nginx |");
+    println!("|---|---:|---:|---:|");
+    for (name, a, b) in rows {
+        println!("| {name} | {a:.0} | {b:.0} | {:.2} |", a / b);
+    }
+    Ok(())
+}
+
+/// Starts `program args...` (with `{addr}` replaced) on a free port.
+fn start_args(name: &str, program: &Path, args: &[String]) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> = args.iter().map(|a| a.replace("{addr}", &addr)).collect();
+    let child = with_nofile(program, &args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    wait_port(Proc(child), port, name)
+}
+
+fn wait_port(mut server: Proc, port: u16, name: &str) -> Result<(Proc, u16)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((server, port));
+        }
+        if let Some(status) = server.0.try_wait()? {
+            bail!("{name} exited early ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not listen on port {port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nginx in the foreground with one worker, no access log, sendfile on.
+fn start_nginx(work: &Path, docroot: &Path) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let prefix = work.join("nginx");
+    fs::create_dir_all(prefix.join("logs"))?;
+    let conf = prefix.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+             pid {pid};\nerror_log stderr warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  \
+             keepalive_requests 1000000;\n  default_type application/octet-stream;\n  \
+             client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n  \
+             fastcgi_temp_path {tmp}/fastcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  \
+             scgi_temp_path {tmp}/scgi;\n  \
+             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            pid = prefix.join("nginx.pid").display(),
+            tmp = prefix.display(),
+            root = docroot.display(),
+        ),
+    )?;
+    let program = if have("nginx") {
+        PathBuf::from("nginx")
+    } else {
+        PathBuf::from("/usr/sbin/nginx")
+    };
+    let child = Command::new(&program)
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting nginx")?;
+    wait_port(Proc(child), port, "nginx")
+}
+
+/// `wrk` against one URL; its `Requests/sec:` figure.
+fn wrk(port: u16, file: &str, secs: u64, conns: u64) -> Result<f64> {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
+        .arg(format!("http://127.0.0.1:{port}/{file}"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}");
+    }
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk saw errors against port {port}/{file}:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
 }
 
 #[cfg(test)]
