@@ -1,4 +1,4 @@
-//! `cargo xtask ci [--no-autobahn] [--no-fuzz] [--fuzz-secs N]`: every check CI runs, in order,
+//! `cargo xtask ci [--no-autobahn] [--no-browser] [--no-fuzz] [--fuzz-secs N]`: every check CI runs, in order,
 //! stopping at the first failure.
 
 use crate::flags::Args;
@@ -11,6 +11,7 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     let fuzz_secs = args.number("fuzz-secs", 10)?;
     let skip_fuzz = args.flag("no-fuzz");
     let skip_autobahn = args.flag("no-autobahn");
+    let skip_browser = args.flag("no-browser");
     args.finish()?;
     let started = Instant::now();
 
@@ -46,6 +47,12 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
         crate::autobahn::run(crate::autobahn::Side::Server)?;
         eprintln!("\n==> autobahn client (all 517 cases)");
         crate::autobahn::run(crate::autobahn::Side::Client)?;
+    }
+    if skip_browser {
+        eprintln!("\n==> browser interop: skipped (--no-browser)");
+    } else {
+        eprintln!("\n==> browser interop (headless Chromium against wskit serve)");
+        crate::interop::browser(None)?;
     }
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
