@@ -4,8 +4,8 @@
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use clap::Parser;
-use wskit_benches::{LoadArgs, load};
 use ws_client::{ClientConfig, Message, WebSocket, connect};
+use wskit_benches::{LoadArgs, load};
 
 fn main() -> Result<()> {
     let args = LoadArgs::parse();
