@@ -3,14 +3,12 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    future::Future,
     net::SocketAddr,
     pin::pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    task::Poll,
     time::Duration,
 };
 
@@ -121,13 +119,18 @@ struct Pending {
 
 type PendingMap = Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Pending>>>;
 
-/// Messages from the browser waiting for the backend, counted in bytes.
-#[derive(Default)]
+/// Messages from the browser waiting for the backend, counted in bytes. Above its limit the
+/// browser's connection is paused ([`Ctx::pause_reading`]); once half of it has drained,
+/// reading resumes ([`ConnHandle::resume_reading`]). Both decisions are taken under the
+/// queue's lock, so that a resume never overtakes the pause it undoes.
 struct UpQueue {
     state: Mutex<UpState>,
     readable: Notify,
-    space: Notify,
     closed: Notify,
+    /// Bytes queued above which the browser is not read.
+    limit: usize,
+    /// The browser's connection, resumed from the task that drains the queue.
+    conn: ConnHandle,
 }
 
 #[derive(Default)]
@@ -135,17 +138,34 @@ struct UpState {
     q: VecDeque<Message>,
     bytes: usize,
     closed: bool,
+    /// The browser's connection was paused by this queue.
+    paused: bool,
 }
 
 impl UpQueue {
-    /// Appends; false when the queue is closed (the message is dropped).
-    fn push(&self, msg: Message) -> bool {
+    fn new(limit: usize, conn: ConnHandle) -> Self {
+        Self {
+            state: Mutex::default(),
+            readable: Notify::new(),
+            closed: Notify::new(),
+            limit,
+            conn,
+        }
+    }
+
+    /// Appends, calling `pause` (under the lock) when the queue just went over its limit;
+    /// false when the queue is closed (the message is dropped).
+    fn push(&self, msg: Message, pause: impl FnOnce()) -> bool {
         let mut s = lock(&self.state);
         if s.closed {
             return false;
         }
         s.bytes += msg.len();
         s.q.push_back(msg);
+        if s.bytes > self.limit && !s.paused {
+            s.paused = true;
+            pause();
+        }
         drop(s);
         self.readable.notify_one();
         true
@@ -159,8 +179,10 @@ impl UpQueue {
                 let mut s = lock(&self.state);
                 if let Some(msg) = s.q.pop_front() {
                     s.bytes -= msg.len();
-                    drop(s);
-                    self.space.notify_one();
+                    if s.paused && s.bytes <= self.limit / 2 {
+                        s.paused = false;
+                        self.conn.resume_reading();
+                    }
                     return Some(msg);
                 }
                 if s.closed {
@@ -169,10 +191,6 @@ impl UpQueue {
             }
             readable.await;
         }
-    }
-
-    fn bytes(&self) -> usize {
-        lock(&self.state).bytes
     }
 
     fn is_empty(&self) -> bool {
@@ -187,16 +205,19 @@ impl UpQueue {
     fn close(&self) {
         lock(&self.state).closed = true;
         self.readable.notify_one();
-        self.space.notify_one();
         self.closed.notify_waiters();
     }
 
-    /// The backend failed: drop what is queued and refuse more.
+    /// The backend failed: drop what is queued and refuse more (the browser may be read again:
+    /// what it sends is dropped while its connection closes).
     fn fail(&self) {
         {
             let mut s = lock(&self.state);
             s.q.clear();
             s.bytes = 0;
+            if std::mem::take(&mut s.paused) {
+                self.conn.resume_reading();
+            }
         }
         self.close();
     }
@@ -215,74 +236,17 @@ impl UpQueue {
 struct Link {
     mode: Mode,
     up: UpQueue,
-    /// Bytes queued for the backend above which the browser is not read.
-    limit: usize,
-    /// The backend-to-browser task is waiting for room in the connection's queue.
-    down_blocked: AtomicBool,
-    down_notify: Notify,
     /// How the browser side ended (for WebSocket backends).
     browser_close: Mutex<Option<(CloseCode, String)>>,
 }
 
 impl Link {
-    fn new(mode: Mode, limit: usize) -> Self {
+    fn new(mode: Mode, limit: usize, conn: ConnHandle) -> Self {
         Self {
             mode,
-            up: UpQueue::default(),
-            limit,
-            down_blocked: AtomicBool::new(false),
-            down_notify: Notify::new(),
+            up: UpQueue::new(limit, conn),
             browser_close: Mutex::new(None),
         }
-    }
-
-    /// Queues a browser message for the backend, then waits while too much is queued.
-    ///
-    /// Waiting here stops the connection from reading the browser (backpressure). But while
-    /// this waits, the connection task does not pass backend data on to the browser either;
-    /// a backend that stops reading while its own writes are blocked (an echo server, under
-    /// load in both directions) would then never drain. So the wait ends early when the
-    /// backend-to-browser task is itself blocked on this connection, unless the queue is
-    /// beyond a hard bound (four times the limit plus this message).
-    async fn push(&self, msg: Message) {
-        let hard = self.limit.saturating_mul(4).saturating_add(msg.len());
-        if !self.up.push(msg) {
-            return;
-        }
-        loop {
-            let mut space = pin!(self.up.space.notified());
-            space.as_mut().enable();
-            let mut blocked = pin!(self.down_notify.notified());
-            blocked.as_mut().enable();
-            let bytes = self.up.bytes();
-            if bytes <= self.limit || self.up.is_closed() {
-                return;
-            }
-            if bytes > hard {
-                space.await;
-            } else if self.down_blocked.load(Ordering::Acquire) {
-                return;
-            } else {
-                tokio::select! {
-                    () = space => {}
-                    () = blocked => {}
-                }
-            }
-        }
-    }
-
-    /// Hands a message to the browser's connection, recording whether that had to wait.
-    async fn send_down(&self, handle: &ConnHandle, msg: Message) -> Result<(), ws_server::Error> {
-        let mut send = pin!(handle.send(msg));
-        let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
-        if let Poll::Ready(r) = first {
-            return r;
-        }
-        self.down_blocked.store(true, Ordering::Release);
-        self.down_notify.notify_one();
-        let r = send.await;
-        self.down_blocked.store(false, Ordering::Release);
-        r
     }
 }
 
@@ -489,7 +453,7 @@ impl<H: Hooks> Proxy<H> {
 
     fn spawn_ws(&self, ws: ws_client::WebSocket, handle: ConnHandle, link: Arc<Link>) {
         let (r, w) = ws.split();
-        let reader = tokio::spawn(ws_down(r, handle.clone(), link.clone(), self.hooks.clone()));
+        let reader = tokio::spawn(ws_down(r, handle.clone(), self.hooks.clone()));
         let guard = ActiveGuard::new(&self.stats);
         tokio::spawn(ws_up(w, link, reader, self.cfg.drain_timeout, guard));
     }
@@ -587,10 +551,10 @@ impl<H: Hooks> Handler for Proxy<H> {
             let _ = ctx.close(CloseCode::POLICY, "refused");
             return;
         }
-        let link = Arc::new(Link::new(mode, self.cfg.up_buffer));
+        let handle = ctx.handle();
+        let link = Arc::new(Link::new(mode, self.cfg.up_buffer, handle.clone()));
         ctx.set_data(LinkGuard(link.clone()));
         lock(&self.live).insert(info.id(), link.clone());
-        let handle = ctx.handle();
         match backend {
             Backend::Stream(io) => self.spawn_stream(io, handle, link),
             Backend::Ws(ws) => self.spawn_ws(*ws, handle, link),
@@ -617,7 +581,9 @@ impl<H: Hooks> Handler for Proxy<H> {
         if msg.is_empty() && link.mode != Mode::Ws {
             return;
         }
-        link.push(msg).await;
+        // Never waits: over the limit the connection stops reading the browser (but goes on
+        // writing what the backend sends), until the backend has drained half of the queue.
+        link.up.push(msg, || ctx.pause_reading());
     }
 
     async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
@@ -658,7 +624,7 @@ async fn tcp_down<H: Hooks>(
                 } else {
                     msg
                 };
-                if link.send_down(&handle, msg).await.is_err() {
+                if handle.send(msg).await.is_err() {
                     break true;
                 }
             }
@@ -735,12 +701,7 @@ fn browser_close(link: &Link) -> (CloseCode, String) {
 }
 
 /// WebSocket backend to browser, message by message; the backend's close code is passed on.
-async fn ws_down<H: Hooks>(
-    mut r: ws_client::WsReader,
-    handle: ConnHandle,
-    link: Arc<Link>,
-    hooks: Arc<H>,
-) {
+async fn ws_down<H: Hooks>(mut r: ws_client::WsReader, handle: ConnHandle, hooks: Arc<H>) {
     let mut gone = false;
     while let Some(item) = r.recv().await {
         let Ok(msg) = item else { break };
@@ -750,7 +711,7 @@ async fn ws_down<H: Hooks>(
         let Some(msg) = hooks.on_backend_message(handle.info(), msg) else {
             continue;
         };
-        if link.send_down(&handle, msg).await.is_err() {
+        if handle.send(msg).await.is_err() {
             // Keep reading (and discarding) so the backend's close reply gets through.
             gone = true;
         }

@@ -192,7 +192,8 @@ pub struct ProxyConfig {
     /// Default: [`ProxyConfig::DEFAULT_READ_CHUNK`] (64 KiB).
     pub read_chunk: usize,
     /// Bytes of browser messages waiting for the backend above which the proxy stops reading
-    /// the browser. Default: [`ProxyConfig::DEFAULT_UP_BUFFER`] (256 KiB).
+    /// the browser (it reads again once half of it has been written to the backend).
+    /// Default: [`ProxyConfig::DEFAULT_UP_BUFFER`] (256 KiB).
     pub up_buffer: usize,
     /// After the WebSocket closed: how long the backend may take to read what is left and
     /// close its side (the proxy has sent FIN) before the TCP connection is dropped.

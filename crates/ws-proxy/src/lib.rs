@@ -11,6 +11,7 @@
 //!                                  pick subprotocol (binary | base64), maybe connect first
 //!                       on_connect: connect (TCP | TLS, PROXY header) or take the WS backend
 //!    on_message --decode/hook--> up queue (bytes-bounded) --task--> backend socket
+//!       (never waits; full queue: Ctx::pause_reading ... drained to half: resume_reading)
 //!    browser <--ConnHandle::send (bounded, waits)-- hook/encode <--task-- backend reads (64 KiB)
 //! ```
 //!
@@ -50,13 +51,18 @@
 //! it is full; a connection whose unwritten output passes
 //! [`ws_server::ServerConfig::write_buffer_limit`] (1 MiB) stops taking them. So a slow
 //! browser stops the backend reads, and TCP flow control stops the backend. Browser to
-//! backend: messages wait in a queue bounded by [`ProxyConfig::up_buffer`] (256 KiB); above
-//! it the handler waits, which stops the connection from reading the browser. (While the
-//! other direction is itself waiting on this connection the wait is skipped, so that a
-//! backend which stops reading while its writes are blocked cannot deadlock the pair; a hard
-//! bound of four times `up_buffer` plus one message still applies.) Per bridged connection
-//! the proxy holds at most about `send_queue x read_chunk + write_buffer_limit` (2 MiB) plus
-//! `4 x up_buffer + one message` (1 MiB + one message) plus one message being reassembled.
+//! backend: messages wait in a queue bounded by [`ProxyConfig::up_buffer`] (256 KiB). The
+//! handler never waits: when a message takes the queue over the bound, it pauses reading
+//! the browser's connection ([`ws_server::Ctx::pause_reading`]) and returns; the task
+//! writing to the backend resumes it ([`ws_server::ConnHandle::resume_reading`]) once the
+//! queue has drained to half the bound. A paused connection still writes what the backend
+//! sends and still answers its heartbeat and close handshake, so a backend that stops
+//! reading while its own writes are blocked (an echo built on `tokio::io::copy`) cannot
+//! lock the pair up: the browser is stopped by TCP flow control while backend data keeps
+//! flowing to it. Per bridged connection the proxy holds at most about
+//! `send_queue x read_chunk + write_buffer_limit` (2 MiB) plus `up_buffer` and one message
+//! (256 KiB + one message, plus the message being written), plus one receive buffer and one
+//! message being reassembled.
 //!
 //! # Routing
 //!

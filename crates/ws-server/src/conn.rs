@@ -1,12 +1,17 @@
 //! The connection task: one loop per WebSocket connection.
 //!
 //! ```text
-//!  loop:  drain ws.poll_event() -> handler (may queue frames on `ws`)
+//!  loop:  drain ws.poll_event() -> handler (may queue frames on `ws`)   [not while paused]
 //!         collect queued frames -> TxQueue (small frames batched, large ones vectored)
 //!         stop once ws.wants_transport_close() and everything is written
 //!         re-arm the one timer (close handshake, heartbeat, pong, idle, throttle, shrink)
-//!         select (biased): kill | write | read | command | timer
+//!         select (biased): kill | write | read [not while paused] | command | timer
+//!         after a read: take the commands already queued (reads never starve them)
 //! ```
+//!
+//! Read flow control (`ConnInfo::read_paused`, set by `Ctx::pause_reading` and
+//! `ConnHandle::pause_reading`) only gates the read branch and event delivery; writes,
+//! commands and timers go on. A connection whose close handshake has started reads anyway.
 
 use std::{
     any::Any,
@@ -145,6 +150,13 @@ enum Wake {
     Timer,
 }
 
+/// Whether the connection should neither read nor deliver events now: paused by the
+/// application, unless the server has sent a Close and waits for the peer's (for a server,
+/// `poll_timeout` is set exactly then: the close handshake deadline).
+fn read_paused(info: &ConnInfo, ws: &Connection) -> bool {
+    info.is_reading_paused() && ws.poll_timeout().is_none()
+}
+
 /// An upgraded connection ready to run.
 pub(crate) struct Established {
     pub(crate) io: Io,
@@ -226,8 +238,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     Box::pin(handler.on_connect(&mut ctx!())).await;
 
     loop {
-        // 1. events
-        loop {
+        // 1. events (what was already read stays in the receive buffer while paused)
+        while !read_paused(&info, &ws) {
             match ws.poll_event() {
                 Ok(Some(event)) => match event {
                     Event::Message(msg) => handler.on_message(&mut ctx!(), msg).await,
@@ -337,7 +349,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
 
         // 4. wait
         let backlog = tx.len() < config.write_buffer_limit;
-        let can_read = !eof && backlog && read_wait.is_none();
+        let paused = read_paused(&info, &ws);
+        let can_read = !eof && backlog && read_wait.is_none() && !paused;
         let can_write = (!tx.is_empty() || io.wants_flush()) && write_wait.is_none();
         let can_cmd = backlog && !ws.is_closed();
         let (reader, writer) = io.halves();
@@ -408,6 +421,17 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 if let (Some((r, _)), Some(now)) = (&mut throttle, now_if_throttled) {
                     r.consume(n, now);
                 }
+                // The select prefers reads: take what other tasks queued meanwhile, so that a
+                // peer that keeps sending does not hold up frames queued for it.
+                if can_cmd {
+                    for _ in 0..COMMAND_BATCH {
+                        match cmds.try_recv() {
+                            Ok(cmd) => apply(&mut ws, cmd),
+                            Err(_) => break,
+                        }
+                    }
+                    pending_kill = !killed && info.kill_requested().is_some();
+                }
             }
             Wake::Cmd(Some(cmd)) => {
                 apply(&mut ws, cmd);
@@ -424,18 +448,27 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 armed = None;
                 let now = Instant::now();
                 ws.handle_timeout(now);
+                if paused {
+                    // Not reading is the application's choice, not the peer's idleness.
+                    timers.rx_idle = true;
+                }
                 timers.fire(now, &mut actions);
                 for action in actions.drain(..) {
                     match action {
                         TimerAction::Ping => {
+                            // While paused the pong cannot be read: ping (keeps middleboxes
+                            // open), but do not wait for the answer.
                             if !Box::pin(handler.on_before_heartbeat(&mut ctx!())).await
                                 && ws.ping(Bytes::new()).is_ok()
+                                && !read_paused(&info, &ws)
                             {
                                 if let Some(hb) = &timers.heartbeat {
                                     timers.pong_deadline = Some(now + hb.timeout);
                                 }
                             }
                         }
+                        // A pong may be waiting unread in the receive buffer.
+                        TimerAction::PongTimeout if read_paused(&info, &ws) => {}
                         TimerAction::PongTimeout => {
                             dead = true;
                             disconnect.get_or_insert(Disconnect {

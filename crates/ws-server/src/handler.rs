@@ -427,6 +427,36 @@ impl Ctx<'_> {
         }
     }
 
+    /// Stops reading from this connection's socket (read flow control), for a handler that
+    /// cannot take more input right now: a bridge whose upstream buffer is full, a consumer
+    /// that fell behind. Returns at once, unlike waiting inside the handler method.
+    ///
+    /// From the next step on, the connection neither reads its socket nor delivers messages
+    /// it already read (no `on_message`, `on_fragment`, `on_ping`... until resumed), so TCP
+    /// flow control stops the peer once the kernel buffers are full. Everything else goes on:
+    /// queued and newly sent frames are written, commands from [`ConnHandle`]s and
+    /// [`ServerHandle`] are taken, heartbeat pings are sent (without expecting the pong while
+    /// paused), and a connection whose close handshake has started reads again, so that the
+    /// peer's Close frame can complete it. Paused time does not count as idle.
+    ///
+    /// Undo with [`Ctx::resume_reading`] or, from any task, [`ConnHandle::resume_reading`]
+    /// (take [`Ctx::handle`] before returning). No effect on SSE connections (they are
+    /// send-only).
+    pub fn pause_reading(&self) {
+        self.info.set_reading_paused(true);
+    }
+
+    /// Reads again after [`Ctx::pause_reading`] (a no-op when reading is not paused).
+    pub fn resume_reading(&self) {
+        self.info.set_reading_paused(false);
+    }
+
+    /// Whether reading is paused.
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.info.is_reading_paused()
+    }
+
     /// Subscribes this connection to a channel or wildcard pattern. Returns false when it
     /// was subscribed already.
     ///
@@ -454,7 +484,37 @@ impl Ctx<'_> {
 
 /// The server's event handler: every method has a default, override what you need. Methods of
 /// one connection run on that connection's task, one at a time, in order; while one runs, the
-/// connection does not read (so a slow handler pushes back on its client).
+/// connection does nothing else (no reading, no writing, no commands).
+///
+/// # Flow control
+///
+/// Do not wait inside a method for something that depends on this connection's progress:
+/// while the method waits, frames queued for this connection (by [`ConnHandle::send`] from
+/// other tasks) are not written either. To stop taking input, call [`Ctx::pause_reading`]
+/// and return; later, [`ConnHandle::resume_reading`] (from the task that frees room) lets the
+/// data flow again. A paused connection keeps writing, taking commands and answering its
+/// timers; only its socket is not read, so TCP flow control pushes back on the peer.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use ws_server::{ConnHandle, Ctx, Handler, ws_frame::Message};
+///
+/// /// Hands messages to a worker; at most 64 wait, beyond that the client is not read.
+/// struct Bounded(Arc<Mutex<(Vec<Message>, Option<ConnHandle>)>>);
+///
+/// impl Handler for Bounded {
+///     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
+///         let mut q = self.0.lock().unwrap();
+///         q.0.push(msg);
+///         if q.0.len() >= 64 {
+///             // The worker calls q.1.take().unwrap().resume_reading() once it drained q.0
+///             // (under the same lock, so that a resume never overtakes this pause).
+///             q.1 = Some(ctx.handle());
+///             ctx.pause_reading();
+///         }
+///     }
+/// }
+/// ```
 ///
 /// Futures must be `Send`; write the methods as `async fn` (native async fn in traits).
 pub trait Handler: Send + Sync + 'static {

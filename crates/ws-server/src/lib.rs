@@ -14,6 +14,7 @@
 //!   ServerHandle / ConnHandle   ---->  bounded command queue --+
 //!   (write_to, broadcast, close)                                v
 //!   socket --read--> ws_frame::Connection --events--> Handler (Ctx::send queues directly)
+//!         (not while paused: Ctx::pause_reading / ConnHandle::resume_reading)
 //!   socket <--one batched / vectored write-- queued frames        |
 //!   one timer: close handshake, heartbeat, pong, idle, throttle   v
 //!                                       Registry (ids, info, channels with + / # wildcards)
@@ -25,6 +26,16 @@
 //! [`SlowReaderPolicy::Backpressure`] the sender waits. A connection whose unwritten output
 //! exceeds [`ServerConfig::write_buffer_limit`] stops reading and stops taking commands until
 //! its peer catches up, so memory per connection stays bounded either way.
+//!
+//! Read flow control: a handler that cannot take more input calls [`Ctx::pause_reading`] and
+//! returns (instead of waiting inside the handler method, which would also stop the
+//! connection's writes); [`ConnHandle::resume_reading`], from any task, lets the data flow
+//! again ([`ConnHandle::pause_reading`] pauses from outside). A paused connection does not
+//! read its socket, so TCP flow control stops the peer, and holds back messages it already
+//! read; it keeps writing queued frames, taking commands, sending heartbeat pings, and reads
+//! again once its close handshake starts. Neither call waits or needs room in the command
+//! queue. See the [`Handler`] docs for the pattern (ws-proxy uses it for its upstream
+//! buffer).
 //!
 //! Memory: an idle plain connection holds no receive or send buffer (the receive buffer is
 //! taken only once data is really there, and both are released after a few idle seconds or

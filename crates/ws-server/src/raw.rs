@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -26,22 +26,22 @@ use crate::{
 };
 
 /// Takes the complete messages out of `buf` according to the delimiter settings.
-pub(crate) fn split_messages(buf: &mut BytesMut, cfg: &RawTcp, out: &mut Vec<Bytes>) {
+pub(crate) fn split_messages(buf: &mut BytesMut, cfg: &RawTcp, out: &mut impl Extend<Bytes>) {
     if buf.is_empty() {
         return;
     }
     let delim = &cfg.delimiter[..];
     match cfg.scan {
-        _ if delim.is_empty() => out.push(buf.split().freeze()),
-        DelimiterScan::None => out.push(buf.split().freeze()),
+        _ if delim.is_empty() => out.extend([buf.split().freeze()]),
+        DelimiterScan::None => out.extend([buf.split().freeze()]),
         DelimiterScan::Latest => {
             if buf.ends_with(delim) {
-                out.push(buf.split().freeze());
+                out.extend([buf.split().freeze()]);
             }
         }
         DelimiterScan::All => {
             while let Some(pos) = buf.windows(delim.len()).position(|w| w == delim) {
-                out.push(buf.split_to(pos + delim.len()).freeze());
+                out.extend([buf.split_to(pos + delim.len()).freeze()]);
             }
         }
     }
@@ -52,6 +52,16 @@ enum Wake {
     Wrote(std::io::Result<usize>),
     Read(std::io::Result<usize>),
     Cmd(Option<Command>),
+}
+
+fn apply(tx: &mut TxQueue, closing: &mut bool, cmd: Command) {
+    match cmd {
+        Command::Send(msg) => tx.push_bytes(msg.into_payload()),
+        Command::SendWith(b) => tx.push_bytes(b.0.into_payload()),
+        Command::Event(ev) => tx.push_bytes(Bytes::from(ev.data.into_bytes())),
+        Command::Close(..) => *closing = true,
+        Command::Ping(_) | Command::Wake => {}
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -86,13 +96,14 @@ pub(crate) async fn run<H: Handler>(
         tx: sender,
         kill: Notify::new(),
         kill_code: AtomicU16::new(KILL_NONE),
+        read_paused: AtomicBool::new(false),
     });
     inner.registry.insert(info.clone());
     let mut data: Option<Box<dyn Any + Send + Sync>> = None;
     let mut tx = TxQueue::default();
     let mut closing = false;
     let mut buf = BytesMut::from(&first[..]);
-    let mut messages = Vec::new();
+    let mut messages = std::collections::VecDeque::new();
     let mut disconnect = Disconnect {
         code: CloseCode::NORMAL,
         reason: String::new(),
@@ -119,10 +130,17 @@ pub(crate) async fn run<H: Handler>(
     tokio::pin!(kill);
     let mut eof = false;
     loop {
-        split_messages(&mut buf, &config.raw_tcp, &mut messages);
-        for msg in messages.drain(..) {
+        // Read flow control: while paused, nothing is delivered and nothing read.
+        if messages.is_empty() && !info.is_reading_paused() {
+            split_messages(&mut buf, &config.raw_tcp, &mut messages);
+        }
+        while !info.is_reading_paused() {
+            let Some(msg) = messages.pop_front() else {
+                break;
+            };
             handler.on_binary(&mut ctx!(), msg).await;
         }
+        let paused = info.is_reading_paused() || !messages.is_empty();
         if buf.len() > config.raw_tcp.max_buffer {
             disconnect = Disconnect {
                 code: CloseCode::TOO_BIG,
@@ -144,7 +162,7 @@ pub(crate) async fn run<H: Handler>(
             biased;
             () = &mut kill => Wake::Kill,
             r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-            r = reader.read(Target::Buf(&mut buf)), if room && !closing && !eof => Wake::Read(r),
+            r = reader.read(Target::Buf(&mut buf)), if room && !closing && !eof && !paused => Wake::Read(r),
             c = cmds.recv(), if room && !closing => Wake::Cmd(c),
         };
         match wake {
@@ -170,18 +188,28 @@ pub(crate) async fn run<H: Handler>(
             Wake::Read(Ok(0)) => eof = true,
             Wake::Read(Ok(n)) => {
                 info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                // Reads win the select: take the commands queued meanwhile.
+                while !closing && tx.len() < config.write_buffer_limit {
+                    match cmds.try_recv() {
+                        Ok(cmd) => apply(&mut tx, &mut closing, cmd),
+                        Err(_) => break,
+                    }
+                }
             }
-            Wake::Cmd(Some(Command::Send(msg))) => tx.push_bytes(msg.into_payload()),
-            Wake::Cmd(Some(Command::SendWith(b))) => tx.push_bytes(b.0.into_payload()),
-            Wake::Cmd(Some(Command::Event(ev))) => tx.push_bytes(Bytes::from(ev.data.into_bytes())),
-            Wake::Cmd(Some(Command::Close(..))) => closing = true,
-            Wake::Cmd(Some(Command::Ping(_) | Command::Wake) | None) => {}
+            Wake::Cmd(Some(cmd)) => apply(&mut tx, &mut closing, cmd),
+            Wake::Cmd(None) => {}
         }
     }
-    // A partial message left at end of stream is still delivered.
-    if eof && !buf.is_empty() {
-        let rest = buf.split().freeze();
-        handler.on_binary(&mut ctx!(), rest).await;
+    // Messages not yet delivered (end of stream while paused), and a partial message left at
+    // end of stream, are still delivered.
+    if eof {
+        while let Some(msg) = messages.pop_front() {
+            handler.on_binary(&mut ctx!(), msg).await;
+        }
+        if !buf.is_empty() {
+            let rest = buf.split().freeze();
+            handler.on_binary(&mut ctx!(), rest).await;
+        }
     }
     let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
     drop(io);

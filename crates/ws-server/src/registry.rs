@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
     time::SystemTime,
 };
@@ -79,6 +79,9 @@ pub struct ConnInfo {
     pub(crate) kill: Notify,
     /// [`KILL_NONE`], [`KILL_DROP`] or a close code to send before dropping.
     pub(crate) kill_code: AtomicU16,
+    /// Read flow control: the task does not read the socket (nor deliver what it already
+    /// read) while this is set. See [`crate::ConnHandle::pause_reading`].
+    pub(crate) read_paused: AtomicBool,
 }
 
 impl ConnInfo {
@@ -180,6 +183,28 @@ impl ConnInfo {
     #[must_use]
     pub fn subscriptions(&self) -> Vec<String> {
         lock(&self.subscriptions).clone()
+    }
+
+    /// Whether reading is paused ([`crate::Ctx::pause_reading`],
+    /// [`crate::ConnHandle::pause_reading`]).
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.read_paused.load(Ordering::Acquire)
+    }
+
+    /// Sets the read flow control flag; returns whether it changed.
+    pub(crate) fn set_reading_paused(&self, paused: bool) -> bool {
+        self.read_paused.swap(paused, Ordering::AcqRel) != paused
+    }
+
+    /// [`ConnInfo::set_reading_paused`] from outside the connection task, which is then woken
+    /// so that it looks at the flag. The wake-up never waits: when the command queue is full,
+    /// the task has commands to take and checks the flag after taking them (and while it
+    /// cannot take commands, it does not read either).
+    pub(crate) fn set_reading_paused_remote(&self, paused: bool) {
+        if self.set_reading_paused(paused) {
+            let _ = self.tx.try_send(Command::Wake);
+        }
     }
 
     /// Asks the connection task to stop: with a Close frame carrying `code`, or at once
@@ -445,6 +470,7 @@ pub(crate) fn test_info(
             tx,
             kill: Notify::new(),
             kill_code: AtomicU16::new(KILL_NONE),
+            read_paused: AtomicBool::new(false),
         }),
         rx,
     )

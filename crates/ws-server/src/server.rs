@@ -556,6 +556,26 @@ impl ConnHandle {
         self.info.kill(KILL_DROP);
     }
 
+    /// Stops reading from the connection's socket (read flow control; see
+    /// [`crate::Ctx::pause_reading`] for what goes on meanwhile). Never waits: it sets a flag
+    /// and wakes the connection task, which stops reading at its next step.
+    pub fn pause_reading(&self) {
+        self.info.set_reading_paused_remote(true);
+    }
+
+    /// Reads again after a pause ([`crate::Ctx::pause_reading`] or
+    /// [`ConnHandle::pause_reading`]); a no-op when reading is not paused. Never waits, and
+    /// takes no room in the connection's command queue when that is full.
+    pub fn resume_reading(&self) {
+        self.info.set_reading_paused_remote(false);
+    }
+
+    /// Whether reading is paused.
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.info.is_reading_paused()
+    }
+
     /// Subscribes to a channel (wildcards allowed).
     ///
     /// # Errors

@@ -14,7 +14,7 @@ use std::{
     any::Any,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -196,6 +196,7 @@ pub(crate) async fn run<H: Handler>(
         tx: sender,
         kill: Notify::new(),
         kill_code: AtomicU16::new(KILL_NONE),
+        read_paused: AtomicBool::new(false),
     });
     // The path acts as a channel (sgc's `Broadcast(text, "/sse.html")`).
     if validate_channel(info.path()).is_ok() {

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU16, AtomicU64},
+        atomic::{AtomicBool, AtomicU16, AtomicU64},
     },
     time::SystemTime,
 };
@@ -158,6 +158,7 @@ pub(super) async fn run<H: Handler>(
         tx,
         kill: Notify::new(),
         kill_code: AtomicU16::new(KILL_NONE),
+        read_paused: AtomicBool::new(false),
     });
     // Registered before the 101 goes out, so a client that saw the 101 is in the registry.
     inner.registry.insert(info.clone());
