@@ -392,8 +392,11 @@ pub struct ClientConfig {
     /// Commands (sends, pings) queued for the connection task; senders wait when full.
     /// Default: [`ClientConfig::DEFAULT_SEND_QUEUE`] (64).
     pub send_queue: usize,
-    /// Unwritten bytes above which the connection stops taking commands until the socket
-    /// catches up. Default: [`ClientConfig::DEFAULT_WRITE_BUFFER_LIMIT`] (1 MiB).
+    /// Unwritten bytes above which the connection stops taking commands (sends wait) until the
+    /// socket catches up. Reading goes on, so that a peer which stops reading while its own
+    /// writes are blocked cannot deadlock with us; only above twice this limit (control replies
+    /// such as pongs piling up) does reading stop too.
+    /// Default: [`ClientConfig::DEFAULT_WRITE_BUFFER_LIMIT`] (1 MiB).
     pub write_buffer_limit: usize,
     /// `User-Agent` header; empty: not sent. Default: `wskit/<version>`.
     pub user_agent: String,

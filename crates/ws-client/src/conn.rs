@@ -311,9 +311,14 @@ impl Driver {
             }
 
             // 4. wait
-            let backlog = out.len() < write_buffer_limit;
-            let can_read = !eof && pending.len() < recv_queue && backlog;
-            let can_cmd = cmds_open && backlog;
+            // A write backlog stops new sends, not reading: a peer that stops reading while its
+            // own writes are blocked (an echo behind `tokio::io::copy`, a paused proxy) would
+            // otherwise deadlock with us. Reading can only add control replies (pongs, the
+            // close echo) to the backlog, so it stops at twice the limit to stay bounded.
+            let can_cmd = cmds_open && out.len() < write_buffer_limit;
+            let can_read = !eof
+                && pending.len() < recv_queue
+                && out.len() < write_buffer_limit.saturating_mul(2);
             let can_deliver = !pending.is_empty() && !reader_gone;
             let wake = tokio::select! {
                 biased;
