@@ -88,15 +88,27 @@ fn start_udp_peer() -> (Guard, u16) {
 }
 
 async fn start_wskit(secret: Option<&str>) -> TurnServer {
-    let mut cfg = TurnServerConfig::default();
-    let port = free_port();
-    cfg.udp = vec![SocketAddr::from(([127, 0, 0, 1], port))];
-    cfg.tcp = cfg.udp.clone();
-    cfg.server.users = vec![("alice".into(), "s3cret".into())];
-    cfg.server.realm = "example.org".into();
-    cfg.server.allow_loopback_peers = true;
-    cfg.server.auth_secret = secret.map(String::from);
-    TurnServer::bind(cfg).await.expect("bind wskit turn")
+    // A port found free can be taken again before the bind (by a relay allocation of a test
+    // running in parallel, for example): try a few.
+    let mut attempt = 0;
+    loop {
+        let mut cfg = TurnServerConfig::default();
+        let port = free_port();
+        cfg.udp = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        cfg.tcp = cfg.udp.clone();
+        cfg.server.users = vec![("alice".into(), "s3cret".into())];
+        cfg.server.realm = "example.org".into();
+        cfg.server.allow_loopback_peers = true;
+        cfg.server.auth_secret = secret.map(String::from);
+        match TurnServer::bind(cfg).await {
+            Ok(server) => return server,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                eprintln!("bind wskit turn on {port}: {e:?}; retrying");
+            }
+            Err(e) => panic!("bind wskit turn: {e:?}"),
+        }
+    }
 }
 
 #[derive(Debug)]
