@@ -97,5 +97,6 @@ pub use headers::Headers;
 pub use limits::Limits;
 pub use message::{
     BodyKind, Parsed, Request, Response, Version, looks_like_http, parse_request, parse_response,
+    percent_decode,
 };
 pub use url::WsUrl;

@@ -291,8 +291,15 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
     (if path.is_empty() { "/" } else { path }, query)
 }
 
-/// Decodes `%XX` escapes and `+` (as a space); `None` for a bad escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
+/// Decodes a query component (`application/x-www-form-urlencoded`): `%XX` escapes and `+` as
+/// a space; `None` for a bad escape or a result that is not UTF-8.
+///
+/// ```
+/// assert_eq!(ws_http::percent_decode("a%20b+c").as_deref(), Some("a b c"));
+/// assert_eq!(ws_http::percent_decode("%zz"), None);
+/// ```
+#[must_use]
+pub fn percent_decode(s: &str) -> Option<String> {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),

@@ -4,9 +4,9 @@ use std::{any::Any, future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
+use ws_http::percent_decode;
 
 use crate::{
-    auth::percent_decode,
     error::Error,
     http::{Body, Response},
     registry::{ConnId, ConnInfo},
