@@ -393,9 +393,10 @@ pub struct ClientConfig {
     /// Default: [`ClientConfig::DEFAULT_SEND_QUEUE`] (64).
     pub send_queue: usize,
     /// Unwritten bytes above which the connection stops taking commands (sends wait) until the
-    /// socket catches up. Reading goes on, so that a peer which stops reading while its own
-    /// writes are blocked cannot deadlock with us; only above twice this limit (control replies
-    /// such as pongs piling up) does reading stop too.
+    /// socket catches up (the last message taken may overshoot it). Reading goes on, so that a
+    /// peer which stops reading while its own writes are blocked cannot deadlock with us; only
+    /// when control replies such as pongs pile up beyond this limit on top of what the sends
+    /// left (at least twice the limit in all) does reading stop too.
     /// Default: [`ClientConfig::DEFAULT_WRITE_BUFFER_LIMIT`] (1 MiB).
     pub write_buffer_limit: usize,
     /// `User-Agent` header; empty: not sent. Default: `wskit/<version>`.

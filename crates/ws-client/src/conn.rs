@@ -183,6 +183,11 @@ impl Driver {
         let mut out = BytesMut::new();
         let mut raw_rx = BytesMut::new();
         let mut dirty = false;
+        // Bytes of `out` counted as sends rather than replies to what was read (pongs, the close
+        // echo): all of `out` once a batch of commands has been transmitted, counted down by
+        // writes. Replies queued before a batch count as sends; that stays bounded, since
+        // commands are only taken while `out` is below the limit.
+        let mut sent_backlog = 0usize;
         let mut eof = false;
         let mut cmds_open = true;
         let mut reader_gone = false;
@@ -314,11 +319,15 @@ impl Driver {
             // A write backlog stops new sends, not reading: a peer that stops reading while its
             // own writes are blocked (an echo behind `tokio::io::copy`, a paused proxy) would
             // otherwise deadlock with us. Reading can only add control replies (pongs, the
-            // close echo) to the backlog, so it stops at twice the limit to stay bounded.
+            // close echo) to the backlog, so it stops once those could exceed the limit on top
+            // of what the sends left (at least the limit itself: twice it in all). The sends'
+            // part can overshoot the limit by the last message taken, so it cannot be a fixed
+            // 2x bound: a large message would stop reading while the peer waits for us to read.
             let can_cmd = cmds_open && out.len() < write_buffer_limit;
-            let can_read = !eof
-                && pending.len() < recv_queue
-                && out.len() < write_buffer_limit.saturating_mul(2);
+            let read_limit = sent_backlog
+                .max(write_buffer_limit)
+                .saturating_add(write_buffer_limit);
+            let can_read = !eof && pending.len() < recv_queue && out.len() < read_limit;
             let can_deliver = !pending.is_empty() && !reader_gone;
             let wake = tokio::select! {
                 biased;
@@ -353,7 +362,10 @@ impl Driver {
                     eof = true;
                     break;
                 }
-                Wake::Wrote(Ok(_)) => dirty = true,
+                Wake::Wrote(Ok(n)) => {
+                    dirty = true;
+                    sent_backlog = sent_backlog.saturating_sub(n);
+                }
                 Wake::Flushed(Ok(())) => dirty = false,
                 Wake::Delivered => {}
                 Wake::ReaderGone => {
@@ -413,7 +425,13 @@ impl Driver {
                         &mut out,
                         &mut raw_closing,
                     );
+                    // The batch stops at the write limit (a batch of 64 large messages would
+                    // otherwise queue several times the limit).
+                    transmit(&mut mode, &mut out);
                     for _ in 1..64 {
+                        if out.len() >= write_buffer_limit {
+                            break;
+                        }
                         match cmds.try_recv() {
                             Ok(cmd) => apply(
                                 &mut mode,
@@ -425,7 +443,9 @@ impl Driver {
                             ),
                             Err(_) => break,
                         }
+                        transmit(&mut mode, &mut out);
                     }
+                    sent_backlog = out.len();
                 }
                 Wake::Timer => {
                     armed = None;

@@ -289,7 +289,6 @@ async fn bulk_echo_both_ways_in_order() {
 /// the upstream buffer is full, but keeps writing what the backend sends, so the cycle of
 /// bounded buffers never locks up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "stalls in about one run of six (a lost wake-up between pause and resume is suspected); under investigation"]
 async fn bulk_echo_through_a_copy_backend() {
     bulk_echo(tcp_echo().await, 400).await.unwrap();
 }
