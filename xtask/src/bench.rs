@@ -66,11 +66,16 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             http(secs, conns)
         }
+        Some("proxy") => {
+            let secs = args.number("secs", 5)?;
+            args.finish()?;
+            crate::bench_proxy::run(secs)
+        }
         Some("turn") => {
             args.finish()?;
             crate::turn::bench()
         }
-        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, turn)"),
+        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn)"),
     }
 }
 

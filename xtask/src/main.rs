@@ -14,6 +14,7 @@
 
 mod autobahn;
 mod bench;
+mod bench_proxy;
 mod ci;
 mod deps;
 mod flags;
@@ -33,7 +34,8 @@ commands:
   fuzz [--secs N]     run every fuzz target for N seconds each (default 10); needs cargo-fuzz
   bench [NAME]        criterion micro-benchmarks (no NAME or `micro`), `echo` (wskit serve vs
                       fastwebsockets vs tokio-tungstenite), `rss` (memory per idle connection),
-                      `turn` (wskit turn vs coturn with turnutils_uclient)
+                      `turn` (wskit turn vs coturn with turnutils_uclient), `http` (static files,
+                      wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat)
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
   autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
   interop browser     headless Chromium opens the test page of `wskit serve`: WebSocket echo with
