@@ -75,7 +75,9 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             crate::turn::bench()
         }
-        Some(other) => bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn)"),
+        Some(other) => {
+            bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn)")
+        }
     }
 }
 
