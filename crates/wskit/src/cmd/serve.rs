@@ -108,7 +108,7 @@ pub(crate) struct Args {
     /// Largest upload request body (and file) in bytes. Default: 64 MiB.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_upload: Option<u64>,
-    /// Configuration file with a [serve] table.
+    /// Configuration file (wskit.toml) with a `[serve]` table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }

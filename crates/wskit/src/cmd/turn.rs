@@ -74,7 +74,7 @@ pub(crate) struct Args {
     /// Redirect Allocate requests to this server (300 Try Alternate).
     #[arg(long, value_name = "IP:PORT")]
     pub(crate) alternate_server: Option<SocketAddr>,
-    /// Configuration file with a [turn] table.
+    /// Configuration file (wskit.toml) with a `[turn]` table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
