@@ -659,7 +659,8 @@ fn wait_port(mut server: Proc, port: u16, name: &str) -> Result<(Proc, u16)> {
     }
 }
 
-/// nginx in the foreground with one worker, no access log, sendfile on.
+/// nginx in the foreground as one process (no master, so that killing it leaves no worker
+/// behind), no access log, sendfile on.
 fn start_nginx(work: &Path, docroot: &Path) -> Result<(Proc, u16)> {
     let port = free_port()?;
     let prefix = work.join("nginx");
@@ -668,7 +669,7 @@ fn start_nginx(work: &Path, docroot: &Path) -> Result<(Proc, u16)> {
     fs::write(
         &conf,
         format!(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\n\
              pid {pid};\nerror_log stderr warn;\nevents {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  \
              keepalive_requests 1000000;\n  default_type application/octet-stream;\n  \
