@@ -252,7 +252,8 @@ fn run_client_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -
     std::fs::write(&spec_path, spec)?;
     eprintln!("==> wstest -m fuzzingserver on ws://127.0.0.1:{port} (cases {case_list})");
     let child = Command::new(wstest)
-        .args(["-m", "fuzzingserver", "-s"])
+        // `--webport 0`: no report web server on port 8080 (it may be taken).
+        .args(["-m", "fuzzingserver", "--webport", "0", "-s"])
         .arg(&spec_path)
         .current_dir(work)
         .env("PYTHONUSERBASE", user_base()?)
