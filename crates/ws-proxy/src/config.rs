@@ -4,7 +4,7 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use ws_server::{Request, ServerConfig, SlowReaderPolicy};
 
-use crate::error::ProxyError;
+use crate::{error::ProxyError, http_forward::HttpUpstream};
 
 /// Where a bridged connection goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -217,6 +217,10 @@ pub struct ProxyConfig {
     pub forwarded_headers: bool,
     /// Set `TCP_NODELAY` on backend connections. Default: true.
     pub nodelay: bool,
+    /// Where plain HTTP requests (not WebSocket upgrades) on the listeners go: forwarded to
+    /// this upstream as a reverse proxy would (see the crate docs, "HTTP forwarding"). With
+    /// `None` they get 404. Default: `None`.
+    pub http_upstream: Option<HttpUpstream>,
 }
 
 impl ProxyConfig {
@@ -247,7 +251,7 @@ impl ProxyConfig {
     ///
     /// # Errors
     /// [`ProxyError::Config`] naming the first problem: nothing to route to, an empty token
-    /// parameter or path, zero timeouts or buffers, a read chunk above
+    /// parameter or path, an invalid [`ProxyConfig::http_upstream`], zero timeouts or buffers, a read chunk above
     /// [`ProxyConfig::MAX_READ_CHUNK`]; [`ProxyError::Server`] for an invalid server
     /// configuration; [`ProxyError::Client`] for invalid upstream client settings.
     pub fn validate(&self) -> Result<(), ProxyError> {
@@ -258,8 +262,14 @@ impl ProxyConfig {
             && self.paths.is_empty()
             && self.token_file.is_none()
             && self.resolver.is_none()
+            && self.http_upstream.is_none()
         {
-            return bad("no upstream: set a target, paths, a token file or a resolver");
+            return bad(
+                "no upstream: set a target, paths, a token file, a resolver or an HTTP upstream",
+            );
+        }
+        if let Some(up) = &self.http_upstream {
+            up.validate()?;
         }
         if self.token_param.is_empty() {
             return bad("token_param must not be empty");
@@ -307,6 +317,7 @@ impl Default for ProxyConfig {
             upstream_ws: ws_client::ClientConfig::default(),
             forwarded_headers: true,
             nodelay: true,
+            http_upstream: None,
         }
     }
 }
@@ -330,6 +341,7 @@ impl fmt::Debug for ProxyConfig {
             .field("backend_tls_server_name", &self.backend_tls_server_name)
             .field("forwarded_headers", &self.forwarded_headers)
             .field("nodelay", &self.nodelay)
+            .field("http_upstream", &self.http_upstream)
             .finish_non_exhaustive()
     }
 }
@@ -392,6 +404,13 @@ mod tests {
     #[test]
     fn validation() {
         assert!(ProxyConfig::default().validate().is_err(), "no upstream");
+        let mut http_only = ProxyConfig {
+            http_upstream: Some(HttpUpstream::parse("http://127.0.0.1:8000").unwrap()),
+            ..ProxyConfig::default()
+        };
+        http_only.validate().unwrap();
+        http_only.http_upstream.as_mut().unwrap().port = 0;
+        assert!(http_only.validate().is_err(), "invalid HTTP upstream");
         let ok = ProxyConfig::to(Target::parse("127.0.0.1:1").unwrap());
         ok.validate().unwrap();
         assert_eq!(ok.server.slow_reader, SlowReaderPolicy::Backpressure);

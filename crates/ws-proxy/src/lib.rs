@@ -71,6 +71,47 @@
 //! from `?token=` or a `token` cookie); else [`ProxyConfig::paths`]; else
 //! [`ProxyConfig::target`].
 //!
+//! # HTTP forwarding
+//!
+//! With [`ProxyConfig::http_upstream`] set (an [`HttpUpstream`], `http://host:port[/base]` or
+//! `https://...`), plain HTTP requests on the same listeners, the ones that are not
+//! WebSocket upgrades, go to that upstream (a reverse proxy in front of, say, the web app
+//! that serves noVNC's pages); upgrades are bridged as above. Without it they get 404.
+//!
+//! - Request: method, `base` + path and query, header fields in their order, except the
+//!   hop-by-hop ones (RFC 9110 section 7.6.1: `Connection` and the fields it names,
+//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
+//!   `Expect` (ws-server answers `100 Continue` itself). `Host` is the client's
+//!   ([`HostHeader::Client`], the default) or the upstream's ([`HostHeader::Upstream`]).
+//!   With [`HttpUpstream::forwarded_headers`] (default) the proxy appends the client's
+//!   address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and `X-Forwarded-Host`, and
+//!   appends `for=...;host=...;proto=...` to `Forwarded` (RFC 7239).
+//! - Request body: streamed as it arrives, bounded by the server's
+//!   [`ws_server::HttpLimits::max_body`] (413) and body timeout (408); a `Content-Length`
+//!   body keeps its length, a chunked one is sent chunked (trailers dropped).
+//! - Response: status and fields relayed (hop-by-hop ones dropped; ws-server writes its own
+//!   `Date`, `Server` and framing), the body streamed through a bounded channel, with the
+//!   upstream's `Content-Length` when it sent one, else chunked. A body cut short by the
+//!   upstream closes the client's connection rather than ending cleanly. `HEAD` gets the
+//!   upstream's head.
+//! - Failures: upstream unreachable (refused, DNS, TLS) -> `502 Bad Gateway` with a short
+//!   text reason, also for a broken or invalid response; connect timeout
+//!   ([`ProxyConfig::connect_timeout`]) or no response within
+//!   [`HttpUpstream::response_timeout`] -> `504 Gateway Timeout`. `CONNECT` gets 405.
+//! - Connections: idle upstream connections are reused by requests without a body (up to
+//!   [`HttpUpstream::max_idle`], for [`HttpUpstream::idle_timeout`]); a reused connection
+//!   that the upstream had closed is replaced once, transparently.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), ws_proxy::ProxyError> {
+//! use ws_proxy::{HttpUpstream, ProxyConfig, ProxyServer, Target};
+//!
+//! let mut config = ProxyConfig::to(Target::parse("tcp://127.0.0.1:5900")?);
+//! config.http_upstream = Some(HttpUpstream::parse("http://127.0.0.1:8000")?);
+//! let proxy = ProxyServer::start(config).await?; // ws:// -> VNC, http:// -> the web app
+//! # proxy.stop().await; Ok(()) }
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -110,6 +151,7 @@ mod bridge;
 mod config;
 mod error;
 mod hooks;
+mod http_forward;
 mod pp;
 mod server;
 mod tokens;
@@ -117,6 +159,7 @@ mod tokens;
 pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
 pub use error::ProxyError;
 pub use hooks::{Hooks, NoHooks};
+pub use http_forward::{HostHeader, HttpUpstream};
 pub use pp::V2_SIGNATURE;
 pub use server::ProxyServer;
 pub use tokens::parse_token_file;

@@ -10,6 +10,7 @@ use crate::{
     config::ProxyConfig,
     error::ProxyError,
     hooks::{Hooks, NoHooks},
+    http_forward::{Forwarder, WithHttp},
     tokens::TokenFile,
 };
 
@@ -26,7 +27,8 @@ impl ProxyServer {
     ///
     /// # Errors
     /// [`ProxyError::Config`], [`ProxyError::Client`], [`ProxyError::Server`] for invalid
-    /// settings or addresses that cannot be bound, [`ProxyError::TokenFile`] when the token
+    /// settings (an HTTP upstream's TLS server name included) or addresses that cannot be
+    /// bound, [`ProxyError::TokenFile`] when the token
     /// file cannot be read, [`ProxyError::Tls`] for unusable backend TLS settings.
     pub async fn start(config: ProxyConfig) -> Result<Self, ProxyError> {
         Self::start_with_hooks(config, NoHooks).await
@@ -54,9 +56,16 @@ impl ProxyServer {
             upstream.rustls = Some(ws_tls::client_config(&upstream.tls)?);
         }
         let server_config = config.server.clone();
+        let http = match config.http_upstream.clone() {
+            Some(up) => Some(Forwarder::new(up, &config, tls.clone())?),
+            None => None,
+        };
         let proxy = Proxy::new(config, hooks, tokens, tls, upstream);
         let stats = proxy.stats.clone();
-        let server = Server::start(server_config, proxy).await?;
+        let server = match http {
+            Some(fwd) => Server::start(server_config, WithHttp::new(proxy, fwd)).await?,
+            None => Server::start(server_config, proxy).await?,
+        };
         Ok(Self { server, stats })
     }
 

@@ -1,12 +1,28 @@
 //! `wskit proxy`: the WebSocket-to-TCP bridge (what websockify does), also WebSocket to
 //! WebSocket. `wskit proxy --to tcp://127.0.0.1:5900` lets noVNC reach a VNC server;
-//! `--token-file` routes `?token=X` with a websockify token file; `--route /path=URL` by path.
+//! `--token-file` routes `?token=X` with a websockify token file; `--route /path=URL` by path;
+//! `--http-upstream http://127.0.0.1:8000` forwards plain HTTP requests on the same port (a
+//! reverse proxy, e.g. for the web app serving noVNC's pages).
+//!
+//! Every flag can also come from the `[proxy]` table of `--config wskit.toml` (same names as
+//! the flags' fields, with underscores: `routes`, `users`, `allowed_origins`, the singular
+//! flag names being accepted too); flags win. Routes are a list of `"PATH=URL"` strings or a
+//! table of `PATH = "URL"`:
+//!
+//! ```toml
+//! [proxy]
+//! listen = ["0.0.0.0:6080"]
+//! token_file = "/etc/wskit/tokens"
+//! routes = { "/vnc1" = "tcp://10.0.0.5:5901" }
+//! http_upstream = "http://127.0.0.1:8000"
+//! ```
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 use ws_proxy::{
-    ProxyConfig, ProxyProtocol, ProxyServer, Target,
+    HostHeader, HttpUpstream, ProxyConfig, ProxyProtocol, ProxyServer, Target,
     ws_server::{AuthConfig, Binding, Heartbeat, ServerConfig},
 };
 
@@ -67,10 +83,117 @@ pub(crate) struct Args {
     /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub(crate) users: Vec<String>,
+    /// Forward plain HTTP requests (not WebSocket upgrades) to this upstream:
+    /// http://host:port[/base] or https://... Default: none (404).
+    #[arg(long, value_name = "URL")]
+    pub(crate) http_upstream: Option<String>,
+    /// Send the HTTP upstream its own host as Host (instead of the client's, which then only
+    /// goes in X-Forwarded-Host).
+    #[arg(long)]
+    pub(crate) http_upstream_host: bool,
+    /// Seconds the HTTP upstream may take to answer (then 504). Default: 60.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) http_timeout: Option<u64>,
+    /// Configuration file (wskit.toml) with a `[proxy]` table.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
-/// Turns the flags into the library configuration.
+/// Routes in the `[proxy]` table: `["/a=tcp://h:1"]` or `{ "/a" = "tcp://h:1" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Routes {
+    List(Vec<String>),
+    Table(BTreeMap<String, String>),
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl Routes {
+    /// As `PATH=URL` strings, like the flag.
+    fn into_flags(self) -> Vec<String> {
+        match self {
+            Self::List(v) => v,
+            Self::Table(t) => t.into_iter().map(|(p, u)| format!("{p}={u}")).collect(),
+        }
+    }
+}
+
+/// The `[proxy]` table of wskit.toml (same names as the flags' fields, with underscores).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ProxyFile {
+    listen: Vec<SocketAddr>,
+    to: Option<String>,
+    #[serde(alias = "route")]
+    routes: Routes,
+    token_file: Option<PathBuf>,
+    token_param: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    proxy_protocol: Option<String>,
+    max_connections: Option<usize>,
+    #[serde(alias = "allowed_origin")]
+    allowed_origins: Vec<String>,
+    connect_before_upgrade: bool,
+    connect_timeout: Option<u64>,
+    drain_timeout: Option<u64>,
+    backend_ca: Option<PathBuf>,
+    backend_server_name: Option<String>,
+    heartbeat: Option<u64>,
+    idle_timeout: Option<u64>,
+    #[serde(alias = "user")]
+    users: Vec<String>,
+    http_upstream: Option<String>,
+    http_upstream_host: bool,
+    http_timeout: Option<u64>,
+}
+
+fn read_file(path: &std::path::Path) -> Result<ProxyFile> {
+    super::read_table(path, "proxy")
+}
+
+use super::or_vec;
+
+/// The flags, with what they leave out taken from the `[proxy]` table of `--config`.
+fn merge(args: Args) -> Result<Args> {
+    let Some(path) = &args.config else {
+        return Ok(args);
+    };
+    let f = read_file(path)?;
+    Ok(Args {
+        listen: or_vec(args.listen, f.listen),
+        to: args.to.or(f.to),
+        routes: or_vec(args.routes, f.routes.into_flags()),
+        token_file: args.token_file.or(f.token_file),
+        token_param: args.token_param.or(f.token_param),
+        tls_cert: args.tls_cert.or(f.tls_cert),
+        tls_key: args.tls_key.or(f.tls_key),
+        proxy_protocol: args.proxy_protocol.or(f.proxy_protocol),
+        max_connections: args.max_connections.or(f.max_connections),
+        allowed_origins: or_vec(args.allowed_origins, f.allowed_origins),
+        connect_before_upgrade: args.connect_before_upgrade || f.connect_before_upgrade,
+        connect_timeout: args.connect_timeout.or(f.connect_timeout),
+        drain_timeout: args.drain_timeout.or(f.drain_timeout),
+        backend_ca: args.backend_ca.or(f.backend_ca),
+        backend_server_name: args.backend_server_name.or(f.backend_server_name),
+        heartbeat: args.heartbeat.or(f.heartbeat),
+        idle_timeout: args.idle_timeout.or(f.idle_timeout),
+        users: or_vec(args.users, f.users),
+        http_upstream: args.http_upstream.or(f.http_upstream),
+        http_upstream_host: args.http_upstream_host || f.http_upstream_host,
+        http_timeout: args.http_timeout.or(f.http_timeout),
+        config: args.config,
+    })
+}
+
+/// Turns flags and file into the library configuration.
 fn build(args: Args) -> Result<ProxyConfig> {
+    let args = merge(args)?;
     let mut cfg = ProxyConfig::default();
     let addrs = if args.listen.is_empty() {
         vec![ServerConfig::DEFAULT_LISTEN.parse()?]
@@ -147,6 +270,18 @@ fn build(args: Args) -> Result<ProxyConfig> {
         .collect::<Result<Vec<_>>>()?;
     if !users.is_empty() {
         cfg.server.auth = Some(AuthConfig::basic(users));
+    }
+    if let Some(url) = &args.http_upstream {
+        let mut up = HttpUpstream::parse(url).with_context(|| format!("--http-upstream {url}"))?;
+        if args.http_upstream_host {
+            up.host_header = HostHeader::Upstream;
+        }
+        if let Some(s) = args.http_timeout {
+            up.response_timeout = Duration::from_secs(s);
+        }
+        cfg.http_upstream = Some(up);
+    } else if args.http_upstream_host || args.http_timeout.is_some() {
+        bail!("--http-upstream-host and --http-timeout need --http-upstream");
     }
     cfg.validate().context("invalid configuration")?;
     Ok(cfg)
@@ -225,8 +360,137 @@ mod tests {
                 users: vec!["nopassword".into()],
                 ..Args::default()
             },
+            Args {
+                http_upstream: Some("ftp://x:1".into()),
+                ..Args::default()
+            },
+            Args {
+                to: Some("x:1".into()),
+                http_timeout: Some(5),
+                ..Args::default()
+            },
         ] {
             assert!(build(bad).is_err());
         }
+    }
+
+    #[test]
+    fn http_upstream_flags() {
+        let cfg = build(Args {
+            http_upstream: Some("http://127.0.0.1:8000/app".into()),
+            http_upstream_host: true,
+            http_timeout: Some(7),
+            ..Args::default()
+        })
+        .unwrap();
+        let up = cfg.http_upstream.unwrap();
+        assert_eq!(up.to_string(), "http://127.0.0.1:8000/app");
+        assert_eq!(up.host_header, HostHeader::Upstream);
+        assert_eq!(up.response_timeout, Duration::from_secs(7));
+        assert!(cfg.target.is_none(), "an HTTP upstream alone is enough");
+    }
+
+    #[test]
+    fn toml_file_fills_what_flags_leave_out() {
+        let dir = std::env::temp_dir().join(format!("wskit-proxy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wskit.toml");
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, "vnc: 127.0.0.1:5900\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[serve]\nport = 1\n[turn]\nrealm = \"x\"\n[proxy]\n\
+                 listen = [\"127.0.0.1:9200\"]\nto = \"tcp://127.0.0.1:5900\"\n\
+                 routes = [\"/vnc1=tcp://10.0.0.5:5901\", \"/vnc2=tls://10.0.0.6:5902\"]\n\
+                 token_file = {tokens:?}\ntoken_param = \"t\"\nproxy_protocol = \"v1\"\n\
+                 max_connections = 5\nallowed_origins = [\"http://a:*\"]\n\
+                 connect_before_upgrade = true\nconnect_timeout = 3\ndrain_timeout = 4\n\
+                 heartbeat = 20\nidle_timeout = 60\nusers = [\"file:pw\"]\n\
+                 http_upstream = \"http://127.0.0.1:8000\"\nhttp_timeout = 9\n"
+            ),
+        )
+        .unwrap();
+        let cfg = build(Args {
+            config: Some(path.clone()),
+            to: Some("tcp://127.0.0.1:5999".into()),
+            max_connections: Some(50),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.target.as_ref().unwrap().to_string(),
+            "tcp://127.0.0.1:5999",
+            "flags win"
+        );
+        assert_eq!(cfg.server.max_connections, 50, "flags win");
+        assert_eq!(cfg.server.bindings[0].addr.to_string(), "127.0.0.1:9200");
+        let paths: Vec<String> = cfg.paths.iter().map(|(p, t)| format!("{p}={t}")).collect();
+        assert_eq!(
+            paths,
+            ["/vnc1=tcp://10.0.0.5:5901", "/vnc2=tls://10.0.0.6:5902"]
+        );
+        assert_eq!(cfg.token_file.as_deref(), Some(tokens.as_path()));
+        assert_eq!(cfg.token_param, "t");
+        assert_eq!(cfg.proxy_protocol, Some(ProxyProtocol::V1));
+        assert_eq!(cfg.server.allowed_origins, ["http://a:*"]);
+        assert!(cfg.connect_before_upgrade);
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(3));
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(4));
+        assert!(cfg.server.heartbeat.is_some());
+        assert_eq!(cfg.server.idle_timeout, Some(Duration::from_secs(60)));
+        assert!(cfg.server.auth.is_some());
+        let up = cfg.http_upstream.as_ref().unwrap();
+        assert_eq!(up.to_string(), "http://127.0.0.1:8000");
+        assert_eq!(up.response_timeout, Duration::from_secs(9));
+        assert_eq!(up.host_header, HostHeader::Client);
+
+        // A flag list replaces the file's; routes as a table.
+        std::fs::write(
+            &path,
+            "[proxy]\nroutes = { \"/b\" = \"tcp://h:2\", \"/a\" = \"ws://h:1/x\" }\n",
+        )
+        .unwrap();
+        let cfg = build(Args {
+            config: Some(path.clone()),
+            ..Args::default()
+        })
+        .unwrap();
+        let paths: Vec<&str> = cfg.paths.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["/a", "/b"]);
+        let cfg = build(Args {
+            config: Some(path.clone()),
+            routes: vec!["/flag=tcp://h:3".into()],
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.paths.len(), 1);
+        assert_eq!(cfg.paths[0].0, "/flag");
+
+        for bad in [
+            "[proxy]\nlisen = [\"127.0.0.1:1\"]\n",
+            "[proxy]\nto = 5\n",
+            "[proxy]\nhttp_upstream = \"ws://x:1\"\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                build(Args {
+                    config: Some(path.clone()),
+                    ..Args::default()
+                })
+                .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            build(Args {
+                config: Some(dir.join("missing.toml")),
+                to: Some("x:1".into()),
+                ..Args::default()
+            })
+            .is_err(),
+            "a missing file is an error"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

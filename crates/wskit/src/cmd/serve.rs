@@ -146,22 +146,10 @@ struct ServeFile {
 }
 
 fn read_file(path: &std::path::Path) -> Result<ServeFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let serve = value
-        .get("serve")
-        .cloned()
-        .unwrap_or(toml::Value::Table(Default::default()));
-    serve
-        .try_into()
-        .with_context(|| format!("[serve] in {}", path.display()))
+    super::read_table(path, "serve")
 }
 
-fn or_vec<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
-    if flag.is_empty() { file } else { flag }
-}
+use super::or_vec;
 
 /// What `build` makes of flags and file.
 struct Setup {
