@@ -1,12 +1,21 @@
-//! `cargo xtask bench turn`: `wskit turn` against coturn's `turnserver`, driven by coturn's own
-//! `turnutils_uclient` through `turnutils_peer` (a UDP echo peer), in one run.
+//! `cargo xtask bench turn`: `wskit turn` against coturn's `turnserver`, in one run, on the same
+//! clients and the same echo peer (coturn's `turnutils_peer`).
 //!
-//! Measures per server: relayed round trips per second and loss (`-m 50 -n 2000 -l 200 -c -z 0`),
-//! server CPU time per round trip, Allocate requests per second (many one-message sessions), and
-//! resident memory per allocation (sessions kept open with `-h`). Environment knobs:
-//! `TURN_BENCH_SESSIONS` (50), `TURN_BENCH_MESSAGES` (2000), `TURN_BENCH_ALLOCS` (10000),
-//! `TURN_BENCH_ALLOC_RATE_SESSIONS` (500), and `WSKIT_BIN` (a prebuilt `wskit` instead of
-//! `cargo build --release -p wskit`).
+//! Per server:
+//! - paced traffic from coturn's own `turnutils_uclient` (`-m 50 -n 2000 -l 200 -c -z 0`): round
+//!   trips per second and loss, and the server's CPU time per round trip. uclient paces its
+//!   sends, so its rate is the same for any server that keeps up: the CPU figure is the one
+//!   that tells the servers apart;
+//! - relaying capacity: stun-turn's example `turn_load rtt` keeps 8 messages of 200 bytes in
+//!   flight on each of 64 channels for 5 s (round trips per second, server CPU per round trip);
+//! - Allocate rate: `turn_load alloc`, 2000 allocations 64 at a time, each through the whole
+//!   401 / nonce / retry exchange;
+//! - resident memory per allocation: `turn_load hold` keeps 10,000 allocations open; the
+//!   figure is the growth of the server's VmRSS divided by their number.
+//!
+//! Knobs: `TURN_BENCH_SESSIONS` (50), `TURN_BENCH_MESSAGES` (2000) for uclient;
+//! `TURN_BENCH_LOAD_SECS` (5), `TURN_BENCH_ALLOCS` (10000), `TURN_BENCH_ALLOC_RATE` (2000);
+//! `WSKIT_BIN` (a prebuilt `wskit` instead of `cargo build --release -p wskit`).
 
 use std::fs;
 use std::net::UdpSocket;
@@ -166,90 +175,168 @@ fn traffic(pid: u32, port: u16, peer: u16, sessions: u64, messages: u64) -> Resu
     Ok(t)
 }
 
-/// Allocations per second: many sessions with one message each (allocate, permission/channel,
-/// one round trip); the figure is sessions / wall time, so it includes those extra steps.
-fn allocate_rate(port: u16, peer: u16, sessions: u64) -> Result<f64> {
-    let t0 = Instant::now();
-    let m = sessions.to_string();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 65536 2>/dev/null; exec turnutils_uclient -u alice -w s3cret -p {port} -e 127.0.0.1 -r {peer} \
-             -X -c -m {m} -n 1 -z 0 127.0.0.1"
-        ))
-        .stdin(Stdio::null())
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "uclient -m {m} failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    Ok(sessions as f64 / t0.elapsed().as_secs_f64())
+/// `program` run through `sh` with the open-file limit raised to the hard limit (10,000
+/// allocations need as many sockets); `exec` keeps the pid the program's.
+fn fd_limited(program: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "ulimit -n $(ulimit -Hn) 2>/dev/null; exec \"$0\" \"$@\"",
+        program,
+    ]);
+    c
 }
 
-/// Resident memory per allocation: `allocs` sessions kept open (`-h`) until RSS settles.
-fn rss_per_allocation(pid: u32, port: u16, peer: u16, allocs: u64) -> Result<f64> {
+/// Runs `turn_load ARGS` with the file limit raised to the hard limit.
+fn turn_load(load: &std::path::Path, args: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {} {args}",
+            load.display()
+        ))
+        .stdin(Stdio::null());
+    c
+}
+
+/// The last line of `out` that starts with `prefix`, as text after it.
+fn line_after(out: &std::process::Output, prefix: &str) -> Result<String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "turn_load printed no {prefix:?} line: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Relaying capacity: (round trips/s, server CPU seconds per round trip).
+fn capacity(
+    load: &std::path::Path,
+    pid: u32,
+    port: u16,
+    peer: u16,
+    secs: u64,
+) -> Result<(f64, f64)> {
+    let tck = clock_ticks_per_sec() as f64;
+    let c0 = cpu_ticks(pid)?;
+    let out = turn_load(
+        load,
+        &format!("rtt 127.0.0.1:{port} 127.0.0.1:{peer} alice:s3cret 64 8 {secs} 200"),
+    )
+    .output()
+    .context("turn_load rtt")?;
+    let cpu = (cpu_ticks(pid)? - c0) as f64 / tck;
+    // "round trips: N in T s = R/s, sent S"
+    let line = line_after(&out, "round trips: ")?;
+    let n: f64 = line
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("round trips count")?;
+    let t: f64 = line
+        .split(" in ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("round trips time")?;
+    Ok((n / t, cpu / n.max(1.0)))
+}
+
+/// Allocations per second through the whole 401 / nonce / retry exchange.
+fn allocate_rate(load: &std::path::Path, port: u16, count: u64) -> Result<f64> {
+    let out = turn_load(
+        load,
+        &format!("alloc 127.0.0.1:{port} alice:s3cret {count} 64"),
+    )
+    .output()
+    .context("turn_load alloc")?;
+    // "allocations: N in T s = R/s"
+    let line = line_after(&out, "allocations: ")?;
+    line.rsplit("= ")
+        .next()
+        .and_then(|r| r.trim_end_matches("/s").parse().ok())
+        .context("allocation rate")
+}
+
+/// Resident memory per allocation: `allocs` allocations held open by `turn_load hold`.
+fn rss_per_allocation(load: &std::path::Path, pid: u32, port: u16, allocs: u64) -> Result<f64> {
     let before = rss_kib(pid)?;
-    let hold = Proc(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -n 65536 2>/dev/null; exec turnutils_uclient -u alice -w s3cret -p {port} -e 127.0.0.1 \
-                 -r {peer} -X -c -m {allocs} -n 1 -z 0 -h 127.0.0.1"
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
+    let mut cmd = turn_load(
+        load,
+        &format!("hold 127.0.0.1:{port} alice:s3cret {allocs} 64"),
     );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut last = 0;
-    let mut stable = 0;
-    while Instant::now() < deadline && stable < 4 {
-        std::thread::sleep(Duration::from_millis(750));
-        let now = rss_kib(pid)?;
-        stable = if now == last && now > before {
-            stable + 1
-        } else {
-            0
-        };
-        last = now;
+    let mut hold = Proc(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("turn_load hold")?,
+    );
+    let stdout = hold.0.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    let held: u64 = line
+        .trim()
+        .strip_prefix("held ")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("turn_load hold: {line:?}"))?;
+    if held != allocs {
+        bail!("turn_load held {held} of {allocs} allocations");
     }
-    drop(hold);
-    Ok((last.saturating_sub(before)) as f64 * 1024.0 / allocs as f64)
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid)?;
+    // Closing stdin releases them.
+    drop(hold.0.stdin.take());
+    let _ = hold.0.wait();
+    Ok(after.saturating_sub(before) as f64 * 1024.0 / allocs as f64)
 }
 
 struct Row {
     name: &'static str,
     t: Traffic,
+    capacity: Option<(f64, f64)>,
     alloc_rate: Option<f64>,
     rss: Option<f64>,
 }
 
-fn measure(name: &'static str, server: &Proc, port: u16, peer: u16) -> Result<Row> {
+fn measure(
+    name: &'static str,
+    load: &std::path::Path,
+    server: &Proc,
+    port: u16,
+    peer: u16,
+) -> Result<Row> {
     let pid = server.0.id();
     wait_stun(port)?;
     let sessions = env_num("TURN_BENCH_SESSIONS", 50);
     let messages = env_num("TURN_BENCH_MESSAGES", 2000);
-    eprintln!("==> {name}: {sessions} sessions x {messages} messages of 200 bytes");
+    eprintln!("==> {name}: uclient, {sessions} sessions x {messages} messages of 200 bytes");
     let t = traffic(pid, port, peer, sessions, messages)?;
-    let rate_sessions = env_num("TURN_BENCH_ALLOC_RATE_SESSIONS", 500);
-    eprintln!("==> {name}: Allocate rate with {rate_sessions} sessions");
-    let alloc_rate = allocate_rate(port, peer, rate_sessions)
+    let secs = env_num("TURN_BENCH_LOAD_SECS", 5);
+    eprintln!("==> {name}: turn_load rtt, 64 channels x 8 in flight for {secs} s");
+    let capacity = capacity(load, pid, port, peer, secs)
+        .map_err(|e| eprintln!("    {e:#}"))
+        .ok();
+    let count = env_num("TURN_BENCH_ALLOC_RATE", 2000);
+    eprintln!("==> {name}: turn_load alloc, {count} allocations");
+    let alloc_rate = allocate_rate(load, port, count)
         .map_err(|e| eprintln!("    {e:#}"))
         .ok();
     let allocs = env_num("TURN_BENCH_ALLOCS", 10_000);
-    eprintln!("==> {name}: RSS with {allocs} allocations held open");
-    let rss = rss_per_allocation(pid, port, peer, allocs)
+    eprintln!("==> {name}: turn_load hold, {allocs} allocations held open");
+    let rss = rss_per_allocation(load, pid, port, allocs)
         .map_err(|e| eprintln!("    {e:#}"))
         .ok();
     Ok(Row {
         name,
         t,
+        capacity,
         alloc_rate,
         rss,
     })
@@ -262,23 +349,32 @@ pub(crate) fn bench() -> Result<()> {
             bail!("{tool} not found: install coturn (apt-get install -y coturn)");
         }
     }
-    let wskit = match std::env::var_os("WSKIT_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(&cargo)
-                .current_dir(root())
-                .args(["build", "--release", "-p", "wskit"])
-                .status()
-                .context("cargo build")?;
-            if !status.success() {
-                bail!("building wskit failed");
-            }
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root().join("target"), PathBuf::from);
-            target.join("release").join("wskit")
-        }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let prebuilt = std::env::var_os("WSKIT_BIN").map(PathBuf::from);
+    let mut build = Command::new(&cargo);
+    build.current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "stun-turn",
+        "--example",
+        "turn_load",
+    ]);
+    if prebuilt.is_none() {
+        build.args(["-p", "wskit"]);
+    }
+    if !build.status().context("cargo build")?.success() {
+        bail!("building wskit / turn_load failed");
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target = if target.is_absolute() {
+        target
+    } else {
+        root().join(target)
     };
+    let wskit = prebuilt.unwrap_or_else(|| target.join("release/wskit"));
+    let load = target.join("release/examples/turn_load");
     let help = Command::new(&wskit)
         .args(["turn", "--help"])
         .output()
@@ -302,7 +398,7 @@ pub(crate) fn bench() -> Result<()> {
     {
         let port = free_port()?;
         let coturn = Proc(
-            Command::new("turnserver")
+            fd_limited("turnserver")
                 .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
                 .arg(format!("--listening-port={port}"))
                 .args([
@@ -329,12 +425,18 @@ pub(crate) fn bench() -> Result<()> {
                 .spawn()
                 .context("turnserver")?,
         );
-        rows.push(measure("coturn turnserver", &coturn, port, peer_port)?);
+        rows.push(measure(
+            "coturn turnserver",
+            &load,
+            &coturn,
+            port,
+            peer_port,
+        )?);
     }
     {
         let port = free_port()?;
         let ours = Proc(
-            Command::new(&wskit)
+            fd_limited(&wskit.display().to_string())
                 .args([
                     "turn",
                     "--listen",
@@ -363,34 +465,40 @@ pub(crate) fn bench() -> Result<()> {
                 .spawn()
                 .context("wskit turn")?,
         );
-        rows.push(measure("wskit turn", &ours, port, peer_port)?);
+        rows.push(measure("wskit turn", &load, &ours, port, peer_port)?);
     }
 
     println!();
+    println!("paced (turnutils_uclient) and saturating (turn_load rtt) relayed round trips:");
     println!(
-        "{:<18} {:>10} {:>10} {:>9} {:>14} {:>12} {:>14} {:>14}",
+        "{:<18} {:>9} {:>9} {:>7} {:>12} {:>10} | {:>13} {:>10} | {:>9} {:>11}",
         "server",
-        "sent",
-        "received",
-        "wall s",
-        "round trips/s",
+        "uc sent",
+        "uc recv",
+        "uc s",
+        "uc rt/s",
         "CPU us/rt",
-        "sessions/s",
+        "load rt/s",
+        "CPU us/rt",
+        "allocs/s",
         "RSS B/alloc"
     );
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
     for r in &rows {
         let rts = r.t.received as f64 / r.t.secs;
         let cpu_us = r.t.cpu_secs * 1e6 / r.t.received.max(1) as f64;
         println!(
-            "{:<18} {:>10} {:>10} {:>9.2} {:>14.0} {:>12.1} {:>14} {:>14}   loss {}",
+            "{:<18} {:>9} {:>9} {:>7.2} {:>12.0} {:>10.1} | {:>13} {:>10} | {:>9} {:>11}   uclient loss {}",
             r.name,
             r.t.sent,
             r.t.received,
             r.t.secs,
             rts,
             cpu_us,
-            r.alloc_rate.map_or("-".into(), |v| format!("{v:.0}")),
-            r.rss.map_or("-".into(), |v| format!("{v:.0}")),
+            opt(r.capacity.map(|c| c.0), 0),
+            opt(r.capacity.map(|c| c.1 * 1e6), 1),
+            opt(r.alloc_rate, 0),
+            opt(r.rss, 0),
             r.t.lost,
         );
     }
@@ -398,11 +506,28 @@ pub(crate) fn bench() -> Result<()> {
         let ratio = (w.t.received as f64 / w.t.secs) / (c.t.received as f64 / c.t.secs);
         let cpu = (c.t.cpu_secs / c.t.received.max(1) as f64)
             / (w.t.cpu_secs / w.t.received.max(1) as f64);
-        println!("\nwskit/coturn: round trips/s x{ratio:.2}, CPU efficiency x{cpu:.2}");
+        println!("\nwskit/coturn:");
+        println!("  uclient (paced): round trips/s x{ratio:.2}, CPU efficiency x{cpu:.2}");
+        if let (Some(wc), Some(cc)) = (w.capacity, c.capacity) {
+            println!(
+                "  turn_load (saturating): round trips/s x{:.2}, CPU efficiency x{:.2}",
+                wc.0 / cc.0,
+                cc.1 / wc.1
+            );
+        }
+        if let (Some(wa), Some(ca)) = (w.alloc_rate, c.alloc_rate) {
+            println!("  allocations/s x{:.2}", wa / ca);
+        }
+        if let (Some(wr), Some(cr)) = (w.rss, c.rss) {
+            println!(
+                "  memory per allocation x{:.2} (coturn's / ours)",
+                cr / wr.max(1.0)
+            );
+        }
         println!(
-            "(uclient, the peer and the server share the machine: round trips/s is often client-bound;"
+            "(clients, peer and server share the machine; uclient paces its sends, so its rate is the\n \
+             same for any server that keeps up; turn_load keeps the relay busy.)"
         );
-        println!(" CPU per round trip is the server's own cost.)");
     }
     Ok(())
 }

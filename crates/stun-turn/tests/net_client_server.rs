@@ -38,7 +38,16 @@ async fn timeout<T>(f: impl Future<Output = T>) -> T {
 
 #[tokio::test]
 async fn udp_and_tcp_clients_relay_through_channels_and_indications() {
-    let server = TurnServer::bind(server_config()).await.unwrap();
+    // On the server's own event-loop threads (default), and on the caller's runtime.
+    for threads in [2, 0] {
+        let mut cfg = server_config();
+        cfg.threads = threads;
+        relay_through_channels_and_indications(cfg).await;
+    }
+}
+
+async fn relay_through_channels_and_indications(cfg: TurnServerConfig) {
+    let server = TurnServer::bind(cfg).await.unwrap();
     let peer = udp_echo_peer().await;
     for tcp in [false, true] {
         let cfg = ClientConfig::with_credentials("alice", "s3cret");
@@ -68,6 +77,19 @@ async fn udp_and_tcp_clients_relay_through_channels_and_indications() {
         assert_eq!(timeout(c.refresh(0)).await.unwrap(), 0);
     }
     assert_eq!(server.stats().allocations, 0);
+}
+
+#[tokio::test]
+async fn dropping_the_server_closes_its_sockets_and_threads() {
+    let mut cfg = server_config();
+    cfg.threads = 2;
+    let server = TurnServer::bind(cfg).await.unwrap();
+    let (udp, tcp) = (server.udp_addrs()[0], server.tcp_addrs()[0]);
+    timeout(stun_binding(udp, false)).await.unwrap();
+    drop(server);
+    // Without SO_REUSEPORT these binds fail while any of the server's sockets is open.
+    std::net::UdpSocket::bind(udp).expect("UDP port still held after drop");
+    std::net::TcpListener::bind(tcp).expect("TCP port still held after drop");
 }
 
 #[tokio::test]

@@ -74,6 +74,10 @@ pub(crate) struct Args {
     /// Redirect Allocate requests to this server (300 Try Alternate).
     #[arg(long, value_name = "IP:PORT")]
     pub(crate) alternate_server: Option<SocketAddr>,
+    /// Event-loop threads, each with its own socket per UDP listener (0: one shared
+    /// multi-thread runtime). Default: the number of CPUs.
+    #[arg(long, alias = "relay-threads", value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Configuration file (wskit.toml) with a `[turn]` table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -103,30 +107,11 @@ struct TurnFile {
     bandwidth_limit: Option<u64>,
     fingerprint: bool,
     alternate_server: Option<SocketAddr>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    turn: TurnFile,
+    threads: Option<usize>,
 }
 
 fn read_file(path: &std::path::Path) -> Result<TurnFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    // Other subcommands own the other tables; only [turn] is read here.
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let turn = value
-        .get("turn")
-        .cloned()
-        .unwrap_or(toml::Value::Table(Default::default()));
-    let file = File {
-        turn: turn
-            .try_into()
-            .with_context(|| format!("[turn] in {}", path.display()))?,
-    };
-    Ok(file.turn)
+    super::read_table(path, "turn")
 }
 
 fn parse_user(s: &str) -> Result<(String, String)> {
@@ -217,6 +202,9 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
     s.bandwidth_limit = args.bandwidth_limit.or(f.bandwidth_limit);
     s.fingerprint = args.fingerprint || f.fingerprint;
     s.alternate_server = args.alternate_server.or(f.alternate_server);
+    if let Some(n) = args.threads.or(f.threads) {
+        cfg.threads = n;
+    }
     cfg.validate().context("invalid configuration")?;
     Ok(cfg)
 }
