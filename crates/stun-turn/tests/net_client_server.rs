@@ -93,6 +93,18 @@ async fn dropping_the_server_closes_its_sockets_and_threads() {
 }
 
 #[tokio::test]
+async fn a_second_server_on_the_same_udp_port_is_refused() {
+    let first = TurnServer::bind(server_config()).await.unwrap();
+    let mut cfg = server_config();
+    cfg.udp = vec![first.udp_addrs()[0]];
+    cfg.tcp = vec![];
+    match TurnServer::bind(cfg).await {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse),
+        other => panic!("expected AddrInUse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn binding_over_udp_and_tcp_reports_the_local_address() {
     let server = TurnServer::bind(server_config()).await.unwrap();
     let udp = timeout(stun_binding(server.udp_addrs()[0], false))

@@ -668,6 +668,24 @@ pub struct TurnServer {
     threads: Vec<Worker>,
 }
 
+/// A runtime of the server's own. Dropped without waiting (the server runs no blocking tasks),
+/// so that a [`TurnServer::bind`] that fails half-way may drop it inside async code.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle().clone())
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
 /// An event-loop thread of [`TurnServer`] and the way to stop it.
 struct Worker {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -698,16 +716,16 @@ impl TurnServer {
         // by its thread, or the caller's.
         let mut runtimes = Vec::new();
         for _ in 0..cfg.threads {
-            runtimes.push(
+            runtimes.push(OwnedRuntime(Some(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?,
-            );
+            )));
         }
         let handles: Vec<tokio::runtime::Handle> = if runtimes.is_empty() {
             vec![tokio::runtime::Handle::current()]
         } else {
-            runtimes.iter().map(|r| r.handle().clone()).collect()
+            runtimes.iter().filter_map(OwnedRuntime::handle).collect()
         };
         // On the caller's multi-thread runtime, a few tasks share each socket.
         let tasks_per_socket = if runtimes.is_empty() {
@@ -722,7 +740,10 @@ impl TurnServer {
         let mut udp_first = HashMap::new();
         let mut listeners: Vec<(usize, Arc<UdpSocket>)> = Vec::new();
         for a in &cfg.udp {
-            let mut local = *a;
+            // SO_REUSEPORT would let a second server (or anything of the same user) share the
+            // port silently and split the clients between them: a plain bind first makes an
+            // address in use an error, and picks the port when 0 was asked.
+            let mut local = std::net::UdpSocket::bind(a)?.local_addr()?;
             for (i, h) in handles.iter().enumerate() {
                 let std_sock = std_udp_socket(local, true, LISTENER_BUFFER)?;
                 if i == 0 {
@@ -782,7 +803,9 @@ impl TurnServer {
                 .spawn(move || {
                     // Returns when the server is dropped; dropping the runtime then ends the
                     // tasks that still run on it.
-                    let _ = rt.block_on(stopped);
+                    if let Some(r) = &rt.0 {
+                        let _ = r.block_on(stopped);
+                    }
                 })?;
             threads.push(Worker {
                 stop: Some(stop),
