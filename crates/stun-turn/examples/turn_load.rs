@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use stun_turn::{Client, ClientConfig, ClientEvent, RelayProtocol};
+use stun_turn::{Client, ClientConfig, ClientEvent, ErrorCode, Failure, RelayProtocol};
 use tokio::net::UdpSocket;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -72,18 +72,32 @@ fn failed(ev: &ClientEvent) -> Option<String> {
     }
 }
 
-/// A fresh socket connected to `server`, and an allocation on it.
+/// A fresh socket connected to `server`, and an allocation on it. A 437 (the 5-tuple still has
+/// an allocation: an earlier client on the same local port did not release it) is answered
+/// as RFC 8656 says, with another local port.
 async fn allocate(server: SocketAddr, creds: &(String, String)) -> Res<(UdpSocket, Client)> {
-    let sock = UdpSocket::bind(("127.0.0.1", 0)).await?;
-    sock.connect(server).await?;
-    let mut core = Client::new(ClientConfig::with_credentials(&creds.0, &creds.1))?;
-    core.allocate(Instant::now(), RelayProtocol::Udp)?;
-    drive_until(&mut core, &sock, |ev| match ev {
-        ClientEvent::Allocated { .. } => Some(Ok(())),
-        e => failed(&e).map(|f| Err(f.into())),
-    })
-    .await?;
-    Ok((sock, core))
+    let mut last = None;
+    for _ in 0..8 {
+        let sock = UdpSocket::bind(("127.0.0.1", 0)).await?;
+        sock.connect(server).await?;
+        let mut core = Client::new(ClientConfig::with_credentials(&creds.0, &creds.1))?;
+        core.allocate(Instant::now(), RelayProtocol::Udp)?;
+        let r = drive_until(&mut core, &sock, |ev| match ev {
+            ClientEvent::Allocated { .. } => Some(Ok(None)),
+            ClientEvent::Failed {
+                failure: Failure::Error { code, .. },
+                ..
+            } if code == ErrorCode::ALLOCATION_MISMATCH => Some(Ok(Some(code))),
+            e => failed(&e).map(|f| Err(f.into())),
+        })
+        .await?;
+        match r {
+            None => return Ok((sock, core)),
+            // Keep this socket until another is bound, so that the next port differs.
+            Some(code) => last = Some((code, sock)),
+        }
+    }
+    Err(format!("Allocate: {:?} on 8 local ports", last.map(|l| l.0)).into())
 }
 
 async fn release(sock: &UdpSocket, core: &mut Client) -> Res<()> {

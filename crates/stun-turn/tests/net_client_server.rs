@@ -105,6 +105,26 @@ async fn a_second_server_on_the_same_udp_port_is_refused() {
 }
 
 #[tokio::test]
+async fn udp_allocate_moves_to_another_port_on_437() {
+    let server = TurnServer::bind(server_config()).await.unwrap();
+    let srv = server.udp_addrs()[0];
+    let creds = || ClientConfig::with_credentials("alice", "s3cret");
+    // A client allocates, then vanishes without releasing: its 5-tuple keeps the allocation.
+    let first = TurnClient::udp(srv, creds()).await.unwrap();
+    let port = first.local_addr().port();
+    timeout(first.allocate()).await.unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A new client on the same local port gets 437 and retries from another port.
+    let sock = UdpSocket::bind(("0.0.0.0", port)).await.unwrap();
+    let second = TurnClient::udp_from(sock, srv, creds()).await.unwrap();
+    assert_eq!(second.local_addr().port(), port);
+    timeout(second.allocate()).await.unwrap();
+    assert_ne!(second.local_addr().port(), port);
+    assert_eq!(server.stats().allocations, 2);
+}
+
+#[tokio::test]
 async fn binding_over_udp_and_tcp_reports_the_local_address() {
     let server = TurnServer::bind(server_config()).await.unwrap();
     let udp = timeout(stun_binding(server.udp_addrs()[0], false))

@@ -1,6 +1,7 @@
 //! The tokio STUN/TURN client over UDP or TCP.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,7 +71,23 @@ pub struct TurnClient {
     cmds: mpsc::Sender<Cmd>,
     data: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
     other: mpsc::UnboundedReceiver<ClientEvent>,
-    local: SocketAddr,
+    /// Changes when a UDP Allocate moves to another local port after a 437.
+    local: Arc<Mutex<SocketAddr>>,
+}
+
+/// Local ports a UDP client tries when Allocate gets 437 Allocation Mismatch.
+const MISMATCH_PORTS: u32 = 4;
+
+/// A UDP socket on a fresh ephemeral port of `server`'s family, connected to it.
+async fn udp_to(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(any).await?;
+    sock.connect(server).await?;
+    Ok(sock)
 }
 
 fn failure_to_error(f: Failure) -> Error {
@@ -90,14 +107,21 @@ impl TurnClient {
     ///
     /// # Errors
     /// [`Error::Io`]; [`Error::Config`] for an invalid configuration.
-    pub async fn udp(server: SocketAddr, mut cfg: ClientConfig) -> Result<Self, Error> {
+    pub async fn udp(server: SocketAddr, cfg: ClientConfig) -> Result<Self, Error> {
+        Self::udp_from(udp_to(server).await?, server, cfg).await
+    }
+
+    /// Connects over a UDP socket of the caller's, bound where it wants (an interface, a
+    /// port); it is connected to `server` here.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Config`] for an invalid configuration.
+    pub async fn udp_from(
+        sock: UdpSocket,
+        server: SocketAddr,
+        mut cfg: ClientConfig,
+    ) -> Result<Self, Error> {
         cfg.reliable = false;
-        let any: SocketAddr = if server.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            ([0u16; 8], 0).into()
-        };
-        let sock = UdpSocket::bind(any).await?;
         sock.connect(server).await?;
         let local = sock.local_addr()?;
         Self::start(Io::Udp(sock), cfg, local)
@@ -120,7 +144,8 @@ impl TurnClient {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (data_tx, data_rx) = mpsc::channel(1024);
         let (other_tx, other_rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(io, core, cmd_rx, data_tx, other_tx));
+        let local = Arc::new(Mutex::new(local));
+        tokio::spawn(drive(io, core, cmd_rx, data_tx, other_tx, local.clone()));
         Ok(Self {
             cmds: cmd_tx,
             data: data_rx,
@@ -129,9 +154,12 @@ impl TurnClient {
         })
     }
 
-    /// The local address of the connection.
+    /// The local address of the connection. Over UDP it changes when the server answered
+    /// Allocate with 437 Allocation Mismatch (its 5-tuple still had an allocation, say of a
+    /// crashed client behind the same NAT port): the client then retries from another local
+    /// port, as RFC 8656 section 7.3 suggests, up to 4 ports.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        *self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn ask(&self, f: impl FnOnce(Reply) -> Cmd) -> Result<ClientEvent, Error> {
@@ -261,8 +289,12 @@ async fn drive(
     mut cmds: mpsc::Receiver<Cmd>,
     data: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     other: mpsc::UnboundedSender<ClientEvent>,
+    local: Arc<Mutex<SocketAddr>>,
 ) {
     let mut waiters: Vec<(Want, Reply)> = Vec::new();
+    // The last Allocate's parameters and the local ports tried for it (437 handling).
+    let mut allocating: Option<(RelayProtocol, Option<bool>, Option<[u8; 8]>)> = None;
+    let mut ports_tried = 0u32;
     let mut buf = vec![0u8; 65_536];
     let mut stream_buf: Vec<u8> = Vec::new();
     let mut out = Vec::with_capacity(2048);
@@ -279,6 +311,20 @@ async fn drive(
             }
         }
         while let Some(ev) = core.poll_event() {
+            if is_mismatch(&ev)
+                && ports_tried + 1 < MISMATCH_PORTS
+                && let (Io::Udp(s), Some((p, e, t))) = (&io, allocating)
+                && let Ok(server) = s.peer_addr()
+                && let Ok(fresh) = udp_to(server).await
+                && let Ok(addr) = fresh.local_addr()
+                && core.allocate_with(Instant::now(), p, e, t).is_ok()
+            {
+                // The new socket is bound before the old one closes: another port.
+                io = Io::Udp(fresh);
+                *local.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+                ports_tried += 1;
+                continue;
+            }
             match ev {
                 ClientEvent::Data { peer, data: d } => {
                     let _ = data.try_send((peer, d));
@@ -339,7 +385,11 @@ async fn drive(
                 let now = Instant::now();
                 let (want, reply, res) = match cmd {
                     Cmd::Binding(r) => (Want::Binding, r, core.binding(now).map(|_| ())),
-                    Cmd::Allocate(p, e, t, r) => (Want::Allocate, r, core.allocate_with(now, p, e, t).map(|_| ())),
+                    Cmd::Allocate(p, e, t, r) => {
+                        allocating = Some((p, e, t));
+                        ports_tried = 0;
+                        (Want::Allocate, r, core.allocate_with(now, p, e, t).map(|_| ()))
+                    }
                     Cmd::Refresh(l, r) => (Want::Refresh, r, core.refresh(now, l).map(|_| ())),
                     Cmd::Permission(p, r) => (Want::Permission, r, core.create_permission(now, &p).map(|_| ())),
                     Cmd::Channel(p, r) => (Want::Channel, r, core.bind_channel(now, p).map(|_| ())),
@@ -370,6 +420,13 @@ async fn drive(
             }
         }
     }
+}
+
+fn is_mismatch(ev: &ClientEvent) -> bool {
+    matches!(ev, ClientEvent::Failed {
+        request: Request::Allocate(_),
+        failure: Failure::Error { code, .. },
+    } if *code == crate::attr::ErrorCode::ALLOCATION_MISMATCH)
 }
 
 /// One Binding request over UDP or TCP: the reflexive address of this host as seen by `server`.
