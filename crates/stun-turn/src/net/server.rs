@@ -40,10 +40,12 @@ pub struct TurnServerConfig {
     /// Event-loop threads the server runs on. Each thread owns a single-threaded tokio runtime
     /// and its own `SO_REUSEPORT` socket on every UDP listening address; the kernel spreads
     /// clients over them by flow hash, and the relay sockets of an allocation live on the thread
-    /// of the client that asked for it, so a relayed packet never crosses threads (no wake-ups
-    /// of other workers: about half the CPU per relayed packet of a shared multi-thread runtime).
-    /// `0` runs everything on the caller's runtime instead. Default: the number of CPUs, at
-    /// most [`TurnServerConfig::MAX_THREADS`].
+    /// of the client that asked for it, so a relayed packet never crosses threads. The
+    /// protocol state is one [`Server`] behind a lock, so threads beyond the first pay for
+    /// contention (futex calls on the hot path): on 2 cores one thread relays the most per CPU
+    /// second and as many packets per second as two (measured with `cargo xtask bench turn`).
+    /// Raise it on machines whose load saturates one core. `0` runs everything on the caller's
+    /// runtime instead. Default: 1; at most [`TurnServerConfig::MAX_THREADS`].
     pub threads: usize,
 }
 
@@ -56,7 +58,7 @@ impl TurnServerConfig {
     pub const DEFAULT_TCP_QUEUE: usize = 1024;
     /// Default of [`TurnServerConfig::connect_timeout`].
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-    /// Upper bound of the default of [`TurnServerConfig::threads`] and of its value.
+    /// Upper bound of [`TurnServerConfig::threads`].
     pub const MAX_THREADS: usize = 64;
 
     /// Checks the configuration.
@@ -108,9 +110,7 @@ impl Default for TurnServerConfig {
             max_port: Self::DEFAULT_MAX_PORT,
             tcp_queue: Self::DEFAULT_TCP_QUEUE,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            threads: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(Self::MAX_THREADS),
+            threads: 1,
         }
     }
 }

@@ -75,7 +75,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "IP:PORT")]
     pub(crate) alternate_server: Option<SocketAddr>,
     /// Event-loop threads, each with its own socket per UDP listener (0: one shared
-    /// multi-thread runtime). Default: the number of CPUs.
+    /// multi-thread runtime). Default: 1, the most efficient unless one core is saturated.
     #[arg(long, alias = "relay-threads", value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Configuration file (wskit.toml) with a `[turn]` table.
