@@ -24,16 +24,18 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use crate::flags::Args;
-use crate::util::{cargo, have, root, step};
+use crate::proc::{
+    Proc, cpu_secs, field as summary_field, free_port, idle_client, lines, rss_kib, target_dir,
+    wait_listening, with_nofile,
+};
+use crate::util::{cargo, have, step};
 use anyhow::{Context, Result, bail};
 
 pub(crate) fn main(args: &mut Args) -> Result<()> {
@@ -96,14 +98,6 @@ struct Binaries {
     servers: Vec<ServerSpec>,
 }
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        Some(dir) => root().join(dir),
-        None => root().join("target"),
-    }
-}
-
 /// Builds the release binaries (unless `WSKIT_BIN` names a prebuilt `wskit`; the peer servers
 /// are always built) and checks that `wskit bench` exists.
 fn binaries() -> Result<Binaries> {
@@ -144,78 +138,10 @@ fn binaries() -> Result<Binaries> {
     Ok(Binaries { wskit, servers })
 }
 
-/// A child process killed (by pid) and reaped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-/// Quotes a word for `sh -c`.
-fn sh_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// `sh -c 'ulimit -n 65536 || ulimit -n <hard>; exec PROGRAM ARGS...'`: the same pid as the
-/// program, with room for many sockets.
-fn with_nofile(program: &Path, args: &[String]) -> Command {
-    let mut line = String::from(
-        "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec",
-    );
-    for word in std::iter::once(program.to_string_lossy().into_owned()).chain(args.iter().cloned())
-    {
-        line.push(' ');
-        line.push_str(&sh_quote(&word));
-    }
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(line);
-    cmd
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Starts a server on a free port and waits until it accepts TCP connections.
 fn start(spec: &ServerSpec) -> Result<(Proc, u16)> {
     let args: Vec<String> = spec.args.iter().map(|a| (*a).to_owned()).collect();
     start_args(spec.name, &spec.program, &args)
-}
-
-/// utime + stime of a process, in seconds (Linux: USER_HZ is 100).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // Fields 14 and 15 of the file are 12 and 13 after the command name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading the status of process {pid}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")
-}
-
-/// The value of `key=` in a `summary:` line.
-fn summary_field(summary: &str, key: &str) -> Option<f64> {
-    summary
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
 }
 
 /// One cell of the echo matrix against one server.
@@ -264,7 +190,7 @@ fn run_cell(
         Generator::Load(program) => (*program, 1),
     };
     let server_cpu = cpu_secs(server.pid());
-    let mut client = Proc(
+    let mut client = Proc::new(
         with_nofile(program, &args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -272,15 +198,8 @@ fn run_cell(
             .spawn()
             .with_context(|| format!("starting {}", program.display()))?,
     );
-    let stdout = client.0.stdout.take().context("client stdout")?;
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let stdout = client.child.stdout.take().context("client stdout")?;
+    let lines_rx = lines(stdout);
     // Sample the generator's CPU time while it runs (it is gone once it has printed).
     let mut client_cpu = None;
     let mut measuring_since = None;
@@ -307,7 +226,7 @@ fn run_cell(
         }
     }
     let server_cpu = server_cpu.zip(cpu_secs(server.pid())).map(|(a, b)| b - a);
-    let status = client.0.wait()?;
+    let status = client.child.wait()?;
     let Some(summary) = summary else {
         bail!("wskit bench printed no summary ({status})");
     };
@@ -481,51 +400,7 @@ fn clients(bins: &Binaries, secs: u64) -> Result<()> {
 fn rss_of(wskit: &Path, server: &Proc, port: u16, conns: u64) -> Result<(u64, u64, f64)> {
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(server.pid())?;
-    let args = vec![
-        "bench".to_owned(),
-        format!("ws://127.0.0.1:{port}/echo"),
-        "--conns".into(),
-        conns.to_string(),
-        "--idle".into(),
-        "--secs".into(),
-        "600".into(),
-        "--threads".into(),
-        "1".into(),
-    ];
-    let mut client = Proc(
-        with_nofile(wskit, &args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting wskit bench --idle")?,
-    );
-    let stdout = client.0.stdout.take().context("client stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.starts_with("connected:") => {
-                eprintln!("    {line}");
-                break;
-            }
-            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = client.0.wait()?;
-                bail!("wskit bench --idle stopped before connecting everything ({status})");
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("opening {conns} connections took over 300 s");
-        }
-    }
+    let client = idle_client(wskit, &format!("ws://127.0.0.1:{port}/echo"), conns, &[])?;
     // Let the server finish any per-connection work, then read until RSS is stable.
     let mut after = rss_kib(server.pid())?;
     for _ in 0..20 {
@@ -640,22 +515,15 @@ fn start_args(name: &str, program: &Path, args: &[String]) -> Result<(Proc, u16)
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
-    wait_port(Proc(child), port, name)
+    wait_port(Proc::new(child), port, name)
 }
 
 fn wait_port(mut server: Proc, port: u16, name: &str) -> Result<(Proc, u16)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((server, port));
-        }
-        if let Some(status) = server.0.try_wait()? {
-            bail!("{name} exited early ({status})");
-        }
-        if Instant::now() > deadline {
-            bail!("{name} did not listen on port {port} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    match wait_listening(&mut server, port, Duration::from_secs(30))
+        .with_context(|| format!("{name} did not start"))?
+    {
+        None => Ok((server, port)),
+        Some(status) => bail!("{name} exited early ({status})"),
     }
 }
 
@@ -697,7 +565,7 @@ fn start_nginx(work: &Path, docroot: &Path) -> Result<(Proc, u16)> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting nginx")?;
-    wait_port(Proc(child), port, "nginx")
+    wait_port(Proc::new(child), port, "nginx")
 }
 
 /// `wrk` against one URL; its `Requests/sec:` figure.
@@ -723,22 +591,6 @@ fn wrk(port: u16, file: &str, secs: u64, conns: u64) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_fields_are_read_by_name() {
-        let line =
-            "summary: msgs_per_sec=181934 conns=100 size=20 secs=10.00 messages=1819340 errors=0";
-        assert_eq!(summary_field(line, "msgs_per_sec"), Some(181_934.0));
-        assert_eq!(summary_field(line, "secs"), Some(10.0));
-        assert_eq!(summary_field(line, "messages"), Some(1_819_340.0));
-        assert_eq!(summary_field(line, "missing"), None);
-    }
-
-    #[test]
-    fn shell_words_are_quoted() {
-        assert_eq!(sh_quote("plain"), "'plain'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn cell_labels() {

@@ -22,23 +22,34 @@
 //! which divides shared pages between the processes that share them: the honest figure). Its
 //! single-process mode, `--libserver` (a thread per connection), is measured as a fourth row.
 //!
-//! Then throughput: `proxy_load WS_URL B 256 SECS` through each bridge in turn; proxy_load is
-//! the echo backend itself (it listens on B) and measures bulk MB/s (256 MiB each way in 64 KiB
-//! binary messages, reading the echo while sending) and round trips per second (one 64-byte
-//! message in flight) for `--secs`. The CPU seconds the bridge (tree) used during the run are
-//! shown too.
+//! Then load: ws-proxy's example `proxy_load` is the client and the echo backend (it listens on
+//! B), both kept cheap (raw-socket WebSocket client with frames masked once up front; a
+//! read-then-write echo; each on its own single-threaded runtime), and runs, through each
+//! bridge in turn, one process per test:
+//!
+//! - bulk, 1 and 4 connections: each sends 64 KiB binary messages for `--secs` while reading
+//!   the echo; MB/s = bytes echoed back (one way) per second;
+//! - round trips, 1 and 64 connections: each keeps one 64-byte message in flight (send, wait
+//!   for the echo, again) for `--secs`; total round trips per second. One connection is the
+//!   latency figure, 64 the throughput one.
+//!
+//! The bridge's CPU time (its process tree: utime + stime, reaped children included) is
+//! sampled when every connection of a test is open and again when its last echo arrived
+//! (proxy_load `--sync` waits for the go-ahead on stdin), so handshakes and teardown (and
+//! websockify's forks) are not counted. It is shown per GB relayed (both directions: twice
+//! the bytes echoed) and per 1,000 round trips, next to the CPU share of the bridge and of the
+//! driver (proxy_load's own CPU time in the same window), which tells who was the limit.
 //!
 //! Needs `apt-get install -y websockify` and `cargo install websocat --locked` (on PATH or in
 //! `~/.cargo/bin`). `WSKIT_BIN=PATH` uses a prebuilt `wskit`. Logs of the bridges go to
 //! `target/bench/proxy/`. Every process is stopped by its pid.
 
 use std::{
-    collections::HashMap,
     fs,
-    io::{BufRead, BufReader},
+    io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -50,12 +61,52 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, root, step};
+use crate::proc::{
+    Proc, field, free_port, idle_client, kib_field, lines, target_dir, tree, tree_cpu,
+    wait_listening, with_nofile,
+};
+use crate::util::{cargo, step};
 
 /// Idle connections opened through each bridge for the memory figure.
 const IDLE_CONNS: u64 = 1000;
-/// MiB sent each way in the bulk test.
-const BULK_MIB: u64 = 256;
+/// Connections of the concurrent round-trip test.
+const RT_CONNS: u64 = 64;
+/// Connections of the parallel bulk test.
+const BULK_CONNS: u64 = 4;
+
+/// One load test: bulk or round trips, over how many connections.
+#[derive(Clone, Copy, Debug)]
+struct Test {
+    bulk: bool,
+    conns: u64,
+}
+
+const TESTS: [Test; 4] = [
+    Test {
+        bulk: true,
+        conns: 1,
+    },
+    Test {
+        bulk: true,
+        conns: BULK_CONNS,
+    },
+    Test {
+        bulk: false,
+        conns: 1,
+    },
+    Test {
+        bulk: false,
+        conns: RT_CONNS,
+    },
+];
+
+impl Test {
+    fn label(self) -> String {
+        let what = if self.bulk { "bulk" } else { "round trips" };
+        let s = if self.conns == 1 { "" } else { "s" };
+        format!("{what}, {} conn{s}", self.conns)
+    }
+}
 
 pub(crate) fn run(secs: u64) -> Result<()> {
     if secs == 0 {
@@ -127,33 +178,33 @@ pub(crate) fn run(secs: u64) -> Result<()> {
         mem.push(m);
     }
 
-    // Throughput, proxy_load being the echo backend.
-    let mut load = Vec::new();
+    // Load, proxy_load being the client and the echo backend.
+    let mut load: Vec<(&'static str, Vec<LoadRow>)> = Vec::new();
     for b in &mut bridges {
-        eprintln!(
-            "==> {}: proxy_load {BULK_MIB} MiB bulk, {secs} s round trips",
-            b.name
-        );
-        if let Ok(Some(status)) = b.proc.0.try_wait() {
-            eprintln!(
-                "    {} exited ({status}) before the load run; restarting it",
-                b.name
-            );
-            *b = b.restart(&logs)?;
-        }
-        match throughput(&proxy_load, b, backend, secs) {
-            Ok(l) => {
-                eprintln!(
-                    "    {:.1} MB/s, {:.0} round trips/s, bridge CPU {:.1} s",
-                    l.mbps, l.rtps, l.cpu
-                );
-                load.push(Ok(l));
+        let mut runs = Vec::new();
+        for test in TESTS {
+            eprintln!("==> {}: {} for {secs} s", b.name, test.label());
+            if let Ok(Some(status)) = b.proc.child.try_wait() {
+                eprintln!("    {} exited ({status}); restarting it", b.name);
+                *b = b.restart(&logs)?;
             }
-            Err(e) => {
-                eprintln!("    proxy_load through {} failed: {e:#}", b.name);
-                load.push(Err((b.name, format!("{e:#}"))));
+            match run_load(&proxy_load, b, backend, test, secs) {
+                Ok(r) => {
+                    eprintln!(
+                        "    {}, bridge CPU {:.2} s, driver CPU {:.2} s",
+                        r.show_rate(),
+                        r.bridge_cpu,
+                        r.driver_cpu
+                    );
+                    runs.push(Ok(r));
+                }
+                Err(e) => {
+                    eprintln!("    proxy_load through {} failed: {e:#}", b.name);
+                    runs.push(Err(format!("{e:#}")));
+                }
             }
         }
+        load.push((b.name, runs));
     }
     drop(bridges);
 
@@ -164,14 +215,6 @@ pub(crate) fn run(secs: u64) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Binaries and processes.
 // ---------------------------------------------------------------------------------------------
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        Some(dir) => root().join(dir),
-        None => root().join("target"),
-    }
-}
 
 /// `program` on PATH, or in cargo's bin directory.
 fn find(program: &str) -> Option<PathBuf> {
@@ -214,55 +257,6 @@ fn build() -> Result<(PathBuf, PathBuf)> {
         prebuilt.unwrap_or_else(|| release.join("wskit")),
         release.join("examples/proxy_load"),
     ))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Quotes a word for `sh -c`.
-fn sh_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// `sh -c 'ulimit -n 65536 (or the hard limit); exec PROGRAM ARGS'`: the same pid as the
-/// program, with room for thousands of sockets.
-fn with_nofile(program: &Path, args: &[String]) -> Command {
-    let mut line = String::from(
-        "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec",
-    );
-    for word in std::iter::once(program.to_string_lossy().into_owned()).chain(args.iter().cloned())
-    {
-        line.push(' ');
-        line.push_str(&sh_quote(&word));
-    }
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(line);
-    cmd
-}
-
-/// A child process, stopped by its pid when dropped: SIGTERM first (websockify then
-/// terminates its per-connection children), SIGKILL after 3 s.
-#[derive(Debug)]
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = self.0.id();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A bridge under test.
@@ -316,81 +310,31 @@ impl Bridge {
                 .stdout(out.try_clone()?)
                 .stderr(out);
             eprintln!("    $ {} {}", program.display(), args.join(" "));
-            let mut proc = Proc(cmd.spawn().with_context(|| format!("starting {name}"))?);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if proc.0.try_wait()?.is_some() {
-                    return Ok(None);
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(Some(Self {
-                        name,
-                        program: program.to_owned(),
-                        args,
-                        port,
-                        proc,
-                        log,
-                    }));
-                }
-                if Instant::now() > deadline {
-                    bail!("{name} does not listen after 20 s (log: {})", log.display());
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let mut proc = Proc::graceful(cmd.spawn().with_context(|| format!("starting {name}"))?);
+            let exited = wait_listening(&mut proc, port, Duration::from_secs(20))
+                .with_context(|| format!("{name} (log: {})", log.display()))?;
+            if exited.is_some() {
+                return Ok(None);
             }
+            Ok(Some(Self {
+                name,
+                program: program.to_owned(),
+                args,
+                port,
+                proc,
+                log,
+            }))
         }
     }
 
     fn pid(&self) -> u32 {
-        self.proc.0.id()
+        self.proc.pid()
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // /proc readings.
 // ---------------------------------------------------------------------------------------------
-
-/// The process and its descendants.
-fn tree(pid: u32) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            // After the `(comm)`: state, then ppid.
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-                continue;
-            };
-            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-                children.entry(ppid).or_default().push(p);
-            }
-        }
-    }
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        if let Some(c) = children.get(&all[i]) {
-            all.extend(c);
-        }
-        i += 1;
-    }
-    all
-}
-
-/// A `Key:   N kB` line of a /proc file, in KiB.
-fn kib_field(path: &str, key: &str) -> Option<u64> {
-    fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
 
 /// Memory of a process tree: processes, sum of VmRSS and sum of Pss (KiB).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -416,26 +360,6 @@ fn tree_mem(pid: u32) -> TreeMem {
         m.pss += kib_field(&format!("/proc/{p}/smaps_rollup"), "Pss:").unwrap_or(rss);
     }
     m
-}
-
-/// utime + stime of a process tree, in seconds (USER_HZ is 100 on Linux). Children that
-/// already exited are not counted (their time is in the parent's cutime once reaped).
-fn tree_cpu(pid: u32) -> f64 {
-    tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            let stat = fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // Fields 14..17 of stat (utime, stime, cutime, cstime) are 12..15 after `)`.
-            let t: u64 = f
-                .get(11..15)?
-                .iter()
-                .filter_map(|s| s.parse::<u64>().ok())
-                .sum();
-            Some(t as f64 / 100.0)
-        })
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,59 +466,15 @@ fn idle_memory(wskit: &Path, bridge: &Bridge, holder: &Holder) -> Result<Mem> {
     // Let the start-up probe's child (websockify) finish.
     std::thread::sleep(Duration::from_millis(1500));
     let before = tree_mem(bridge.pid());
-    let args = vec![
-        "bench".to_owned(),
-        format!("ws://127.0.0.1:{}/", bridge.port),
-        "--conns".into(),
-        IDLE_CONNS.to_string(),
-        "--idle".into(),
-        "--secs".into(),
-        "600".into(),
-        "--threads".into(),
-        "1".into(),
-        // One handshake at a time: the backend (std's listen backlog of 128) must not be hit by
-        // a burst it drops.
-        "--connect-parallel".into(),
-        "1".into(),
-    ];
-    let mut client = Proc(
-        with_nofile(wskit, &args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting wskit bench --idle")?,
-    );
-    let stdout = client.0.stdout.take().context("client stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.starts_with("connected:") => {
-                eprintln!("    {line}");
-                break;
-            }
-            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = client.0.wait()?;
-                bail!(
-                    "wskit bench --idle stopped before connecting everything ({status}; bridge \
-                     log: {})",
-                    bridge.log.display()
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("opening {IDLE_CONNS} connections took over 300 s");
-        }
-    }
+    // One handshake at a time: the backend (std's listen backlog of 128) must not be hit by a
+    // burst it drops.
+    let client = idle_client(
+        wskit,
+        &format!("ws://127.0.0.1:{}/", bridge.port),
+        IDLE_CONNS,
+        &["--connect-parallel", "1"],
+    )
+    .with_context(|| format!("bridge log: {}", bridge.log.display()))?;
     // Every WebSocket has its backend connection (wait until the count stops growing: a
     // bridge may drop some, see `live` below).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -649,96 +529,142 @@ fn idle_memory(wskit: &Path, bridge: &Bridge, holder: &Holder) -> Result<Mem> {
 // Throughput.
 // ---------------------------------------------------------------------------------------------
 
+/// The figures of one load run.
 #[derive(Debug)]
-struct Load {
-    name: &'static str,
-    mbps: f64,
-    rtps: f64,
-    cpu: f64,
+struct Run {
+    test: Test,
+    /// Length of the measured window, seconds.
+    secs: f64,
+    /// Bytes echoed back (bulk).
+    bytes: f64,
+    /// Round trips.
+    trips: f64,
+    /// MB/s one way (bulk) or round trips per second.
+    rate: f64,
+    /// CPU seconds of the bridge's process tree in the window.
+    bridge_cpu: f64,
+    /// CPU seconds of proxy_load (client and backend) in the window.
+    driver_cpu: f64,
 }
 
-/// The number after `=` on the line starting with `prefix` (`... = 123.4 MB/s`).
-fn figure(out: &str, prefix: &str) -> Option<f64> {
-    out.lines()
-        .find(|l| l.starts_with(prefix))?
-        .rsplit_once('=')?
-        .1
-        .trim()
-        .trim_end_matches("MB/s")
-        .trim_end_matches("/s")
-        .trim()
-        .parse()
-        .ok()
+impl Run {
+    /// Bridge CPU seconds per GB relayed (both directions) or per 1,000 round trips.
+    fn cpu_per_unit(&self) -> f64 {
+        let units = if self.test.bulk {
+            2.0 * self.bytes / 1e9
+        } else {
+            self.trips / 1e3
+        };
+        if units > 0.0 {
+            self.bridge_cpu / units
+        } else {
+            f64::NAN
+        }
+    }
+
+    fn show_rate(&self) -> String {
+        if self.test.bulk {
+            format!("{:.0} MB/s", self.rate)
+        } else {
+            format!("{:.0} round trips/s", self.rate)
+        }
+    }
 }
 
-fn throughput(proxy_load: &Path, bridge: &Bridge, backend: u16, secs: u64) -> Result<Load> {
-    let cpu0 = tree_cpu(bridge.pid());
+/// A load run's figures, or why it failed.
+type LoadRow = std::result::Result<Run, String>;
+
+/// The next line of `lines` that starts with `prefix`, within `limit`; `None` when the process
+/// ended (or stayed silent) first.
+fn next_line(lines: &mpsc::Receiver<String>, prefix: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `proxy_load URL B TEST CONNS SECS --sync` through one bridge, the bridge's CPU time sampled
+/// when proxy_load has its connections open and when it has its result.
+fn run_load(
+    proxy_load: &Path,
+    bridge: &Bridge,
+    backend: u16,
+    test: Test,
+    secs: u64,
+) -> Result<Run> {
     let mut cmd = Command::new(proxy_load);
     cmd.args([
         format!("ws://127.0.0.1:{}/", bridge.port),
         backend.to_string(),
-        BULK_MIB.to_string(),
+        (if test.bulk { "bulk" } else { "rt" }).to_owned(),
+        test.conns.to_string(),
         secs.to_string(),
+        "--sync".to_owned(),
     ])
-    .stdin(Stdio::null())
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let child = Proc(cmd.spawn().context("starting proxy_load")?);
-    let limit = Duration::from_secs(120 + secs);
-    let out = wait_output(child, limit)?;
-    let cpu = tree_cpu(bridge.pid()) - cpu0;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!(
-            "proxy_load failed ({}):\n{text}(bridge log: {})",
-            out.status,
-            bridge.log.display()
-        );
-    }
-    let (Some(mbps), Some(rtps)) = (figure(&text, "bulk:"), figure(&text, "round trips:")) else {
-        bail!("unexpected proxy_load output:\n{text}");
+    let mut child = Proc::new(cmd.spawn().context("starting proxy_load")?);
+    let mut stdin = child.child.stdin.take().context("stdin")?;
+    let stdout = child.child.stdout.take().context("stdout")?;
+    let mut stderr = child.child.stderr.take().context("stderr")?;
+    let lines = lines(stdout);
+    let errors = std::thread::spawn(move || {
+        let mut v = String::new();
+        let _ = stderr.read_to_string(&mut v);
+        v
+    });
+    let fail = |child: Proc, what: &str| {
+        drop(child);
+        let text = errors.join().unwrap_or_default();
+        anyhow::anyhow!("{what}:\n{text}(bridge log: {})", bridge.log.display())
     };
-    Ok(Load {
-        name: bridge.name,
-        mbps,
-        rtps,
-        cpu,
-    })
-}
-
-/// Waits for a child's output, killing it (by pid, through `Proc`) after `limit`.
-fn wait_output(mut child: Proc, limit: Duration) -> Result<std::process::Output> {
-    let mut stdout = child.0.stdout.take().context("stdout")?;
-    let mut stderr = child.0.stderr.take().context("stderr")?;
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
+    let Some(_) = next_line(&lines, "ready", Duration::from_secs(120)) else {
+        return Err(fail(child, "proxy_load did not open its connections"));
+    };
+    let cpu0 = tree_cpu(bridge.pid());
+    let _ = writeln!(stdin);
+    let Some(result) = next_line(&lines, "result:", Duration::from_secs(secs + 90)) else {
+        return Err(fail(child, "proxy_load did not finish its test"));
+    };
+    let bridge_cpu = tree_cpu(bridge.pid()) - cpu0;
+    let _ = writeln!(stdin);
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.0.try_wait()? {
+        if let Some(s) = child.child.try_wait()? {
             break s;
         }
         if Instant::now() > deadline {
-            drop(child);
-            bail!("did not finish within {} s (killed)", limit.as_secs());
+            return Err(fail(child, "proxy_load did not exit"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
-    Ok(std::process::Output {
-        status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
+    if !status.success() {
+        return Err(fail(child, &format!("proxy_load failed ({status})")));
+    }
+    // websockify's children end with their connections: wait, so that the next run starts
+    // from one process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tree(bridge.pid()).len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = |key: &str| {
+        field(&result, key).with_context(|| format!("no {key} in proxy_load's `{result}`"))
+    };
+    Ok(Run {
+        test,
+        secs: get("secs")?,
+        bytes: get("bytes")?,
+        trips: get("trips")?,
+        rate: get("rate")?,
+        bridge_cpu,
+        driver_cpu: get("driver_cpu")?,
     })
 }
 
@@ -747,108 +673,139 @@ fn wait_output(mut child: Proc, limit: Duration) -> Result<std::process::Output>
 // ---------------------------------------------------------------------------------------------
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}x", a / b)
+    if !(a.is_finite() && b.is_finite() && b > 0.0) {
+        return "-".into();
+    }
+    let r = a / b;
+    if r < 0.1 {
+        format!("{r:.4}x")
     } else {
-        "-".into()
+        format!("{r:.2}x")
     }
 }
 
-/// A load run's figures, or why it failed.
-type LoadRow = std::result::Result<Load, (&'static str, String)>;
+/// The bridges in the order of the table's columns: ours first, then the peers.
+const COLUMNS: [&str; 3] = ["wskit proxy", "websockify", "websocat"];
 
-fn print_tables(secs: u64, load: &[LoadRow], mem: &[Mem]) {
+fn print_tables(secs: u64, load: &[(&'static str, Vec<LoadRow>)], mem: &[Mem]) {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let run_of = |name: &str, i: usize| {
+        load.iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, runs)| runs.get(i)?.as_ref().ok())
+    };
     let mem_of = |name: &str| mem.iter().find(|m| m.name == name);
-    let kib = |v: f64| format!("{:.1}", v / 1024.0);
     println!();
     println!(
-        "WebSocket-to-TCP bridges, loopback, one run. proxy_load: bulk = {BULK_MIB} MiB each way \
-         in 64 KiB binary messages; round trips = one 64 B message in flight for {secs} s. \
-         Memory = growth per open bridged connection with {IDLE_CONNS} idle connections opened \
+        "WebSocket-to-TCP bridges on loopback, {cores} cores shared by the bridge and the driver \
+         (proxy_load: raw-socket client + echo backend), one run each. Bulk: each connection \
+         sends 64 KiB binary messages for {secs} s while reading the echo, MB/s one way. Round \
+         trips: each connection keeps one 64 B message in flight for {secs} s. Bridge CPU: \
+         its process tree, per GB relayed (both directions) or per 1,000 round trips (lower is \
+         better). Memory: growth per open bridged connection with {IDLE_CONNS} idle connections \
          (each with its backend connection); websockify forks per connection: its whole process \
-         tree, VmRSS summed and Pss summed."
+         tree, VmRSS summed and Pss summed. Ratios are wskit / peer."
     );
     println!();
     println!(
-        "| bridge | bulk MB/s | round trips/s | bridge CPU s | open conns | VmRSS/conn KiB | Pss/conn KiB |"
+        "| figure | {} | wskit/websockify | wskit/websocat |",
+        COLUMNS.join(" | ")
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut names: Vec<&str> = load
-        .iter()
-        .map(|l| match l {
-            Ok(l) => l.name,
-            Err((n, _)) => n,
-        })
-        .collect();
-    for m in mem {
-        if !names.contains(&m.name) {
-            names.push(m.name);
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |label: String, values: [f64; 3], fmt: &dyn Fn(f64) -> String| {
+        let cells: Vec<String> = values
+            .iter()
+            .map(|v| if v.is_finite() { fmt(*v) } else { "-".into() })
+            .collect();
+        println!(
+            "| {label} | {} | {} | {} |",
+            cells.join(" | "),
+            ratio(values[0], values[1]),
+            ratio(values[0], values[2])
+        );
+    };
+    for (i, test) in TESTS.iter().enumerate() {
+        let rate = COLUMNS.map(|n| run_of(n, i).map_or(f64::NAN, |r| r.rate));
+        let cpu = COLUMNS.map(|n| run_of(n, i).map_or(f64::NAN, Run::cpu_per_unit));
+        if test.bulk {
+            row(format!("{}: MB/s", test.label()), rate, &|v| {
+                format!("{v:.0}")
+            });
+            row(format!("{}: bridge CPU s/GB", test.label()), cpu, &|v| {
+                format!("{v:.2}")
+            });
+        } else {
+            row(format!("{}: round trips/s", test.label()), rate, &|v| {
+                format!("{v:.0}")
+            });
+            row(
+                format!("{}: bridge CPU s/1k trips", test.label()),
+                cpu,
+                &|v| format!("{v:.4}"),
+            );
         }
     }
-    for name in names {
-        let l = load.iter().find(|l| match l {
-            Ok(l) => l.name == name,
-            Err((n, _)) => *n == name,
-        });
-        let (mbps, rtps, cpu) = match l {
-            Some(Ok(l)) => (
-                format!("{:.1}", l.mbps),
-                format!("{:.0}", l.rtps),
-                format!("{:.1}", l.cpu),
-            ),
-            Some(Err(_)) => ("failed".into(), "failed".into(), "-".into()),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
-        let (live, rss, pss) = mem_of(name).map_or(("-".into(), "-".into(), "-".into()), |m| {
-            (
-                format!("{} of {IDLE_CONNS}", m.live),
-                kib(m.rss_per_conn()),
-                kib(m.pss_per_conn()),
-            )
-        });
-        println!("| {name} | {mbps} | {rtps} | {cpu} | {live} | {rss} | {pss} |");
+    let live = COLUMNS.map(|n| mem_of(n).map_or(f64::NAN, |m| m.live as f64));
+    row(
+        format!("idle: bridged conns open (of {IDLE_CONNS})"),
+        live,
+        &|v| format!("{v:.0}"),
+    );
+    let rss = COLUMNS.map(|n| mem_of(n).map_or(f64::NAN, |m| m.rss_per_conn() / 1024.0));
+    row("idle: VmRSS/conn KiB".into(), rss, &|v| format!("{v:.1}"));
+    let pss = COLUMNS.map(|n| mem_of(n).map_or(f64::NAN, |m| m.pss_per_conn() / 1024.0));
+    row("idle: Pss/conn KiB".into(), pss, &|v| format!("{v:.1}"));
+
+    println!();
+    println!(
+        "CPU busy during each run, bridge / driver (share of one core; {cores} cores): a bridge \
+         near 100% per core it can use, or a driver near 100%, is the limit of that run."
+    );
+    println!();
+    println!("| run | {} |", COLUMNS.join(" | "));
+    println!("|---|---:|---:|---:|");
+    for (i, test) in TESTS.iter().enumerate() {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|n| {
+                run_of(n, i).map_or_else(
+                    || "failed".to_owned(),
+                    |r| {
+                        format!(
+                            "{:.0}% / {:.0}%",
+                            100.0 * r.bridge_cpu / r.secs,
+                            100.0 * r.driver_cpu / r.secs
+                        )
+                    },
+                )
+            })
+            .collect();
+        println!("| {} | {} |", test.label(), cells.join(" | "));
     }
-    let ok = |name: &str| {
-        load.iter().find_map(|l| match l {
-            Ok(l) if l.name == name => Some(l),
-            _ => None,
-        })
-    };
-    for peer in ["websockify", "websocat"] {
-        let (bulk, rt) = match (ok("wskit proxy"), ok(peer)) {
-            (Some(w), Some(p)) => (ratio(w.mbps, p.mbps), ratio(w.rtps, p.rtps)),
-            _ => ("-".into(), "-".into()),
-        };
-        // Memory: how many times less wskit needs per connection (Pss).
-        let memr = match (mem_of("wskit proxy"), mem_of(peer)) {
-            (Some(a), Some(b)) if a.pss_per_conn() > 0.0 => {
-                format!("{:.1}x less", b.pss_per_conn() / a.pss_per_conn())
+    for (name, runs) in load {
+        for (test, r) in TESTS.iter().zip(runs) {
+            if let Err(e) = r {
+                println!();
+                println!("{name}, {}: proxy_load failed: {e}", test.label());
             }
-            _ => "-".into(),
-        };
-        println!("| wskit/{peer} | {bulk} | {rt} | | | | {memr} |");
-    }
-    for l in load {
-        if let Err((name, e)) = l {
-            println!();
-            println!("{name}: proxy_load failed: {e}");
         }
     }
     println!();
     println!("Raw memory readings (KiB, before -> after opening {IDLE_CONNS} idle connections):");
     println!();
-    println!("| bridge | processes | VmRSS | Pss |");
-    println!("|---|---:|---:|---:|");
+    println!("| bridge | processes | VmRSS | Pss | open |");
+    println!("|---|---:|---:|---:|---:|");
     for m in mem {
         println!(
-            "| {} | {} -> {} | {} -> {} | {} -> {} |",
+            "| {} | {} -> {} | {} -> {} | {} -> {} | {} |",
             m.name,
             m.before.procs,
             m.after.procs,
             m.before.rss,
             m.after.rss,
             m.before.pss,
-            m.after.pss
+            m.after.pss,
+            m.live
         );
     }
 }

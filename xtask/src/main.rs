@@ -20,6 +20,7 @@ mod deps;
 mod flags;
 mod fuzz;
 mod interop;
+mod proc;
 mod turn;
 mod util;
 

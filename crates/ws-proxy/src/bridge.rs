@@ -3,6 +3,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    io::{self, IoSlice},
     net::SocketAddr,
     pin::pin,
     sync::{
@@ -13,10 +14,13 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use bytes::{BufMut as _, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
-    net::TcpStream,
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::Notify,
     task::JoinHandle,
 };
@@ -90,16 +94,193 @@ enum BackendIo {
 }
 
 impl BackendIo {
-    fn split(self) -> (BoxRead, BoxWrite) {
+    fn split(self) -> (DownRead, UpWrite) {
         match self {
             Self::Plain(tcp) => {
                 let (r, w) = tcp.into_split();
-                (Box::new(r), Box::new(w))
+                (DownRead::Plain(r), UpWrite::Plain(Arc::new(w)))
             }
             Self::Tls(tls) => {
                 let (r, w) = tokio::io::split(*tls);
-                (Box::new(r), Box::new(w))
+                (DownRead::Boxed(Box::new(r)), UpWrite::Boxed(Box::new(w)))
             }
+        }
+    }
+}
+
+/// The backend's read side.
+enum DownRead {
+    Plain(OwnedReadHalf),
+    Boxed(BoxRead),
+}
+
+impl DownRead {
+    /// Waits until a read will find data (plain TCP; TLS: at once), so that an idle
+    /// connection holds no read buffer.
+    async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(r) => r.readable().await,
+            Self::Boxed(_) => Ok(()),
+        }
+    }
+
+    /// Reads up to `max` bytes into `buf` (appended). Through `AsyncRead`: a read that does
+    /// not fill the buffer ends the socket's readiness, so no second read finds it empty.
+    async fn read(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let mut limited = buf.limit(max);
+        match self {
+            Self::Plain(r) => r.read_buf(&mut limited).await,
+            Self::Boxed(r) => r.read_buf(&mut limited).await,
+        }
+    }
+}
+
+/// The backend's write side. Plain TCP is shared with [`UpQueue::push`], which writes to it
+/// directly while nothing is queued.
+enum UpWrite {
+    Plain(Arc<OwnedWriteHalf>),
+    Boxed(BoxWrite),
+}
+
+/// Most bytes of messages written to the backend in one (vectored) write (or the first message
+/// alone when larger; at most the queue's limit): what queued up goes out together.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Messages shorter than this are written to a plain TCP backend straight from
+/// [`UpQueue::push`] when nothing is ahead of them (one system call, no hand-over to the
+/// writer task); longer ones go through the writer task, which writes what queued up
+/// meanwhile in one system call, in parallel with the reading of the WebSocket.
+const DIRECT_BELOW: usize = 16 * 1024;
+/// Most messages in one vectored write.
+const WRITE_SLICES: usize = 64;
+
+impl UpWrite {
+    /// Writes every message of `batch`, in order; `more`: whether more is queued (TLS flushes
+    /// only when nothing is).
+    async fn write(&mut self, batch: &[Message], more: impl FnOnce() -> bool) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => {
+                let mut slices: Vec<IoSlice<'_>> =
+                    batch.iter().map(|m| IoSlice::new(m.as_bytes())).collect();
+                let mut bufs = &mut slices[..];
+                while !bufs.is_empty() {
+                    w.writable().await?;
+                    let r = if let [one] = bufs {
+                        w.try_write(one)
+                    } else {
+                        w.try_write_vectored(bufs)
+                    };
+                    match r {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Self::Boxed(w) => {
+                for m in batch {
+                    w.write_all(m.as_bytes()).await?;
+                }
+                if !more() {
+                    w.flush().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// FIN (and TLS close_notify).
+    async fn shutdown(self) {
+        match self {
+            // The last handle: dropping it shuts the write side down.
+            Self::Plain(w) => match Arc::try_unwrap(w) {
+                Ok(mut w) => {
+                    let _ = w.shutdown().await;
+                }
+                Err(w) => drop(w),
+            },
+            Self::Boxed(mut w) => {
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Read buffers of the backend-to-browser direction: what is read from the backend travels
+/// to the browser in that buffer (no copy), which comes back here once written, to be read
+/// into again. Reused memory stays mapped, where a fresh allocation costs a page fault for
+/// every page a read touches. Keeps at most [`POOL_KEEP`] bytes of spare buffers (what
+/// circulates under load: the WebSocket side's queues), and none after [`POOL_IDLE`] without
+/// backend data.
+struct Pool {
+    spare: Mutex<Vec<Vec<u8>>>,
+    /// Capacity of every buffer.
+    size: usize,
+    /// Most spare buffers.
+    keep: usize,
+}
+
+const POOL_KEEP: usize = 4 << 20;
+const POOL_IDLE: Duration = Duration::from_secs(1);
+/// Reads that find this little are copied out, into a slice of a small buffer shared by the
+/// messages cut from it, and the read buffer is kept (the WebSocket side copies payloads this
+/// small into its write batch anyway).
+const COPY_BELOW: usize = 4 * 1024;
+/// Size of that small buffer: it is reused once the messages cut from it are gone, so small
+/// messages cost no allocation.
+const SMALL_BUF: usize = 16 * 1024;
+/// A backend with data pending is read up to this many chunks at a time (one system call;
+/// fewer window updates), as long as that is at most [`BURST_MAX`] bytes; every chunk still
+/// goes to the browser as a message of its own.
+const READ_BURST: usize = 4;
+const BURST_MAX: usize = 256 * 1024;
+
+impl Pool {
+    fn new(chunk: usize) -> Arc<Self> {
+        let size = chunk.max((chunk * READ_BURST).min(BURST_MAX));
+        Arc::new(Self {
+            spare: Mutex::new(Vec::new()),
+            size,
+            keep: (POOL_KEEP / size).max(2),
+        })
+    }
+
+    fn take(&self) -> Vec<u8> {
+        let spare = lock(&self.spare).pop();
+        spare.unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    fn has_spare(&self) -> bool {
+        !lock(&self.spare).is_empty()
+    }
+
+    fn clear(&self) {
+        let spare = std::mem::take(&mut *lock(&self.spare));
+        drop(spare);
+    }
+}
+
+/// A chunk read from the backend, as the payload of a message; returns its buffer to the
+/// pool when dropped.
+struct Chunk {
+    buf: Vec<u8>,
+    pool: Arc<Pool>,
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let mut spare = lock(&self.pool.spare);
+        if spare.len() < self.pool.keep {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            spare.push(buf);
         }
     }
 }
@@ -140,6 +321,11 @@ struct UpState {
     closed: bool,
     /// The browser's connection was paused by this queue.
     paused: bool,
+    /// A plain TCP backend's socket: [`UpQueue::push`] writes to it directly (no hand-over to
+    /// the writer task, no wake-up) while the writer task has nothing to write.
+    direct: Option<Arc<OwnedWriteHalf>>,
+    /// The writer task holds messages it has not finished writing.
+    writing: bool,
 }
 
 impl UpQueue {
@@ -154,11 +340,25 @@ impl UpQueue {
     }
 
     /// Appends, calling `pause` (under the lock) when the queue just went over its limit;
-    /// false when the queue is closed (the message is dropped).
-    fn push(&self, msg: Message, pause: impl FnOnce()) -> bool {
+    /// false when the queue is closed (the message is dropped). A short message for a plain
+    /// TCP backend with nothing ahead of it is written to the socket at once, as far as the
+    /// socket takes it; only the rest is queued.
+    fn push(&self, mut msg: Message, pause: impl FnOnce()) -> bool {
         let mut s = lock(&self.state);
         if s.closed {
             return false;
+        }
+        if msg.len() < DIRECT_BELOW
+            && !s.writing
+            && s.q.is_empty()
+            && let Some(w) = &s.direct
+        {
+            match w.try_write(msg.as_bytes()) {
+                Ok(n) if n == msg.len() => return true,
+                Ok(n) => msg = Message::Binary(msg.into_payload().slice(n..)),
+                // Would block, or failed: the writer task meets the failure again and reports it.
+                Err(_) => {}
+            }
         }
         s.bytes += msg.len();
         s.q.push_back(msg);
@@ -169,6 +369,55 @@ impl UpQueue {
         drop(s);
         self.readable.notify_one();
         true
+    }
+
+    /// Moves the next messages into `out`: the first one, and those after it while they add
+    /// up to at most [`WRITE_BATCH`] bytes (and the queue's limit, so the writer never holds
+    /// more than the queue may). Until the next call, messages are not written directly (the
+    /// writer holds these). False once closed and empty.
+    async fn pop_batch(&self, out: &mut Vec<Message>) -> bool {
+        loop {
+            let readable = self.readable.notified();
+            {
+                let mut s = lock(&self.state);
+                s.writing = false;
+                if let Some(first) = s.q.pop_front() {
+                    let mut taken = first.len();
+                    out.push(first);
+                    while let Some(next) = s.q.front() {
+                        if taken + next.len() > WRITE_BATCH.min(self.limit).max(out[0].len())
+                            || out.len() >= WRITE_SLICES
+                        {
+                            break;
+                        }
+                        taken += next.len();
+                        out.extend(s.q.pop_front());
+                    }
+                    s.bytes -= taken;
+                    s.writing = true;
+                    if s.paused && s.bytes <= self.limit / 2 {
+                        s.paused = false;
+                        self.conn.resume_reading();
+                    }
+                    return true;
+                }
+                if s.closed {
+                    return false;
+                }
+            }
+            readable.await;
+        }
+    }
+
+    /// Lets [`UpQueue::push`] write to this socket directly.
+    fn set_direct(&self, w: Arc<OwnedWriteHalf>) {
+        lock(&self.state).direct = Some(w);
+    }
+
+    /// Stops direct writes and drops the queue's handle of the socket.
+    fn take_direct(&self) {
+        let w = lock(&self.state).direct.take();
+        drop(w);
     }
 
     /// The next message; `None` once closed and empty.
@@ -211,14 +460,16 @@ impl UpQueue {
     /// The backend failed: drop what is queued and refuse more (the browser may be read again:
     /// what it sends is dropped while its connection closes).
     fn fail(&self) {
-        {
+        let direct = {
             let mut s = lock(&self.state);
             s.q.clear();
             s.bytes = 0;
             if std::mem::take(&mut s.paused) {
                 self.conn.resume_reading();
             }
-        }
+            s.direct.take()
+        };
+        drop(direct);
         self.close();
     }
 
@@ -433,6 +684,9 @@ impl<H: Hooks> Proxy<H> {
 
     fn spawn_stream(&self, io: BackendIo, handle: ConnHandle, link: Arc<Link>) {
         let (r, w) = io.split();
+        if let UpWrite::Plain(w) = &w {
+            link.up.set_direct(w.clone());
+        }
         let reader = tokio::spawn(tcp_down(
             r,
             handle.clone(),
@@ -598,34 +852,66 @@ impl<H: Hooks> Handler for Proxy<H> {
 
 /// Backend (TCP/TLS) to browser.
 async fn tcp_down<H: Hooks>(
-    mut r: BoxRead,
+    mut r: DownRead,
     handle: ConnHandle,
     link: Arc<Link>,
     hooks: Arc<H>,
     chunk: usize,
 ) {
-    let mut buf = BytesMut::new();
-    let gone = loop {
-        buf.reserve(chunk);
-        match r.read_buf(&mut (&mut buf).limit(chunk)).await {
+    let pool = Pool::new(chunk);
+    // The buffer read into; none while waiting for data after the last one went out with what
+    // was read into it.
+    let mut buf: Option<Vec<u8>> = None;
+    let mut small = BytesMut::new();
+    let gone = 'read: loop {
+        let ready = if buf.is_some() {
+            Ok(())
+        } else {
+            wait_readable(&mut r, &pool).await
+        };
+        let b = buf.get_or_insert_with(|| pool.take());
+        let read = match ready {
+            Ok(()) => r.read(b, pool.size).await,
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(0) => {
                 // Backend EOF: Close 1000, queued behind the data already handed over.
                 let _ = handle.close(CloseCode::NORMAL, "").await;
                 return;
             }
-            Ok(_) => {
-                let data = buf.split().freeze();
-                let Some(msg) = hooks.on_backend_message(handle.info(), Message::Binary(data))
-                else {
-                    continue;
-                };
-                let msg = if link.mode == Mode::Base64 {
-                    Message::text(B64.encode(msg.as_bytes()))
+            Ok(n) => {
+                let data = if n < COPY_BELOW {
+                    if small.capacity() < n {
+                        small.reserve(SMALL_BUF);
+                    }
+                    small.extend_from_slice(b);
+                    b.clear();
+                    small.split().freeze()
                 } else {
-                    msg
+                    let filled = buf.take().unwrap_or_default();
+                    Bytes::from_owner(Chunk {
+                        buf: filled,
+                        pool: pool.clone(),
+                    })
                 };
-                if handle.send(msg).await.is_err() {
-                    break true;
+                let mut at = 0;
+                while at < n {
+                    let end = n.min(at + chunk);
+                    let piece = data.slice(at..end);
+                    at = end;
+                    let Some(msg) = hooks.on_backend_message(handle.info(), Message::Binary(piece))
+                    else {
+                        continue;
+                    };
+                    let msg = if link.mode == Mode::Base64 {
+                        Message::text(B64.encode(msg.as_bytes()))
+                    } else {
+                        msg
+                    };
+                    if handle.send(msg).await.is_err() {
+                        break 'read true;
+                    }
                 }
             }
             Err(e) => {
@@ -640,10 +926,11 @@ async fn tcp_down<H: Hooks>(
     if gone {
         // The WebSocket is gone: let the backend finish (read and discard until it closes;
         // the other task stops this after the drain timeout).
+        pool.clear();
+        let mut b = buf.unwrap_or_default();
         loop {
-            buf.clear();
-            buf.reserve(chunk);
-            match r.read_buf(&mut (&mut buf).limit(chunk)).await {
+            b.clear();
+            match r.read(&mut b, pool.size).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -651,10 +938,21 @@ async fn tcp_down<H: Hooks>(
     }
 }
 
+/// Waits for backend data; spare buffers are released when none comes for a while.
+async fn wait_readable(r: &mut DownRead, pool: &Pool) -> io::Result<()> {
+    if pool.has_spare() {
+        if let Ok(ready) = tokio::time::timeout(POOL_IDLE, r.readable()).await {
+            return ready;
+        }
+        pool.clear();
+    }
+    r.readable().await
+}
+
 /// Browser to backend (TCP/TLS); after the WebSocket ended: FIN, then wait for the backend to
 /// close (bounded by the drain timeout).
 async fn tcp_up(
-    mut w: BoxWrite,
+    mut w: UpWrite,
     link: Arc<Link>,
     handle: ConnHandle,
     reader: JoinHandle<()>,
@@ -663,11 +961,10 @@ async fn tcp_up(
 ) {
     let abort = reader.abort_handle();
     let work = async {
-        while let Some(msg) = link.up.pop().await {
-            let mut res = w.write_all(msg.as_bytes()).await;
-            if res.is_ok() && link.up.is_empty() {
-                res = w.flush().await;
-            }
+        let mut batch = Vec::new();
+        while link.up.pop_batch(&mut batch).await {
+            let res = w.write(&batch, || !link.up.is_empty()).await;
+            batch.clear();
             if let Err(e) = res {
                 tracing::debug!(error = %e, "backend write failed");
                 link.up.fail();
@@ -677,7 +974,9 @@ async fn tcp_up(
                 return;
             }
         }
-        let _ = w.shutdown().await;
+        // Closed and written: no direct writes anymore, then FIN.
+        link.up.take_direct();
+        w.shutdown().await;
         let _ = reader.await;
     };
     let deadline = async {
@@ -688,6 +987,7 @@ async fn tcp_up(
         () = work => {}
         () = deadline => {}
     }
+    link.up.take_direct();
     abort.abort();
 }
 
