@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Client(args) => block_on(cmd::client::run(args)),
-        Command::Proxy(args) => block_on(cmd::proxy::run(args)),
+        Command::Proxy(args) => cmd::proxy::main(args),
         Command::Turn(args) => block_on(cmd::turn::run(args)),
         Command::Stun(args) => block_on(cmd::stun::run(args)),
         Command::StunClient(args) => block_on(cmd::stun_client::run(args)),

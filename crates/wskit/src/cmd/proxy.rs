@@ -94,6 +94,11 @@ pub(crate) struct Args {
     /// Seconds the HTTP upstream may take to answer (then 504). Default: 60.
     #[arg(long, value_name = "SECS")]
     pub(crate) http_timeout: Option<u64>,
+    /// Event-loop threads: 1 (default) runs the proxy on one single-threaded runtime, the
+    /// cheapest per relayed message; N > 1 on a multi-thread runtime of N workers; 0 on one
+    /// worker per CPU. Raise it when one core is saturated.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Configuration file (wskit.toml) with a `[proxy]` table.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -151,6 +156,7 @@ struct ProxyFile {
     http_upstream: Option<String>,
     http_upstream_host: bool,
     http_timeout: Option<u64>,
+    threads: Option<usize>,
 }
 
 fn read_file(path: &std::path::Path) -> Result<ProxyFile> {
@@ -187,6 +193,7 @@ fn merge(args: Args) -> Result<Args> {
         http_upstream: args.http_upstream.or(f.http_upstream),
         http_upstream_host: args.http_upstream_host || f.http_upstream_host,
         http_timeout: args.http_timeout.or(f.http_timeout),
+        threads: args.threads.or(f.threads),
         config: args.config,
     })
 }
@@ -285,6 +292,25 @@ fn build(args: Args) -> Result<ProxyConfig> {
     }
     cfg.validate().context("invalid configuration")?;
     Ok(cfg)
+}
+
+/// `wskit proxy`: builds the runtime `--threads` asks for and runs the proxy on it.
+///
+/// # Errors
+/// As [`run`], and a runtime that cannot start.
+pub(crate) fn main(args: Args) -> Result<()> {
+    let args = merge(args)?;
+    let rt = match args.threads.unwrap_or(1) {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Runtime::new()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    rt.block_on(run(args))
 }
 
 /// Runs `wskit proxy` until Ctrl-C.
