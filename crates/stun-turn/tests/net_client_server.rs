@@ -125,6 +125,51 @@ async fn udp_allocate_moves_to_another_port_on_437() {
 }
 
 #[tokio::test]
+async fn relay_ports_are_found_in_a_nearly_full_range_and_508_when_none_is_left() {
+    // Three relay ports, the middle one taken by somebody else.
+    let (base, _taken) = loop {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = probe.local_addr().unwrap().port();
+        drop(probe);
+        if p > 60_000 || p < 1_024 {
+            continue;
+        }
+        let (Ok(a), Ok(b), Ok(c)) = (
+            std::net::UdpSocket::bind(("127.0.0.1", p)),
+            std::net::UdpSocket::bind(("127.0.0.1", p + 1)),
+            std::net::UdpSocket::bind(("127.0.0.1", p + 2)),
+        ) else {
+            continue;
+        };
+        drop((a, c));
+        break (p, b);
+    };
+    let mut cfg = server_config();
+    cfg.min_port = base;
+    cfg.max_port = base + 2;
+    let server = TurnServer::bind(cfg).await.unwrap();
+    let creds = || ClientConfig::with_credentials("alice", "s3cret");
+    let mut relays = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let c = TurnClient::udp(server.udp_addrs()[0], creds())
+            .await
+            .unwrap();
+        relays.push(timeout(c.allocate()).await.unwrap().port());
+        clients.push(c);
+    }
+    relays.sort_unstable();
+    assert_eq!(relays, vec![base, base + 2]);
+    let third = TurnClient::udp(server.udp_addrs()[0], creds())
+        .await
+        .unwrap();
+    match timeout(third.allocate()).await {
+        Err(Error::Response { code, .. }) => assert_eq!(code, ErrorCode::INSUFFICIENT_CAPACITY),
+        other => panic!("expected 508, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn binding_over_udp_and_tcp_reports_the_local_address() {
     let server = TurnServer::bind(server_config()).await.unwrap();
     let udp = timeout(stun_binding(server.udp_addrs()[0], false))

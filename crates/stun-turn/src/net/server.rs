@@ -329,14 +329,25 @@ impl Shared {
         self.run_work(work);
     }
 
+    /// Relay ports to try, in order: 32 random ones (unpredictable ports, and quick in a range
+    /// with free ports spread out), then the whole range from a random start, so that a free
+    /// port is found however full the range is (sequential runs of taken ports are common:
+    /// the kernel's ephemeral ports share the range).
     fn port_candidates(&self, even: bool) -> impl Iterator<Item = u16> {
+        const RANDOM: usize = 32;
         let span = u32::from(self.max_port - self.min_port) + 1;
-        let mut seed = [0u8; 4];
+        let mut seed = [0u8; 4 * (RANDOM + 1)];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
-        let start = u32::from_be_bytes(seed) % span;
+        let mut words = seed
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) % span);
+        let start = words.next().unwrap_or(0);
+        let randoms: Vec<u32> = words.collect();
         let min = u32::from(self.min_port);
-        (0..span)
-            .map(move |i| (min + (start + i) % span) as u16)
+        randoms
+            .into_iter()
+            .chain((0..span).map(move |i| (start + i) % span))
+            .map(move |o| (min + o) as u16)
             .filter(move |p| !even || p % 2 == 0)
     }
 
@@ -347,12 +358,16 @@ impl Shared {
     ) -> Option<(Arc<UdpSocket>, Option<Arc<UdpSocket>>)> {
         let even = even_port.is_some();
         let reserve = even_port == Some(true);
-        for (tries, port) in self.port_candidates(even).enumerate() {
-            if tries > 200 {
-                break;
-            }
-            let Ok(s) = udp_socket(SocketAddr::new(ip, port), false, RELAY_BUFFER) else {
-                continue;
+        let mut last = None;
+        for port in self.port_candidates(even) {
+            let s = match udp_socket(SocketAddr::new(ip, port), false, RELAY_BUFFER) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                // Out of file descriptors or memory: another port will not help.
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
             };
             if reserve {
                 if port == u16::MAX {
@@ -366,20 +381,39 @@ impl Shared {
             }
             return Some((Arc::new(s), None));
         }
+        match last {
+            Some(e) => tracing::warn!("no relay socket on {ip}: {e}"),
+            None => tracing::warn!(
+                "no free relay port on {ip} in {}..={}",
+                self.min_port,
+                self.max_port
+            ),
+        }
         None
     }
 
     fn bind_tcp_listener(&self, ip: IpAddr) -> Option<TcpListener> {
-        for (tries, port) in self.port_candidates(false).enumerate() {
-            if tries > 200 {
-                break;
-            }
+        for port in self.port_candidates(false) {
             let sock = if ip.is_ipv4() {
                 TcpSocket::new_v4()
             } else {
                 TcpSocket::new_v6()
             }
             .ok()?;
+            // SO_REUSEPORT lets the RFC 6062 connections to peers leave from the relay
+            // address; it would also let another allocation's listener take the same port,
+            // so a plain socket must be able to bind it first.
+            let free = if ip.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .ok()?
+            .bind(SocketAddr::new(ip, port))
+            .is_ok();
+            if !free {
+                continue;
+            }
             let _ = sock.set_reuseaddr(true);
             let _ = sock.set_reuseport(true);
             if sock.bind(SocketAddr::new(ip, port)).is_err() {
