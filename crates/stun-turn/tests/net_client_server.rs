@@ -131,7 +131,7 @@ async fn relay_ports_are_found_in_a_nearly_full_range_and_508_when_none_is_left(
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = probe.local_addr().unwrap().port();
         drop(probe);
-        if p > 60_000 || p < 1_024 {
+        if !(1_024..=60_000).contains(&p) {
             continue;
         }
         let (Ok(a), Ok(b), Ok(c)) = (
