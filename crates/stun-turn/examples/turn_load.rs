@@ -181,7 +181,7 @@ async fn rtt(
     Ok(())
 }
 
-/// `count` allocations, `concurrency` at a time; returns them when `keep`.
+/// `count` allocations, `concurrency` at a time; returns them all.
 async fn allocations(
     server: SocketAddr,
     creds: (String, String),

@@ -99,4 +99,4 @@ pub use message::{
     BodyKind, Parsed, Request, Response, Version, looks_like_http, parse_request, parse_response,
     percent_decode,
 };
-pub use url::WsUrl;
+pub use url::{WsUrl, host_header};

@@ -110,16 +110,28 @@ impl WsUrl {
     /// scheme's default.
     #[must_use]
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == if self.secure { 443 } else { 80 } {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        host_header(&self.host, self.port, self.secure)
+    }
+}
+
+/// A `Host` header value for `host` (bracketed when it is an IPv6 address) and `port`, which
+/// is left out when it is the default of the scheme (443 when `secure`, else 80).
+///
+/// ```
+/// assert_eq!(ws_http::host_header("::1", 8080, false), "[::1]:8080");
+/// assert_eq!(ws_http::host_header("example.org", 443, true), "example.org");
+/// ```
+#[must_use]
+pub fn host_header(host: &str, port: u16, secure: bool) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == if secure { 443 } else { 80 } {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -150,16 +150,7 @@ impl HttpUpstream {
     /// default. This is the `Host` sent with [`HostHeader::Upstream`].
     #[must_use]
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == if self.secure { 443 } else { 80 } {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        ws_http::host_header(&self.host, self.port, self.secure)
     }
 
     /// Checks the settings.

@@ -29,7 +29,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use common::{T, closed_port, config, start, tcp_echo, tcp_target};
+use common::{T, closed_port, config, missing, noise, python, start, tcp_echo, tcp_target};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -44,21 +44,6 @@ use ws_proxy::{
 // ---------------------------------------------------------------------------------------------
 // Peers: availability (skip or fail), child processes.
 // ---------------------------------------------------------------------------------------------
-
-fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
-fn missing(why: &str) -> bool {
-    assert!(!require_peers(), "WSKIT_REQUIRE_PEERS=1 but {why}");
-    eprintln!("SKIPPED: {why}");
-    false
-}
-
-fn python() -> String {
-    std::env::var("WSKIT_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// Whether `program --version` runs.
 async fn runs(program: &str) -> bool {
@@ -348,19 +333,6 @@ async fn proxy_to(up: HttpUpstream, ws: Option<SocketAddr>) -> (ProxyServer, Soc
 
 fn http_upstream(addr: SocketAddr) -> HttpUpstream {
     HttpUpstream::parse(&format!("http://{addr}")).unwrap()
-}
-
-/// Deterministic incompressible bytes (xorshift64*).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@
 //! `WSKIT_PYTHON` names another interpreter than `python3`, `CHROMIUM` another browser,
 //! `NOVNC_DIR` another noVNC tree.
 
+mod common;
+
+use common::{missing, noise, python};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -47,23 +50,6 @@ use ws_proxy::{ProxyConfig, ProxyServer, Target, ws_server::Binding};
 const TEST_LIMIT: Duration = Duration::from_secs(180);
 /// How long one peer run may take.
 const PEER_LIMIT: Duration = Duration::from_secs(150);
-
-fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
-fn missing(why: &str) -> bool {
-    if require_peers() {
-        panic!("WSKIT_REQUIRE_PEERS=1 but {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
-}
-
-fn python() -> String {
-    std::env::var("WSKIT_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -318,19 +304,6 @@ async fn start_proxy(mut config: ProxyConfig) -> (ProxyServer, SocketAddr) {
     let proxy = ProxyServer::start(config).await.unwrap();
     let addr = proxy.local_addrs()[0];
     (proxy, addr)
-}
-
-/// Deterministic incompressible bytes (xorshift64*).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 const MODES: [&str; 4] = ["binary", "base64", "none", "both"];

@@ -19,6 +19,36 @@ use tokio::{
 use ws_client::{ClientConfig, WebSocket};
 use ws_proxy::{ProxyConfig, ProxyServer, Target, ws_server::Binding};
 
+/// Whether CI asked for every peer (`WSKIT_REQUIRE_PEERS=1`): a missing one fails the test.
+pub fn require_peers() -> bool {
+    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
+pub fn missing(why: &str) -> bool {
+    assert!(!require_peers(), "WSKIT_REQUIRE_PEERS=1 but {why}");
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
+/// The Python interpreter (`WSKIT_PYTHON`, default `python3`).
+pub fn python() -> String {
+    std::env::var("WSKIT_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Deterministic incompressible bytes (xorshift64*).
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 pub const T: Duration = Duration::from_secs(10);
 
 pub fn tcp_target(addr: SocketAddr) -> Target {

@@ -433,7 +433,7 @@ mod tests {
                  max_connections = 5\nallowed_origins = [\"http://a:*\"]\n\
                  connect_before_upgrade = true\nconnect_timeout = 3\ndrain_timeout = 4\n\
                  heartbeat = 20\nidle_timeout = 60\nusers = [\"file:pw\"]\n\
-                 http_upstream = \"http://127.0.0.1:8000\"\nhttp_timeout = 9\n"
+                 http_upstream = \"http://127.0.0.1:8000\"\nhttp_timeout = 9\nthreads = 3\n"
             ),
         )
         .unwrap();
@@ -470,6 +470,20 @@ mod tests {
         assert_eq!(up.to_string(), "http://127.0.0.1:8000");
         assert_eq!(up.response_timeout, Duration::from_secs(9));
         assert_eq!(up.host_header, HostHeader::Client);
+        // The runtime's threads come from the file too, unless the flag says otherwise.
+        let file_threads = merge(Args {
+            config: Some(path.clone()),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(file_threads.threads, Some(3));
+        let flag_threads = merge(Args {
+            config: Some(path.clone()),
+            threads: Some(1),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(flag_threads.threads, Some(1));
 
         // A flag list replaces the file's; routes as a table.
         std::fs::write(
