@@ -524,48 +524,57 @@ impl Shared {
         self.run_work(work);
     }
 
+    /// Receives on a client-facing UDP socket: wait for readability, then drain up to a batch
+    /// of datagrams with non-blocking receives (one readiness wait, not one per datagram).
+    /// Answers and relayed payloads are sent without waiting: a UDP send that would block means
+    /// a full socket buffer, and the datagram is dropped as the network would drop it.
     async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(local) = sock.local_addr() else { return };
         let mut buf = vec![0u8; 65_536];
         let mut out = Vec::with_capacity(1500);
         loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            if sock.readable().await.is_err() {
                 continue;
-            };
-            let ft = FiveTuple {
-                transport: Transport::Udp,
-                client: from,
-                server: local,
-            };
-            out.clear();
-            let mut work = Vec::new();
-            let (reply, forward) = {
-                let mut st = self.lock();
-                let action = st
-                    .core
-                    .handle_client(Instant::now(), ft, &buf[..n], &mut out);
-                let r = match action {
-                    Action::ToPeer {
-                        relay,
-                        peer,
-                        payload,
-                    } => match st.relays.get(&relay) {
-                        Some(Relay::Udp(s, _)) => (false, Some((s.clone(), peer, payload))),
-                        _ => (false, None),
-                    },
-                    Action::Reply => (true, None),
-                    Action::None => (false, None),
+            }
+            for _ in 0..64 {
+                let (n, from) = match sock.try_recv_from(&mut buf) {
+                    Ok(v) => v,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // An ICMP error queued on the socket (a client went away): next datagram.
+                    Err(_) => continue,
                 };
-                Self::drain(&mut st, &mut work);
-                r
-            };
-            if reply {
-                let _ = sock.send_to(&out, from).await;
+                let ft = FiveTuple {
+                    transport: Transport::Udp,
+                    client: from,
+                    server: local,
+                };
+                out.clear();
+                let mut work = Vec::new();
+                {
+                    let mut st = self.lock();
+                    let action = st
+                        .core
+                        .handle_client(Instant::now(), ft, &buf[..n], &mut out);
+                    match action {
+                        Action::ToPeer {
+                            relay,
+                            peer,
+                            payload,
+                        } => {
+                            if let Some(Relay::Udp(s, _)) = st.relays.get(&relay) {
+                                let _ = s.try_send_to(&buf[payload], peer);
+                            }
+                        }
+                        Action::Reply => {
+                            let _ = sock.try_send_to(&out, from);
+                        }
+                        Action::None => {}
+                    }
+                    Self::drain(&mut st, &mut work);
+                }
+                self.run_work(work);
             }
-            if let Some((relay_sock, peer, payload)) = forward {
-                let _ = relay_sock.send_to(&buf[payload], peer).await;
-            }
-            self.run_work(work);
+            tokio::task::yield_now().await;
         }
     }
 
