@@ -5,13 +5,41 @@
 //!  ws-server on_http(request, body)
 //!    -> request head (ws_http::write_request_head): hop-by-hop fields dropped, Host kept or
 //!       replaced, X-Forwarded-For / -Proto / -Host and Forwarded added
-//!    -> upstream connection: an idle pooled one (requests without a body), else a new one
+//!    -> body of an idempotent request with Content-Length <= 64 KiB read first (replayable)
+//!    -> upstream connection: an idle pooled one that still looks open, else a new one
 //!       (TCP or TLS, connect timeout)
 //!    -> body streamed (Content-Length as it is, chunked re-encoded) while the response head
 //!       is awaited (ws_http::parse_response; 1xx interim answers skipped)
 //!    -> Response::stream fed by a task that decodes the upstream body (ws_http::BodyDecoder)
 //!       through a bounded channel; the connection goes back to the pool after a clean end
 //! ```
+//!
+//! # Connection reuse and retries
+//!
+//! Every request, with or without a body, goes over an idle pooled connection when there is
+//! one. A connection goes back to the pool only after a clean exchange: the whole request
+//! sent, the whole response read with nothing after it, and no `Connection: close` (or
+//! HTTP/1.0 without keep-alive) from the upstream. Before it is used again it is probed
+//! without blocking: one the upstream closed while it was idle (end of stream, an error, or
+//! stray bytes) is dropped and the next one (or a new connection) is taken.
+//!
+//! The upstream can still close an idle connection just as the request goes out. When a
+//! *reused* connection fails before any byte of a response arrived, the request is sent once
+//! more on a new connection only if it can be replayed and may be repeated:
+//!
+//! - the method is idempotent (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`; RFC 9110
+//!   section 9.2.2); a proxy must not retry others (RFC 9112 section 9.3.1), so `POST` or
+//!   `PATCH` get 502 instead;
+//! - and the proxy still has the whole body: none, or a Content-Length body of at most
+//!   64 KiB, which is read from the client before the upstream is contacted for that reason,
+//!   or a streamed body (larger, or chunked) of which nothing had been read from the client
+//!   yet. A streamed body already partly sent is gone: 502.
+//!
+//! A new connection that fails is never retried.
+//!
+//! Trailer sections (after a chunked body) are not forwarded in either direction, and the
+//! `Trailer` field announcing them is dropped with the other hop-by-hop fields: ws-server's
+//! request [`Body`] and [`Response`] do not carry trailers.
 //!
 //! The proxy's handler is wrapped rather than edited: [`WithHttp`] delegates every
 //! [`Handler`] method to the bridge and answers [`Handler::on_http`] itself.
@@ -88,8 +116,9 @@ pub struct HttpUpstream {
     /// Default: [`HttpUpstream::DEFAULT_RESPONSE_TIMEOUT`] (60 s).
     pub response_timeout: Duration,
     /// Idle upstream connections kept for reuse (0: a new connection per request, sent with
-    /// `Connection: close`). Only requests without a body reuse a connection (one that turns
-    /// out to be closed is replaced once). Default: [`HttpUpstream::DEFAULT_MAX_IDLE`] (16).
+    /// `Connection: close`). Requests with and without a body reuse them; when a reused one
+    /// turns out to be closed, only a replayable idempotent request is sent again (see the
+    /// module docs). Default: [`HttpUpstream::DEFAULT_MAX_IDLE`] (16).
     pub max_idle: usize,
     /// How long an idle upstream connection is kept. Default:
     /// [`HttpUpstream::DEFAULT_IDLE_TIMEOUT`] (15 s).
@@ -234,6 +263,12 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// Largest read from the upstream (so the largest piece in the response channel).
 const READ_CHUNK: usize = 64 * 1024;
+/// Largest Content-Length body of an idempotent request read before the upstream is
+/// contacted, so that it can be sent again on a new connection.
+const REPLAY_MAX: u64 = 64 * 1024;
+/// The `Allow` field of the 405 answer to `CONNECT`: the methods forwarded (any other
+/// method is forwarded too; the upstream decides what it supports).
+const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE";
 /// Response body pieces waiting for the client.
 const CHANNEL: usize = 4;
 
@@ -254,11 +289,20 @@ struct Pool {
 }
 
 impl Pool {
-    fn take(&self) -> Option<Conn> {
-        let mut idle = lock(&self.idle);
-        let now = Instant::now();
-        idle.retain(|(_, since)| now.duration_since(*since) < self.ttl);
-        idle.pop().map(|(c, _)| c)
+    /// The most recently used idle connection that still looks open.
+    async fn take(&self) -> Option<Conn> {
+        loop {
+            let mut conn = {
+                let mut idle = lock(&self.idle);
+                let now = Instant::now();
+                idle.retain(|(_, since)| now.duration_since(*since) < self.ttl);
+                idle.pop()?.0
+            };
+            if std::future::poll_fn(|cx| Poll::Ready(still_idle(&mut conn, cx))).await {
+                return Some(conn);
+            }
+            tracing::trace!("dropped an idle upstream connection the upstream had closed");
+        }
     }
 
     fn put(&self, conn: Conn) {
@@ -271,6 +315,22 @@ impl Pool {
     }
 }
 
+/// Whether an idle connection can carry a request: a read would block. End of stream, an
+/// error or bytes nobody asked for mean the upstream closed it (or broke it) meanwhile.
+fn still_idle(conn: &mut Conn, cx: &mut Context<'_>) -> bool {
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    Pin::new(conn).poll_read(cx, &mut buf).is_pending()
+}
+
+/// Whether a request with `method` may be repeated (RFC 9110 section 9.2.2).
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
 /// Why a request could not be forwarded.
 enum Failure {
     /// Connecting failed (502).
@@ -279,8 +339,9 @@ enum Failure {
     Timeout(&'static str),
     /// The upstream connection broke or answered nonsense (502).
     Upstream(String),
-    /// The connection closed before any byte of a response: a reused connection the upstream
-    /// had closed meanwhile is replaced (502 for a new one).
+    /// The connection closed (or a write failed) before any byte of a response: on a reused
+    /// connection a replayable idempotent request is sent again (see the module docs);
+    /// otherwise 502.
     Closed,
     /// The client's body failed (its status: 413, 400, 408).
     Body(u16, String),
@@ -521,20 +582,32 @@ impl Forwarder {
     /// or body error answer.
     pub(crate) async fn forward(&self, req: &Request, body: &mut Body<'_>) -> Response {
         if req.method() == "CONNECT" {
-            return Response::text(405, "CONNECT is not supported\n");
+            // A reverse proxy: no tunnels. RFC 9110 section 15.5.6 requires `Allow` on 405.
+            return Response::text(405, "CONNECT is not supported\n").with_header("Allow", ALLOW);
         }
         let length = body.content_length();
-        let (head, chunked) = match self.request_head(req, length) {
+        let (mut head, chunked) = match self.request_head(req, length) {
             Ok(h) => h,
             Err(f) => return f.response(),
         };
-        let has_body = length != Some(0);
-        // A request with a body is streamed once: it never goes over a connection that may
-        // turn out to be closed.
-        let mut reused = if has_body { None } else { self.pool.take() };
+        let idempotent = idempotent(req.method());
+        // The whole request is in `head` (no body, or a small one read now to be replayable);
+        // otherwise the body is streamed from the client during the exchange.
+        let whole = match length {
+            Some(0) => true,
+            Some(n) if idempotent && n <= REPLAY_MAX => match read_body(body).await {
+                Ok(b) => {
+                    head.extend_from_slice(&b);
+                    true
+                }
+                Err(f) => return f.response(),
+            },
+            _ => false,
+        };
+        let mut pooled = self.pool.take().await;
         loop {
-            let fresh = reused.is_none();
-            let conn = match reused.take() {
+            let reused = pooled.is_some();
+            let conn = match pooled.take() {
                 Some(c) => c,
                 None => match self.connect().await {
                     Ok(c) => c,
@@ -542,24 +615,30 @@ impl Forwarder {
                 },
             };
             match self
-                .exchange(conn, &head, req.method(), body, has_body, chunked)
+                .exchange(conn, &head, req.method(), body, !whole, chunked)
                 .await
             {
                 Ok(resp) => return resp,
-                Err(Failure::Closed) if !fresh => {}
+                // Nothing of a streamed body read yet: it can still be sent in full.
+                Err(Failure::Closed) if reused && idempotent && (whole || body.received() == 0) => {
+                    tracing::debug!(
+                        "reused upstream connection closed; sending again on a new one"
+                    );
+                }
                 Err(f) => return f.response(),
             }
         }
     }
 
-    /// One request/response exchange on `conn`.
+    /// One request/response exchange on `conn`: `head` (with the whole body unless
+    /// `stream_body`), then the client's body streamed from `body` if `stream_body`.
     async fn exchange(
         &self,
         conn: Conn,
         head: &[u8],
         method: &str,
         body: &mut Body<'_>,
-        has_body: bool,
+        stream_body: bool,
         chunked: bool,
     ) -> Result<Response, Failure> {
         let t = self.up.response_timeout;
@@ -571,12 +650,12 @@ impl Forwarder {
         .await
         {
             Err(_) => return Err(Failure::Timeout("writing to the upstream timed out")),
-            Ok(Err(_)) if !has_body => return Err(Failure::Closed),
-            Ok(Err(e)) => return Err(Failure::Upstream(format!("write failed: {e}"))),
+            // Nothing of a streamed body was read yet: the caller may send it all again.
+            Ok(Err(_)) => return Err(Failure::Closed),
             Ok(Ok(())) => {}
         }
         let mut rx = BytesMut::new();
-        let mut sent = !has_body;
+        let mut sent = !stream_body;
         let mut deadline = sent.then(|| Instant::now() + t);
         let resp = {
             let send = send_body(&mut w, body, chunked, t);
@@ -674,6 +753,19 @@ fn response_headers(resp: &ws_http::Response) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A failure reading the client's body, with the status the server answers.
+fn body_failure(e: ws_server::Error) -> Failure {
+    match e {
+        ws_server::Error::Http { status, reason } => Failure::Body(status, reason),
+        e => Failure::Body(400, e.to_string()),
+    }
+}
+
+/// Reads the client's whole body (a small one: the caller checked its length).
+async fn read_body(body: &mut Body<'_>) -> Result<Bytes, Failure> {
+    body.bytes().await.map_err(body_failure)
+}
+
 /// Streams the client's body to the upstream (chunked framing again when it came chunked).
 async fn send_body<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -695,13 +787,8 @@ async fn send_body<W: AsyncWrite + Unpin>(
     let mut enc = ChunkedEncoder::new();
     let mut out = BytesMut::new();
     loop {
-        let chunk = match body.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(ws_server::Error::Http { status, reason }) => {
-                return Err(Failure::Body(status, reason));
-            }
-            Err(e) => return Err(Failure::Body(400, e.to_string())),
+        let Some(chunk) = body.chunk().await.map_err(body_failure)? else {
+            break;
         };
         if chunked {
             out.clear();

@@ -6,7 +6,10 @@
 //!   dropped (both ways), `X-Forwarded-For` / `-Proto` / `-Host` and `Forwarded`, the `Host`
 //!   policy, content-length and chunked request bodies arriving intact, a chunked response
 //!   relayed while it is still being produced, connection reuse (and replacement of a reused
-//!   connection the upstream had closed);
+//!   connection the upstream had closed), also for requests with a body, and the retry rule
+//!   for a reused connection that fails (a small idempotent request is sent again, a `POST`
+//!   or an already streamed body gets 502 and is not replayed);
+//! - `CONNECT` -> 405 with `Allow`;
 //! - upstream down -> 502, no answer -> 504; a WebSocket upgrade on the same listener is still
 //!   bridged to the TCP backend;
 //! - `curl` as the client (a client nobody here wrote).
@@ -214,6 +217,8 @@ struct Seen {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Requests before this one on the same upstream connection.
+    nth: usize,
 }
 
 impl Seen {
@@ -229,7 +234,7 @@ impl Seen {
     }
 }
 
-/// How the recording upstream answers.
+/// How the recording upstream answers; an empty answer closes the connection without one.
 type Answer = Arc<dyn Fn(&Seen) -> Vec<u8> + Send + Sync>;
 
 /// An upstream that parses each request (keep-alive: several per connection), reports it,
@@ -251,13 +256,14 @@ async fn recording(
             let answer = answer.clone();
             tokio::spawn(async move {
                 let mut rx = BytesMut::new();
-                loop {
-                    let Some(seen) = read_request(&mut s, &mut rx).await else {
+                for nth in 0.. {
+                    let Some(mut seen) = read_request(&mut s, &mut rx).await else {
                         return;
                     };
+                    seen.nth = nth;
                     let reply = answer(&seen);
                     let _ = tx.send(seen);
-                    if s.write_all(&reply).await.is_err() || close_after {
+                    if reply.is_empty() || s.write_all(&reply).await.is_err() || close_after {
                         return;
                     }
                 }
@@ -304,6 +310,7 @@ async fn read_request(s: &mut TcpStream, rx: &mut BytesMut) -> Option<Seen> {
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect(),
         body,
+        nth: 0,
     })
 }
 
@@ -807,5 +814,186 @@ async fn curl_through_the_proxy() {
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 201"), "{head}");
     assert!(head.contains("x-method: get"), "{head}");
+    proxy.stop().await;
+}
+
+/// `raw` on the client connection `s` (kept alive), and the response.
+async fn exchange_on(s: &mut TcpStream, rx: &mut BytesMut, raw: &[u8]) -> Got {
+    s.write_all(raw).await.unwrap();
+    let end = raw.iter().position(|&b| b == b' ').unwrap();
+    let method = String::from_utf8(raw[..end].to_vec()).unwrap();
+    read_response(s, rx, &method).await
+}
+
+/// A `method` request for `target` with a Content-Length `body`, kept alive.
+fn with_body(method: &str, target: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// Answers with the request's method, target and body length.
+fn describe(s: &Seen) -> Vec<u8> {
+    ok_with(
+        format!("{} {} {}", s.method, s.target, s.body.len()).as_bytes(),
+        "",
+    )
+}
+
+#[tokio::test]
+async fn requests_with_bodies_reuse_one_upstream_connection() {
+    let (up, mut seen, accepted) = recording(Arc::new(describe), false).await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut rx = BytesMut::new();
+    let small = noise(1000, 1);
+    let large = noise(300_000, 2);
+    let requests: Vec<(Vec<u8>, &[u8])> = vec![
+        (with_body("POST", "/a", &small), &small),
+        (with_body("POST", "/b", &large), &large),
+        (with_body("PUT", "/c", &small), &small),
+        (with_body("PUT", "/d", &large), &large),
+        (
+            b"POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                .to_vec(),
+            b"hello world",
+        ),
+        (b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), b""),
+    ];
+    for (raw, body) in &requests {
+        let got = exchange_on(&mut s, &mut rx, raw).await;
+        assert_eq!(got.status, 200, "{}", got.head);
+        let u = next_seen(&mut seen).await;
+        assert!(u.body == *body, "{} {}: body intact", u.method, u.target);
+        assert_eq!(
+            got.body,
+            format!("{} {} {}", u.method, u.target, body.len()).into_bytes()
+        );
+        // The connection goes back to the pool once its response has been relayed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "every request, with or without a body, went over one upstream connection"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_after_the_upstream_closed_the_idle_connection_goes_to_a_new_one() {
+    // The upstream closes each connection after one answer, without saying so; the proxy
+    // notices before it sends (a POST would not be sent again).
+    let (up, mut seen, accepted) = recording(Arc::new(describe), true).await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    for i in 0..3 {
+        let got = request(addr, &with_body("POST", &format!("/p{i}"), b"data")).await;
+        assert_eq!(got.status, 200, "{}", got.head);
+        assert_eq!(got.body, format!("POST /p{i} 4").into_bytes());
+        let _ = next_seen(&mut seen).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    proxy.stop().await;
+}
+
+/// An upstream that answers the first request on each connection and drops the connection,
+/// unanswered, on the second: a reused connection that fails once the request is out.
+async fn drops_second_request() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>, Arc<AtomicUsize>) {
+    recording(
+        Arc::new(|s: &Seen| if s.nth == 1 { Vec::new() } else { describe(s) }),
+        false,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_small_idempotent_request_is_sent_again_when_a_reused_connection_fails() {
+    let (up, mut seen, accepted) = drops_second_request().await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let body = noise(64 * 1024, 5); // the largest body kept for a second attempt
+    let got = request(addr, &with_body("PUT", "/one", &body)).await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    let _ = next_seen(&mut seen).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let got = request(addr, &with_body("PUT", "/two", &body)).await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    assert_eq!(got.body, format!("PUT /two {}", body.len()).into_bytes());
+    let dropped = next_seen(&mut seen).await;
+    let again = next_seen(&mut seen).await;
+    assert_eq!((dropped.target.as_str(), dropped.nth), ("/two", 1));
+    assert_eq!((again.target.as_str(), again.nth), ("/two", 0));
+    assert!(
+        dropped.body == body && again.body == body,
+        "the whole body both times"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "reused, then one new connection"
+    );
+
+    // Without a body too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = request(addr, b"DELETE /three HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(got.status, 200, "{}", got.head);
+    assert_eq!(next_seen(&mut seen).await.nth, 1);
+    assert_eq!(next_seen(&mut seen).await.nth, 0);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_or_a_streamed_body_is_not_replayed_when_a_reused_connection_fails() {
+    let (up, mut seen, accepted) = drops_second_request().await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let small = noise(100, 6);
+    let large = noise(64 * 1024 + 1, 7); // one byte over what is kept: streamed
+    for (method, body) in [("POST", &small), ("PUT", &large)] {
+        let got = request(addr, &with_body(method, "/first", body)).await;
+        assert_eq!(got.status, 200, "{}", got.head);
+        let _ = next_seen(&mut seen).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let got = request(addr, &with_body(method, "/second", body)).await;
+        assert_eq!(got.status, 502, "{method}: {}", got.head);
+        let s = next_seen(&mut seen).await;
+        assert_eq!((s.target.as_str(), s.nth), ("/second", 1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(seen.try_recv().is_err(), "{method} sent once, not replayed");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn connect_is_405_with_allow() {
+    let (up, mut seen, accepted) = recording(Arc::new(describe), false).await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let got = request(
+        addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(got.status, 405, "{}", got.head);
+    let allow: Vec<&str> = got
+        .header("allow")
+        .unwrap_or_else(|| panic!("no Allow on 405:\n{}", got.head))
+        .split(',')
+        .map(str::trim)
+        .collect();
+    for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
+        assert!(allow.contains(&m), "{m} missing from Allow: {allow:?}");
+    }
+    assert!(!allow.contains(&"CONNECT"), "{allow:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(seen.try_recv().is_err(), "CONNECT not forwarded");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
     proxy.stop().await;
 }
