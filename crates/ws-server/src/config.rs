@@ -205,6 +205,11 @@ pub struct ServerConfig {
     /// requests, single ranges, `index.html` for directories). Nothing outside it is ever
     /// served: `..`, encoded separators and symlinks leading out are refused. Default: `None`.
     pub document_root: Option<PathBuf>,
+    /// How long a small static file (up to 64 KiB) may be answered from memory before the
+    /// file is looked at again: a change on disk shows within this time. At most 1,024 files
+    /// and 16 MiB are kept. `Duration::ZERO` looks every request's file up (a trip to the
+    /// blocking pool each). Default: [`ServerConfig::DEFAULT_FILE_CACHE`] (1 s).
+    pub file_cache: Duration,
     /// Keep HTTP connections open for further requests (HTTP/1.1 unless `Connection: close`,
     /// HTTP/1.0 with `Connection: keep-alive`). Default: true.
     pub keep_alive: bool,
@@ -281,6 +286,8 @@ impl ServerConfig {
     pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
     /// Default of [`ServerConfig::stop_timeout`].
     pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default of [`ServerConfig::file_cache`].
+    pub const DEFAULT_FILE_CACHE: Duration = Duration::from_secs(1);
     /// Default of [`ServerConfig::keep_alive_timeout`].
     pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default of [`ServerConfig::max_requests_per_connection`].
@@ -376,6 +383,7 @@ impl Default for ServerConfig {
             deflate: None,
             http: HttpLimits::default(),
             document_root: None,
+            file_cache: Self::DEFAULT_FILE_CACHE,
             keep_alive: true,
             keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
             max_requests_per_connection: Self::DEFAULT_MAX_REQUESTS_PER_CONNECTION,

@@ -25,6 +25,7 @@ use crate::{
     conn,
     error::Error,
     handler::{Handler, TcpDecision},
+    http::files::FileCache,
     http::{self, Accepted, Next},
     io::Io,
     raw,
@@ -44,6 +45,8 @@ pub(crate) struct Inner {
     stopped: Notify,
     /// The canonical document root.
     pub(crate) root: Option<std::path::PathBuf>,
+    /// Small static files kept in memory.
+    pub(crate) file_cache: FileCache,
     /// Binds the listeners again (kept for `restart`).
     #[allow(clippy::type_complexity)]
     spawner: Mutex<Option<Box<dyn Fn(&ServerHandle) -> Result<(), Error> + Send + Sync>>>,
@@ -106,6 +109,7 @@ impl Server {
         let handler = Arc::new(handler);
         let inner = Arc::new(Inner {
             root,
+            file_cache: FileCache::new(config.file_cache),
             stop_signal: Notify::new(),
             config,
             registry: Registry::default(),

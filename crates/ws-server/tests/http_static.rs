@@ -263,3 +263,63 @@ async fn large_files_are_streamed_intact() {
     assert_eq!(r.status, 206);
     assert!(r.body[..] == data[20_000_000..]);
 }
+
+async fn site_with_cache(ttl: std::time::Duration) -> (tempfile::TempDir, ServerHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "page.txt", b"first");
+    let mut config = local_config();
+    config.document_root = Some(dir.path().to_owned());
+    config.file_cache = ttl;
+    let server = Server::start(config, NoopHandler).await.unwrap();
+    (dir, server)
+}
+
+#[tokio::test]
+async fn cached_small_files_are_looked_at_again_after_the_cache_time() {
+    let ttl = std::time::Duration::from_millis(300);
+    let (dir, server) = site_with_cache(ttl).await;
+    let addr = server.local_addrs()[0];
+    let r = request(addr, &get("/page.txt", "")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "first"));
+    let etag = r.header("etag").unwrap().to_owned();
+    // From memory: ranges, HEAD and validators as for a file read from disk.
+    let r = request(addr, &get("/page.txt", "Range: bytes=1-3\r\n")).await;
+    assert_eq!((r.status, r.text().as_str()), (206, "irs"));
+    assert_eq!(r.header("content-range"), Some("bytes 1-3/5"));
+    let r = request(addr, "HEAD /page.txt HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
+    assert!(r.body.is_empty());
+    let r = request(
+        addr,
+        &get("/page.txt", &format!("If-None-Match: {etag}\r\n")),
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    // A change on disk shows once the cache time has passed; a removal too.
+    write(dir.path(), "page.txt", b"second, longer");
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+    let r = request(addr, &get("/page.txt", "")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "second, longer"));
+    assert_ne!(r.header("etag"), Some(etag.as_str()));
+    std::fs::remove_file(dir.path().join("page.txt")).unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+    let r = request(addr, &get("/page.txt", "")).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn without_the_cache_every_request_sees_the_file_on_disk() {
+    let (dir, server) = site_with_cache(std::time::Duration::ZERO).await;
+    let addr = server.local_addrs()[0];
+    for text in ["one", "two, longer", "three"] {
+        write(dir.path(), "page.txt", text.as_bytes());
+        let r = request(addr, &get("/page.txt", "")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, text));
+    }
+    // A file over the in-memory size is streamed, and changes show at once too.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    write(dir.path(), "page.txt", &big);
+    let r = request(addr, &get("/page.txt", "")).await;
+    assert_eq!((r.status, r.body.len()), (200, big.len()));
+    assert!(r.body[..] == big[..]);
+}

@@ -7,6 +7,11 @@
 //!       --> directory: "/" appended by redirect, then index.html (checked the same way)
 //!       --> If-None-Match / If-Modified-Since: 304;  Range: 206 | 416;  else 200
 //! ```
+//!
+//! The lookup, the open and (for files up to 64 KiB) the read happen in one trip to the
+//! blocking pool; small files are then kept in a bounded [`FileCache`] by request path and
+//! answered from memory until `ServerConfig::file_cache` (1 s) has passed since the file was
+//! last looked at.
 
 use std::{
     path::{Path, PathBuf},
@@ -74,8 +79,169 @@ pub(crate) fn relative(path: &str) -> Option<PathBuf> {
     Some(rel)
 }
 
-/// Maps `url_path` to a file under `root` (already canonical).
-pub(crate) async fn lookup(root: &Path, url_path: &str) -> Lookup {
+/// Files up to this size are read whole while they are opened (one trip to the blocking
+/// pool for the lookup, the open and the read), written with the response head, and kept in
+/// the [`FileCache`].
+pub(crate) const SMALL_FILE: u64 = 64 * 1024;
+/// Most entries in the [`FileCache`].
+const CACHE_ENTRIES: usize = 1024;
+/// Most bytes of content in the [`FileCache`].
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A file opened (or found in the cache) for a response, with what its answer needs.
+pub(crate) struct Opened {
+    pub(crate) content_type: &'static str,
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
+    /// The open file, unless `content` holds all of it.
+    pub(crate) file: Option<std::fs::File>,
+    /// The whole content, when the file is at most [`SMALL_FILE`] bytes and it was asked for.
+    pub(crate) content: Option<bytes::Bytes>,
+}
+
+/// Opens `path` as a regular file; with `read_small`, a file of at most [`SMALL_FILE`] bytes
+/// is read whole (and closed). Blocking: runs on the blocking pool.
+pub(crate) fn open_blocking(path: &Path, read_small: bool) -> Option<Opened> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut opened = Opened {
+        content_type: content_type(path),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        file: None,
+        content: None,
+    };
+    if read_small && meta.len() <= SMALL_FILE {
+        let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // One byte over the size seen: a file that grew meanwhile is streamed instead.
+        (&file).take(SMALL_FILE + 1).read_to_end(&mut buf).ok()?;
+        if buf.len() as u64 == meta.len() {
+            opened.content = Some(bytes::Bytes::from(buf));
+            return Some(opened);
+        }
+        use std::io::Seek as _;
+        (&file).rewind().ok()?;
+    }
+    opened.file = Some(file);
+    Some(opened)
+}
+
+impl Opened {
+    /// A copy for the cache, when the content was read whole.
+    fn share(&self) -> Option<Self> {
+        Some(Self {
+            content_type: self.content_type,
+            len: self.len,
+            modified: self.modified,
+            file: None,
+            content: Some(self.content.clone()?),
+        })
+    }
+}
+
+/// What [`FileCache::lookup`] found.
+pub(crate) enum Found {
+    /// A regular file, opened or cached.
+    File(Box<Opened>),
+    /// A directory requested without the trailing slash: redirect here.
+    Redirect(String),
+    /// Nothing there.
+    Missing,
+    /// Refused with this status.
+    Refused(u16),
+}
+
+/// Small static files kept in memory by request path, each answered from memory for at most
+/// `ttl` after the file was last looked at ([`crate::ServerConfig::file_cache`]). Bounded:
+/// [`CACHE_ENTRIES`] entries and [`CACHE_BYTES`] bytes; when full, new files are served
+/// without being kept until entries expire.
+pub(crate) struct FileCache {
+    ttl: Duration,
+    state: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    map: std::collections::HashMap<String, (Opened, std::time::Instant)>,
+    bytes: usize,
+}
+
+impl FileCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Maps `url_path` to a file under `root` (already canonical) and opens it, from memory
+    /// when a fresh entry exists, else in one trip to the blocking pool; `read_small` as for
+    /// [`open_blocking`] (a file read whole is kept).
+    pub(crate) async fn lookup(&self, root: &Path, url_path: &str, read_small: bool) -> Found {
+        if self.ttl.is_zero() {
+            return Self::lookup_blocking(root, url_path, read_small).await;
+        }
+        let now = std::time::Instant::now();
+        if let Some((o, at)) = self.state().map.get(url_path)
+            && now.duration_since(*at) < self.ttl
+            && let Some(o) = o.share()
+        {
+            return Found::File(Box::new(o));
+        }
+        let found = Self::lookup_blocking(root, url_path, read_small).await;
+        let mut st = self.state();
+        if let Some((old, _)) = st.map.remove(url_path) {
+            st.bytes -= old.content.as_ref().map_or(0, bytes::Bytes::len);
+        }
+        if let Found::File(o) = &found
+            && let Some(shared) = o.share()
+        {
+            let size = shared.content.as_ref().map_or(0, bytes::Bytes::len);
+            if st.map.len() >= CACHE_ENTRIES || st.bytes + size > CACHE_BYTES {
+                let ttl = self.ttl;
+                st.map.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+                st.bytes = st
+                    .map
+                    .values()
+                    .map(|(o, _)| o.content.as_ref().map_or(0, bytes::Bytes::len))
+                    .sum();
+            }
+            if st.map.len() < CACHE_ENTRIES && st.bytes + size <= CACHE_BYTES {
+                st.bytes += size;
+                st.map.insert(url_path.to_owned(), (shared, now));
+            }
+        }
+        found
+    }
+
+    async fn lookup_blocking(root: &Path, url_path: &str, read_small: bool) -> Found {
+        let (root, url_path) = (root.to_owned(), url_path.to_owned());
+        tokio::task::spawn_blocking(move || match resolve(&root, &url_path) {
+            Lookup::File(path) => match open_blocking(&path, read_small) {
+                Some(o) => Found::File(Box::new(o)),
+                None => Found::Missing,
+            },
+            Lookup::Redirect(to) => Found::Redirect(to),
+            Lookup::NotFound => Found::Missing,
+            Lookup::Refused(s) => Found::Refused(s),
+        })
+        .await
+        .unwrap_or(Found::Missing)
+    }
+}
+
+/// Maps `url_path` to a file under `root` (already canonical). Blocking.
+pub(crate) fn resolve(root: &Path, url_path: &str) -> Lookup {
     let Some(rel) = relative(url_path) else {
         return Lookup::Refused(if decode_path(url_path).is_none() {
             400
@@ -83,13 +249,13 @@ pub(crate) async fn lookup(root: &Path, url_path: &str) -> Lookup {
             403
         });
     };
-    let Ok(real) = tokio::fs::canonicalize(root.join(&rel)).await else {
+    let Ok(real) = std::fs::canonicalize(root.join(&rel)) else {
         return Lookup::NotFound;
     };
     if !real.starts_with(root) {
         return Lookup::Refused(403);
     }
-    let Ok(meta) = tokio::fs::metadata(&real).await else {
+    let Ok(meta) = std::fs::metadata(&real) else {
         return Lookup::NotFound;
     };
     if meta.is_file() {
@@ -101,13 +267,13 @@ pub(crate) async fn lookup(root: &Path, url_path: &str) -> Lookup {
     if !url_path.ends_with('/') {
         return Lookup::Redirect(format!("{url_path}/"));
     }
-    let Ok(index) = tokio::fs::canonicalize(real.join(INDEX)).await else {
+    let Ok(index) = std::fs::canonicalize(real.join(INDEX)) else {
         return Lookup::NotFound;
     };
     if !index.starts_with(root) {
         return Lookup::Refused(403);
     }
-    match tokio::fs::metadata(&index).await {
+    match std::fs::metadata(&index) {
         Ok(m) if m.is_file() => Lookup::File(index),
         _ => Lookup::NotFound,
     }

@@ -18,7 +18,7 @@
 //! ```
 
 mod body;
-mod files;
+pub(crate) mod files;
 mod response;
 mod upgrade;
 
@@ -334,17 +334,25 @@ async fn static_file(inner: &Inner, request: &Request) -> Option<Response> {
     if !matches!(request.method(), "GET" | "HEAD") {
         return None;
     }
-    match files::lookup(root, request.path()).await {
-        files::Lookup::File(path) => Some(Response::file(path)),
-        files::Lookup::Redirect(to) => {
+    match inner
+        .file_cache
+        .lookup(root, request.path(), request.method() == "GET")
+        .await
+    {
+        files::Found::File(opened) => {
+            let mut r = Response::new(200);
+            r.source = Some(Source::Opened(opened));
+            Some(r)
+        }
+        files::Found::Redirect(to) => {
             let location = match request.query() {
                 Some(q) => format!("{to}?{q}"),
                 None => to,
             };
             Some(Response::redirect(301, location))
         }
-        files::Lookup::Refused(status) => Some(Response::new(status)),
-        files::Lookup::NotFound => None,
+        files::Found::Refused(status) => Some(Response::new(status)),
+        files::Found::Missing => None,
     }
 }
 
@@ -394,39 +402,16 @@ pub(crate) async fn send(
         None => Payload::Bytes(body),
         Some(Source::Reader { reader, len }) => Payload::Reader(reader, len),
         Some(Source::Channel { rx, len }) => Payload::Channel(rx, len),
-        Some(Source::File(path)) => match open_file(&path).await {
-            Some((file, meta)) => {
-                let len = meta.len();
-                let v = files::Validators::new(len, meta.modified().ok());
-                let has_type = fields
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-                let plan = match request {
-                    Some(r) => files::plan(r, len, &v, files::content_type(&path)),
-                    None => files::Plan {
-                        status: 200,
-                        headers: Vec::new(),
-                        body: Some((0, len)),
-                    },
-                };
-                fields.extend(
-                    plan.headers
-                        .into_iter()
-                        .filter(|(n, _)| !(has_type && n == "Content-Type")),
-                );
-                if plan.status != 200 {
-                    status = plan.status;
-                }
-                match plan.body {
-                    Some((start, n)) => Payload::File(file, start, n),
-                    None => Payload::Bytes(Bytes::new()),
-                }
-            }
-            None => {
-                status = 404;
-                Payload::Bytes(Bytes::new())
-            }
-        },
+        Some(Source::File(path)) => {
+            let read_small = !head_only;
+            let opened =
+                tokio::task::spawn_blocking(move || files::open_blocking(&path, read_small))
+                    .await
+                    .ok()
+                    .flatten();
+            file_payload(opened.map(Box::new), request, &mut fields, &mut status)
+        }
+        Some(Source::Opened(o)) => file_payload(Some(o), request, &mut fields, &mut status),
     };
     let no_body = (100..200).contains(&status) || status == 204 || status == 304;
     let length = match &payload {
@@ -550,10 +535,64 @@ pub(crate) async fn send(
     ok && keep_alive
 }
 
-async fn open_file(path: &std::path::Path) -> Option<(tokio::fs::File, std::fs::Metadata)> {
-    let file = tokio::fs::File::open(path).await.ok()?;
-    let meta = file.metadata().await.ok()?;
-    meta.is_file().then_some((file, meta))
+/// The payload of a file response (404 when it could not be opened), its validators and
+/// range headers added to `fields`, and `status` set from the request's conditions.
+fn file_payload(
+    opened: Option<Box<files::Opened>>,
+    request: Option<&Request>,
+    fields: &mut Vec<(String, String)>,
+    status: &mut u16,
+) -> Payload {
+    let Some(o) = opened else {
+        *status = 404;
+        return Payload::Bytes(Bytes::new());
+    };
+    let files::Opened {
+        content_type,
+        len,
+        modified,
+        file,
+        content,
+    } = *o;
+    let v = files::Validators::new(len, modified);
+    let has_type = fields
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    let plan = match request {
+        Some(r) => files::plan(r, len, &v, content_type),
+        None => files::Plan {
+            status: 200,
+            headers: Vec::new(),
+            body: Some((0, len)),
+        },
+    };
+    fields.extend(
+        plan.headers
+            .into_iter()
+            .filter(|(n, _)| !(has_type && n == "Content-Type")),
+    );
+    if plan.status != 200 {
+        *status = plan.status;
+    }
+    match (plan.body, content, file) {
+        (None, ..) => Payload::Bytes(Bytes::new()),
+        // Read whole when opened: the range is a slice of it (`plan` keeps it within `len`).
+        (Some((start, n)), Some(all), _) => {
+            let from = usize::try_from(start).unwrap_or(usize::MAX).min(all.len());
+            let to = usize::try_from(start + n)
+                .unwrap_or(usize::MAX)
+                .min(all.len());
+            Payload::Bytes(all.slice(from..to))
+        }
+        (Some((start, n)), None, Some(file)) => {
+            Payload::File(tokio::fs::File::from_std(file), start, n)
+        }
+        // Not reachable: an opened file has its content or stays open.
+        (Some(_), None, None) => {
+            *status = 500;
+            Payload::Bytes(Bytes::new())
+        }
+    }
 }
 
 /// Writes with the body timeout; false on error or timeout.

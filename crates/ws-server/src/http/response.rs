@@ -19,6 +19,8 @@ pub(crate) enum Source {
     },
     /// A file, served with `ETag`, `Last-Modified`, conditional requests and ranges.
     File(PathBuf),
+    /// A file the static-file lookup already opened.
+    Opened(Box<super::files::Opened>),
 }
 
 /// A response to an HTTP request ([`crate::Handler::on_http`],
@@ -58,7 +60,7 @@ impl fmt::Debug for Response {
             None => "bytes",
             Some(Source::Reader { .. }) => "reader",
             Some(Source::Channel { .. }) => "channel",
-            Some(Source::File(_)) => "file",
+            Some(Source::File(_) | Source::Opened(_)) => "file",
         };
         f.debug_struct("Response")
             .field("status", &self.status)

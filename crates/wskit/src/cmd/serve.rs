@@ -98,6 +98,10 @@ pub(crate) struct Args {
     /// over the built-in test page).
     #[arg(long, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
+    /// Milliseconds a small static file (up to 64 KiB) is answered from memory before the
+    /// file is looked at again; 0 looks at the file on every request. Default: 1000.
+    #[arg(long, value_name = "MS")]
+    pub(crate) file_cache_ms: Option<u64>,
     /// Do not serve the built-in test page at / and the JavaScript client at /wskit.js.
     #[arg(long)]
     pub(crate) no_test_page: bool,
@@ -139,6 +143,7 @@ struct ServeFile {
     slow_reader: Option<String>,
     users: Vec<String>,
     root: Option<PathBuf>,
+    file_cache_ms: Option<u64>,
     /// Serve the built-in test page and client (default true).
     test_page: Option<bool>,
     upload_dir: Option<PathBuf>,
@@ -258,6 +263,9 @@ fn build(args: Args) -> Result<Setup> {
         cfg.auth = Some(AuthConfig::basic(users));
     }
     cfg.document_root = args.root.or(f.root);
+    if let Some(ms) = args.file_cache_ms.or(f.file_cache_ms) {
+        cfg.file_cache = Duration::from_millis(ms);
+    }
     cfg.sse.enabled = true;
     cfg.sse.paths = vec![SSE_PATH.to_owned()];
     let test_page = !args.no_test_page && f.test_page.unwrap_or(true);
@@ -479,7 +487,14 @@ mod tests {
             ..Args::default()
         };
         let cfg = build(args).unwrap().config;
-        assert_eq!(cfg.document_root, Some(dir));
+        assert_eq!(cfg.document_root, Some(dir.clone()));
+        assert_eq!(cfg.file_cache, ServerConfig::DEFAULT_FILE_CACHE);
+        let args = Args {
+            root: Some(dir),
+            file_cache_ms: Some(0),
+            ..Args::default()
+        };
+        assert_eq!(build(args).unwrap().config.file_cache, Duration::ZERO);
         let args = Args {
             root: Some("/definitely/not/here".into()),
             ..Args::default()
