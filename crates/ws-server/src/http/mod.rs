@@ -364,7 +364,7 @@ enum Payload {
         Option<u64>,
     ),
     Channel(tokio::sync::mpsc::Receiver<Bytes>, Option<u64>),
-    File(tokio::fs::File, u64, u64),
+    File(std::fs::File, u64, u64),
 }
 
 /// Writes `resp` for `request` (`None`: an answer before any request was understood). Returns
@@ -463,8 +463,8 @@ pub(crate) async fn send(
                 write(io, &out, config).await && write(io, &b, config).await
             }
         }
-        Payload::File(mut file, start, n) => {
-            write(io, &out, config).await && copy_file(io, &mut file, start, n, config).await
+        Payload::File(file, start, n) => {
+            write(io, &out, config).await && copy_file(io, file, start, n, config).await
         }
         Payload::Reader(mut reader, len) => {
             if !write(io, &out, config).await {
@@ -584,9 +584,7 @@ fn file_payload(
                 .min(all.len());
             Payload::Bytes(all.slice(from..to))
         }
-        (Some((start, n)), None, Some(file)) => {
-            Payload::File(tokio::fs::File::from_std(file), start, n)
-        }
+        (Some((start, n)), None, Some(file)) => Payload::File(file, start, n),
         // Not reachable: an opened file has its content or stays open.
         (Some(_), None, None) => {
             *status = 500;
@@ -633,38 +631,63 @@ async fn finish_chunked(
     enc.finish(&[], &mut out).is_ok() && write(io, &out, config).await
 }
 
-/// Sends `len` bytes of `file` from `start`, one bounded chunk at a time.
+/// Reads up to `want` bytes of `file` at `offset` into `buf` on the blocking pool (no copy
+/// through an intermediate buffer; the read position is not shared).
+fn read_chunk(
+    file: &Arc<std::fs::File>,
+    mut buf: Vec<u8>,
+    offset: u64,
+    want: usize,
+) -> tokio::task::JoinHandle<(Vec<u8>, std::io::Result<usize>)> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&*file, &mut buf[..want], offset);
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&*file, &mut buf[..want], offset);
+        (buf, n)
+    })
+}
+
+/// Sends `len` bytes of `file` from `start` in bounded chunks, reading the next chunk while
+/// the current one is written (two chunk buffers per connection).
 async fn copy_file(
     io: &mut Io,
-    file: &mut tokio::fs::File,
+    file: std::fs::File,
     start: u64,
     len: u64,
     config: &crate::ServerConfig,
 ) -> bool {
-    use tokio::io::AsyncSeekExt;
-    if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-        return false;
-    }
-    let mut chunk = BytesMut::with_capacity(
-        COPY_CHUNK
-            .min(usize::try_from(len).unwrap_or(COPY_CHUNK))
-            .max(1),
-    );
-    let mut left = len;
-    while left > 0 {
-        chunk.clear();
-        let want = COPY_CHUNK.min(usize::try_from(left).unwrap_or(COPY_CHUNK));
-        let mut limited = (&mut *file).take(want as u64);
-        match limited.read_buf(&mut chunk).await {
-            // The file shrank: the promised length cannot be met; close.
-            Ok(0) | Err(_) => return false,
-            Ok(n) => {
-                left -= n as u64;
-                if !write(io, &chunk, config).await {
-                    return false;
-                }
-            }
+    let size = |left: u64| COPY_CHUNK.min(usize::try_from(left).unwrap_or(COPY_CHUNK));
+    let file = Arc::new(file);
+    let (mut offset, mut left) = (start, len);
+    let mut spare = Some(Vec::new());
+    let mut pending = (left > 0).then(|| read_chunk(&file, Vec::new(), offset, size(left)));
+    while let Some(read) = pending.take() {
+        let Ok((buf, Ok(n))) = read.await else {
+            return false;
+        };
+        // The file shrank: the promised length cannot be met; close.
+        if n == 0 {
+            return false;
         }
+        offset += n as u64;
+        left -= n as u64;
+        if left > 0 {
+            pending = Some(read_chunk(
+                &file,
+                spare.take().unwrap_or_default(),
+                offset,
+                size(left),
+            ));
+        }
+        if !write(io, &buf[..n], config).await {
+            return false;
+        }
+        spare = Some(buf);
     }
     true
 }
