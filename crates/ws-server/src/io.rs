@@ -117,6 +117,33 @@ impl Io {
         }
     }
 
+    /// Writes `head` then `body`, in one vectored write when the socket takes it (a response
+    /// head and its body, without copying the body next to the head).
+    pub(crate) async fn write_all_pair(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => {
+                let (mut head, mut body) = (head, body);
+                while !head.is_empty() {
+                    let n = s
+                        .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
+                        .await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    let from_head = n.min(head.len());
+                    head = &head[from_head..];
+                    body = &body[n - from_head..];
+                }
+                s.write_all(body).await
+            }
+            Self::Tls { w, .. } => {
+                w.write_all(head).await?;
+                w.write_all(body).await?;
+                w.flush().await
+            }
+        }
+    }
+
     /// Sends FIN (and TLS close_notify).
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         match self {

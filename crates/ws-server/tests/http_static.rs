@@ -323,3 +323,42 @@ async fn without_the_cache_every_request_sees_the_file_on_disk() {
     assert_eq!((r.status, r.body.len()), (200, big.len()));
     assert!(r.body[..] == big[..]);
 }
+
+#[tokio::test]
+async fn files_of_every_size_arrive_intact_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Copied next to the head (1 KiB), written with it in one vectored write (16 KiB, 64 KiB,
+    // both from memory) and streamed from disk (300 KiB).
+    let sizes = [1024usize, 16 * 1024, 64 * 1024, 300 * 1024];
+    for size in sizes {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        write(dir.path(), &format!("f{size}.bin"), &data);
+    }
+    let pki = ws_tls::test_certs::TestPki::generate();
+    let tls = ws_tls::server_config(&pki.server_config()).unwrap();
+    let mut config = ws_server::ServerConfig::new(vec![ws_server::Binding::tls(
+        "127.0.0.1:0".parse().unwrap(),
+        tls,
+    )]);
+    config.document_root = Some(dir.path().to_owned());
+    let server = Server::start(config, NoopHandler).await.unwrap();
+    let tcp = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = common::tls_connector(&pki)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut buf = BytesMut::new();
+    for size in sizes {
+        // Twice: from disk, then (small ones) from memory.
+        for _ in 0..2 {
+            tls.write_all(get(&format!("/f{size}.bin"), "").as_bytes())
+                .await
+                .unwrap();
+            let r = read_response(&mut tls, &mut buf, "GET").await.unwrap();
+            assert_eq!(r.status, 200);
+            let want: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+            assert!(r.body[..] == want[..], "{size} bytes differ");
+        }
+    }
+}

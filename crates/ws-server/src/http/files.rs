@@ -532,6 +532,22 @@ pub(crate) fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// The `Date` field for now: formatted once a second per thread.
+pub(crate) fn date_now() -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, http_date(now));
+        }
+        last.1.clone()
+    })
+}
+
 /// Parses an IMF-fixdate into seconds since the epoch (other date formats are ignored).
 pub(crate) fn parse_http_date(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -25,7 +25,6 @@ mod upgrade;
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
-    time::SystemTime,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -49,8 +48,9 @@ use response::Source;
 const DISCARD_BUDGET: u64 = 256 * 1024;
 /// File and stream bodies are copied in pieces of this size (bounded memory per response).
 const COPY_CHUNK: usize = 64 * 1024;
-/// Bytes bodies up to this size are written together with the head.
-const COALESCE: usize = 16 * 1024;
+/// Bytes bodies up to this size are copied next to the head; larger ones go in the same
+/// vectored write.
+const COALESCE: usize = 4 * 1024;
 
 /// What follows the HTTP phase of a connection.
 pub(crate) enum Next {
@@ -438,7 +438,7 @@ pub(crate) async fn send(
     if !config.server_name.is_empty() {
         fields.push(("Server".into(), config.server_name.clone()));
     }
-    fields.push(("Date".into(), files::http_date(SystemTime::now())));
+    fields.push(("Date".into(), files::date_now()));
     let mut out = BytesMut::with_capacity(256);
     let refs: Vec<(&str, &str)> = fields
         .iter()
@@ -460,7 +460,10 @@ pub(crate) async fn send(
                 out.extend_from_slice(&b);
                 write(io, &out, config).await
             } else {
-                write(io, &out, config).await && write(io, &b, config).await
+                matches!(
+                    tokio::time::timeout(config.body_timeout, io.write_all_pair(&out, &b)).await,
+                    Ok(Ok(()))
+                )
             }
         }
         Payload::File(file, start, n) => {
