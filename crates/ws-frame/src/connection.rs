@@ -161,6 +161,10 @@ pub struct Connection {
     config: Config,
     rx: BytesMut,
     rx_frame: Option<RxFrame>,
+    /// The whole payload of `rx_frame`, set aside by [`Connection::feed`] when the bytes fed
+    /// went past its end (so `rx` starts afresh instead of regrowing, and copying, a large
+    /// payload to fit the next frame's first bytes).
+    rx_ready: Option<BytesMut>,
     rx_msg: Option<RxMessage>,
     utf8: Utf8Validator,
     /// Consecutive frames without message data while a fragmented message is open.
@@ -197,6 +201,7 @@ impl Connection {
             config,
             rx: BytesMut::new(),
             rx_frame: None,
+            rx_ready: None,
             rx_msg: None,
             utf8: Utf8Validator::default(),
             empty_frames: 0,
@@ -279,10 +284,25 @@ impl Connection {
 
     /// Appends bytes received from the transport, in any chunking. Ignored once the connection
     /// stopped receiving (close received, failed).
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.receiving() {
-            self.rx.extend_from_slice(bytes);
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        if !self.receiving() {
+            return;
         }
+        // The frame being received ends inside `bytes`, and `rx` (sized for that frame) has no
+        // room for what follows: complete the frame and set its payload aside; the rest goes
+        // into a new buffer.
+        if let Some(frame) = self.rx_frame
+            && self.rx_ready.is_none()
+            && self.rx.len() < frame.len
+            && self.rx.len() + bytes.len() > frame.len
+            && self.rx.capacity() < self.rx.len() + bytes.len()
+        {
+            let (end, rest) = bytes.split_at(frame.len - self.rx.len());
+            self.rx.extend_from_slice(end);
+            self.rx_ready = Some(self.rx.split_to(frame.len));
+            bytes = rest;
+        }
+        self.rx.extend_from_slice(bytes);
     }
 
     /// The receive buffer, for runtimes that read straight into it (zero-copy input). At least
@@ -379,6 +399,7 @@ impl Connection {
         self.close = CloseState::Failed;
         self.rx_msg = None;
         self.rx_frame = None;
+        self.rx_ready = None;
         self.rx = BytesMut::new();
     }
 
@@ -394,21 +415,23 @@ impl Connection {
                     self.rx.advance(header_len);
                     let missing = frame.len.saturating_sub(self.rx.len());
                     if missing > 0 {
-                        self.rx
-                            .reserve(missing.min(RX_RESERVE_CAP) + MAX_HEADER_LEN);
+                        self.rx.reserve(missing.min(RX_RESERVE_CAP) + READ_RESERVE);
                     }
                     self.rx_frame = Some(frame);
                     frame
                 }
             };
-            if self.rx.len() < frame.len {
-                if frame.check_utf8 && self.rx.len() > frame.done {
-                    self.check_partial(frame)?;
+            let mut payload = match self.rx_ready.take() {
+                Some(payload) => payload,
+                None if self.rx.len() < frame.len => {
+                    if frame.check_utf8 && self.rx.len() > frame.done {
+                        self.check_partial(frame)?;
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
-            }
+                None => self.rx.split_to(frame.len),
+            };
             self.rx_frame = None;
-            let mut payload = self.rx.split_to(frame.len);
             if let Some(key) = frame.mask {
                 mask::apply_at(&mut payload[frame.done..], key, frame.done);
             }

@@ -333,3 +333,38 @@ fn invalid_configuration_is_an_error_not_a_panic() {
         Err(Error::Config(_))
     ));
 }
+
+/// Large frames fed in socket-sized pieces that run past a frame's end into the next frame
+/// (the receive buffer, sized for the first frame, is not regrown for the second): every
+/// message arrives whole and in order, text validated across pieces, fragmented or not.
+#[test]
+fn large_frames_fed_past_their_end_arrive_whole() {
+    let mut client = Connection::new(Role::Client, Config::default()).unwrap();
+    let text: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let binary: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    client.send(Message::text(text.clone())).unwrap();
+    client.send(Message::binary(binary.clone())).unwrap();
+    client
+        .send_with(Message::text(text.clone()), SendOptions::fragmented(70_000))
+        .unwrap();
+    client.send(Message::text("tail")).unwrap();
+    let mut wire = BytesMut::new();
+    while client.poll_transmit(&mut wire) {}
+    for piece in [128 * 1024, 100_003, 7, wire.len()] {
+        let mut server = Connection::new(Role::Server, Config::default()).unwrap();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(piece) {
+            server.feed(chunk);
+            got.extend(events(&mut server));
+        }
+        let want = vec![
+            Event::Message(Message::text(text.clone())),
+            Event::Message(Message::binary(binary.clone())),
+            Event::Message(Message::text(text.clone())),
+            Event::Message(Message::text("tail")),
+        ];
+        assert!(got == want, "pieces of {piece} bytes");
+    }
+}
