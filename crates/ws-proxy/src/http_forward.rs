@@ -37,9 +37,32 @@
 //!
 //! A new connection that fails is never retried.
 //!
-//! Trailer sections (after a chunked body) are not forwarded in either direction, and the
-//! `Trailer` field announcing them is dropped with the other hop-by-hop fields: ws-server's
-//! request [`Body`] and [`Response`] do not carry trailers.
+//! # Trailers
+//!
+//! The trailer section after a chunked body (RFC 9112 section 7.1.2) is forwarded in both
+//! directions when the message goes on chunked:
+//!
+//! - request: a chunked request body is always sent on chunked, with the client's trailers
+//!   (read through [`Body::trailers`]) after its last chunk;
+//! - response: a chunked upstream body reaches an HTTP/1.1 client chunked, with the
+//!   upstream's trailers ([`Response::with_trailers`]); an HTTP/1.0 client gets the body
+//!   without them (its body ends with the connection).
+//!
+//! Forwarded trailers are filtered like the header section (hop-by-hop fields and the fields
+//! the head's `Connection` names are dropped) and lose the fields that must not be trailers
+//! (RFC 9110 section 6.5.1): framing (`Content-Length`, `Transfer-Encoding`), routing
+//! (`Host`), request modifiers (`TE`, `Expect`, `Range`, `Cache-Control`, `Pragma`,
+//! `Max-Forwards` and the `If-*` conditionals), authentication (`Authorization`,
+//! `Proxy-Authorization`, `WWW-Authenticate`, `Proxy-Authenticate`, `Cookie`, `Set-Cookie`),
+//! response control (`Age`, `Expires`, `Date`, `Location`, `Retry-After`, `Vary`, `Warning`)
+//! and payload processing (`Content-Encoding`, `Content-Type`, `Content-Range`, `Trailer`).
+//! A recipient must not treat those as if they were in the head (RFC 9110 section 6.5.2),
+//! and the next hop may not know that rule, so they stop here.
+//!
+//! The `Trailer` header field announcing the trailers is end-to-end (RFC 9110 section 6.6.2;
+//! only RFC 2616 counted it as hop-by-hop): it goes on, reduced to the names that would be
+//! forwarded, when the message goes on chunked, and is dropped otherwise (a `Content-Length`
+//! request body, a response with a length or to an HTTP/1.0 client): no trailers follow then.
 //!
 //! The proxy's handler is wrapped rather than edited: [`WithHttp`] delegates every
 //! [`Handler`] method to the bridge and answers [`Handler::on_http`] itself.
@@ -58,7 +81,7 @@ use tokio::{
         AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf, ReadHalf, WriteHalf,
     },
     net::TcpStream,
-    sync::mpsc,
+    sync::{mpsc, oneshot},
     time::Instant,
 };
 use tokio_rustls::TlsConnector;
@@ -66,7 +89,7 @@ use ws_server::{
     Before, Body, ConnInfo, Ctx, Decision, Disconnect, Fragment, Handler, Request, Response,
     TcpDecision,
     ws_frame::{Message, Utf8Bytes},
-    ws_http::{self, BodyDecoder, BodyEvent, BodyKind, ChunkedEncoder, Parsed},
+    ws_http::{self, BodyDecoder, BodyEvent, BodyKind, ChunkedEncoder, Parsed, Version},
 };
 
 use crate::error::ProxyError;
@@ -251,14 +274,57 @@ impl std::str::FromStr for HttpUpstream {
 /// Hop-by-hop fields (RFC 9110 section 7.6.1), never forwarded in either direction; the
 /// fields named by `Connection` are dropped too. `Content-Length` and `Expect` are handled
 /// by the proxy (the body is framed again; `100 Continue` is answered by ws-server).
-const HOP_BY_HOP: [&str; 7] = [
+/// `Trailer` is end-to-end and goes on only with the trailers (see the module docs).
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
+];
+
+/// Fields that must not be forwarded in a trailer section (RFC 9110 section 6.5.1), besides
+/// the hop-by-hop ones: framing, routing, request modifiers, authentication, response
+/// control and payload processing.
+const NOT_IN_TRAILERS: [&str; 31] = [
+    // Message framing.
+    "content-length",
+    "transfer-encoding",
+    // Routing.
+    "host",
+    // Request modifiers: controls and conditionals (RFC 9110 sections 7.6.2, 10.1, 13).
+    "te",
+    "expect",
+    "range",
+    "cache-control",
+    "pragma",
+    "max-forwards",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    // Authentication.
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    // Response control data.
+    "age",
+    "expires",
+    "date",
+    "location",
+    "retry-after",
+    "vary",
+    "warning",
+    // Payload processing (and the announcement itself).
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "trailer",
 ];
 
 /// Largest read from the upstream (so the largest piece in the response channel).
@@ -329,6 +395,53 @@ fn idempotent(method: &str) -> bool {
         method,
         "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
     )
+}
+
+/// The field names listed in the `Connection` fields among `fields`, lowercase.
+fn connection_named<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    fields
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether a trailer field called `name` goes on to the next hop: not hop-by-hop, not named
+/// by the head's `Connection` (`named`), and allowed in trailers ([`NOT_IN_TRAILERS`]).
+fn trailer_allowed(name: &str, named: &[String]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !HOP_BY_HOP.contains(&lower.as_str())
+        && !NOT_IN_TRAILERS.contains(&lower.as_str())
+        && !named.contains(&lower)
+}
+
+/// The trailer fields to forward, in their order.
+fn forward_trailers(trailers: &ws_http::Headers, named: &[String]) -> Vec<(String, String)> {
+    trailers
+        .iter()
+        .filter(|(n, _)| trailer_allowed(n, named))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The `Trailer` field for a message that goes on chunked: the names announced in `values`
+/// that [`trailer_allowed`] lets through, each once; `None` when none is left.
+fn trailer_announcement<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    named: &[String],
+) -> Option<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if !name.is_empty()
+            && trailer_allowed(name, named)
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(name))
+        {
+            names.push(name);
+        }
+    }
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// Why a request could not be forwarded.
@@ -461,24 +574,22 @@ impl Forwarder {
         req: &Request,
         length: Option<u64>,
     ) -> Result<(BytesMut, bool), Failure> {
-        let named: Vec<String> = req
-            .headers()
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .flat_map(|(_, v)| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect();
+        let named = connection_named(req.headers().iter().map(|(n, v)| (&**n, &**v)));
         let forwarded = self.up.forwarded_headers;
         let mut fields: Vec<(String, String)> = Vec::with_capacity(req.headers().len() + 6);
         let mut xff: Vec<&str> = Vec::new();
         let mut fwd: Vec<&str> = Vec::new();
+        let mut announced: Vec<&str> = Vec::new();
         for (name, value) in req.headers() {
             let lower = name.to_ascii_lowercase();
             if HOP_BY_HOP.contains(&lower.as_str())
                 || named.contains(&lower)
                 || matches!(lower.as_str(), "content-length" | "expect" | "host")
             {
+                continue;
+            }
+            if lower == "trailer" {
+                announced.push(value);
                 continue;
             }
             if forwarded {
@@ -533,6 +644,10 @@ impl Forwarder {
             fields.push(("Forwarded".to_owned(), fwd.join(", ")));
         }
         let chunked = length.is_none();
+        // Trailers can only follow a chunked body.
+        if let Some(names) = trailer_announcement(announced, &named).filter(|_| chunked) {
+            fields.push(("Trailer".to_owned(), names));
+        }
         match length {
             None => fields.push(("Transfer-Encoding".to_owned(), "chunked".to_owned())),
             Some(n) if n > 0 || req.header("content-length").is_some() => {
@@ -614,10 +729,7 @@ impl Forwarder {
                     Err(f) => return f.response(),
                 },
             };
-            match self
-                .exchange(conn, &head, req.method(), body, !whole, chunked)
-                .await
-            {
+            match self.exchange(conn, &head, req, body, !whole, chunked).await {
                 Ok(resp) => return resp,
                 // Nothing of a streamed body read yet: it can still be sent in full.
                 Err(Failure::Closed) if reused && idempotent && (whole || body.received() == 0) => {
@@ -636,11 +748,13 @@ impl Forwarder {
         &self,
         conn: Conn,
         head: &[u8],
-        method: &str,
+        req: &Request,
         body: &mut Body<'_>,
         stream_body: bool,
         chunked: bool,
     ) -> Result<Response, Failure> {
+        let method = req.method();
+        let req_named = connection_named(req.headers().iter().map(|(n, v)| (&**n, &**v)));
         let t = self.up.response_timeout;
         let (mut r, mut w) = tokio::io::split(conn);
         match tokio::time::timeout(t, async {
@@ -658,7 +772,7 @@ impl Forwarder {
         let mut sent = !stream_body;
         let mut deadline = sent.then(|| Instant::now() + t);
         let resp = {
-            let send = send_body(&mut w, body, chunked, t);
+            let send = send_body(&mut w, body, chunked, &req_named, t);
             let recv = read_head(&mut r, &mut rx, &self.limits);
             tokio::pin!(send, recv);
             loop {
@@ -682,7 +796,15 @@ impl Forwarder {
             .map_err(|e| Failure::Upstream(format!("invalid response framing: {e}")))?;
         // A response that came before the whole request was sent ends the connection's use.
         let reusable = sent && resp.keep_alive(method) && self.up.max_idle > 0;
-        let headers = response_headers(&resp);
+        // Whether the client gets the body chunked (HTTP/1.1, no length), so that trailers can
+        // reach it; for HEAD, the head a GET would get.
+        let chunked_out = req.version() == Version::Http11
+            && match kind {
+                BodyKind::Chunked => true,
+                BodyKind::Length(0) => method == "HEAD" && content_length(&resp).is_none(),
+                _ => false,
+            };
+        let headers = response_headers(&resp, chunked_out);
         match kind {
             BodyKind::Length(0) => {
                 let mut out = if method == "HEAD" {
@@ -706,12 +828,22 @@ impl Forwarder {
                     .map_err(|e| Failure::Upstream(e.to_string()))?;
                 let (tx, chan) = mpsc::channel(CHANNEL);
                 let back = reusable.then(|| (w, self.pool.clone()));
-                tokio::spawn(relay(r, rx, decoder, tx, t, back));
+                let (trailers_to, trailers) = if chunked_out && kind == BodyKind::Chunked {
+                    let (ttx, trx) = oneshot::channel();
+                    let named = connection_named(resp.headers().iter());
+                    (Some(TrailersTo { tx: ttx, named }), Some(trx))
+                } else {
+                    (None, None)
+                };
+                tokio::spawn(relay(r, rx, decoder, tx, t, back, trailers_to));
                 let mut out = Response::stream(ChannelReader {
                     rx: chan,
                     cur: Bytes::new(),
                 })
                 .with_status(status);
+                if let Some(trx) = trailers {
+                    out = out.with_trailers(trx);
+                }
                 if let BodyKind::Length(n) = kind {
                     out = out.with_content_length(n);
                 }
@@ -734,23 +866,28 @@ fn content_length(resp: &ws_http::Response) -> Option<u64> {
 }
 
 /// The response fields to relay: everything but hop-by-hop fields (and the framing, which
-/// ws-server writes itself).
-fn response_headers(resp: &ws_http::Response) -> Vec<(String, String)> {
-    let named: Vec<String> = resp
+/// ws-server writes itself); `Trailer` (reduced to the names forwarded) only when the
+/// response goes on chunked (`chunked_out`).
+fn response_headers(resp: &ws_http::Response, chunked_out: bool) -> Vec<(String, String)> {
+    let named = connection_named(resp.headers().iter());
+    let mut fields: Vec<(String, String)> = resp
         .headers()
-        .tokens("connection")
-        .map(str::to_ascii_lowercase)
-        .collect();
-    resp.headers()
         .iter()
         .filter(|(n, _)| {
             let lower = n.to_ascii_lowercase();
             !HOP_BY_HOP.contains(&lower.as_str())
                 && !named.contains(&lower)
                 && lower != "content-length"
+                && lower != "trailer"
         })
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
+        .collect();
+    if chunked_out {
+        if let Some(names) = trailer_announcement(resp.headers().get_all("trailer"), &named) {
+            fields.push(("Trailer".to_owned(), names));
+        }
+    }
+    fields
 }
 
 /// A failure reading the client's body, with the status the server answers.
@@ -766,11 +903,14 @@ async fn read_body(body: &mut Body<'_>) -> Result<Bytes, Failure> {
     body.bytes().await.map_err(body_failure)
 }
 
-/// Streams the client's body to the upstream (chunked framing again when it came chunked).
+/// Streams the client's body to the upstream (chunked framing again when it came chunked,
+/// with the client's trailers that may go on; `named`: the fields the request's `Connection`
+/// names).
 async fn send_body<W: AsyncWrite + Unpin>(
     w: &mut W,
     body: &mut Body<'_>,
     chunked: bool,
+    named: &[String],
     t: Duration,
 ) -> Result<(), Failure> {
     async fn put<W: AsyncWrite + Unpin>(
@@ -800,7 +940,19 @@ async fn send_body<W: AsyncWrite + Unpin>(
     }
     if chunked {
         out.clear();
-        let _ = enc.finish(&[], &mut out);
+        let trailers = body
+            .trailers()
+            .map(|t| forward_trailers(t, named))
+            .unwrap_or_default();
+        let refs: Vec<(&str, &str)> = trailers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        if enc.finish(&refs, &mut out).is_err() {
+            // Parsed fields always pass the check; should one not, the body still ends.
+            out.clear();
+            let _ = enc.finish(&[], &mut out);
+        }
         put(w, &out, t).await?;
     }
     match tokio::time::timeout(t, w.flush()).await {
@@ -844,8 +996,16 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
+/// Where [`relay`] hands the upstream's trailers that may go on.
+struct TrailersTo {
+    tx: oneshot::Sender<Vec<(String, String)>>,
+    /// The fields the response's `Connection` names.
+    named: Vec<String>,
+}
+
 /// Upstream body to the client's response channel; the connection goes back to the pool
-/// (`back`) after a clean end with nothing after it.
+/// (`back`) after a clean end with nothing after it. The trailers that may go on are sent to
+/// `trailers_to` before the channel ends.
 async fn relay(
     mut r: ReadHalf<Conn>,
     mut rx: BytesMut,
@@ -853,6 +1013,7 @@ async fn relay(
     tx: mpsc::Sender<io::Result<Bytes>>,
     t: Duration,
     back: Option<(WriteHalf<Conn>, Arc<Pool>)>,
+    trailers_to: Option<TrailersTo>,
 ) {
     loop {
         match decoder.decode(&mut rx) {
@@ -863,7 +1024,10 @@ async fn relay(
                 }
                 continue;
             }
-            Ok(Some(BodyEvent::End { .. })) => {
+            Ok(Some(BodyEvent::End { trailers })) => {
+                if let Some(to) = trailers_to {
+                    let _ = to.tx.send(forward_trailers(&trailers, &to.named));
+                }
                 if let Some((w, pool)) = back {
                     if rx.is_empty() {
                         pool.put(r.unsplit(w));

@@ -80,20 +80,28 @@
 //!
 //! - Request: method, `base` + path and query, header fields in their order, except the
 //!   hop-by-hop ones (RFC 9110 section 7.6.1: `Connection` and the fields it names,
-//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
-//!   `Expect` (ws-server answers `100 Continue` itself). `Host` is the client's
+//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`) and
+//!   `Expect` (ws-server answers `100 Continue` itself); `Trailer` only with a chunked body. `Host` is the client's
 //!   ([`HostHeader::Client`], the default) or the upstream's ([`HostHeader::Upstream`]).
 //!   With [`HttpUpstream::forwarded_headers`] (default) the proxy appends the client's
 //!   address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and `X-Forwarded-Host`, and
 //!   appends `for=...;host=...;proto=...` to `Forwarded` (RFC 7239).
 //! - Request body: streamed as it arrives, bounded by the server's
 //!   [`ws_server::HttpLimits::max_body`] (413) and body timeout (408); a `Content-Length`
-//!   body keeps its length, a chunked one is sent chunked (trailers dropped).
+//!   body keeps its length, a chunked one is sent chunked (with its trailers, below).
 //! - Response: status and fields relayed (hop-by-hop ones dropped; ws-server writes its own
 //!   `Date`, `Server` and framing), the body streamed through a bounded channel, with the
 //!   upstream's `Content-Length` when it sent one, else chunked. A body cut short by the
 //!   upstream closes the client's connection rather than ending cleanly. `HEAD` gets the
 //!   upstream's head.
+//! - Trailers: the trailer section of a chunked body goes on in both directions when the
+//!   message goes on chunked (always for a request; for a response, to HTTP/1.1 clients),
+//!   without hop-by-hop fields and fields that must not be trailers (RFC 9110 section 6.5.1:
+//!   `Content-Length`, `Transfer-Encoding`, `Host`, request modifiers such as `TE`,
+//!   `Expect`, `Range`, `Cache-Control`, `Max-Forwards` and `If-*`, authentication fields
+//!   and cookies, response control such as `Date`, `Location`, `Vary`, and
+//!   `Content-Encoding`, `Content-Type`, `Content-Range`, `Trailer`). The `Trailer` field
+//!   announcing them goes on only then, reduced to the names forwarded.
 //! - Failures: upstream unreachable (refused, DNS, TLS) -> `502 Bad Gateway` with a short
 //!   text reason, also for a broken or invalid response; connect timeout
 //!   ([`ProxyConfig::connect_timeout`]) or no response within

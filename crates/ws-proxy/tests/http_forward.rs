@@ -5,7 +5,8 @@
 //! - against an in-test upstream that records the raw request it received: hop-by-hop fields
 //!   dropped (both ways), `X-Forwarded-For` / `-Proto` / `-Host` and `Forwarded`, the `Host`
 //!   policy, content-length and chunked request bodies arriving intact, a chunked response
-//!   relayed while it is still being produced, connection reuse (and replacement of a reused
+//!   relayed while it is still being produced, trailer sections forwarded both ways without
+//!   the fields that must not be trailers (and `Trailer` only with them), connection reuse (and replacement of a reused
 //!   connection the upstream had closed), also for requests with a body, and the retry rule
 //!   for a reused connection that fails (a small idempotent request is sent again, a `POST`
 //!   or an already streamed body gets 502 and is not replayed);
@@ -217,6 +218,8 @@ struct Seen {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The trailer section of a chunked body.
+    trailers: Vec<(String, String)>,
     /// Requests before this one on the same upstream connection.
     nth: usize,
 }
@@ -289,17 +292,17 @@ async fn read_request(s: &mut TcpStream, rx: &mut BytesMut) -> Option<Seen> {
     let _ = rx.split_to(len);
     let mut d = BodyDecoder::new(head.body_kind().unwrap(), &limits()).unwrap();
     let mut body = Vec::new();
-    loop {
+    let trailers = loop {
         match d.decode(rx).unwrap() {
             Some(BodyEvent::Data(b)) => body.extend_from_slice(&b),
-            Some(BodyEvent::End { .. }) => break,
+            Some(BodyEvent::End { trailers }) => break trailers,
             None => {
                 if s.read_buf(rx).await.ok()? == 0 {
                     return None;
                 }
             }
         }
-    }
+    };
     Some(Seen {
         head: raw,
         method: head.method().to_owned(),
@@ -310,6 +313,10 @@ async fn read_request(s: &mut TcpStream, rx: &mut BytesMut) -> Option<Seen> {
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect(),
         body,
+        trailers: trailers
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
         nth: 0,
     })
 }
@@ -617,6 +624,125 @@ async fn chunked_response_is_relayed_as_it_is_produced() {
     proxy.stop().await;
 }
 
+/// `(name, value)` pairs as owned strings.
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn request_trailers_reach_the_upstream_without_forbidden_fields() {
+    let (up, mut seen, _) = recording(Arc::new(|_| ok_with(b"ok", "")), false).await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+          Trailer: X-Checksum, Content-Length, Authorization, X-Hop\r\n\
+          Connection: keep-alive, X-Hop\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    tcp.write_all(
+        b"X-Checksum: sha-256=abc\r\nContent-Length: 11\r\nAuthorization: Basic eDp5\r\n\
+          X-Hop: 1\r\nTransfer-Encoding: gzip\r\nSet-Cookie: a=1\r\nHost: evil\r\n\
+          X-Other: two\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut rx = BytesMut::new();
+    let got = read_response(&mut tcp, &mut rx, "POST").await;
+    assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]));
+    let s = next_seen(&mut seen).await;
+    assert_eq!(s.body, b"hello world");
+    assert_eq!(s.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        s.header("trailer"),
+        Some("X-Checksum"),
+        "announced, reduced to what is forwarded:\n{}",
+        s.head
+    );
+    assert_eq!(
+        s.trailers,
+        pairs(&[("X-Checksum", "sha-256=abc"), ("X-Other", "two")])
+    );
+
+    // A Content-Length body carries no trailers: no `Trailer` goes on.
+    let got = exchange_on(
+        &mut tcp,
+        &mut rx,
+        b"PUT /x HTTP/1.1\r\nHost: x\r\nTrailer: X-Checksum\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let s = next_seen(&mut seen).await;
+    assert_eq!(s.body, b"hi");
+    assert!(!s.has("trailer"), "{}", s.head);
+    assert!(s.trailers.is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn response_trailers_reach_the_client_without_forbidden_fields() {
+    let answer: Answer = Arc::new(|_| {
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\
+          Trailer: X-Checksum, Set-Cookie, Content-Length, X-Hop\r\nConnection: X-Hop\r\n\r\n\
+          5\r\nhello\r\n0\r\nX-Checksum: sha-256=def\r\nSet-Cookie: s=1\r\n\
+          Content-Length: 5\r\nX-Hop: 1\r\nWWW-Authenticate: Basic\r\nDate: today\r\n\
+          Content-Type: text/html\r\nX-Other: 3\r\n\r\n"
+            .to_vec()
+    });
+    let (up, _seen, _) = recording(answer, false).await;
+    let (proxy, addr) = proxy_to(http_upstream(up), None).await;
+    let read_all = |raw: &'static [u8]| async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(T, tcp.read_to_end(&mut out))
+            .await
+            .expect("the response in time")
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+
+    let raw = read_all(b"GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(
+        head.contains("\r\nTransfer-Encoding: chunked\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nTrailer: X-Checksum\r\n"), "{head}");
+    // Exactly the allowed fields after the last chunk.
+    assert!(
+        body.ends_with("\r\n0\r\nX-Checksum: sha-256=def\r\nX-Other: 3\r\n\r\n"),
+        "{body:?}"
+    );
+    let mut rx = BytesMut::from(body.as_bytes());
+    let mut d = BodyDecoder::new(BodyKind::Chunked, &limits()).unwrap();
+    assert_eq!(
+        d.decode(&mut rx).unwrap(),
+        Some(BodyEvent::Data("hello".into()))
+    );
+    let Some(BodyEvent::End { trailers }) = d.decode(&mut rx).unwrap() else {
+        panic!("no end in {body:?}");
+    };
+    let trailers: Vec<_> = trailers.iter().collect();
+    assert_eq!(trailers, [("X-Checksum", "sha-256=def"), ("X-Other", "3")]);
+
+    // HTTP/1.0: the body ends with the connection; no trailers, no `Trailer`.
+    let raw = read_all(b"GET /t HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.contains("Transfer-Encoding") && !head.contains("Trailer"),
+        "{head}"
+    );
+    assert_eq!(body, "hello");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn upstream_down_is_502_and_silent_upstream_is_504() {
     let (proxy, addr) = proxy_to(http_upstream(closed_port().await), None).await;
@@ -727,11 +853,12 @@ async fn curl_through_the_proxy() {
         missing("curl is not installed (apt-get install -y curl)");
         return;
     }
-    // Echoes the request body, chunked, in two pieces.
+    // Echoes the request body, chunked, in two pieces, with trailers.
     let answer: Answer = Arc::new(|s: &Seen| {
         let (a, b) = s.body.split_at(s.body.len() / 2);
         let mut r = format!(
-            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Method: {}\r\n\r\n",
+            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Method: {}\r\n\
+             Trailer: X-Echo-Length, Set-Cookie\r\n\r\n",
             s.method
         )
         .into_bytes();
@@ -742,7 +869,13 @@ async fn curl_through_the_proxy() {
                 r.extend_from_slice(b"\r\n");
             }
         }
-        r.extend_from_slice(b"0\r\n\r\n");
+        r.extend_from_slice(
+            format!(
+                "0\r\nX-Echo-Length: {}\r\nSet-Cookie: t=1\r\n\r\n",
+                s.body.len()
+            )
+            .as_bytes(),
+        );
         r
     });
     let (up, mut seen, _) = recording(answer, false).await;
@@ -803,7 +936,8 @@ async fn curl_through_the_proxy() {
             .is_some_and(|u| u.starts_with("curl/"))
     );
 
-    // And a plain GET with the status and a header shown by curl.
+    // And a plain GET with the status, a header and the trailers shown by curl (after the
+    // head's empty line).
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"])
         .arg(format!("http://{addr}/empty"))
@@ -811,9 +945,12 @@ async fn curl_through_the_proxy() {
         .output()
         .await
         .unwrap();
-    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let shown = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let (head, trailers) = shown.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("http/1.1 201"), "{head}");
     assert!(head.contains("x-method: get"), "{head}");
+    assert!(head.contains("\r\ntrailer: x-echo-length\r\n"), "{head}");
+    assert_eq!(trailers.trim_end(), "x-echo-length: 0", "{shown}");
     proxy.stop().await;
 }
 

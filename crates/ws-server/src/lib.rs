@@ -54,7 +54,7 @@
 //!
 //! ```text
 //!  head -> on_before_request -> upgrade | SSE | static file | on_http(request, body)
-//!       -> response (Content-Length | chunked) -> next pipelined request or close
+//!       -> response (Content-Length | chunked [+ trailers]) -> next pipelined request or close
 //! ```
 //!
 //! Inside [`Handler::on_http`], [`multipart::save`] streams `multipart/form-data` uploads to

@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use ws_http::{BodyDecoder, BodyEvent};
+use ws_http::{BodyDecoder, BodyEvent, Headers};
 
 use crate::{error::Error, io::Io};
 
@@ -17,7 +17,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// [`crate::ServerConfig::body_timeout`] fails with 408, a malformed chunked body with 400.
 /// After a failure the server answers with that status (keeping the handler's response only
 /// when it carries the same status, e.g. a custom 413 page) and closes the connection. `Expect: 100-continue` is answered on the first
-/// read.
+/// read. A chunked body's trailer section is kept for [`Body::trailers`].
 pub struct Body<'a> {
     pub(crate) io: &'a mut Io,
     pub(crate) rx: &'a mut BytesMut,
@@ -27,6 +27,8 @@ pub struct Body<'a> {
     pub(crate) continue_pending: bool,
     pub(crate) error: Option<(u16, String)>,
     pub(crate) done: bool,
+    /// The trailer section, once the body ended (empty unless chunked with trailers).
+    pub(crate) trailers: Headers,
 }
 
 impl std::fmt::Debug for Body<'_> {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Body<'_> {
             .field("length", &self.length)
             .field("received", &self.decoder.received())
             .field("done", &self.done)
+            .field("trailers", &self.trailers.len())
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +61,35 @@ impl Body<'_> {
         self.done
     }
 
+    /// The trailer fields of a chunked body (RFC 9112 section 7.1.2), in arrival order:
+    /// `Some` once the body was read to its end ([`Body::chunk`] returned `None`), empty for a
+    /// body without trailers (and every `Content-Length` body); `None` before the end or after
+    /// a failure.
+    ///
+    /// Trailers are bounded like the request head ([`crate::HttpLimits::max_head_bytes`],
+    /// [`crate::HttpLimits::max_headers`]; 431 beyond) and are not merged into
+    /// [`crate::Request::headers`]. They are the client's word after the fact: fields that
+    /// must not be trailers (RFC 9110 section 6.5.1: framing, routing, authentication,
+    /// request modifiers, ...) are passed on as sent, for the application to ignore.
+    ///
+    /// ```
+    /// use ws_server::{Body, Request, Response};
+    ///
+    /// async fn on_http(_request: &Request, body: &mut Body<'_>) -> Response {
+    ///     let Ok(data) = body.bytes().await else {
+    ///         return Response::new(400);
+    ///     };
+    ///     match body.trailers().and_then(|t| t.get("x-checksum")) {
+    ///         Some(sum) => Response::text(200, format!("{} bytes, checksum {sum}", data.len())),
+    ///         None => Response::text(200, format!("{} bytes", data.len())),
+    ///     }
+    /// }
+    /// ```
+    #[must_use]
+    pub fn trailers(&self) -> Option<&Headers> {
+        (self.done && self.error.is_none()).then_some(&self.trailers)
+    }
+
     fn fail(&mut self, status: u16, reason: String) -> Error {
         self.error = Some((status, reason.clone()));
         Error::Http { status, reason }
@@ -66,8 +98,9 @@ impl Body<'_> {
     /// The next piece of the body; `None` at its end.
     ///
     /// # Errors
-    /// [`Error::Http`] with 413 (too large), 400 (malformed or cut short) or 408 (timed out);
-    /// the same error again on later calls.
+    /// [`Error::Http`] with 413 (too large), 400 (malformed or cut short), 431 (a trailer
+    /// section beyond the head limits) or 408 (timed out); the same error again on later
+    /// calls.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
             if let Some((status, reason)) = &self.error {
@@ -81,7 +114,8 @@ impl Body<'_> {
             }
             match self.decoder.decode(self.rx) {
                 Ok(Some(BodyEvent::Data(b))) => return Ok(Some(b)),
-                Ok(Some(BodyEvent::End { .. })) => {
+                Ok(Some(BodyEvent::End { trailers })) => {
+                    self.trailers = trailers;
                     self.done = true;
                     return Ok(None);
                 }

@@ -13,7 +13,7 @@
 //!    +-- GET/HEAD + document_root --> static file (304 / 206 / 416 / 301 / 403)
 //!    +-- Handler::on_http(request, body) --> Response
 //!    v
-//!  write response (Content-Length | chunked | close-delimited for HTTP/1.0 streams)
+//!  write response (Content-Length | chunked [+ trailers] | close-delimited for HTTP/1.0 streams)
 //!  discard the unread body (bounded), then the next pipelined request, or close
 //! ```
 
@@ -299,6 +299,7 @@ pub(crate) async fn serve<H: Handler>(
             continue_pending: expects_continue && length != Some(0),
             error: None,
             done: length == Some(0),
+            trailers: ws_http::Headers::new(),
         };
         let mut response = match early {
             Some(resp) => resp,
@@ -383,6 +384,7 @@ pub(crate) async fn send(
         headers,
         body,
         source,
+        trailers,
     } = resp;
     let mut fields: Vec<(String, String)> = headers
         .into_iter()
@@ -488,7 +490,7 @@ pub(crate) async fn send(
                 match limited.read_buf(&mut chunk).await {
                     Ok(0) => {
                         break left.is_none()
-                            && finish_chunked(io, chunked, &mut enc, config).await;
+                            && finish_chunked(io, chunked, &mut enc, trailers, config).await;
                     }
                     Ok(n) => {
                         if let Some(l) = &mut left {
@@ -512,7 +514,7 @@ pub(crate) async fn send(
                 match rx.recv().await {
                     None => {
                         break left.is_none_or(|l| l == 0)
-                            && finish_chunked(io, chunked, &mut enc, config).await;
+                            && finish_chunked(io, chunked, &mut enc, trailers, config).await;
                     }
                     Some(piece) => {
                         let piece = match &mut left {
@@ -621,17 +623,44 @@ async fn write_piece(
     enc.write_chunk(piece, &mut out).is_ok() && write(io, &out, config).await
 }
 
+/// Ends a chunked body: the last chunk and the trailer fields from `trailers` (awaited now,
+/// within the body timeout; none when the sender is dropped). Framing fields among them are skipped; an invalid one
+/// (see [`Response::with_trailers`]) fails the response: false, nothing written.
 async fn finish_chunked(
     io: &mut Io,
     chunked: bool,
     enc: &mut ChunkedEncoder,
+    trailers: Option<tokio::sync::oneshot::Receiver<Vec<(String, String)>>>,
     config: &crate::ServerConfig,
 ) -> bool {
     if !chunked {
         return true;
     }
+    // Waited for as a body piece is: within the body timeout (else the body ends unfinished).
+    let fields = match trailers {
+        Some(rx) => match tokio::time::timeout(config.body_timeout, rx).await {
+            Ok(r) => r.unwrap_or_default(),
+            Err(_) => return false,
+        },
+        None => Vec::new(),
+    };
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .filter(|(n, _)| {
+            !["content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|f| n.eq_ignore_ascii_case(f))
+        })
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let mut out = BytesMut::with_capacity(8);
-    enc.finish(&[], &mut out).is_ok() && write(io, &out, config).await
+    match enc.finish(&refs, &mut out) {
+        Ok(_) => write(io, &out, config).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "invalid response trailer; closing without the last chunk");
+            false
+        }
+    }
 }
 
 /// Reads up to `want` bytes of `file` at `offset` into `buf` on the blocking pool (no copy

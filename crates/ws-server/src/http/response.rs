@@ -3,7 +3,10 @@
 use std::{fmt, path::PathBuf, pin::Pin};
 
 use bytes::Bytes;
-use tokio::{io::AsyncRead, sync::mpsc};
+use tokio::{
+    io::AsyncRead,
+    sync::{mpsc, oneshot},
+};
 
 /// Where a streamed body comes from.
 pub(crate) enum Source {
@@ -30,7 +33,8 @@ pub(crate) enum Source {
 /// `Transfer-Encoding: chunked` for other streams (HTTP/1.1; HTTP/1.0 clients get a body that
 /// ends when the connection closes). `Content-Length`, `Transfer-Encoding` and `Connection` in
 /// [`Response::headers`] are ignored; `Server` and `Date` are added. A `HEAD` request gets the
-/// same head without the body.
+/// same head without the body. A chunked body can end with trailer fields
+/// ([`Response::with_trailers`]).
 ///
 /// ```
 /// use ws_server::Response;
@@ -52,6 +56,8 @@ pub struct Response {
     /// [`Response::file`]).
     pub body: Bytes,
     pub(crate) source: Option<Source>,
+    /// Trailer fields, awaited after the last byte of a chunked body.
+    pub(crate) trailers: Option<oneshot::Receiver<Vec<(String, String)>>>,
 }
 
 impl fmt::Debug for Response {
@@ -67,6 +73,7 @@ impl fmt::Debug for Response {
             .field("headers", &self.headers)
             .field("body", &self.body.len())
             .field("source", &source)
+            .field("trailers", &self.trailers.is_some())
             .finish()
     }
 }
@@ -80,6 +87,7 @@ impl Response {
             headers: Vec::new(),
             body: Bytes::new(),
             source: None,
+            trailers: None,
         }
     }
 
@@ -162,6 +170,50 @@ impl Response {
         {
             *l = Some(len);
         }
+        self
+    }
+
+    /// Trailer fields sent after a chunked body (RFC 9112 section 7.1.2): once the body's last
+    /// byte is written, the server waits for `trailers` and writes the fields it receives
+    /// after the last (zero-size) chunk. A sender dropped without sending means no trailers.
+    /// The wait is bounded by [`crate::ServerConfig::body_timeout`], as a write of the body
+    /// is: past it the connection closes without the last chunk. Send or drop the sender
+    /// when the body ends.
+    ///
+    /// Only a chunked body can carry trailers, so they are dropped (the receiver with them;
+    /// the sender's `send` then fails) when the response is not sent chunked: a bytes or file
+    /// body, a stream with [`Response::with_content_length`], an HTTP/1.0 request (the body
+    /// ends with the connection), a `HEAD` request, a status without a body (1xx, 204, 304).
+    ///
+    /// The fields are checked like header fields: a name that is not a token, or a value with
+    /// CR, LF, NUL or other controls, ends the response without its last chunk and closes the
+    /// connection (the head went out long before; the client sees an incomplete body rather
+    /// than a complete one without its trailers). `Content-Length`, `Transfer-Encoding` and
+    /// `Connection` are ignored, as in [`Response::headers`]. Announcing the fields in a
+    /// `Trailer` header field, and sending only fields allowed in trailers (RFC 9110
+    /// section 6.5.1), is up to the caller.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tokio::sync::oneshot;
+    /// use ws_server::Response;
+    ///
+    /// let (trailers_tx, trailers_rx) = oneshot::channel();
+    /// let (resp, body) = Response::channel(4);
+    /// let resp = resp
+    ///     .with_header("Trailer", "X-Checksum")
+    ///     .with_trailers(trailers_rx);
+    /// // Usually from a task: the body, then its trailers.
+    /// body.try_send(Bytes::from_static(b"hello")).unwrap();
+    /// drop(body);
+    /// let _ = trailers_tx.send(vec![("X-Checksum".into(), "sha-256=LPJNul+wow4m6Dsq".into())]);
+    /// // Sent (to an HTTP/1.1 GET) as:
+    /// // ...Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: sha-256=...\r\n\r\n
+    /// # assert!(resp.is_streamed());
+    /// ```
+    #[must_use]
+    pub fn with_trailers(mut self, trailers: oneshot::Receiver<Vec<(String, String)>>) -> Self {
+        self.trailers = Some(trailers);
         self
     }
 
