@@ -286,6 +286,16 @@ fn run_client_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -
     Ok(())
 }
 
+/// Whether `got` is no worse than the expected result `want`: the same, or `OK` where
+/// `NON-STRICT` is expected (with the same close behaviour). `NON-STRICT` marks cases whose
+/// outcome depends on timing, such as 3.2 to 3.4 against the client: whether the echo of a
+/// message goes out before the invalid frame that follows it is read depends on how the
+/// suite's writes and the driver's read interleave. Such a case is recorded as `NON-STRICT`
+/// once seen, so that both outcomes pass and anything worse is still a regression.
+fn as_good_as(got: &(String, String), want: &(String, String)) -> bool {
+    got == want || (want.0 == "NON-STRICT" && got.0 == "OK" && got.1 == want.1)
+}
+
 fn judge(side: Side, report: &Path, full: bool, elapsed: Duration) -> Result<()> {
     let (summary_file, expected_file) = (side.summary(), side.expected());
     let index = std::fs::read_to_string(report.join("index.json"))
@@ -325,7 +335,7 @@ fn judge(side: Side, report: &Path, full: bool, elapsed: Duration) -> Result<()>
         let expected = parse_expected(&text)?;
         for (case, got) in &results {
             match expected.get(case) {
-                Some(want) if want != got => regressions.push(format!(
+                Some(want) if !as_good_as(got, want) => regressions.push(format!(
                     "{case}: expected {} / {}, got {} / {}",
                     want.0, want.1, got.0, got.1
                 )),
@@ -477,5 +487,22 @@ mod tests {
         let text = render_expected(&r);
         assert!(text.find("\"2.9\"").unwrap() < text.find("\"2.10\"").unwrap());
         assert_eq!(parse_expected(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn ok_passes_where_non_strict_is_expected_but_nothing_worse_does() {
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert!(as_good_as(&pair("OK", "OK"), &pair("OK", "OK")));
+        assert!(as_good_as(&pair("OK", "OK"), &pair("NON-STRICT", "OK")));
+        assert!(!as_good_as(&pair("NON-STRICT", "OK"), &pair("OK", "OK")));
+        assert!(!as_good_as(
+            &pair("OK", "FAILED"),
+            &pair("NON-STRICT", "OK")
+        ));
+        assert!(!as_good_as(
+            &pair("FAILED", "OK"),
+            &pair("NON-STRICT", "OK")
+        ));
+        assert!(!as_good_as(&pair("INFORMATIONAL", "OK"), &pair("OK", "OK")));
     }
 }
