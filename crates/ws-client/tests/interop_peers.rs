@@ -357,18 +357,7 @@ impl Drop for TempDir {
 // Shared client helpers.
 // ---------------------------------------------------------------------------------------------
 
-/// Deterministic incompressible bytes (xorshift64*).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+use ws_testkit::noise;
 
 /// Compressible text of `len` bytes.
 fn prose(len: usize) -> String {

@@ -33,7 +33,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use common::{T, closed_port, config, missing, noise, python, start, tcp_echo, tcp_target};
+use common::{T, closed_port, config, missing, python, start, tcp_echo, tcp_target};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -44,6 +44,7 @@ use ws_proxy::{
     HostHeader, HttpUpstream, ProxyConfig, ProxyServer,
     ws_server::ws_http::{self, BodyDecoder, BodyEvent, BodyKind, Limits, Parsed},
 };
+use ws_testkit::noise;
 
 // ---------------------------------------------------------------------------------------------
 // Peers: availability (skip or fail), child processes.

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{missing, noise, python};
+use common::{missing, python};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -33,6 +33,7 @@ use std::{
     },
     time::Duration,
 };
+use ws_testkit::noise;
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},

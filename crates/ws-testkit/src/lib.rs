@@ -404,6 +404,28 @@ impl RawFrame {
     }
 }
 
+/// Deterministic incompressible bytes (xorshift64*): test payloads that deflate cannot shrink
+/// and that differ at every offset, reproducible from `seed`.
+///
+/// ```
+/// let a = ws_testkit::noise(1000, 1);
+/// assert_eq!(a.len(), 1000);
+/// assert_eq!(a, ws_testkit::noise(1000, 1));
+/// assert_ne!(a, ws_testkit::noise(1000, 2));
+/// ```
+#[must_use]
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

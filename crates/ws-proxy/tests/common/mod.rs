@@ -36,19 +36,6 @@ pub fn python() -> String {
     std::env::var("WSKIT_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// Deterministic incompressible bytes (xorshift64*).
-pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        v.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 pub const T: Duration = Duration::from_secs(10);
 
 pub fn tcp_target(addr: SocketAddr) -> Target {

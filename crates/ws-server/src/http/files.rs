@@ -93,10 +93,15 @@ pub(crate) struct Opened {
     pub(crate) content_type: &'static str,
     pub(crate) len: u64,
     pub(crate) modified: Option<SystemTime>,
-    /// The open file, unless `content` holds all of it.
-    pub(crate) file: Option<std::fs::File>,
-    /// The whole content, when the file is at most [`SMALL_FILE`] bytes and it was asked for.
-    pub(crate) content: Option<bytes::Bytes>,
+    pub(crate) data: FileData,
+}
+
+/// The bytes of an [`Opened`] file.
+pub(crate) enum FileData {
+    /// All of it, read when the file was opened (at most [`SMALL_FILE`] bytes).
+    Whole(bytes::Bytes),
+    /// The open file, streamed in chunks.
+    Open(std::fs::File),
 }
 
 /// Opens `path` as a regular file; with `read_small`, a file of at most [`SMALL_FILE`] bytes
@@ -108,38 +113,45 @@ pub(crate) fn open_blocking(path: &Path, read_small: bool) -> Option<Opened> {
     if !meta.is_file() {
         return None;
     }
-    let mut opened = Opened {
+    let opened = |data| Opened {
         content_type: content_type(path),
         len: meta.len(),
         modified: meta.modified().ok(),
-        file: None,
-        content: None,
+        data,
     };
     if read_small && meta.len() <= SMALL_FILE {
         let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         // One byte over the size seen: a file that grew meanwhile is streamed instead.
         (&file).take(SMALL_FILE + 1).read_to_end(&mut buf).ok()?;
         if buf.len() as u64 == meta.len() {
-            opened.content = Some(bytes::Bytes::from(buf));
-            return Some(opened);
+            return Some(opened(FileData::Whole(bytes::Bytes::from(buf))));
         }
         use std::io::Seek as _;
         (&file).rewind().ok()?;
     }
-    opened.file = Some(file);
-    Some(opened)
+    Some(opened(FileData::Open(file)))
 }
 
 impl Opened {
     /// A copy for the cache, when the content was read whole.
     fn share(&self) -> Option<Self> {
-        Some(Self {
-            content_type: self.content_type,
-            len: self.len,
-            modified: self.modified,
-            file: None,
-            content: Some(self.content.clone()?),
-        })
+        match &self.data {
+            FileData::Whole(b) => Some(Self {
+                content_type: self.content_type,
+                len: self.len,
+                modified: self.modified,
+                data: FileData::Whole(b.clone()),
+            }),
+            FileData::Open(_) => None,
+        }
+    }
+
+    /// Bytes held in memory.
+    fn held(&self) -> usize {
+        match &self.data {
+            FileData::Whole(b) => b.len(),
+            FileData::Open(_) => 0,
+        }
     }
 }
 
@@ -201,20 +213,16 @@ impl FileCache {
         let found = Self::lookup_blocking(root, url_path, read_small).await;
         let mut st = self.state();
         if let Some((old, _)) = st.map.remove(url_path) {
-            st.bytes -= old.content.as_ref().map_or(0, bytes::Bytes::len);
+            st.bytes -= old.held();
         }
         if let Found::File(o) = &found
             && let Some(shared) = o.share()
         {
-            let size = shared.content.as_ref().map_or(0, bytes::Bytes::len);
+            let size = shared.held();
             if st.map.len() >= CACHE_ENTRIES || st.bytes + size > CACHE_BYTES {
                 let ttl = self.ttl;
                 st.map.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-                st.bytes = st
-                    .map
-                    .values()
-                    .map(|(o, _)| o.content.as_ref().map_or(0, bytes::Bytes::len))
-                    .sum();
+                st.bytes = st.map.values().map(|(o, _)| o.held()).sum();
             }
             if st.map.len() < CACHE_ENTRIES && st.bytes + size <= CACHE_BYTES {
                 st.bytes += size;

@@ -48,6 +48,8 @@ use response::Source;
 const DISCARD_BUDGET: u64 = 256 * 1024;
 /// File and stream bodies are copied in pieces of this size (bounded memory per response).
 const COPY_CHUNK: usize = 64 * 1024;
+/// Fields the server frames itself: ignored in a response's headers and trailers.
+const FRAMING_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
 /// Bytes bodies up to this size are copied next to the head; larger ones go in the same
 /// vectored write.
 const COALESCE: usize = 4 * 1024;
@@ -389,15 +391,10 @@ pub(crate) async fn send(
     let mut fields: Vec<(String, String)> = headers
         .into_iter()
         .filter(|(n, _)| {
-            ![
-                "content-length",
-                "transfer-encoding",
-                "connection",
-                "date",
-                "server",
-            ]
-            .iter()
-            .any(|f| n.eq_ignore_ascii_case(f))
+            !FRAMING_FIELDS
+                .iter()
+                .chain(&["date", "server"])
+                .any(|f| n.eq_ignore_ascii_case(f))
         })
         .collect();
     let payload = match source {
@@ -556,8 +553,7 @@ fn file_payload(
         content_type,
         len,
         modified,
-        file,
-        content,
+        data,
     } = *o;
     let v = files::Validators::new(len, modified);
     let has_type = fields
@@ -579,22 +575,17 @@ fn file_payload(
     if plan.status != 200 {
         *status = plan.status;
     }
-    match (plan.body, content, file) {
-        (None, ..) => Payload::Bytes(Bytes::new()),
+    match (plan.body, data) {
+        (None, _) => Payload::Bytes(Bytes::new()),
         // Read whole when opened: the range is a slice of it (`plan` keeps it within `len`).
-        (Some((start, n)), Some(all), _) => {
+        (Some((start, n)), files::FileData::Whole(all)) => {
             let from = usize::try_from(start).unwrap_or(usize::MAX).min(all.len());
             let to = usize::try_from(start + n)
                 .unwrap_or(usize::MAX)
                 .min(all.len());
             Payload::Bytes(all.slice(from..to))
         }
-        (Some((start, n)), None, Some(file)) => Payload::File(file, start, n),
-        // Not reachable: an opened file has its content or stays open.
-        (Some(_), None, None) => {
-            *status = 500;
-            Payload::Bytes(Bytes::new())
-        }
+        (Some((start, n)), files::FileData::Open(file)) => Payload::File(file, start, n),
     }
 }
 
@@ -646,11 +637,7 @@ async fn finish_chunked(
     };
     let refs: Vec<(&str, &str)> = fields
         .iter()
-        .filter(|(n, _)| {
-            !["content-length", "transfer-encoding", "connection"]
-                .iter()
-                .any(|f| n.eq_ignore_ascii_case(f))
-        })
+        .filter(|(n, _)| !FRAMING_FIELDS.iter().any(|f| n.eq_ignore_ascii_case(f)))
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let mut out = BytesMut::with_capacity(8);
