@@ -10,12 +10,17 @@
 //!
 //! Either way the run fails on any case whose `behavior` is not OK / NON-STRICT / INFORMATIONAL
 //! or whose `behaviorClose` is not OK / INFORMATIONAL; the counts go to
-//! docs/conformance/autobahn-{server,client}.md, and each case is compared with
+//! target/autobahn/{server,client}/summary.md, and each case is compared with
 //! docs/conformance/autobahn-{server,client}-expected.json so that regressions show.
 //!
+//! A run leaves the tracked files alone. `--update` (full suite only) copies the summary to
+//! docs/conformance/autobahn-{server,client}.md and writes the expected-results file when it is
+//! missing (or, with `WSKIT_AUTOBAHN_BLESS=1`, rewrites it from this run). The summary holds no
+//! timing, so an update with unchanged results changes nothing.
+//!
 //! Environment:
-//! - `WSKIT_AUTOBAHN_CASES=1.*,9.1.1` runs a subset (docs are then left alone);
-//! - `WSKIT_AUTOBAHN_BLESS=1` rewrites the expected-results file from this run;
+//! - `WSKIT_AUTOBAHN_CASES=1.*,9.1.1` runs a subset (`--update` is then refused);
+//! - `WSKIT_AUTOBAHN_BLESS=1` with `--update` rewrites the expected-results file from this run;
 //! - `WSKIT_AUTOBAHN_BIN=PATH` uses that binary (taking `serve` flags) instead of building.
 
 use std::{
@@ -170,8 +175,8 @@ fn wait_listening(server: &mut Server, port: u16, what: &str) -> Result<()> {
     }
 }
 
-/// `cargo xtask autobahn server` or `cargo xtask autobahn client`.
-pub(crate) fn run(side: Side) -> Result<()> {
+/// `cargo xtask autobahn server|client [--update]`.
+pub(crate) fn run(side: Side, update: bool) -> Result<()> {
     let wstest = wstest()?;
     let cases: Vec<String> = match std::env::var("WSKIT_AUTOBAHN_CASES") {
         Ok(list) if !list.trim().is_empty() => {
@@ -180,6 +185,9 @@ pub(crate) fn run(side: Side) -> Result<()> {
         _ => vec!["*".to_owned()],
     };
     let full = cases == ["*"];
+    if update && !full {
+        bail!("--update records the full suite: unset WSKIT_AUTOBAHN_CASES");
+    }
     let work = root().join("target/autobahn").join(side.name());
     let report = work.join("report");
     let _ = std::fs::remove_dir_all(&report);
@@ -194,8 +202,12 @@ pub(crate) fn run(side: Side) -> Result<()> {
         Side::Server => run_server_side(&wstest, &work, &report, &case_list)?,
         Side::Client => run_client_side(&wstest, &work, &report, &case_list)?,
     }
-    let elapsed = started.elapsed();
-    judge(side, &report, full, elapsed)
+    eprintln!(
+        "==> Autobahn {} suite ran in {} s",
+        side.name(),
+        started.elapsed().as_secs()
+    );
+    judge(side, &work, update)
 }
 
 fn run_server_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -> Result<()> {
@@ -296,7 +308,8 @@ fn as_good_as(got: &(String, String), want: &(String, String)) -> bool {
     got == want || (want.0 == "NON-STRICT" && got.0 == "OK" && got.1 == want.1)
 }
 
-fn judge(side: Side, report: &Path, full: bool, elapsed: Duration) -> Result<()> {
+fn judge(side: Side, work: &Path, update: bool) -> Result<()> {
+    let report = work.join("report");
     let (summary_file, expected_file) = (side.summary(), side.expected());
     let index = std::fs::read_to_string(report.join("index.json"))
         .context("reading the Autobahn report index.json")?;
@@ -316,19 +329,30 @@ fn judge(side: Side, report: &Path, full: bool, elapsed: Duration) -> Result<()>
             failures.push(format!("{case}: behavior {behavior}, close {close}"));
         }
     }
-    let summary = render_summary(side, &results, &counts, &close_counts, elapsed);
+    let summary = render_summary(side, &results, &counts, &close_counts);
     println!("{summary}");
+    let run_summary = work.join("summary.md");
+    std::fs::write(&run_summary, &summary)
+        .with_context(|| format!("writing {}", run_summary.display()))?;
+    eprintln!("==> wrote {}", run_summary.display());
 
     let expected_path = root().join(&expected_file);
     let mut regressions = Vec::new();
-    if full {
+    if update {
         std::fs::create_dir_all(root().join("docs/conformance"))?;
         std::fs::write(root().join(&summary_file), &summary)?;
+        eprintln!("==> wrote {summary_file} (--update)");
         let bless = std::env::var("WSKIT_AUTOBAHN_BLESS").is_ok_and(|v| v == "1");
         if bless || !expected_path.is_file() {
             std::fs::write(&expected_path, render_expected(&results))?;
-            eprintln!("==> wrote {expected_file}");
+            eprintln!("==> wrote {expected_file} (--update)");
         }
+    } else if !expected_path.is_file() {
+        eprintln!(
+            "==> {expected_file} is missing: nothing to compare with \
+             (`cargo xtask autobahn {} --update` writes it)",
+            side.name()
+        );
     }
     if expected_path.is_file() {
         let text = std::fs::read_to_string(&expected_path)?;
@@ -385,7 +409,6 @@ fn render_summary(
     results: &Results,
     counts: &BTreeMap<String, usize>,
     close_counts: &BTreeMap<String, usize>,
-    elapsed: Duration,
 ) -> String {
     let mut s = String::new();
     let (title, how) = match side {
@@ -398,11 +421,10 @@ fn render_summary(
     let _ = writeln!(s, "# Autobahn|Testsuite: {title}\n");
     let _ = writeln!(
         s,
-        "Generated by `cargo xtask autobahn {}` (autobahntestsuite {AUTOBAHN_VERSION}, all \
-         cases, permessage-deflate enabled, {how}). {} cases in {} s.\n",
+        "Generated by `cargo xtask autobahn {} --update` (autobahntestsuite {AUTOBAHN_VERSION}, \
+         all cases, permessage-deflate enabled, {how}). {} cases.\n",
         side.name(),
         results.len(),
-        elapsed.as_secs()
     );
     let _ = writeln!(s, "| behavior | cases |\n|---|---|");
     for (b, n) in counts {

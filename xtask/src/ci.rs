@@ -1,20 +1,93 @@
-//! `cargo xtask ci [--no-autobahn] [--no-browser] [--no-fuzz] [--fuzz-secs N]`: every check CI runs, in order,
-//! stopping at the first failure.
+//! `cargo xtask ci [--no-autobahn] [--no-browser] [--no-fuzz] [--no-quickstart] [--fuzz-secs N]`:
+//! every check CI runs, in order, stopping at the first failure.
+//!
+//! Two checks frame the run: it ends with a summary of what was skipped (tests whose real peer is
+//! missing print a line starting with `SKIPPED:`, which this module collects from the test output,
+//! and the steps turned off by a flag or a missing tool) with the one command that installs the
+//! peers, and it fails when the run changed the working tree (`git status --porcelain`): run
+//! artefacts belong in target/, committed copies change only through an explicit `--update`.
 
 use crate::flags::Args;
-use crate::util::{cargo, step};
+use crate::util::{cargo, root, show, step};
 use crate::{deps, fuzz};
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+/// The command that installs every peer the tests and steps use, then runs this.
+pub(crate) const INSTALL_PEERS: &str = "bash .ci/run";
+
+/// What the run did not check, for the final summary.
+#[derive(Debug, Default)]
+pub(crate) struct Skips {
+    /// `test name: reason` from the tests' `SKIPPED:` lines.
+    pub(crate) tests: Vec<String>,
+    /// Whole steps not run, with the reason.
+    pub(crate) steps: Vec<String>,
+}
+
+impl Skips {
+    /// The summary printed at the end of `cargo xtask ci`.
+    pub(crate) fn render(&self) -> String {
+        if self.tests.is_empty() && self.steps.is_empty() {
+            return "ci: nothing skipped".to_owned();
+        }
+        let mut s = String::from("ci: skipped\n");
+        if !self.tests.is_empty() {
+            s.push_str(&format!(
+                "  {} test(s), a real peer is missing:\n",
+                self.tests.len()
+            ));
+            for t in &self.tests {
+                s.push_str(&format!("    {t}\n"));
+            }
+        }
+        for st in &self.steps {
+            s.push_str(&format!("  step {st}\n"));
+        }
+        s.push_str(&format!(
+            "to install the missing peers and run everything: {INSTALL_PEERS}"
+        ));
+        s
+    }
+}
 
 pub(crate) fn main(args: &mut Args) -> Result<()> {
     let fuzz_secs = args.number("fuzz-secs", 10)?;
     let skip_fuzz = args.flag("no-fuzz");
     let skip_autobahn = args.flag("no-autobahn");
     let skip_browser = args.flag("no-browser");
+    let skip_quickstart = args.flag("no-quickstart");
     args.finish()?;
     let started = Instant::now();
+    let tree_before = tree_state()?;
+    let mut skips = Skips::default();
+    let result = run_steps(
+        &mut skips,
+        fuzz_secs,
+        skip_fuzz,
+        skip_autobahn,
+        skip_browser,
+        skip_quickstart,
+    );
+    eprintln!("\n{}", skips.render());
+    result?;
+    eprintln!("\n==> the working tree is as the run found it");
+    check_tree(&tree_before)?;
+    eprintln!("\nci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
 
+fn run_steps(
+    skips: &mut Skips,
+    fuzz_secs: u64,
+    skip_fuzz: bool,
+    skip_autobahn: bool,
+    skip_browser: bool,
+    skip_quickstart: bool,
+) -> Result<()> {
     step("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",
@@ -28,7 +101,14 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             "warnings",
         ]),
     )?;
-    step("tests", cargo().args(["test", "--workspace", "--locked"]))?;
+    skips.tests = tests(cargo().args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--",
+        "--show-output",
+    ]))?;
+    let _ = skip_quickstart; // the README quick start step comes with the README's blocks
     step(
         "docs",
         cargo()
@@ -42,23 +122,227 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     )?;
     if skip_autobahn {
         eprintln!("\n==> autobahn server: skipped (--no-autobahn)");
+        skips.steps.push("autobahn server and client: --no-autobahn".into());
     } else {
         eprintln!("\n==> autobahn server (all 517 cases, about 8 minutes)");
-        crate::autobahn::run(crate::autobahn::Side::Server)?;
+        crate::autobahn::run(crate::autobahn::Side::Server, false)?;
         eprintln!("\n==> autobahn client (all 517 cases)");
-        crate::autobahn::run(crate::autobahn::Side::Client)?;
+        crate::autobahn::run(crate::autobahn::Side::Client, false)?;
     }
     if skip_browser {
         eprintln!("\n==> browser interop: skipped (--no-browser)");
+        skips.steps.push("browser interop: --no-browser".into());
     } else {
         eprintln!("\n==> browser interop (headless Chromium against wskit serve)");
-        crate::interop::browser(None)?;
+        crate::interop::browser(None, false)?;
     }
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
-    } else {
-        fuzz::smoke(fuzz_secs)?;
+        skips.steps.push("fuzz smoke: --no-fuzz".into());
+    } else if !fuzz::smoke(fuzz_secs)? {
+        skips
+            .steps
+            .push("fuzz smoke: cargo-fuzz is not installed".into());
     }
-    eprintln!("\nci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Runs `cargo test ... -- --show-output`, passing its output through except the captured output
+/// of passing tests, of which only the `SKIPPED:` lines are kept (returned as `test: reason`).
+fn tests(cmd: &mut Command) -> Result<Vec<String>> {
+    eprintln!("\n==> tests\n    $ {}", show(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("tests: could not start {}", show(cmd)))?;
+    let stdout = child.stdout.take().context("tests: no stdout")?;
+    let mut filter = SkipFilter::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the test output")?;
+        if filter.line(&line) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    drop(out);
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(filter.skipped)
+}
+
+/// Reads libtest output line by line: inside a `successes:` section (what `--show-output` adds)
+/// it hides the captured output and keeps the `SKIPPED:` lines with their test's name.
+#[derive(Debug, Default)]
+struct SkipFilter {
+    in_successes: bool,
+    test: String,
+    skipped: Vec<String>,
+}
+
+impl SkipFilter {
+    /// Whether the line is to be shown.
+    fn line(&mut self, line: &str) -> bool {
+        if line == "successes:" {
+            self.in_successes = true;
+            return false;
+        }
+        if line.starts_with("test result:") || line == "failures:" {
+            self.in_successes = false;
+            return true;
+        }
+        if !self.in_successes {
+            return true;
+        }
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            name.clone_into(&mut self.test);
+        } else if let Some(why) = ["SKIPPED:", "skipping:"]
+            .iter()
+            .find_map(|p| line.trim_start().strip_prefix(p))
+        {
+            let entry = format!("{}: {}", self.test, why.trim());
+            println!("SKIPPED {entry}");
+            self.skipped.push(entry);
+        }
+        false
+    }
+}
+
+/// Paths listed by `git status --porcelain`, with a digest of what each holds now.
+type TreeState = BTreeMap<String, Option<u64>>;
+
+fn tree_state() -> Result<TreeState> {
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(root())
+        .output()
+        .context("running git status")?;
+    if !out.status.success() {
+        bail!(
+            "git status failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut state = TreeState::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(path) = line.get(3..) else { continue };
+        // `R  old -> new`: the new path is the one on disk.
+        let path = path.rsplit(" -> ").next().unwrap_or(path).to_owned();
+        let digest = std::fs::read(root().join(&path)).ok().map(|bytes| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        });
+        state.insert(path, digest);
+    }
+    Ok(state)
+}
+
+/// Fails naming the files the run changed. A clean tree must stay clean; a tree with uncommitted
+/// work (a developer's run) must keep that work as it was.
+fn check_tree(before: &TreeState) -> Result<()> {
+    let after = tree_state()?;
+    let changed = changed_paths(before, &after);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the run changed the working tree (`git status --porcelain`{}):\n  {}\n\
+         run artefacts belong in target/; committed copies change only with `--update` \
+         (`cargo xtask autobahn server --update`, `cargo xtask interop browser --update`)",
+        if before.is_empty() {
+            " was empty before"
+        } else {
+            "; entries already there before the run count only when the run changed them"
+        },
+        changed.join("\n  ")
+    )
+}
+
+fn changed_paths(before: &TreeState, after: &TreeState) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(path, digest)| before.get(*path) != Some(*digest))
+        .map(|(path, _)| path.clone())
+        .chain(
+            before
+                .keys()
+                .filter(|p| !after.contains_key(*p))
+                .map(|p| format!("{p} (restored or deleted)")),
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_lines_are_collected_and_captured_output_hidden() {
+        let output = "\
+running 2 tests
+test a ... ok
+test b ... ok
+
+successes:
+
+---- a stdout ----
+some log
+SKIPPED: python3 websockets not installed
+
+---- b stdout ----
+noise
+
+
+successes:
+    a
+    b
+
+test result: ok. 2 passed; 0 failed
+";
+        let mut f = SkipFilter::default();
+        let shown: Vec<&str> = output.lines().filter(|l| f.line(l)).collect();
+        assert_eq!(
+            f.skipped,
+            ["a: python3 websockets not installed".to_owned()]
+        );
+        assert!(!shown.iter().any(|l| l.contains("noise") || l.contains("log")));
+        assert!(shown.contains(&"test a ... ok"));
+        assert!(shown.iter().any(|l| l.starts_with("test result:")));
+    }
+
+    #[test]
+    fn the_summary_names_skips_and_the_install_command() {
+        assert_eq!(Skips::default().render(), "ci: nothing skipped");
+        let s = Skips {
+            tests: vec!["t: no coturn".into()],
+            steps: vec!["fuzz smoke: cargo-fuzz is not installed".into()],
+        }
+        .render();
+        assert!(s.contains("1 test(s)") && s.contains("t: no coturn"));
+        assert!(s.ends_with(INSTALL_PEERS), "{s}");
+    }
+
+    #[test]
+    fn tree_changes_are_named() {
+        let mut before = TreeState::new();
+        before.insert("dirty.rs".into(), Some(1));
+        before.insert("gone.rs".into(), Some(2));
+        let mut after = TreeState::new();
+        after.insert("dirty.rs".into(), Some(1));
+        after.insert("docs/test-page.png".into(), Some(3));
+        assert_eq!(
+            changed_paths(&before, &after),
+            [
+                "docs/test-page.png".to_owned(),
+                "gone.rs (restored or deleted)".to_owned()
+            ]
+        );
+        assert!(changed_paths(&after, &after).is_empty());
+    }
 }

@@ -8,10 +8,11 @@
 //! script loads `/`, connects to `/echo` and checks permessage-deflate, echoes a text and a binary
 //! message, waits for the SSE `welcome` event, uploads a file through the multipart form, closes
 //! with 1000 and takes a screenshot (see its header). Afterwards this module checks that a file with
-//! exactly the uploaded bytes landed under DIR and copies the screenshot to docs/test-page.png.
+//! exactly the uploaded bytes landed under DIR.
 //!
-//! Work files go to target/interop/browser/ (uploads/, the screenshot, the uploaded bytes, the
-//! result line in result.json).
+//! Work files go to target/interop/browser/ (uploads/, the screenshot test-page.png, the uploaded
+//! bytes, the result line in result.json). The committed docs/test-page.png changes only with
+//! `--update`, which copies this run's screenshot there.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -44,9 +45,9 @@ impl Drop for Proc {
     }
 }
 
-/// `cargo xtask interop browser`: uses `wskit_bin` (taking `serve` flags) instead of building when
-/// given.
-pub(crate) fn browser(wskit_bin: Option<PathBuf>) -> Result<()> {
+/// `cargo xtask interop browser [--wskit PATH] [--update]`: uses `wskit_bin` (taking `serve` flags)
+/// instead of building when given; `update` copies the screenshot to docs/test-page.png.
+pub(crate) fn browser(wskit_bin: Option<PathBuf>, update: bool) -> Result<()> {
     if !Path::new(CHROMIUM).is_file() {
         bail!("{CHROMIUM} not found: install Debian's Chromium with `apt-get install -y chromium`");
     }
@@ -123,13 +124,21 @@ pub(crate) fn browser(wskit_bin: Option<PathBuf>) -> Result<()> {
         sent.len()
     );
 
-    let docs = root().join(SCREENSHOT);
-    if let Some(dir) = docs.parent() {
-        fs::create_dir_all(dir)?;
+    if update {
+        let docs = root().join(SCREENSHOT);
+        if let Some(dir) = docs.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::copy(&screenshot, &docs)
+            .with_context(|| format!("copying {} to {SCREENSHOT}", screenshot.display()))?;
+        eprintln!("==> wrote {SCREENSHOT} (--update)");
+    } else {
+        eprintln!(
+            "==> screenshot in {} (`--update` copies it to {SCREENSHOT})",
+            screenshot.display()
+        );
     }
-    fs::copy(&screenshot, &docs)
-        .with_context(|| format!("copying {} to {SCREENSHOT}", screenshot.display()))?;
-    eprintln!("==> wrote {SCREENSHOT}\n==> browser interop passed");
+    eprintln!("==> browser interop passed");
     Ok(())
 }
 

@@ -8,7 +8,11 @@
 //! cargo xtask autobahn server    Autobahn|Testsuite fuzzingclient against `wskit serve`
 //! cargo xtask autobahn client    Autobahn|Testsuite fuzzingserver against ws-client
 //! cargo xtask interop browser    headless Chromium against `wskit serve` (test page, echo, SSE, upload)
+//! cargo xtask quickstart         run every quick-start block of README.md against the built binary
 //! ```
+//!
+//! Runs write their artefacts under target/; the committed copies (docs/conformance/autobahn-*.md,
+//! docs/test-page.png) change only with `--update`.
 //!
 //! xtask never depends on workspace crates: it drives cargo and external tools as processes.
 
@@ -21,6 +25,7 @@ mod flags;
 mod fuzz;
 mod interop;
 mod proc;
+mod quickstart;
 mod turn;
 mod util;
 
@@ -30,7 +35,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci                  everything CI checks: fmt, clippy, tests, docs, deps, benches build, fuzz smoke
+  ci                  everything CI checks: fmt, clippy, tests, README quick start, docs, deps,
+                      benches build, Autobahn, browser, fuzz smoke; then a summary of what was
+                      skipped and a check that the working tree is unchanged
+                      [--no-autobahn] [--no-browser] [--no-fuzz] [--no-quickstart] [--fuzz-secs N]
   deps                check the dependency rules (sans-IO crates have no tokio, layers point down)
   fuzz [--secs N]     run every fuzz target for N seconds each (default 10); needs cargo-fuzz
   bench [NAME]        criterion micro-benchmarks (no NAME or `micro`), `echo` (wskit serve vs
@@ -39,8 +47,12 @@ commands:
                       wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat)
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
   autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
+                      [--update]: copy the summary to docs/conformance/ (otherwise target/ only)
   interop browser     headless Chromium opens the test page of `wskit serve`: WebSocket echo with
                       permessage-deflate, an SSE event, a form upload (needs chromium, node)
+                      [--wskit PATH] [--update]: copy the screenshot to docs/test-page.png
+  quickstart          run every ```sh block of README.md's quick start against the built
+                      `wskit` (debug build, or --wskit PATH); fails naming the block that broke
 ";
 
 fn main() -> Result<()> {
@@ -57,19 +69,26 @@ fn main() -> Result<()> {
         "interop" => match args.next_positional().as_deref() {
             Some("browser") => {
                 let bin = args.value("wskit")?.map(std::path::PathBuf::from);
+                let update = args.flag("update");
                 args.finish()?;
-                interop::browser(bin)
+                interop::browser(bin, update)
             }
-            _ => bail!("usage: cargo xtask interop browser [--wskit PATH]"),
+            _ => bail!("usage: cargo xtask interop browser [--wskit PATH] [--update]"),
         },
+        "quickstart" => {
+            let bin = args.value("wskit")?.map(std::path::PathBuf::from);
+            args.finish()?;
+            quickstart::run(bin)
+        }
         "autobahn" => {
             let side = match args.next_positional().as_deref() {
                 Some("server") => autobahn::Side::Server,
                 Some("client") => autobahn::Side::Client,
-                _ => bail!("usage: cargo xtask autobahn server|client"),
+                _ => bail!("usage: cargo xtask autobahn server|client [--update]"),
             };
+            let update = args.flag("update");
             args.finish()?;
-            autobahn::run(side)
+            autobahn::run(side, update)
         }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
