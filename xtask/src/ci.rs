@@ -101,13 +101,7 @@ fn run_steps(
             "warnings",
         ]),
     )?;
-    skips.tests = tests(cargo().args([
-        "test",
-        "--workspace",
-        "--locked",
-        "--",
-        "--show-output",
-    ]))?;
+    skips.tests = tests(cargo().args(["test", "--workspace", "--locked", "--", "--show-output"]))?;
     let _ = skip_quickstart; // the README quick start step comes with the README's blocks
     step(
         "docs",
@@ -122,7 +116,9 @@ fn run_steps(
     )?;
     if skip_autobahn {
         eprintln!("\n==> autobahn server: skipped (--no-autobahn)");
-        skips.steps.push("autobahn server and client: --no-autobahn".into());
+        skips
+            .steps
+            .push("autobahn server and client: --no-autobahn".into());
     } else {
         eprintln!("\n==> autobahn server (all 517 cases, about 8 minutes)");
         crate::autobahn::run(crate::autobahn::Side::Server, false)?;
@@ -311,7 +307,11 @@ test result: ok. 2 passed; 0 failed
             f.skipped,
             ["a: python3 websockets not installed".to_owned()]
         );
-        assert!(!shown.iter().any(|l| l.contains("noise") || l.contains("log")));
+        assert!(
+            !shown
+                .iter()
+                .any(|l| l.contains("noise") || l.contains("log"))
+        );
         assert!(shown.contains(&"test a ... ok"));
         assert!(shown.iter().any(|l| l.starts_with("test result:")));
     }
