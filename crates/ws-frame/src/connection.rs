@@ -94,6 +94,17 @@ struct RxMessage {
     first: bool,
 }
 
+/// The deadline of an unfinished fragmented message ([`Config::message_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MessageTimer {
+    /// No fragmented message is open (or it has no deadline).
+    Off,
+    /// A fragmented message opened; the next `handle_timeout(now)` sets its deadline.
+    Unarmed,
+    /// The message must be finished by then.
+    Armed(Instant),
+}
+
 /// A frame queued for writing.
 #[derive(Debug)]
 struct Outgoing {
@@ -169,6 +180,7 @@ pub struct Connection {
     utf8: Utf8Validator,
     /// Consecutive frames without message data while a fragmented message is open.
     empty_frames: usize,
+    msg_timer: MessageTimer,
     pending_event: Option<Event>,
     pending_error: Option<Error>,
     inflater: Option<Inflater>,
@@ -205,6 +217,7 @@ impl Connection {
             rx_msg: None,
             utf8: Utf8Validator::default(),
             empty_frames: 0,
+            msg_timer: MessageTimer::Off,
             pending_event: None,
             pending_error: None,
             inflater: None,
@@ -262,6 +275,39 @@ impl Connection {
         }
     }
 
+    /// Whether we sent a Close frame and wait for the peer's (the close-handshake deadline
+    /// runs).
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        matches!(self.close, CloseState::Sent { .. })
+    }
+
+    /// Message bytes this connection holds for messages not delivered yet: the reassembly
+    /// buffer of an unfinished fragmented message plus the payload received so far of a data
+    /// frame still arriving. A runtime adds these up across connections to bound the memory
+    /// that partly received messages take (at most [`Config::max_message`] per connection).
+    /// Exact after [`Connection::poll_event`] returned `Ok(None)`.
+    #[must_use]
+    pub fn partial_message_bytes(&self) -> usize {
+        let buffered = self.rx_msg.as_ref().map_or(0, |m| m.buf.len());
+        let arriving = match (self.rx_frame, &self.rx_ready) {
+            (Some(f), _) if f.opcode.is_control() => 0,
+            (Some(_), Some(ready)) => ready.len(),
+            (Some(f), None) => self.rx.len().min(f.len),
+            (None, _) => 0,
+        };
+        buffered + arriving
+    }
+
+    /// Whether a timer waits for the time to start: a fragmented message began since the last
+    /// [`Connection::handle_timeout`], and its deadline ([`Config::message_timeout`]) counts
+    /// from the `now` of the next call. Runtimes check this after polling events and then
+    /// call `handle_timeout(now)`.
+    #[must_use]
+    pub fn wants_now(&self) -> bool {
+        self.msg_timer == MessageTimer::Unarmed && self.receiving()
+    }
+
     /// Bytes queued for writing (headers included): a backpressure signal for runtimes.
     #[must_use]
     pub fn pending_transmit_bytes(&self) -> usize {
@@ -271,12 +317,20 @@ impl Connection {
     /// The next deadline at which [`Connection::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.close {
+        let message = match self.msg_timer {
+            MessageTimer::Armed(deadline) if self.receiving() => Some(deadline),
+            _ => None,
+        };
+        let close = match self.close {
             CloseState::Sent { deadline, .. } => Some(deadline),
             CloseState::Done {
                 tcp_deadline: Some(deadline),
             } if self.role == Role::Client && !self.force_transport_close => Some(deadline),
             _ => None,
+        };
+        match (message, close) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -320,10 +374,27 @@ impl Connection {
         &mut self.rx
     }
 
-    /// Fires due timers: the close-handshake deadline (the next [`Connection::poll_event`]
-    /// then returns [`Error::CloseTimeout`]) and a client's wait for the server's TCP close.
-    /// Spurious calls are harmless.
+    /// Fires due timers: the deadline of an unfinished fragmented message (the connection
+    /// fails with 1008: a Close frame is queued and the next [`Connection::poll_event`]
+    /// returns [`Error::MessageTimeout`]), the close-handshake deadline (the next
+    /// [`Connection::poll_event`] then returns [`Error::CloseTimeout`]) and a client's wait for
+    /// the server's TCP close. Also starts the deadline of a fragmented message that began
+    /// since the last call (see [`Connection::wants_now`]). Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.receiving() {
+            match (self.msg_timer, self.config.message_timeout) {
+                (MessageTimer::Unarmed, Some(after)) => {
+                    self.msg_timer = MessageTimer::Armed(now + after);
+                }
+                (MessageTimer::Armed(deadline), Some(after)) if now >= deadline => {
+                    let error = Error::MessageTimeout { after };
+                    self.fail(&error);
+                    self.pending_error = Some(error);
+                    return;
+                }
+                _ => {}
+            }
+        }
         match self.close {
             CloseState::Sent { deadline, .. } if now >= deadline => {
                 self.close = CloseState::Failed;
@@ -335,6 +406,15 @@ impl Connection {
                 tcp_deadline: Some(deadline),
             } if now >= deadline => self.force_transport_close = true,
             _ => {}
+        }
+    }
+
+    /// Lets the deadline of an unfinished fragmented message count afresh from the next
+    /// [`Connection::handle_timeout`]: for a runtime that stopped reading for a while (read
+    /// flow control), which is not the peer's delay.
+    pub fn restart_message_timer(&mut self) {
+        if matches!(self.msg_timer, MessageTimer::Armed(_)) {
+            self.msg_timer = MessageTimer::Unarmed;
         }
     }
 
@@ -396,7 +476,13 @@ impl Connection {
             // A failing random source leaves the Close unsent; the transport closes anyway.
             let _ = self.queue_close_frame(payload.freeze());
         }
+        self.stop_receiving();
+    }
+
+    /// Enters the failed state: nothing more is received, partial input is dropped.
+    fn stop_receiving(&mut self) {
         self.close = CloseState::Failed;
+        self.msg_timer = MessageTimer::Off;
         self.rx_msg = None;
         self.rx_frame = None;
         self.rx_ready = None;
@@ -520,6 +606,9 @@ impl Connection {
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation.into()),
             (op, None) => {
                 self.utf8.reset();
+                if !h.fin && self.config.message_timeout.is_some() {
+                    self.msg_timer = MessageTimer::Unarmed;
+                }
                 (op == OpCode::Text, h.rsv1, 0)
             }
         };
@@ -733,6 +822,7 @@ impl Connection {
             self.rx_msg = Some(msg);
             return Ok(fragment);
         }
+        self.msg_timer = MessageTimer::Off;
         let message = if buffer {
             let bytes = msg.buf.freeze();
             Some(if msg.text {
@@ -902,25 +992,7 @@ impl Connection {
     /// generated.
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), Error> {
         self.check_open()?;
-        let payload = if code == CloseCode::NO_STATUS {
-            if !reason.is_empty() {
-                return Err(Error::UnsendableCloseCode(code.as_u16()));
-            }
-            Bytes::new()
-        } else {
-            if !code.is_sendable() {
-                return Err(Error::UnsendableCloseCode(code.as_u16()));
-            }
-            if reason.len() > 123 {
-                return Err(Error::ControlPayloadTooLong {
-                    len: reason.len() + 2,
-                });
-            }
-            let mut p = BytesMut::with_capacity(2 + reason.len());
-            p.extend_from_slice(&code.as_u16().to_be_bytes());
-            p.extend_from_slice(reason.as_bytes());
-            p.freeze()
-        };
+        let payload = close_payload(code, reason)?;
         self.queue_close_frame(payload)?;
         self.close = CloseState::Sent {
             code,
@@ -928,6 +1000,31 @@ impl Connection {
             deadline: now + self.config.close_timeout,
         };
         Ok(())
+    }
+
+    /// Fails the connection on the application's behalf (RFC 6455 section 7.1.7), for limits
+    /// the runtime enforces itself (a server-wide memory budget, a broken handler): queues a
+    /// Close frame with `code` and `reason` unless one was queued already, drops any partly
+    /// received message and stops receiving. No event follows;
+    /// [`Connection::wants_transport_close`] turns true once the Close frame is written.
+    ///
+    /// # Errors
+    /// [`Error::UnsendableCloseCode`] and [`Error::ControlPayloadTooLong`] as for
+    /// [`Connection::close`] (nothing changes then); [`Error::Closed`] once the connection
+    /// stopped receiving (closed or failed); [`Error::Random`] if the masking key cannot be
+    /// generated (the connection fails without a Close frame).
+    pub fn abort(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !self.receiving() {
+            return Err(Error::Closed);
+        }
+        let payload = close_payload(code, reason)?;
+        let queued = if self.close_queued {
+            Ok(())
+        } else {
+            self.queue_close_frame(payload)
+        };
+        self.stop_receiving();
+        queued
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
@@ -1056,4 +1153,26 @@ impl Connection {
             payload,
         })
     }
+}
+
+/// The payload of a Close frame with `code` and `reason` ([`CloseCode::NO_STATUS`]: empty).
+fn close_payload(code: CloseCode, reason: &str) -> Result<Bytes, Error> {
+    if code == CloseCode::NO_STATUS {
+        if !reason.is_empty() {
+            return Err(Error::UnsendableCloseCode(code.as_u16()));
+        }
+        return Ok(Bytes::new());
+    }
+    if !code.is_sendable() {
+        return Err(Error::UnsendableCloseCode(code.as_u16()));
+    }
+    if reason.len() > 123 {
+        return Err(Error::ControlPayloadTooLong {
+            len: reason.len() + 2,
+        });
+    }
+    let mut p = BytesMut::with_capacity(2 + reason.len());
+    p.extend_from_slice(&code.as_u16().to_be_bytes());
+    p.extend_from_slice(reason.as_bytes());
+    Ok(p.freeze())
 }

@@ -61,6 +61,9 @@ pub enum ConfigError {
     /// A fragment size of 0.
     #[error("fragment size must be at least 1")]
     ZeroFragmentSize,
+    /// A message timeout of 0 (use `None` for no deadline).
+    #[error("message_timeout must not be zero")]
+    ZeroMessageTimeout,
 }
 
 /// Everything that can go wrong in this crate.
@@ -108,6 +111,12 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
+    /// A fragmented message stayed unfinished longer than [`crate::Config::message_timeout`].
+    #[error("fragmented message not finished within {after:?}")]
+    MessageTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The peer did not answer our Close frame before the close timeout.
     #[error("close handshake timed out")]
     CloseTimeout,
@@ -150,7 +159,7 @@ impl Error {
             Self::FrameTooLarge { .. }
             | Self::MessageTooLarge { .. }
             | Self::TooManyFragments { .. } => CloseCode::TOO_BIG,
-            Self::TooManyEmptyFrames { .. } => CloseCode::POLICY,
+            Self::TooManyEmptyFrames { .. } | Self::MessageTimeout { .. } => CloseCode::POLICY,
             Self::CloseTimeout | Self::UnexpectedEof | Self::Closed => CloseCode::ABNORMAL,
             Self::Random
             | Self::FragmentState
@@ -195,6 +204,12 @@ mod tests {
             (Error::MessageTooLarge { max: 1 }, 1009),
             (Error::TooManyFragments { max: 1 }, 1009),
             (Error::TooManyEmptyFrames { max: 1 }, 1008),
+            (
+                Error::MessageTimeout {
+                    after: std::time::Duration::from_secs(1),
+                },
+                1008,
+            ),
             (Error::CloseTimeout, 1006),
             (Error::UnexpectedEof, 1006),
             (Error::Closed, 1006),

@@ -22,7 +22,9 @@
 //!                                                              |
 //!   transport <-- poll_transmit(&mut BytesMut) / poll_frame() <-'
 //!                 (masked for clients)
-//!   handle_timeout(now) / poll_timeout(): close-handshake deadline
+//!   handle_timeout(now) / poll_timeout(): close-handshake deadline, and the deadline of an
+//!   unfinished fragmented message (started by the first handle_timeout after its first
+//!   fragment: see Connection::wants_now)
 //! ```
 //!
 //! # Example
