@@ -105,7 +105,9 @@ pub use integrity::Key;
 pub use message::{
     Attribute, Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
-pub use server::{Action, FiveTuple, Server, ServerConfig, ServerEvent, ServerStats, Transport};
+pub use server::{
+    Action, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent, ServerStats, Transport,
+};
 pub use transaction::{RetransmitConfig, TimerAction, TransactionTimer};
 
 #[doc(hidden)]

@@ -319,6 +319,30 @@ pub enum ServerEvent {
         /// Connection id.
         connection_id: u32,
     },
+    /// A request of the allocation on `relay` named a peer the policy refuses (the client got
+    /// 403 Forbidden). Raised once per allocation, so that the runtime can log it without
+    /// flooding: the first refusal usually explains the rest.
+    PeerRefused {
+        /// The relayed address of the allocation.
+        relay: SocketAddr,
+        /// The refused peer.
+        peer: SocketAddr,
+        /// Which rule refused it.
+        reason: PeerRefusal,
+    },
+}
+
+/// Why a peer address was refused ([`ServerEvent::PeerRefused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerRefusal {
+    /// In [`ServerConfig::denied_peers`].
+    Denied,
+    /// A loopback address, refused unless [`ServerConfig::allow_loopback_peers`].
+    Loopback,
+    /// A private, link-local or otherwise special-purpose address, refused unless a network of
+    /// [`ServerConfig::allowed_peers`] holds it.
+    Special,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -383,6 +407,8 @@ struct Allocation {
     up: Option<TokenBucket>,
     down: Option<TokenBucket>,
     connections: Vec<u32>,
+    /// A [`ServerEvent::PeerRefused`] was raised for this allocation.
+    refusal_reported: bool,
 }
 
 impl Allocation {
@@ -842,16 +868,21 @@ impl Server {
     }
 
     fn peer_allowed(&self, ip: IpAddr) -> bool {
+        self.peer_refusal(ip).is_none()
+    }
+
+    /// Why the policy refuses `ip`, if it does.
+    fn peer_refusal(&self, ip: IpAddr) -> Option<PeerRefusal> {
         if self.cfg.denied_peers.iter().any(|c| c.contains(ip)) {
-            return false;
+            return Some(PeerRefusal::Denied);
         }
         if self.cfg.allowed_peers.iter().any(|c| c.contains(ip)) {
-            return true;
+            return None;
         }
         if is_loopback(ip) {
-            return self.cfg.allow_loopback_peers;
+            return (!self.cfg.allow_loopback_peers).then_some(PeerRefusal::Loopback);
         }
-        !is_special(ip)
+        is_special(ip).then_some(PeerRefusal::Special)
     }
 
     fn random_u32(&self) -> u32 {
@@ -1222,6 +1253,7 @@ impl Server {
                 up: rate.map(|r| TokenBucket::new(r, now)),
                 down: rate.map(|r| TokenBucket::new(r, now)),
                 connections: Vec::new(),
+                refusal_reported: false,
             },
         );
         self.by_relay.insert(relay, p.client);
@@ -1298,11 +1330,26 @@ impl Server {
         Ok(Some(()))
     }
 
-    fn check_peer(&self, relay: SocketAddr, peer: SocketAddr) -> Result<(), Reject> {
+    fn check_peer(
+        &mut self,
+        from: &FiveTuple,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), Reject> {
         if peer.is_ipv4() != relay.is_ipv4() {
             return Err(Reject::signed(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH));
         }
-        if !self.peer_allowed(peer.ip()) {
+        if let Some(reason) = self.peer_refusal(peer.ip()) {
+            if let Some(a) = self.allocations.get_mut(from)
+                && !a.refusal_reported
+            {
+                a.refusal_reported = true;
+                self.events.push_back(ServerEvent::PeerRefused {
+                    relay,
+                    peer,
+                    reason,
+                });
+            }
             return Err(Reject::signed(ErrorCode::FORBIDDEN));
         }
         Ok(())
@@ -1343,7 +1390,7 @@ impl Server {
         }
         let relay = self.owned_allocation(&from, auth)?.relay;
         for p in &peers {
-            self.check_peer(relay, *p)?;
+            self.check_peer(&from, relay, *p)?;
         }
         let until = now + self.cfg.permission_lifetime;
         let max = self.cfg.max_permissions;
@@ -1378,7 +1425,7 @@ impl Server {
         if protocol != RelayProtocol::Udp {
             return Err(bad());
         }
-        self.check_peer(relay, peer)?;
+        self.check_peer(&from, relay, peer)?;
         let (perm_until, ch_until) = (
             now + self.cfg.permission_lifetime,
             now + self.cfg.channel_lifetime,
@@ -1427,7 +1474,7 @@ impl Server {
         if protocol != RelayProtocol::Tcp {
             return Err(bad());
         }
-        self.check_peer(relay, peer)?;
+        self.check_peer(&from, relay, peer)?;
         if self
             .peer_conns
             .values()

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use stun_turn::integrity::{rest_api_password, rest_api_username};
 use stun_turn::{
     Action, AttrType, Class, Client, ClientConfig, ClientEvent, DecodeLimits, ErrorCode, Failure,
-    FiveTuple, Key, Message, MessageEncoder, MessageType, Method, RelayProtocol, Request, Server,
-    ServerConfig, ServerEvent, TransactionId, Transport,
+    FiveTuple, Key, Message, MessageEncoder, MessageType, Method, PeerRefusal, RelayProtocol,
+    Request, Server, ServerConfig, ServerEvent, TransactionId, Transport,
 };
 
 const SERVER: &str = "198.51.100.1:3478";
@@ -34,6 +34,7 @@ struct Net {
     released: Vec<SocketAddr>,
     reservations_released: Vec<SocketAddr>,
     piped: Vec<(u32, FiveTuple)>,
+    refused: Vec<(SocketAddr, SocketAddr, PeerRefusal)>,
     fail_binds: bool,
 }
 
@@ -48,6 +49,7 @@ impl Net {
             released: vec![],
             reservations_released: vec![],
             piped: vec![],
+            refused: vec![],
             fail_binds: false,
         }
     }
@@ -128,6 +130,11 @@ impl Net {
                         connection_id,
                         client,
                     } => self.piped.push((connection_id, client)),
+                    ServerEvent::PeerRefused {
+                        relay,
+                        peer,
+                        reason,
+                    } => self.refused.push((relay, peer, reason)),
                     _ => {}
                 }
             }
@@ -465,6 +472,39 @@ fn loopback_and_private_peers_are_refused_unless_allowed() {
             }
         }
     }
+}
+
+#[test]
+fn a_refused_peer_is_reported_once_per_allocation_with_the_rule() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    let relay = allocated(&mut net, &mut c, ft);
+    for peer in ["127.0.0.1:5000", "127.0.0.1:5001", "10.1.2.3:5000"] {
+        c.create_permission(net.now, &[addr(peer)]).unwrap();
+        net.pump(&mut c, ft);
+    }
+    c.bind_channel(net.now, addr("192.168.1.1:7")).unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        net.refused,
+        [(relay, addr("127.0.0.1:5000"), PeerRefusal::Loopback)],
+        "one report for the allocation, the first refusal"
+    );
+    // Another allocation gets its own report; a private address names its rule.
+    let ft2 = FiveTuple {
+        client: addr("192.0.2.2:4000"),
+        ..ft
+    };
+    let mut c2 = alice();
+    let relay2 = allocated(&mut net, &mut c2, ft2);
+    c2.create_permission(net.now, &[addr("10.1.2.3:5000")])
+        .unwrap();
+    net.pump(&mut c2, ft2);
+    assert_eq!(
+        net.refused[1..],
+        [(relay2, addr("10.1.2.3:5000"), PeerRefusal::Special)]
+    );
 }
 
 #[test]

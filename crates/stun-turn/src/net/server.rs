@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::attr::{AddressFamily, RelayProtocol};
 use crate::channel::frame_len;
 use crate::error::{ConfigError, Error};
-use crate::server::{Action, FiveTuple, Server, ServerConfig, ServerEvent, Transport};
+use crate::server::{Action, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent, Transport};
 
 /// Runtime configuration of [`TurnServer`].
 #[derive(Clone, Debug)]
@@ -267,6 +267,32 @@ impl Shared {
             }
             // Handled by the TCP connection task that sent the ConnectionBind.
             ServerEvent::PipeConnection { .. } => {}
+            ServerEvent::PeerRefused {
+                relay,
+                peer,
+                reason,
+            } => {
+                let (what, allow) = match reason {
+                    PeerRefusal::Denied => (
+                        "in a denied network",
+                        "remove it from denied_peers (wskit turn --deny-peer)",
+                    ),
+                    PeerRefusal::Loopback => (
+                        "a loopback address",
+                        "allow_loopback_peers (wskit turn --allow-loopback-peers) allows it",
+                    ),
+                    PeerRefusal::Special => (
+                        "a private or special-purpose address",
+                        "allowed_peers (wskit turn --allow-peer CIDR) allows it",
+                    ),
+                };
+                tracing::info!(
+                    %relay,
+                    %peer,
+                    "refused peer {peer} for the allocation on {relay}: {what}; {allow} \
+                     (logged once per allocation)"
+                );
+            }
         }
     }
 
@@ -745,6 +771,15 @@ impl std::fmt::Debug for TurnServer {
     }
 }
 
+/// A listening socket that could not be bound, naming the address and transport:
+/// `cannot listen on udp 127.0.0.1:3478: Address already in use (os error 98)`.
+fn listen_error(transport: &str, addr: SocketAddr, e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot listen on {transport} {addr}: {e}"),
+    )
+}
+
 impl TurnServer {
     /// Binds the listeners and starts serving: on [`TurnServerConfig::threads`] event-loop
     /// threads of its own, or on the current tokio runtime when that is `0`.
@@ -786,7 +821,9 @@ impl TurnServer {
             // SO_REUSEPORT would let a second server (or anything of the same user) share the
             // port silently and split the clients between them: a plain bind first makes an
             // address in use an error, and picks the port when 0 was asked.
-            let mut local = std::net::UdpSocket::bind(a)?.local_addr()?;
+            let mut local = std::net::UdpSocket::bind(a)
+                .map_err(|e| listen_error("udp", *a, &e))?
+                .local_addr()?;
             for (i, h) in handles.iter().enumerate() {
                 let std_sock = std_udp_socket(local, true, LISTENER_BUFFER)?;
                 if i == 0 {
@@ -806,7 +843,7 @@ impl TurnServer {
         let mut tcp_listeners = Vec::new();
         let mut tcp = Vec::new();
         for a in &cfg.tcp {
-            let l = std::net::TcpListener::bind(a)?;
+            let l = std::net::TcpListener::bind(a).map_err(|e| listen_error("tcp", *a, &e))?;
             l.set_nonblocking(true)?;
             tcp.push(l.local_addr()?);
             let _entered = handles[0].enter();
