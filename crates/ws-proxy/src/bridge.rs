@@ -732,7 +732,7 @@ impl<H: Hooks> Handler for Proxy<H> {
                 }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    tracing::info!(peer = %req.peer_addr(), %target, "backend unavailable: {e}");
                     self.hooks.on_backend_error(None, &target, &e);
                     Decision::reject(502)
                 }
@@ -754,7 +754,7 @@ impl<H: Hooks> Handler for Proxy<H> {
                 Ok(io) => Some(Backend::Stream(io)),
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    tracing::info!(peer = %req.peer_addr(), %target, "backend unavailable: {e}");
                     self.hooks.on_backend_error(None, &target, &e);
                     return Decision::reject(502);
                 }
@@ -791,7 +791,12 @@ impl<H: Hooks> Handler for Proxy<H> {
                 Ok(io) => Backend::Stream(io),
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%target, error = %e, "backend unavailable");
+                    tracing::info!(
+                        id = %info.id(),
+                        peer = %info.peer_addr(),
+                        %target,
+                        "backend unavailable: {e}; closing with 1011"
+                    );
                     self.hooks.on_backend_error(Some(&info), &target, &e);
                     let _ = ctx.close(
                         CloseCode::INTERNAL,
@@ -805,6 +810,13 @@ impl<H: Hooks> Handler for Proxy<H> {
             let _ = ctx.close(CloseCode::POLICY, "refused");
             return;
         }
+        tracing::info!(
+            id = %info.id(),
+            peer = %info.peer_addr(),
+            path = info.url(),
+            %target,
+            "connection open"
+        );
         let handle = ctx.handle();
         let link = Arc::new(Link::new(mode, self.cfg.up_buffer, handle.clone()));
         ctx.set_data(LinkGuard(link.clone()));
@@ -842,6 +854,16 @@ impl<H: Hooks> Handler for Proxy<H> {
 
     async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
         let link = lock(&self.live).remove(&info.id());
+        if link.is_some() {
+            tracing::info!(
+                id = %info.id(),
+                peer = %info.peer_addr(),
+                code = disconnect.code.as_u16(),
+                reason = %disconnect.reason,
+                by = ?disconnect.by,
+                "connection closed"
+            );
+        }
         if let Some(link) = link {
             *lock(&link.browser_close) = Some((disconnect.code, disconnect.reason.clone()));
             link.up.close();
@@ -915,7 +937,7 @@ async fn tcp_down<H: Hooks>(
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %e, "backend read failed");
+                tracing::info!("backend read failed: {e}");
                 let _ = handle
                     .close(CloseCode::INTERNAL, "backend connection lost")
                     .await;
@@ -966,7 +988,7 @@ async fn tcp_up(
             let res = w.write(&batch, || !link.up.is_empty()).await;
             batch.clear();
             if let Err(e) = res {
-                tracing::debug!(error = %e, "backend write failed");
+                tracing::info!("backend write failed: {e}");
                 link.up.fail();
                 let _ = handle
                     .close(CloseCode::INTERNAL, "backend connection lost")
