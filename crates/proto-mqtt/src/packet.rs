@@ -1124,7 +1124,7 @@ mod tests {
             p.pkid = 9;
             p.retain = true;
             if v == Version::V5 {
-                let mut props = v5::PublishProperties {
+                let mut props = PublishProperties {
                     payload_format_indicator: Some(1),
                     message_expiry_interval: Some(60),
                     topic_alias: None,
