@@ -69,6 +69,7 @@ use rustls::crypto::CryptoProvider;
 
 mod client;
 mod config;
+mod describe;
 mod pem;
 mod server;
 #[cfg(feature = "test-certs")]
@@ -80,6 +81,7 @@ pub use config::{
     DEFAULT_ENABLE_SNI, DEFAULT_MIN_VERSION, DEFAULT_SERVER_ALPN, DEFAULT_WEBPKI_ROOTS,
     KeyPassword, ServerTlsConfig, SniCert, TlsVersion,
 };
+pub use describe::describe_error;
 pub use pem::{load_certified_key, load_certs, load_private_key};
 pub use server::{CertResolver, ReloadableServerConfig, server_config};
 
