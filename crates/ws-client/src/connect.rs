@@ -276,8 +276,15 @@ async fn upgrade(
                 body: r.body().clone(),
             }))),
         },
+        Err(_) if head.is_none() && looks_like_tls(&buf) => Err(HandshakeError::TlsAnswer.into()),
         Err(e) => Err(handshake::map_error(e, head.as_ref())),
     }
+}
+
+/// Whether `bytes` start like a TLS record (content type 20..=24, major version 3): what a TLS
+/// server sends back, usually an alert, when it gets an HTTP request.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x14..=0x18, 3, 0..=4, ..])
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -58,6 +58,13 @@ pub enum HandshakeError {
     /// The permessage-deflate parameters do not fit our offer.
     #[error("permessage-deflate response: {0}")]
     Deflate(ws_frame::deflate::NegotiationError),
+    /// A `ws://` server answered the upgrade request with a TLS record (an alert, most likely)
+    /// where an HTTP status line was expected: the port speaks TLS.
+    #[error(
+        "the server answered with TLS where an HTTP status line was expected: this looks like \
+         TLS; try wss://"
+    )]
+    TlsAnswer,
     /// A redirect (3xx) without a usable `Location`.
     #[error("redirect without a valid Location header")]
     BadRedirect,
@@ -104,8 +111,13 @@ pub enum Error {
     #[error("TLS configuration: {0}")]
     TlsConfig(Box<ws_tls::Error>),
     /// The TLS handshake failed (certificate not trusted, wrong name, no shared version, ...).
-    #[error("TLS handshake: {0}")]
-    Tls(#[source] io::Error),
+    /// Its `Display` is a sentence that says what to do (see [`ws_tls::describe_error`]).
+    #[error("TLS handshake failed: {}", describe_tls(.0))]
+    Tls(io::Error),
+    /// A `wss://` server did not answer the TLS handshake as a TLS server would: it closed the
+    /// connection without a reply, or answered plain HTTP. Most likely a plain `ws://` port.
+    #[error("the server did not answer TLS ({0}); try ws://")]
+    NotTls(String),
     /// The proxy refused or broke the tunnel (HTTP CONNECT status, SOCKS reply code, ...).
     #[error("proxy: {0}")]
     Proxy(String),
@@ -149,6 +161,25 @@ pub enum Error {
     Cancelled,
 }
 
+/// The sentence for a failed TLS handshake: rustls's error explained, or what the transport said.
+fn describe_tls(e: &io::Error) -> String {
+    if let Some(r) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return ws_tls::describe_error(r);
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection during the TLS handshake".to_owned()
+        }
+        io::ErrorKind::ConnectionReset => {
+            "the server reset the connection during the TLS handshake".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
 impl From<ws_tls::Error> for Error {
     fn from(e: ws_tls::Error) -> Self {
         Self::TlsConfig(Box::new(e))
@@ -165,6 +196,7 @@ impl Error {
             | Self::Config(_)
             | Self::TlsConfig(_)
             | Self::TooManyRedirects { .. }
+            | Self::NotTls(_)
             | Self::Cancelled => false,
             Self::Http(r) => r.status >= 500 || r.status == 429 || r.status == 408,
             Self::Dns { .. }

@@ -4,13 +4,15 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use rustls_pki_types::ServerName;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
 
@@ -113,9 +115,10 @@ pub(crate) async fn open(
             let name = ServerName::try_from(name)
                 .map_err(|e| Error::InvalidUrl(format!("not a TLS server name: {e}")))?;
             let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
-                .connect(name, tcp)
+                .connect(name, Sniff::new(tcp))
+                .into_fallible()
                 .await
-                .map_err(Error::Tls)?;
+                .map_err(|(e, io)| not_tls(io.first()).unwrap_or(Error::Tls(e)))?;
             let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             Ok(Transport {
                 stream: Box::new(stream),
@@ -124,6 +127,94 @@ pub(crate) async fn open(
             })
         }
     }
+}
+
+/// A stream that keeps the first bytes the server sent, so that a failed TLS handshake can tell
+/// a server that does not speak TLS (plain HTTP, or a close without a reply) from a TLS error.
+pub(crate) struct Sniff<S> {
+    inner: S,
+    first: [u8; 8],
+    len: usize,
+}
+
+impl<S> Sniff<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            first: [0; 8],
+            len: 0,
+        }
+    }
+
+    /// Up to the first 8 bytes read.
+    fn first(&self) -> &[u8] {
+        &self.first[..self.len]
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.len < this.first.len() {
+            let new = &buf.filled()[before..];
+            let n = new.len().min(this.first.len() - this.len);
+            this.first[this.len..this.len + n].copy_from_slice(&new[..n]);
+            this.len += n;
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniff<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// [`Error::NotTls`] when the first bytes of a failed TLS handshake show a server that does not
+/// speak TLS: nothing at all (it closed the connection), or bytes that cannot start a TLS record.
+pub(crate) fn not_tls(first: &[u8]) -> Option<Error> {
+    let what = match first {
+        [] => "it closed the connection without a TLS reply".to_owned(),
+        // A TLS record: change_cipher_spec, alert, handshake, application_data, heartbeat.
+        [0x14..=0x18, ..] => return None,
+        b if b.starts_with(b"HTTP/") => "it answered in plain HTTP".to_owned(),
+        b => format!(
+            "its first bytes {:?} are not a TLS record",
+            String::from_utf8_lossy(b)
+        ),
+    };
+    Some(Error::NotTls(what))
 }
 
 /// Opens the tunnel through `proxy` to the URL's host and port.

@@ -300,3 +300,87 @@ async fn oversized_response_head_is_refused() {
         Err(Error::Handshake(HandshakeError::MalformedResponse(_)))
     ));
 }
+
+#[tokio::test]
+async fn wss_to_a_plain_port_says_try_ws() {
+    // A plain WebSocket server closes on a ClientHello without a reply.
+    let (server, addr) = echo().await;
+    let mut config = ClientConfig::default();
+    config.tls.danger_accept_invalid_certs = true;
+    let err = connect(format!("wss://127.0.0.1:{}/", addr.port()), config)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotTls(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the server did not answer TLS (it closed the connection without a TLS reply); try ws://"
+    );
+    assert!(!err.is_transient());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wss_to_a_plain_http_answer_says_try_ws() {
+    // A server that answers anything with plain HTTP (as many do to bytes they cannot parse).
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await;
+    });
+    let mut config = ClientConfig::default();
+    config.tls.danger_accept_invalid_certs = true;
+    let err = connect(format!("wss://127.0.0.1:{}/", addr.port()), config)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the server did not answer TLS (it answered in plain HTTP); try ws://"
+    );
+}
+
+#[tokio::test]
+async fn ws_to_a_tls_port_says_try_wss() {
+    let pki = TestPki::generate();
+    let (server, addr) = tls_server(pki.server_config()).await;
+    let err = connect(
+        format!("ws://127.0.0.1:{}/", addr.port()),
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::TlsAnswer)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().ends_with("this looks like TLS; try wss://"),
+        "{err}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn certificate_errors_are_sentences_once() {
+    let pki = TestPki::generate();
+    let (server, addr) = tls_server(pki.server_config()).await;
+    let err = connect(
+        format!("wss://localhost:{}/", addr.port()),
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("TLS handshake failed: the server's certificate is not signed by a trusted certificate authority (unknown issuer)"),
+        "{text}"
+    );
+    // The sentence is the whole story: no source repeats it.
+    assert!(std::error::Error::source(&err).is_none());
+    server.stop().await;
+}
