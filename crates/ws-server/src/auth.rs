@@ -1,4 +1,6 @@
-//! Authentication of upgrade requests.
+//! Authentication of every request: WebSocket upgrades, server-sent event streams, static
+//! files and the handler's HTTP routes alike, except the paths listed in
+//! [`AuthConfig::public_paths`].
 //!
 //! ```text
 //!  Authorization: Basic u:p --> AuthConfig::users --no--> Authenticator::basic
@@ -78,7 +80,10 @@ pub trait Authenticator: Send + Sync + 'static {
 }
 
 /// Authentication settings. With an `AuthConfig` in [`crate::ServerConfig::auth`], every
-/// upgrade request must authenticate.
+/// request must authenticate (upgrades, SSE, static files, [`crate::Handler::on_http`]
+/// routes) unless its path is in [`AuthConfig::public_paths`] or
+/// [`crate::Handler::on_before_request`] already recorded a user with
+/// [`crate::Request::set_user`].
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -93,6 +98,12 @@ pub struct AuthConfig {
     pub reject_headers: Vec<(String, String)>,
     /// Callback for what the user list does not settle. Default: `None`.
     pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// Paths served without credentials. An entry matches the request path (without the
+    /// query, as sent) exactly, or, when it ends with `*`, every path that starts with what
+    /// precedes the `*` (`/static/*`). A path with a `.` or `..` segment, raw or
+    /// percent-encoded, or with a backslash, is never public. Default: empty (every path needs
+    /// credentials).
+    pub public_paths: Vec<String>,
 }
 
 impl AuthConfig {
@@ -117,12 +128,39 @@ impl AuthConfig {
         }
     }
 
+    /// Adds `path` to [`AuthConfig::public_paths`].
+    #[must_use]
+    pub fn with_public(mut self, path: impl Into<String>) -> Self {
+        self.public_paths.push(path.into());
+        self
+    }
+
+    /// Whether `path` (a request path without its query) may be served without credentials
+    /// (see [`AuthConfig::public_paths`]).
+    #[must_use]
+    pub fn is_public(&self, path: &str) -> bool {
+        if self.public_paths.is_empty() || !plain_path(path) {
+            return false;
+        }
+        self.public_paths.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => p == path,
+        })
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::Config`] for an empty user name, a user name with `:`, a realm with `"`, or an
-    /// empty query parameter name.
+    /// [`Error::Config`] for an empty user name, a user name with `:`, a realm with `"`, an
+    /// empty query parameter name, or a public path that does not start with `/`.
     pub fn validate(&self) -> Result<(), Error> {
+        for path in &self.public_paths {
+            if !path.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "public path {path:?} must start with `/` (e.g. /health or /static/*)"
+                )));
+            }
+        }
         for (user, _) in &self.users {
             if user.is_empty() || user.contains(':') {
                 return Err(Error::Config(format!("invalid Basic user name {user:?}")));
@@ -200,6 +238,7 @@ impl Default for AuthConfig {
             query_param: None,
             reject_headers: Vec::new(),
             authenticator: None,
+            public_paths: Vec::new(),
         }
     }
 }
@@ -216,8 +255,30 @@ impl fmt::Debug for AuthConfig {
             .field("query_param", &self.query_param)
             .field("reject_headers", &self.reject_headers)
             .field("authenticator", &self.authenticator.is_some())
+            .field("public_paths", &self.public_paths)
             .finish()
     }
+}
+
+/// A path without dot segments (raw or percent-encoded) and backslashes, so that a public
+/// prefix cannot be walked out of.
+fn plain_path(path: &str) -> bool {
+    if path.contains('\\') {
+        return false;
+    }
+    let decoded;
+    let path = if path.contains('%') {
+        match ws_http::percent_decode(&path.replace('+', "%2B")) {
+            Some(d) if !d.contains('\\') => {
+                decoded = d;
+                decoded.as_str()
+            }
+            _ => return false,
+        }
+    } else {
+        path
+    };
+    path.split('/').all(|seg| seg != "." && seg != "..")
 }
 
 fn decode_basic(data: &str) -> Option<(String, String)> {
@@ -251,6 +312,35 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn public_paths_match_exactly_or_by_prefix() {
+        let auth = AuthConfig::basic(vec![("a".into(), "b".into())])
+            .with_public("/health")
+            .with_public("/static/*");
+        assert!(auth.validate().is_ok());
+        assert!(auth.is_public("/health"));
+        assert!(!auth.is_public("/health/x"));
+        assert!(!auth.is_public("/healthz"));
+        assert!(auth.is_public("/static/app.js"));
+        assert!(auth.is_public("/static/"));
+        assert!(!auth.is_public("/static"));
+        assert!(!auth.is_public("/"));
+        // No walking out of a public prefix.
+        assert!(!auth.is_public("/static/../secret.txt"));
+        assert!(!auth.is_public("/static/%2e%2e/secret.txt"));
+        assert!(!auth.is_public("/static/%2E%2E/secret.txt"));
+        assert!(!auth.is_public("/static/./x"));
+        assert!(!auth.is_public("/static/..\\secret.txt"));
+        assert!(!auth.is_public("/static/%5c..%5csecret.txt"));
+        assert!(!AuthConfig::default().is_public("/health"));
+        assert!(
+            AuthConfig::default()
+                .with_public("health")
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -257,7 +257,8 @@ pub struct ServerConfig {
     /// commands until the peer catches up. Default: [`ServerConfig::DEFAULT_WRITE_BUFFER_LIMIT`]
     /// (1 MiB).
     pub write_buffer_limit: usize,
-    /// Authentication of upgrade requests. Default: `None` (everyone is let in).
+    /// Authentication of every request (upgrades, SSE, static files, HTTP routes) except
+    /// [`AuthConfig::public_paths`]. Default: `None` (everyone is let in).
     pub auth: Option<AuthConfig>,
     /// Plain-TCP mode for non-HTTP clients. Default: disabled.
     pub raw_tcp: RawTcp,

@@ -7,9 +7,10 @@
 //!    v
 //!  Handler::on_before_request --Respond--> response
 //!    | Continue
-//!    +-- Upgrade: websocket --> upgrade::run (origin, auth, on_handshake, 101) --> WebSocket
+//!  guard: allowed origins, then auth unless public --refused--> 403 / 401 (upgrades: and close)
+//!    +-- Upgrade: websocket --> upgrade::run (on_handshake, 101) --> WebSocket
 //!    +-- body_kind (CL + TE, bad CL: 400 and close) ; BodyDecoder (CL > max_body: 413)
-//!    +-- GET + Accept: text/event-stream + SseConfig::allows(path) --> SSE connection
+//!    +-- GET + SseConfig::allows(path) + Accept takes text/event-stream --> SSE connection
 //!    +-- GET/HEAD + document_root --> static file (304 / 206 / 416 / 301 / 403)
 //!    +-- Handler::on_http(request, body) --> Response
 //!    v
@@ -35,6 +36,8 @@ pub use body::Body;
 pub use response::Response;
 
 use crate::{
+    auth::AuthOutcome,
+    config::origin_allowed,
     conn::{Established, LINGER},
     error::Error,
     handler::{Before, Handler, Request},
@@ -242,10 +245,21 @@ pub(crate) async fn serve<H: Handler>(
             return None;
         }
         let before = handler.on_before_request(&mut request).await;
-        let early = match before {
+        let mut early = match before {
             Before::Respond(resp) => Some(resp),
             Before::Continue => None,
         };
+        if early.is_none() {
+            if let Some(refusal) = check_guards(config, &mut request).await {
+                if head.is_websocket_upgrade() {
+                    // As before the guards covered every route: answer and close.
+                    let _ = send(&mut io, refusal, Some(&request), false, config).await;
+                    close_gracefully(&mut io).await;
+                    return None;
+                }
+                early = Some(refusal);
+            }
+        }
         if early.is_none() && head.is_websocket_upgrade() {
             let deadline = first.unwrap_or_else(|| Instant::now() + config.handshake_timeout);
             return Box::pin(upgrade::run(
@@ -265,7 +279,7 @@ pub(crate) async fn serve<H: Handler>(
         if early.is_none()
             && request.method() == "GET"
             && config.sse.allows(request.path())
-            && request.accepts_event_stream()
+            && wants_event_stream(&request)
         {
             return Some(Next::Sse {
                 io,
@@ -329,6 +343,72 @@ pub(crate) async fn serve<H: Handler>(
             return None;
         }
     }
+}
+
+/// The guards every route passes, upgrades included, in this order: the allowed origins
+/// ([`crate::ServerConfig::allowed_origins`], when the request has an `Origin` field), then
+/// authentication ([`crate::ServerConfig::auth`]) unless the path is public or
+/// [`Handler::on_before_request`] already recorded a user. `Some` is the refusal to send.
+async fn check_guards(config: &crate::ServerConfig, request: &mut Request) -> Option<Response> {
+    if !config.allowed_origins.is_empty() {
+        if let Some(origin) = request.header("origin") {
+            if !origin_allowed(&config.allowed_origins, origin) {
+                return Some(Response::text(403, "origin not allowed\n"));
+            }
+        }
+    }
+    let auth = config.auth.as_ref()?;
+    if request.user().is_some() || auth.is_public(request.path()) {
+        return None;
+    }
+    match auth.authenticate(request).await {
+        AuthOutcome::Allow { user } => {
+            request.set_user(user);
+            None
+        }
+        outcome => {
+            let status = if outcome == AuthOutcome::Forbidden {
+                403
+            } else {
+                401
+            };
+            let mut resp = Response::text(status, "authentication required\n");
+            resp.headers.extend(auth.rejection_headers(status));
+            Some(resp)
+        }
+    }
+}
+
+/// Whether a GET on an SSE path should get the stream: `Accept` lists `text/event-stream`,
+/// `text/*` or `*/*` (with a non-zero weight), or is absent (RFC 9110 section 12.5.1: any
+/// type is acceptable). Others go to [`Handler::on_http`].
+fn wants_event_stream(request: &Request) -> bool {
+    let mut seen = false;
+    for (_, value) in request
+        .headers()
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+    {
+        seen = true;
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if !zero
+                && ["text/event-stream", "text/*", "*/*"]
+                    .iter()
+                    .any(|m| media.eq_ignore_ascii_case(m))
+            {
+                return true;
+            }
+        }
+    }
+    !seen
 }
 
 /// The static-file answer for `request`, when the document root has one.

@@ -1,5 +1,6 @@
 //! The server side of the opening handshake (RFC 6455 section 4.2) on top of `ws-http`:
-//! validation, origin check, authentication, the handler's decision, negotiation, 101.
+//! validation, the handler's decision, negotiation, 101 (the origin check and authentication
+//! ran before, for every route: `super::check_guards`).
 
 use std::{
     sync::{
@@ -19,8 +20,6 @@ use ws_http::{Accept, UpgradeRequest};
 
 use super::{Next, Response, close_gracefully, fail, http_error, send};
 use crate::{
-    auth::AuthOutcome,
-    config::origin_allowed,
     conn::Established,
     error::Error,
     handler::{Decision, Handler, Request},
@@ -43,7 +42,7 @@ pub(super) async fn run<H: Handler>(
     handler: &Arc<H>,
     mut io: Io,
     head: &ws_http::Request,
-    mut request: Request,
+    request: Request,
     buf: BytesMut,
     guard: AdmitGuard,
     deadline: Instant,
@@ -59,31 +58,6 @@ pub(super) async fn run<H: Handler>(
             return None;
         }
     };
-    if !config.allowed_origins.is_empty() {
-        if let Some(origin) = upgrade.origin() {
-            if !origin_allowed(&config.allowed_origins, origin) {
-                let resp = Response::text(403, "origin not allowed\n");
-                refuse(&mut io, resp, &request, config).await;
-                return None;
-            }
-        }
-    }
-    if let Some(auth) = &config.auth {
-        match auth.authenticate(&request).await {
-            AuthOutcome::Allow { user } => request.user = user,
-            outcome => {
-                let status = if outcome == AuthOutcome::Forbidden {
-                    403
-                } else {
-                    401
-                };
-                let mut resp = Response::text(status, "authentication required\n");
-                resp.headers.extend(auth.rejection_headers(status));
-                refuse(&mut io, resp, &request, config).await;
-                return None;
-            }
-        }
-    }
     let (protocol, extra_headers) = match handler.on_handshake(&request).await {
         Decision::Accept { protocol, headers } => {
             let protocol = match protocol {
