@@ -11,6 +11,7 @@
 use std::{fmt::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use serde::Deserialize;
 use ws_server::{
     AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, Request, Response,
@@ -91,9 +92,14 @@ pub(crate) struct Args {
     /// Slow readers: `disconnect` (close with 1013) or `backpressure`. Default: disconnect.
     #[arg(long, value_name = "POLICY")]
     pub(crate) slow_reader: Option<String>,
-    /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
+    /// Basic-auth user as NAME:PASSWORD (repeatable). Any user turns authentication on for
+    /// every route: WebSocket upgrades, the test page, static files, /sse and /upload.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub(crate) users: Vec<String>,
+    /// A path served without credentials when --user is given (repeatable): exact (`/`,
+    /// `/health`), or a prefix ending in `*` (`/static/*`).
+    #[arg(long = "public", value_name = "PATH")]
+    pub(crate) public: Vec<String>,
     /// Serve the static files of this directory to plain HTTP GET/HEAD requests (they win
     /// over the built-in test page).
     #[arg(long, value_name = "DIR")]
@@ -142,6 +148,7 @@ struct ServeFile {
     send_queue: Option<usize>,
     slow_reader: Option<String>,
     users: Vec<String>,
+    public: Vec<String>,
     root: Option<PathBuf>,
     file_cache_ms: Option<u64>,
     /// Serve the built-in test page and client (default true).
@@ -259,8 +266,17 @@ fn build(args: Args) -> Result<Setup> {
             _ => bail!("--user expects NAME:PASSWORD, got {s:?}"),
         })
         .collect::<Result<Vec<_>>>()?;
-    if !users.is_empty() {
-        cfg.auth = Some(AuthConfig::basic(users));
+    let public = or_vec(args.public, f.public);
+    if users.is_empty() {
+        if !public.is_empty() {
+            bail!(
+                "--public makes paths public when --user is given; without --user every path is public already"
+            );
+        }
+    } else {
+        let mut auth = AuthConfig::basic(users);
+        auth.public_paths = public;
+        cfg.auth = Some(auth);
     }
     cfg.document_root = args.root.or(f.root);
     if let Some(ms) = args.file_cache_ms.or(f.file_cache_ms) {
@@ -288,7 +304,11 @@ fn build(args: Args) -> Result<Setup> {
     Ok(Setup {
         config: cfg,
         threads: args.threads.or(f.threads).unwrap_or(0),
-        app: Serve { test_page, upload },
+        app: Serve {
+            test_page,
+            index: test_page_html(upload.is_some()),
+            upload,
+        },
     })
 }
 
@@ -297,12 +317,33 @@ fn build(args: Args) -> Result<Setup> {
 struct Serve {
     /// Serve `/` and `/wskit.js` from the binary.
     test_page: bool,
+    /// The test page as served: its upload form hidden, and how to turn uploads on shown
+    /// instead, when there is no upload directory.
+    index: Bytes,
     /// `POST /upload` saves here; `None`: 404.
     upload: Option<UploadConfig>,
 }
 
+/// Paths that take a WebSocket upgrade.
+const WS_PATHS: [&str; 3] = ["/", "/echo", "/chat"];
+
+/// The built-in page, with the upload form replaced by a hint when uploads are off.
+fn test_page_html(uploads: bool) -> Bytes {
+    if uploads {
+        return Bytes::from_static(INDEX_HTML.as_bytes());
+    }
+    INDEX_HTML
+        .replacen(r#"<p id="upload-off" hidden>"#, r#"<p id="upload-off">"#, 1)
+        .replacen(
+            r#"<form id="upload-form""#,
+            r#"<form id="upload-form" hidden"#,
+            1,
+        )
+        .into()
+}
+
 /// An embedded asset for GET/HEAD (405 for other methods).
-fn asset(request: &Request, body: &'static str, content_type: &str) -> Response {
+fn asset(request: &Request, body: Bytes, content_type: &str) -> Response {
     if !matches!(request.method(), "GET" | "HEAD") {
         return Response::new(405).with_header("Allow", "GET, HEAD");
     }
@@ -328,7 +369,10 @@ fn upload_report(upload: &multipart::Upload) -> String {
 impl Serve {
     async fn upload(&self, request: &Request, body: &mut Body<'_>) -> Response {
         let Some(config) = &self.upload else {
-            return Response::new(404);
+            return Response::text(
+                404,
+                "uploads are off: start wskit serve with --upload-dir DIR to accept them\n",
+            );
         };
         if request.method() != "POST" {
             return Response::new(405).with_header("Allow", "POST");
@@ -357,10 +401,17 @@ fn is_chat(url: &str) -> bool {
 
 impl Handler for Serve {
     async fn on_handshake(&self, request: &Request) -> Decision {
-        match request.path() {
-            "/" | "/echo" | "/chat" => Decision::accept(),
-            _ => Decision::reject(404),
+        let path = request.path();
+        if WS_PATHS.contains(&path) {
+            return Decision::accept();
         }
+        Decision::Reject(Response::text(
+            404,
+            format!(
+                "no WebSocket endpoint at {path}; this server has {} (echo on / and /echo, chat on /chat)\n",
+                WS_PATHS.join(", ")
+            ),
+        ))
     }
 
     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
@@ -393,10 +444,19 @@ impl Handler for Serve {
     async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
         match request.path() {
             "/" | "/index.html" if self.test_page => {
-                asset(request, INDEX_HTML, "text/html; charset=utf-8")
+                asset(request, self.index.clone(), "text/html; charset=utf-8")
             }
-            "/wskit.js" if self.test_page => asset(request, WSKIT_JS, "application/javascript"),
+            "/wskit.js" if self.test_page => asset(
+                request,
+                Bytes::from_static(WSKIT_JS.as_bytes()),
+                "application/javascript",
+            ),
             "/upload" => self.upload(request, body).await,
+            // Reached only by a GET whose Accept field refuses the stream.
+            SSE_PATH => Response::text(
+                406,
+                "/sse is a server-sent event stream: send Accept: text/event-stream\n",
+            ),
             _ => Response::new(404),
         }
     }
