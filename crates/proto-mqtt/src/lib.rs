@@ -4,6 +4,7 @@
 // `Config` is `#[non_exhaustive]`: `let mut c = Config::default(); c.x = ..` is the way to set it.
 #![allow(clippy::field_reassign_with_default)]
 
+mod client;
 mod config;
 mod error;
 pub mod packet;
@@ -11,8 +12,11 @@ mod reason;
 pub mod session;
 pub mod store;
 pub mod topic;
+mod transport;
 
+pub use client::{Client, Events};
 pub use config::{Backoff, Config, OfflinePolicy, Will};
 pub use error::Error;
 pub use reason::{Initiator, QoS, ReasonCode, Version};
 pub use session::{Event, Session};
+pub use transport::{BrokerUrl, Scheme};

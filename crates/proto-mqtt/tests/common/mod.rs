@@ -1,0 +1,308 @@
+//! Test helpers: a mosquitto broker started per test on free ports (TCP, WebSocket, TLS, WSS,
+//! and a TCP listener with a password file and an ACL), stopped by pid on drop; peer-skip
+//! policy; paho-mqtt scripts.
+//!
+//! A missing peer makes a test print `SKIPPED: ...` and pass, unless `WSKIT_REQUIRE_PEERS=1`
+//! (set by CI) turns that into a failure.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use proto_mqtt::{Config, Version};
+use ws_tls::test_certs::TestPki;
+
+/// Whether CI asked for every peer.
+pub fn require_peers() -> bool {
+    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
+pub fn missing(what: &str) {
+    assert!(
+        !require_peers(),
+        "{what} is not installed and WSKIT_REQUIRE_PEERS=1"
+    );
+    eprintln!("SKIPPED: {what} is not installed");
+}
+
+fn have(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A free TCP port on 127.0.0.1 (and on every interface, for mosquitto's WebSocket listener).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Broker options.
+#[derive(Clone, Debug, Default)]
+pub struct Opts {
+    /// `persistence true` with a database in the broker's directory.
+    pub persistence: bool,
+    /// `max_inflight_messages N`.
+    pub max_inflight: Option<u16>,
+}
+
+/// A running mosquitto.
+pub struct Mosquitto {
+    child: Option<Child>,
+    /// Plain MQTT, anonymous.
+    pub tcp: u16,
+    /// WebSocket, anonymous.
+    pub ws: u16,
+    /// MQTT over TLS, anonymous.
+    pub tls: u16,
+    /// WebSocket over TLS, anonymous.
+    pub wss: u16,
+    /// Plain MQTT with the password file (alice / wonderland) and the ACL
+    /// (alice: readwrite `public/#`, nothing on `secret/#`).
+    pub auth: u16,
+    /// The certificates (the server's is for localhost and 127.0.0.1).
+    pub pki: TestPki,
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Mosquitto {
+    /// Starts a broker, or returns `None` (after [`missing`]) when mosquitto is not installed.
+    pub fn start(opts: Opts) -> Option<Self> {
+        if !have("mosquitto", "-h") || !have("mosquitto_passwd", "-h") {
+            missing("mosquitto (apt-get install mosquitto)");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("proto-mqtt-broker-")
+            .tempdir()
+            .unwrap();
+        let pki = TestPki::generate();
+        let d = dir.path();
+        let passwd = d.join("passwd");
+        let st = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args(["alice", "wonderland"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mosquitto_passwd failed");
+        let acl = d.join("acl");
+        std::fs::write(&acl, "user alice\ntopic readwrite public/#\n").unwrap();
+        let (tcp, ws, tls, wss, auth) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let cert = pki.server.cert_file.display().to_string();
+        let key = pki.server.key_file.display().to_string();
+        let mut conf = String::new();
+        conf.push_str("per_listener_settings true\n");
+        if opts.persistence {
+            conf.push_str(&format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                d.display()
+            ));
+        } else {
+            conf.push_str("persistence false\n");
+        }
+        if let Some(n) = opts.max_inflight {
+            conf.push_str(&format!("max_inflight_messages {n}\n"));
+        }
+        conf.push_str(&format!("log_dest file {}/mosquitto.log\nlog_type all\n", d.display()));
+        conf.push_str(&format!(
+            "listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
+             listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n\
+             listener {tls} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
+             listener {wss} 127.0.0.1\nprotocol websockets\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
+             listener {auth} 127.0.0.1\nprotocol mqtt\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ));
+        let conf_path = d.join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut m = Self {
+            child: None,
+            tcp,
+            ws,
+            tls,
+            wss,
+            auth,
+            pki,
+            dir,
+            conf: conf_path,
+        };
+        m.spawn();
+        Some(m)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [self.tcp, self.ws, self.tls, self.wss, self.auth] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mosquitto did not listen on {port}; log:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The broker's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// The broker's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the broker with SIGTERM (it saves its persistence database) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same ports with the same configuration.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// `mqtt://127.0.0.1:PORT` of the anonymous TCP listener.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.tcp)
+    }
+
+    /// A client configuration trusting the test CA.
+    pub fn config(&self, version: Version) -> Config {
+        let mut c = Config::default();
+        c.version = version;
+        c.transport.tls = self.pki.client_config();
+        c.keep_alive = Duration::from_secs(30);
+        c
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether python3 with paho-mqtt is available (else [`missing`]).
+pub fn have_paho() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        missing("python3 paho-mqtt (pip install paho-mqtt)");
+    }
+    ok
+}
+
+/// A paho-mqtt subscriber: prints `READY` once subscribed, then one payload per line, and
+/// exits after `count` messages.
+pub fn paho_subscriber(port: u16, v5: bool, topic: &str, qos: u8, count: usize) -> Child {
+    let script = format!(
+        r#"
+import sys, paho.mqtt.client as mqtt
+proto = mqtt.MQTTv5 if {v5} else mqtt.MQTTv311
+n = 0
+def on_connect(c, u, f, rc, p=None):
+    c.subscribe("{topic}", {qos})
+def on_subscribe(c, u, mid, rc, p=None):
+    print("READY", flush=True)
+def on_message(c, u, m):
+    global n
+    print(m.payload.decode(), flush=True)
+    n += 1
+    if n >= {count}:
+        c.disconnect()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-sub", protocol=proto)
+c.on_connect = on_connect
+c.on_subscribe = on_subscribe
+c.on_message = on_message
+c.connect("127.0.0.1", {port})
+c.loop_forever()
+"#,
+        v5 = if v5 { "True" } else { "False" }
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3")
+}
+
+/// Runs a paho-mqtt publisher of `count` messages `0..count` at `qos`, waiting for each.
+pub fn paho_publish(port: u16, v5: bool, topic: &str, qos: u8, count: usize) {
+    let script = format!(
+        r#"
+import paho.mqtt.client as mqtt
+proto = mqtt.MQTTv5 if {v5} else mqtt.MQTTv311
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-pub", protocol=proto)
+c.connect("127.0.0.1", {port})
+c.loop_start()
+for i in range({count}):
+    c.publish("{topic}", str(i), qos={qos}).wait_for_publish(10)
+c.disconnect()
+c.loop_stop()
+"#,
+        v5 = if v5 { "True" } else { "False" }
+    );
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(st.success(), "paho publisher failed");
+}
