@@ -191,10 +191,25 @@ impl RawTcp {
 pub struct ServerConfig {
     /// Listening addresses. Default: one plain binding on [`ServerConfig::DEFAULT_LISTEN`].
     pub bindings: Vec<Binding>,
-    /// WebSocket limits and behaviour per connection (max frame/message, UTF-8 validation,
-    /// fragment mode, close timeout). `deflate` in it is ignored: negotiation fills it in.
+    /// WebSocket limits and behaviour per connection (max frame/message, fragments per message,
+    /// the deadline of an unfinished fragmented message, UTF-8 validation, fragment mode, close
+    /// timeout). `deflate` in it is ignored: negotiation fills it in. The server drives the
+    /// message deadline ([`ws_frame::Config::message_timeout`]); while reading is paused it
+    /// does not run, and it counts afresh when reading resumes.
     /// Default: `ws_frame::Config::default()`.
     pub ws: ws_frame::Config,
+    /// Server-wide budget, in bytes, for data held in partly received WebSocket messages
+    /// across all connections (reassembly buffers of unfinished fragmented messages and the
+    /// part of a data frame received so far; see
+    /// [`ws_frame::Connection::partial_message_bytes`]). A connection whose partly received
+    /// message grows while the total is past the budget (a new message, or more of one under
+    /// way) is failed with 1013 (try again later) and its bytes are released; a warning is
+    /// logged at most once per 10 s with the number refused. The total thus exceeds the budget
+    /// by at most one read per connection. `ws.max_message` bounds one connection; this bounds
+    /// the sum, which `max_message` times `max_connections` (64 MiB x 100,000) does not.
+    /// [`crate::ServerHandle::partial_bytes`] reads the total. 0 means no budget.
+    /// Default: [`ServerConfig::DEFAULT_MAX_PARTIAL_BYTES`] (1 GiB).
+    pub max_partial_bytes: usize,
     /// permessage-deflate preferences; `None` disables the extension. Default: `None`.
     pub deflate: Option<DeflateConfig>,
     /// Limits of HTTP requests: head (upgrade or plain request) and body. Default:
@@ -281,6 +296,11 @@ impl ServerConfig {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
     /// Default of [`ServerConfig::handshake_timeout`].
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`ServerConfig::max_partial_bytes`]: 1 GiB, sixteen messages of the default
+    /// 64 MiB maximum under way at once, or 16 KiB for each of 65,536 connections. Messages
+    /// complete as fast as their bytes arrive, so a working server holds far less; past it
+    /// some peers are keeping memory for nothing.
+    pub const DEFAULT_MAX_PARTIAL_BYTES: usize = 1 << 30;
     /// Default of [`ServerConfig::send_queue`].
     pub const DEFAULT_SEND_QUEUE: usize = 256;
     /// Default of [`ServerConfig::write_buffer_limit`].
@@ -381,6 +401,7 @@ impl Default for ServerConfig {
                     .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             )],
             ws: ws_frame::Config::default(),
+            max_partial_bytes: Self::DEFAULT_MAX_PARTIAL_BYTES,
             deflate: None,
             http: HttpLimits::default(),
             document_root: None,
@@ -445,6 +466,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.bindings[0].addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.send_queue, ServerConfig::DEFAULT_SEND_QUEUE);
+        assert_eq!(c.max_partial_bytes, 1 << 30);
+        assert_eq!(c.ws.max_fragments, 65_536);
     }
 
     #[test]

@@ -4,18 +4,31 @@
 //!  loop:  drain ws.poll_event() -> handler (may queue frames on `ws`)   [not while paused]
 //!         collect queued frames -> TxQueue (small frames batched, large ones vectored)
 //!         stop once ws.wants_transport_close() and everything is written
-//!         re-arm the one timer (close handshake, heartbeat, pong, idle, throttle, shrink)
+//!         account partly received bytes (server-wide budget, 1013 past it)
+//!         re-arm the one timer (close handshake, message deadline, heartbeat, pong, idle,
+//!         throttle, shrink)
 //!         select (biased): kill | write | read [not while paused] | command | timer
 //!         after a read: take the commands already queued (reads never starve them)
 //! ```
 //!
 //! Read flow control (`ConnInfo::read_paused`, set by `Ctx::pause_reading` and
 //! `ConnHandle::pause_reading`) only gates the read branch and event delivery; writes,
-//! commands and timers go on. A connection whose close handshake has started reads anyway.
+//! commands and timers go on, except the deadline of an unfinished fragmented message, which
+//! counts afresh after the pause. A connection whose close handshake has started reads anyway.
+//!
+//! Handler panics: every handler call is polled under `catch_unwind`. A panic closes that
+//! connection with 1011, goes to `on_error` as `Error::HandlerPanicked` and to tracing, and
+//! the handler gets nothing more for the connection but `on_disconnect`. Whatever ends the
+//! task, a drop guard unregisters the connection and gives back its share of the server-wide
+//! partial-message total.
 
 use std::{
     any::Any,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::{Pin, pin},
     sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -44,6 +57,104 @@ const SHRINK_ABOVE: usize = 256 * 1024;
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// Ticks per idle timeout (the idle timeout fires between 1 and 1.25 times the setting).
 const IDLE_TICKS: u32 = 4;
+/// Refusals for the server-wide partial-message budget are logged at most this often.
+const PARTIAL_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Close reason of a connection refused for the server-wide partial-message budget.
+const PARTIAL_REASON: &str = "server busy: too much data in partly received messages";
+
+/// Polls a handler future, turning a panic into `Err(message)`.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Undoes a connection's registration however its task ends (a panic included): takes it out
+/// of the registry and gives its partly received bytes back to the server-wide total.
+struct Registered {
+    server: ServerHandle,
+    info: Arc<ConnInfo>,
+    /// This connection's share of `Registry::partial_bytes`.
+    held: usize,
+    unregistered: bool,
+}
+
+impl Registered {
+    /// Sets this connection's share of the server-wide total; returns the new total when the
+    /// share grew.
+    fn hold(&mut self, held: usize) -> Option<usize> {
+        let total = &self.server.inner.registry.partial_bytes;
+        if held > self.held {
+            let more = held - self.held;
+            self.held = held;
+            Some(total.fetch_add(more, Ordering::AcqRel) + more)
+        } else {
+            if held < self.held {
+                total.fetch_sub(self.held - held, Ordering::AcqRel);
+                self.held = held;
+            }
+            None
+        }
+    }
+
+    fn unregister(&mut self) {
+        if !std::mem::replace(&mut self.unregistered, true) {
+            self.server.inner.unregister(&self.info);
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.hold(0);
+        self.unregister();
+    }
+}
+
+/// After a handler panic: log it, close the connection with 1011, tell `on_error`.
+async fn handler_panicked<H: Handler>(
+    handler: &H,
+    ws: &mut Connection,
+    info: &Arc<ConnInfo>,
+    disconnect: &mut Option<Disconnect>,
+    method: &'static str,
+    message: String,
+) {
+    tracing::error!(
+        conn = %info.id,
+        peer = %info.peer,
+        method,
+        panic = %message,
+        "handler panicked; closing the connection with 1011"
+    );
+    disconnect.get_or_insert(Disconnect {
+        code: CloseCode::INTERNAL,
+        reason: format!("handler panicked in {method}"),
+        by: Initiator::Local,
+    });
+    let _ = ws.close(CloseCode::INTERNAL, "internal error", Instant::now());
+    let err = Error::HandlerPanicked { method, message };
+    if let Err(again) = CatchUnwind(Box::pin(handler.on_error(info.peer, Some(info), &err))).await {
+        tracing::error!(conn = %info.id, panic = %again, "on_error panicked too");
+    }
+}
 
 /// Deadlines of one connection, kept coarse so that the hot path never touches the timer.
 struct Timers {
@@ -154,7 +265,7 @@ enum Wake {
 /// application, unless the server has sent a Close and waits for the peer's (for a server,
 /// `poll_timeout` is set exactly then: the close handshake deadline).
 fn read_paused(info: &ConnInfo, ws: &Connection) -> bool {
-    info.is_reading_paused() && ws.poll_timeout().is_none()
+    info.is_reading_paused() && !ws.is_closing()
 }
 
 /// An upgraded connection ready to run.
@@ -193,6 +304,12 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         leftover,
         guard: _guard,
     } = est;
+    let mut registered = Registered {
+        server: server.clone(),
+        info: info.clone(),
+        held: 0,
+        unregistered: false,
+    };
     let config = &server.inner.config;
     let mut data: Option<Box<dyn Any + Send + Sync>> = None;
     let mut tx = TxQueue::default();
@@ -216,6 +333,9 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut dead = false;
     let mut eof = false;
     let mut read_since_shrink = 0usize;
+    // Set once a handler method panicked: the handler gets nothing more but on_disconnect.
+    let mut broken = false;
+    let mut was_paused = false;
 
     macro_rules! ctx {
         () => {
@@ -235,14 +355,41 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     }
     drop(leftover);
     // Cold paths are boxed so that they do not grow every connection's task.
-    Box::pin(handler.on_connect(&mut ctx!())).await;
+    if let Err(panic) = CatchUnwind(Box::pin(handler.on_connect(&mut ctx!()))).await {
+        broken = true;
+        let h = &*handler;
+        Box::pin(handler_panicked(
+            h,
+            &mut ws,
+            &info,
+            &mut disconnect,
+            "on_connect",
+            panic,
+        ))
+        .await;
+    }
 
     loop {
         // 1. events (what was already read stays in the receive buffer while paused)
         while !read_paused(&info, &ws) {
+            let mut panicked: Option<(&'static str, String)> = None;
             match ws.poll_event() {
                 Ok(Some(event)) => match event {
-                    Event::Message(msg) => handler.on_message(&mut ctx!(), msg).await,
+                    Event::Closed { code, reason, by } => {
+                        disconnect.get_or_insert(Disconnect {
+                            code,
+                            reason: reason.as_str().to_owned(),
+                            by,
+                        });
+                    }
+                    Event::Pong(_) if broken => timers.pong_deadline = None,
+                    _ if broken => {}
+                    Event::Message(msg) => {
+                        panicked = CatchUnwind(pin!(handler.on_message(&mut ctx!(), msg)))
+                            .await
+                            .err()
+                            .map(|p| ("on_message", p));
+                    }
                     Event::Fragment {
                         text,
                         payload,
@@ -255,19 +402,23 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                             first,
                             fin,
                         };
-                        handler.on_fragment(&mut ctx!(), fragment).await;
+                        panicked = CatchUnwind(pin!(handler.on_fragment(&mut ctx!(), fragment)))
+                            .await
+                            .err()
+                            .map(|p| ("on_fragment", p));
                     }
-                    Event::Ping(p) => handler.on_ping(&mut ctx!(), p).await,
+                    Event::Ping(p) => {
+                        panicked = CatchUnwind(pin!(handler.on_ping(&mut ctx!(), p)))
+                            .await
+                            .err()
+                            .map(|p| ("on_ping", p));
+                    }
                     Event::Pong(p) => {
                         timers.pong_deadline = None;
-                        handler.on_pong(&mut ctx!(), p).await;
-                    }
-                    Event::Closed { code, reason, by } => {
-                        disconnect.get_or_insert(Disconnect {
-                            code,
-                            reason: reason.as_str().to_owned(),
-                            by,
-                        });
+                        panicked = CatchUnwind(pin!(handler.on_pong(&mut ctx!(), p)))
+                            .await
+                            .err()
+                            .map(|p| ("on_pong", p));
                     }
                 },
                 Ok(None) => break,
@@ -282,12 +433,38 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                         reason: e.to_string(),
                         by,
                     });
-                    if !matches!(e, ws_frame::Error::UnexpectedEof) {
+                    if !matches!(e, ws_frame::Error::UnexpectedEof) && !broken {
                         let err = Error::WebSocket(e);
-                        Box::pin(handler.on_error(info.peer, Some(&info), &err)).await;
+                        let call = Box::pin(handler.on_error(info.peer, Some(&info), &err));
+                        if let Err(panic) = CatchUnwind(call).await {
+                            broken = true;
+                            tracing::error!(conn = %info.id, panic = %panic, "on_error panicked");
+                        }
                     }
                     break;
                 }
+            }
+            if let Some((method, panic)) = panicked {
+                broken = true;
+                let h = &*handler;
+                Box::pin(handler_panicked(
+                    h,
+                    &mut ws,
+                    &info,
+                    &mut disconnect,
+                    method,
+                    panic,
+                ))
+                .await;
+            }
+        }
+        // Bytes held in partly received messages, against the server-wide budget.
+        let held = ws.partial_message_bytes();
+        if held != registered.held {
+            let budget = config.max_partial_bytes;
+            if let Some(total) = registered.hold(held).filter(|&t| budget != 0 && t > budget) {
+                refuse_partial(&server, &info, &mut ws, &mut disconnect, total, budget);
+                registered.hold(ws.partial_message_bytes());
             }
         }
         if read_since_shrink > SHRINK_ABOVE {
@@ -329,13 +506,24 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             break;
         }
 
-        // 3. the one timer
+        // 3. the one timer (the message deadline does not run while reading is paused)
+        let paused = read_paused(&info, &ws);
+        if paused != was_paused {
+            was_paused = paused;
+            if !paused {
+                ws.restart_message_timer();
+            }
+        }
+        if !paused && ws.wants_now() {
+            ws.handle_timeout(Instant::now());
+        }
+        let ws_deadline = if paused { None } else { ws.poll_timeout() };
         let now_if_throttled = throttle.as_ref().map(|_| Instant::now());
         let (read_wait, write_wait) = match (&mut throttle, now_if_throttled) {
             (Some((r, w)), Some(now)) => (r.ready_at(now), w.ready_at(now)),
             _ => (None, None),
         };
-        let deadline = [timers.next(), ws.poll_timeout(), read_wait, write_wait]
+        let deadline = [timers.next(), ws_deadline, read_wait, write_wait]
             .into_iter()
             .flatten()
             .min();
@@ -349,7 +537,6 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
 
         // 4. wait
         let backlog = tx.len() < config.write_buffer_limit;
-        let paused = read_paused(&info, &ws);
         let can_read = !eof && backlog && read_wait.is_none() && !paused;
         let can_write = (!tx.is_empty() || io.wants_flush()) && write_wait.is_none();
         let can_cmd = backlog && !ws.is_closed();
@@ -447,7 +634,9 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             Wake::Timer => {
                 armed = None;
                 let now = Instant::now();
-                ws.handle_timeout(now);
+                if !paused {
+                    ws.handle_timeout(now);
+                }
                 if paused {
                     // Not reading is the application's choice, not the peer's idleness.
                     timers.rx_idle = true;
@@ -458,7 +647,31 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                         TimerAction::Ping => {
                             // While paused the pong cannot be read: ping (keeps middleboxes
                             // open), but do not wait for the answer.
-                            if !Box::pin(handler.on_before_heartbeat(&mut ctx!())).await
+                            let kept_alive = if broken {
+                                false
+                            } else {
+                                let kept =
+                                    CatchUnwind(Box::pin(handler.on_before_heartbeat(&mut ctx!())))
+                                        .await;
+                                match kept {
+                                    Ok(kept) => kept,
+                                    Err(panic) => {
+                                        broken = true;
+                                        let h = &*handler;
+                                        Box::pin(handler_panicked(
+                                            h,
+                                            &mut ws,
+                                            &info,
+                                            &mut disconnect,
+                                            "on_before_heartbeat",
+                                            panic,
+                                        ))
+                                        .await;
+                                        true
+                                    }
+                                }
+                            };
+                            if !kept_alive
                                 && ws.ping(Bytes::new()).is_ok()
                                 && !read_paused(&info, &ws)
                             {
@@ -502,15 +715,44 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
 
     // Lingering close: send FIN, then read until the peer's FIN (bounded), so that unread
     // input does not turn our close into a reset that could destroy the Close frame.
-    Box::pin(finish(server, handler, io, info.clone(), eof, disconnect)).await;
+    drop(server);
+    Box::pin(finish(handler, io, registered, eof, disconnect)).await;
+}
+
+/// Fails a connection whose partly received message grew while the server-wide total is past
+/// `ServerConfig::max_partial_bytes` (1013), with a warning at most once per interval.
+fn refuse_partial(
+    server: &ServerHandle,
+    info: &ConnInfo,
+    ws: &mut Connection,
+    disconnect: &mut Option<Disconnect>,
+    total: usize,
+    budget: usize,
+) {
+    let _ = ws.abort(CloseCode::TRY_AGAIN, PARTIAL_REASON);
+    disconnect.get_or_insert(Disconnect {
+        code: CloseCode::TRY_AGAIN,
+        reason: PARTIAL_REASON.to_owned(),
+        by: Initiator::Local,
+    });
+    let refusals = &server.inner.registry.partial_refusals;
+    if let Some(refused) = refusals.hit(Instant::now(), PARTIAL_WARN_INTERVAL) {
+        tracing::warn!(
+            refused,
+            total,
+            budget,
+            last = %info.id,
+            "bytes in partly received messages exceed the server-wide budget \
+             (max_partial_bytes): refusing with 1013"
+        );
+    }
 }
 
 /// Lingering close, unregistering, `on_disconnect`.
 async fn finish<H: Handler>(
-    server: ServerHandle,
     handler: Arc<H>,
     mut io: Io,
-    info: Arc<ConnInfo>,
+    mut registered: Registered,
     eof: bool,
     disconnect: Option<Disconnect>,
 ) {
@@ -531,11 +773,16 @@ async fn finish<H: Handler>(
         let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
     }
     drop(io);
-    server.inner.unregister(&info);
+    registered.hold(0);
+    registered.unregister();
+    let info = registered.info.clone();
+    drop(registered);
     let disconnect = disconnect.unwrap_or(Disconnect {
         code: CloseCode::ABNORMAL,
         reason: String::new(),
         by: Initiator::Remote,
     });
-    handler.on_disconnect(&info, disconnect).await;
+    if let Err(panic) = CatchUnwind(pin!(handler.on_disconnect(&info, disconnect))).await {
+        tracing::error!(conn = %info.id, panic = %panic, "on_disconnect panicked");
+    }
 }

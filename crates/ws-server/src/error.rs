@@ -49,6 +49,16 @@ pub enum Error {
     /// The connection is closed (or unknown).
     #[error("connection is closed")]
     Closed,
+    /// A [`crate::Handler`] method panicked. The server caught it, closed that connection
+    /// with 1011 (internal error) and delivers nothing more to the handler for it (except
+    /// `on_disconnect`); other connections go on.
+    #[error("handler panicked in {method}: {message}")]
+    HandlerPanicked {
+        /// The handler method (`on_message`, `on_connect`, ...).
+        method: &'static str,
+        /// The panic message (`"non-string panic payload"` when it was not a string).
+        message: String,
+    },
     /// No connection has this id.
     #[error("no connection with id {0}")]
     UnknownConnection(u64),

@@ -8,7 +8,7 @@ use std::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -291,6 +291,35 @@ pub(crate) struct Registry {
     pub(crate) admitted: AtomicUsize,
     /// Signalled whenever a connection leaves.
     pub(crate) left: Notify,
+    /// Bytes held in partly received WebSocket messages, all connections together
+    /// (`ServerConfig::max_partial_bytes`).
+    pub(crate) partial_bytes: AtomicUsize,
+    /// Refusals for that budget, logged once per interval.
+    pub(crate) partial_refusals: EveryInterval,
+}
+
+/// Counts events and says when to report them: at the first, then at most once per interval
+/// (a rate-limited warning).
+#[derive(Debug, Default)]
+pub(crate) struct EveryInterval {
+    /// When the last report was due, and events since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl EveryInterval {
+    /// Counts one event at `now`; returns the events to report (this one included) when a
+    /// report is due.
+    pub(crate) fn hit(&self, now: Instant, interval: Duration) -> Option<u64> {
+        let mut state = lock(&self.state);
+        state.1 += 1;
+        match state.0 {
+            Some(last) if now.duration_since(last) < interval => None,
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -532,6 +561,18 @@ mod tests {
         assert_eq!(get(4).subscriptions(), vec!["room/+".to_owned()]);
         assert!(reg.unsubscribe(&get(4), "room/+"));
         assert!(get(4).subscriptions().is_empty());
+    }
+
+    #[test]
+    fn every_interval_reports_the_first_event_then_once_per_interval() {
+        let limiter = EveryInterval::default();
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(limiter.hit(t0, 10 * second), Some(1));
+        assert_eq!(limiter.hit(t0 + second, 10 * second), None);
+        assert_eq!(limiter.hit(t0 + 9 * second, 10 * second), None);
+        assert_eq!(limiter.hit(t0 + 10 * second, 10 * second), Some(3));
+        assert_eq!(limiter.hit(t0 + 11 * second, 10 * second), None);
     }
 
     #[test]

@@ -165,7 +165,8 @@ fn spawn_listeners<H: Handler>(server: &ServerHandle, handler: &Arc<H>) -> Resul
             tls,
         )));
     }
-    tracing::info!(addrs = ?*addrs, "listening");
+    // Debug: the binary prints its own `listening on ADDR` line (scripts read it), once.
+    tracing::debug!(addrs = ?*addrs, "listening");
     Ok(())
 }
 
@@ -305,6 +306,13 @@ impl ServerHandle {
     #[must_use]
     pub fn count(&self) -> usize {
         self.inner.registry.count()
+    }
+
+    /// Bytes held in partly received WebSocket messages across all connections (the total
+    /// that [`ServerConfig::max_partial_bytes`] bounds).
+    #[must_use]
+    pub fn partial_bytes(&self) -> usize {
+        self.inner.registry.partial_bytes.load(Ordering::Acquire)
     }
 
     /// Every established connection.
