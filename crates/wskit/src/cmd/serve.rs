@@ -68,6 +68,17 @@ pub(crate) struct Args {
     /// Largest frame in bytes. Default: 16 MiB.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_frame: Option<usize>,
+    /// Most frames one message may be split into; more close with 1009. Default: 65536.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_fragments: Option<usize>,
+    /// Seconds a fragmented message may stay unfinished before the connection is closed with
+    /// 1008; 0 = no deadline. Default: 60.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) message_timeout: Option<u64>,
+    /// Bytes in partly received messages, all connections together, past which growing ones
+    /// are refused with 1013; 0 = no budget. Default: 1 GiB.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_partial_bytes: Option<usize>,
     /// Handshake timeout in seconds. Default: 10.
     #[arg(long, value_name = "SECS")]
     pub(crate) handshake_timeout: Option<u64>,
@@ -139,6 +150,9 @@ struct ServeFile {
     origins: Vec<String>,
     max_message: Option<usize>,
     max_frame: Option<usize>,
+    max_fragments: Option<usize>,
+    message_timeout: Option<u64>,
+    max_partial_bytes: Option<usize>,
     handshake_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     heartbeat: Option<u64>,
@@ -232,6 +246,15 @@ fn build(args: Args) -> Result<Setup> {
     }
     if let Some(n) = args.max_frame.or(f.max_frame) {
         cfg.ws.max_frame = n;
+    }
+    if let Some(n) = args.max_fragments.or(f.max_fragments) {
+        cfg.ws.max_fragments = n;
+    }
+    if let Some(s) = args.message_timeout.or(f.message_timeout) {
+        cfg.ws.message_timeout = (s > 0).then(|| Duration::from_secs(s));
+    }
+    if let Some(n) = args.max_partial_bytes.or(f.max_partial_bytes) {
+        cfg.max_partial_bytes = n;
     }
     if let Some(s) = args.handshake_timeout.or(f.handshake_timeout) {
         cfg.handshake_timeout = Duration::from_secs(s);
@@ -537,6 +560,44 @@ mod tests {
         assert_eq!(cfg.slow_reader, SlowReaderPolicy::Backpressure);
         assert_eq!(cfg.protocols, vec!["chat".to_owned()]);
         assert_eq!(cfg.document_root, None);
+    }
+
+    #[test]
+    fn fragment_budget_message_timeout_and_partial_budget() {
+        let cfg = build(Args::default()).unwrap().config;
+        assert_eq!(cfg.ws.max_fragments, 65_536);
+        assert_eq!(cfg.ws.message_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(cfg.max_partial_bytes, 1 << 30);
+        let args = Args {
+            max_fragments: Some(100),
+            message_timeout: Some(0),
+            max_partial_bytes: Some(4096),
+            ..Args::default()
+        };
+        let cfg = build(args).unwrap().config;
+        assert_eq!(cfg.ws.max_fragments, 100);
+        assert_eq!(cfg.ws.message_timeout, None);
+        assert_eq!(cfg.max_partial_bytes, 4096);
+        let path = std::env::temp_dir().join(format!("wskit-frag-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[serve]\nmax_fragments = 7\nmessage_timeout = 5\nmax_partial_bytes = 0\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(path.clone()),
+            ..Args::default()
+        };
+        let cfg = build(args).unwrap().config;
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(cfg.ws.max_fragments, 7);
+        assert_eq!(cfg.ws.message_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.max_partial_bytes, 0);
+        let args = Args {
+            max_fragments: Some(0),
+            ..Args::default()
+        };
+        assert!(build(args).is_err());
     }
 
     #[test]
