@@ -9,8 +9,12 @@ pub(crate) mod stun;
 pub(crate) mod stun_client;
 pub(crate) mod turn;
 
+/// The tables a wskit.toml may hold, one per subcommand that reads `--config`.
+pub(crate) const TABLES: &[&str] = &["serve", "proxy", "turn"];
+
 /// Reads the `[name]` table of a wskit.toml into `T` (an empty table when the file has none);
-/// other subcommands own the other tables.
+/// other subcommands own the other tables. A table (or top-level key) that no subcommand reads is
+/// an error listing the known tables, so that a misspelt `[sevre]` is not silently ignored.
 pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
     name: &str,
@@ -18,18 +22,257 @@ pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
     use anyhow::Context as _;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let value: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    if let Some(unknown) = value.keys().find(|k| !TABLES.contains(&k.as_str())) {
+        let known = TABLES
+            .iter()
+            .map(|t| format!("[{t}]"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        anyhow::bail!(
+            "{}: unknown table [{unknown}]; known tables: {known}",
+            path.display()
+        );
+    }
     let table = value
         .get(name)
         .cloned()
         .unwrap_or(toml::Value::Table(Default::default()));
-    table
-        .try_into()
-        .with_context(|| format!("[{name}] in {}", path.display()))
+    table.try_into().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("[{name}] in {}: {}", path.display(), e.message())
+    })
+}
+
+/// `HOST:PORT` for `--listen`: an IP address, or a name resolved now (its first IPv4 address,
+/// else its first address), so that `--listen localhost:8081` works.
+pub(crate) fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if s.rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "expected HOST:PORT (e.g. 127.0.0.1:8080), got {s:?}"
+        ));
+    }
+    let addrs: Vec<_> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+/// `listen = [...]` in wskit.toml, resolved like the flag.
+pub(crate) fn de_listen<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    let names: Vec<String> = serde::Deserialize::deserialize(d)?;
+    names
+        .iter()
+        .map(|s| listen_addr(s).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// The flag's values when it was given, else the file's.
 pub(crate) fn or_vec<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
     if flag.is_empty() { file } else { flag }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, whichever comes first, and says which: servers stop the
+/// same way for both (WebSocket connections get a Close with 1001, going away).
+///
+/// # Errors
+/// When a signal handler cannot be installed.
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let which = tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r.context("installing the Ctrl-C handler")?;
+            "Ctrl-C"
+        }
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::info!("{which}: stopping");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// The annotated example at the repository root.
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wskit.toml.example")
+    }
+
+    /// The field names of a `#[derive(Deserialize)]` struct, as serde knows them.
+    fn fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+        use serde::de::{Error as _, Visitor};
+        struct Names(Vec<&'static str>);
+        impl<'de> serde::Deserializer<'de> for &mut Names {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(Self::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0.extend_from_slice(fields);
+                Err(Self::Error::custom("names taken"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut names = Names(Vec::new());
+        let _ = T::deserialize(&mut names);
+        names.0
+    }
+
+    /// The keys of `[table]`, active or written as `#key = value`, and the names quoted in its
+    /// comments (aliases).
+    fn keys_of(text: &str, table: &str) -> Vec<String> {
+        let mut inside = false;
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('[') {
+                inside = name.trim_end_matches(']') == table;
+                continue;
+            }
+            if !inside {
+                continue;
+            }
+            // Aliases are documented in the comments: "(also `user`)".
+            if line.starts_with("# ") {
+                keys.extend(line.split('`').skip(1).step_by(2).map(str::to_owned));
+                continue;
+            }
+            let line = line.strip_prefix('#').unwrap_or(line);
+            if inside
+                && let Some((key, _)) = line.split_once(" = ")
+                && !key.contains(' ')
+            {
+                keys.push(key.to_owned());
+            }
+        }
+        keys
+    }
+
+    /// Loads `[table]` of `text` with the binary's loader.
+    fn load<T: serde::de::DeserializeOwned>(
+        text: &str,
+        table: &str,
+        name: &str,
+    ) -> Result<T, String> {
+        let dir = std::env::temp_dir().join(format!("wskit-example-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wskit.toml");
+        std::fs::write(&path, text).unwrap();
+        let r = read_table::<T>(&path, table).map_err(|e| format!("{e:#}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    fn check<T: serde::de::DeserializeOwned>(text: &str, uncommented: &str, table: &str) {
+        load::<T>(text, table, "as-is").unwrap_or_else(|e| panic!("[{table}] as written: {e}"));
+        load::<T>(uncommented, table, "all")
+            .unwrap_or_else(|e| panic!("[{table}] with every #key turned on: {e}"));
+        let keys = keys_of(text, table);
+        for field in fields::<T>() {
+            assert!(
+                keys.iter().any(|k| k == field),
+                "wskit.toml.example: [{table}] does not document `{field}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_documents_every_key_and_loads() {
+        let text = std::fs::read_to_string(example()).unwrap();
+        // `#key = value` lines are settings to turn on: they must load too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        check::<serve::ServeFile>(&text, &uncommented, "serve");
+        check::<proxy::ProxyFile>(&text, &uncommented, "proxy");
+        check::<turn::TurnFile>(&text, &uncommented, "turn");
+        let tables: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+            .collect();
+        assert_eq!(
+            tables, TABLES,
+            "one table per subcommand that reads --config"
+        );
+    }
+
+    #[test]
+    fn unknown_tables_are_errors_that_list_the_known_ones() {
+        let e = load::<toml::Table>("[sevre]\nlisten = []\n", "serve", "unknown").unwrap_err();
+        assert!(
+            e.ends_with("unknown table [sevre]; known tables: [serve], [proxy], [turn]"),
+            "{e}"
+        );
+        // Another subcommand's table is fine.
+        load::<toml::Table>("[proxy]\nto = \"x:1\"\n", "serve", "other").unwrap();
+    }
+
+    #[test]
+    fn singular_keys_and_no_test_page_are_accepted() {
+        let f: serve::ServeFile = load(
+            "[serve]\nprotocol = [\"chat\"]\norigin = [\"http://a\"]\nuser = [\"a:b\"]\n\
+             no_test_page = true\nlisten = [\"localhost:8081\"]\n",
+            "serve",
+            "aliases",
+        )
+        .unwrap();
+        let s = format!("{f:?}");
+        for want in [
+            "\"chat\"",
+            "\"http://a\"",
+            "\"a:b\"",
+            "no_test_page: true",
+            "127.0.0.1:8081",
+        ] {
+            assert!(s.contains(want), "{want} in {s}");
+        }
+    }
+
+    #[test]
+    fn listen_resolves_names() {
+        assert_eq!(
+            listen_addr("127.0.0.1:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(listen_addr("localhost:8081").unwrap().port(), 8081);
+        assert!(listen_addr("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(listen_addr("no.such.host.invalid:80").is_err());
+    }
 }

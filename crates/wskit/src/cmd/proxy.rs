@@ -19,18 +19,18 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use ws_proxy::{
-    HostHeader, HttpUpstream, ProxyConfig, ProxyProtocol, ProxyServer, Target,
+    HostHeader, HttpUpstream, ProxyConfig, ProxyError, ProxyProtocol, ProxyServer, Target,
     ws_server::{AuthConfig, Binding, Heartbeat, ServerConfig},
 };
 
 /// Flags of `wskit proxy`.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
-    /// Listening address (repeatable). Default: 127.0.0.1:8080.
-    #[arg(long = "listen", value_name = "IP:PORT")]
+    /// Listening address (repeatable; a host name resolves). Default: 127.0.0.1:8080.
+    #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
     pub(crate) listen: Vec<SocketAddr>,
     /// Backend: tcp://host:port, tls://host:port, ws://... or wss://... (host:port means tcp).
     #[arg(long = "to", value_name = "URL")]
@@ -131,7 +131,8 @@ impl Routes {
 /// The `[proxy]` table of wskit.toml (same names as the flags' fields, with underscores).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct ProxyFile {
+pub(super) struct ProxyFile {
+    #[serde(deserialize_with = "super::de_listen")]
     listen: Vec<SocketAddr>,
     to: Option<String>,
     #[serde(alias = "route")]
@@ -225,22 +226,46 @@ fn build(args: Args) -> Result<ProxyConfig> {
             None => Binding::plain(a),
         })
         .collect();
+    if args.to.is_none()
+        && args.routes.is_empty()
+        && args.token_file.is_none()
+        && args.http_upstream.is_none()
+    {
+        bail!(
+            "nothing to proxy to: give --to URL (e.g. --to tcp://127.0.0.1:5900), \
+             --route PATH=URL, --token-file FILE or --http-upstream URL"
+        );
+    }
     if let Some(to) = &args.to {
-        cfg.target = Some(Target::parse(to).with_context(|| format!("--to {to}"))?);
+        cfg.target = Some(Target::parse(to).map_err(|e| flag_error("--to", to, &e))?);
     }
     for route in &args.routes {
         let Some((path, url)) = route.split_once('=') else {
-            bail!("--route expects PATH=URL, got {route:?}");
+            bail!("--route expects PATH=URL (e.g. /vnc=tcp://127.0.0.1:5900), got {route:?}");
         };
-        let target = Target::parse(url).with_context(|| format!("--route {route}"))?;
+        if !path.starts_with('/') {
+            bail!("--route {route:?}: the path must start with '/'");
+        }
+        let target = Target::parse(url).map_err(|e| flag_error("--route", route, &e))?;
         cfg.paths.push((path.to_owned(), target));
+    }
+    if let Some(file) = &args.token_file {
+        if let Err(e) = std::fs::metadata(file) {
+            bail!("--token-file {}: {e}", file.display());
+        }
     }
     cfg.token_file = args.token_file;
     if let Some(p) = args.token_param {
+        if p.is_empty() {
+            bail!("--token-param must not be empty");
+        }
         cfg.token_param = p;
     }
     if let Some(v) = &args.proxy_protocol {
-        cfg.proxy_protocol = Some(ProxyProtocol::parse(v)?);
+        let Ok(pp) = ProxyProtocol::parse(v) else {
+            bail!("--proxy-protocol expects v1 or v2, got {v:?}");
+        };
+        cfg.proxy_protocol = Some(pp);
     }
     if let Some(n) = args.max_connections {
         cfg.server.max_connections = n;
@@ -248,9 +273,15 @@ fn build(args: Args) -> Result<ProxyConfig> {
     cfg.server.allowed_origins = args.allowed_origins;
     cfg.connect_before_upgrade = args.connect_before_upgrade;
     if let Some(s) = args.connect_timeout {
+        if s == 0 {
+            bail!("--connect-timeout must be at least 1 second");
+        }
         cfg.connect_timeout = Duration::from_secs(s);
     }
     if let Some(s) = args.drain_timeout {
+        if s == 0 {
+            bail!("--drain-timeout must be at least 1 second");
+        }
         cfg.drain_timeout = Duration::from_secs(s);
     }
     if let Some(ca) = args.backend_ca {
@@ -279,7 +310,8 @@ fn build(args: Args) -> Result<ProxyConfig> {
         cfg.server.auth = Some(AuthConfig::basic(users));
     }
     if let Some(url) = &args.http_upstream {
-        let mut up = HttpUpstream::parse(url).with_context(|| format!("--http-upstream {url}"))?;
+        let mut up =
+            HttpUpstream::parse(url).map_err(|e| flag_error("--http-upstream", url, &e))?;
         if args.http_upstream_host {
             up.host_header = HostHeader::Upstream;
         }
@@ -287,11 +319,27 @@ fn build(args: Args) -> Result<ProxyConfig> {
             up.response_timeout = Duration::from_secs(s);
         }
         cfg.http_upstream = Some(up);
-    } else if args.http_upstream_host || args.http_timeout.is_some() {
-        bail!("--http-upstream-host and --http-timeout need --http-upstream");
+    } else if args.http_upstream_host {
+        bail!("--http-upstream-host needs --http-upstream");
+    } else if args.http_timeout.is_some() {
+        bail!("--http-timeout needs --http-upstream");
     }
-    cfg.validate().context("invalid configuration")?;
+    cfg.validate().map_err(|e| match e {
+        ProxyError::Config(why) => anyhow!("{why}"),
+        e => anyhow!("{e}"),
+    })?;
     Ok(cfg)
+}
+
+/// `FLAG "VALUE": why`, from a library error that quotes the value itself
+/// (`invalid target "x": missing port`).
+fn flag_error(flag: &str, value: &str, e: &ProxyError) -> anyhow::Error {
+    let text = match e {
+        ProxyError::Config(why) => why.as_str(),
+        _ => return anyhow!("{flag} {value:?}: {e}"),
+    };
+    let why = text.split_once("\": ").map_or(text, |(_, why)| why);
+    anyhow!("{flag} {value:?}: {why}")
 }
 
 /// `wskit proxy`: builds the runtime `--threads` asks for and runs the proxy on it.
@@ -313,21 +361,23 @@ pub(crate) fn main(args: Args) -> Result<()> {
     rt.block_on(run(args))
 }
 
-/// Runs `wskit proxy` until Ctrl-C.
+/// Runs `wskit proxy` until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// Invalid flags or configuration, an unreadable token file, addresses that cannot be bound.
 pub(crate) async fn run(args: Args) -> Result<()> {
     let config = build(args)?;
-    let proxy = ProxyServer::start(config).await?;
+    let proxy = ProxyServer::start(config).await.map_err(|e| match e {
+        ProxyError::TokenFile { path, source } => {
+            anyhow!("--token-file {}: {source}", path.display())
+        }
+        e => anyhow!("{e}"),
+    })?;
     for addr in proxy.local_addrs() {
         // Scripts and tests read this line to learn the port.
         println!("listening on {addr}");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("stopping");
+    super::shutdown_signal().await?;
     proxy.stop().await;
     Ok(())
 }

@@ -31,12 +31,12 @@ const DEFAULT_MAX_UPLOAD: u64 = 64 << 20;
 /// Flags of `wskit serve`.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
-    /// Plain listening address (repeatable). Default: 127.0.0.1:8080.
-    #[arg(long = "listen", value_name = "IP:PORT")]
+    /// Plain listening address (repeatable; a host name resolves). Default: 127.0.0.1:8080.
+    #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
     pub(crate) listen: Vec<SocketAddr>,
     /// TLS listening address (repeatable; needs --tls-cert). With --tls-cert and no
     /// --tls-listen, the --listen addresses use TLS.
-    #[arg(long = "tls-listen", value_name = "IP:PORT")]
+    #[arg(long = "tls-listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
     pub(crate) tls_listen: Vec<SocketAddr>,
     /// PEM certificate chain (or a combined PEM with the key).
     #[arg(long, value_name = "FILE")]
@@ -137,16 +137,20 @@ pub(crate) struct Args {
 /// The `[serve]` table of wskit.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct ServeFile {
+pub(super) struct ServeFile {
+    #[serde(deserialize_with = "super::de_listen")]
     listen: Vec<SocketAddr>,
+    #[serde(deserialize_with = "super::de_listen")]
     tls_listen: Vec<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     threads: Option<usize>,
     no_deflate: bool,
     deflate_level: Option<u8>,
+    #[serde(alias = "protocol")]
     protocols: Vec<String>,
     max_connections: Option<usize>,
+    #[serde(alias = "origin")]
     origins: Vec<String>,
     max_message: Option<usize>,
     max_frame: Option<usize>,
@@ -161,12 +165,15 @@ struct ServeFile {
     throttle: Option<u64>,
     send_queue: Option<usize>,
     slow_reader: Option<String>,
+    #[serde(alias = "user")]
     users: Vec<String>,
     public: Vec<String>,
     root: Option<PathBuf>,
     file_cache_ms: Option<u64>,
     /// Serve the built-in test page and client (default true).
     test_page: Option<bool>,
+    /// The flag's spelling: `no_test_page = true` is `test_page = false`.
+    no_test_page: bool,
     upload_dir: Option<PathBuf>,
     max_upload: Option<u64>,
 }
@@ -307,7 +314,7 @@ fn build(args: Args) -> Result<Setup> {
     }
     cfg.sse.enabled = true;
     cfg.sse.paths = vec![SSE_PATH.to_owned()];
-    let test_page = !args.no_test_page && f.test_page.unwrap_or(true);
+    let test_page = !args.no_test_page && !f.no_test_page && f.test_page.unwrap_or(true);
     let max_upload = args
         .max_upload
         .or(f.max_upload)
@@ -485,7 +492,7 @@ impl Handler for Serve {
     }
 }
 
-/// Runs `wskit serve` until Ctrl-C, on its own tokio runtime.
+/// Runs `wskit serve` until Ctrl-C or SIGTERM, on its own tokio runtime.
 ///
 /// # Errors
 /// Invalid flags or configuration, or addresses that cannot be bound.
@@ -512,10 +519,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             // Scripts (xtask autobahn, tests) read this line to learn the port.
             println!("listening on {addr}");
         }
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-        tracing::info!("stopping");
+        super::shutdown_signal().await?;
         server.stop().await;
         Ok(())
     })
@@ -533,7 +537,7 @@ mod tests {
         std::fs::write(
             &path,
             "[serve]\nlisten = [\"127.0.0.1:9001\"]\nheartbeat = 20\nusers = [\"a:b\"]\n\
-             slow_reader = \"backpressure\"\n[other]\nx = 1\n",
+             slow_reader = \"backpressure\"\n[proxy]\nto = \"x:1\"\n",
         )
         .unwrap();
         let args = Args {

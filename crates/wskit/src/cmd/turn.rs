@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 use stun_turn::net::{TurnServer, TurnServerConfig};
 use stun_turn::policy::Cidr;
@@ -14,8 +14,9 @@ use stun_turn::policy::Cidr;
 /// Flags of `wskit turn`.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
-    /// Listening address for UDP and TCP (repeatable). Default: 127.0.0.1:3478.
-    #[arg(long = "listen", value_name = "IP:PORT")]
+    /// Listening address for UDP and TCP (repeatable; a host name resolves).
+    /// Default: 127.0.0.1:3478.
+    #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
     pub(crate) listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
@@ -83,30 +84,39 @@ pub(crate) struct Args {
     pub(crate) config: Option<PathBuf>,
 }
 
-/// The `[turn]` table of wskit.toml (same names as the flags, with underscores).
+/// The `[turn]` table of wskit.toml (same names as the flags, with underscores; the
+/// repeatable flags' singular names and coturn's names accepted too).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct TurnFile {
+pub(super) struct TurnFile {
+    #[serde(deserialize_with = "super::de_listen")]
     listen: Vec<SocketAddr>,
     no_udp: bool,
     no_tcp: bool,
     realm: Option<String>,
+    #[serde(alias = "user")]
     users: Vec<String>,
+    #[serde(alias = "static_auth_secret")]
     auth_secret: Option<String>,
     relay_ip: Option<IpAddr>,
     min_port: Option<u16>,
     max_port: Option<u16>,
     allow_loopback_peers: bool,
+    #[serde(alias = "allow_peer", alias = "allowed_peer_ip")]
     allow_peers: Vec<String>,
+    #[serde(alias = "deny_peer", alias = "denied_peer_ip")]
     deny_peers: Vec<String>,
     user_quota: Option<usize>,
     total_quota: Option<usize>,
     lifetime: Option<u64>,
+    #[serde(alias = "max_allocate_lifetime")]
     max_lifetime: Option<u64>,
     stale_nonce: Option<u64>,
+    #[serde(alias = "max_bps")]
     bandwidth_limit: Option<u64>,
     fingerprint: bool,
     alternate_server: Option<SocketAddr>,
+    #[serde(alias = "relay_threads")]
     threads: Option<usize>,
 }
 
@@ -116,15 +126,104 @@ fn read_file(path: &std::path::Path) -> Result<TurnFile> {
 
 fn parse_user(s: &str) -> Result<(String, String)> {
     match s.split_once(':') {
-        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        Some((u, p)) if !u.is_empty() && u.len() <= 513 => Ok((u.to_string(), p.to_string())),
+        Some((u, _)) if u.len() > 513 => bail!("--user: the name must be at most 513 bytes"),
         _ => bail!("--user expects NAME:PASSWORD, got {s:?}"),
     }
 }
 
-fn parse_cidrs(list: &[String]) -> Result<Vec<Cidr>> {
+fn parse_cidrs(flag: &str, list: &[String]) -> Result<Vec<Cidr>> {
     list.iter()
-        .map(|s| s.parse::<Cidr>().with_context(|| format!("bad CIDR {s:?}")))
+        .map(|s| {
+            s.parse::<Cidr>().map_err(|_| {
+                anyhow::anyhow!("{flag} {s:?}: expected a network as ADDRESS/BITS, e.g. 10.0.0.0/8")
+            })
+        })
         .collect()
+}
+
+/// The checks of the library's `validate`, with the flags' names (the library names fields).
+fn check_flags(cfg: &TurnServerConfig) -> Result<()> {
+    let s = &cfg.server;
+    if cfg.udp.is_empty() && cfg.tcp.is_empty() {
+        bail!("--no-udp and --no-tcp together leave nothing to listen on");
+    }
+    if s.turn && s.users.is_empty() && s.auth_secret.is_none() {
+        bail!(
+            "wskit turn needs credentials: --user NAME:PASSWORD (repeatable) or \
+             --auth-secret SECRET (TURN REST API)"
+        );
+    }
+    if s.auth_secret.as_deref() == Some("") {
+        bail!("--auth-secret must not be empty");
+    }
+    if cfg.min_port == 0 {
+        bail!("--min-port must be at least 1");
+    }
+    if cfg.min_port > cfg.max_port {
+        bail!(
+            "--min-port {} is above --max-port {}: the relay port range is empty",
+            cfg.min_port,
+            cfg.max_port
+        );
+    }
+    if s.realm.is_empty() || s.realm.len() > 763 {
+        bail!("--realm must be 1 to 763 bytes");
+    }
+    if s.default_lifetime.is_zero() {
+        bail!("--lifetime must be at least 1 second");
+    }
+    if s.max_lifetime < s.default_lifetime {
+        bail!(
+            "--lifetime {} is above --max-lifetime {}",
+            s.default_lifetime.as_secs(),
+            s.max_lifetime.as_secs()
+        );
+    }
+    if s.max_lifetime > Duration::from_secs(u64::from(u32::MAX)) {
+        bail!("--max-lifetime must be below 2^32 seconds");
+    }
+    if s.nonce_lifetime.is_zero() {
+        bail!("--stale-nonce must be at least 1 second");
+    }
+    if s.user_quota == 0 {
+        bail!("--user-quota must be at least 1");
+    }
+    if s.total_quota == 0 {
+        bail!("--total-quota must be at least 1");
+    }
+    if s.bandwidth_limit == Some(0) {
+        bail!("--bandwidth-limit must be at least 1 byte per second (leave it out for no limit)");
+    }
+    if cfg.threads > TurnServerConfig::MAX_THREADS {
+        bail!(
+            "--threads must be at most {}",
+            TurnServerConfig::MAX_THREADS
+        );
+    }
+    let relay_ip = cfg
+        .relay_ip
+        .or_else(|| cfg.udp.first().or(cfg.tcp.first()).map(SocketAddr::ip));
+    match (s.turn, relay_ip, cfg.relay_ip) {
+        (true, Some(ip), None) if ip.is_unspecified() => bail!(
+            "--relay-ip is needed when --listen is a wildcard address ({ip}): give the address \
+             of this host that peers can reach"
+        ),
+        (true, _, Some(ip)) if ip.is_unspecified() => {
+            bail!("--relay-ip {ip}: give the address of this host that peers can reach")
+        }
+        (true, _, Some(ip)) => {
+            // Relay sockets bind there at each allocation: an address not on this host
+            // would only fail then.
+            if let Err(e) = std::net::UdpSocket::bind((ip, 0)) {
+                bail!(
+                    "--relay-ip {ip}: cannot bind a relay socket there ({e}); is it an address of this host?"
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Turns flags and file into the library configuration.
@@ -182,8 +281,8 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
     } else {
         args.deny_peers
     };
-    s.allowed_peers = parse_cidrs(&allow)?;
-    s.denied_peers = parse_cidrs(&deny)?;
+    s.allowed_peers = parse_cidrs("--allow-peer", &allow)?;
+    s.denied_peers = parse_cidrs("--deny-peer", &deny)?;
     if let Some(q) = args.user_quota.or(f.user_quota) {
         s.user_quota = q;
     }
@@ -205,27 +304,30 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
     if let Some(n) = args.threads.or(f.threads) {
         cfg.threads = n;
     }
-    cfg.validate().context("invalid configuration")?;
+    check_flags(&cfg)?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg)
 }
 
-/// Runs the server until interrupted (Ctrl-C).
+/// Runs the server until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: Args) -> Result<()> {
     serve(build(args, true)?, "turn").await
 }
 
 /// Shared by `wskit turn` and `wskit stun`.
 pub(crate) async fn serve(cfg: TurnServerConfig, what: &str) -> Result<()> {
-    let server = TurnServer::bind(cfg).await.context("starting the server")?;
+    let server = TurnServer::bind(cfg).await.map_err(|e| match e {
+        // The library names the address in its bind errors; the io layer adds nothing.
+        stun_turn::Error::Io(io) => anyhow::anyhow!("{io}"),
+        e => anyhow::anyhow!("{e}"),
+    })?;
     for a in server.udp_addrs() {
         tracing::info!("{what}: listening on udp {a}");
     }
     for a in server.tcp_addrs() {
         tracing::info!("{what}: listening on tcp {a}");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    super::shutdown_signal().await?;
     tracing::info!("{what}: shutting down");
     drop(server);
     Ok(())
