@@ -1,0 +1,121 @@
+//! Relay I/O: Send indications from clients, data from peers, bandwidth buckets.
+
+use super::*;
+
+pub(super) struct TokenBucket {
+    pub(super) rate: u64,
+    pub(super) tokens: u64,
+    pub(super) last: Instant,
+}
+
+impl TokenBucket {
+    pub(super) fn new(rate: u64, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: rate,
+            last: now,
+        }
+    }
+
+    pub(super) fn take(&mut self, n: usize, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last);
+        if !dt.is_zero() {
+            let add = (u128::from(self.rate) * dt.as_micros() / 1_000_000) as u64;
+            self.tokens = (self.tokens + add).min(self.rate);
+            self.last = now;
+        }
+        let n = n as u64;
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Server {
+    pub(super) fn client_indication(
+        &mut self,
+        now: Instant,
+        from: &FiveTuple,
+        msg: &Message<'_>,
+    ) -> Action {
+        if msg.method() != Method::SEND {
+            return Action::None;
+        }
+        let (Ok(Some(peer)), Some(payload)) =
+            (msg.xor_peer_address(), msg.range_of(AttrType::DATA))
+        else {
+            return Action::None;
+        };
+        let Some(a) = self.allocations.get_mut(from) else {
+            return Action::None;
+        };
+        if a.expires <= now || a.protocol != RelayProtocol::Udp || !a.permitted(peer.ip(), now) {
+            return Action::None;
+        }
+        if let Some(b) = &mut a.up
+            && !b.take(payload.len(), now)
+        {
+            return Action::None;
+        }
+        Action::ToPeer {
+            relay: a.relay,
+            peer,
+            payload,
+        }
+    }
+
+    /// Handles a datagram from `peer` on the UDP relay `relay`. When it may be delivered, the
+    /// ChannelData or Data indication is appended to `out` and the client to send it to is returned.
+    pub fn handle_peer(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<FiveTuple> {
+        let client = *self.by_relay.get(&relay)?;
+        let a = self.allocations.get_mut(&client)?;
+        if a.expires <= now || !a.permitted(peer.ip(), now) {
+            return None;
+        }
+        if let Some(b) = &mut a.down
+            && !b.take(data.len(), now)
+        {
+            return None;
+        }
+        if let Some(ch) = a
+            .channels
+            .iter()
+            .find(|c| c.peer == peer && c.expires > now)
+        {
+            ChannelData::encode(ch.number, data, client.transport.is_stream(), out).ok()?;
+        } else {
+            let tid = self.indication_tid();
+            let start = out.len();
+            let mut e =
+                MessageEncoder::new(out, MessageType::new(Method::DATA, Class::Indication), tid);
+            e.xor_peer_address(peer).data(data);
+            if self.cfg.fingerprint {
+                e.fingerprint();
+            }
+            if e.finish().is_err() {
+                out.truncate(start);
+                return None;
+            }
+        }
+        Some(client)
+    }
+
+    pub(super) fn indication_tid(&mut self) -> TransactionId {
+        // Indications need unique but not unpredictable ids: a counter keyed by the server start.
+        self.next_id += 1;
+        let mut b = [0u8; 12];
+        b[..8].copy_from_slice(&self.next_id.to_be_bytes());
+        b[8..].copy_from_slice(&(self.wall0 as u32).to_be_bytes());
+        TransactionId(b)
+    }
+}
