@@ -62,8 +62,8 @@ const PARTIAL_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Close reason of a connection refused for the server-wide partial-message budget.
 const PARTIAL_REASON: &str = "server busy: too much data in partly received messages";
 
-/// Polls a handler future, turning a panic into `Err(message)`.
-struct CatchUnwind<F>(F);
+/// Polls a future (a handler call, a connection task), turning a panic into `Err(message)`.
+pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;

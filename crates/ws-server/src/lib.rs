@@ -37,6 +37,19 @@
 //! queue. See the [`Handler`] docs for the pattern (ws-proxy uses it for its upstream
 //! buffer).
 //!
+//! Partly received messages: one connection holds at most `ws.max_message` bytes in an
+//! unfinished message, made of at most `ws.max_fragments` frames (65,536 by default), and a
+//! fragmented message must finish within `ws.message_timeout` (60 s; 1008 otherwise). All
+//! connections together hold at most [`ServerConfig::max_partial_bytes`] (1 GiB by default):
+//! past it a connection whose partly received message grows is closed with 1013, and a warning
+//! is logged at most once per 10 s.
+//!
+//! Handler panics: a panic in a [`Handler`] method of a WebSocket connection closes only that
+//! connection, with 1011; it reaches [`Handler::on_error`] as [`Error::HandlerPanicked`] and
+//! tracing at error level, `on_disconnect` still runs, the connection leaves the registry, and
+//! the server goes on. Plain-TCP and SSE connections and `on_http` are not guarded call by
+//! call yet: a panic there ends that connection's task, logged at error level.
+//!
 //! Memory: an idle plain connection holds no receive or send buffer (the receive buffer is
 //! taken only once data is really there, and both are released after a few idle seconds or
 //! after large messages); about 6.6 KiB of RSS per idle connection was measured at 10,000

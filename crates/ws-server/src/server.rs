@@ -183,7 +183,12 @@ async fn accept_loop<H: Handler>(
                 let handler = handler.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    serve(server, handler, tcp, peer, tls).await;
+                    // WebSocket handlers are guarded call by call (conn.rs); this catches the
+                    // rest (plain TCP, SSE, HTTP) so that no panic ends a task unreported.
+                    let task = std::pin::pin!(serve(server, handler, tcp, peer, tls));
+                    if let Err(panic) = conn::CatchUnwind(task).await {
+                        tracing::error!(%peer, %panic, "connection task panicked");
+                    }
                 });
             }
             Err(e) => {

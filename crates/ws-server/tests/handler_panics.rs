@@ -12,7 +12,9 @@ use std::{
 use common::{connect, local_config};
 use tokio::{sync::mpsc, time::timeout};
 use ws_frame::{CloseCode, Event, Message};
-use ws_server::{ConnInfo, Ctx, Disconnect, Error, Handler, Server, ServerHandle};
+use ws_server::{
+    Body, ConnInfo, Ctx, Disconnect, Error, Handler, Request, Response, Server, ServerHandle,
+};
 
 /// Echoes, except that "boom" panics in `on_message` and path `/connect-panics` panics in
 /// `on_connect`; reports errors and disconnects.
@@ -23,6 +25,13 @@ impl Handler for Fragile {
         if ctx.info().path() == "/connect-panics" {
             panic!("refusing to start");
         }
+    }
+
+    async fn on_http(&self, request: &Request, _body: &mut Body<'_>) -> Response {
+        if request.path() == "/http-panics" {
+            panic!("bad route");
+        }
+        Response::new(204)
     }
 
     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
@@ -142,5 +151,26 @@ async fn a_panic_in_on_connect_closes_that_connection_with_1011() {
     ok.send(Message::text("fine")).await;
     assert_eq!(ok.message().await, Some(Message::text("fine")));
     drop(ok);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_panic_in_on_http_ends_only_that_connection() {
+    let (tx, _reports) = mpsc::unbounded_channel();
+    let server = Server::start(local_config(), Fragile(tx)).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /http-panics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf))
+        .await
+        .expect("the connection ends")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no response from a panicked route");
+    let ok = common::request(addr, "GET /fine HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(ok.status, 204);
     server.stop().await;
 }
