@@ -125,12 +125,9 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// CONNACK codes after which trying again cannot help.
-const fn is_fatal(code: ReasonCode, version: Version) -> bool {
-    match version {
-        Version::V311 => matches!(code.0, 1 | 2 | 4 | 5),
-        Version::V5 => matches!(code.0, 0x84..=0x87 | 0x8A | 0x8C),
-    }
+/// CONNACK codes after which trying again cannot help (3.1.1 codes arrive mapped to these).
+const fn is_fatal(code: ReasonCode) -> bool {
+    matches!(code.0, 0x84..=0x87 | 0x8A | 0x8C)
 }
 
 impl Client {
@@ -290,7 +287,11 @@ impl Client {
     /// # Errors
     /// [`Error::Timeout`]; the errors of [`Client::publish`]; [`Error::NotSupported`] when
     /// the message was dropped under the server's limits.
-    pub async fn publish_and_wait(&self, publish: Publish, timeout: Duration) -> Result<Ack, Error> {
+    pub async fn publish_and_wait(
+        &self,
+        publish: Publish,
+        timeout: Duration,
+    ) -> Result<Ack, Error> {
         let (accepted, arx) = oneshot::channel();
         let (done, drx) = oneshot::channel();
         let fut = async {
@@ -623,7 +624,8 @@ impl Driver {
                 let data = tx.split().freeze();
                 if let Err(e) = transport.write(data).await {
                     tracing::debug!("MQTT write failed: {e}");
-                    self.session.handle_transport_closed(Instant::now().into_std());
+                    self.session
+                        .handle_transport_closed(Instant::now().into_std());
                 }
             }
             for ev in self.take_events() {
@@ -638,7 +640,7 @@ impl Driver {
                         if let Some(r) = self.ready.take() {
                             let _ = r.send(Ok(()));
                         }
-                    } else if is_fatal(ack.code, self.session.version()) || self.ready.is_some() {
+                    } else if is_fatal(ack.code) || self.ready.is_some() {
                         self.fail_ready(Error::Refused(ack.code));
                         ended = Some(Ended::Stop);
                     }

@@ -70,7 +70,8 @@ pub struct AckProperties {
 pub struct ConnAck {
     /// Session Present flag.
     pub session_present: bool,
-    /// Reason code (MQTT 5) or return code (3.1.1: 0 accepted, 1 to 5 refused).
+    /// Reason code. A 3.1.1 return code is given as its MQTT 5 equivalent (1: 0x84,
+    /// 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87), so that `is_success` means the same for both.
     pub code: ReasonCode,
     /// CONNACK properties (MQTT 5).
     pub properties: Option<ConnAckProperties>,
@@ -265,6 +266,30 @@ fn fixed_header(src: &[u8]) -> Result<Option<Fixed>, Error> {
 
 fn malformed(e: mqttbytes::Error) -> Error {
     Error::Malformed(format!("{e:?}"))
+}
+
+/// MQTT 3.1.1 CONNACK return codes (0 to 5) as their MQTT 5 equivalents.
+const fn v311_connack_code(code: u8) -> ReasonCode {
+    match code {
+        0 => ReasonCode::SUCCESS,
+        1 => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+        2 => ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        3 => ReasonCode::SERVER_UNAVAILABLE,
+        4 => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        5 => ReasonCode::NOT_AUTHORIZED,
+        _ => ReasonCode::UNSPECIFIED_ERROR,
+    }
+}
+
+const fn connack_code_v311(code: ReasonCode) -> u8 {
+    match code.0 {
+        0x00 => 0,
+        0x84 => 1,
+        0x85 => 2,
+        0x88 => 3,
+        0x86 => 4,
+        _ => 5,
+    }
 }
 
 /// Bounds-checked reader over a packet body.
@@ -607,7 +632,7 @@ impl Codec {
                 })),
                 v4::Packet::ConnAck(c) => Packet::ConnAck(ConnAck {
                     session_present: c.session_present,
-                    code: ReasonCode(c.code as u8),
+                    code: v311_connack_code(c.code as u8),
                     properties: None,
                 }),
                 v4::Packet::Publish(p) => Packet::Publish(v5::Publish {
@@ -814,7 +839,11 @@ impl Codec {
             Packet::ConnAck(c) => {
                 let mut body = BytesMut::new();
                 body.put_u8(u8::from(c.session_present));
-                body.put_u8(c.code.0);
+                body.put_u8(if v5 {
+                    c.code.0
+                } else {
+                    connack_code_v311(c.code)
+                });
                 if v5 {
                     let mut tmp = BytesMut::new();
                     let mut ack = v5::ConnAck::new(v5::ConnectReturnCode::Success, false);
@@ -978,6 +1007,13 @@ pub fn encoded_len(codec: &Codec, packet: &Packet) -> Result<usize, Error> {
 #[must_use]
 pub fn publish(topic: impl Into<String>, qos: QoS, payload: impl Into<Bytes>) -> Publish {
     v5::Publish::from_bytes(topic, qos.to_mqttbytes(), payload.into())
+}
+
+/// A SUBSCRIBE filter at `qos` with the default v5 options (set `nolocal`,
+/// `preserve_retain` and `retain_forward_rule` on the result to change them).
+#[must_use]
+pub fn subscribe_filter(path: impl Into<String>, qos: QoS) -> SubscribeFilter {
+    v5::SubscribeFilter::new(path.into(), qos.to_mqttbytes())
 }
 
 /// Skips a complete packet of unknown content at the front of `buf` (for tests and fuzzing).

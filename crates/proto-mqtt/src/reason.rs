@@ -4,8 +4,8 @@ use std::fmt;
 
 /// An MQTT reason code: a byte, with the names of MQTT 5 section 2.4 as constants.
 ///
-/// For MQTT 3.1.1 the same type carries the CONNACK return code (0 to 5) and the SUBACK code
-/// (0, 1, 2 or 0x80), as sent.
+/// For MQTT 3.1.1 the same type carries the SUBACK code (0, 1, 2 or 0x80) as sent, and the
+/// CONNACK return code mapped to its MQTT 5 equivalent (see [`crate::packet::ConnAck`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReasonCode(pub u8);
 

@@ -7,6 +7,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod relay;
+
 use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -52,6 +54,9 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// mosquitto's dynamic-security plugin as the Debian package installs it.
+pub const DYNSEC: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
+
 /// Broker options.
 #[derive(Clone, Debug, Default)]
 pub struct Opts {
@@ -72,8 +77,8 @@ pub struct Mosquitto {
     pub tls: u16,
     /// WebSocket over TLS, anonymous.
     pub wss: u16,
-    /// Plain MQTT with the password file (alice / wonderland) and the ACL
-    /// (alice: readwrite `public/#`, nothing on `secret/#`).
+    /// Plain MQTT with dynamic security: user alice / wonderland may subscribe and publish
+    /// to `public/#` and nothing else.
     pub auth: u16,
     /// The certificates (the server's is for localhost and 127.0.0.1).
     pub pki: TestPki,
@@ -84,7 +89,10 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker, or returns `None` (after [`missing`]) when mosquitto is not installed.
     pub fn start(opts: Opts) -> Option<Self> {
-        if !have("mosquitto", "-h") || !have("mosquitto_passwd", "-h") {
+        if !have("mosquitto", "-h")
+            || !have("mosquitto_ctrl", "--help")
+            || !Path::new(DYNSEC).exists()
+        {
             missing("mosquitto (apt-get install mosquitto)");
             return None;
         }
@@ -94,18 +102,18 @@ impl Mosquitto {
             .unwrap();
         let pki = TestPki::generate();
         let d = dir.path();
-        let passwd = d.join("passwd");
-        let st = Command::new("mosquitto_passwd")
-            .args(["-b", "-c"])
-            .arg(&passwd)
-            .args(["alice", "wonderland"])
+        // The auth listener uses mosquitto's dynamic-security plugin (its acl_file denies at
+        // delivery, never at SUBSCRIBE): alice / wonderland may use public/#, nothing else.
+        let dynsec = d.join("dynsec.json");
+        let st = Command::new("mosquitto_ctrl")
+            .args(["dynsec", "init"])
+            .arg(&dynsec)
+            .args(["admin", "adminpw"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(st.success(), "mosquitto_passwd failed");
-        let acl = d.join("acl");
-        std::fs::write(&acl, "user alice\ntopic readwrite public/#\n").unwrap();
+        assert!(st.success(), "mosquitto_ctrl dynsec init failed");
         let (tcp, ws, tls, wss, auth) = (
             free_port(),
             free_port(),
@@ -128,15 +136,18 @@ impl Mosquitto {
         if let Some(n) = opts.max_inflight {
             conf.push_str(&format!("max_inflight_messages {n}\n"));
         }
-        conf.push_str(&format!("log_dest file {}/mosquitto.log\nlog_type all\n", d.display()));
+        conf.push_str(&format!(
+            "log_dest file {}/mosquitto.log\nlog_type all\n",
+            d.display()
+        ));
         conf.push_str(&format!(
             "listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
              listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n\
              listener {tls} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
              listener {wss} 127.0.0.1\nprotocol websockets\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
-             listener {auth} 127.0.0.1\nprotocol mqtt\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
-            passwd.display(),
-            acl.display()
+             listener {auth} 127.0.0.1\nprotocol mqtt\nallow_anonymous false\n\
+             plugin {DYNSEC}\nplugin_opt_config_file {}\n",
+            dynsec.display()
         ));
         let conf_path = d.join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -152,6 +163,45 @@ impl Mosquitto {
             conf: conf_path,
         };
         m.spawn();
+        let ctrl = |args: &[&str]| {
+            let st = Command::new("mosquitto_ctrl")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &auth.to_string(),
+                    "-u",
+                    "admin",
+                    "-P",
+                    "adminpw",
+                    "dynsec",
+                ])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "mosquitto_ctrl dynsec {args:?}");
+        };
+        ctrl(&["createClient", "alice", "-p", "wonderland"]);
+        ctrl(&["createRole", "public"]);
+        ctrl(&[
+            "addRoleACL",
+            "public",
+            "subscribePattern",
+            "public/#",
+            "allow",
+            "5",
+        ]);
+        ctrl(&[
+            "addRoleACL",
+            "public",
+            "publishClientSend",
+            "public/#",
+            "allow",
+            "5",
+        ]);
+        ctrl(&["addClientRole", "alice", "public", "5"]);
         Some(m)
     }
 
