@@ -4,7 +4,7 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use ws_server::{Request, ServerConfig, SlowReaderPolicy};
 
-use crate::{error::ProxyError, http_forward::HttpUpstream};
+use crate::{error::ProxyError, upstream::HttpUpstream};
 
 /// Where a bridged connection goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -163,13 +163,14 @@ mod http_forward;
 mod pp;
 mod server;
 mod tokens;
+mod upstream;
 
 pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
 pub use error::ProxyError;
 pub use hooks::{Hooks, NoHooks};
-pub use http_forward::{HostHeader, HttpUpstream};
 pub use pp::V2_SIGNATURE;
 pub use server::ProxyServer;
 pub use tokens::parse_token_file;
+pub use upstream::{HostHeader, HttpUpstream};
 /// The server crate the proxy runs on (its configuration, request and connection types).
 pub use ws_server;
