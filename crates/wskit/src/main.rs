@@ -35,6 +35,8 @@ enum Command {
     Stun(cmd::stun::Args),
     /// Prints this host's reflexive address as a STUN server sees it.
     StunClient(cmd::stun_client::Args),
+    /// Signs and verifies JSON Web Tokens.
+    Jwt(cmd::jwt::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Turn(args) => block_on(cmd::turn::run(args)),
         Command::Stun(args) => block_on(cmd::stun::run(args)),
         Command::StunClient(args) => block_on(cmd::stun_client::run(args)),
+        Command::Jwt(args) => cmd::jwt::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod client;
+pub(crate) mod jwt;
 pub(crate) mod proxy;
 pub(crate) mod serve;
 pub(crate) mod stun;
