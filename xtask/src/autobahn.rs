@@ -80,6 +80,17 @@ fn user_base() -> Result<PathBuf> {
     Ok(home()?.join(".cache/wskit/ab"))
 }
 
+/// Why the suite cannot run here (no wstest and no Python 2.7 to install it with), if so.
+pub(crate) fn missing() -> Option<String> {
+    let (Ok(base), Ok(home)) = (user_base(), home()) else {
+        return Some("HOME is not set".into());
+    };
+    let pip = home.join(".pyenv/versions/2.7.18/bin/pip");
+    (!base.join("bin/wstest").is_file() && !pip.is_file()).then(|| {
+        "Autobahn|Testsuite needs Python 2.7 (pyenv's CPython 2.7.18) to install wstest".into()
+    })
+}
+
 /// Installs wstest if needed and returns its path.
 fn wstest() -> Result<PathBuf> {
     let base = user_base()?;

@@ -3,8 +3,9 @@
 //!
 //! Two checks frame the run: it ends with a summary of what was skipped (tests whose real peer is
 //! missing print a line starting with `SKIPPED:`, which this module collects from the test output,
-//! and the steps turned off by a flag or a missing tool) with the one command that installs the
-//! peers, and it fails when the run changed the working tree (`git status --porcelain`): run
+//! and the steps turned off by a flag or skipped for a missing tool: Autobahn without Python 2.7,
+//! the browser test without Chromium or node, the fuzz smoke run without cargo-fuzz; under
+//! `WSKIT_REQUIRE_PEERS=1` these fail instead) with the one command that installs the peers, and it fails when the run changed the working tree (`git status --porcelain`): run
 //! artefacts belong in target/, committed copies change only through an explicit `--update`.
 
 use crate::flags::Args;
@@ -102,7 +103,14 @@ fn run_steps(
         ]),
     )?;
     skips.tests = tests(cargo().args(["test", "--workspace", "--locked", "--", "--show-output"]))?;
-    let _ = skip_quickstart; // the README quick start step comes with the README's blocks
+    if skip_quickstart {
+        eprintln!("\n==> README quick start: skipped (--no-quickstart)");
+        skips
+            .steps
+            .push("README quick start: --no-quickstart".into());
+    } else {
+        crate::quickstart::run(None)?;
+    }
     step(
         "docs",
         cargo()
@@ -114,20 +122,31 @@ fn run_steps(
         "benches build",
         cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
     )?;
+    let require = require_peers();
+    let autobahn_missing = crate::autobahn::missing().filter(|_| !require);
     if skip_autobahn {
         eprintln!("\n==> autobahn server: skipped (--no-autobahn)");
         skips
             .steps
             .push("autobahn server and client: --no-autobahn".into());
+    } else if let Some(why) = autobahn_missing {
+        eprintln!("\n==> autobahn server and client: skipped, {why}");
+        skips
+            .steps
+            .push(format!("autobahn server and client: {why}"));
     } else {
         eprintln!("\n==> autobahn server (all 517 cases, about 8 minutes)");
         crate::autobahn::run(crate::autobahn::Side::Server, false)?;
         eprintln!("\n==> autobahn client (all 517 cases)");
         crate::autobahn::run(crate::autobahn::Side::Client, false)?;
     }
+    let browser_missing = crate::interop::missing().filter(|_| !require);
     if skip_browser {
         eprintln!("\n==> browser interop: skipped (--no-browser)");
         skips.steps.push("browser interop: --no-browser".into());
+    } else if let Some(why) = browser_missing {
+        eprintln!("\n==> browser interop: skipped, {why}");
+        skips.steps.push(format!("browser interop: {why}"));
     } else {
         eprintln!("\n==> browser interop (headless Chromium against wskit serve)");
         crate::interop::browser(None, false)?;
@@ -135,12 +154,20 @@ fn run_steps(
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
         skips.steps.push("fuzz smoke: --no-fuzz".into());
+    } else if require && !crate::util::have("cargo-fuzz") {
+        bail!("WSKIT_REQUIRE_PEERS=1 but cargo-fuzz is not installed (cargo install cargo-fuzz)");
     } else if !fuzz::smoke(fuzz_secs)? {
         skips
             .steps
             .push("fuzz smoke: cargo-fuzz is not installed".into());
     }
     Ok(())
+}
+
+/// Whether every peer must be there (`WSKIT_REQUIRE_PEERS=1`, as `.ci/run` sets): then a missing
+/// one fails the run instead of being skipped, in the tests and here.
+fn require_peers() -> bool {
+    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
 
 /// Runs `cargo test ... -- --show-output`, passing its output through except the captured output

@@ -2,7 +2,8 @@
 //! `wskit serve`, through the built-in test page.
 //!
 //! Checks that /usr/bin/chromium and node exist, installs xtask/interop/browser's npm dependencies
-//! when node_modules is missing, builds `wskit` in release mode (unless a binary is given), starts
+//! with `npm ci` when node_modules is missing (it never rewrites the committed package-lock.json),
+//! builds `wskit` in release mode (unless a binary is given), starts
 //! `wskit serve --listen 127.0.0.1:PORT --upload-dir DIR` on a free port and waits for its
 //! `listening on 127.0.0.1:PORT` line, then runs `node test.mjs PORT SCREENSHOT UPLOAD_COPY`. That
 //! script loads `/`, connects to `/echo` and checks permessage-deflate, echoes a text and a binary
@@ -45,6 +46,14 @@ impl Drop for Proc {
     }
 }
 
+/// Why the browser test cannot run here (no Chromium, node or npm), if so.
+pub(crate) fn missing() -> Option<String> {
+    if !Path::new(CHROMIUM).is_file() {
+        return Some(format!("{CHROMIUM} not found"));
+    }
+    (!util::have("node") || !util::have("npm")).then(|| "node and npm not found".to_owned())
+}
+
 /// `cargo xtask interop browser [--wskit PATH] [--update]`: uses `wskit_bin` (taking `serve` flags)
 /// instead of building when given; `update` copies the screenshot to docs/test-page.png.
 pub(crate) fn browser(wskit_bin: Option<PathBuf>, update: bool) -> Result<()> {
@@ -57,9 +66,9 @@ pub(crate) fn browser(wskit_bin: Option<PathBuf>, update: bool) -> Result<()> {
     let package = root().join(PACKAGE);
     if !package.join("node_modules/playwright-core").is_dir() {
         util::step(
-            "npm install (playwright-core)",
+            "npm ci (playwright-core, as pinned in package-lock.json)",
             Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund"])
+                .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&package),
         )?;
     }

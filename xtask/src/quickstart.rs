@@ -202,7 +202,7 @@ fn stop_group(group: u32) {
     }
     let deadline = Instant::now() + STOP_GRACE;
     while Instant::now() < deadline {
-        if !signal("-0") {
+        if !group_alive(group) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -210,6 +210,27 @@ fn stop_group(group: u32) {
     signal("-KILL");
     // Give the kernel a moment to release the ports.
     std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Whether a process of the group still runs (zombies, which an init that does not reap may leave
+/// behind, do not count: they hold no port).
+fn group_alive(group: u32) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|entry| {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1);
+        state != Some("Z") && pgrp == Some(group.to_string().as_str())
+    })
 }
 
 #[cfg(test)]
