@@ -265,6 +265,8 @@ impl Supervisor {
                 }
                 match connect_url(self.url.clone(), &self.config).await {
                     Ok(conn) => {
+                        // Sends work as soon as the application hears of the new connection.
+                        self.set_current(Some(conn.writer()));
                         if self
                             .tx
                             .send(ClientEvent::Reconnected {
