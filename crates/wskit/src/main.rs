@@ -5,6 +5,8 @@
 
 mod cmd;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Protocol layers for real-time systems: WebSocket, HTTP, STUN/TURN and more.
@@ -39,8 +41,15 @@ enum Command {
     Jwt(cmd::jwt::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
@@ -61,7 +70,76 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs an async subcommand on a multi-thread runtime.
+/// Ends the process with this status without printing anything more: the subcommand already
+/// said why (e.g. `client`'s "closed: 1006 ..." line).
+#[derive(Debug)]
+pub(crate) struct Exit(pub(crate) u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Prints an error as `error: ...` and one `caused by: ...` line per further cause, leaving out
+/// causes whose text the line before already shows; never a backtrace (these are user errors,
+/// whatever RUST_BACKTRACE says). Exit status 1.
+fn report(e: &anyhow::Error) -> ExitCode {
+    if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+        return ExitCode::from(*code);
+    }
+    for line in error_lines(e) {
+        eprintln!("{line}");
+    }
+    ExitCode::FAILURE
+}
+
+fn error_lines(e: &anyhow::Error) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || last.contains(&text) {
+            continue;
+        }
+        let prefix = if lines.is_empty() {
+            "error: "
+        } else {
+            "caused by: "
+        };
+        lines.push(format!("{prefix}{text}"));
+        last = text;
+    }
+    lines
+}
+
+/// Runs an async subcommand on a multi-thread runtime. Once it returned, the runtime is shut
+/// down without waiting: a blocking read of stdin (`client`) may never end by itself.
 fn block_on(fut: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(fut)
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(fut);
+    rt.shutdown_background();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_shown_are_left_out() {
+        let inner = std::io::Error::other("tls handshake eof");
+        let e = anyhow::Error::new(inner)
+            .context("TLS handshake: tls handshake eof")
+            .context("connecting to wss://h/");
+        assert_eq!(
+            error_lines(&e),
+            [
+                "error: connecting to wss://h/",
+                "caused by: TLS handshake: tls handshake eof"
+            ]
+        );
+    }
 }

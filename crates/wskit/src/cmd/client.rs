@@ -1,18 +1,37 @@
 //! `wskit client URL`: a WebSocket client on the terminal, like websocat.
 //!
-//! Every line read from stdin is sent as one message (text, or binary with `--binary`);
-//! every message received goes to stdout (text followed by a newline, binary as raw bytes).
-//! At the end of stdin the client closes with 1000 and waits for the server's Close. Status
-//! (connected, reconnecting, closed with code and reason) goes to stderr.
+//! Every line read from stdin is sent as one message (text, or binary with `--binary`; with a
+//! line ending by `--newline` or `--crlf`); every message received goes to stdout (text followed
+//! by a newline, binary as raw bytes or hex with `--binary-output hex`, then `--separator`).
+//! At the end of stdin the client keeps printing replies until none came for `--linger` seconds
+//! (1 by default) or the server closed, then closes with 1000 and waits for the server's Close.
+//! Status goes to stderr: `connected to URL`, then once `closed: CODE NAME, by us` (or `by the
+//! server`, with the reason when there is one). The exit status is 0 after a close with 1000,
+//! 1001 or no code, 1 after any other close (1006 when the connection was lost, 1011, ...) and
+//! when the connection could not be made.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use ws_client::{
-    Auth, ClientConfig, ClientEvent, CloseCode, Heartbeat, Message, Proxy, ProxyKind, Reconnect,
-    ReconnectingWebSocket, WebSocket, connect, ws_frame::deflate::DeflateConfig,
+    Auth, ClientConfig, ClientEvent, CloseCode, CloseInfo, Heartbeat, Initiator, Message, Proxy,
+    ProxyKind, Reconnect, ReconnectingWebSocket, WebSocket, connect,
+    ws_frame::deflate::DeflateConfig,
 };
+
+use crate::Exit;
+
+/// How `wskit client` writes binary messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BinaryOutput {
+    /// The bytes as they are.
+    #[default]
+    Raw,
+    /// Lower-case hexadecimal.
+    Hex,
+}
 
 /// Flags of `wskit client`.
 #[derive(Debug, Default, clap::Args)]
@@ -32,6 +51,24 @@ pub(crate) struct Args {
     /// Send stdin lines as binary messages instead of text.
     #[arg(long)]
     pub(crate) binary: bool,
+    /// Append a newline (LF) to every message sent.
+    #[arg(long, conflicts_with = "crlf")]
+    pub(crate) newline: bool,
+    /// Append CR LF to every message sent.
+    #[arg(long)]
+    pub(crate) crlf: bool,
+    /// How binary messages received are written: `raw` bytes or `hex` (text messages are
+    /// written as they are, each followed by a newline). Default: raw.
+    #[arg(long, value_enum, value_name = "raw|hex", default_value_t = BinaryOutput::Raw)]
+    pub(crate) binary_output: BinaryOutput,
+    /// Written after each binary message received (`\n`, `\r`, `\t`, `\0` understood).
+    /// Default: nothing after raw messages, a newline after hex ones.
+    #[arg(long, value_name = "STRING")]
+    pub(crate) separator: Option<String>,
+    /// After the input ends, keep printing replies until none came for SECS seconds (or the
+    /// server closed), then close. 0 closes at once. Default: 1.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub(crate) linger: f64,
     /// Do not offer permessage-deflate.
     #[arg(long)]
     pub(crate) no_deflate: bool,
@@ -57,7 +94,8 @@ pub(crate) struct Args {
     /// Seconds to wait for a pong before the peer counts as dead. Default: the ping interval.
     #[arg(long, value_name = "SECS")]
     pub(crate) ping_timeout: Option<u64>,
-    /// Reconnect after unexpected disconnects (jittered exponential backoff).
+    /// Reconnect after unexpected disconnects (jittered exponential backoff); a first connect
+    /// that fails for a reason that may pass (refused, timed out, 5xx) is retried too.
     #[arg(long)]
     pub(crate) reconnect: bool,
     /// Give up after this many reconnect attempts in a row (0: never). Default: 0.
@@ -145,6 +183,7 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
     if args.reconnect {
         let mut r = Reconnect::default();
         r.max_attempts = args.max_attempts;
+        r.retry_initial = true;
         c.reconnect = Some(r);
     }
     c.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
@@ -152,81 +191,219 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
     Ok(c)
 }
 
-/// Runs `wskit client` on stdin and stdout until stdin ends or the connection closes.
+/// Runs `wskit client` on stdin and stdout until the connection ends.
 pub(crate) async fn run(args: Args) -> Result<()> {
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     run_io(args, stdin, tokio::io::stdout()).await
 }
 
-fn line_message(line: String, binary: bool) -> Message {
-    if binary {
+/// How messages are written to the output.
+struct Printer {
+    hex: bool,
+    separator: Vec<u8>,
+}
+
+impl Printer {
+    fn new(args: &Args) -> Self {
+        let hex = args.binary_output == BinaryOutput::Hex;
+        let separator = match &args.separator {
+            Some(s) => unescape(s),
+            None if hex => b"\n".to_vec(),
+            None => Vec::new(),
+        };
+        Self { hex, separator }
+    }
+
+    async fn write<W: AsyncWrite + Unpin>(&self, out: &mut W, msg: &Message) -> Result<()> {
+        match msg {
+            Message::Text(t) => {
+                out.write_all(t.as_bytes()).await?;
+                out.write_all(b"\n").await?;
+            }
+            Message::Binary(b) if self.hex => {
+                let mut hex = String::with_capacity(b.len() * 2);
+                for byte in b.iter() {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                out.write_all(hex.as_bytes()).await?;
+                out.write_all(&self.separator).await?;
+            }
+            Message::Binary(b) => {
+                out.write_all(b).await?;
+                out.write_all(&self.separator).await?;
+            }
+        }
+        out.flush().await?;
+        Ok(())
+    }
+}
+
+/// `\n`, `\r`, `\t`, `\0` and `\\` in a separator given on the command line.
+fn unescape(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some(other) => {
+                out.push(b'\\');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            }
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
+/// The message for one input line, with the line ending the flags ask for.
+fn line_message(mut line: String, args: &Args) -> Message {
+    if args.crlf {
+        line.push_str("\r\n");
+    } else if args.newline {
+        line.push('\n');
+    }
+    if args.binary {
         Message::binary(line.into_bytes())
     } else {
         Message::text(line)
     }
 }
 
-async fn write_message<W: AsyncWrite + Unpin>(out: &mut W, msg: &Message) -> Result<()> {
-    match msg {
-        Message::Text(t) => {
-            out.write_all(t.as_bytes()).await?;
-            out.write_all(b"\n").await?;
-        }
-        Message::Binary(b) => out.write_all(b).await?,
+/// A close code's name, as RFC 6455 section 7.4 and the IANA registry call it.
+fn code_name(code: CloseCode) -> &'static str {
+    match u16::from(code) {
+        1000 => "normal",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1005 => "no status code",
+        1006 => "abnormal closure",
+        1007 => "invalid payload",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "extension required",
+        1011 => "internal error",
+        1012 => "service restart",
+        1013 => "try again later",
+        1014 => "bad gateway",
+        1015 => "TLS failure",
+        3000..=3999 => "registered",
+        4000..=4999 => "application",
+        _ => "unknown",
     }
-    out.flush().await?;
-    Ok(())
+}
+
+/// `closed: 1000 normal, by us`, `closed: 1011 internal error, by the server: backend
+/// unavailable: ...`; `error` stands in for an empty reason.
+fn close_line(info: &CloseInfo, error: Option<&str>) -> String {
+    let code = u16::from(info.code);
+    let mut line = if info.code == CloseCode::ABNORMAL {
+        format!("closed: {code} abnormal closure, the connection ended without a Close frame")
+    } else {
+        let by = match info.by {
+            Initiator::User => "by us",
+            Initiator::Remote => "by the server",
+            Initiator::Local => "by us (the connection failed)",
+        };
+        format!("closed: {code} {}, {by}", code_name(info.code))
+    };
+    let reason = if info.reason.is_empty() {
+        error.unwrap_or("")
+    } else {
+        info.reason.as_str()
+    };
+    if !reason.is_empty() {
+        line.push_str(": ");
+        line.push_str(reason);
+    }
+    line
+}
+
+/// Whether the connection ended the way a session should: 1000, 1001 (the server is going
+/// away) or a Close frame without a code.
+fn is_clean(info: &CloseInfo) -> bool {
+    [CloseCode::NORMAL, CloseCode::AWAY, CloseCode::NO_STATUS].contains(&info.code)
+}
+
+/// Prints the close line once and turns an abnormal close into exit status 1.
+fn finish(info: Option<&CloseInfo>, error: Option<&str>) -> Result<()> {
+    match info {
+        Some(info) => {
+            eprintln!("{}", close_line(info, error));
+            if is_clean(info) {
+                Ok(())
+            } else {
+                Err(Exit(1).into())
+            }
+        }
+        None => {
+            eprintln!("closed: {}", error.unwrap_or("connection ended"));
+            Err(Exit(1).into())
+        }
+    }
+}
+
+/// Adds the server's answer to a refused upgrade when it is short text (it often says why).
+fn connect_error(e: ws_client::Error, url: &str) -> anyhow::Error {
+    let body = match &e {
+        ws_client::Error::Http(r) => std::str::from_utf8(&r.body)
+            .ok()
+            .map(str::trim)
+            .filter(|b| !b.is_empty() && b.len() <= 300 && !b.starts_with('<'))
+            .map(str::to_owned),
+        _ => None,
+    };
+    let e = anyhow::Error::new(e);
+    let e = match body {
+        Some(b) => e.context(format!("the server said: {b}")),
+        None => e,
+    };
+    e.context(format!("connecting to {url}"))
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn linger(args: &Args) -> Result<Duration> {
+    Duration::try_from_secs_f64(args.linger)
+        .map_err(|_| anyhow::anyhow!("--linger {}: expected seconds, 0 or more", args.linger))
 }
 
 /// The loop of `wskit client` over any input and output (tests use in-memory ones).
+///
+/// Input lines are sent until the input ends; replies keep being printed until none came for
+/// `--linger` seconds, then the client closes with 1000 and waits for the server's Close. The
+/// close is printed once; an abnormal one ends in [`Exit`] 1.
 pub(crate) async fn run_io<R, W>(args: Args, input: R, mut output: W) -> Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let config = config(&args)?;
+    let linger = linger(&args)?;
+    let printer = Printer::new(&args);
     let mut lines = input.lines();
     if config.reconnect.is_some() {
-        let mut ws = ReconnectingWebSocket::connect(args.url.as_str(), config)
-            .await
-            .with_context(|| format!("connecting to {}", args.url))?;
-        eprintln!("connected to {}", ws.url());
-        loop {
-            tokio::select! {
-                line = lines.next_line() => match line? {
-                    Some(line) => {
-                        if let Err(e) = ws.send(line_message(line, args.binary)).await {
-                            eprintln!("not sent ({e})");
-                        }
-                    }
-                    None => {
-                        let info = ws.close(CloseCode::NORMAL, "").await?;
-                        eprintln!("closed: {info:?}");
-                        return Ok(());
-                    }
-                },
-                event = ws.next_event() => match event {
-                    Some(ClientEvent::Message(msg)) => write_message(&mut output, &msg).await?,
-                    Some(ClientEvent::Disconnected { info, error }) => match error {
-                        Some(e) => eprintln!("disconnected: {e}"),
-                        None => eprintln!("disconnected: {info:?}"),
-                    },
-                    Some(ClientEvent::Reconnected { url, attempt }) => {
-                        eprintln!("reconnected to {url} (attempt {attempt})");
-                    }
-                    Some(ClientEvent::AttemptFailed { attempt, error }) => {
-                        eprintln!("reconnect attempt {attempt} failed: {error}");
-                    }
-                    Some(ClientEvent::GaveUp(error)) => bail!("gave up reconnecting: {error}"),
-                    Some(_) => {}
-                    None => return Ok(()),
-                },
-            }
-        }
+        return run_reconnecting(args, config, linger, &printer, lines, output).await;
     }
     let ws: WebSocket = connect(args.url.as_str(), config)
         .await
-        .with_context(|| format!("connecting to {}", args.url))?;
+        .map_err(|e| connect_error(e, &args.url))?;
     eprintln!(
         "connected to {}{}",
         ws.url(),
@@ -236,29 +413,135 @@ where
     );
     let (mut reader, writer) = ws.split();
     let mut stdin_open = true;
+    // Set once the input ended: when to close if no reply comes before.
+    let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line? {
-                Some(line) => writer.send(line_message(line, args.binary)).await?,
+                Some(line) => {
+                    if writer.send(line_message(line, &args)).await.is_err() {
+                        // The connection is closing; what is left to read says why.
+                        stdin_open = false;
+                    }
+                }
                 None => {
                     stdin_open = false;
-                    let info = writer.close(CloseCode::NORMAL, "").await?;
-                    eprintln!("closed: {info:?}");
+                    deadline = Some(Instant::now() + linger);
                 }
             },
             msg = reader.recv() => match msg {
-                Some(Ok(msg)) => write_message(&mut output, &msg).await?,
-                Some(Err(e)) => return Err(e).context("connection failed"),
-                None => {
-                    if let Some(info) = reader.close_info() {
-                        eprintln!("closed: {info:?}");
+                Some(Ok(msg)) => {
+                    printer.write(&mut output, &msg).await?;
+                    if let Some(d) = &mut deadline {
+                        *d = Instant::now() + linger;
                     }
-                    return Ok(());
                 }
+                Some(Err(e)) => {
+                    let info = reader.close_info();
+                    // A lost connection is what 1006 already says; other failures add why.
+                    let lost = matches!(
+                        e,
+                        ws_client::Error::Protocol(ws_frame::Error::UnexpectedEof)
+                    );
+                    let why = (!lost).then(|| e.to_string());
+                    return finish(info.as_ref(), why.as_deref());
+                }
+                None => return finish(reader.close_info().as_ref(), None),
+            },
+            () = until(deadline) => {
+                deadline = None;
+                // Close in the background: the reader keeps draining until the server's Close.
+                let w = writer.clone();
+                tokio::spawn(async move { w.close(CloseCode::NORMAL, "").await });
             },
         }
     }
 }
+
+async fn run_reconnecting<R, W>(
+    args: Args,
+    config: ClientConfig,
+    linger: Duration,
+    printer: &Printer,
+    mut lines: tokio::io::Lines<R>,
+    mut output: W,
+) -> Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut ws = ReconnectingWebSocket::connect(args.url.as_str(), config)
+        .await
+        .map_err(|e| connect_error(e, &args.url))?;
+    if ws.is_connected() {
+        eprintln!("connected to {}", ws.url());
+    } else {
+        eprintln!("{} did not answer; retrying", ws.url());
+    }
+    let mut stdin_open = true;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line? {
+                Some(line) => {
+                    if let Err(e) = ws.send(line_message(line, &args)).await {
+                        eprintln!("not sent ({e})");
+                    }
+                }
+                None => {
+                    stdin_open = false;
+                    deadline = Some(Instant::now() + linger);
+                }
+            },
+            event = ws.next_event() => match event {
+                Some(ClientEvent::Message(msg)) => {
+                    printer.write(&mut output, &msg).await?;
+                    if let Some(d) = &mut deadline {
+                        *d = Instant::now() + linger;
+                    }
+                }
+                Some(ClientEvent::Disconnected { info, error }) => {
+                    let error = error.map(|e| e.to_string());
+                    match &info {
+                        Some(i) => eprintln!("dis{}", close_line(i, error.as_deref())),
+                        None => eprintln!("disconnected: {}", error.as_deref().unwrap_or("")),
+                    }
+                }
+                Some(ClientEvent::Reconnected { url, attempt }) => {
+                    eprintln!("connected to {url} (attempt {attempt})");
+                }
+                Some(ClientEvent::AttemptFailed { attempt, error }) => {
+                    eprintln!("attempt {attempt} failed: {error}");
+                }
+                Some(ClientEvent::GaveUp(error)) => {
+                    return Err(anyhow::Error::new(ClientError(error)))
+                        .context("gave up reconnecting");
+                }
+                Some(_) => {}
+                None => return finish(None, None),
+            },
+            () = until(deadline) => {
+                return match ws.close(CloseCode::NORMAL, "").await {
+                    Ok(info) => finish(Some(&info), None),
+                    Err(ws_client::Error::Closed) => finish(None, Some("not connected")),
+                    Err(e) => finish(None, Some(&e.to_string())),
+                };
+            },
+        }
+    }
+}
+
+/// A shared library error as an error source.
+#[derive(Debug)]
+struct ClientError(std::sync::Arc<ws_client::Error>);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ClientError {}
 
 #[cfg(test)]
 mod tests {
