@@ -206,3 +206,53 @@ fn proxy_logs_backend_failures_and_connections_at_info_and_stops_on_sigterm() {
     assert!(line.contains("INFO"), "{line}");
     assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
 }
+
+#[test]
+fn turn_logs_a_refused_peer_once_per_allocation_with_the_flag_that_allows_it() {
+    use std::io::Read as _;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut turn = cli::wskit()
+        .args(["turn", "--user", "alice:pw", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = format!("turn:{listen}");
+    let check = [
+        "turn-client",
+        &server,
+        "--user",
+        "alice:pw",
+        "--peer",
+        "127.0.0.1:9",
+    ];
+    let mut r = run(&check);
+    for _ in 0..50 {
+        if r.stdout.contains("allocate:") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        r = run(&check);
+    }
+    assert_eq!(r.code, Some(1), "the permission is refused: {r:?}");
+    let second = run(&check);
+    assert_eq!(second.code, Some(1), "{second:?}");
+    cli::signal(&turn, "-TERM");
+    let status = turn.wait().unwrap();
+    let mut stderr = String::new();
+    turn.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("refused peer 127.0.0.1:9"))
+        .collect();
+    assert_eq!(refused.len(), 2, "one line per allocation: {stderr}");
+    for line in refused {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains("--allow-loopback-peers"), "{line}");
+    }
+}
