@@ -2,6 +2,7 @@
 //! library `Config` and calls the library.
 
 pub(crate) mod bench;
+pub(crate) mod cert;
 pub(crate) mod client;
 pub(crate) mod jwt;
 pub(crate) mod proxy;
