@@ -37,6 +37,8 @@ enum Command {
     Stun(cmd::stun::Args),
     /// Prints this host's reflexive address as a STUN server sees it.
     StunClient(cmd::stun_client::Args),
+    /// Checks a TURN server: allocate, permission, send, receive, refresh, release.
+    TurnClient(cmd::turn_client::Args),
     /// Writes a self-signed certificate and key for development TLS (`serve`, `client`).
     Cert(cmd::cert::Args),
     /// Signs and verifies JSON Web Tokens.
@@ -68,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Turn(args) => block_on(cmd::turn::run(args)),
         Command::Stun(args) => block_on(cmd::stun::run(args)),
         Command::StunClient(args) => block_on(cmd::stun_client::run(args)),
+        Command::TurnClient(args) => block_on(cmd::turn_client::run(args)),
         Command::Cert(args) => cmd::cert::run(&args),
         Command::Jwt(args) => cmd::jwt::run(args),
     }

@@ -10,6 +10,7 @@ pub(crate) mod serve;
 pub(crate) mod stun;
 pub(crate) mod stun_client;
 pub(crate) mod turn;
+pub(crate) mod turn_client;
 
 /// The tables a wskit.toml may hold, one per subcommand that reads `--config`.
 pub(crate) const TABLES: &[&str] = &["serve", "proxy", "turn"];
