@@ -7,8 +7,9 @@ use anyhow::Result;
 /// Flags of `wskit stun`.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
-    /// Listening address for UDP and TCP (repeatable). Default: 127.0.0.1:3478.
-    #[arg(long = "listen", value_name = "IP:PORT")]
+    /// Listening address for UDP and TCP (repeatable; a host name resolves).
+    /// Default: 127.0.0.1:3478.
+    #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
     pub(crate) listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
@@ -24,7 +25,7 @@ pub(crate) struct Args {
     pub(crate) alternate_server: Option<SocketAddr>,
 }
 
-/// Runs the STUN server until interrupted (Ctrl-C).
+/// Runs the STUN server until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: Args) -> Result<()> {
     let turn_args = super::turn::Args {
         listen: args.listen,
