@@ -75,8 +75,9 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     );
     eprintln!("\n{}", skips.render());
     result?;
-    eprintln!("\n==> the working tree is as the run found it");
+    eprintln!("\n==> git status: did the run change the working tree?");
     check_tree(&tree_before)?;
+    eprintln!("    no: the working tree is as the run found it");
     eprintln!("\nci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
