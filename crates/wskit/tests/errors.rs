@@ -152,6 +152,20 @@ fn stun_client_takes_stun_uris_and_says_when_nothing_answered() {
     assert_eq!(answer.code, Some(0), "{answer:?}");
     assert!(answer.stdout.trim().starts_with("127.0.0.1:"), "{answer:?}");
 
+    // A socket that takes the request and never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let r = run(&["stun-client", &silent_addr, "--timeout", "1"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.first_line(),
+        format!(
+            "no answer from {silent_addr} over UDP within 1 s: is a STUN server running there \
+             (`wskit stun` starts one)? Try --tcp if UDP is filtered."
+        ),
+    );
+    drop(silent);
+
     // Nothing listens on that port any more.
     let r = run(&["stun-client", &uri, "--timeout", "2"]);
     assert_eq!(r.code, Some(1), "{r:?}");
