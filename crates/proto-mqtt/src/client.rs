@@ -37,10 +37,13 @@ use crate::{
     transport::{BrokerUrl, Transport},
 };
 
+/// The answer to `publish`: the packet id once the message is accepted.
+type AcceptReply = oneshot::Sender<Result<Option<u16>, Error>>;
+
 enum Command {
     Publish {
         publish: Box<Publish>,
-        accepted: oneshot::Sender<Result<Option<u16>, Error>>,
+        accepted: AcceptReply,
         done: Option<oneshot::Sender<Result<Ack, Error>>>,
     },
     Subscribe {
@@ -75,6 +78,7 @@ enum Command {
 struct Shared {
     connected: AtomicBool,
     inflight_peak: AtomicUsize,
+    pending: AtomicUsize,
     connections: AtomicU32,
     client_id: std::sync::Mutex<String>,
 }
@@ -169,6 +173,7 @@ impl Client {
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
             inflight_peak: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             connections: AtomicU32::new(0),
             client_id: std::sync::Mutex::new(client_id),
         });
@@ -187,6 +192,7 @@ impl Client {
             subs: HashMap::new(),
             requests: HashMap::new(),
             parked: None,
+            accepted: Vec::new(),
             ready: Some(ready_tx),
             stop: false,
             disconnect_reply: None,
@@ -229,6 +235,13 @@ impl Client {
     #[must_use]
     pub fn inflight_peak(&self) -> usize {
         self.shared.inflight_peak.load(Ordering::Relaxed)
+    }
+
+    /// Outgoing messages not yet complete: queued, in flight, or awaiting PUBCOMP (including
+    /// those restored from the store).
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
     }
 
     /// Connections accepted by the server so far (1 + reconnects).
@@ -476,6 +489,8 @@ struct Driver {
     subs: HashMap<u16, oneshot::Sender<Result<SubAck, Error>>>,
     requests: HashMap<Bytes, oneshot::Sender<Result<Publish, Error>>>,
     parked: Option<Command>,
+    /// `publish` replies held until the store has the message.
+    accepted: Vec<(AcceptReply, Option<u16>)>,
     ready: Option<oneshot::Sender<Result<(), Error>>>,
     stop: bool,
     disconnect_reply: Option<oneshot::Sender<()>>,
@@ -651,6 +666,9 @@ impl Driver {
             self.shared
                 .inflight_peak
                 .fetch_max(self.session.inflight(), Ordering::Relaxed);
+            self.shared
+                .pending
+                .store(self.session.queued(), Ordering::Relaxed);
             match self.session.state() {
                 SessionState::Connecting | SessionState::Connected => {}
                 SessionState::Closed => {
@@ -723,18 +741,21 @@ impl Driver {
         std::iter::from_fn(|| self.session.poll_event()).collect()
     }
 
+    /// Makes the session's changes durable, then answers the `publish` calls they cover.
     fn flush_store(&mut self) {
         let ops: Vec<_> = std::iter::from_fn(|| self.session.poll_store()).collect();
-        if ops.is_empty() {
-            return;
-        }
-        if let Some(s) = &mut self.store {
+        let mut failed = false;
+        if let (false, Some(s)) = (ops.is_empty(), &mut self.store) {
             if let Err(e) = s.apply(&ops) {
                 // Without a durable store the guarantees are gone: stop rather than lie.
                 tracing::error!("MQTT store failed, stopping the client: {e}");
                 self.session.disconnect(ReasonCode::UNSPECIFIED_ERROR, None);
                 self.stop = true;
+                failed = true;
             }
+        }
+        for (reply, id) in self.accepted.drain(..) {
+            let _ = reply.send(if failed { Err(Error::Closed) } else { Ok(id) });
         }
     }
 
@@ -814,7 +835,7 @@ impl Driver {
                         let _ = accepted.send(Err(e));
                     }
                     Ok(id) => {
-                        let _ = accepted.send(Ok(id));
+                        self.accepted.push((accepted, id));
                         if let Some(done) = done {
                             match id {
                                 Some(id) => {

@@ -170,6 +170,10 @@ pub struct Config {
     /// Our own cap on outgoing QoS 1/2 messages in flight; the server's Receive Maximum
     /// applies too. Default: 65535 (the server decides).
     pub max_inflight: u16,
+    /// The in-flight window used with MQTT 3.1.1 servers, which cannot announce a Receive
+    /// Maximum (mosquitto closes a 3.1.1 client that goes over its `max_inflight_messages`).
+    /// Default: [`Config::DEFAULT_V311_RECEIVE_MAXIMUM`] (20, mosquitto's default).
+    pub v311_receive_maximum: u16,
     /// Most outgoing messages held at once: in flight, waiting for the window, or queued
     /// while offline. Default: [`Config::DEFAULT_MAX_QUEUED`] (10,000).
     pub max_queued: usize,
@@ -204,6 +208,8 @@ impl Config {
     pub const DEFAULT_MAX_INCOMING_PACKET: usize = 1 << 20;
     /// Default of [`Config::topic_alias_maximum`].
     pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 32;
+    /// Default of [`Config::v311_receive_maximum`].
+    pub const DEFAULT_V311_RECEIVE_MAXIMUM: u16 = 20;
     /// Default of [`Config::max_queued`].
     pub const DEFAULT_MAX_QUEUED: usize = 10_000;
     /// Default of [`Config::event_queue`].
@@ -223,8 +229,10 @@ impl Config {
         if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("ping_timeout and connect_timeout must be above 0");
         }
-        if self.receive_maximum == 0 || self.max_inflight == 0 {
-            return bad("receive_maximum and max_inflight must be at least 1");
+        if self.receive_maximum == 0 || self.max_inflight == 0 || self.v311_receive_maximum == 0 {
+            return bad(
+                "receive_maximum, max_inflight and v311_receive_maximum must be at least 1",
+            );
         }
         if self.max_queued == 0 || self.event_queue == 0 {
             return bad("max_queued and event_queue must be at least 1");
@@ -266,6 +274,7 @@ impl Default for Config {
             topic_alias_maximum: Self::DEFAULT_TOPIC_ALIAS_MAXIMUM,
             auto_topic_alias: true,
             max_inflight: u16::MAX,
+            v311_receive_maximum: Self::DEFAULT_V311_RECEIVE_MAXIMUM,
             max_queued: Self::DEFAULT_MAX_QUEUED,
             offline_policy: OfflinePolicy::Wait,
             reconnect: Some(Backoff::default()),

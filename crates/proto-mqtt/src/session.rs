@@ -131,7 +131,8 @@ pub enum Event {
 /// The server's limits from CONNACK (MQTT 5 section 3.2.2.3); defaults when absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Receive Maximum: our in-flight window. Default 65535.
+    /// Receive Maximum: our in-flight window. Default 65535 (MQTT 3.1.1:
+    /// [`Config::v311_receive_maximum`]).
     pub receive_maximum: u16,
     /// Maximum Packet Size. Default: unlimited.
     pub max_packet_size: usize,
@@ -218,6 +219,7 @@ pub struct Session {
     alias_out: HashMap<String, u16>,
     keep_alive: Duration,
     last_tx: Option<Instant>,
+    last_rx: Option<Instant>,
     ping_deadline: Option<Instant>,
     connack_deadline: Option<Instant>,
     connected_once: bool,
@@ -259,6 +261,7 @@ impl Session {
             alias_in: HashMap::new(),
             alias_out: HashMap::new(),
             last_tx: None,
+            last_rx: None,
             ping_deadline: None,
             connack_deadline: None,
             connected_once: false,
@@ -400,9 +403,10 @@ impl Session {
         self.tx.clear();
         self.alias_in.clear();
         self.alias_out.clear();
-        self.server = ServerLimits::default();
+        self.server = self.default_limits();
         self.keep_alive = self.config.keep_alive;
         self.ping_deadline = None;
+        self.last_rx = Some(now);
         self.disconnect_reported = false;
         self.state = SessionState::Connecting;
         self.connack_deadline = Some(now + self.config.connect_timeout);
@@ -451,6 +455,9 @@ impl Session {
             return;
         }
         self.rx.extend_from_slice(bytes);
+        if !bytes.is_empty() {
+            self.last_rx = Some(now);
+        }
         loop {
             let packet = match self.codec.decode(&mut self.rx) {
                 Ok(Some(p)) => p,
@@ -487,10 +494,7 @@ impl Session {
                     self.lost(ReasonCode::KEEP_ALIVE_TIMEOUT, Initiator::Local);
                     return;
                 }
-                if self.ping_deadline.is_none()
-                    && !self.keep_alive.is_zero()
-                    && self.last_tx.is_some_and(|t| now >= t + self.keep_alive)
-                {
+                if self.ping_deadline.is_none() && self.next_ping().is_some_and(|t| now >= t) {
                     let _ = self.send(&Packet::PingReq);
                     self.ping_deadline = Some(now + self.config.ping_timeout);
                 }
@@ -764,16 +768,26 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             SessionState::Connecting => self.connack_deadline,
-            SessionState::Connected => match self.ping_deadline {
-                Some(d) => Some(d),
-                None if self.keep_alive.is_zero() => None,
-                None => self.last_tx.map(|t| t + self.keep_alive),
-            },
+            SessionState::Connected => self.ping_deadline.or_else(|| self.next_ping()),
             SessionState::Disconnected | SessionState::Closed => None,
         }
     }
 
     // ---- internals -----------------------------------------------------------------------
+
+    /// When the next PINGREQ is due: Keep Alive after the last packet sent or received,
+    /// whichever is earlier. (MQTT requires one when nothing was sent; pinging when nothing
+    /// arrived either finds a dead connection while we keep sending into it.)
+    fn next_ping(&self) -> Option<Instant> {
+        if self.keep_alive.is_zero() {
+            return None;
+        }
+        let last = match (self.last_tx, self.last_rx) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(last + self.keep_alive)
+    }
 
     fn send(&mut self, packet: &Packet) -> Result<(), Error> {
         let start = self.tx.len();
@@ -843,6 +857,15 @@ impl Session {
             return Some(ReasonCode::PACKET_TOO_LARGE);
         }
         None
+    }
+
+    /// The limits before CONNACK says otherwise (MQTT 3.1.1: the assumed Receive Maximum).
+    fn default_limits(&self) -> ServerLimits {
+        let mut l = ServerLimits::default();
+        if self.config.version == Version::V311 {
+            l.receive_maximum = self.config.v311_receive_maximum;
+        }
+        l
     }
 
     fn window(&self) -> usize {
@@ -1128,7 +1151,7 @@ impl Session {
                 "session present after a clean start",
             ));
         }
-        let mut limits = ServerLimits::default();
+        let mut limits = self.default_limits();
         if let Some(p) = &ack.properties {
             if let Some(r) = p.receive_max {
                 if r == 0 {

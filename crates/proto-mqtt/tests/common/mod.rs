@@ -100,6 +100,12 @@ impl Mosquitto {
             .prefix("proto-mqtt-broker-")
             .tempdir()
             .unwrap();
+        // mosquitto started as root drops to the `mosquitto` user before it writes its log and
+        // persistence database: let it write there.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let pki = TestPki::generate();
         let d = dir.path();
         // The auth listener uses mosquitto's dynamic-security plugin (its acl_file denies at
@@ -114,6 +120,10 @@ impl Mosquitto {
             .status()
             .unwrap();
         assert!(st.success(), "mosquitto_ctrl dynsec init failed");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dynsec, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
         let (tcp, ws, tls, wss, auth) = (
             free_port(),
             free_port(),
@@ -127,7 +137,7 @@ impl Mosquitto {
         conf.push_str("per_listener_settings true\n");
         if opts.persistence {
             conf.push_str(&format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n",
                 d.display()
             ));
         } else {
