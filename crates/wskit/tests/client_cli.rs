@@ -178,11 +178,9 @@ fn a_lost_connection_is_1006_and_exits_non_zero() {
     assert_eq!(status.code(), Some(1), "{err}");
     let closed: Vec<&str> = err.lines().filter(|l| l.starts_with("closed:")).collect();
     assert_eq!(closed.len(), 1, "{err}");
-    assert!(
-        closed[0].starts_with(
-            "closed: 1006 abnormal closure, the connection ended without a Close frame"
-        ),
-        "{err}"
+    assert_eq!(
+        closed[0],
+        "closed: 1006 abnormal closure, the connection ended without a Close frame"
     );
 }
 
@@ -193,8 +191,11 @@ fn a_refused_handshake_exits_non_zero_with_the_status() {
     let r = run(&["client", &url], b"", LIMIT);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.first_err_line(), format!("error: connecting to {url}"));
+    // The status and the server's short text answer, on one line.
+    let causes = r.err_lines("caused by: ");
+    assert_eq!(causes.len(), 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("caused by: server answered HTTP 404"),
+        causes[0].starts_with("caused by: server answered HTTP 404 Not Found: "),
         "{}",
         r.stderr
     );
@@ -215,7 +216,7 @@ fn a_refused_connection_is_two_lines_without_backtrace() {
 }
 
 #[test]
-fn reconnect_retries_a_failed_first_connect() {
+fn reconnect_retries_a_failed_first_connect_and_a_lost_connection() {
     let port = free_port();
     let url = format!("ws://127.0.0.1:{port}/echo");
     let mut client = wskit()
@@ -226,30 +227,52 @@ fn reconnect_retries_a_failed_first_connect() {
         .spawn()
         .unwrap();
     let mut stdin = client.stdin.take().unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
     let mut err = BufReader::new(client.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
     assert_eq!(line, format!("{url} did not answer; retrying\n"));
-    // Now the server comes up; the client connects on one of its next attempts.
-    let _server = server("serve", port, &[]);
-    loop {
-        line.clear();
+    // Reads stderr up to the next "connected to" line; only failed attempts may come before.
+    let wait_connected = |err: &mut BufReader<_>| loop {
+        let mut line = String::new();
         assert!(err.read_line(&mut line).unwrap() > 0, "client ended");
         if line.starts_with("connected to") {
+            assert!(
+                line.starts_with(&format!("connected to {url} (attempt ")),
+                "{line}"
+            );
             break;
         }
         assert!(line.starts_with("attempt "), "{line}");
-    }
+    };
+    // Now the server comes up; the client connects on one of its next attempts.
+    let mut server1 = server("serve", port, &[]);
+    wait_connected(&mut err);
     stdin.write_all(b"after the retry\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "after the retry\n");
+    // The server dies without a Close: the client says so and reconnects to the next one.
+    let _ = server1.child.kill();
+    let _ = server1.child.wait();
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        "disconnected: 1006 abnormal closure, the connection ended without a Close frame; \
+         reconnecting\n"
+    );
+    let _server2 = server("serve", port, &[]);
+    wait_connected(&mut err);
+    stdin.write_all(b"after the reconnect\n").unwrap();
     drop(stdin);
     let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "after the reconnect\n");
+    rest.clear();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(client.stdout.as_mut().unwrap(), &mut out).unwrap();
-    let status = client.wait().unwrap();
-    assert_eq!(out, "after the retry\n");
     assert_eq!(rest, "closed: 1000 normal, by us\n");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(client.wait().unwrap().code(), Some(0));
 }
 
 #[test]

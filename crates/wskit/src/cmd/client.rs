@@ -306,18 +306,26 @@ fn code_name(code: CloseCode) -> &'static str {
 /// `closed: 1000 normal, by us`, `closed: 1011 internal error, by the server: backend
 /// unavailable: ...`; `error` stands in for an empty reason.
 fn close_line(info: &CloseInfo, error: Option<&str>) -> String {
+    format!("closed: {}", close_text(info, error))
+}
+
+/// [`close_line`] without `closed: `.
+fn close_text(info: &CloseInfo, error: Option<&str>) -> String {
     let code = u16::from(info.code);
     let mut line = if info.code == CloseCode::ABNORMAL {
-        format!("closed: {code} abnormal closure, the connection ended without a Close frame")
+        format!("{code} abnormal closure, the connection ended without a Close frame")
     } else {
         let by = match info.by {
             Initiator::User => "by us",
             Initiator::Remote => "by the server",
             Initiator::Local => "by us (the connection failed)",
         };
-        format!("closed: {code} {}, {by}", code_name(info.code))
+        format!("{code} {}, {by}", code_name(info.code))
     };
-    let reason = if info.reason.is_empty() {
+    // A lost connection is what 1006 already says.
+    let lost = info.code == CloseCode::ABNORMAL
+        && info.reason == ws_frame::Error::UnexpectedEof.to_string();
+    let reason = if info.reason.is_empty() || lost {
         error.unwrap_or("")
     } else {
         info.reason.as_str()
@@ -327,6 +335,16 @@ fn close_line(info: &CloseInfo, error: Option<&str>) -> String {
         line.push_str(reason);
     }
     line
+}
+
+/// Why a connection failed, for the close line: nothing for a lost connection (1006 says it
+/// already), the error's text otherwise.
+fn failure_text(e: &ws_client::Error) -> Option<String> {
+    let lost = matches!(
+        e,
+        ws_client::Error::Protocol(ws_frame::Error::UnexpectedEof)
+    );
+    (!lost).then(|| e.to_string())
 }
 
 /// Whether the connection ended the way a session should: 1000, 1001 (the server is going
@@ -353,7 +371,8 @@ fn finish(info: Option<&CloseInfo>, error: Option<&str>) -> Result<()> {
     }
 }
 
-/// Adds the server's answer to a refused upgrade when it is short text (it often says why).
+/// The library error with the URL as context; a refused upgrade's short text body (it often
+/// says why, e.g. which paths the server has) goes on the same line as the status.
 fn connect_error(e: ws_client::Error, url: &str) -> anyhow::Error {
     let body = match &e {
         ws_client::Error::Http(r) => std::str::from_utf8(&r.body)
@@ -363,10 +382,9 @@ fn connect_error(e: ws_client::Error, url: &str) -> anyhow::Error {
             .map(str::to_owned),
         _ => None,
     };
-    let e = anyhow::Error::new(e);
     let e = match body {
-        Some(b) => e.context(format!("the server said: {b}")),
-        None => e,
+        Some(b) => anyhow::anyhow!("{e}: {b}"),
+        None => anyhow::Error::new(e),
     };
     e.context(format!("connecting to {url}"))
 }
@@ -438,13 +456,7 @@ where
                 }
                 Some(Err(e)) => {
                     let info = reader.close_info();
-                    // A lost connection is what 1006 already says; other failures add why.
-                    let lost = matches!(
-                        e,
-                        ws_client::Error::Protocol(ws_frame::Error::UnexpectedEof)
-                    );
-                    let why = (!lost).then(|| e.to_string());
-                    return finish(info.as_ref(), why.as_deref());
+                    return finish(info.as_ref(), failure_text(&e).as_deref());
                 }
                 None => return finish(reader.close_info().as_ref(), None),
             },
@@ -501,11 +513,12 @@ where
                     }
                 }
                 Some(ClientEvent::Disconnected { info, error }) => {
-                    let error = error.map(|e| e.to_string());
-                    match &info {
-                        Some(i) => eprintln!("dis{}", close_line(i, error.as_deref())),
-                        None => eprintln!("disconnected: {}", error.as_deref().unwrap_or("")),
-                    }
+                    let error = error.and_then(|e| failure_text(&e));
+                    let why = match &info {
+                        Some(i) => close_text(i, error.as_deref()),
+                        None => error.unwrap_or_default(),
+                    };
+                    eprintln!("disconnected: {why}; reconnecting");
                 }
                 Some(ClientEvent::Reconnected { url, attempt }) => {
                     eprintln!("connected to {url} (attempt {attempt})");
