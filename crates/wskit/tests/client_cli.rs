@@ -100,6 +100,16 @@ fn binary_replies_as_hex_or_raw_with_a_separator() {
         "onetwo",
         "raw without separator by default"
     );
+    // Binary input lines may hold any bytes; text ones must be UTF-8.
+    let r = run(&["client", "--binary", &url], b"\xff\xfe\r\n", LIMIT);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, b"\xff\xfe");
+    let r = run(&["client", &url], b"\xff\n", LIMIT);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.err_lines("error: "),
+        ["error: an input line is not UTF-8 text; send such input with --binary"]
+    );
     let r = run(
         &[
             "client",

@@ -265,17 +265,23 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-/// The message for one input line, with the line ending the flags ask for.
-fn line_message(mut line: String, args: &Args) -> Message {
+/// The message for one input line (split at LF; a CR before it is removed too), with the line ending the flags
+/// ask for. Binary lines may hold any bytes; text lines must be UTF-8.
+fn line_message(mut line: Vec<u8>, args: &Args) -> Result<Message> {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
     if args.crlf {
-        line.push_str("\r\n");
+        line.extend_from_slice(b"\r\n");
     } else if args.newline {
-        line.push('\n');
+        line.push(b'\n');
     }
     if args.binary {
-        Message::binary(line.into_bytes())
-    } else {
-        Message::text(line)
+        return Ok(Message::binary(line));
+    }
+    match String::from_utf8(line) {
+        Ok(text) => Ok(Message::text(text)),
+        Err(_) => bail!("an input line is not UTF-8 text; send such input with --binary"),
     }
 }
 
@@ -415,7 +421,7 @@ where
     let config = config(&args)?;
     let linger = linger(&args)?;
     let printer = Printer::new(&args);
-    let mut lines = input.lines();
+    let mut lines = input.split(b'\n');
     if config.reconnect.is_some() {
         return run_reconnecting(args, config, linger, &printer, lines, output).await;
     }
@@ -435,9 +441,9 @@ where
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
-            line = lines.next_line(), if stdin_open => match line? {
+            line = lines.next_segment(), if stdin_open => match line? {
                 Some(line) => {
-                    if writer.send(line_message(line, &args)).await.is_err() {
+                    if writer.send(line_message(line, &args)?).await.is_err() {
                         // The connection is closing; what is left to read says why.
                         stdin_open = false;
                     }
@@ -475,7 +481,7 @@ async fn run_reconnecting<R, W>(
     config: ClientConfig,
     linger: Duration,
     printer: &Printer,
-    mut lines: tokio::io::Lines<R>,
+    mut lines: tokio::io::Split<R>,
     mut output: W,
 ) -> Result<()>
 where
@@ -494,9 +500,9 @@ where
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
-            line = lines.next_line(), if stdin_open => match line? {
+            line = lines.next_segment(), if stdin_open => match line? {
                 Some(line) => {
-                    if let Err(e) = ws.send(line_message(line, &args)).await {
+                    if let Err(e) = ws.send(line_message(line, &args)?).await {
                         eprintln!("not sent ({e})");
                     }
                 }
