@@ -8,6 +8,7 @@
 //!           source (find the token in headers / query / cookie / subprotocol)
 //!  floor 2  verifier (static keys + JWKS: fetch over tokio-rustls, cache, rate-limited refresh)
 //!  floor 3  guard (ws-server: Guard<H> wrapper, Authenticator, hooks)   client (ws-client)
+//!  oauth2   store (SQLite) -> server (decisions at `now`) -> http (endpoints + guard)
 //! ```
 //!
 //! Algorithms: HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 and EdDSA (Ed25519),
@@ -51,6 +52,7 @@ mod error;
 mod fetch;
 pub mod guard;
 pub mod jwt;
+pub mod oauth2;
 pub mod source;
 pub mod verifier;
 

@@ -32,7 +32,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<I
 }
 
 /// Percent-decodes a query component (`+` is a space). `None` for bad escapes or non-UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
