@@ -633,16 +633,6 @@ impl Driver {
         let mut tx = BytesMut::new();
         let mut ended: Option<Ended> = None;
         loop {
-            // Durable first, then the network, then the application.
-            self.flush_store();
-            if self.session.poll_transmit(&mut tx) {
-                let data = tx.split().freeze();
-                if let Err(e) = transport.write(data).await {
-                    tracing::debug!("MQTT write failed: {e}");
-                    self.session
-                        .handle_transport_closed(Instant::now().into_std());
-                }
-            }
             for ev in self.take_events() {
                 if let Event::Connected(ack) = &ev {
                     if ack.code.is_success() {
@@ -663,6 +653,16 @@ impl Driver {
                 self.route_event(ev);
             }
             self.retry_parked();
+            // Durable first, then the network (answers to what was just handled included).
+            self.flush_store();
+            if self.session.poll_transmit(&mut tx) {
+                let data = tx.split().freeze();
+                if let Err(e) = transport.write(data).await {
+                    tracing::debug!("MQTT write failed: {e}");
+                    self.session
+                        .handle_transport_closed(Instant::now().into_std());
+                }
+            }
             self.shared
                 .inflight_peak
                 .fetch_max(self.session.inflight(), Ordering::Relaxed);
@@ -781,6 +781,33 @@ impl Driver {
             Event::Dropped { pkid, reason } => {
                 if let Some(w) = self.acks.remove(pkid) {
                     let _ = w.send(Err(Error::NotSupported(*reason)));
+                }
+            }
+            Event::Auth(a) if a.reason == ReasonCode::CONTINUE_AUTHENTICATION => {
+                if let Some(h) = self.session.config().authenticator.clone() {
+                    let props = a.properties.clone().unwrap_or_default();
+                    let method = props.method.clone().unwrap_or_default();
+                    match (h.0)(&method, props.data.as_deref()) {
+                        Ok(data) => {
+                            let reply = AuthProperties {
+                                method: Some(method),
+                                data,
+                                ..AuthProperties::default()
+                            };
+                            if let Err(e) = self
+                                .session
+                                .auth(ReasonCode::CONTINUE_AUTHENTICATION, reply)
+                            {
+                                tracing::debug!("cannot answer AUTH: {e}");
+                            }
+                        }
+                        Err(why) => {
+                            tracing::debug!("authentication refused locally: {why}");
+                            self.fail_ready(Error::Refused(ReasonCode::NOT_AUTHORIZED));
+                            self.session.disconnect(ReasonCode::NOT_AUTHORIZED, None);
+                            self.stop = true;
+                        }
+                    }
                 }
             }
             Event::SubAck(s) | Event::UnsubAck(s) => {

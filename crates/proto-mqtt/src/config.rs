@@ -1,6 +1,6 @@
 //! [`Config`]: everything a session and a client are configured with.
 
-use std::{path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
@@ -40,6 +40,32 @@ impl Will {
             retain: false,
             properties: None,
         }
+    }
+}
+
+/// Answers the server's AUTH challenges in MQTT 5 enhanced authentication: called with the
+/// authentication method and the server's data for each AUTH "Continue authentication"
+/// (during CONNECT and during re-authentication); returns the data to send back, or an error
+/// that ends the connection. See [`Config::authenticator`].
+pub type AuthenticatorFn =
+    dyn Fn(&str, Option<&[u8]>) -> Result<Option<Bytes>, String> + Send + Sync;
+
+/// A shared [`AuthenticatorFn`].
+#[derive(Clone)]
+pub struct Authenticator(pub Arc<AuthenticatorFn>);
+
+impl Authenticator {
+    /// Wraps a function.
+    pub fn new(
+        f: impl Fn(&str, Option<&[u8]>) -> Result<Option<Bytes>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authenticator(..)")
     }
 }
 
@@ -153,6 +179,10 @@ pub struct Config {
     /// Maximum, Maximum Packet Size and Topic Alias Maximum from the fields below.
     /// Default: `None`.
     pub connect_properties: Option<ConnectProperties>,
+    /// Answers AUTH challenges (MQTT 5 enhanced authentication; set the method and initial
+    /// data in [`Config::connect_properties`]). Without one, AUTH packets are only reported as
+    /// events and [`crate::Client::auth`] answers them. Default: `None`.
+    pub authenticator: Option<Authenticator>,
     /// Incoming QoS 2 messages awaiting PUBREL at once (our Receive Maximum); a server that
     /// sends more breaks the protocol (0x93). Default: [`Config::DEFAULT_RECEIVE_MAXIMUM`] (65535).
     pub receive_maximum: u16,
@@ -268,6 +298,7 @@ impl Default for Config {
             credentials: None,
             will: None,
             connect_properties: None,
+            authenticator: None,
             receive_maximum: Self::DEFAULT_RECEIVE_MAXIMUM,
             max_incoming_packet: Self::DEFAULT_MAX_INCOMING_PACKET,
             max_topic_len: topic::MAX_TOPIC_LEN,

@@ -15,7 +15,7 @@ pub mod topic;
 mod transport;
 
 pub use client::{Client, Events};
-pub use config::{Backoff, Config, OfflinePolicy, Will};
+pub use config::{Authenticator, AuthenticatorFn, Backoff, Config, OfflinePolicy, Will};
 pub use error::Error;
 pub use reason::{Initiator, QoS, ReasonCode, Version};
 pub use session::{Event, Session};
