@@ -118,7 +118,7 @@ pub(crate) async fn open(
                 .connect(name, Sniff::new(tcp))
                 .into_fallible()
                 .await
-                .map_err(|(e, io)| not_tls(io.first()).unwrap_or(Error::Tls(e)))?;
+                .map_err(|(e, io)| not_tls(io.first(), &e).unwrap_or(Error::Tls(e)))?;
             let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             Ok(Transport {
                 stream: Box::new(stream),
@@ -202,10 +202,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniff<S> {
 }
 
 /// [`Error::NotTls`] when the first bytes of a failed TLS handshake show a server that does not
-/// speak TLS: nothing at all (it closed the connection), or bytes that cannot start a TLS record.
-pub(crate) fn not_tls(first: &[u8]) -> Option<Error> {
+/// speak TLS: nothing at all before it closed the connection, or bytes that cannot start a TLS
+/// record.
+pub(crate) fn not_tls(first: &[u8], e: &io::Error) -> Option<Error> {
+    use io::ErrorKind as K;
     let what = match first {
-        [] => "it closed the connection without a TLS reply".to_owned(),
+        [] if matches!(
+            e.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+        ) =>
+        {
+            "it closed the connection without a TLS reply".to_owned()
+        }
+        [] => return None,
         // A TLS record: change_cipher_spec, alert, handshake, application_data, heartbeat.
         [0x14..=0x18, ..] => return None,
         b if b.starts_with(b"HTTP/") => "it answered in plain HTTP".to_owned(),
