@@ -583,4 +583,32 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wskit.toml.example");
+        let to = Some("tcp://127.0.0.1:5900".to_owned());
+        let from_file = merge(Args {
+            config: Some(example),
+            to: to.clone(),
+            ..Args::default()
+        })
+        .unwrap();
+        let defaults = Args {
+            to,
+            ..Args::default()
+        };
+        assert_eq!(
+            format!(
+                "{:?}",
+                build(Args {
+                    config: None,
+                    ..from_file
+                })
+                .unwrap()
+            ),
+            format!("{:?}", build(defaults).unwrap())
+        );
+    }
 }

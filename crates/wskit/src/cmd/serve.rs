@@ -908,4 +908,21 @@ mod tests {
         server.stop().await;
         std::fs::remove_dir_all(&root).unwrap();
     }
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wskit.toml.example");
+        let from_file = build(Args {
+            config: Some(example),
+            ..Args::default()
+        })
+        .unwrap();
+        let defaults = build(Args::default()).unwrap();
+        assert_eq!(
+            format!("{:?}", from_file.config),
+            format!("{:?}", defaults.config)
+        );
+        assert_eq!(from_file.threads, defaults.threads);
+        assert_eq!(from_file.app.test_page, defaults.app.test_page);
+    }
 }

@@ -426,4 +426,29 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wskit.toml.example");
+        let users = vec!["alice:pw".to_owned()];
+        let from_file = build(
+            Args {
+                config: Some(example),
+                users: users.clone(),
+                ..Args::default()
+            },
+            true,
+        )
+        .unwrap();
+        let defaults = build(
+            Args {
+                users,
+                ..Args::default()
+            },
+            true,
+        )
+        .unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
 }
