@@ -345,6 +345,28 @@ async fn wss_to_a_plain_http_answer_says_try_ws() {
 }
 
 #[tokio::test]
+async fn wss_to_another_protocol_names_its_first_bytes() {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    });
+    let err = connect(
+        format!("wss://127.0.0.1:{}/", addr.port()),
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the server did not answer TLS (its first bytes \"SSH-2.0-\" are not a TLS record); try ws://"
+    );
+}
+
+#[tokio::test]
 async fn ws_to_a_tls_port_says_try_wss() {
     let pki = TestPki::generate();
     let (server, addr) = tls_server(pki.server_config()).await;
