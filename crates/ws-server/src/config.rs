@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(c.bindings[0].addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.send_queue, ServerConfig::DEFAULT_SEND_QUEUE);
         assert_eq!(c.max_partial_bytes, 1 << 30);
-        assert_eq!(c.ws.max_fragments, 65_536);
+        assert_eq!(c.ws.max_fragments, 65_537);
     }
 
     #[test]

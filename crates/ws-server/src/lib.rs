@@ -38,7 +38,7 @@
 //! buffer).
 //!
 //! Partly received messages: one connection holds at most `ws.max_message` bytes in an
-//! unfinished message, made of at most `ws.max_fragments` frames (65,536 by default), and a
+//! unfinished message, made of at most `ws.max_fragments` frames (65,537 by default), and a
 //! fragmented message must finish within `ws.message_timeout` (60 s; 1008 otherwise). All
 //! connections together hold at most [`ServerConfig::max_partial_bytes`] (1 GiB by default):
 //! past it a connection whose partly received message grows is closed with 1013, and a warning

@@ -129,7 +129,7 @@ async fn a_flood_of_one_byte_fragments_is_closed_with_1009_at_the_default_budget
     let mut c = connect(server.local_addrs()[0], "/").await;
     fragment(&mut c, b"x", true, false).await;
     let mut closed = None;
-    // Batches of 4096 one-byte fragments; the budget (65,536) ends it long before a million.
+    // Batches of 4096 one-byte fragments; the budget (65,537) ends it long before a million.
     for _ in 0..(1_000_000 / 4096) {
         for _ in 0..4096 {
             c.ws.send_fragment(false, Bytes::from_static(b"x"), false, false)
@@ -148,7 +148,7 @@ async fn a_flood_of_one_byte_fragments_is_closed_with_1009_at_the_default_budget
             .expect("a close"),
     };
     assert_eq!(code, 1009, "{reason}");
-    assert!(reason.contains("more than 65536 fragments"), "{reason}");
+    assert!(reason.contains("more than 65537 fragments"), "{reason}");
     wait_for(&server, |s| s.count() == 0 && s.partial_bytes() == 0).await;
     server.stop().await;
 }
