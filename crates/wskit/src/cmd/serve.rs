@@ -68,7 +68,7 @@ pub(crate) struct Args {
     /// Largest frame in bytes. Default: 16 MiB.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_frame: Option<usize>,
-    /// Most frames one message may be split into; more close with 1009. Default: 65536.
+    /// Most frames one message may be split into; more close with 1009. Default: 65537.
     #[arg(long, value_name = "N")]
     pub(crate) max_fragments: Option<usize>,
     /// Seconds a fragmented message may stay unfinished before the connection is closed with
@@ -569,7 +569,7 @@ mod tests {
     #[test]
     fn fragment_budget_message_timeout_and_partial_budget() {
         let cfg = build(Args::default()).unwrap().config;
-        assert_eq!(cfg.ws.max_fragments, 65_536);
+        assert_eq!(cfg.ws.max_fragments, 65_537);
         assert_eq!(cfg.ws.message_timeout, Some(Duration::from_secs(60)));
         assert_eq!(cfg.max_partial_bytes, 1 << 30);
         let args = Args {
