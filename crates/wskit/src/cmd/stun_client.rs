@@ -14,8 +14,8 @@ const DEFAULT_PORT: u16 = 3478;
 /// Flags of `wskit stun-client`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// STUN server: HOST, HOST:PORT or stun:HOST[:PORT] (port 3478 by default), e.g.
-    /// stun.example.org or stun:127.0.0.1:3478.
+    /// STUN server: `HOST`, `HOST:PORT` or `stun:HOST[:PORT]` (port 3478 by default), e.g.
+    /// `stun.example.org` or `stun:127.0.0.1:3478`.
     #[arg(value_name = "SERVER")]
     pub(crate) server: String,
     /// Use TCP instead of UDP.
