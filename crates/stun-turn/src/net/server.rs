@@ -287,8 +287,6 @@ impl Shared {
                     ),
                 };
                 tracing::info!(
-                    %relay,
-                    %peer,
                     "refused peer {peer} for the allocation on {relay}: {what}; {allow} \
                      (logged once per allocation)"
                 );
