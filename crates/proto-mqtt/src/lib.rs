@@ -58,6 +58,8 @@
 mod client;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod packet;
 mod reason;
 pub mod session;

@@ -341,6 +341,12 @@ impl Session {
         self.last_error.take()
     }
 
+    /// Bytes received and not yet decoded (at most one packet's limit plus one read).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.rx.len()
+    }
+
     /// The configuration.
     #[must_use]
     pub const fn config(&self) -> &Config {
