@@ -516,6 +516,10 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         }
         if !paused && ws.wants_now() {
             ws.handle_timeout(Instant::now());
+            if ws.is_closed() {
+                // A close-handshake deadline passed meanwhile: report and write first.
+                continue;
+            }
         }
         let ws_deadline = if paused { None } else { ws.poll_timeout() };
         let now_if_throttled = throttle.as_ref().map(|_| Instant::now());
