@@ -38,7 +38,8 @@ commands:
   ci                  everything CI checks: fmt, clippy, tests, README quick start, docs, deps,
                       benches build, Autobahn, browser, fuzz smoke; then a summary of what was
                       skipped and a check that the working tree is unchanged
-                      [--no-autobahn] [--no-browser] [--no-fuzz] [--no-quickstart] [--fuzz-secs N]
+                      [--no-autobahn] [--no-browser] [--no-fuzz] [--no-quickstart]
+                      [--no-tree-check] [--fuzz-secs N]
   deps                check the dependency rules (sans-IO crates have no tokio, layers point down)
   fuzz [--secs N]     run every fuzz target for N seconds each (default 10); needs cargo-fuzz
   bench [NAME]        criterion micro-benchmarks (no NAME or `micro`), `echo` (wskit serve vs
