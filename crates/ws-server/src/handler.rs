@@ -635,8 +635,10 @@ pub trait Handler: Send + Sync + 'static {
         async {}
     }
 
-    /// Something failed (`OnError`): a bad handshake (`conn` is `None`), a protocol error, a
-    /// socket error.
+    /// Something failed (`OnError`): a bad handshake (`conn` is `None`), a protocol error
+    /// (including an unfinished fragmented message past its deadline), a socket error, or a
+    /// panic in another method of this handler ([`Error::HandlerPanicked`]: that connection is
+    /// being closed with 1011 and gets no further calls but `on_disconnect`).
     fn on_error(
         &self,
         peer: SocketAddr,
