@@ -317,30 +317,38 @@ fn close_line(info: &CloseInfo, error: Option<&str>) -> String {
 
 /// [`close_line`] without `closed: `.
 fn close_text(info: &CloseInfo, error: Option<&str>) -> String {
-    let code = u16::from(info.code);
-    let mut line = if info.code == CloseCode::ABNORMAL {
+    describe_close(info.code, &info.reason, info.by, error)
+}
+
+fn describe_close(code: CloseCode, reason: &str, by: Initiator, error: Option<&str>) -> String {
+    let mut line = if code == CloseCode::ABNORMAL {
         format!("{code} abnormal closure, the connection ended without a Close frame")
     } else {
-        let by = match info.by {
+        let by = match by {
             Initiator::User => "by us",
             Initiator::Remote => "by the server",
             Initiator::Local => "by us (the connection failed)",
         };
-        format!("{code} {}, {by}", code_name(info.code))
+        format!("{code} {}, {by}", code_name(code))
     };
     // A lost connection is what 1006 already says.
-    let lost = info.code == CloseCode::ABNORMAL
-        && info.reason == ws_frame::Error::UnexpectedEof.to_string();
-    let reason = if info.reason.is_empty() || lost {
+    let lost = code == CloseCode::ABNORMAL && reason == ws_frame::Error::UnexpectedEof.to_string();
+    let reason = if reason.is_empty() || lost {
         error.unwrap_or("")
     } else {
-        info.reason.as_str()
+        reason
     };
     if !reason.is_empty() {
         line.push_str(": ");
         line.push_str(reason);
     }
     line
+}
+
+/// Whether a connection that ended with `code` ended the way a session should: 1000, 1001 (the
+/// server is going away) or a Close frame without a code.
+fn is_clean_code(code: CloseCode) -> bool {
+    [CloseCode::NORMAL, CloseCode::AWAY, CloseCode::NO_STATUS].contains(&code)
 }
 
 /// Why a connection failed, for the close line: nothing for a lost connection (1006 says it
@@ -353,18 +361,12 @@ fn failure_text(e: &ws_client::Error) -> Option<String> {
     (!lost).then(|| e.to_string())
 }
 
-/// Whether the connection ended the way a session should: 1000, 1001 (the server is going
-/// away) or a Close frame without a code.
-fn is_clean(info: &CloseInfo) -> bool {
-    [CloseCode::NORMAL, CloseCode::AWAY, CloseCode::NO_STATUS].contains(&info.code)
-}
-
 /// Prints the close line once and turns an abnormal close into exit status 1.
 fn finish(info: Option<&CloseInfo>, error: Option<&str>) -> Result<()> {
     match info {
         Some(info) => {
             eprintln!("{}", close_line(info, error));
-            if is_clean(info) {
+            if is_clean_code(info.code) {
                 Ok(())
             } else {
                 Err(Exit(1).into())
@@ -597,6 +599,37 @@ mod tests {
             assert_eq!(out, b"abcd");
             server.stop().await;
         });
+    }
+
+    #[test]
+    fn close_lines_and_exit_statuses() {
+        let line = |code: u16, reason: &str, by, error| {
+            format!("closed: {}", describe_close(code.into(), reason, by, error))
+        };
+        assert_eq!(
+            line(1000, "", Initiator::User, None),
+            "closed: 1000 normal, by us"
+        );
+        assert_eq!(
+            line(1011, "backend unavailable", Initiator::Remote, None),
+            "closed: 1011 internal error, by the server: backend unavailable"
+        );
+        let eof = ws_frame::Error::UnexpectedEof.to_string();
+        assert_eq!(
+            line(1006, &eof, Initiator::Remote, None),
+            "closed: 1006 abnormal closure, the connection ended without a Close frame"
+        );
+        assert_eq!(
+            line(1002, "", Initiator::Local, Some("bad frame")),
+            "closed: 1002 protocol error, by us (the connection failed): bad frame"
+        );
+        for clean in [1000, 1001, 1005] {
+            assert!(is_clean_code(clean.into()));
+        }
+        for abnormal in [1002, 1006, 1008, 1011, 4000] {
+            assert!(!is_clean_code(abnormal.into()));
+        }
+        assert_eq!(unescape("a\\n\\t\\\\\\q"), b"a\n\t\\\\q");
     }
 
     #[test]
