@@ -45,6 +45,8 @@ enum Command {
     Cert(cmd::cert::Args),
     /// Signs and verifies JSON Web Tokens.
     Jwt(cmd::jwt::Args),
+    /// Manages the OAuth2 server's apps and users (`serve --oauth2`).
+    Oauth2(cmd::oauth2::Args),
     /// MQTT client with mosquitto_sub / mosquitto_pub flags: `mqtt sub URL -t F`, `mqtt pub URL -t T -m M`.
     Mqtt(cmd::mqtt::Args),
 }
@@ -77,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TurnClient(args) => block_on(cmd::turn_client::run(args)),
         Command::Cert(args) => cmd::cert::run(&args),
         Command::Jwt(args) => cmd::jwt::run(args),
+        Command::Oauth2(args) => cmd::oauth2::run(args),
         Command::Mqtt(args) => block_on(cmd::mqtt::run(args)),
     }
 }

@@ -1,4 +1,6 @@
-//! `wskit jwt sign` and `wskit jwt verify`, run as the binary.
+//! `wskit jwt sign` and `wskit jwt verify`, run as the binary; `wskit serve --jwt-secret`.
+
+mod harness;
 
 use std::{
     io::Write as _,
@@ -161,5 +163,95 @@ fn rsa_keys_and_the_attacks_from_the_command_line() {
         stderr(&o).contains("ES512 is not supported"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// One HTTP/1.1 GET with `Connection: close`; the status.
+fn get(addr: std::net::SocketAddr, target: &str, headers: &[(&str, &str)]) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = tcp.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn serve_with_a_jwt_secret_guards_every_route() {
+    let serve = harness::serve(&["--jwt-secret", "S", "--public", "/wskit.js"]);
+    let token = sign(&["--secret", "S", "--claim", "sub=alice", "--exp", "10m"]);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(get(serve.addr, "/", &[]), 401);
+    assert_eq!(get(serve.addr, "/", &[("Authorization", &bearer)]), 200);
+    assert_eq!(
+        get(serve.addr, &format!("/?access_token={token}"), &[]),
+        200
+    );
+    assert_eq!(
+        get(
+            serve.addr,
+            "/",
+            &[("Cookie", &format!("access_token={token}"))]
+        ),
+        200
+    );
+    assert_eq!(get(serve.addr, "/wskit.js", &[]), 200, "public path");
+    let other = sign(&["--secret", "T", "--claim", "sub=alice", "--exp", "10m"]);
+    assert_eq!(
+        get(
+            serve.addr,
+            "/",
+            &[("Authorization", &format!("Bearer {other}"))]
+        ),
+        401
+    );
+    let forged = sign(&[
+        "--alg",
+        "HS256",
+        "--secret-file",
+        &key("rsa.pub"),
+        "--exp",
+        "10m",
+    ]);
+    assert_eq!(
+        get(
+            serve.addr,
+            "/",
+            &[("Authorization", &format!("Bearer {forged}"))]
+        ),
+        401
+    );
+    // Oversized tokens: refused by the verifier's limit or, larger, by the server's head limits.
+    for len in [8200, 9000, 40_000] {
+        let big = format!("Bearer {}", "a".repeat(len));
+        let status = get(serve.addr, "/", &[("Authorization", &big)]);
+        assert!(matches!(status, 401 | 431), "{len}: {status}");
+    }
+    // The RSA key: algorithm confusion refused.
+    let serve = harness::serve(&["--jwt-key", &key("rsa.pub")]);
+    let rs = sign(&["--alg", "RS256", "--key", &key("rsa.key"), "--exp", "10m"]);
+    assert_eq!(
+        get(
+            serve.addr,
+            "/",
+            &[("Authorization", &format!("Bearer {rs}"))]
+        ),
+        200
+    );
+    assert_eq!(
+        get(
+            serve.addr,
+            "/",
+            &[("Authorization", &format!("Bearer {forged}"))]
+        ),
+        401
     );
 }

@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod cert;
 pub(crate) mod client;
 pub(crate) mod jwt;
+pub(crate) mod oauth2;
 pub(crate) mod mqtt;
 pub(crate) mod proxy;
 pub(crate) mod serve;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use ws_server::{
     AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, Request, Response,
-    Server, ServerConfig, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
+    ServerConfig, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
     ws_frame::{Message, deflate::DeflateConfig},
 };
 
@@ -111,6 +111,9 @@ pub(crate) struct Args {
     /// `/health`), or a prefix ending in `*` (`/static/*`).
     #[arg(long = "public", value_name = "PATH")]
     pub(crate) public: Vec<String>,
+    /// Token authentication: JWT (--jwt-secret, --jwt-key, --jwks) or the OAuth2 server.
+    #[command(flatten)]
+    pub(crate) token_auth: super::oauth2::TokenAuthArgs,
     /// Serve the static files of this directory to plain HTTP GET/HEAD requests (they win
     /// over the built-in test page).
     #[arg(long, value_name = "DIR")]
@@ -297,7 +300,12 @@ fn build(args: Args) -> Result<Setup> {
         })
         .collect::<Result<Vec<_>>>()?;
     let public = or_vec(args.public, f.public);
-    if users.is_empty() {
+    if users.is_empty() && args.token_auth.enabled() {
+        // The token guard (cmd::oauth2::start) takes the public paths from here.
+        let mut auth = AuthConfig::default();
+        auth.public_paths = public;
+        cfg.auth = Some(auth);
+    } else if users.is_empty() {
         if !public.is_empty() {
             bail!(
                 "--public makes paths public when --user is given; without --user every path is public already"
@@ -497,6 +505,7 @@ impl Handler for Serve {
 /// # Errors
 /// Invalid flags or configuration, or addresses that cannot be bound.
 pub(crate) fn run(args: Args) -> Result<()> {
+    let token_auth = args.token_auth.clone();
     let Setup {
         config,
         threads,
@@ -514,7 +523,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         b.enable_all().build()?
     };
     runtime.block_on(async move {
-        let server = Server::start(config, app).await?;
+        let server = super::oauth2::start(config, app, &token_auth).await?;
         for addr in server.local_addrs() {
             // Scripts (xtask autobahn, tests) read this line to learn the port.
             println!("listening on {addr}");
@@ -528,6 +537,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ws_server::Server;
 
     #[test]
     fn flags_and_file_map_to_the_library_config() {
