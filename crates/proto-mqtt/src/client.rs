@@ -43,7 +43,7 @@ type AcceptReply = oneshot::Sender<Result<Option<u16>, Error>>;
 enum Command {
     Publish {
         publish: Box<Publish>,
-        accepted: AcceptReply,
+        accepted: Option<AcceptReply>,
         done: Option<oneshot::Sender<Result<Ack, Error>>>,
     },
     Subscribe {
@@ -168,7 +168,7 @@ impl Client {
             }
             None => None,
         };
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (etx, erx) = mpsc::channel(config.event_queue);
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
@@ -218,7 +218,7 @@ impl Client {
         match self.policy {
             OfflinePolicy::Wait => self.tx.send(c).await.map_err(|_| Error::Closed),
             OfflinePolicy::FailFast => self.tx.try_send(c).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Error::QueueFull(64),
+                mpsc::error::TrySendError::Full(_) => Error::QueueFull(COMMAND_QUEUE),
                 mpsc::error::TrySendError::Closed(_) => Error::Closed,
             }),
         }
@@ -286,11 +286,31 @@ impl Client {
         let (accepted, rx) = oneshot::channel();
         self.command(Command::Publish {
             publish: Box::new(publish),
-            accepted,
+            accepted: Some(accepted),
             done: None,
         })
         .await?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queues a message without waiting for the session to take it: the fast path for
+    /// streams of messages (it returns as soon as the command queue has room, as rumqttc's
+    /// `publish` does). The topic is checked here; a failure found later (a full outgoing
+    /// queue with [`OfflinePolicy::FailFast`], a limit of the server) is logged, not returned.
+    /// With a store, the message is on disk a moment later, not when this returns: use
+    /// [`Client::publish`] when the caller must know.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopic`]; [`Error::Closed`]; [`Error::QueueFull`] with
+    /// [`OfflinePolicy::FailFast`] when the command queue is full.
+    pub async fn publish_nowait(&self, publish: Publish) -> Result<(), Error> {
+        crate::topic::validate_topic(&publish.topic)?;
+        self.command(Command::Publish {
+            publish: Box::new(publish),
+            accepted: None,
+            done: None,
+        })
+        .await
     }
 
     /// Publishes and waits up to `timeout` for PUBACK (QoS 1) or PUBCOMP (QoS 2; a failed
@@ -310,7 +330,7 @@ impl Client {
         let fut = async {
             self.command(Command::Publish {
                 publish: Box::new(publish),
-                accepted,
+                accepted: Some(accepted),
                 done: Some(done),
             })
             .await?;
@@ -472,6 +492,9 @@ impl Client {
     }
 }
 
+/// Commands waiting for the connection task (bounded: callers wait when it is full).
+const COMMAND_QUEUE: usize = 256;
+
 /// Most events held in the driver before it stops reading from the server.
 const PENDING_EVENTS: usize = 64;
 
@@ -579,6 +602,7 @@ impl Driver {
             self.flush_store();
             self.route_events();
             self.retry_parked();
+            self.flush_events();
             if self.stop {
                 return None;
             }
@@ -613,10 +637,29 @@ impl Driver {
                 if let Some(e) = self.pending_events.pop_front() {
                     p.send(e);
                 }
+                self.flush_events();
             }
             Err(_) => {
                 self.events_open = false;
                 self.pending_events.clear();
+            }
+        }
+    }
+
+    /// Moves pending events into the channel while it has room.
+    fn flush_events(&mut self) {
+        while let Some(e) = self.pending_events.pop_front() {
+            match self.events.try_send(e) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.pending_events.push_front(e);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.events_open = false;
+                    self.pending_events.clear();
+                    break;
+                }
             }
         }
     }
@@ -653,6 +696,7 @@ impl Driver {
                 self.route_event(ev);
             }
             self.retry_parked();
+            self.flush_events();
             // Durable first, then the network (answers to what was just handled included).
             self.flush_store();
             if self.session.poll_transmit(&mut tx) {
@@ -702,7 +746,19 @@ impl Driver {
                     tracing::debug!("MQTT read failed: {e}");
                     self.session.handle_transport_closed(now);
                 }
-                Step::Cmd(Some(c)) => self.handle_command(c),
+                Step::Cmd(Some(c)) => {
+                    self.handle_command(c);
+                    // Take what else is queued, so that one write carries many packets.
+                    for _ in 0..256 {
+                        if self.parked.is_some() {
+                            break;
+                        }
+                        match self.cmds.try_recv() {
+                            Ok(c) => self.handle_command(c),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Step::Cmd(None) => {
                     self.cmds_open = false;
                     if !self.events_open || self.events.is_closed() {
@@ -858,11 +914,16 @@ impl Driver {
                             done,
                         });
                     }
-                    Err(e) => {
-                        let _ = accepted.send(Err(e));
-                    }
+                    Err(e) => match accepted {
+                        Some(a) => {
+                            let _ = a.send(Err(e));
+                        }
+                        None => tracing::warn!("message not published: {e}"),
+                    },
                     Ok(id) => {
-                        self.accepted.push((accepted, id));
+                        if let Some(a) = accepted {
+                            self.accepted.push((a, id));
+                        }
                         if let Some(done) = done {
                             match id {
                                 Some(id) => {
@@ -940,7 +1001,11 @@ impl Driver {
         self.shared.connected.store(false, Ordering::Relaxed);
         self.flush_store();
         self.fail_ready(Error::Closed);
-        if let Some(Command::Publish { accepted, .. }) = self.parked.take() {
+        if let Some(Command::Publish {
+            accepted: Some(accepted),
+            ..
+        }) = self.parked.take()
+        {
             let _ = accepted.send(Err(Error::Closed));
         }
         for (_, w) in self.acks.drain() {
@@ -967,7 +1032,10 @@ impl Driver {
         self.cmds.close();
         while let Ok(c) = self.cmds.try_recv() {
             match c {
-                Command::Publish { accepted, .. } => {
+                Command::Publish {
+                    accepted: Some(accepted),
+                    ..
+                } => {
                     let _ = accepted.send(Err(Error::Closed));
                 }
                 Command::Disconnect { reply, .. } => {
