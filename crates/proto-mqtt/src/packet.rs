@@ -1016,6 +1016,25 @@ pub fn subscribe_filter(path: impl Into<String>, qos: QoS) -> SubscribeFilter {
     v5::SubscribeFilter::new(path.into(), qos.to_mqttbytes())
 }
 
+/// User properties from the seeds' text form `"name=value,name2=value2"` (names and values
+/// trimmed; a pair without `=` gets an empty value; empty items are skipped).
+///
+/// ```
+/// let p = proto_mqtt::packet::user_properties("Temp=21, Humidity=55,flag");
+/// assert_eq!(p, vec![("Temp".into(), "21".into()), ("Humidity".into(), "55".into()), ("flag".into(), String::new())]);
+/// ```
+#[must_use]
+pub fn user_properties(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
+            None => (item.to_owned(), String::new()),
+        })
+        .collect()
+}
+
 /// Skips a complete packet of unknown content at the front of `buf` (for tests and fuzzing).
 #[doc(hidden)]
 pub fn skip_packet(buf: &mut BytesMut) -> bool {
