@@ -114,6 +114,26 @@ fn turn_errors_name_the_flags() {
 }
 
 #[test]
+fn library_limits_are_reported_with_the_flags() {
+    fails_with(
+        &["serve", "--listen", "127.0.0.1:0", "--max-frame", "0"],
+        "--max-frame must be at least 125",
+    );
+    fails_with(
+        &["serve", "--listen", "127.0.0.1:0", "--send-queue", "0"],
+        "--send-queue must be at least 1",
+    );
+    fails_with(
+        &["proxy", "--to", "x:1", "--idle-timeout", "0"],
+        "--idle-timeout must not be zero",
+    );
+    fails_with(
+        &["turn", "--user", "a:b", "--threads", "100"],
+        "--threads must be at most 64",
+    );
+}
+
+#[test]
 fn an_address_in_use_is_named_by_every_server() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = tcp.local_addr().unwrap().to_string();

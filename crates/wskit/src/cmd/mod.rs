@@ -5,8 +5,8 @@ pub(crate) mod bench;
 pub(crate) mod cert;
 pub(crate) mod client;
 pub(crate) mod jwt;
-pub(crate) mod oauth2;
 pub(crate) mod mqtt;
+pub(crate) mod oauth2;
 pub(crate) mod proxy;
 pub(crate) mod serve;
 pub(crate) mod stun;
@@ -47,6 +47,51 @@ pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
     table.try_into().map_err(|e: toml::de::Error| {
         anyhow::anyhow!("[{name}] in {}: {}", path.display(), e.message())
     })
+}
+
+/// A library's configuration error in the words of the command line: the snake_case field names
+/// that are flags of `A` written as the flags (`max_frame` becomes `--max-frame`), and the
+/// wrapping "invalid ... configuration:" left out.
+pub(crate) fn in_flag_terms<A: clap::Args>(text: &str) -> String {
+    let command = A::augment_args(clap::Command::new("wskit"));
+    let flags: Vec<&str> = command
+        .get_arguments()
+        .filter_map(clap::Arg::get_long)
+        .collect();
+    let mut text = text;
+    while let Some(rest) = [
+        "invalid server configuration: ",
+        "invalid proxy configuration: ",
+        "invalid configuration: ",
+        "websocket limits: ",
+    ]
+    .iter()
+    .find_map(|p| text.strip_prefix(p))
+    {
+        text = rest;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let flag = word.replace('_', "-");
+        if word.contains('_') && flags.contains(&flag.as_str()) {
+            out.push_str("--");
+            out.push_str(&flag);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// `HOST:PORT` for `--listen`: an IP address, or a name resolved now (its first IPv4 address,
@@ -268,6 +313,27 @@ mod tests {
         ] {
             assert!(s.contains(want), "{want} in {s}");
         }
+    }
+
+    #[test]
+    fn library_field_names_become_flags() {
+        assert_eq!(
+            in_flag_terms::<serve::Args>(
+                "invalid server configuration: websocket limits: max_frame exceeds max_message"
+            ),
+            "--max-frame exceeds --max-message"
+        );
+        assert_eq!(
+            in_flag_terms::<serve::Args>(
+                "invalid server configuration: send_queue must be at least 1"
+            ),
+            "--send-queue must be at least 1"
+        );
+        // Words that are not snake_case field names of a flag stay as they are.
+        assert_eq!(
+            in_flag_terms::<serve::Args>("root and write_buffer_limit"),
+            "root and write_buffer_limit"
+        );
     }
 
     #[test]

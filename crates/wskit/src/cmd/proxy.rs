@@ -324,10 +324,8 @@ fn build(args: Args) -> Result<ProxyConfig> {
     } else if args.http_timeout.is_some() {
         bail!("--http-timeout needs --http-upstream");
     }
-    cfg.validate().map_err(|e| match e {
-        ProxyError::Config(why) => anyhow!("{why}"),
-        e => anyhow!("{e}"),
-    })?;
+    cfg.validate()
+        .map_err(|e| anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(cfg)
 }
 

@@ -338,7 +338,8 @@ fn build(args: Args) -> Result<Setup> {
         cfg.http.max_body = cfg.http.max_body.max(max_upload);
         u
     });
-    cfg.validate().context("invalid configuration")?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(Setup {
         config: cfg,
         threads: args.threads.or(f.threads).unwrap_or(0),
@@ -918,6 +919,7 @@ mod tests {
         server.stop().await;
         std::fs::remove_dir_all(&root).unwrap();
     }
+
     #[test]
     fn the_example_file_holds_the_defaults() {
         let example =

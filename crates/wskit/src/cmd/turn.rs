@@ -305,7 +305,8 @@ fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
         cfg.threads = n;
     }
     check_flags(&cfg)?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(cfg)
 }
 
