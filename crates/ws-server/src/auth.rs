@@ -15,7 +15,7 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use base64::Engine as _;
 
-use crate::{error::Error, handler::Request};
+use crate::{error::Error, request::Request};
 
 /// A boxed future, as returned by [`Authenticator`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

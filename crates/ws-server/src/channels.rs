@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::{error::Error, registry::ConnId};
+use crate::{error::Error, types::ConnId};
 
 /// Checks a channel name or subscription pattern: not empty, `#` only as the last level, and
 /// `+`/`#` only as whole levels.

@@ -39,10 +39,10 @@ use ws_frame::{CloseCode, Connection, Event, Initiator, Message};
 use crate::{
     config::{Heartbeat, ServerConfig},
     error::Error,
+    handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Fragment, Handler, Sink},
     io::{Io, Target},
     registry::{Command, ConnInfo, KILL_DROP},
-    server::{AdmitGuard, ServerHandle},
     throttle::TokenBucket,
     tx::TxQueue,
 };

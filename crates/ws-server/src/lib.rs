@@ -114,42 +114,61 @@
 
 #![forbid(unsafe_code)]
 
+// Modules are floors: each uses only the floors below it, so no two modules import each
+// other in a circle (`cargo xtask deps` checks it).
+//   0 leaf types   types (ConnId, Transport), error, request, event (SseEvent), tx, io, throttle
+//   1 settings     auth, config; http::files (static-file lookup and cache; uses request only)
+//   2 state        channels, registry
+//   3 handles      handle (ServerHandle, ConnHandle, the shared state)
+//   4 handler API  body, response, handler (Handler, Ctx over a Sink)
+//   5 drivers      conn (WebSocket), http (requests, upgrade), sse, raw; beside them the HTTP
+//                  add-ons multipart and session
+//   6 the server   server (listeners, accept, TLS), stream (the stream API over it)
 mod auth;
+mod body;
 mod channels;
 mod config;
 mod conn;
 mod error;
+mod event;
+mod handle;
 mod handler;
 mod http;
 mod io;
 pub mod multipart;
 mod raw;
 mod registry;
+mod request;
+mod response;
 mod server;
 pub mod session;
 mod sse;
 mod stream;
 mod throttle;
 mod tx;
+mod types;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
+pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{
     Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
     SseConfig,
 };
 pub use error::Error;
+pub use event::SseEvent;
+pub use handle::{ConnHandle, ServerHandle};
 pub use handler::{
-    Before, Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, Request,
-    TcpDecision,
+    Before, Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, TcpDecision,
 };
-pub use http::{Body, Response};
 pub use multipart::UploadConfig;
-pub use registry::{ConnId, ConnInfo, Filter, Transport};
-pub use server::{ConnHandle, Server, ServerHandle};
+pub use registry::{ConnInfo, Filter};
+pub use request::Request;
+pub use response::Response;
+pub use server::Server;
 pub use session::{Session, SessionConfig, Sessions};
-pub use sse::SseEvent;
 pub use stream::{Incoming, WsStream};
+pub use types::{ConnId, Transport};
 /// The sans-IO protocol crate this server drives (message and close-code types).
 pub use ws_frame;
 /// The sans-IO HTTP crate this server uses (request heads, versions, limits).

@@ -52,10 +52,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use crate::{
-    handler::Request,
-    http::{Body, Response},
-};
+use crate::{body::Body, request::Request, response::Response};
 
 /// Limits and destination of [`save`]. Every limit answers 413 when exceeded (400 for part
 /// headers, which are malformed rather than large).

@@ -18,11 +18,12 @@ use ws_frame::{CloseCode, Initiator};
 use crate::{
     config::{DelimiterScan, RawTcp},
     conn::LINGER,
+    handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Handler, Sink},
     io::{Io, Target},
-    registry::{Command, ConnInfo, KILL_NONE, Transport},
-    server::{AdmitGuard, ServerHandle},
+    registry::{Command, ConnInfo, KILL_NONE},
     tx::TxQueue,
+    types::Transport,
 };
 
 /// Takes the complete messages out of `buf` according to the delimiter settings.

@@ -15,29 +15,12 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use ws_frame::{CloseCode, Message, SendOptions};
 
-use crate::{channels::Channels, config::SlowReaderPolicy, error::Error};
-
-/// A connection's id, unique for the lifetime of a server (the seeds' `Guid`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// How a connection talks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Transport {
-    /// RFC 6455 WebSocket.
-    WebSocket,
-    /// Plain TCP (the client did not speak HTTP; see [`crate::RawTcp`]).
-    Tcp,
-    /// Server-sent events (`text/event-stream`, see [`crate::SseConfig`]): send-only.
-    Sse,
-}
+use crate::{
+    channels::Channels,
+    config::SlowReaderPolicy,
+    error::Error,
+    types::{ConnId, Transport},
+};
 
 /// A command for a connection task.
 #[derive(Debug)]
@@ -50,7 +33,7 @@ pub(crate) enum Command {
     Ping(Bytes),
     Close(Box<(CloseCode, String)>),
     /// A server-sent event (WebSocket connections get its data as text).
-    Event(Box<crate::sse::SseEvent>),
+    Event(Box<crate::event::SseEvent>),
 }
 
 /// Why the connection task was told to stop at once.

@@ -38,7 +38,7 @@ use std::{
 
 use base64::Engine;
 
-use crate::{error::Error, handler::Request};
+use crate::{error::Error, request::Request};
 
 /// Settings of a [`Sessions`] store.
 #[derive(Clone, Debug, PartialEq, Eq)]

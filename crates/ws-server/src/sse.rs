@@ -21,115 +21,20 @@ use std::{
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{Notify, mpsc};
-use ws_frame::{CloseCode, Initiator, Message};
+use ws_frame::{CloseCode, Initiator};
 
 use crate::{
     channels::validate_channel,
     conn::LINGER,
-    handler::{Ctx, Disconnect, Handler, Request, Sink},
+    event::{field, message_event},
+    handle::{AdmitGuard, ServerHandle},
+    handler::{Ctx, Disconnect, Handler, Sink},
     io::{Io, Target},
-    registry::{Command, ConnInfo, KILL_NONE, Transport},
-    server::{AdmitGuard, ServerHandle},
+    registry::{Command, ConnInfo, KILL_NONE},
+    request::Request,
     tx::TxQueue,
+    types::Transport,
 };
-
-/// One server-sent event. `data` may span lines (each becomes a `data:` line); line breaks in
-/// `event` and `id` (which would inject fields) are removed, as are NULs in `id`.
-///
-/// ```
-/// let ev = ws_server::SseEvent::new("a\nb").with_event("tick").with_id("7");
-/// assert_eq!(&ev.to_bytes()[..], b"event: tick\nid: 7\ndata: a\ndata: b\n\n");
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SseEvent {
-    /// Event name (`event:`); `None` is a `message` event for the browser.
-    pub event: Option<String>,
-    /// Event id (`id:`), echoed by a reconnecting browser in `Last-Event-ID`.
-    pub id: Option<String>,
-    /// Reconnection delay for the client (`retry:`, in milliseconds).
-    pub retry: Option<Duration>,
-    /// The data; `\r\n`, `\n` and `\r` separate its lines.
-    pub data: String,
-}
-
-impl SseEvent {
-    /// A `message` event with `data`.
-    #[must_use]
-    pub fn new(data: impl Into<String>) -> Self {
-        Self {
-            data: data.into(),
-            ..Self::default()
-        }
-    }
-
-    /// Sets the event name.
-    #[must_use]
-    pub fn with_event(mut self, name: impl Into<String>) -> Self {
-        self.event = Some(name.into());
-        self
-    }
-
-    /// Sets the event id.
-    #[must_use]
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// Sets the reconnection delay.
-    #[must_use]
-    pub fn with_retry(mut self, retry: Duration) -> Self {
-        self.retry = Some(retry);
-        self
-    }
-
-    /// The event on the wire, ending with the empty line.
-    #[must_use]
-    pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.data.len() + 32);
-        let clean = |s: &str| s.replace(['\r', '\n', '\0'], "");
-        if let Some(e) = &self.event {
-            field(&mut out, "event", &clean(e));
-        }
-        if let Some(id) = &self.id {
-            field(&mut out, "id", &clean(id));
-        }
-        if let Some(r) = self.retry {
-            field(&mut out, "retry", &r.as_millis().to_string());
-        }
-        data_lines(&mut out, &self.data);
-        out.put_u8(b'\n');
-        out.freeze()
-    }
-}
-
-fn field(out: &mut BytesMut, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.put_u8(b'\n');
-}
-
-fn data_lines(out: &mut BytesMut, data: &str) {
-    let normalized = data.replace("\r\n", "\n").replace('\r', "\n");
-    for line in normalized.split('\n') {
-        field(out, "data", line);
-    }
-}
-
-/// A WebSocket-style message as an SSE `message` event: text as it is, binary when it is
-/// UTF-8 (other binary payloads are not delivered).
-pub(crate) fn message_event(msg: &Message) -> Option<Bytes> {
-    let text = match msg {
-        Message::Text(t) => t.as_str(),
-        Message::Binary(b) => std::str::from_utf8(b).ok()?,
-    };
-    let mut out = BytesMut::with_capacity(text.len() + 8);
-    data_lines(&mut out, text);
-    out.put_u8(b'\n');
-    Some(out.freeze())
-}
 
 /// The response head of an SSE stream; the body lasts until the connection closes.
 fn response_head(server_name: &str, retry: Option<Duration>) -> Bytes {
@@ -315,6 +220,8 @@ pub(crate) async fn run<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::SseEvent;
+    use ws_frame::Message;
 
     #[test]
     fn events_are_framed() {

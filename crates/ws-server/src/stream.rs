@@ -9,9 +9,11 @@ use ws_frame::{CloseCode, Message};
 use crate::{
     config::ServerConfig,
     error::Error,
+    handle::{ConnHandle, ServerHandle},
     handler::{Ctx, Disconnect, Handler},
-    registry::{ConnId, ConnInfo},
-    server::{ConnHandle, Server, ServerHandle},
+    registry::ConnInfo,
+    server::Server,
+    types::ConnId,
 };
 
 /// Messages buffered per stream before the connection stops reading (backpressure).

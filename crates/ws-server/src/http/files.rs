@@ -18,7 +18,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::handler::Request;
+use crate::request::Request;
 
 /// Index file served for a directory.
 pub(crate) const INDEX: &str = "index.html";

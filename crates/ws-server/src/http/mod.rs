@@ -18,9 +18,7 @@
 //!  discard the unread body (bounded), then the next pipelined request, or close
 //! ```
 
-mod body;
 pub(crate) mod files;
-mod response;
 mod upgrade;
 
 use std::{
@@ -32,19 +30,20 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::{io::AsyncReadExt, time::Instant};
 use ws_http::{BodyDecoder, BodyKind, ChunkedEncoder, Parsed, Version};
 
-pub use body::Body;
-pub use response::Response;
-
 use crate::{
     auth::AuthOutcome,
     config::origin_allowed,
     conn::{Established, LINGER},
     error::Error,
-    handler::{Before, Handler, Request},
+    handle::{AdmitGuard, Inner, ServerHandle},
+    handler::{Before, Handler},
     io::Io,
-    server::{AdmitGuard, Inner, ServerHandle},
+    request::Request,
 };
-use response::Source;
+use crate::{
+    body::Body,
+    response::{Response, Source},
+};
 
 /// Unread request body the server reads and drops to keep a connection reusable; beyond it
 /// the connection is closed instead.

@@ -22,10 +22,12 @@ use super::{Next, Response, close_gracefully, fail, http_error, send};
 use crate::{
     conn::Established,
     error::Error,
-    handler::{Decision, Handler, Request},
+    handle::{AdmitGuard, ServerHandle},
+    handler::{Decision, Handler},
     io::Io,
-    registry::{ConnInfo, KILL_NONE, Transport},
-    server::{AdmitGuard, ServerHandle},
+    registry::{ConnInfo, KILL_NONE},
+    request::Request,
+    types::Transport,
 };
 
 /// Answers `resp` and closes.

@@ -23,7 +23,7 @@ pub(crate) enum Source {
     /// A file, served with `ETag`, `Last-Modified`, conditional requests and ranges.
     File(PathBuf),
     /// A file the static-file lookup already opened.
-    Opened(Box<super::files::Opened>),
+    Opened(Box<crate::http::files::Opened>),
 }
 
 /// A response to an HTTP request ([`crate::Handler::on_http`],

@@ -1,0 +1,390 @@
+//! The handles users hold: [`ServerHandle`] (address connections by id, broadcast, stop,
+//! restart) and [`ConnHandle`] (one connection), over the shared state of a running server.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use bytes::Bytes;
+use tokio::{sync::Notify, task::JoinHandle};
+use ws_frame::{CloseCode, Message, SendOptions};
+
+use crate::{
+    channels::validate_channel,
+    config::{ServerConfig, SlowReaderPolicy},
+    error::Error,
+    event::SseEvent,
+    http::files::FileCache,
+    registry::{Command, ConnInfo, Filter, KILL_DROP, Registry, lock},
+    types::ConnId,
+};
+
+/// Shared state of a running server.
+pub(crate) struct Inner {
+    pub(crate) config: ServerConfig,
+    pub(crate) registry: Registry,
+    pub(crate) listeners: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) local_addrs: Mutex<Vec<SocketAddr>>,
+    pub(crate) stopping: AtomicBool,
+    /// Signalled when `stop` begins (idle keep-alive connections close).
+    pub(crate) stop_signal: Notify,
+    pub(crate) stopped: Notify,
+    /// The canonical document root.
+    pub(crate) root: Option<std::path::PathBuf>,
+    /// Small static files kept in memory.
+    pub(crate) file_cache: FileCache,
+    /// Binds the listeners again (kept for `restart`).
+    #[allow(clippy::type_complexity)]
+    pub(crate) spawner:
+        Mutex<Option<Box<dyn Fn(&ServerHandle) -> Result<(), Error> + Send + Sync>>>,
+}
+
+impl Inner {
+    pub(crate) fn unregister(&self, info: &ConnInfo) {
+        self.registry.remove(info);
+    }
+}
+
+/// Holds one admission slot (`max_connections`) until dropped.
+pub(crate) struct AdmitGuard(pub(crate) Arc<Inner>);
+
+impl Drop for AdmitGuard {
+    fn drop(&mut self) {
+        self.0.registry.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A cheap, cloneable handle to a running server: address connections by id, broadcast,
+/// stop and restart.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addrs", &self.local_addrs())
+            .field("connections", &self.count())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// Addresses the listeners are bound to (with the real port when port 0 was asked).
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.inner.local_addrs).clone()
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Number of established connections (`Count`).
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.inner.registry.count()
+    }
+
+    /// Bytes held in partly received WebSocket messages across all connections (the total
+    /// that [`ServerConfig::max_partial_bytes`] bounds).
+    #[must_use]
+    pub fn partial_bytes(&self) -> usize {
+        self.inner.registry.partial_bytes.load(Ordering::Acquire)
+    }
+
+    /// Every established connection.
+    #[must_use]
+    pub fn connections(&self) -> Vec<Arc<ConnInfo>> {
+        self.inner.registry.all()
+    }
+
+    /// One connection by id.
+    #[must_use]
+    pub fn get(&self, id: ConnId) -> Option<ConnHandle> {
+        self.inner
+            .registry
+            .get(id)
+            .map(|info| ConnHandle::new(info, self.clone()))
+    }
+
+    /// Sends a message to one connection (`WriteData(guid, ...)`), following
+    /// [`ServerConfig::slow_reader`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`], [`Error::Closed`], or [`Error::QueueFull`] (the
+    /// connection is then being closed with 1013).
+    pub async fn write_to(&self, id: ConnId, msg: impl Into<Message>) -> Result<(), Error> {
+        let info = self
+            .inner
+            .registry
+            .get(id)
+            .ok_or(Error::UnknownConnection(id.0))?;
+        info.deliver(Command::Send(msg.into()), self.inner.config.slow_reader)
+            .await
+    }
+
+    /// Sends a message to every connection `filter` selects (SSE connections get text as a
+    /// `message` event). Returns how many connections
+    /// took it; under [`crate::SlowReaderPolicy::Disconnect`] connections whose queue is full
+    /// are closed with 1013 and not counted.
+    pub async fn broadcast(&self, msg: impl Into<Message>, filter: &Filter) -> usize {
+        let msg = msg.into();
+        let targets = self.inner.registry.select(filter);
+        let policy = self.inner.config.slow_reader;
+        let mut sent = 0;
+        for info in targets {
+            let cmd = Command::Send(msg.clone());
+            if info.deliver(cmd, policy).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Sends a server-sent event to one connection: SSE connections get it with its name, id
+    /// and retry; WebSocket connections get its data as a text message.
+    ///
+    /// # Errors
+    /// As [`ServerHandle::write_to`].
+    pub async fn send_event(&self, id: ConnId, event: SseEvent) -> Result<(), Error> {
+        let info = self
+            .inner
+            .registry
+            .get(id)
+            .ok_or(Error::UnknownConnection(id.0))?;
+        info.deliver(
+            Command::Event(Box::new(event)),
+            self.inner.config.slow_reader,
+        )
+        .await
+    }
+
+    /// [`ServerHandle::broadcast`] for a server-sent event (see [`ServerHandle::send_event`]).
+    pub async fn broadcast_event(&self, event: SseEvent, filter: &Filter) -> usize {
+        let targets = self.inner.registry.select(filter);
+        let policy = self.inner.config.slow_reader;
+        let mut sent = 0;
+        for info in targets {
+            let cmd = Command::Event(Box::new(event.clone()));
+            if info.deliver(cmd, policy).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Pings every connection (`Ping`); with a heartbeat configured, missing pongs close
+    /// connections. Returns how many were pinged.
+    pub fn ping_all(&self) -> usize {
+        self.inner
+            .registry
+            .all()
+            .iter()
+            .filter(|info| info.try_deliver(Command::Ping(Bytes::new())).is_ok())
+            .count()
+    }
+
+    /// Closes every connection with `code` (`DisconnectAll`); the listeners keep running.
+    pub fn disconnect_all(&self, code: CloseCode) {
+        for info in self.inner.registry.all() {
+            info.kill(code.as_u16());
+        }
+    }
+
+    /// Subscribes a connection to a channel (wildcards allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for malformed names.
+    pub fn subscribe(&self, info: &ConnInfo, channel: &str) -> Result<bool, Error> {
+        validate_channel(channel)?;
+        Ok(self.inner.registry.subscribe(info, channel))
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&self, info: &ConnInfo, channel: &str) -> bool {
+        self.inner.registry.unsubscribe(info, channel)
+    }
+
+    /// Channel patterns that have at least one subscriber.
+    #[must_use]
+    pub fn channels(&self) -> Vec<String> {
+        self.inner.registry.channels()
+    }
+
+    /// Stops accepting, closes every connection with 1001 (going away), and waits until they
+    /// are gone or [`ServerConfig::stop_timeout`] passed; then drops the rest.
+    pub async fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.stop_signal.notify_waiters();
+        for task in lock(&self.inner.listeners).drain(..) {
+            task.abort();
+        }
+        for info in self.inner.registry.all() {
+            info.kill(CloseCode::AWAY.as_u16());
+        }
+        let deadline = Instant::now() + self.inner.config.stop_timeout;
+        loop {
+            let left = self.inner.registry.left.notified();
+            if self.count() == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                for info in self.inner.registry.all() {
+                    info.kill_code.store(KILL_DROP, Ordering::Release);
+                    info.kill.notify_one();
+                }
+                break;
+            }
+            let _ = tokio::time::timeout(deadline - now, left).await;
+        }
+        self.inner.stopped.notify_waiters();
+    }
+
+    /// [`ServerHandle::stop`], then binds the listeners again (`ReStart`).
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when an address cannot be bound again.
+    pub async fn restart(&self) -> Result<(), Error> {
+        self.stop().await;
+        self.inner.stopping.store(false, Ordering::Release);
+        let spawner = lock(&self.inner.spawner);
+        match spawner.as_ref() {
+            Some(spawn) => spawn(self),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until [`ServerHandle::stop`] is called (from anywhere).
+    pub async fn stopped(&self) {
+        self.inner.stopped.notified().await;
+    }
+}
+
+/// A cheap, cloneable handle to one connection, usable from any task.
+#[derive(Clone)]
+pub struct ConnHandle {
+    info: Arc<ConnInfo>,
+    server: ServerHandle,
+}
+
+impl fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConnHandle").field(&self.info.id).finish()
+    }
+}
+
+impl ConnHandle {
+    pub(crate) fn new(info: Arc<ConnInfo>, server: ServerHandle) -> Self {
+        Self { info, server }
+    }
+
+    /// The connection id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.info.id
+    }
+
+    /// The connection's details.
+    #[must_use]
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        &self.info
+    }
+
+    /// Sends a message, following [`ServerConfig::slow_reader`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] or [`Error::QueueFull`].
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::Send(msg.into()),
+                self.server.inner.config.slow_reader,
+            )
+            .await
+    }
+
+    /// Sends a message with options.
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn send_with(&self, msg: Message, opts: SendOptions) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::SendWith(Box::new((msg, opts))),
+                self.server.inner.config.slow_reader,
+            )
+            .await
+    }
+
+    /// Sends a ping.
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn ping(&self, payload: Bytes) -> Result<(), Error> {
+        self.info
+            .deliver(Command::Ping(payload), self.server.inner.config.slow_reader)
+            .await
+    }
+
+    /// Starts the close handshake (`Close`).
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::Close(Box::new((code, reason.to_owned()))),
+                SlowReaderPolicy::Backpressure,
+            )
+            .await
+    }
+
+    /// Drops the connection without a close handshake (`Disconnect`).
+    pub fn disconnect(&self) {
+        self.info.kill(KILL_DROP);
+    }
+
+    /// Stops reading from the connection's socket (read flow control; see
+    /// [`crate::Ctx::pause_reading`] for what goes on meanwhile). Never waits: it sets a flag
+    /// and wakes the connection task, which stops reading at its next step.
+    pub fn pause_reading(&self) {
+        self.info.set_reading_paused_remote(true);
+    }
+
+    /// Reads again after a pause ([`crate::Ctx::pause_reading`] or
+    /// [`ConnHandle::pause_reading`]); a no-op when reading is not paused. Never waits, and
+    /// takes no room in the connection's command queue when that is full.
+    pub fn resume_reading(&self) {
+        self.info.set_reading_paused_remote(false);
+    }
+
+    /// Whether reading is paused.
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.info.is_reading_paused()
+    }
+
+    /// Subscribes to a channel (wildcards allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for malformed names.
+    pub fn subscribe(&self, channel: &str) -> Result<bool, Error> {
+        self.server.subscribe(&self.info, channel)
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&self, channel: &str) -> bool {
+        self.server.unsubscribe(&self.info, channel)
+    }
+}
