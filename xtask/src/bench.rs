@@ -5,6 +5,8 @@
 //! cargo xtask bench echo [--secs 5] [--client-threads 1]
 //!                                          wskit serve vs fastwebsockets vs tokio-tungstenite
 //! cargo xtask bench rss [--conns 10000]    server RSS per idle WebSocket connection
+//! cargo xtask bench mqtt [--rate 1000] [--clients 1000]
+//!                                          proto-mqtt vs rumqttc against mosquitto
 //! ```
 //!
 //! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
@@ -77,8 +79,14 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             crate::turn::bench()
         }
+        Some("mqtt") => {
+            let rate = args.number("rate", 1000)?;
+            let clients = args.number("clients", 1000)?;
+            args.finish()?;
+            crate::bench_mqtt::run(rate, clients)
+        }
         Some(other) => {
-            bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn)")
+            bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt)")
         }
     }
 }

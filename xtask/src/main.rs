@@ -18,6 +18,7 @@
 
 mod autobahn;
 mod bench;
+mod bench_mqtt;
 mod bench_proxy;
 mod ci;
 mod deps;
