@@ -167,9 +167,13 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// An OAuth2 protocol error, answered to the client.
+    /// An OAuth2 protocol error: answered to a client by the server, or received by the
+    /// client from a server.
     #[error("oauth2 {0}")]
     OAuth(OAuthError),
+    /// An HTTP exchange of the OAuth2 client failed (connect, TLS, an unreadable answer).
+    #[error("http: {0}")]
+    Http(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(String),

@@ -8,6 +8,7 @@
 //!           source (find the token in headers / query / cookie / subprotocol)
 //!  floor 2  verifier (static keys + JWKS: fetch over tokio-rustls, cache, rate-limited refresh)
 //!  floor 3  guard (ws-server: Guard<H> wrapper, Authenticator, hooks)   client (ws-client)
+//!           oauth2_client (the oauth2 crate over fetch; OAuth2TokenSource for ws-client)
 //!  oauth2   store (SQLite) -> server (decisions at `now`) -> http (endpoints + guard)
 //! ```
 //!
@@ -53,6 +54,7 @@ mod fetch;
 pub mod guard;
 pub mod jwt;
 pub mod oauth2;
+pub mod oauth2_client;
 pub mod source;
 pub mod verifier;
 

@@ -92,7 +92,7 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier with `keys` (add a JWKS with [`Verifier::with_jwks`]).
+    /// A verifier with `keys` (for a JWKS or a key hook, see [`Verifier::build`]).
     ///
     /// # Errors
     /// [`Error::Config`] from [`Config::validate`].
