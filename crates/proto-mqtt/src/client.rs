@@ -168,6 +168,7 @@ impl Client {
             }
             None => None,
         };
+        session.set_store_ops(store.is_some());
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (etx, erx) = mpsc::channel(config.event_queue);
         let shared = Arc::new(Shared {

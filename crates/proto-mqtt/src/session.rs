@@ -211,6 +211,8 @@ pub struct Session {
     out: HashMap<u16, Outgoing>,
     queue: VecDeque<Queued>,
     inflight: usize,
+    qos0_queued: usize,
+    store_ops_enabled: bool,
     requests: BTreeMap<u64, (u16, Request)>,
     subscriptions: BTreeMap<String, (SubscribeFilter, Option<SubscribeProperties>)>,
     incoming_qos2: HashSet<u16>,
@@ -254,6 +256,8 @@ impl Session {
             out: HashMap::new(),
             queue: VecDeque::new(),
             inflight: 0,
+            qos0_queued: 0,
+            store_ops_enabled: true,
             requests: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             incoming_qos2: HashSet::new(),
@@ -317,12 +321,7 @@ impl Session {
     /// [`Config::max_queued`].
     #[must_use]
     pub fn queued(&self) -> usize {
-        self.out.len()
-            + self
-                .queue
-                .iter()
-                .filter(|q| matches!(q, Queued::Qos0(_)))
-                .count()
+        self.out.len() + self.qos0_queued
     }
 
     /// Whether a QoS 1/2 message with this packet id is still outstanding.
@@ -354,6 +353,15 @@ impl Session {
     }
 
     // ---- inputs --------------------------------------------------------------------------
+
+    /// Whether [`Session::poll_store`] hands out operations (default: yes). A driver without
+    /// a store turns them off, which saves encoding each message for it.
+    pub fn set_store_ops(&mut self, enabled: bool) {
+        self.store_ops_enabled = enabled;
+        if !enabled {
+            self.store_ops.clear();
+        }
+    }
 
     /// Loads durable state saved by an earlier process (before the first [`Session::start`]).
     ///
@@ -562,6 +570,7 @@ impl Session {
         if publish.qos == mqttbytes::QoS::AtMostOnce {
             publish.pkid = 0;
             self.queue.push_back(Queued::Qos0(Box::new(publish)));
+            self.qos0_queued += 1;
             self.pump();
             return Ok(None);
         }
@@ -569,14 +578,16 @@ impl Session {
         publish.pkid = pkid;
         let seq = self.seq;
         self.seq += 1;
-        let mut encoded = BytesMut::new();
-        self.codec
-            .encode(&Packet::Publish(publish.clone()), &mut encoded)?;
-        self.store_ops.push_back(StoreOp::PutOutgoing {
-            pkid,
-            seq,
-            packet: encoded.freeze(),
-        });
+        if self.store_ops_enabled {
+            let mut encoded = BytesMut::new();
+            self.codec
+                .encode(&Packet::Publish(publish.clone()), &mut encoded)?;
+            self.store_op(StoreOp::PutOutgoing {
+                pkid,
+                seq,
+                packet: encoded.freeze(),
+            });
+        }
         self.out.insert(
             pkid,
             Outgoing {
@@ -781,6 +792,12 @@ impl Session {
 
     // ---- internals -----------------------------------------------------------------------
 
+    fn store_op(&mut self, op: StoreOp) {
+        if self.store_ops_enabled {
+            self.store_ops.push_back(op);
+        }
+    }
+
     /// When the next PINGREQ is due: Keep Alive after the last packet sent or received,
     /// whichever is earlier. (MQTT requires one when nothing was sent; pinging when nothing
     /// arrived either finds a dead connection while we keep sending into it.)
@@ -889,6 +906,7 @@ impl Session {
                     let Some(Queued::Qos0(p)) = self.queue.pop_front() else {
                         unreachable!()
                     };
+                    self.qos0_queued -= 1;
                     if let Some(reason) = self.limit_violation(&p) {
                         self.events.push_back(Event::Dropped { pkid: 0, reason });
                         continue;
@@ -909,7 +927,7 @@ impl Session {
                     let mut p = o.publish.clone();
                     if let Some(reason) = self.limit_violation(&p) {
                         self.out.remove(&pkid);
-                        self.store_ops.push_back(StoreOp::RemoveOutgoing { pkid });
+                        self.store_op(StoreOp::RemoveOutgoing { pkid });
                         self.events.push_back(Event::Dropped { pkid, reason });
                         continue;
                     }
@@ -1079,7 +1097,7 @@ impl Session {
                         if let Some(o) = self.out.get_mut(&a.pkid) {
                             o.state = OutState::AwaitComp;
                         }
-                        self.store_ops.push_back(StoreOp::Released { pkid: a.pkid });
+                        self.store_op(StoreOp::Released { pkid: a.pkid });
                         self.send(&Packet::PubRel(Ack::new(a.pkid)))?;
                         self.events.push_back(Event::PubRec(a));
                     }
@@ -1138,7 +1156,7 @@ impl Session {
     fn complete(&mut self, pkid: u16) {
         if self.out.remove(&pkid).is_some() {
             self.inflight = self.inflight.saturating_sub(1);
-            self.store_ops.push_back(StoreOp::RemoveOutgoing { pkid });
+            self.store_op(StoreOp::RemoveOutgoing { pkid });
         }
     }
 
@@ -1236,7 +1254,7 @@ impl Session {
         if !session_present {
             if !self.incoming_qos2.is_empty() {
                 self.incoming_qos2.clear();
-                self.store_ops.push_back(StoreOp::ClearIncoming);
+                self.store_op(StoreOp::ClearIncoming);
             }
             // The server lost our subscriptions: send them again, one SUBSCRIBE each.
             let subs: Vec<_> = self.subscriptions.values().cloned().collect();
@@ -1302,7 +1320,7 @@ impl Session {
                             properties: sub.properties.clone(),
                         });
                         if self.codec.encode(&packet, &mut one).is_ok() {
-                            self.store_ops.push_back(StoreOp::PutSubscription {
+                            self.store_op(StoreOp::PutSubscription {
                                 filter: f.path.clone(),
                                 packet: one.freeze(),
                             });
@@ -1378,7 +1396,7 @@ impl Session {
                         ));
                     }
                     self.incoming_qos2.insert(pkid);
-                    self.store_ops.push_back(StoreOp::AddIncoming { pkid });
+                    self.store_op(StoreOp::AddIncoming { pkid });
                     self.events.push_back(Event::Publish(p));
                 }
                 self.send(&Packet::PubRec(Ack::new(pkid)))?;
