@@ -25,6 +25,7 @@ mod deps;
 mod flags;
 mod fuzz;
 mod interop;
+mod modgraph;
 mod proc;
 mod quickstart;
 mod turn;
