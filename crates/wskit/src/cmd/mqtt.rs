@@ -26,7 +26,7 @@ enum Sub {
 /// Flags both subcommands take.
 #[derive(Debug, clap::Args)]
 struct Common {
-    /// Broker URL: mqtt://HOST[:1883], mqtts://HOST[:8883], ws://HOST:PORT/PATH or wss://...
+    /// Broker URL: mqtt://HOST (port 1883 by default), mqtts://HOST (8883), ws://HOST:PORT/PATH or wss://...
     #[arg(value_name = "URL")]
     url: String,
     /// QoS: 0, 1 or 2.
