@@ -216,6 +216,8 @@ pub struct OAuth2Config {
     pub introspect_path: String,
     /// Revocation endpoint path (RFC 7009). Default: `/oauth2/revoke`.
     pub revoke_path: String,
+    /// JWKS path (the key of JWT access tokens, RFC 9068). Default: `/oauth2/jwks`.
+    pub jwks_path: String,
     /// Access token lifetime when the app sets none. Default: 3600 s.
     pub access_token_ttl: Duration,
     /// Refresh token lifetime. Default: 30 days.
@@ -254,12 +256,13 @@ impl OAuth2Config {
 
     /// All endpoint paths (they are served without an access token).
     #[must_use]
-    pub fn endpoint_paths(&self) -> [&str; 5] {
+    pub fn endpoint_paths(&self) -> [&str; 6] {
         [
             &self.authorize_path,
             &self.token_path,
             &self.introspect_path,
             &self.revoke_path,
+            &self.jwks_path,
             Self::METADATA_PATH,
         ]
     }
@@ -299,6 +302,7 @@ impl Default for OAuth2Config {
             token_path: "/oauth2/token".into(),
             introspect_path: "/oauth2/introspect".into(),
             revoke_path: "/oauth2/revoke".into(),
+            jwks_path: "/oauth2/jwks".into(),
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(60),

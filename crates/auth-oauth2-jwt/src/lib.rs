@@ -3,7 +3,7 @@
 //! authorization server whose apps and tokens live in SQLite.
 //!
 //! ```text
-//!  floor 0  error, config (Config, Location)
+//!  floor 0  error, config (Config, Location), random (Random, OsRandom)
 //!  floor 1  jwt::{keys, claims, sign, verify}   sans-IO: KeySet::verify(token, &config, now)
 //!           source (find the token in headers / query / cookie / subprotocol)
 //!  floor 2  verifier (static keys + JWKS: fetch over tokio-rustls, cache, rate-limited refresh)
@@ -55,6 +55,7 @@ pub mod guard;
 pub mod jwt;
 pub mod oauth2;
 pub mod oauth2_client;
+pub mod random;
 pub mod source;
 pub mod verifier;
 

@@ -707,3 +707,64 @@ async fn tokens_and_apps_survive_a_restart() {
     assert_eq!(run.oauth2.server().store().apps().unwrap().len(), 2);
     run.server.stop().await;
 }
+
+#[tokio::test]
+async fn jwt_access_tokens_verify_with_the_published_jwks() {
+    use auth_oauth2_jwt::{Config, Signer, Verifier, jsonwebtoken::Algorithm};
+    let signer = Signer::with_private_pem(Algorithm::ES256, include_bytes!("keys/ec256.key"))
+        .unwrap()
+        .kid("as-1");
+    let run = common::start_with(None, common::config(None), "127.0.0.1:0", Some(signer)).await;
+    let (_, confidential, secret) = apps(&run);
+    let form = format!(
+        "grant_type=client_credentials&scope=jobs&client_id={}&client_secret={}",
+        enc(&confidential),
+        enc(&secret)
+    );
+    let answer = http(run.addr, "POST", "/oauth2/token", &[], &form).await;
+    let token = answer.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let issuer = format!("http://{}", run.addr);
+    let meta = http(
+        run.addr,
+        "GET",
+        "/.well-known/oauth-authorization-server",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(meta.json()["jwks_uri"], format!("{issuer}/oauth2/jwks"));
+    let mut config = Config::default();
+    config.issuers = vec![issuer.clone()];
+    config.audiences = vec![issuer.clone()];
+    config.jwks_allow_loopback_http = true;
+    let tls = ws_tls::client_config(&ws_tls::ClientTlsConfig::default()).unwrap();
+    let verifier = Verifier::build(
+        config,
+        Vec::new(),
+        Some((format!("{issuer}/oauth2/jwks"), tls)),
+        None,
+    )
+    .unwrap();
+    let v = verifier
+        .verify(&token, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(v.header.raw["typ"], "at+jwt");
+    assert_eq!(v.header.kid.as_deref(), Some("as-1"));
+    assert_eq!(v.claims.str("client_id"), Some(confidential.as_str()));
+    assert_eq!(v.claims.scopes(), ["jobs"]);
+
+    // The server itself still checks its store: a revoked JWT is refused here at once.
+    assert_eq!(api(&run, &token).await.status, 200);
+    let rv = format!(
+        "token={}&client_id={}&client_secret={}",
+        enc(&token),
+        enc(&confidential),
+        enc(&secret)
+    );
+    http(run.addr, "POST", "/oauth2/revoke", &[], &rv).await;
+    assert_eq!(api(&run, &token).await.status, 401);
+    run.server.stop().await;
+}

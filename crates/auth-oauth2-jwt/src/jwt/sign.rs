@@ -17,6 +17,7 @@ pub struct Signer {
     alg: Algorithm,
     key: EncodingKey,
     kid: Option<String>,
+    typ: String,
     header_extra: Map<String, Value>,
     claims: Map<String, Value>,
     lifetime: Option<Duration>,
@@ -83,6 +84,7 @@ impl Signer {
             alg,
             key,
             kid: None,
+            typ: "JWT".into(),
             header_extra: Map::new(),
             claims: Map::new(),
             lifetime: None,
@@ -98,8 +100,28 @@ impl Signer {
         self
     }
 
-    /// Adds a header field (`typ` is `JWT`, `alg` comes from the signer; those two cannot
-    /// be overridden).
+    /// Sets the header's `typ` (default `JWT`; RFC 9068 access tokens use `at+jwt`).
+    #[must_use]
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = typ.into();
+        self
+    }
+
+    /// The public key of this signer as a JWK (with its `kid` and `alg`), for a JWKS; `None`
+    /// for HMAC secrets, which are never published.
+    #[must_use]
+    pub fn public_jwk(&self) -> Option<Value> {
+        if self.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+            return None;
+        }
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&self.key, self.alg).ok()?;
+        jwk.common.key_id.clone_from(&self.kid);
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        serde_json::to_value(jwk).ok()
+    }
+
+    /// Adds a header field (`typ`, `alg` and `kid` have their own setters and cannot be
+    /// overridden here).
     #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.header_extra.insert(name.into(), value.into());
@@ -151,6 +173,7 @@ impl Signer {
     pub fn sign_with(&self, now: SystemTime, extra: &Map<String, Value>) -> Result<String, Error> {
         let mut header = Header::new(self.alg);
         header.kid.clone_from(&self.kid);
+        header.typ = Some(self.typ.clone());
         for (k, v) in &self.header_extra {
             match k.as_str() {
                 "alg" | "typ" | "kid" => {}

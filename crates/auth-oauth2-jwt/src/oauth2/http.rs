@@ -229,6 +229,11 @@ impl OAuth2 {
         let auth = request.header("authorization");
         let answer = if path == crate::config::OAuth2Config::METADATA_PATH {
             Self::json(200, &self.server.metadata())
+        } else if path == o.jwks_path {
+            Response::new(200)
+                .with_header("Content-Type", "application/jwk-set+json")
+                .with_header("Cache-Control", "max-age=300")
+                .with_body(self.server.jwks().to_string())
         } else if path == o.authorize_path && method == "GET" {
             self.page_response(self.server.authorize(request.query().unwrap_or(""), now))
         } else if path == o.authorize_path && method == "POST" {

@@ -7,7 +7,7 @@ use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
 
-use crate::{error::Error, oauth2::server::Random};
+use crate::{error::Error, random::Random};
 
 /// Hashes `password` with argon2id and the crate's default cost (19 MiB, 2 passes: the
 /// OWASP minimum), with a 16-byte salt from `random`.
@@ -56,7 +56,5 @@ pub fn verify(password: &str, hash: &str) -> bool {
 /// A hash to verify against for unknown user names (same cost as a real check).
 pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        hash("not a password", &crate::oauth2::server::OsRandom).unwrap_or_default()
-    })
+    DUMMY.get_or_init(|| hash("not a password", &crate::random::OsRandom).unwrap_or_default())
 }

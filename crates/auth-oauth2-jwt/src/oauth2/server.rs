@@ -28,6 +28,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::random::{OsRandom, Random};
+
 use crate::{
     config::Config,
     error::{Error, OAuthError, TokenError},
@@ -35,25 +37,6 @@ use crate::{
     oauth2::store::{App, Store, TokenKind, TokenRecord},
     source::{percent_decode, query_param},
 };
-
-/// A source of random bytes.
-pub trait Random: Send + Sync + 'static {
-    /// Fills `buf`.
-    ///
-    /// # Errors
-    /// [`Error::Random`] when the source fails.
-    fn fill(&self, buf: &mut [u8]) -> Result<(), Error>;
-}
-
-/// The operating system's CSPRNG, through `getrandom`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OsRandom;
-
-impl Random for OsRandom {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), Error> {
-        getrandom::fill(buf).map_err(|e| Error::Random(e.to_string()))
-    }
-}
 
 /// Checks user names and passwords for the sign-in page (the seed's
 /// `OnOAuth2Authentication`).
@@ -126,6 +109,7 @@ pub struct AuthServer {
     store: Arc<dyn Store>,
     random: Arc<dyn Random>,
     users: Option<Arc<dyn Users>>,
+    jwt: Option<crate::jwt::sign::Signer>,
     pending: Mutex<HashMap<String, Pending>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -293,6 +277,7 @@ impl AuthServer {
             store,
             random,
             users: None,
+            jwt: None,
             pending: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         })
@@ -303,6 +288,38 @@ impl AuthServer {
     pub fn with_users(mut self, users: Arc<dyn Users>) -> Self {
         self.users = Some(users);
         self
+    }
+
+    /// Issues access tokens as JWTs (RFC 9068: `typ` `at+jwt`, claims `iss`, `sub`, `aud`,
+    /// `client_id`, `scope`, `iat`, `exp`, `jti`) signed by `signer` (give it a `kid`), whose
+    /// public key the JWKS endpoint publishes, so that resource servers can verify them without
+    /// calling back. They are still recorded in the store, so revocation and introspection
+    /// keep working here.
+    ///
+    /// # Errors
+    /// [`Error::Key`] for an HMAC signer (its secret cannot be published).
+    pub fn with_jwt_access_tokens(
+        mut self,
+        signer: crate::jwt::sign::Signer,
+    ) -> Result<Self, Error> {
+        if signer.public_jwk().is_none() {
+            return Err(Error::Key(
+                "JWT access tokens need an asymmetric key (RS*, PS*, ES*, EdDSA)".into(),
+            ));
+        }
+        self.jwt = Some(signer.typ("at+jwt"));
+        Ok(self)
+    }
+
+    /// The JWKS document of the JWT access tokens' key (`{"keys": []}` without one).
+    #[must_use]
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .jwt
+            .iter()
+            .filter_map(crate::jwt::sign::Signer::public_jwk)
+            .collect();
+        json!({ "keys": keys })
     }
 
     /// The settings.
@@ -917,7 +934,25 @@ impl AuthServer {
         let ttl = app
             .access_ttl
             .unwrap_or(self.config.oauth2.access_token_ttl.as_secs());
-        let access = self.random_string(32).map_err(|e| store_err(&e))?;
+        let access = match &self.jwt {
+            None => self.random_string(32).map_err(|e| store_err(&e))?,
+            Some(signer) => {
+                let mut claims = serde_json::Map::new();
+                claims.insert("iss".into(), self.config.oauth2.issuer.clone().into());
+                claims.insert("sub".into(), subject.unwrap_or(&app.client_id).into());
+                claims.insert("aud".into(), self.config.oauth2.issuer.clone().into());
+                claims.insert("client_id".into(), app.client_id.clone().into());
+                claims.insert("scope".into(), scope.into());
+                claims.insert("iat".into(), t.into());
+                claims.insert("exp".into(), (t + ttl).into());
+                claims.insert(
+                    "jti".into(),
+                    self.random_string(16).map_err(|e| store_err(&e))?.into(),
+                );
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(t);
+                signer.sign_with(at, &claims).map_err(|e| store_err(&e))?
+            }
+        };
         let record = |hash: String, kind: TokenKind, expires_at: u64| TokenRecord {
             hash,
             kind,
@@ -1068,6 +1103,7 @@ impl AuthServer {
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "authorization_response_iss_parameter_supported": true,
+            "jwks_uri": url(&o.jwks_path),
         })
     }
 

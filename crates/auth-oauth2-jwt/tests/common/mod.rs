@@ -68,7 +68,17 @@ pub fn config(addr: Option<SocketAddr>) -> Config {
 }
 
 /// Starts a server on `addr` (port 0: any) over the store at `db` (in memory when `None`).
-pub async fn start(db: Option<&Path>, mut config: Config, addr: &str) -> Running {
+pub async fn start(db: Option<&Path>, config: Config, addr: &str) -> Running {
+    start_with(db, config, addr, None).await
+}
+
+/// [`start`], issuing JWT access tokens signed by `jwt` when given.
+pub async fn start_with(
+    db: Option<&Path>,
+    mut config: Config,
+    addr: &str,
+    jwt: Option<auth_oauth2_jwt::Signer>,
+) -> Running {
     let store: Arc<dyn Store> = match db {
         Some(p) => Arc::new(SqliteStore::open(p).unwrap()),
         None => Arc::new(SqliteStore::memory().unwrap()),
@@ -80,9 +90,12 @@ pub async fn start(db: Option<&Path>, mut config: Config, addr: &str) -> Running
     if config.oauth2.issuer == Config::default().oauth2.issuer {
         config.oauth2.issuer = format!("http://{local}");
     }
-    let core = AuthServer::new(config, store, Arc::new(OsRandom))
+    let mut core = AuthServer::new(config, store, Arc::new(OsRandom))
         .unwrap()
         .with_users(Arc::new(TestUsers));
+    if let Some(signer) = jwt {
+        core = core.with_jwt_access_tokens(signer).unwrap();
+    }
     let oauth2 = OAuth2::new(core);
     let app = App {
         auth: oauth2.auth(),
