@@ -79,11 +79,112 @@ pub(crate) fn run() -> Result<()> {
             )),
         }
     }
+    // Sans-IO cores read no clock and no entropy and use no tokio (time and randomness are
+    // arguments).
+    for (krate, only, skip) in CORES {
+        checked += 1;
+        let found = core_violations(krate, only, skip)?;
+        if found.is_empty() {
+            continue;
+        }
+        let known = CORE_READS_TO_REMOVE.iter().find(|(k, _)| k == krate);
+        match known {
+            Some((_, why)) => eprintln!(
+                "    {krate}: known reads in the core, to move to the caller ({why}): {}",
+                found.join(", ")
+            ),
+            None => failures.push(format!(
+                "{krate}: the sans-IO core must take time and randomness as arguments and use no tokio: {}",
+                found.join(", ")
+            )),
+        }
+    }
     if !failures.is_empty() {
         bail!("dependency rules broken:\n{}", failures.join("\n"));
     }
     eprintln!("    {checked} dependency rules hold");
     Ok(())
+}
+
+/// The sans-IO core of each crate that has one: its source files and folders under src/ (an
+/// empty list: all of src/), and folders left out (runtime glue).
+const CORES: &[(&str, &[&str], &[&str])] = &[
+    ("ws-frame", &[], &[]),
+    ("ws-http", &[], &[]),
+    ("stun-turn", &[], &["net"]),
+    (
+        "proto-mqtt",
+        &["session.rs", "packet.rs", "topic.rs", "reason.rs"],
+        &[],
+    ),
+    ("auth-oauth2-jwt", &["jwt"], &[]),
+];
+
+/// What a core must not contain (outside its test modules).
+const CORE_FORBIDDEN: &[&str] = &[
+    "tokio::",
+    "Instant::now(",
+    "SystemTime::now(",
+    "getrandom::",
+    "SystemRandom",
+    "thread_rng(",
+    "OsRng",
+];
+
+/// Cores with known reads of entropy or the clock, with what still has to move out. Every
+/// other core fails `deps` on a read.
+const CORE_READS_TO_REMOVE: &[(&str, &str)] = &[
+    ("ws-frame", "client mask keys come from getrandom"),
+    ("ws-http", "the client handshake key comes from getrandom"),
+    (
+        "stun-turn",
+        "transaction ids, nonce keys and relay choices come from ring's SystemRandom",
+    ),
+];
+
+/// `file: pattern` for every forbidden pattern in the core of `krate`.
+fn core_violations(krate: &str, only: &[&str], skip: &[&str]) -> Result<Vec<String>> {
+    let src = root().join("crates").join(krate).join("src");
+    let mut files = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            if skip
+                .iter()
+                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && (only.is_empty()
+                    || only
+                        .iter()
+                        .any(|o| rel == *o || rel.starts_with(&format!("{o}/"))))
+            {
+                files.push((rel, path));
+            }
+        }
+    }
+    files.sort();
+    let mut found = Vec::new();
+    for (rel, path) in files {
+        let text = std::fs::read_to_string(&path)?;
+        let code = crate::modgraph::without_test_modules(&crate::modgraph::strip(&text));
+        for pattern in CORE_FORBIDDEN {
+            if code.contains(pattern) {
+                found.push(format!("{rel}: {pattern}"));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Crates with a module circle that is known and not untangled yet, with the reason. Every

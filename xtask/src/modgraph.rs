@@ -186,7 +186,7 @@ fn drop_prefix(path: &[String]) -> Vec<String> {
 }
 
 /// Source without comments, string and character literals (lifetimes kept).
-fn strip(text: &str) -> String {
+pub(crate) fn strip(text: &str) -> String {
     let b: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -282,7 +282,7 @@ fn strip(text: &str) -> String {
 
 /// `text` without `#[cfg(test)] mod NAME { ... }` blocks: test code may import anything, and
 /// `super::` inside it names the file's own module.
-fn without_test_modules(text: &str) -> String {
+pub(crate) fn without_test_modules(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("#[cfg(test)]") {
