@@ -185,3 +185,94 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
         "removing the app removed its tokens"
     );
 }
+
+fn key(name: &str) -> String {
+    let p: std::path::PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "auth-oauth2-jwt",
+        "tests",
+        "keys",
+        name,
+    ]
+    .iter()
+    .collect();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn serve_oauth2_issues_jwt_access_tokens_that_wskit_jwt_verify_accepts() {
+    let dir = TempDir::new("oauth2-jwt");
+    let db = dir.join("oauth2.db");
+    let limit = Duration::from_secs(60);
+    let add = run(
+        &[
+            "oauth2",
+            "--db",
+            &db,
+            "client",
+            "add",
+            "svc",
+            "--grant",
+            "client_credentials",
+        ],
+        b"",
+        limit,
+    );
+    let creds: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        enc(creds["client_id"].as_str().unwrap()),
+        enc(creds["client_secret"].as_str().unwrap())
+    );
+    let serve = server(
+        "serve",
+        free_port(),
+        &[
+            "--oauth2",
+            "--oauth2-db",
+            &db,
+            "--oauth2-jwt-key",
+            &key("ec256.key"),
+            "--oauth2-jwt-alg",
+            "ES256",
+        ],
+    );
+    let (status, answer) = http(serve.addr, "POST", "/oauth2/token", &[], &form);
+    assert_eq!(status, 200, "{answer}");
+    let token = body_json(&answer)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3);
+    let (status, jwks) = http(serve.addr, "GET", "/oauth2/jwks", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(body_json(&jwks)["keys"][0]["crv"], "P-256");
+    let issuer = format!("http://{}", serve.addr);
+    let verify = run(
+        &[
+            "jwt",
+            "verify",
+            &token,
+            "--key",
+            &key("ec256.pub"),
+            "--iss",
+            &issuer,
+            "--aud",
+            &issuer,
+        ],
+        b"",
+        limit,
+    );
+    assert_eq!(verify.code, Some(0), "{}", verify.stderr);
+    assert!(
+        verify
+            .stdout_text()
+            .contains(creds["client_id"].as_str().unwrap())
+    );
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        http(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
+        200
+    );
+}

@@ -15,7 +15,7 @@ use std::{io::BufRead as _, path::PathBuf, sync::Arc, time::SystemTime};
 
 use anyhow::{Context, Result, bail};
 use auth_oauth2_jwt::{
-    Config, JwtAuth, Key, Location, Verifier,
+    Config, JwtAuth, Key, Location, Signer, Verifier,
     jsonwebtoken::Algorithm,
     oauth2::{AuthServer, OAuth2, OsRandom, SqliteStore, Store, password},
     parse_algorithm,
@@ -72,6 +72,13 @@ pub(crate) struct TokenAuthArgs {
     /// Serve the OAuth2 endpoints at the seed's paths /sgc/oauth2/auth and /sgc/oauth2/token.
     #[arg(long)]
     pub(crate) oauth2_sgc_paths: bool,
+    /// Issue access tokens as JWTs (RFC 9068) signed with this private key (PEM); its public
+    /// key is published at /oauth2/jwks.
+    #[arg(long, value_name = "PRIVATE.pem")]
+    pub(crate) oauth2_jwt_key: Option<PathBuf>,
+    /// Algorithm of --oauth2-jwt-key: ES256 (default), ES384, EdDSA, RS256, PS256, ...
+    #[arg(long, value_name = "ALG", default_value = "ES256")]
+    pub(crate) oauth2_jwt_alg: String,
 }
 
 impl TokenAuthArgs {
@@ -216,7 +223,18 @@ pub(crate) async fn start<H: Handler>(
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
         let store =
             SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let core = AuthServer::new(token_config, Arc::new(store), Arc::new(OsRandom))?;
+        let mut core = AuthServer::new(token_config, Arc::new(store), Arc::new(OsRandom))?;
+        if let Some(key) = &args.oauth2_jwt_key {
+            let alg = parse_algorithm(&args.oauth2_jwt_alg)
+                .map_err(|e| anyhow::anyhow!("--oauth2-jwt-alg: {e}"))?;
+            let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            // A stable key id: the start of the key file's digest (not secret: a hash).
+            let kid = auth_oauth2_jwt::oauth2::server::digest(&String::from_utf8_lossy(&pem));
+            let signer = Signer::with_private_pem(alg, &pem)
+                .with_context(|| format!("--oauth2-jwt-key {}", key.display()))?
+                .kid(&kid[..16]);
+            core = core.with_jwt_access_tokens(signer)?;
+        }
         tracing::info!(db = %path.display(), issuer = %core.config().oauth2.issuer, "OAuth2 authorization server on");
         let oauth2 = OAuth2::new(core);
         let auth = oauth2.auth();
