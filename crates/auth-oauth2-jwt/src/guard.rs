@@ -100,6 +100,24 @@ pub trait GuardHooks: Send + Sync + 'static {
     }
 }
 
+impl GuardHooks for Arc<dyn GuardHooks> {
+    fn bypass(&self, request: &Request) -> bool {
+        (**self).bypass(request)
+    }
+
+    fn after_validation(&self, request: &Request, claims: &Claims) -> Result<String, String> {
+        (**self).after_validation(request, claims)
+    }
+
+    fn unauthorized(&self, request: &Request, error: &TokenError) -> bool {
+        (**self).unauthorized(request, error)
+    }
+
+    fn error_response(&self, request: &Request, error: &TokenError, realm: &str) -> Response {
+        (**self).error_response(request, error, realm)
+    }
+}
+
 /// The default hooks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultHooks;

@@ -768,3 +768,89 @@ async fn jwt_access_tokens_verify_with_the_published_jwks() {
     assert_eq!(api(&run, &token).await.status, 401);
     run.server.stop().await;
 }
+
+/// Records what the hooks saw.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, auth_oauth2_jwt::oauth2::Issued)>>);
+
+impl auth_oauth2_jwt::oauth2::OAuth2Hooks for Recorder {
+    fn after_access_token(&self, issued: &auth_oauth2_jwt::oauth2::Issued) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("access".into(), issued.clone()));
+    }
+
+    fn after_refresh_token(&self, issued: &auth_oauth2_jwt::oauth2::Issued) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("refresh".into(), issued.clone()));
+    }
+}
+
+#[test]
+fn password_grant_when_enabled_and_hooks_see_what_was_issued() {
+    use auth_oauth2_jwt::oauth2::{AuthServer, OsRandom, SqliteStore};
+    use std::sync::Arc;
+    let mut config = common::config(None);
+    config.oauth2.allow_password_grant = true;
+    let recorder = Arc::new(Recorder::default());
+    let core = AuthServer::new(
+        config,
+        Arc::new(SqliteStore::memory().unwrap()),
+        Arc::new(OsRandom),
+    )
+    .unwrap()
+    .with_users(Arc::new(common::TestUsers))
+    .with_hooks(recorder.clone());
+    let now = std::time::SystemTime::now();
+    let grants = vec!["password".to_owned(), "refresh_token".to_owned()];
+    let (app, secret) = core
+        .register_app("legacy", &[], &grants, true, now)
+        .unwrap();
+    let auth = format!(
+        "client_id={}&client_secret={}",
+        enc(&app.client_id),
+        enc(&secret.unwrap())
+    );
+    let wrong = core.token(
+        &format!("grant_type=password&username=alice&password=nope&{auth}"),
+        None,
+        now,
+    );
+    assert_eq!(wrong.unwrap_err().code, "invalid_grant");
+    let t = core
+        .token(
+            &format!("grant_type=password&username=alice&password=wonderland&scope=a&{auth}"),
+            None,
+            now,
+        )
+        .unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    core.token(
+        &format!("grant_type=refresh_token&refresh_token={}&{auth}", enc(rt)),
+        None,
+        now,
+    )
+    .unwrap();
+    let seen = recorder.0.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (
+            seen[0].0.as_str(),
+            seen[0].1.grant,
+            seen[0].1.subject.as_deref()
+        ),
+        ("access", "password", Some("alice"))
+    );
+    assert_eq!(
+        (
+            seen[1].0.as_str(),
+            seen[1].1.grant,
+            seen[1].1.scope.as_str()
+        ),
+        ("refresh", "refresh_token", "a")
+    );
+    assert!(seen[0].1.refresh_token);
+}

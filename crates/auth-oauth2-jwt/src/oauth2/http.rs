@@ -21,7 +21,7 @@ use ws_server::{
 
 use crate::{
     error::{OAuthError, TokenError},
-    guard::{Guard, JwtAuth, TokenCheck},
+    guard::{Guard, GuardHooks, JwtAuth, TokenCheck},
     jwt::claims::Claims,
     oauth2::server::{AuthServer, AuthorizeAnswer, SignInPage, parse_form},
 };
@@ -95,6 +95,7 @@ pub fn render_page(template: &str, page: &SignInPage, action: &str) -> String {
 pub struct OAuth2 {
     server: Arc<AuthServer>,
     page: PageHook,
+    guard_hooks: Option<Arc<dyn GuardHooks>>,
 }
 
 impl std::fmt::Debug for OAuth2 {
@@ -115,6 +116,7 @@ impl OAuth2 {
         Self {
             server: Arc::new(server),
             page: Arc::new(|page, action| render_page(DEFAULT_PAGE, page, action)),
+            guard_hooks: None,
         }
     }
 
@@ -122,6 +124,15 @@ impl OAuth2 {
     #[must_use]
     pub fn with_page(mut self, page: PageHook) -> Self {
         self.page = page;
+        self
+    }
+
+    /// Hooks of the access-token guard: bypass (the seed's `OnOAuth2BeforeRequest`), after
+    /// validation (`OnOAuth2AfterValidateAccessToken`), unauthorized (`OnOAuth2Unauthorized`)
+    /// and the refusal.
+    #[must_use]
+    pub fn with_guard_hooks(mut self, hooks: Arc<dyn GuardHooks>) -> Self {
+        self.guard_hooks = Some(hooks);
         self
     }
 
@@ -141,7 +152,11 @@ impl OAuth2 {
             .iter()
             .map(|p| (*p).to_owned())
             .collect();
-        JwtAuth::with_check(self.server.clone(), config).with_public(endpoints)
+        let auth = JwtAuth::with_check(self.server.clone(), config).with_public(endpoints);
+        match &self.guard_hooks {
+            Some(hooks) => auth.with_hooks(hooks.clone()),
+            None => auth,
+        }
     }
 
     /// Serves the endpoints in front of `inner`, whose routes all need an access token.

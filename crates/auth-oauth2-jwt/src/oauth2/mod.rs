@@ -7,5 +7,5 @@ pub mod server;
 pub mod store;
 
 pub use http::{OAuth2, OAuth2Routes};
-pub use server::{AuthServer, OsRandom, Random, Users};
+pub use server::{AuthServer, Issued, OAuth2Hooks, OsRandom, Random, Users};
 pub use store::{App, SqliteStore, Store, TokenKind, TokenRecord};

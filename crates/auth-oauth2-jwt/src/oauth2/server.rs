@@ -45,6 +45,38 @@ pub trait Users: Send + Sync + 'static {
     fn verify(&self, user: &str, password: &str) -> bool;
 }
 
+/// What was issued, for [`OAuth2Hooks`] (never the tokens themselves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Issued {
+    /// The client.
+    pub client_id: String,
+    /// The user, `None` for client credentials.
+    pub subject: Option<String>,
+    /// The granted scope.
+    pub scope: String,
+    /// The grant: `authorization_code`, `client_credentials`, `refresh_token`, `password`.
+    pub grant: &'static str,
+    /// Whether a refresh token came with it.
+    pub refresh_token: bool,
+}
+
+/// The seed's OAuth2 server events that are not covered elsewhere (`OnOAuth2AfterAccessToken`,
+/// `OnOAuth2AfterRefreshToken`); the page, the sign-in check, the bypass, the validation and
+/// the refusal are [`crate::oauth2::http::PageHook`], [`Users`] and
+/// [`crate::guard::GuardHooks`]. Every method defaults to nothing.
+pub trait OAuth2Hooks: Send + Sync + 'static {
+    /// Tokens were issued (and stored) for any grant but refresh.
+    fn after_access_token(&self, issued: &Issued) {
+        let _ = issued;
+    }
+
+    /// A refresh token was used (and rotated).
+    fn after_refresh_token(&self, issued: &Issued) {
+        let _ = issued;
+    }
+}
+
 /// The sign-in page to show.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignInPage {
@@ -110,6 +142,7 @@ pub struct AuthServer {
     random: Arc<dyn Random>,
     users: Option<Arc<dyn Users>>,
     jwt: Option<crate::jwt::sign::Signer>,
+    hooks: Option<Arc<dyn OAuth2Hooks>>,
     pending: Mutex<HashMap<String, Pending>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -278,6 +311,7 @@ impl AuthServer {
             random,
             users: None,
             jwt: None,
+            hooks: None,
             pending: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         })
@@ -320,6 +354,13 @@ impl AuthServer {
             .filter_map(crate::jwt::sign::Signer::public_jwk)
             .collect();
         json!({ "keys": keys })
+    }
+
+    /// Sets the event hooks.
+    #[must_use]
+    pub fn with_hooks(mut self, hooks: Arc<dyn OAuth2Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// The settings.
@@ -772,7 +813,7 @@ impl AuthServer {
             "client_credentials" => {
                 let scope = form.get("scope").cloned().unwrap_or_default();
                 let family = self.random_string(16).map_err(|e| store_err(&e))?;
-                self.issue(&app, None, &scope, &family, false, t)
+                self.issue("client_credentials", &app, None, &scope, &family, false, t)
             }
             "refresh_token" => self.rotate(&app, &form, t),
             "password" if self.config.oauth2.allow_password_grant => {
@@ -783,7 +824,7 @@ impl AuthServer {
                 }
                 let scope = form.get("scope").cloned().unwrap_or_default();
                 let family = self.random_string(16).map_err(|e| store_err(&e))?;
-                self.issue(&app, Some(&user), &scope, &family, true, t)
+                self.issue("password", &app, Some(&user), &scope, &family, true, t)
             }
             _ => Err(err(
                 "unsupported_grant_type",
@@ -862,6 +903,7 @@ impl AuthServer {
         }
         let refresh = app.grants.iter().any(|g| g == "refresh_token");
         self.issue(
+            "authorization_code",
             app,
             rec.subject.as_deref(),
             &rec.scope,
@@ -919,11 +961,21 @@ impl AuthServer {
             }
             None => rec.scope.clone(),
         };
-        self.issue(app, rec.subject.as_deref(), &scope, &rec.family, true, t)
+        self.issue(
+            "refresh_token",
+            app,
+            rec.subject.as_deref(),
+            &scope,
+            &rec.family,
+            true,
+            t,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
+        grant: &'static str,
         app: &App,
         subject: Option<&str>,
         scope: &str,
@@ -989,7 +1041,21 @@ impl AuthServer {
                 .map_err(|e| store_err(&e))?;
             answer["refresh_token"] = rt.into();
         }
-        tracing::info!(client_id = %app.client_id, subject = subject.unwrap_or("-"), refresh, "access token issued");
+        tracing::info!(client_id = %app.client_id, subject = subject.unwrap_or("-"), grant, refresh, "access token issued");
+        if let Some(hooks) = &self.hooks {
+            let issued = Issued {
+                client_id: app.client_id.clone(),
+                subject: subject.map(str::to_owned),
+                scope: scope.to_owned(),
+                grant,
+                refresh_token: refresh,
+            };
+            if grant == "refresh_token" {
+                hooks.after_refresh_token(&issued);
+            } else {
+                hooks.after_access_token(&issued);
+            }
+        }
         Ok(answer)
     }
 
