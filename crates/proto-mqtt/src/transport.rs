@@ -1,5 +1,6 @@
-//! The byte pipes under the client: `mqtt://` (TCP), `mqtts://` (TLS), `ws://` and `wss://`
-//! (WebSocket through ws-client, subprotocol `mqtt`, binary messages).
+//! The byte pipes under the client: `mqtt://` (TCP; through ws-client's raw `tcp://` mode
+//! when a proxy is configured), `mqtts://` (TLS), `ws://` and `wss://` (WebSocket through
+//! ws-client, subprotocol `mqtt`, binary messages).
 
 use std::{fmt, sync::Arc};
 
@@ -132,6 +133,17 @@ pub(crate) enum Transport {
 impl Transport {
     pub(crate) async fn connect(url: &BrokerUrl, config: &Config) -> Result<Self, Error> {
         match url.scheme {
+            Scheme::Mqtt if config.transport.proxy.is_some() => {
+                // Through ws-client's raw `tcp://` mode, which speaks HTTP CONNECT and SOCKS.
+                let host = if url.host.contains(':') {
+                    format!("[{}]", url.host)
+                } else {
+                    url.host.clone()
+                };
+                let target = format!("tcp://{host}:{}", url.port);
+                let ws = ws_client::connect(target.as_str(), config.transport.clone()).await?;
+                Ok(Self::Ws(Box::new(ws)))
+            }
             Scheme::Mqtt => {
                 let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
                 tcp.set_nodelay(config.transport.nodelay)?;

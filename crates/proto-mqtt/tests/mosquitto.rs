@@ -482,3 +482,78 @@ async fn we_receive_what_paho_publishes_at_every_qos() {
         }
     }
 }
+
+/// A minimal HTTP CONNECT proxy (test helper): one tunnel per connection.
+async fn connect_proxy() -> (
+    u16,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&tunnels);
+    let h = tokio::spawn(async move {
+        while let Ok((mut down, _)) = l.accept().await {
+            let counter = std::sync::Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if down.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head);
+                let target = text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(text.starts_with("CONNECT "), "{text}");
+                let Ok(mut up) = tokio::net::TcpStream::connect(target).await else {
+                    let _ = down.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = down
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            });
+        }
+    });
+    (port, h, tunnels)
+}
+
+#[tokio::test]
+async fn mqtt_through_an_http_connect_proxy() {
+    let Some(broker) = Mosquitto::start(Opts::default()) else {
+        return;
+    };
+    let (proxy_port, proxy, tunnels) = connect_proxy().await;
+    let mut config = broker.config(Version::V5);
+    config.transport.proxy = Some(ws_client::Proxy::new(
+        ws_client::ProxyKind::Http,
+        "127.0.0.1",
+        proxy_port,
+    ));
+    let (c, mut e) = Client::connect(&broker.url(), config).await.unwrap();
+    c.subscribe("proxied", QoS::AtLeastOnce).await.unwrap();
+    c.publish_and_wait(
+        proto_mqtt::packet::publish("proxied", QoS::AtLeastOnce, "via CONNECT"),
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&next_publish(&mut e).await.payload[..], b"via CONNECT");
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "went through the proxy"
+    );
+    c.disconnect(ReasonCode::SUCCESS, None).await.unwrap();
+    proxy.abort();
+}
