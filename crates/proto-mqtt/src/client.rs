@@ -316,7 +316,7 @@ impl Client {
 
     /// Publishes and waits up to `timeout` for PUBACK (QoS 1) or PUBCOMP (QoS 2; a failed
     /// PUBREC ends it too), returning the acknowledgement with its reason code (the seeds'
-    /// `PublishAndWait`). QoS 0 resolves with Success once written.
+    /// `PublishAndWait`). QoS 0 resolves at once with Success and packet id 0.
     ///
     /// # Errors
     /// [`Error::Timeout`]; the errors of [`Client::publish`]; [`Error::NotSupported`] when
@@ -931,7 +931,11 @@ impl Driver {
                                     self.acks.insert(id, done);
                                 }
                                 None if qos0 => {
-                                    let _ = done.send(Ok(Ack::new(1)));
+                                    let _ = done.send(Ok(Ack {
+                                        pkid: 0,
+                                        reason: ReasonCode::SUCCESS,
+                                        properties: None,
+                                    }));
                                 }
                                 None => {}
                             }

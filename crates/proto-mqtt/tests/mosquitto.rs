@@ -557,3 +557,24 @@ async fn mqtt_through_an_http_connect_proxy() {
     c.disconnect(ReasonCode::SUCCESS, None).await.unwrap();
     proxy.abort();
 }
+
+#[tokio::test]
+async fn websocket_with_permessage_deflate_offered() {
+    let Some(broker) = Mosquitto::start(Opts::default()) else {
+        return;
+    };
+    let url = format!("ws://127.0.0.1:{}/mqtt", broker.ws);
+    let mut config = broker.config(Version::V311);
+    config.transport.deflate = Some(Default::default());
+    let (c, mut e) = Client::connect(&url, config).await.unwrap();
+    c.subscribe("deflate", QoS::ExactlyOnce).await.unwrap();
+    let big = "compressible ".repeat(2000);
+    c.publish_and_wait(
+        proto_mqtt::packet::publish("deflate", QoS::ExactlyOnce, big.clone()),
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_publish(&mut e).await.payload, Bytes::from(big));
+    c.disconnect(ReasonCode::SUCCESS, None).await.unwrap();
+}
