@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use ws_http::percent_decode;
 
 /// An HTTP request head as the server received it: the WebSocket upgrade request, or a plain
-/// HTTP request for [`Handler::on_http`].
+/// HTTP request for [`crate::Handler::on_http`].
 #[derive(Clone, Debug)]
 pub struct Request {
     pub(crate) method: String,
@@ -156,14 +156,14 @@ impl Request {
     }
 
     /// The user authenticated by [`crate::AuthConfig`] or set by
-    /// [`Handler::on_before_request`], if any.
+    /// [`crate::Handler::on_before_request`], if any.
     #[must_use]
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
-    /// Records the authenticated user (from [`Handler::on_before_request`]); it ends up in
-    /// [`ConnInfo::user`] for WebSocket and SSE connections.
+    /// Records the authenticated user (from [`crate::Handler::on_before_request`]); it ends up in
+    /// [`crate::ConnInfo::user`] for WebSocket and SSE connections.
     pub fn set_user(&mut self, user: Option<String>) {
         self.user = user;
     }

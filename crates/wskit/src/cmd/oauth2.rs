@@ -52,8 +52,8 @@ pub(crate) struct TokenAuthArgs {
     /// Accepted JWT audience (repeatable: any of them).
     #[arg(long, value_name = "AUD")]
     pub(crate) jwt_aud: Vec<String>,
-    /// Where tokens are looked for, in order (repeatable): header, query[:NAME],
-    /// cookie[:NAME], protocol[:PREFIX]. Default: header, query:access_token,
+    /// Where tokens are looked for, in order (repeatable): `header`, `query[:NAME]`,
+    /// `cookie[:NAME]`, `protocol[:PREFIX]`. Default: header, query:access_token,
     /// cookie:access_token, protocol:bearer.
     #[arg(long = "token-source", value_name = "SOURCE")]
     pub(crate) token_sources: Vec<String>,
