@@ -302,9 +302,17 @@ impl Driver {
                 continue;
             }
 
-            // 3. the one timer
-            let ws_deadline = match &mode {
-                Mode::WebSocket(ws) => ws.poll_timeout(),
+            // 3. the one timer (a fragmented message that began arms its deadline first)
+            let ws_deadline = match &mut mode {
+                Mode::WebSocket(ws) => {
+                    if ws.wants_now() {
+                        // Arming may also fire a deadline that is due: go round once more so
+                        // that what it produced is handled and written before waiting.
+                        ws.handle_timeout(Instant::now());
+                        continue;
+                    }
+                    ws.poll_timeout()
+                }
                 Mode::Raw => None,
             };
             let deadline = [timers.next(), ws_deadline].into_iter().flatten().min();

@@ -417,3 +417,24 @@ async fn tcp_scheme_is_plain_bytes() {
     let info = ws.close(CloseCode::NORMAL, "").await.unwrap();
     assert_eq!(info.by, Initiator::User);
 }
+
+#[tokio::test]
+async fn an_unfinished_fragmented_message_from_the_server_fails_at_its_deadline() {
+    // The server starts a fragmented text message and never finishes it.
+    let addr = mock_http(|head| format!("{}\x01\x03par", switching(head, ""))).await;
+    let mut config = ClientConfig::default();
+    config.ws.message_timeout = Some(Duration::from_millis(300));
+    let mut ws = connect(ws_url(addr, "/"), config).await.unwrap();
+    let started = std::time::Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.recv())
+        .await
+        .expect("the deadline ends the wait");
+    assert!(
+        matches!(
+            got,
+            Some(Err(Error::Protocol(ws_frame::Error::MessageTimeout { .. })))
+        ),
+        "{got:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
