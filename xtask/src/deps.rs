@@ -63,20 +63,11 @@ pub(crate) fn run() -> Result<()> {
         checked += 1;
         let graph = crate::modgraph::graph(&root().join("crates").join(krate).join("src"))?;
         let circles = crate::modgraph::circles(&graph);
-        let known = MODULE_CIRCLES_TO_UNTANGLE
-            .iter()
-            .find(|(k, _)| k == krate)
-            .map(|(_, why)| *why);
-        match (circles.is_empty(), known) {
-            (true, _) => {}
-            (false, Some(why)) => eprintln!(
-                "    {krate}: known module circle(s), to untangle ({why}): {}",
-                render(&circles)
-            ),
-            (false, None) => failures.push(format!(
+        if !circles.is_empty() {
+            failures.push(format!(
                 "{krate}: modules import each other in a circle (move the shared types down a floor): {}",
                 render(&circles)
-            )),
+            ));
         }
     }
     // Sans-IO cores read no clock and no entropy and use no tokio (time and randomness are
@@ -186,13 +177,6 @@ fn core_violations(krate: &str, only: &[&str], skip: &[&str]) -> Result<Vec<Stri
     }
     Ok(found)
 }
-
-/// Crates with a module circle that is known and not untangled yet, with the reason. Every
-/// other crate fails `deps` on a circle.
-const MODULE_CIRCLES_TO_UNTANGLE: &[(&str, &str)] = &[(
-    "ws-http",
-    "error.rs holds Rejection, which holds a Response from message.rs, which returns errors",
-)];
 
 fn render(circles: &[Vec<String>]) -> String {
     circles

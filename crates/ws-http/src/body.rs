@@ -7,7 +7,8 @@ use crate::{
     BodyKind, Error, Headers, Limits,
     encode::write_fields,
     error::ChunkedError,
-    headers::{from_httparse, is_tchar},
+    headers::is_tchar,
+    message::from_httparse,
     scan::{self, Kind},
 };
 

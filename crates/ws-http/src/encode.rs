@@ -189,6 +189,25 @@ pub fn write_response(
     Ok(n + body.len())
 }
 
+impl Error {
+    /// Appends the complete response a server sends for this error to `out`: the status from
+    /// [`Error::status`], [`Error::response_headers`], `Connection: close`, and the error text as
+    /// a `text/plain` body. Returns the number of bytes written.
+    pub fn write_response(&self, out: &mut BytesMut) -> usize {
+        let status = self.status();
+        // 204 and 304 (possible for a relayed Rejection) carry no body.
+        let body = if status == 204 || status == 304 {
+            String::new()
+        } else {
+            self.to_string()
+        };
+        let mut headers: Vec<(&str, &str)> = self.response_headers().to_vec();
+        headers.push(("Content-Type", "text/plain; charset=utf-8"));
+        // Every piece is a constant or our own Display text: writing cannot fail.
+        write_response(out, status, &headers, body.as_bytes(), false).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! The crate's error enum, its detail enums, and the mapping from every error to an HTTP status.
 
-use bytes::BytesMut;
-
-use crate::{encode, handshake::Rejection};
+use crate::rejection::Rejection;
 
 /// Everything that can go wrong in this crate. Each error knows the HTTP status a server answers
 /// it with ([`Error::status`]) and can write that answer ([`Error::write_response`]).
@@ -310,23 +308,6 @@ impl Error {
             _ => &[],
         }
     }
-
-    /// Appends the complete response a server sends for this error to `out`: the status from
-    /// [`Error::status`], [`Error::response_headers`], `Connection: close`, and the error text as
-    /// a `text/plain` body. Returns the number of bytes written.
-    pub fn write_response(&self, out: &mut BytesMut) -> usize {
-        let status = self.status();
-        // 204 and 304 (possible for a relayed Rejection) carry no body.
-        let body = if status == 204 || status == 304 {
-            String::new()
-        } else {
-            self.to_string()
-        };
-        let mut headers: Vec<(&str, &str)> = self.response_headers().to_vec();
-        headers.push(("Content-Type", "text/plain; charset=utf-8"));
-        // Every piece is a constant or our own Display text: writing cannot fail.
-        encode::write_response(out, status, &headers, body.as_bytes(), false).unwrap_or(0)
-    }
 }
 
 impl HandshakeError {
@@ -371,6 +352,7 @@ impl From<Rejection> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn error_is_small() {

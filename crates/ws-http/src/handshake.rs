@@ -7,13 +7,13 @@ use sha1::{Digest, Sha1};
 use ws_frame::deflate::{DeflateConfig, DeflateParams, EXTENSION_NAME};
 
 use crate::{
-    BodyDecoder, BodyEvent, BodyKind, Error, Extension, Headers, Limits, Parsed, Request, Response,
-    Version,
+    BodyDecoder, BodyEvent, BodyKind, Error, Extension, Limits, Parsed, Request, Response, Version,
     encode::{write_request_head, write_response, write_response_head},
     error::{ConfigError, HandshakeError},
     extension::{extensions_of, protocols_of},
     headers::{is_field_value, is_token},
     parse_response,
+    rejection::Rejection,
     url::WsUrl,
 };
 
@@ -441,64 +441,6 @@ impl Upgraded {
     #[must_use]
     pub fn extensions(&self) -> &[Extension] {
         &self.extensions
-    }
-}
-
-/// A server's non-101 answer to an upgrade request: status, headers and the first
-/// [`Limits::max_rejection_body`] bytes of the body (an error page, a JSON reason, a redirect's
-/// `Location`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    response: Response,
-    body: Bytes,
-    truncated: bool,
-}
-
-impl Rejection {
-    /// The status code.
-    #[must_use]
-    pub fn status(&self) -> u16 {
-        self.response.status()
-    }
-
-    /// The reason phrase.
-    #[must_use]
-    pub fn reason(&self) -> &str {
-        self.response.reason()
-    }
-
-    /// The response head.
-    #[must_use]
-    pub fn response(&self) -> &Response {
-        &self.response
-    }
-
-    /// The response header fields.
-    #[must_use]
-    pub fn headers(&self) -> &Headers {
-        self.response.headers()
-    }
-
-    /// The body (at most [`Limits::max_rejection_body`] bytes).
-    #[must_use]
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-
-    /// Whether the body was cut at [`Limits::max_rejection_body`] or ended early.
-    #[must_use]
-    pub fn is_truncated(&self) -> bool {
-        self.truncated
-    }
-
-    /// `Location` of a 3xx redirect (resolve it with [`WsUrl::join`]).
-    #[must_use]
-    pub fn location(&self) -> Option<&str> {
-        if (300..400).contains(&self.status()) {
-            self.headers().get("location")
-        } else {
-            None
-        }
     }
 }
 

@@ -133,12 +133,7 @@ pub(crate) fn is_field_value(s: &str) -> bool {
         .all(|b| b == b'\t' || b == b' ' || (b >= 0x21 && b != 0x7f))
 }
 
-/// Converts httparse's borrowed fields.
-pub(crate) fn from_httparse(fields: &[httparse::Header<'_>]) -> Result<Headers, crate::Error> {
-    let mut out = Vec::with_capacity(fields.len());
-    for f in fields {
-        let value = std::str::from_utf8(f.value).map_err(|_| crate::Malformed::NotUtf8)?;
-        out.push((f.name.to_owned(), value.trim().to_owned()));
-    }
-    Ok(Headers { fields: out })
+/// Fields as they were received (already checked by the parser).
+pub(crate) fn from_fields(fields: Vec<(String, String)>) -> Headers {
+    Headers { fields }
 }

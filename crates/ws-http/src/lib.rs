@@ -74,9 +74,11 @@ mod encode;
 mod error;
 mod extension;
 mod handshake;
+mod head;
 mod headers;
 mod limits;
 mod message;
+mod rejection;
 mod scan;
 mod url;
 
@@ -90,13 +92,12 @@ pub use error::{
 };
 pub use extension::{Extension, parse_extensions};
 pub use handshake::{
-    Accept, ClientConfig, ClientHandshake, GUID, Rejection, UpgradeRequest, Upgraded, accept_key,
+    Accept, ClientConfig, ClientHandshake, GUID, UpgradeRequest, Upgraded, accept_key,
     write_rejection,
 };
+pub use head::{BodyKind, Parsed, Request, Response, Version};
 pub use headers::Headers;
 pub use limits::Limits;
-pub use message::{
-    BodyKind, Parsed, Request, Response, Version, looks_like_http, parse_request, parse_response,
-    percent_decode,
-};
+pub use message::{looks_like_http, parse_request, parse_response, percent_decode};
+pub use rejection::Rejection;
 pub use url::{WsUrl, host_header};

@@ -3,72 +3,9 @@
 use crate::{
     Error, Headers, Limits,
     error::{FramingError, Malformed},
-    headers::from_httparse,
+    head::{BodyKind, Parsed, Request, Response, Version},
     scan::{self, Kind},
 };
-
-/// The HTTP version of a message. Other versions fail to parse with
-/// [`Error::UnsupportedVersion`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// HTTP/1.0: connections close after each exchange unless `Connection: keep-alive`.
-    Http10,
-    /// HTTP/1.1: persistent connections unless `Connection: close`.
-    Http11,
-}
-
-impl Version {
-    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Http10 => "HTTP/1.0",
-            Self::Http11 => "HTTP/1.1",
-        }
-    }
-}
-
-/// Result of an incremental parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed<T> {
-    /// The head is not complete yet and nothing seen so far breaks a limit: call again with
-    /// more bytes (the whole buffer, from its start).
-    Partial,
-    /// A complete head, and its length in bytes (the body, if any, starts there).
-    Complete(T, usize),
-}
-
-/// How the body of a message is delimited (RFC 9112 section 6.3). A message without a body is
-/// `Length(0)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyKind {
-    /// Exactly this many bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Everything until the connection closes (responses only).
-    CloseDelimited,
-}
-
-/// A parsed request head.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    method: String,
-    target: String,
-    version: Version,
-    headers: Headers,
-    head_len: usize,
-}
-
-/// A parsed response head.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
-    status: u16,
-    reason: String,
-    version: Version,
-    headers: Headers,
-    head_len: usize,
-}
 
 /// Whether `prefix` (the first bytes a client sent) can be the start of an HTTP request: an
 /// upper-case method (letters, `-`, `_`, at most 16 bytes) followed by a space. An empty or
@@ -492,6 +429,16 @@ impl Response {
                 Ok(BodyKind::Length(_) | BodyKind::Chunked)
             )
     }
+}
+
+/// Converts httparse's borrowed fields.
+pub(crate) fn from_httparse(fields: &[httparse::Header<'_>]) -> Result<Headers, Error> {
+    let mut out = Vec::with_capacity(fields.len());
+    for f in fields {
+        let value = std::str::from_utf8(f.value).map_err(|_| Malformed::NotUtf8)?;
+        out.push((f.name.to_owned(), value.trim().to_owned()));
+    }
+    Ok(crate::headers::from_fields(out))
 }
 
 #[cfg(test)]
