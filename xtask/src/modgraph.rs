@@ -490,11 +490,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(src.join("a.rs"), "use crate::b::B; pub struct Thing;").unwrap();
-        std::fs::write(
-            src.join("b.rs"),
-            "pub struct B; fn f(_: crate::Thing) {}",
-        )
-        .unwrap();
+        std::fs::write(src.join("b.rs"), "pub struct B; fn f(_: crate::Thing) {}").unwrap();
         std::fs::write(src.join("net/mod.rs"), "mod io;").unwrap();
         std::fs::write(src.join("net/io.rs"), "use super::super::a::Thing;").unwrap();
         let g = graph(&src).unwrap();
