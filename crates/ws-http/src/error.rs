@@ -77,6 +77,10 @@ pub enum Error {
     /// The operating system gave no random bytes for `Sec-WebSocket-Key` (500).
     #[error("no random bytes available for the handshake key")]
     Random,
+    /// A `multipart/form-data` body that is not one or exceeds a limit (415, 400 or 413; see
+    /// [`MultipartError`]).
+    #[error("multipart body: {0}")]
+    Multipart(#[from] MultipartError),
 }
 
 /// Syntax errors (all 400).
@@ -235,6 +239,81 @@ pub enum UrlError {
     Relative,
 }
 
+/// A `multipart/form-data` body ([`crate::multipart::Parser`]) that cannot be accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MultipartError {
+    /// The `Content-Type` is not `multipart/form-data` (415).
+    #[error("expected Content-Type multipart/form-data")]
+    NotMultipart,
+    /// The `boundary` parameter is missing, or not 1 to 70 characters of RFC 2046's set not
+    /// ending in a space (400).
+    #[error("missing or invalid boundary parameter (1 to 70 characters, RFC 2046)")]
+    BadBoundary,
+    /// A part header continued on the next line (obsolete line folding, 400).
+    #[error("folded part header line")]
+    FoldedHeader,
+    /// A part header line without a colon (400).
+    #[error("part header line without a colon")]
+    MissingColon,
+    /// A part header name that is not an HTTP token (400).
+    #[error("part header name is not a token")]
+    BadHeaderName,
+    /// A part's header block is larger than [`crate::Limits::max_part_header_bytes`] (400).
+    #[error("part header block exceeds {max} bytes")]
+    HeadersTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A part has more header fields than [`crate::Limits::max_part_headers`] (400).
+    #[error("more than {max} header fields in a part")]
+    TooManyHeaders {
+        /// The limit.
+        max: usize,
+    },
+    /// More parts than [`crate::Limits::max_parts`] (413).
+    #[error("more than {max} parts")]
+    TooManyParts {
+        /// The limit.
+        max: usize,
+    },
+    /// A file part's content exceeds [`crate::Limits::max_file_bytes`] (413).
+    #[error("file exceeds {max} bytes")]
+    FileTooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// A form field's content exceeds [`crate::Limits::max_field_bytes`] (413).
+    #[error("form field exceeds {max} bytes")]
+    FieldTooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The body ended before the closing delimiter (400).
+    #[error("body ends before the closing boundary")]
+    Truncated,
+}
+
+impl MultipartError {
+    /// The HTTP status for this failure.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotMultipart => 415,
+            Self::TooManyParts { .. } | Self::FileTooLarge { .. } | Self::FieldTooLarge { .. } => {
+                413
+            }
+            Self::BadBoundary
+            | Self::FoldedHeader
+            | Self::MissingColon
+            | Self::BadHeaderName
+            | Self::HeadersTooLarge { .. }
+            | Self::TooManyHeaders { .. }
+            | Self::Truncated => 400,
+        }
+    }
+}
+
 /// A configuration that can never work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -290,6 +369,7 @@ impl Error {
             },
             Self::Handshake(h) => h.status(),
             Self::Rejected(r) => r.status(),
+            Self::Multipart(m) => m.status(),
             Self::InvalidField(_) | Self::BodyFinished | Self::Config(_) | Self::Random => 500,
         }
     }

@@ -18,6 +18,11 @@ fn limits() -> Limits {
         max_body: 256,
         max_chunk_extensions: 32,
         max_rejection_body: 64,
+        max_parts: 4,
+        max_part_header_bytes: 96,
+        max_part_headers: 4,
+        max_file_bytes: 200,
+        max_field_bytes: 40,
     }
 }
 
@@ -221,6 +226,113 @@ fn decode_body(kind: BodyKind, data: &[u8], limits: &Limits) -> Option<Vec<u8>> 
     assert_eq!(whole, run(1), "byte-by-byte decoding differs");
     assert_eq!(whole, run(5), "5-byte-step decoding differs");
     whole.ok().flatten().map(|(body, _)| body)
+}
+
+/// What a multipart parse produced: the parts (headers, content), whether the closing
+/// delimiter came, and the error if any.
+type MultipartRun = (
+    Vec<(crate::multipart::PartHeaders, Vec<u8>)>,
+    bool,
+    Option<String>,
+);
+
+/// Parses `data` as a `multipart/form-data` body (boundary `B1`) with small limits, feeding it
+/// in pieces of `step` bytes through a parser whose window is `window` (at least its minimum).
+fn multipart_run(data: &[u8], step: usize, window: usize, limits: &Limits) -> MultipartRun {
+    use crate::multipart::{Event, Parser};
+    let mut p = match Parser::new("B1", limits) {
+        Ok(p) => p,
+        Err(e) => panic!("a valid boundary was refused: {e}"),
+    };
+    p.set_window(window);
+    let mut parts: Vec<(crate::multipart::PartHeaders, Vec<u8>)> = Vec::new();
+    let mut in_part = false;
+    let mut ended = false;
+    for piece in data.chunks(step.max(1)) {
+        let mut rest = piece;
+        loop {
+            let n = p.feed(rest);
+            rest = &rest[n..];
+            assert!(p.buffered() <= p.window(), "buffer over its window");
+            loop {
+                match p.poll() {
+                    Ok(Some(Event::Part(h))) => {
+                        assert!(!in_part && !ended, "Part inside a part or after End");
+                        in_part = true;
+                        parts.push((h, Vec::new()));
+                        assert!(parts.len() <= limits.max_parts, "more parts than max_parts");
+                    }
+                    Ok(Some(Event::Data(d))) => {
+                        assert!(in_part && !d.is_empty(), "Data outside a part or empty");
+                        if let Some((h, body)) = parts.last_mut() {
+                            body.extend_from_slice(&d);
+                            let max = if h.filename.is_some() {
+                                limits.max_file_bytes
+                            } else {
+                                limits.max_field_bytes
+                            };
+                            assert!(body.len() as u64 <= max, "part over its limit");
+                        }
+                    }
+                    Ok(Some(Event::PartEnd)) => {
+                        assert!(in_part, "PartEnd outside a part");
+                        in_part = false;
+                    }
+                    Ok(Some(Event::End)) => {
+                        assert!(!in_part && !ended, "End inside a part or twice");
+                        ended = true;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert!(p.poll().is_err(), "a failed parser recovered");
+                        // How much content came out before the error depends on the split.
+                        for (_, body) in &mut parts {
+                            body.clear();
+                        }
+                        return (parts, ended, Some(e.to_string()));
+                    }
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+            assert!(
+                n > 0 || p.buffered() < p.window(),
+                "the parser made no progress"
+            );
+        }
+    }
+    let error = p.finish().err().map(|e| e.to_string());
+    assert_eq!(error.is_none(), ended, "finish disagrees with End");
+    (parts, ended, error)
+}
+
+/// A `multipart/form-data` body parsed whole, byte by byte and in pieces, with the smallest
+/// window and a large one, gives the same parts and the same error (the same part headers
+/// when it fails); no part exceeds its limit and the buffer never exceeds its window.
+pub fn multipart(data: &[u8]) {
+    let mut limits = limits();
+    limits.max_body = 4096;
+    // Kept under max_body: the body limit counts bytes as they are fed, so with it exceeded
+    // the error may come before or after a parse error depending on the split.
+    let data = &data[..data.len().min(4096)];
+    let whole = multipart_run(data, data.len(), 0, &limits);
+    let seed = data
+        .iter()
+        .fold(7usize, |a, &b| a.wrapping_mul(31).wrapping_add(b as usize));
+    for (step, window) in [
+        (1, 0),
+        (3, 1 << 14),
+        (seed % 64 + 1, 0),
+        (data.len(), 1 << 14),
+    ] {
+        assert_eq!(
+            multipart_run(data, step, window, &limits),
+            whole,
+            "pieces of {step} bytes, window {window}"
+        );
+    }
+    let _ = crate::multipart::boundary(&String::from_utf8_lossy(data));
 }
 
 #[cfg(test)]

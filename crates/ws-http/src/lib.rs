@@ -78,6 +78,7 @@ mod head;
 mod headers;
 mod limits;
 mod message;
+pub mod multipart;
 mod rejection;
 mod scan;
 mod url;
@@ -88,7 +89,8 @@ pub mod fuzzing;
 pub use body::{BodyDecoder, BodyEvent, ChunkedEncoder};
 pub use encode::{reason_phrase, write_request_head, write_response, write_response_head};
 pub use error::{
-    ChunkedError, ConfigError, Error, FramingError, HandshakeError, Malformed, UrlError,
+    ChunkedError, ConfigError, Error, FramingError, HandshakeError, Malformed, MultipartError,
+    UrlError,
 };
 pub use extension::{Extension, parse_extensions};
 pub use handshake::{

@@ -46,6 +46,24 @@ pub struct Limits {
     /// [`crate::Rejection`] error (an error page, a JSON reason); the rest is dropped and the
     /// rejection marked truncated. Default: [`Limits::DEFAULT_MAX_REJECTION_BODY`] (64 KiB).
     pub max_rejection_body: usize,
+    /// Most parts (files and fields) in one `multipart/form-data` body
+    /// ([`crate::multipart::Parser`]); more is answered with 413.
+    /// Default: [`Limits::DEFAULT_MAX_PARTS`] (100).
+    pub max_parts: usize,
+    /// Largest header block of one multipart part in bytes; more is answered with 400 (part
+    /// headers are small unless malformed). Default: [`Limits::DEFAULT_MAX_PART_HEADER_BYTES`]
+    /// (8 KiB).
+    pub max_part_header_bytes: usize,
+    /// Most header fields of one multipart part; more is answered with 400.
+    /// Default: [`Limits::DEFAULT_MAX_PART_HEADERS`] (16).
+    pub max_part_headers: usize,
+    /// Largest content of one multipart file part (a part with a `filename`) in bytes; more is
+    /// answered with 413 before the excess is passed on. Default:
+    /// [`Limits::DEFAULT_MAX_FILE_BYTES`] (64 MiB).
+    pub max_file_bytes: u64,
+    /// Largest content of one multipart form field (a part without `filename`) in bytes; more
+    /// is answered with 413. Default: [`Limits::DEFAULT_MAX_FIELD_BYTES`] (64 KiB).
+    pub max_field_bytes: u64,
 }
 
 impl Limits {
@@ -63,6 +81,16 @@ impl Limits {
     pub const DEFAULT_MAX_CHUNK_EXTENSIONS: usize = 4 * 1024;
     /// Default of [`Limits::max_rejection_body`].
     pub const DEFAULT_MAX_REJECTION_BODY: usize = 64 * 1024;
+    /// Default of [`Limits::max_parts`].
+    pub const DEFAULT_MAX_PARTS: usize = 100;
+    /// Default of [`Limits::max_part_header_bytes`].
+    pub const DEFAULT_MAX_PART_HEADER_BYTES: usize = 8 * 1024;
+    /// Default of [`Limits::max_part_headers`].
+    pub const DEFAULT_MAX_PART_HEADERS: usize = 16;
+    /// Default of [`Limits::max_file_bytes`].
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+    /// Default of [`Limits::max_field_bytes`].
+    pub const DEFAULT_MAX_FIELD_BYTES: u64 = 64 * 1024;
 
     /// Checks that the limits can accept a minimal message.
     ///
@@ -102,6 +130,11 @@ impl Default for Limits {
             max_body: Self::DEFAULT_MAX_BODY,
             max_chunk_extensions: Self::DEFAULT_MAX_CHUNK_EXTENSIONS,
             max_rejection_body: Self::DEFAULT_MAX_REJECTION_BODY,
+            max_parts: Self::DEFAULT_MAX_PARTS,
+            max_part_header_bytes: Self::DEFAULT_MAX_PART_HEADER_BYTES,
+            max_part_headers: Self::DEFAULT_MAX_PART_HEADERS,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+            max_field_bytes: Self::DEFAULT_MAX_FIELD_BYTES,
         }
     }
 }

@@ -62,6 +62,42 @@ pub enum Error {
     /// No connection has this id.
     #[error("no connection with id {0}")]
     UnknownConnection(u64),
+    /// A `multipart/form-data` upload ([`crate::multipart::save`]) that is not one, is
+    /// malformed, or exceeds a limit of [`crate::UploadConfig`]; the inner error says which and
+    /// gives the status (415, 400 or 413).
+    #[error("upload: {0}")]
+    Upload(ws_http::Error),
+    /// The hook of [`crate::multipart::save`] refused a file with this status; nothing of the
+    /// upload was kept.
+    #[error("file refused by the server (status {status})")]
+    UploadRefused {
+        /// The status the hook chose.
+        status: u16,
+    },
+}
+
+impl Error {
+    /// The HTTP status that answers this error when an HTTP request caused it: the status
+    /// carried by [`Error::Http`], [`Error::Upload`] and [`Error::UploadRefused`], 408 for
+    /// [`Error::HandshakeTimeout`], 500 for the rest.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Http { status, .. } | Self::UploadRefused { status } => *status,
+            Self::Upload(e) => e.status(),
+            Self::HandshakeTimeout => 408,
+            Self::Config(_)
+            | Self::Bind { .. }
+            | Self::Io(_)
+            | Self::Tls(_)
+            | Self::WebSocket(_)
+            | Self::InvalidChannel(_)
+            | Self::QueueFull
+            | Self::Closed
+            | Self::HandlerPanicked { .. }
+            | Self::UnknownConnection(_) => 500,
+        }
+    }
 }
 
 #[cfg(test)]

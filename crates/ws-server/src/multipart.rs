@@ -4,11 +4,12 @@
 //!
 //! ```text
 //!  Content-Type: multipart/form-data; boundary=B   --> boundary()          (415 / 400)
-//!  Body::chunk() pieces (any split) --> Parser::feed / Parser::poll  (sans-IO, bounded)
+//!  Body::chunk() pieces (any split) --> ws_http's Parser::feed / poll (sans-IO, bounded; the
+//!                                       part, field, file and body limits: 400 / 413)
 //!     Event::Part(headers)  file part  --> hook(FileInfo): Save | SaveAs | Skip | Reject
 //!                                          --> DIR/.wskit-upload-<random>.part (create_new)
 //!                           field part --> collected in memory (max_field_bytes)
-//!     Event::Data(bytes)    --> written / appended       (max_file_size, max_total_size: 413)
+//!     Event::Data(bytes)    --> written / appended
 //!     Event::PartEnd        --> temp file linked to DIR/NAME (NAME-1, NAME-2 ... when taken;
 //!                               never overwrites), temp name removed
 //!     Event::End            --> Upload { files, fields }
@@ -41,21 +42,24 @@
 //! }
 //! ```
 //!
-//! The parser itself ([`Parser`]) knows nothing of sockets or files: feed it bytes in any
-//! pieces and poll [`Event`]s.
+//! The parser itself ([`Parser`], from `ws_http::multipart`) knows nothing of sockets or
+//! files: feed it bytes in any pieces and poll [`Event`]s. Every failure is a
+//! [`crate::Error`] whose [`crate::Error::status`] is the answer (415, 400, 413, the hook's
+//! status, 500), and [`crate::Error::response`] writes it.
 
 use std::{
     io,
     path::{Path, PathBuf},
 };
 
-use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
+pub use ws_http::multipart::{Event, Parser, PartHeaders, boundary};
 
-use crate::{body::Body, request::Request, response::Response};
+use crate::{Error, body::Body, request::Request, response::Response};
 
 /// Limits and destination of [`save`]. Every limit answers 413 when exceeded (400 for part
-/// headers, which are malformed rather than large).
+/// headers, which are malformed rather than large); [`UploadConfig::limits`] hands them to
+/// the parser.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UploadConfig {
@@ -106,6 +110,22 @@ impl UploadConfig {
     }
 }
 
+impl UploadConfig {
+    /// The parser limits of this configuration: `max_total_size` as `max_body`, the part
+    /// limits under their names, `max_file_size` as `max_file_bytes`.
+    #[must_use]
+    pub fn limits(&self) -> ws_http::Limits {
+        let mut limits = ws_http::Limits::default();
+        limits.max_body = self.max_total_size;
+        limits.max_parts = self.max_parts;
+        limits.max_part_header_bytes = self.max_part_header_bytes;
+        limits.max_part_headers = self.max_part_headers;
+        limits.max_file_bytes = self.max_file_size;
+        limits.max_field_bytes = self.max_field_bytes as u64;
+        limits
+    }
+}
+
 impl Default for UploadConfig {
     fn default() -> Self {
         Self {
@@ -120,575 +140,23 @@ impl Default for UploadConfig {
     }
 }
 
-/// Why an upload failed; [`UploadError::status`] is the HTTP status to answer with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UploadError {
-    /// The request is not `multipart/form-data` (415).
-    #[error("expected a multipart/form-data body")]
-    NotMultipart,
-    /// The `boundary` parameter is missing or invalid (400).
-    #[error("missing or invalid multipart boundary")]
-    BadBoundary,
-    /// The body is not valid multipart (400).
-    #[error("malformed multipart body: {0}")]
-    Malformed(&'static str),
-    /// The body ended before the closing delimiter (400).
-    #[error("multipart body cut short")]
-    Truncated,
-    /// A part's header block exceeds [`UploadConfig::max_part_header_bytes`] or
-    /// [`UploadConfig::max_part_headers`] (400).
-    #[error("part headers too large")]
-    HeadersTooLarge,
-    /// More parts than [`UploadConfig::max_parts`] (413).
-    #[error("too many parts")]
-    TooManyParts,
-    /// A file exceeds [`UploadConfig::max_file_size`] (413).
-    #[error("file too large")]
-    FileTooLarge,
-    /// A form field exceeds [`UploadConfig::max_field_bytes`] (413).
-    #[error("form field too large")]
-    FieldTooLarge,
-    /// The body exceeds [`UploadConfig::max_total_size`] (413).
-    #[error("upload too large")]
-    TooLarge,
-    /// The hook refused a file with this status.
-    #[error("file refused")]
-    Refused(u16),
-    /// Reading the request body failed with this status (413, 400 or 408; see
-    /// [`crate::Body::chunk`]).
-    #[error("request body: {reason}")]
-    Body {
-        /// The status the server answers with.
-        status: u16,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Writing the file failed (500).
-    #[error("saving the upload: {0}")]
-    Io(#[from] io::Error),
-}
+/// What [`save`] fails with: the crate's error type (it was an enum of its own).
+#[deprecated(note = "multipart::save returns ws_server::Error; use that type")]
+pub type UploadError = Error;
 
-impl UploadError {
-    /// The HTTP status for this failure.
-    #[must_use]
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::NotMultipart => 415,
-            Self::BadBoundary | Self::Malformed(_) | Self::Truncated | Self::HeadersTooLarge => 400,
-            Self::TooManyParts | Self::FileTooLarge | Self::FieldTooLarge | Self::TooLarge => 413,
-            Self::Refused(status) | Self::Body { status, .. } => *status,
-            Self::Io(_) => 500,
-        }
-    }
-
-    /// A `text/plain` response with [`UploadError::status`] and the reason (I/O details are
-    /// not disclosed).
+impl Error {
+    /// A `text/plain` response with [`Error::status`] and the reason; server-side failures
+    /// (I/O, 5xx) are not detailed, so no path or OS message reaches the client.
     #[must_use]
     pub fn response(&self) -> Response {
-        let text = match self {
-            Self::Io(_) => "the upload could not be saved".to_owned(),
-            other => other.to_string(),
+        let status = self.status();
+        let text = if status >= 500 {
+            "the request could not be completed".to_owned()
+        } else {
+            self.to_string()
         };
-        Response::text(self.status(), format!("{text}\n"))
+        Response::text(status, format!("{text}\n"))
     }
-}
-
-impl From<UploadError> for crate::Error {
-    fn from(e: UploadError) -> Self {
-        Self::Http {
-            status: e.status(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-/// The boundary of a `multipart/form-data` `Content-Type` value (RFC 2046 section 5.1.1: 1 to
-/// 70 characters from a restricted set, not ending in a space; quoted or not).
-///
-/// ```
-/// use ws_server::multipart::boundary;
-/// assert_eq!(boundary("multipart/form-data; boundary=\"a b\"").unwrap(), "a b");
-/// assert!(boundary("text/plain").is_err());
-/// ```
-///
-/// # Errors
-/// [`UploadError::NotMultipart`] for another media type, [`UploadError::BadBoundary`] when the
-/// parameter is missing or invalid.
-pub fn boundary(content_type: &str) -> Result<String, UploadError> {
-    let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
-    if !media.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return Err(UploadError::NotMultipart);
-    }
-    let value = params_of(params)
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v)
-        .ok_or(UploadError::BadBoundary)?;
-    let valid = (1..=70).contains(&value.len())
-        && !value.ends_with(' ')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&b));
-    if valid {
-        Ok(value)
-    } else {
-        Err(UploadError::BadBoundary)
-    }
-}
-
-/// `; a=b; c="d"` parameters (RFC 9110 section 5.6.6), with quoted-string values unescaped.
-/// A backslash escapes only `"` and `\`: browsers send other backslashes (Windows paths in
-/// file names) as they are.
-fn params_of(mut s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    loop {
-        s = s.trim_start_matches([' ', '\t', ';']);
-        if s.is_empty() {
-            return out;
-        }
-        let Some(eq) = s.find(['=', ';']) else {
-            return out;
-        };
-        if s.as_bytes()[eq] == b';' {
-            // A parameter without a value: skip it.
-            s = &s[eq..];
-            continue;
-        }
-        let name = s[..eq].trim().to_owned();
-        s = s[eq + 1..].trim_start_matches([' ', '\t']);
-        let mut value = String::new();
-        if let Some(rest) = s.strip_prefix('"') {
-            let mut chars = rest.char_indices().peekable();
-            let mut end = rest.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    '\\' if chars.peek().is_some_and(|&(_, n)| n == '"' || n == '\\') => {
-                        if let Some((_, n)) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    c => value.push(c),
-                }
-            }
-            s = &rest[end.min(rest.len())..];
-            // Anything between the closing quote and the next `;` is ignored.
-            s = s.find(';').map_or("", |p| &s[p..]);
-        } else {
-            let end = s.find(';').unwrap_or(s.len());
-            value = s[..end].trim().to_owned();
-            s = &s[end..];
-        }
-        out.push((name, value));
-    }
-}
-
-/// `UTF-8''percent-encoded` (RFC 8187), as `filename*` carries it; other charsets are not
-/// decoded.
-fn ext_value(v: &str) -> Option<String> {
-    let mut it = v.splitn(3, '\'');
-    let charset = it.next()?;
-    let _lang = it.next()?;
-    let encoded = it.next()?;
-    if !charset.eq_ignore_ascii_case("utf-8") {
-        return None;
-    }
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The headers of one part.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PartHeaders {
-    /// `name` from `Content-Disposition: form-data` (`None` when absent).
-    pub name: Option<String>,
-    /// `filename` (or `filename*`) from `Content-Disposition`, as sent; `Some("")` is a file
-    /// input with no file chosen.
-    pub filename: Option<String>,
-    /// `Content-Type` of the part.
-    pub content_type: Option<String>,
-    /// Whether `Content-Disposition` was `form-data`.
-    pub form_data: bool,
-    /// Every header field of the part, in order.
-    pub headers: Vec<(String, String)>,
-}
-
-impl PartHeaders {
-    fn parse(block: &[u8], max_headers: usize) -> Result<Self, UploadError> {
-        let mut h = Self::default();
-        for line in block.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                continue;
-            }
-            if line[0] == b' ' || line[0] == b'\t' {
-                return Err(UploadError::Malformed("folded part header"));
-            }
-            let colon = line
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or(UploadError::Malformed("part header without a colon"))?;
-            let name = std::str::from_utf8(&line[..colon])
-                .ok()
-                .filter(|n| {
-                    !n.is_empty()
-                        && n.bytes()
-                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-                })
-                .ok_or(UploadError::Malformed("bad part header name"))?;
-            let value = String::from_utf8_lossy(&line[colon + 1..])
-                .trim()
-                .to_owned();
-            if h.headers.len() == max_headers {
-                return Err(UploadError::HeadersTooLarge);
-            }
-            if name.eq_ignore_ascii_case("content-disposition") {
-                let (kind, params) = value.split_once(';').unwrap_or((&value, ""));
-                h.form_data = kind.trim().eq_ignore_ascii_case("form-data");
-                let params = params_of(params);
-                let get = |key: &str| {
-                    params
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                        .map(|(_, v)| v.clone())
-                };
-                h.name = get("name");
-                h.filename = get("filename*")
-                    .and_then(|v| ext_value(&v))
-                    .or_else(|| get("filename"));
-            } else if name.eq_ignore_ascii_case("content-type") {
-                h.content_type = Some(value.clone());
-            }
-            h.headers.push((name.to_owned(), value));
-        }
-        Ok(h)
-    }
-}
-
-/// What [`Parser::poll`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A part begins.
-    Part(PartHeaders),
-    /// A piece of the current part's content.
-    Data(Bytes),
-    /// The current part ended.
-    PartEnd,
-    /// The closing delimiter: the body is complete (later bytes, the epilogue, are ignored).
-    End,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Preamble,
-    AfterDelimiter,
-    Headers,
-    Content,
-    Epilogue,
-}
-
-/// Transport padding allowed after a delimiter (RFC 2046 `transport-padding`).
-const MAX_PADDING: usize = 256;
-
-/// A sans-IO `multipart/form-data` parser. Feed it the body in any pieces ([`Parser::feed`])
-/// and poll events until it returns `Ok(None)` ([`Parser::poll`]); memory stays bounded by
-/// the largest piece fed plus the delimiter and part-header limits, as content comes out as
-/// soon as it cannot be the start of a delimiter.
-///
-/// ```
-/// use ws_server::multipart::{Event, Parser, UploadConfig};
-/// let mut p = Parser::new("XX", &UploadConfig::default()).unwrap();
-/// p.feed(b"--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nhi\r\n--XX--\r\n");
-/// assert!(matches!(p.poll().unwrap(), Some(Event::Part(h)) if h.name.as_deref() == Some("a")));
-/// assert_eq!(p.poll().unwrap(), Some(Event::Data("hi".into())));
-/// assert_eq!(p.poll().unwrap(), Some(Event::PartEnd));
-/// assert_eq!(p.poll().unwrap(), Some(Event::End));
-/// assert_eq!(p.poll().unwrap(), None);
-/// p.finish().unwrap();
-/// ```
-#[derive(Debug)]
-pub struct Parser {
-    /// `CRLF -- boundary`.
-    delimiter: Vec<u8>,
-    buf: BytesMut,
-    state: State,
-    parts: usize,
-    max_parts: usize,
-    max_header_bytes: usize,
-    max_headers: usize,
-    failed: Option<Failure>,
-}
-
-/// The error a failed [`Parser`] repeats.
-#[derive(Clone, Copy, Debug)]
-enum Failure {
-    Malformed(&'static str),
-    HeadersTooLarge,
-    TooManyParts,
-}
-
-impl Failure {
-    fn error(self) -> UploadError {
-        match self {
-            Self::Malformed(m) => UploadError::Malformed(m),
-            Self::HeadersTooLarge => UploadError::HeadersTooLarge,
-            Self::TooManyParts => UploadError::TooManyParts,
-        }
-    }
-}
-
-impl Parser {
-    /// A parser for `boundary` (see [`boundary`]) with the part limits of `config`.
-    ///
-    /// # Errors
-    /// [`UploadError::BadBoundary`] for an empty or overlong boundary.
-    pub fn new(boundary: &str, config: &UploadConfig) -> Result<Self, UploadError> {
-        if boundary.is_empty() || boundary.len() > 70 {
-            return Err(UploadError::BadBoundary);
-        }
-        let mut delimiter = b"\r\n--".to_vec();
-        delimiter.extend_from_slice(boundary.as_bytes());
-        let mut buf = BytesMut::with_capacity(1024);
-        // The first delimiter may open the body without a CRLF before it.
-        buf.extend_from_slice(b"\r\n");
-        Ok(Self {
-            delimiter,
-            buf,
-            state: State::Preamble,
-            parts: 0,
-            max_parts: config.max_parts,
-            max_header_bytes: config.max_part_header_bytes,
-            max_headers: config.max_part_headers,
-            failed: None,
-        })
-    }
-
-    /// Adds body bytes. Poll until `Ok(None)` before feeding more to keep memory bounded.
-    pub fn feed(&mut self, data: &[u8]) {
-        if self.state == State::Epilogue || self.failed.is_some() {
-            return;
-        }
-        self.buf.extend_from_slice(data);
-    }
-
-    /// Whether the closing delimiter was seen.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        self.state == State::Epilogue
-    }
-
-    /// Parts begun so far.
-    #[must_use]
-    pub fn parts(&self) -> usize {
-        self.parts
-    }
-
-    /// Checks the end of the input: an error unless the closing delimiter was seen.
-    ///
-    /// # Errors
-    /// [`UploadError::Truncated`].
-    pub fn finish(&self) -> Result<(), UploadError> {
-        if self.state == State::Epilogue {
-            Ok(())
-        } else {
-            Err(UploadError::Truncated)
-        }
-    }
-
-    fn fail(&mut self, e: UploadError) -> UploadError {
-        self.failed = Some(match &e {
-            UploadError::HeadersTooLarge => Failure::HeadersTooLarge,
-            UploadError::TooManyParts => Failure::TooManyParts,
-            UploadError::Malformed(m) => Failure::Malformed(m),
-            _ => Failure::Malformed("failed"),
-        });
-        self.buf.clear();
-        e
-    }
-
-    /// The next event, or `Ok(None)` when more input is needed (or after [`Event::End`]).
-    ///
-    /// # Errors
-    /// [`UploadError::Malformed`], [`UploadError::HeadersTooLarge`] or
-    /// [`UploadError::TooManyParts`]; after an error every call fails.
-    pub fn poll(&mut self) -> Result<Option<Event>, UploadError> {
-        if let Some(f) = self.failed {
-            return Err(f.error());
-        }
-        loop {
-            match self.state {
-                State::Preamble => match self.scan() {
-                    Scan::Match(p) => {
-                        self.buf.advance(p + self.delimiter.len());
-                        self.state = State::AfterDelimiter;
-                    }
-                    Scan::Maybe(p) => {
-                        self.buf.advance(p);
-                        return Ok(None);
-                    }
-                    Scan::NotFound => {
-                        let keep = self.delimiter.len() - 1;
-                        if self.buf.len() > keep {
-                            let drop = self.buf.len() - keep;
-                            self.buf.advance(drop);
-                        }
-                        return Ok(None);
-                    }
-                },
-                State::AfterDelimiter => {
-                    // scan() saw `--`, or padding and CRLF, after the delimiter.
-                    if self.buf.starts_with(b"--") {
-                        self.state = State::Epilogue;
-                        self.buf.clear();
-                        return Ok(Some(Event::End));
-                    }
-                    let pad = self
-                        .buf
-                        .iter()
-                        .position(|&b| b != b' ' && b != b'\t')
-                        .unwrap_or(self.buf.len());
-                    self.buf.advance((pad + 2).min(self.buf.len()));
-                    self.state = State::Headers;
-                }
-                State::Headers => {
-                    let (block_len, skip) = if self.buf.starts_with(b"\r\n") {
-                        (0, 2)
-                    } else {
-                        let window = self.buf.len().min(self.max_header_bytes + 4);
-                        match find(&self.buf[..window], b"\r\n\r\n") {
-                            Some(p) => (p, p + 4),
-                            None if self.buf.len() >= self.max_header_bytes + 4 => {
-                                return Err(self.fail(UploadError::HeadersTooLarge));
-                            }
-                            None => return Ok(None),
-                        }
-                    };
-                    let parsed = PartHeaders::parse(&self.buf[..block_len], self.max_headers);
-                    let headers = match parsed {
-                        Ok(h) => h,
-                        Err(e) => return Err(self.fail(e)),
-                    };
-                    self.buf.advance(skip);
-                    self.parts += 1;
-                    if self.parts > self.max_parts {
-                        return Err(self.fail(UploadError::TooManyParts));
-                    }
-                    self.state = State::Content;
-                    return Ok(Some(Event::Part(headers)));
-                }
-                State::Content => {
-                    match self.scan() {
-                        Scan::Match(0) => {
-                            self.buf.advance(self.delimiter.len());
-                            self.state = State::AfterDelimiter;
-                            return Ok(Some(Event::PartEnd));
-                        }
-                        Scan::Maybe(0) => return Ok(None),
-                        Scan::Match(p) | Scan::Maybe(p) => {
-                            return Ok(Some(Event::Data(self.buf.split_to(p).freeze())));
-                        }
-                        Scan::NotFound => {}
-                    }
-                    // Hold back a tail that may be the start of a delimiter.
-                    let from = self.buf.len().saturating_sub(self.delimiter.len() - 1);
-                    let keep = (from..self.buf.len())
-                        .find(|&i| self.delimiter.starts_with(&self.buf[i..]))
-                        .map_or(0, |i| self.buf.len() - i);
-                    let ready = self.buf.len() - keep;
-                    if ready == 0 {
-                        return Ok(None);
-                    }
-                    return Ok(Some(Event::Data(self.buf.split_to(ready).freeze())));
-                }
-                State::Epilogue => {
-                    self.buf.clear();
-                    return Ok(None);
-                }
-            }
-        }
-    }
-}
-
-impl Parser {
-    /// The first real delimiter in the buffer: one followed by `--`, or by optional padding
-    /// and CRLF. Anything else after it (`--boundaryX`) makes it content, as in Go's
-    /// `mime/multipart`: a boundary that merely starts the same way never ends a part.
-    fn scan(&self) -> Scan {
-        let mut from = 0;
-        while let Some(rel) = find(&self.buf[from..], &self.delimiter) {
-            let p = from + rel;
-            match delimiter_end(&self.buf[p + self.delimiter.len()..]) {
-                Some(true) => return Scan::Match(p),
-                None => return Scan::Maybe(p),
-                Some(false) => from = p + 1,
-            }
-        }
-        Scan::NotFound
-    }
-}
-
-/// Where the buffer's first delimiter is.
-enum Scan {
-    /// A delimiter starts here, with its line end in the buffer.
-    Match(usize),
-    /// A delimiter may start here: more input decides.
-    Maybe(usize),
-    /// None, not even possibly.
-    NotFound,
-}
-
-/// Whether what follows a delimiter makes it one (`Some(true)`), content (`Some(false)`), or
-/// cannot tell yet (`None`).
-fn delimiter_end(rest: &[u8]) -> Option<bool> {
-    match rest {
-        [] | [b'-'] => None,
-        [b'-', b'-', ..] => Some(true),
-        [b'-', ..] => Some(false),
-        _ => match rest.iter().position(|&b| b != b' ' && b != b'\t') {
-            None if rest.len() > MAX_PADDING => Some(false),
-            None => None,
-            Some(n) if n > MAX_PADDING => Some(false),
-            Some(n) => match &rest[n..] {
-                [b'\r'] => None,
-                [b'\r', b'\n', ..] => Some(true),
-                _ => Some(false),
-            },
-        },
-    }
-}
-
-/// First position of `needle` (not empty) in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let last_start = hay.len().checked_sub(needle.len())?;
-    let mut i = 0;
-    while i <= last_start {
-        let p = hay[i..=last_start].iter().position(|&b| b == first)?;
-        i += p;
-        if hay[i..].starts_with(needle) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
 }
 
 /// A file part about to be saved, for the hook of [`save`].
@@ -905,7 +373,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn temp_name() -> Result<String, UploadError> {
+fn temp_name() -> Result<String, Error> {
     let mut r = [0u8; 12];
     getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
@@ -936,122 +404,126 @@ enum Current {
 /// overwriting). `hook` sees every file before anything is written and may rename, skip or
 /// refuse it ([`FileDecision`]). A file input with no file chosen (`filename=""`) is skipped.
 /// On any error nothing is kept: the partial file and the files already saved by this
-/// request are removed (answer with [`UploadError::response`]).
+/// request are removed (answer with [`Error::response`]).
 ///
 /// # Errors
-/// See [`UploadError`]: 415 when the body is not multipart, 400 when it is malformed or cut
-/// short, 413 when a limit of `config` (or of the server) is exceeded, the hook's status when
-/// it refuses a file, 500 when the file cannot be written.
+/// [`Error::Upload`] with ws-http's reason: 415 when the body is not multipart, 400 when it is
+/// malformed or cut short, 413 when a limit of `config` is exceeded; [`Error::Http`] when
+/// reading the body fails (a limit or timeout of the server) or a part is not a named
+/// form-data part (400); [`Error::UploadRefused`] with the hook's status when it refuses a
+/// file; [`Error::Io`] (500) when the file cannot be written.
 pub async fn save<F>(
     request: &Request,
     body: &mut Body<'_>,
     config: &UploadConfig,
     mut hook: F,
-) -> Result<Upload, UploadError>
+) -> Result<Upload, Error>
 where
     F: FnMut(&FileInfo) -> FileDecision,
 {
     let content_type = request
         .header("content-type")
-        .ok_or(UploadError::NotMultipart)?;
-    let boundary = boundary(content_type)?;
+        .ok_or(Error::Upload(ws_http::MultipartError::NotMultipart.into()))?;
+    let boundary = boundary(content_type).map_err(Error::Upload)?;
     if body
         .content_length()
         .is_some_and(|n| n > config.max_total_size)
     {
-        return Err(UploadError::TooLarge);
+        return Err(Error::Upload(ws_http::Error::BodyTooLarge {
+            max: config.max_total_size,
+        }));
     }
-    let mut parser = Parser::new(&boundary, config)?;
+    let mut parser = Parser::new(&boundary, &config.limits()).map_err(Error::Upload)?;
     tokio::fs::create_dir_all(&config.dir).await?;
     let mut upload = Upload::default();
     let mut cleanup = Cleanup::default();
     let mut current = Current::None;
-    let mut total = 0u64;
-    loop {
-        let chunk = match body.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                parser.finish()?;
-                break;
-            }
-            Err(crate::Error::Http { status, reason }) => {
-                return Err(UploadError::Body { status, reason });
-            }
-            Err(e) => {
-                return Err(UploadError::Body {
-                    status: 400,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        total += chunk.len() as u64;
-        if total > config.max_total_size {
-            return Err(UploadError::TooLarge);
-        }
-        parser.feed(&chunk);
-        while let Some(event) = parser.poll()? {
-            match event {
-                Event::Part(h) => {
-                    current = start_part(h, config, &mut hook, &mut cleanup).await?;
-                }
-                Event::Data(data) => match &mut current {
-                    Current::File { out, size, .. } => {
-                        *size += data.len() as u64;
-                        if *size > config.max_file_size {
-                            return Err(UploadError::FileTooLarge);
-                        }
-                        out.write_all(&data).await?;
-                    }
-                    Current::Field { value, .. } => {
-                        if value.len() + data.len() > config.max_field_bytes {
-                            return Err(UploadError::FieldTooLarge);
-                        }
-                        value.extend_from_slice(&data);
-                    }
-                    Current::Skip | Current::None => {}
-                },
-                Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
-                    Current::File {
-                        mut out,
-                        temp,
-                        name,
-                        field,
-                        original_name,
-                        content_type,
-                        size,
-                    } => {
-                        out.flush().await?;
-                        out.get_ref().sync_all().await?;
-                        let path = commit(&temp, &config.dir, &name).await?;
-                        cleanup.temp = None;
-                        cleanup.saved.push(path.clone());
-                        upload.files.push(SavedFile {
-                            field,
-                            original_name,
-                            path,
-                            size,
-                            content_type,
-                        });
-                    }
-                    Current::Field { name, value } => {
-                        let value = match String::from_utf8(value) {
-                            Ok(s) => s,
-                            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                        };
-                        upload.fields.push((name, value));
-                    }
-                    Current::Skip | Current::None => {}
-                },
-                Event::End => {}
-            }
-        }
-        if parser.is_done() {
-            // The epilogue is left to the server, which discards it.
+    while !parser.is_done() {
+        let Some(chunk) = body.chunk().await? else {
+            parser.finish().map_err(Error::Upload)?;
             break;
+        };
+        let mut rest = &chunk[..];
+        while !rest.is_empty() && !parser.is_done() {
+            let n = parser.feed(rest);
+            rest = &rest[n..];
+            while let Some(event) = parser.poll().map_err(Error::Upload)? {
+                handle_event(
+                    event,
+                    config,
+                    &mut hook,
+                    &mut current,
+                    &mut cleanup,
+                    &mut upload,
+                )
+                .await?;
+            }
         }
+        // The epilogue is left to the server, which discards it.
     }
     cleanup.committed = true;
     Ok(upload)
+}
+
+/// Acts on one parser event: opens, writes and commits files, collects fields.
+async fn handle_event<F>(
+    event: Event,
+    config: &UploadConfig,
+    hook: &mut F,
+    current: &mut Current,
+    cleanup: &mut Cleanup,
+    upload: &mut Upload,
+) -> Result<(), Error>
+where
+    F: FnMut(&FileInfo) -> FileDecision,
+{
+    match event {
+        Event::Part(h) => *current = start_part(h, config, hook, cleanup).await?,
+        // The parser enforces max_file_size and max_field_bytes.
+        Event::Data(data) => match current {
+            Current::File { out, size, .. } => {
+                *size += data.len() as u64;
+                out.write_all(&data).await?;
+            }
+            Current::Field { value, .. } => value.extend_from_slice(&data),
+            Current::Skip | Current::None => {}
+        },
+        Event::PartEnd => match std::mem::replace(current, Current::None) {
+            Current::File {
+                mut out,
+                temp,
+                name,
+                field,
+                original_name,
+                content_type,
+                size,
+            } => {
+                out.flush().await?;
+                out.get_ref().sync_all().await?;
+                let path = commit(&temp, &config.dir, &name).await?;
+                cleanup.temp = None;
+                cleanup.saved.push(path.clone());
+                upload.files.push(SavedFile {
+                    field,
+                    original_name,
+                    path,
+                    size,
+                    content_type,
+                });
+            }
+            Current::Field { name, value } => {
+                let value = match String::from_utf8(value) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                };
+                upload.fields.push((name, value));
+            }
+            Current::Skip | Current::None => {}
+        },
+        // `Event` is non-exhaustive; End is seen through `Parser::is_done`.
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn start_part<F>(
@@ -1059,18 +531,20 @@ async fn start_part<F>(
     config: &UploadConfig,
     hook: &mut F,
     cleanup: &mut Cleanup,
-) -> Result<Current, UploadError>
+) -> Result<Current, Error>
 where
     F: FnMut(&FileInfo) -> FileDecision,
 {
     if !h.form_data {
-        return Err(UploadError::Malformed(
-            "part without Content-Disposition: form-data",
-        ));
+        return Err(Error::Http {
+            status: 400,
+            reason: "part without Content-Disposition: form-data".into(),
+        });
     }
-    let field = h
-        .name
-        .ok_or(UploadError::Malformed("part without a name"))?;
+    let field = h.name.ok_or_else(|| Error::Http {
+        status: 400,
+        reason: "form-data part without a name".into(),
+    })?;
     let Some(original_name) = h.filename else {
         return Ok(Current::Field {
             name: field,
@@ -1090,7 +564,7 @@ where
         FileDecision::Save => info.file_name,
         FileDecision::SaveAs(n) => sanitize_file_name(&n).unwrap_or_else(|| FALLBACK_NAME.into()),
         FileDecision::Skip => return Ok(Current::Skip),
-        FileDecision::Reject(status) => return Err(UploadError::Refused(status)),
+        FileDecision::Reject(status) => return Err(Error::UploadRefused { status }),
     };
     let (file, temp) = loop {
         let temp = config.dir.join(temp_name()?);
@@ -1120,248 +594,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const B: &str = "----WebKitFormBoundaryABC123";
-
-    fn body(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(b"preamble to ignore\r\n");
-        for (name, filename, content) in parts {
-            out.extend_from_slice(format!("--{B}\r\n").as_bytes());
-            match filename {
-                Some(f) => out.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
-                         Content-Type: application/octet-stream\r\n\r\n"
-                    )
-                    .as_bytes(),
-                ),
-                None => out.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-                ),
-            }
-            out.extend_from_slice(content);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(format!("--{B}--\r\nepilogue").as_bytes());
-        out
-    }
-
-    /// (name, filename, content) of every part, feeding `pieces`.
-    type Parts = Vec<(Option<String>, Option<String>, Vec<u8>)>;
-
-    fn parse(pieces: &[&[u8]], config: &UploadConfig) -> Result<Parts, UploadError> {
-        let mut p = Parser::new(B, config)?;
-        let mut parts: Parts = Vec::new();
-        let mut ended = false;
-        for piece in pieces {
-            p.feed(piece);
-            while let Some(ev) = p.poll()? {
-                match ev {
-                    Event::Part(h) => parts.push((h.name, h.filename, Vec::new())),
-                    Event::Data(d) => {
-                        assert!(!d.is_empty());
-                        parts.last_mut().unwrap().2.extend_from_slice(&d);
-                    }
-                    Event::PartEnd => {}
-                    Event::End => ended = true,
-                }
-            }
-        }
-        p.finish()?;
-        assert!(ended);
-        Ok(parts)
-    }
-
-    /// File content with CRLFs, dashes, a delimiter minus its last byte, the boundary without
-    /// the CRLF before it, NUL, every byte value, and `CRLF --` at its very end.
-    fn tricky() -> Vec<u8> {
-        let mut c = b"\r\n\r\n--\r\n".to_vec();
-        c.extend_from_slice(format!("\r\n--{}X", &B[..B.len() - 1]).as_bytes());
-        c.extend_from_slice(format!("\r\n--{}\r", &B[..10]).as_bytes());
-        c.extend_from_slice(format!("z--{B}\0\r").as_bytes());
-        // The whole delimiter, but followed by neither `--` nor CRLF: content.
-        c.extend_from_slice(format!("\r\n--{B}FAKE\r\n--{B} \tx\r\n--{B}-x").as_bytes());
-        c.extend(0..=255u8);
-        c.extend_from_slice(format!("\r\n-{B}").as_bytes());
-        c.extend_from_slice(b"\r\n--");
-        c
-    }
-
-    #[test]
-    fn boundary_is_split_at_every_offset() {
-        let content = tricky();
-        let raw = body(&[
-            ("note", None, b"hello"),
-            ("file", Some("a.bin"), &content),
-            ("empty", Some("e.txt"), b""),
-        ]);
-        let config = UploadConfig::default();
-        let whole = parse(&[&raw], &config).unwrap();
-        assert_eq!(whole.len(), 3);
-        assert_eq!(whole[0].2, b"hello");
-        assert_eq!(whole[1].2, content);
-        assert_eq!(whole[1].1.as_deref(), Some("a.bin"));
-        assert!(whole[2].2.is_empty());
-        for cut in 0..=raw.len() {
-            let got = parse(&[&raw[..cut], &raw[cut..]], &config).unwrap();
-            assert_eq!(got, whole, "split at {cut}");
-        }
-        for cut in 0..raw.len() {
-            let (a, rest) = raw.split_at(cut);
-            let (b, c) = rest.split_at(rest.len().min(7));
-            assert_eq!(
-                parse(&[a, b, c], &config).unwrap(),
-                whole,
-                "split at {cut}+7"
-            );
-        }
-        // One byte at a time.
-        let bytes: Vec<&[u8]> = raw.chunks(1).collect();
-        assert_eq!(parse(&bytes, &config).unwrap(), whole);
-    }
-
-    #[test]
-    fn body_starting_with_the_delimiter_and_padding() {
-        let raw =
-            format!("--{B}  \t\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--{B}--");
-        let got = parse(&[raw.as_bytes()], &UploadConfig::default()).unwrap();
-        assert_eq!(got, vec![(Some("a".into()), None, b"x".to_vec())]);
-    }
-
-    #[test]
-    fn malformed_bodies_fail() {
-        let config = UploadConfig::default();
-        // Cut short.
-        let raw = format!("--{B}\r\nContent-Disposition: form-data; name=a\r\n\r\nxx");
-        assert!(matches!(
-            parse(&[raw.as_bytes()], &config),
-            Err(UploadError::Truncated)
-        ));
-        // Boundary followed by garbage: not a delimiter.
-        let raw = format!("--{B}X\r\n\r\n");
-        assert!(matches!(
-            parse(&[raw.as_bytes()], &config),
-            Err(UploadError::Truncated)
-        ));
-        // Header without a colon.
-        let raw = format!("--{B}\r\nnonsense\r\n\r\nx\r\n--{B}--");
-        assert!(matches!(
-            parse(&[raw.as_bytes()], &config),
-            Err(UploadError::Malformed(_))
-        ));
-        // No delimiter at all.
-        assert!(matches!(
-            parse(&[b"just text"], &config),
-            Err(UploadError::Truncated)
-        ));
-    }
-
-    #[test]
-    fn part_header_limits() {
-        let config = UploadConfig {
-            max_part_header_bytes: 100,
-            max_part_headers: 3,
-            max_parts: 2,
-            ..UploadConfig::default()
-        };
-        let big = format!(
-            "--{B}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\nx\r\n--{B}--",
-            "n".repeat(200)
-        );
-        assert!(matches!(
-            parse(&[big.as_bytes()], &config),
-            Err(UploadError::HeadersTooLarge)
-        ));
-        // Never terminated: fails once the limit is passed, not at the end.
-        let mut p = Parser::new(B, &config).unwrap();
-        p.feed(format!("--{B}\r\nX-A: b").as_bytes());
-        assert_eq!(p.poll().unwrap(), None);
-        p.feed(&[b'a'; 200]);
-        assert!(matches!(p.poll(), Err(UploadError::HeadersTooLarge)));
-        assert!(p.poll().is_err());
-        let many = format!("--{B}\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\nx\r\n--{B}--");
-        assert!(matches!(
-            parse(&[many.as_bytes()], &config),
-            Err(UploadError::HeadersTooLarge)
-        ));
-        let raw = body(&[("a", None, b"1"), ("b", None, b"2"), ("c", None, b"3")]);
-        assert!(matches!(
-            parse(&[&raw], &config),
-            Err(UploadError::TooManyParts)
-        ));
-    }
-
-    #[test]
-    fn memory_stays_bounded() {
-        let mut p = Parser::new(B, &UploadConfig::default()).unwrap();
-        p.feed(format!("--{B}\r\nContent-Disposition: form-data; name=f\r\n\r\n").as_bytes());
-        assert!(matches!(p.poll().unwrap(), Some(Event::Part(_))));
-        let chunk = vec![b'-'; 4096];
-        for _ in 0..1000 {
-            p.feed(&chunk);
-            while let Some(ev) = p.poll().unwrap() {
-                assert!(matches!(ev, Event::Data(_)));
-            }
-            assert!(p.buf.len() < B.len() + 4, "{}", p.buf.len());
-        }
-        // Preamble is not kept either.
-        let mut p = Parser::new(B, &UploadConfig::default()).unwrap();
-        for _ in 0..100 {
-            p.feed(&chunk);
-            assert_eq!(p.poll().unwrap(), None);
-            assert!(p.buf.len() < B.len() + 4);
-        }
-    }
-
-    #[test]
-    fn content_disposition_parameters() {
-        let h = PartHeaders::parse(
-            b"content-disposition: form-data; name=\"a \\\"b\\\"\"; filename=\"C:\\dir\\x.txt\"\r\n\
-              Content-Type: text/plain",
-            16,
-        )
-        .unwrap();
-        assert!(h.form_data);
-        assert_eq!(h.name.as_deref(), Some("a \"b\""));
-        assert_eq!(h.filename.as_deref(), Some("C:\\dir\\x.txt"));
-        assert_eq!(h.content_type.as_deref(), Some("text/plain"));
-        let h = PartHeaders::parse(
-            b"Content-Disposition: form-data; name=f; filename=\"plain.txt\"; \
-              filename*=UTF-8''%E2%82%AC%20rates.txt",
-            16,
-        )
-        .unwrap();
-        assert_eq!(h.name.as_deref(), Some("f"));
-        assert_eq!(h.filename.as_deref(), Some("€ rates.txt"));
-        let h = PartHeaders::parse(b"Content-Disposition: form-data; name=\"a;b\"", 16).unwrap();
-        assert_eq!(h.name.as_deref(), Some("a;b"));
-        let h = PartHeaders::parse(b"Content-Disposition: attachment; name=x", 16).unwrap();
-        assert!(!h.form_data);
-    }
-
-    #[test]
-    fn boundaries_from_content_type() {
-        assert_eq!(
-            boundary("multipart/form-data; boundary=----WebKitFormBoundaryx7").unwrap(),
-            "----WebKitFormBoundaryx7"
-        );
-        assert_eq!(
-            boundary("Multipart/Form-Data; charset=utf-8; BOUNDARY=\"quoted=ok\"").unwrap(),
-            "quoted=ok"
-        );
-        assert!(matches!(
-            boundary("application/json"),
-            Err(UploadError::NotMultipart)
-        ));
-        assert!(matches!(
-            boundary("multipart/form-data"),
-            Err(UploadError::BadBoundary)
-        ));
-        assert!(boundary(&format!("multipart/form-data; boundary={}", "x".repeat(71))).is_err());
-        assert!(boundary("multipart/form-data; boundary=\"bad\r\n\"").is_err());
-        assert!(boundary("multipart/form-data; boundary=\"trailing \"").is_err());
-    }
 
     #[test]
     fn hostile_file_names() {
@@ -1393,12 +625,35 @@ mod tests {
 
     #[test]
     fn errors_map_to_statuses() {
-        assert_eq!(UploadError::NotMultipart.status(), 415);
-        assert_eq!(UploadError::Truncated.status(), 400);
-        assert_eq!(UploadError::FileTooLarge.status(), 413);
-        assert_eq!(UploadError::Refused(403).status(), 403);
-        let r = UploadError::Io(io::Error::other("/secret/path")).response();
+        let up = |m: ws_http::MultipartError| Error::Upload(m.into());
+        assert_eq!(up(ws_http::MultipartError::NotMultipart).status(), 415);
+        assert_eq!(up(ws_http::MultipartError::Truncated).status(), 400);
+        assert_eq!(
+            up(ws_http::MultipartError::FileTooLarge { max: 1 }).status(),
+            413
+        );
+        assert_eq!(Error::UploadRefused { status: 403 }.status(), 403);
+        let r = Error::Io(io::Error::other("/secret/path")).response();
         assert_eq!(r.status, 500);
         assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
+        let r = up(ws_http::MultipartError::TooManyParts { max: 3 }).response();
+        assert_eq!(r.status, 413);
+        assert!(String::from_utf8_lossy(&r.body).contains("more than 3 parts"));
+    }
+
+    #[test]
+    fn upload_config_limits_reach_the_parser() {
+        let mut c = UploadConfig::new("x");
+        c.max_field_bytes = 3;
+        c.max_parts = 1;
+        let mut p = Parser::new("B", &c.limits()).unwrap();
+        p.feed(b"--B\r\nContent-Disposition: form-data; name=a\r\n\r\n1234\r\n--B--");
+        assert!(matches!(p.poll(), Ok(Some(Event::Part(_)))));
+        assert!(matches!(
+            p.poll(),
+            Err(ws_http::Error::Multipart(
+                ws_http::MultipartError::FieldTooLarge { max: 3 }
+            ))
+        ));
     }
 }
