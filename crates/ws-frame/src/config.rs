@@ -40,9 +40,19 @@ pub struct Config {
     /// Answer every ping with a pong carrying its payload. Default:
     /// [`Config::DEFAULT_AUTO_PONG`] (true).
     pub auto_pong: bool,
-    /// How long [`crate::Connection::close`] waits for the peer's Close frame. Default:
-    /// [`Config::DEFAULT_CLOSE_TIMEOUT`] (5 s).
+    /// How long [`crate::Connection::close`] waits for the peer's Close frame, and how long a
+    /// client waits for the server to close TCP after a close handshake the server started.
+    /// Not zero. Default: [`Config::DEFAULT_CLOSE_TIMEOUT`] (5 s).
     pub close_timeout: Duration,
+    /// Keep-alive pings and the pong deadline, timers of this connection (see [`Heartbeat`]).
+    /// They start at the first [`crate::Connection::handle_timeout`] (see
+    /// [`crate::Connection::wants_now`]). Default: `None` (no pings).
+    pub heartbeat: Option<Heartbeat>,
+    /// Close the connection (1000, "idle timeout", then the close handshake) when nothing was
+    /// received for this long. Checked four times per period, so it fires between 1 and 1.25
+    /// times the setting after the last received byte; a runtime that paused reading (see
+    /// [`crate::Connection::set_read_paused`]) counts as active. Not zero. Default: `None`.
+    pub idle_timeout: Option<Duration>,
     /// Split outgoing messages into frames of at most this many payload bytes. Default:
     /// `None` (one frame per message).
     pub fragment_size: Option<usize>,
@@ -112,7 +122,79 @@ impl Config {
         if self.message_timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::ZeroMessageTimeout);
         }
+        if self.close_timeout.is_zero() {
+            return Err(ConfigError::ZeroCloseTimeout);
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroIdleTimeout);
+        }
+        if let Some(hb) = &self.heartbeat {
+            hb.validate()?;
+        }
         Ok(())
+    }
+}
+
+/// Keep-alive pings (the seeds' `HeartBeat`): every `interval` the connection queues an empty
+/// ping and, with a `timeout`, fails with [`crate::Error::PongTimeout`] when nothing at all
+/// (a pong or any other frame) arrives within `timeout` of it. No Close frame is sent then:
+/// the peer is taken for gone and the runtime drops the transport. The one heartbeat setting
+/// of the workspace: ws-server and ws-client re-export it.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_frame::{Config, Heartbeat};
+///
+/// let mut config = Config::default();
+/// config.heartbeat = Some(Heartbeat::new(Duration::from_secs(20), Duration::from_secs(5)));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Time between pings; the first goes out one interval after the timers start. Not zero.
+    /// Default: [`Heartbeat::DEFAULT_INTERVAL`] (30 s).
+    pub interval: Duration,
+    /// How long to wait for the peer after a ping before giving it up; `None`: never. Not
+    /// zero. Default: [`Heartbeat::DEFAULT_TIMEOUT`] (10 s).
+    pub timeout: Option<Duration>,
+    /// Skip the ping when something arrived during the last interval
+    /// (`hbtOnlyIfNoMsgRcvInterval`). Default: false.
+    pub only_if_idle: bool,
+}
+
+impl Heartbeat {
+    /// Default of [`Heartbeat::interval`].
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// Default of [`Heartbeat::timeout`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A heartbeat with the given interval and pong timeout (a `Duration`, `Some(..)` or
+    /// `None` for no deadline).
+    #[must_use]
+    pub fn new(interval: Duration, timeout: impl Into<Option<Duration>>) -> Self {
+        Self {
+            interval,
+            timeout: timeout.into(),
+            only_if_idle: false,
+        }
+    }
+
+    /// Checks that neither the interval nor the timeout is zero.
+    ///
+    /// # Errors
+    /// [`ConfigError::ZeroHeartbeat`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.is_zero() || self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        Ok(())
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_INTERVAL, Self::DEFAULT_TIMEOUT)
     }
 }
 
@@ -132,6 +214,8 @@ impl Default for Config {
             accept_unmasked_from_client: false,
             accept_masked_from_server: false,
             deflate: None,
+            heartbeat: None,
+            idle_timeout: None,
             fixed_mask_key: None,
         }
     }
@@ -191,6 +275,34 @@ mod tests {
                     ..Config::default()
                 },
                 ConfigError::ZeroMessageTimeout,
+            ),
+            (
+                Config {
+                    close_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                ConfigError::ZeroCloseTimeout,
+            ),
+            (
+                Config {
+                    idle_timeout: Some(Duration::ZERO),
+                    ..Config::default()
+                },
+                ConfigError::ZeroIdleTimeout,
+            ),
+            (
+                Config {
+                    heartbeat: Some(Heartbeat::new(Duration::ZERO, None)),
+                    ..Config::default()
+                },
+                ConfigError::ZeroHeartbeat,
+            ),
+            (
+                Config {
+                    heartbeat: Some(Heartbeat::new(Duration::from_secs(1), Duration::ZERO)),
+                    ..Config::default()
+                },
+                ConfigError::ZeroHeartbeat,
             ),
         ];
         for (config, error) in cases {

@@ -11,7 +11,9 @@ use crate::{
     error::{Error, ProtocolError},
     header::{Header, MAX_HEADER_LEN, OpCode, parse_header},
     mask,
+    mask::MaskSource,
     message::{Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions},
+    os_random::OsMaskSource,
     utf8::{Utf8Bytes, Utf8Validator},
 };
 
@@ -25,44 +27,55 @@ const READ_RESERVE: usize = 16 * 1024;
 /// Most control frames (pongs, pings) waiting to be written; beyond it the oldest is dropped,
 /// as RFC 6455 section 5.5.3 allows for pongs.
 const MAX_QUEUED_CONTROL: usize = 64;
-/// Mask keys fetched from the OS per call.
-const KEY_BATCH: usize = 64;
+/// Idle-timeout checks per [`Config::idle_timeout`] (it fires between 1 and 1.25 times the
+/// setting after the last received byte).
+const IDLE_TICKS: u32 = 4;
 
-/// Masking keys for client frames, fetched from the operating system in batches.
+/// Masking keys for client frames: a fixed test key, or the caller's source.
 struct MaskKeys {
-    batch: [u8; KEY_BATCH * 4],
-    pos: usize,
     fixed: Option<[u8; 4]>,
+    source: Option<Box<dyn MaskSource>>,
 }
 
 impl MaskKeys {
-    fn new(fixed: Option<[u8; 4]>) -> Self {
-        Self {
-            batch: [0; KEY_BATCH * 4],
-            pos: KEY_BATCH * 4,
-            fixed,
-        }
-    }
-
     fn next(&mut self) -> Result<[u8; 4], Error> {
         if let Some(key) = self.fixed {
             return Ok(key);
         }
-        if self.pos == self.batch.len() {
-            getrandom::fill(&mut self.batch).map_err(|_| Error::Random)?;
-            self.pos = 0;
-        }
-        let mut key = [0; 4];
-        key.copy_from_slice(&self.batch[self.pos..self.pos + 4]);
-        self.pos += 4;
-        Ok(key)
+        self.source
+            .as_mut()
+            .and_then(|s| s.next_key())
+            .ok_or(Error::Random)
     }
 }
 
 impl fmt::Debug for MaskKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MaskKeys").finish_non_exhaustive()
+        f.debug_struct("MaskKeys")
+            .field("fixed", &self.fixed.is_some())
+            .finish_non_exhaustive()
     }
+}
+
+/// Keep-alive and idle timers ([`Config::heartbeat`], [`Config::idle_timeout`]). Received
+/// bytes are counted by an epoch that each timer compares with the one it saw last, so the
+/// receive path never touches a deadline.
+#[derive(Debug, Default)]
+struct KeepAlive {
+    /// The timers run (set by the first `handle_timeout`).
+    started: bool,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    next_idle: Option<Instant>,
+    idle_ticks: u32,
+    /// Bumped whenever new bytes were found in the receive buffer.
+    rx_epoch: u64,
+    ping_seen: u64,
+    idle_seen: u64,
+    /// Length of the receive buffer when events were last polled.
+    rx_mark: usize,
+    /// The runtime stopped reading (see [`Connection::set_read_paused`]).
+    paused: bool,
 }
 
 /// The frame whose payload is being received.
@@ -105,6 +118,17 @@ enum MessageTimer {
     Armed(Instant),
 }
 
+/// A client's wait for the server to close TCP after the close handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TcpWait {
+    /// Not waiting (a server).
+    No,
+    /// The next `handle_timeout(now)` sets the deadline to `now + close_timeout`.
+    Unarmed,
+    /// The transport is dropped at this time.
+    Until(Instant),
+}
+
 /// A frame queued for writing.
 #[derive(Debug)]
 struct Outgoing {
@@ -126,9 +150,10 @@ enum CloseState {
         reason: Utf8Bytes,
         deadline: Instant,
     },
-    /// Both Close frames exchanged (ours may still be queued). A client that started the close
-    /// keeps its deadline for the server's TCP close.
-    Done { tcp_deadline: Option<Instant> },
+    /// Both Close frames exchanged (ours may still be queued). A client waits for the server's
+    /// TCP close until a deadline: the one of its own close, or [`Config::close_timeout`] from
+    /// the next `handle_timeout` when the server started the close.
+    Done { tcp_wait: TcpWait },
     /// Failed by an error or a timeout; our Close (if any) is queued. Nothing more is processed.
     Failed,
 }
@@ -198,16 +223,48 @@ pub struct Connection {
     /// Close the transport now, whatever is still queued (timeouts, end of stream).
     force_transport_close: bool,
     keys: MaskKeys,
+    keepalive: KeepAlive,
 }
 
 impl Connection {
-    /// Creates a connection for `role` with `config` (checked with [`Config::validate`]).
+    /// Creates a connection for `role` with `config` (checked with [`Config::validate`]). A
+    /// client draws its masking keys from the operating system ([`OsMaskSource`]); use
+    /// [`Connection::with_mask_source`] to pass another source.
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is inconsistent.
     pub fn new(role: Role, config: Config) -> Result<Self, Error> {
+        let source: Option<Box<dyn MaskSource>> = match role {
+            Role::Client => Some(Box::new(OsMaskSource::new())),
+            Role::Server => None,
+        };
+        Self::build(role, config, source)
+    }
+
+    /// Creates a connection whose masking keys (client role) come from `source`: the sans-IO
+    /// constructor, for runtimes that own their randomness and for tests that replay a session
+    /// byte for byte. A server never masks and ignores the source.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the configuration is inconsistent.
+    pub fn with_mask_source(
+        role: Role,
+        config: Config,
+        source: impl MaskSource + 'static,
+    ) -> Result<Self, Error> {
+        Self::build(role, config, Some(Box::new(source)))
+    }
+
+    fn build(
+        role: Role,
+        config: Config,
+        source: Option<Box<dyn MaskSource>>,
+    ) -> Result<Self, Error> {
         config.validate()?;
-        let keys = MaskKeys::new(config.fixed_mask_key);
+        let keys = MaskKeys {
+            fixed: config.fixed_mask_key,
+            source,
+        };
         Ok(Self {
             role,
             config,
@@ -231,6 +288,7 @@ impl Connection {
             close_flushed: false,
             force_transport_close: false,
             keys,
+            keepalive: KeepAlive::default(),
         })
     }
 
@@ -300,12 +358,82 @@ impl Connection {
     }
 
     /// Whether a timer waits for the time to start: a fragmented message began since the last
-    /// [`Connection::handle_timeout`], and its deadline ([`Config::message_timeout`]) counts
-    /// from the `now` of the next call. Runtimes check this after polling events and then
-    /// call `handle_timeout(now)`.
+    /// [`Connection::handle_timeout`] (its deadline, [`Config::message_timeout`], counts from
+    /// the `now` of the next call), the keep-alive and idle timers of a new connection have
+    /// not started, or a client waits for the server's TCP close after a close the server
+    /// started. Runtimes check this after polling events and then call `handle_timeout(now)`.
     #[must_use]
     pub fn wants_now(&self) -> bool {
-        self.msg_timer == MessageTimer::Unarmed && self.receiving()
+        let message =
+            self.msg_timer == MessageTimer::Unarmed && self.receiving() && !self.keepalive.paused;
+        let keepalive = !self.keepalive.started
+            && (self.config.heartbeat.is_some() || self.config.idle_timeout.is_some())
+            && self.sending_open();
+        let linger = matches!(
+            self.close,
+            CloseState::Done {
+                tcp_wait: TcpWait::Unarmed
+            }
+        ) && !self.force_transport_close;
+        message || keepalive || linger
+    }
+
+    /// Whether the connection is open both ways and no Close frame of ours is queued: pings
+    /// and the idle timeout run.
+    fn sending_open(&self) -> bool {
+        matches!(self.close, CloseState::Open) && !self.close_queued
+    }
+
+    /// Whether [`Connection::handle_timeout`] at `now` would queue a keep-alive ping
+    /// ([`Config::heartbeat`]): for runtimes that let the application decide first (the seeds'
+    /// `OnBeforeHeartBeat`); [`Connection::skip_heartbeat`] then counts the interval as kept
+    /// alive without a ping.
+    #[must_use]
+    pub fn heartbeat_due(&self, now: Instant) -> bool {
+        let ka = &self.keepalive;
+        let Some(hb) = &self.config.heartbeat else {
+            return false;
+        };
+        ka.started
+            && self.sending_open()
+            && ka.next_ping.is_some_and(|at| now >= at)
+            && ka.pong_deadline.is_none()
+            && !(hb.only_if_idle && ka.rx_epoch != ka.ping_seen)
+    }
+
+    /// Counts the current heartbeat interval as kept alive: the next ping is due one interval
+    /// from `now`, and none is sent now.
+    pub fn skip_heartbeat(&mut self, now: Instant) {
+        if let Some(hb) = &self.config.heartbeat
+            && self.keepalive.started
+        {
+            self.keepalive.next_ping = Some(now + hb.interval);
+            self.keepalive.ping_seen = self.keepalive.rx_epoch;
+        }
+    }
+
+    /// Tells the connection that the runtime stopped (or resumed) reading on the application's
+    /// request (read flow control). While paused, the deadline of an unfinished fragmented
+    /// message stops and counts afresh after the pause, pings still go out but their pong is
+    /// not waited for (it could not be read), and the idle timeout takes the connection for
+    /// active. Not a pause: a connection whose close handshake runs must read.
+    pub fn set_read_paused(&mut self, paused: bool) {
+        if self.keepalive.paused == paused {
+            return;
+        }
+        self.keepalive.paused = paused;
+        if paused {
+            self.keepalive.pong_deadline = None;
+        } else {
+            self.keepalive.idle_ticks = 0;
+            self.restart_message_timer();
+        }
+    }
+
+    /// Whether reading is paused (see [`Connection::set_read_paused`]).
+    #[must_use]
+    pub fn is_read_paused(&self) -> bool {
+        self.keepalive.paused
     }
 
     /// Bytes queued for writing (headers included): a backpressure signal for runtimes.
@@ -317,21 +445,34 @@ impl Connection {
     /// The next deadline at which [`Connection::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let paused = self.keepalive.paused;
         let message = match self.msg_timer {
-            MessageTimer::Armed(deadline) if self.receiving() => Some(deadline),
+            MessageTimer::Armed(deadline) if self.receiving() && !paused => Some(deadline),
             _ => None,
+        };
+        let ka = &self.keepalive;
+        let keepalive = if ka.started {
+            let open = self.sending_open();
+            let pong = ka.pong_deadline.filter(|_| self.receiving() && !paused);
+            [
+                ka.next_ping.filter(|_| open),
+                ka.next_idle.filter(|_| open),
+                pong,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        } else {
+            None
         };
         let close = match self.close {
             CloseState::Sent { deadline, .. } => Some(deadline),
             CloseState::Done {
-                tcp_deadline: Some(deadline),
+                tcp_wait: TcpWait::Until(deadline),
             } if self.role == Role::Client && !self.force_transport_close => Some(deadline),
             _ => None,
         };
-        match (message, close) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [message, close, keepalive].into_iter().flatten().min()
     }
 
     // ----- inputs -----
@@ -376,12 +517,17 @@ impl Connection {
 
     /// Fires due timers: the deadline of an unfinished fragmented message (the connection
     /// fails with 1008: a Close frame is queued and the next [`Connection::poll_event`]
-    /// returns [`Error::MessageTimeout`]), the close-handshake deadline (the next
-    /// [`Connection::poll_event`] then returns [`Error::CloseTimeout`]) and a client's wait for
-    /// the server's TCP close. Also starts the deadline of a fragmented message that began
-    /// since the last call (see [`Connection::wants_now`]). Spurious calls are harmless.
+    /// returns [`Error::MessageTimeout`]), the pong deadline of a keep-alive ping (the next
+    /// [`Connection::poll_event`] returns [`Error::PongTimeout`]; no Close frame, the transport
+    /// should be dropped at once), the next keep-alive ping ([`Config::heartbeat`]), the idle
+    /// timeout ([`Config::idle_timeout`]: closes with 1000 "idle timeout"), the
+    /// close-handshake deadline (the next [`Connection::poll_event`] then returns
+    /// [`Error::CloseTimeout`]) and a client's wait for the server's TCP close. Also starts
+    /// the timers that wait for the time (see [`Connection::wants_now`]). Spurious calls are
+    /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.receiving() {
+        self.start_keepalive(now);
+        if self.receiving() && !self.keepalive.paused {
             match (self.msg_timer, self.config.message_timeout) {
                 (MessageTimer::Unarmed, Some(after)) => {
                     self.msg_timer = MessageTimer::Armed(now + after);
@@ -395,6 +541,9 @@ impl Connection {
                 _ => {}
             }
         }
+        if self.fire_keepalive(now) {
+            return;
+        }
         match self.close {
             CloseState::Sent { deadline, .. } if now >= deadline => {
                 self.close = CloseState::Failed;
@@ -403,10 +552,95 @@ impl Connection {
                 self.rx_msg = None;
             }
             CloseState::Done {
-                tcp_deadline: Some(deadline),
+                tcp_wait: TcpWait::Until(deadline),
             } if now >= deadline => self.force_transport_close = true,
+            CloseState::Done {
+                tcp_wait: TcpWait::Unarmed,
+            } => {
+                self.close = CloseState::Done {
+                    tcp_wait: TcpWait::Until(now + self.config.close_timeout),
+                };
+            }
             _ => {}
         }
+    }
+
+    /// Starts the keep-alive and idle timers at the first call after the connection opened.
+    fn start_keepalive(&mut self, now: Instant) {
+        if self.keepalive.started || !self.sending_open() {
+            return;
+        }
+        let ka = &mut self.keepalive;
+        let hb = self.config.heartbeat.as_ref();
+        let idle = self.config.idle_timeout;
+        if hb.is_none() && idle.is_none() {
+            return;
+        }
+        ka.started = true;
+        ka.next_ping = hb.map(|h| now + h.interval);
+        ka.next_idle = idle.map(|d| now + d / IDLE_TICKS);
+        ka.ping_seen = ka.rx_epoch;
+        ka.idle_seen = ka.rx_epoch;
+    }
+
+    /// Fires due keep-alive timers: the pong deadline (fails the connection: returns true),
+    /// the next ping, the idle check.
+    fn fire_keepalive(&mut self, now: Instant) -> bool {
+        if !self.keepalive.started {
+            return false;
+        }
+        if self.receiving()
+            && !self.keepalive.paused
+            && self.keepalive.pong_deadline.is_some_and(|d| now >= d)
+        {
+            let after = self
+                .config
+                .heartbeat
+                .as_ref()
+                .and_then(|h| h.timeout)
+                .unwrap_or_default();
+            let error = Error::PongTimeout { after };
+            // 1006 is never sent: no Close frame, the transport is dropped.
+            self.fail(&error);
+            self.pending_error = Some(error);
+            self.force_transport_close = true;
+            return true;
+        }
+        if !self.sending_open() {
+            return false;
+        }
+        if let (Some(at), Some(hb)) = (self.keepalive.next_ping, &self.config.heartbeat)
+            && now >= at
+        {
+            let ka = &mut self.keepalive;
+            ka.next_ping = Some(now + hb.interval);
+            let active = ka.rx_epoch != ka.ping_seen;
+            ka.ping_seen = ka.rx_epoch;
+            if !(hb.only_if_idle && active) && ka.pong_deadline.is_none() {
+                let timeout = hb.timeout;
+                let paused = ka.paused;
+                if self.queue_control(OpCode::Ping, Bytes::new()).is_ok() && !paused {
+                    self.keepalive.pong_deadline = timeout.map(|t| now + t);
+                }
+            }
+        }
+        if let (Some(at), Some(idle)) = (self.keepalive.next_idle, self.config.idle_timeout)
+            && now >= at
+        {
+            let ka = &mut self.keepalive;
+            ka.next_idle = Some(now + idle / IDLE_TICKS);
+            if ka.paused || ka.rx_epoch != ka.idle_seen {
+                ka.idle_seen = ka.rx_epoch;
+                ka.idle_ticks = 0;
+            } else {
+                ka.idle_ticks += 1;
+                if ka.idle_ticks >= IDLE_TICKS {
+                    ka.next_idle = None;
+                    let _ = self.close(CloseCode::NORMAL, "idle timeout", now);
+                }
+            }
+        }
+        false
     }
 
     /// Lets the deadline of an unfinished fragmented message count afresh from the next
@@ -439,6 +673,18 @@ impl Connection {
     /// stream. The error is returned once: a Close frame with [`Error::close_code`] is queued
     /// (when sendable and none was sent yet) and later calls return `Ok(None)`.
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        // New bytes since the last poll prove the peer alive (heartbeat, idle timeout).
+        let ka = &mut self.keepalive;
+        if self.rx.len() > ka.rx_mark || self.rx_ready.is_some() {
+            ka.rx_epoch = ka.rx_epoch.wrapping_add(1);
+            ka.pong_deadline = None;
+        }
+        let event = self.poll_event_inner();
+        self.keepalive.rx_mark = self.rx.len();
+        event
+    }
+
+    fn poll_event_inner(&mut self) -> Result<Option<Event>, Error> {
         if let Some(event) = self.pending_event.take() {
             return Ok(Some(event));
         }
@@ -682,7 +928,7 @@ impl Connection {
                 deadline,
             } => {
                 self.close = CloseState::Done {
-                    tcp_deadline: Some(deadline),
+                    tcp_wait: TcpWait::Until(deadline),
                 };
                 Event::Closed {
                     code: our_code,
@@ -691,7 +937,12 @@ impl Connection {
                 }
             }
             _ => {
-                self.close = CloseState::Done { tcp_deadline: None };
+                // RFC 6455 section 7.1.1: the server closes TCP; a client bounds the wait.
+                let tcp_wait = match self.role {
+                    Role::Client => TcpWait::Unarmed,
+                    Role::Server => TcpWait::No,
+                };
+                self.close = CloseState::Done { tcp_wait };
                 let echo = if code == CloseCode::NO_STATUS {
                     CloseCode::NORMAL
                 } else {

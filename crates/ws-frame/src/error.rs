@@ -64,6 +64,15 @@ pub enum ConfigError {
     /// A message timeout of 0 (use `None` for no deadline).
     #[error("message_timeout must not be zero")]
     ZeroMessageTimeout,
+    /// A close timeout of 0.
+    #[error("close_timeout must not be zero")]
+    ZeroCloseTimeout,
+    /// An idle timeout of 0 (use `None` for none).
+    #[error("idle_timeout must not be zero (leave it unset for none)")]
+    ZeroIdleTimeout,
+    /// A heartbeat interval or pong timeout of 0.
+    #[error("heartbeat interval and timeout must not be zero")]
+    ZeroHeartbeat,
 }
 
 /// Everything that can go wrong in this crate.
@@ -117,13 +126,20 @@ pub enum Error {
         /// The timeout.
         after: std::time::Duration,
     },
+    /// Nothing arrived within [`crate::Heartbeat::timeout`] of a keep-alive ping: the peer is
+    /// taken for gone (no Close frame is sent; the transport should be dropped).
+    #[error("heartbeat timeout: nothing received within {after:?} of a ping")]
+    PongTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The peer did not answer our Close frame before the close timeout.
     #[error("close handshake timed out")]
     CloseTimeout,
     /// The transport ended before the close handshake completed.
     #[error("connection ended without a close handshake")]
     UnexpectedEof,
-    /// The operating system's random source failed while generating masking keys.
+    /// The masking-key source ([`crate::MaskSource`]) failed.
     #[error("random source failed")]
     Random,
     /// Command rejected: a Close frame was already sent or received.
@@ -160,7 +176,9 @@ impl Error {
             | Self::MessageTooLarge { .. }
             | Self::TooManyFragments { .. } => CloseCode::TOO_BIG,
             Self::TooManyEmptyFrames { .. } | Self::MessageTimeout { .. } => CloseCode::POLICY,
-            Self::CloseTimeout | Self::UnexpectedEof | Self::Closed => CloseCode::ABNORMAL,
+            Self::PongTimeout { .. } | Self::CloseTimeout | Self::UnexpectedEof | Self::Closed => {
+                CloseCode::ABNORMAL
+            }
             Self::Random
             | Self::FragmentState
             | Self::ControlPayloadTooLong { .. }
@@ -209,6 +227,12 @@ mod tests {
                     after: std::time::Duration::from_secs(1),
                 },
                 1008,
+            ),
+            (
+                Error::PongTimeout {
+                    after: std::time::Duration::from_secs(1),
+                },
+                1006,
             ),
             (Error::CloseTimeout, 1006),
             (Error::UnexpectedEof, 1006),

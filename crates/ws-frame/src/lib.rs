@@ -22,9 +22,14 @@
 //!                                                              |
 //!   transport <-- poll_transmit(&mut BytesMut) / poll_frame() <-'
 //!                 (masked for clients)
-//!   handle_timeout(now) / poll_timeout(): close-handshake deadline, and the deadline of an
-//!   unfinished fragmented message (started by the first handle_timeout after its first
-//!   fragment: see Connection::wants_now)
+//!   handle_timeout(now) / poll_timeout(): every timer of the connection: keep-alive pings
+//!   and the pong deadline (Config::heartbeat), the idle timeout, the close-handshake
+//!   deadline, a client's wait for the server's TCP close, and the deadline of an unfinished
+//!   fragmented message (timers start at the first handle_timeout after they are needed:
+//!   see Connection::wants_now)
+//!
+//!   Randomness comes from the caller too: a client's masking keys from a MaskSource
+//!   (Connection::with_mask_source; Connection::new uses OsMaskSource).
 //! ```
 //!
 //! # Example
@@ -75,14 +80,17 @@ mod error;
 mod header;
 pub mod mask;
 mod message;
+mod os_random;
 mod utf8;
 
 pub use close::CloseCode;
-pub use config::Config;
+pub use config::{Config, Heartbeat};
 pub use connection::Connection;
 pub use error::{ConfigError, Error, ProtocolError};
 pub use header::{Header, MAX_HEADER_LEN, OpCode, parse_header};
+pub use mask::MaskSource;
 pub use message::{Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions};
+pub use os_random::OsMaskSource;
 pub use utf8::Utf8Bytes;
 
 /// Entry points for the fuzz targets (the cargo-fuzz workspace calls these with raw bytes).

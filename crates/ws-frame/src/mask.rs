@@ -5,6 +5,40 @@
 //! payload that arrives in pieces, where `offset` is the position of `buf[0]` inside the frame
 //! payload.
 
+/// Where a client's masking keys come from. RFC 6455 section 10.3 wants keys the peer cannot
+/// predict, so a real client draws them from a strong random source; the core never reads one
+/// itself. [`crate::Connection::new`] uses [`crate::OsMaskSource`] (the operating system's
+/// random source, the one entropy read of this crate, in its own module);
+/// [`crate::Connection::with_mask_source`] takes any other, such as a fixed sequence that lets a
+/// test replay a session byte for byte. A closure `FnMut() -> Option<[u8; 4]>` is a source.
+///
+/// ```
+/// use ws_frame::{Config, Connection, Message, Role};
+///
+/// let mut n = 0u8;
+/// let counter = move || {
+///     n = n.wrapping_add(1);
+///     Some([n, n, n, n])
+/// };
+/// let mut client = Connection::with_mask_source(Role::Client, Config::default(), counter)?;
+/// client.send(Message::binary(vec![0u8; 2]))?;
+/// let mut out = bytes::BytesMut::new();
+/// while client.poll_transmit(&mut out) {}
+/// assert_eq!(&out[..], &[0x82, 0x82, 1, 1, 1, 1, 1, 1]);
+/// # Ok::<(), ws_frame::Error>(())
+/// ```
+pub trait MaskSource: Send {
+    /// The next masking key; `None` when the source failed (the frame is refused with
+    /// [`crate::Error::Random`]).
+    fn next_key(&mut self) -> Option<[u8; 4]>;
+}
+
+impl<F: FnMut() -> Option<[u8; 4]> + Send> MaskSource for F {
+    fn next_key(&mut self) -> Option<[u8; 4]> {
+        self()
+    }
+}
+
 /// XORs `buf` with the masking `key`, starting at payload offset 0.
 ///
 /// ```

@@ -189,7 +189,8 @@ impl Pair {
         let now = self.clock.now();
         let mut fired = false;
         for conn in [&mut self.client, &mut self.server] {
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
+            // A timer that waits for the time to start (see Connection::wants_now) starts now.
+            if conn.wants_now() || conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);
                 fired = true;
             }
