@@ -74,26 +74,29 @@ impl ClientConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first bad field.
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::Requires`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.retransmit.validate()?;
         if self.username.is_some() != self.password.is_some() {
-            return Err(ConfigError::Invalid(
-                "username and password go together".into(),
-            ));
+            return Err(ConfigError::Requires {
+                field: "username",
+                needs: "password (set both or neither)",
+            });
         }
         if self.lifetime.is_zero()
             || self.permission_refresh.is_zero()
             || self.channel_refresh.is_zero()
         {
-            return Err(ConfigError::Invalid(
-                "lifetime and refresh intervals must be positive".into(),
-            ));
+            return Err(ConfigError::OutOfRange {
+                field: "lifetime, permission_refresh and channel_refresh",
+                rule: "positive",
+            });
         }
         if self.max_transactions == 0 {
-            return Err(ConfigError::Invalid(
-                "max_transactions must be positive".into(),
-            ));
+            return Err(ConfigError::OutOfRange {
+                field: "max_transactions",
+                rule: "positive",
+            });
         }
         Ok(())
     }
@@ -442,7 +445,11 @@ impl Client {
         reservation: Option<[u8; 8]>,
     ) -> Result<TransactionId, Error> {
         if self.cfg.username.is_none() {
-            return Err(ConfigError::Invalid("Allocate needs credentials".into()).into());
+            return Err(ConfigError::Requires {
+                field: "Allocate",
+                needs: "credentials (username and password)",
+            }
+            .into());
         }
         self.start(now, Request::Allocate(protocol), even_port, reservation)
     }

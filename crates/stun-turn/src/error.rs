@@ -77,9 +77,36 @@ pub enum EncodeError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A value is out of range; the string names the field and the rule.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    /// A setting outside its allowed range.
+    #[error("invalid configuration: {field} must be {rule}")]
+    OutOfRange {
+        /// The setting (or settings) at fault.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A setting that only works together with another.
+    #[error("invalid configuration: {field} needs {needs}")]
+    Requires {
+        /// The setting (or operation) at fault.
+        field: &'static str,
+        /// What it needs besides.
+        needs: &'static str,
+    },
+    /// A CIDR prefix longer than its address.
+    #[error("CIDR prefix /{prefix} is longer than the {max}-bit address")]
+    PrefixTooLong {
+        /// The prefix length given.
+        prefix: u8,
+        /// The address width.
+        max: u8,
+    },
+    /// Not `ADDRESS` or `ADDRESS/PREFIX`.
+    #[error("not a CIDR (ADDRESS or ADDRESS/PREFIX): {input:?}")]
+    NotCidr {
+        /// The text given.
+        input: String,
+    },
 }
 
 /// Everything that can go wrong in this crate.
@@ -132,5 +159,50 @@ mod tests {
     fn errors_stay_small() {
         assert!(size_of::<super::DecodeError>() <= 24);
         assert!(size_of::<super::Error>() <= 48);
+    }
+
+    #[test]
+    fn config_errors_name_what_to_fix() {
+        use super::ConfigError;
+        let server = crate::ServerConfig {
+            realm: String::new(),
+            ..Default::default()
+        };
+        let e = server.validate().unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::OutOfRange {
+                field: "realm",
+                rule: "1..=763 bytes"
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: realm must be 1..=763 bytes"
+        );
+        let client = crate::ClientConfig {
+            username: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            client.validate(),
+            Err(ConfigError::Requires {
+                field: "username",
+                ..
+            })
+        ));
+        assert_eq!(
+            "10.0.0.0/33".parse::<crate::policy::Cidr>().unwrap_err(),
+            ConfigError::PrefixTooLong {
+                prefix: 33,
+                max: 32
+            }
+        );
+        assert_eq!(
+            "nonsense".parse::<crate::policy::Cidr>().unwrap_err(),
+            ConfigError::NotCidr {
+                input: "nonsense".into()
+            }
+        );
     }
 }

@@ -17,13 +17,11 @@ impl Cidr {
     /// A network; host bits of `addr` are cleared.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when the prefix is longer than the address.
+    /// [`ConfigError::PrefixTooLong`] when the prefix is longer than the address.
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, ConfigError> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(ConfigError::Invalid(format!(
-                "CIDR prefix /{prefix} longer than {max}"
-            )));
+            return Err(ConfigError::PrefixTooLong { prefix, max });
         }
         Ok(Self {
             addr: mask(addr, prefix),
@@ -71,7 +69,9 @@ impl FromStr for Cidr {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::Invalid(format!("not a CIDR: {s:?}"));
+        let bad = || ConfigError::NotCidr {
+            input: s.to_owned(),
+        };
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),

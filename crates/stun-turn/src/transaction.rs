@@ -33,12 +33,13 @@ impl RetransmitConfig {
     /// Checks the values.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when `rto` is zero, `rc` is 0 or above 32, or `rm` is 0.
+    /// [`ConfigError::OutOfRange`] when `rto` is zero, `rc` is 0 or above 32, or `rm` is 0.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.rto.is_zero() || self.rc == 0 || self.rc > 32 || self.rm == 0 {
-            return Err(ConfigError::Invalid(
-                "retransmit: rto > 0, 1 <= rc <= 32, rm >= 1".into(),
-            ));
+            return Err(ConfigError::OutOfRange {
+                field: "retransmit",
+                rule: "rto > 0, 1 <= rc <= 32, rm >= 1",
+            });
         }
         Ok(())
     }

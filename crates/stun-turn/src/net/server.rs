@@ -64,30 +64,27 @@ impl TurnServerConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first bad field.
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::Requires`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        let bad = |field, rule| Err(ConfigError::OutOfRange { field, rule });
         if self.udp.is_empty() && self.tcp.is_empty() {
-            return Err(ConfigError::Invalid("no listening address".into()));
+            return bad("udp and tcp", "not both empty (no listening address)");
         }
         if self.min_port == 0 || self.min_port > self.max_port {
-            return Err(ConfigError::Invalid(
-                "relay ports: 0 < min_port <= max_port".into(),
-            ));
+            return bad("min_port", "positive and at most max_port");
         }
         if self.tcp_queue == 0 {
-            return Err(ConfigError::Invalid("tcp_queue must be positive".into()));
+            return bad("tcp_queue", "positive");
         }
         if self.threads > Self::MAX_THREADS {
-            return Err(ConfigError::Invalid(format!(
-                "threads: at most {}",
-                Self::MAX_THREADS
-            )));
+            return bad("threads", "at most TurnServerConfig::MAX_THREADS (64)");
         }
         if self.server.turn && self.relay_ip().is_none_or(|ip| ip.is_unspecified()) {
-            return Err(ConfigError::Invalid(
-                "relay_ip is needed when listening on a wildcard address".into(),
-            ));
+            return Err(ConfigError::Requires {
+                field: "a TURN server listening on a wildcard address",
+                needs: "relay_ip",
+            });
         }
         Ok(())
     }

@@ -102,41 +102,50 @@ impl ServerConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first bad field.
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::Requires`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let bad = |field, rule| Err(ConfigError::OutOfRange { field, rule });
         if self.realm.is_empty() || self.realm.len() > 763 {
-            return bad("realm must be 1..=763 bytes");
+            return bad("realm", "1..=763 bytes");
         }
         if self.default_lifetime.is_zero() || self.max_lifetime < self.default_lifetime {
-            return bad("lifetimes: 0 < default_lifetime <= max_lifetime");
+            return bad("default_lifetime", "positive and at most max_lifetime");
         }
         if self.max_lifetime > Duration::from_secs(u64::from(u32::MAX)) {
-            return bad("max_lifetime must fit in 32 bits of seconds");
+            return bad("max_lifetime", "at most 2^32 - 1 seconds");
         }
         if self.nonce_lifetime.is_zero()
             || self.permission_lifetime.is_zero()
             || self.channel_lifetime.is_zero()
         {
-            return bad("nonce, permission and channel lifetimes must be positive");
+            return bad(
+                "nonce_lifetime, permission_lifetime and channel_lifetime",
+                "positive",
+            );
         }
         if self.user_quota == 0
             || self.total_quota == 0
             || self.max_permissions == 0
             || self.max_channels == 0
         {
-            return bad("quotas must be positive");
+            return bad(
+                "user_quota, total_quota, max_permissions and max_channels",
+                "positive",
+            );
         }
         if self.bandwidth_limit == Some(0) {
-            return bad("bandwidth_limit must be positive (None for unlimited)");
+            return bad("bandwidth_limit", "positive (None for unlimited)");
         }
         for (u, _) in &self.users {
             if u.is_empty() || u.len() > 513 {
-                return bad("user names must be 1..=513 bytes");
+                return bad("user names", "1..=513 bytes");
             }
         }
         if self.turn && self.users.is_empty() && self.auth_secret.is_none() {
-            return bad("a TURN server needs users or an auth secret");
+            return Err(ConfigError::Requires {
+                field: "a TURN server",
+                needs: "users or an auth secret",
+            });
         }
         Ok(())
     }
