@@ -23,9 +23,9 @@ use crate::{ClientTlsConfig, Error, pem};
 /// - file errors of [`crate::load_certs`] for `ca_file`, and of [`crate::load_certified_key`] for
 ///   the client certificate and key;
 /// - [`Error::BadCertificate`]: a CA file of which no certificate is usable as a trust anchor;
-/// - [`Error::InvalidConfig`]: no trust roots at all (`webpki_roots = false`, no `ca_file`, not
-///   dangerous), `key_file` or `key_password` without `cert_file`, an empty or too long ALPN
-///   entry;
+/// - [`Error::NoTrustRoots`]: no trust roots at all (`webpki_roots = false`, no `ca_file`, not
+///   dangerous); [`Error::ClientKeyWithoutCertificate`]: `key_file` or `key_password` without
+///   `cert_file`; [`Error::BadAlpn`]: an empty or too long ALPN entry;
 /// - [`Error::Rustls`]: rustls refused the resulting configuration.
 pub fn client_config(config: &ClientTlsConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
     let provider = crate::crypto_provider();
@@ -48,10 +48,7 @@ pub fn client_config(config: &ClientTlsConfig) -> Result<Arc<rustls::ClientConfi
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ck)))
         }
         None if config.key_file.is_some() || config.key_password.is_some() => {
-            return Err(Error::InvalidConfig(
-                "key_file or key_password is set but cert_file (the client certificate) is not"
-                    .to_owned(),
-            ));
+            return Err(Error::ClientKeyWithoutCertificate);
         }
         None => builder.with_no_client_auth(),
     };
@@ -82,9 +79,7 @@ fn roots(config: &ClientTlsConfig) -> Result<RootCertStore, Error> {
         }
     }
     if roots.is_empty() {
-        return Err(Error::InvalidConfig(
-            "no trust roots: set ca_file, or enable webpki_roots".to_owned(),
-        ));
+        return Err(Error::NoTrustRoots);
     }
     Ok(roots)
 }

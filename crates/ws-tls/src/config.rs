@@ -315,9 +315,9 @@ pub(crate) fn alpn_bytes(alpn: &[String]) -> Result<Vec<Vec<u8>>, crate::Error> 
     alpn.iter()
         .map(|p| {
             if p.is_empty() || p.len() > 255 {
-                Err(crate::Error::InvalidConfig(format!(
-                    "ALPN protocol {p:?} must be 1 to 255 bytes long"
-                )))
+                Err(crate::Error::BadAlpn {
+                    protocol: p.clone(),
+                })
             } else {
                 Ok(p.as_bytes().to_vec())
             }

@@ -187,10 +187,33 @@ pub enum Error {
         /// The SNI host of the entry.
         host: String,
     },
-    /// The configuration is inconsistent (no certificate at all, empty ALPN entry, client key
-    /// without client certificate, no trust roots, bad SNI host name, ...).
-    #[error("invalid TLS configuration: {0}")]
-    InvalidConfig(String),
+    /// A server configuration without any certificate.
+    #[error("no certificate configured: set cert_file, or add sni entries")]
+    NoCertificateConfigured,
+    /// An SNI entry whose host is not a DNS name.
+    #[error("SNI host {host:?} is not a DNS name")]
+    SniHostNotDnsName {
+        /// The host of the entry.
+        host: String,
+    },
+    /// Two SNI entries for the same host (compared case-insensitively).
+    #[error("SNI host {host:?} is configured twice")]
+    SniHostTwice {
+        /// The host, lowercased.
+        host: String,
+    },
+    /// An ALPN protocol name that is empty or longer than 255 bytes.
+    #[error("ALPN protocol {protocol:?} must be 1 to 255 bytes long")]
+    BadAlpn {
+        /// The name given.
+        protocol: String,
+    },
+    /// A client configuration that trusts nothing.
+    #[error("no trust roots: set ca_file, or enable webpki_roots")]
+    NoTrustRoots,
+    /// A client key (or its password) without the client certificate.
+    #[error("key_file or key_password is set but cert_file (the client certificate) is not")]
+    ClientKeyWithoutCertificate,
     /// rustls refused to build the configuration.
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),

@@ -50,8 +50,9 @@ impl ReloadableServerConfig {
     /// - file errors from [`crate::load_certified_key`] (missing or unreadable file, bad PEM, no
     ///   certificate, no key, key mismatch, encrypted key problems), for the default certificate
     ///   and each SNI entry;
-    /// - [`Error::InvalidConfig`]: no certificate at all (empty `cert_file` and no SNI entry),
-    ///   an SNI host that is not a DNS name or given twice, an empty or too long ALPN entry;
+    /// - [`Error::NoCertificateConfigured`]: no certificate at all (empty `cert_file` and no SNI entry);
+    ///   [`Error::SniHostNotDnsName`], [`Error::SniHostTwice`]: an SNI host that is not a DNS
+    ///   name or given twice; [`Error::BadAlpn`]: an empty or too long ALPN entry;
     /// - [`Error::CertificateNotForHost`]: an SNI certificate not valid for its host;
     /// - [`Error::BadCertificate`]: an unparsable certificate, or a client CA file without a
     ///   usable certificate;
@@ -180,9 +181,7 @@ impl CertSet {
     fn load(config: &ServerTlsConfig) -> Result<Self, Error> {
         let default = if config.cert_file.as_os_str().is_empty() {
             if config.sni.is_empty() {
-                return Err(Error::InvalidConfig(
-                    "no certificate configured: set cert_file, or add sni entries".to_owned(),
-                ));
+                return Err(Error::NoCertificateConfigured);
             }
             None
         } else {
@@ -196,15 +195,13 @@ impl CertSet {
         let mut hosts: Vec<String> = Vec::with_capacity(config.sni.len());
         for entry in &config.sni {
             let host = DnsName::try_from(entry.host.as_str())
-                .map_err(|_| {
-                    Error::InvalidConfig(format!("SNI host {:?} is not a DNS name", entry.host))
+                .map_err(|_| Error::SniHostNotDnsName {
+                    host: entry.host.clone(),
                 })?
                 .to_lowercase_owned();
             let host = host.as_ref().to_owned();
             if hosts.contains(&host) {
-                return Err(Error::InvalidConfig(format!(
-                    "SNI host {host:?} is configured twice"
-                )));
+                return Err(Error::SniHostTwice { host });
             }
             let ck = pem::load_certified_key(
                 &entry.cert_file,

@@ -164,7 +164,7 @@ fn garbage_inside_a_certificate_section_is_a_bad_certificate() {
 #[test]
 fn no_certificate_configured_is_invalid() {
     let err = server_config(&ServerTlsConfig::default()).unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    assert!(matches!(err, Error::NoCertificateConfigured), "{err:?}");
 }
 
 #[test]
@@ -174,7 +174,10 @@ fn sni_entry_must_be_a_dns_name_covered_by_its_certificate() {
 
     let mut cfg = pki.server_config();
     cfg.sni = vec![SniCert::new("not a host!", &a.cert_file, &a.key_file)];
-    assert!(matches!(server_config(&cfg), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        server_config(&cfg),
+        Err(Error::SniHostNotDnsName { host }) if host == "not a host!"
+    ));
 
     cfg.sni = vec![SniCert::new("b.test", &a.cert_file, &a.key_file)];
     let err = server_config(&cfg).unwrap_err();
@@ -187,7 +190,10 @@ fn sni_entry_must_be_a_dns_name_covered_by_its_certificate() {
         SniCert::new("a.test", &a.cert_file, &a.key_file),
         SniCert::combined("A.TEST", &a.combined_file),
     ];
-    assert!(matches!(server_config(&cfg), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        server_config(&cfg),
+        Err(Error::SniHostTwice { host }) if host == "a.test"
+    ));
 }
 
 #[test]
@@ -195,10 +201,14 @@ fn empty_alpn_entry_is_invalid_on_both_sides() {
     let pki = TestPki::generate();
     let mut scfg = pki.server_config();
     scfg.alpn = vec![String::new()];
-    assert!(matches!(server_config(&scfg), Err(Error::InvalidConfig(_))));
+    assert!(
+        matches!(server_config(&scfg), Err(Error::BadAlpn { protocol }) if protocol.is_empty())
+    );
     let mut ccfg = pki.client_config();
-    ccfg.alpn = vec![String::new()];
-    assert!(matches!(client_config(&ccfg), Err(Error::InvalidConfig(_))));
+    ccfg.alpn = vec!["x".repeat(256)];
+    assert!(
+        matches!(client_config(&ccfg), Err(Error::BadAlpn { protocol }) if protocol.len() == 256)
+    );
 }
 
 #[test]
@@ -214,7 +224,10 @@ fn client_key_without_client_certificate_is_invalid() {
     let pki = TestPki::generate();
     let mut ccfg = pki.client_config();
     ccfg.key_file = Some(pki.client.key_file.clone());
-    assert!(matches!(client_config(&ccfg), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        client_config(&ccfg),
+        Err(Error::ClientKeyWithoutCertificate)
+    ));
 }
 
 #[test]
