@@ -47,7 +47,9 @@ fn an_unknown_table_is_an_error_listing_the_known_ones() {
     let shown = path.display().to_string();
     fails_with(
         &["serve", "--config", &shown],
-        &format!("{shown}: unknown table [sevre]; known tables: [serve], [proxy], [turn]"),
+        &format!(
+            "{shown}: unknown table [sevre]; known tables: [serve], [client], [proxy], [turn]"
+        ),
     );
     let path = write("key.toml", "[serve]\nlisen = [\"127.0.0.1:1\"]\n");
     let r = cli::run(&["serve", "--config", &path.display().to_string()]);
@@ -79,4 +81,46 @@ fn keys_are_spelled_like_the_flags() {
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     let (code, _, stderr) = serve.terminate();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// One file for both ends: `[serve]` offers the `chat` subprotocol on a port of its own, and
+/// `[client]` asks for it. A flag on either side wins over its table; with neither, the
+/// defaults (no subprotocol).
+#[test]
+fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+    let path = write(
+        "layers.toml",
+        "[serve]\nlisten = [\"127.0.0.1:0\"]\nprotocols = [\"chat\", \"json\"]\n\
+         [client]\nprotocol = [\"chat\"]\nlinger = 0\n",
+    );
+    let config = path.display().to_string();
+    // The file's protocols (the server's listen address from the file too).
+    let serve = Server::start(&["serve", "--config", &config]);
+    let url = format!("ws://{}/echo", serve.addrs[0]);
+    let client = cli::run(&["client", "--config", &config, &url]);
+    assert_eq!(client.code, Some(0), "{client:?}");
+    assert!(
+        client.stderr.contains("(protocol chat)"),
+        "the file's subprotocol: {client:?}"
+    );
+    // The client's flag wins over its table.
+    let client = cli::run(&["client", "--config", &config, "--protocol", "json", &url]);
+    assert!(
+        client.stderr.contains("(protocol json)"),
+        "the flag's subprotocol: {client:?}"
+    );
+    // Without the file: no subprotocol offered.
+    let client = cli::run(&["client", "--linger", "0", &url]);
+    assert_eq!(client.code, Some(0), "{client:?}");
+    assert!(!client.stderr.contains("(protocol"), "{client:?}");
+    let (code, _, stderr) = serve.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // The server's flag wins over its table: only `json` is offered now.
+    let serve = Server::start(&["serve", "--config", &config, "--protocol", "json"]);
+    let url = format!("ws://{}/echo", serve.addrs[0]);
+    let client = cli::run(&["client", "--config", &config, &url]);
+    assert_eq!(client.code, Some(0), "{client:?}");
+    assert!(!client.stderr.contains("(protocol"), "{client:?}");
+    drop(serve);
 }

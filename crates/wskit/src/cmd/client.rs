@@ -9,6 +9,10 @@
 //! server`, with the reason when there is one). The exit status is 0 after a close with 1000,
 //! 1001 or no code, 1 after any other close (1006 when the connection was lost, 1011, ...) and
 //! when the connection could not be made.
+//!
+//! Every flag but the URL can also come from the `[client]` table of `--config wskit.toml`
+//! (same names, with underscores; `header`, `protocol` for the lists too): flags win over the
+//! file, the file over the defaults (one struct for both: see `cmd::config`).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -24,7 +28,8 @@ use ws_client::{
 use crate::Exit;
 
 /// How `wskit client` writes binary messages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum BinaryOutput {
     /// The bytes as they are.
     #[default]
@@ -33,17 +38,27 @@ pub(crate) enum BinaryOutput {
     Hex,
 }
 
-/// Flags of `wskit client`.
-#[derive(Debug, Default, clap::Args)]
+/// Default of `--linger`, seconds.
+const DEFAULT_LINGER: f64 = 1.0;
+/// Default of `--connect-timeout`, seconds.
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+
+super::config::layered! {
+/// Flags of `wskit client`, and the `[client]` table of wskit.toml (all but the URL).
+#[derive(Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Args {
     /// `ws://`, `wss://` or `tcp://` URL, with path and query.
     #[arg(value_name = "URL")]
+    #[serde(skip)]
     pub(crate) url: String,
     /// Extra request header `Name: value` (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    #[serde(alias = "header")]
     pub(crate) headers: Vec<String>,
     /// Subprotocol to offer (repeatable, in order of preference).
     #[arg(long = "protocol", value_name = "NAME")]
+    #[serde(alias = "protocol")]
     pub(crate) protocols: Vec<String>,
     /// `Origin` header.
     #[arg(long, value_name = "ORIGIN")]
@@ -59,16 +74,16 @@ pub(crate) struct Args {
     pub(crate) crlf: bool,
     /// How binary messages received are written: `raw` bytes or `hex` (text messages are
     /// written as they are, each followed by a newline). Default: raw.
-    #[arg(long, value_enum, value_name = "raw|hex", default_value_t = BinaryOutput::Raw)]
-    pub(crate) binary_output: BinaryOutput,
+    #[arg(long, value_enum, value_name = "raw|hex")]
+    pub(crate) binary_output: Option<BinaryOutput>,
     /// Written after each binary message received (`\n`, `\r`, `\t`, `\0` understood).
     /// Default: nothing after raw messages, a newline after hex ones.
     #[arg(long, value_name = "STRING")]
     pub(crate) separator: Option<String>,
     /// After the input ends, keep printing replies until none came for SECS seconds (or the
     /// server closed), then close. 0 closes at once. Default: 1.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    pub(crate) linger: f64,
+    #[arg(long, value_name = "SECS")]
+    pub(crate) linger: Option<f64>,
     /// Do not offer permessage-deflate.
     #[arg(long)]
     pub(crate) no_deflate: bool,
@@ -99,11 +114,24 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) reconnect: bool,
     /// Give up after this many reconnect attempts in a row (0: never). Default: 0.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) max_attempts: u32,
+    #[arg(long, value_name = "N")]
+    pub(crate) max_attempts: Option<u32>,
     /// Connect timeout in seconds (DNS, TCP, proxy, TLS and the upgrade). Default: 10.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub(crate) connect_timeout: u64,
+    #[arg(long, value_name = "SECS")]
+    pub(crate) connect_timeout: Option<u64>,
+    /// Configuration file (wskit.toml) with a `[client]` table.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub(crate) config: Option<PathBuf>,
+}
+}
+
+impl Args {
+    /// The flags over the `[client]` table of `--config`.
+    fn merged(self) -> Result<Self> {
+        let config = self.config.clone();
+        super::config::merged(self, config.as_deref(), "client")
+    }
 }
 
 fn proxy(url: &str) -> Result<Proxy> {
@@ -151,6 +179,10 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
     }
     c.protocols.clone_from(&args.protocols);
     c.origin.clone_from(&args.origin);
+    if args.newline && args.crlf {
+        // clap refuses both on the command line; one of them may come from the file.
+        bail!("--newline and --crlf exclude each other");
+    }
     c.deflate = (!args.no_deflate).then(DeflateConfig::default);
     if let Some(p) = &args.proxy {
         c.proxy = Some(proxy(p)?);
@@ -182,11 +214,15 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
     }
     if args.reconnect {
         let mut r = Reconnect::default();
-        r.max_attempts = args.max_attempts;
+        r.max_attempts = args.max_attempts.unwrap_or(0);
         r.retry_initial = true;
         c.reconnect = Some(r);
     }
-    c.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
+    c.connect_timeout = Duration::from_secs(
+        args.connect_timeout
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+            .max(1),
+    );
     c.validate().context("invalid client configuration")?;
     Ok(c)
 }
@@ -205,7 +241,7 @@ struct Printer {
 
 impl Printer {
     fn new(args: &Args) -> Self {
-        let hex = args.binary_output == BinaryOutput::Hex;
+        let hex = args.binary_output == Some(BinaryOutput::Hex);
         let separator = match &args.separator {
             Some(s) => unescape(s),
             None if hex => b"\n".to_vec(),
@@ -406,8 +442,9 @@ async fn until(deadline: Option<Instant>) {
 }
 
 fn linger(args: &Args) -> Result<Duration> {
-    Duration::try_from_secs_f64(args.linger)
-        .map_err(|_| anyhow::anyhow!("--linger {}: expected seconds, 0 or more", args.linger))
+    let secs = args.linger.unwrap_or(DEFAULT_LINGER);
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("--linger {secs}: expected seconds, 0 or more"))
 }
 
 /// The loop of `wskit client` over any input and output (tests use in-memory ones).
@@ -420,6 +457,7 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let args = args.merged()?;
     let config = config(&args)?;
     let linger = linger(&args)?;
     let printer = Printer::new(&args);
@@ -571,7 +609,7 @@ mod tests {
     fn args(url: String) -> Args {
         Args {
             url,
-            connect_timeout: 5,
+            connect_timeout: Some(5),
             ..Args::default()
         }
     }
@@ -641,7 +679,7 @@ mod tests {
         a.basic = Some("alice:pw".into());
         a.ping = Some(5);
         a.reconnect = true;
-        a.max_attempts = 3;
+        a.max_attempts = Some(3);
         let c = config(&a).unwrap();
         assert_eq!(c.headers, vec![("X-One".to_owned(), "1".to_owned())]);
         assert_eq!(c.protocols, vec!["chat".to_owned()]);
@@ -654,6 +692,86 @@ mod tests {
         assert_eq!(c.heartbeat.unwrap().interval, Duration::from_secs(5));
         assert_eq!(c.reconnect.unwrap().max_attempts, 3);
         assert!(c.deflate.is_some());
+    }
+
+    /// `wskit client ARGS` as clap parses it, merged with `--config` as `run_io` does.
+    fn parse(args: &[&str]) -> Result<Args> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let argv = std::iter::once("client").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .args
+            .merged()
+    }
+
+    #[test]
+    fn flags_over_the_file_over_the_defaults() {
+        let path = std::env::temp_dir().join(format!("wskit-client-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[client]\nheader = [\"X-File: 1\"]\nlinger = 5\nconnect_timeout = 3\n\
+             binary_output = \"hex\"\nbearer = \"file-token\"\nreconnect = true\n\
+             max_attempts = 4\nnewline = true\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        // Neither: the defaults.
+        let a = parse(&["ws://h/"]).unwrap();
+        assert_eq!(linger(&a).unwrap(), Duration::from_secs(1));
+        let c = config(&a).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert!(c.headers.is_empty() && c.auth.is_none() && c.reconnect.is_none());
+        assert!(!Printer::new(&a).hex);
+        // The file over the defaults.
+        let a = parse(&["--config", file, "ws://h/"]).unwrap();
+        assert_eq!(a.url, "ws://h/");
+        assert_eq!(linger(&a).unwrap(), Duration::from_secs(5));
+        let c = config(&a).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.headers, [("X-File".to_owned(), "1".to_owned())]);
+        assert!(c.auth.is_some());
+        assert_eq!(c.reconnect.unwrap().max_attempts, 4);
+        assert!(Printer::new(&a).hex);
+        assert_eq!(
+            line_message(b"x".to_vec(), &a).unwrap(),
+            Message::text("x\n")
+        );
+        // The flags over the file.
+        let a = parse(&[
+            "--config",
+            file,
+            "--linger",
+            "0",
+            "--connect-timeout",
+            "7",
+            "-H",
+            "X-Flag: 2",
+            "--binary-output",
+            "raw",
+            "--max-attempts",
+            "9",
+            "ws://h/",
+        ])
+        .unwrap();
+        assert_eq!(linger(&a).unwrap(), Duration::ZERO);
+        let c = config(&a).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(7));
+        assert_eq!(c.headers, [("X-Flag".to_owned(), "2".to_owned())]);
+        assert_eq!(c.reconnect.unwrap().max_attempts, 9);
+        assert!(!Printer::new(&a).hex);
+        // --crlf on the command line and newline in the file: refused like both flags.
+        let a = parse(&["--config", file, "--crlf", "ws://h/"]).unwrap();
+        assert!(config(&a).is_err());
+        std::fs::remove_file(&path).unwrap();
+        // The URL never comes from the file.
+        std::fs::write(&path, "[client]\nurl = \"ws://h/\"\n").unwrap();
+        let e = parse(&["--config", file, "ws://x/"]).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(format!("{e:#}").contains("unknown field `url`"), "{e:#}");
     }
 
     #[test]

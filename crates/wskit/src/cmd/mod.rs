@@ -4,6 +4,7 @@
 pub(crate) mod bench;
 pub(crate) mod cert;
 pub(crate) mod client;
+pub(crate) mod config;
 pub(crate) mod jwt;
 pub(crate) mod mqtt;
 pub(crate) mod oauth2;
@@ -14,40 +15,8 @@ pub(crate) mod stun_client;
 pub(crate) mod turn;
 pub(crate) mod turn_client;
 
-/// The tables a wskit.toml may hold, one per subcommand that reads `--config`.
-pub(crate) const TABLES: &[&str] = &["serve", "proxy", "turn"];
-
-/// Reads the `[name]` table of a wskit.toml into `T` (an empty table when the file has none);
-/// other subcommands own the other tables. A table (or top-level key) that no subcommand reads is
-/// an error listing the known tables, so that a misspelt `[sevre]` is not silently ignored.
-pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-    name: &str,
-) -> anyhow::Result<T> {
-    use anyhow::Context as _;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: toml::Table = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-    if let Some(unknown) = value.keys().find(|k| !TABLES.contains(&k.as_str())) {
-        let known = TABLES
-            .iter()
-            .map(|t| format!("[{t}]"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        anyhow::bail!(
-            "{}: unknown table [{unknown}]; known tables: {known}",
-            path.display()
-        );
-    }
-    let table = value
-        .get(name)
-        .cloned()
-        .unwrap_or(toml::Value::Table(Default::default()));
-    table.try_into().map_err(|e: toml::de::Error| {
-        anyhow::anyhow!("[{name}] in {}: {}", path.display(), e.message())
-    })
-}
+#[cfg(test)]
+use config::{TABLES, read_table};
 
 /// A library's configuration error in the words of the command line: the snake_case field names
 /// that are flags of `A` written as the flags (`max_frame` becomes `--max-frame`), and the
@@ -131,11 +100,6 @@ pub(crate) fn de_listen<'de, D: serde::Deserializer<'de>>(
         .collect()
 }
 
-/// The flag's values when it was given, else the file's.
-pub(crate) fn or_vec<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
-    if flag.is_empty() { file } else { flag }
-}
-
 /// Waits for Ctrl-C (SIGINT) or SIGTERM, whichever comes first, and says which: servers stop the
 /// same way for both (WebSocket connections get a Close with 1001, going away).
 ///
@@ -166,33 +130,14 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wskit.toml.example")
     }
 
-    /// The field names of a `#[derive(Deserialize)]` struct, as serde knows them.
-    fn fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
-        use serde::de::{Error as _, Visitor};
-        struct Names(Vec<&'static str>);
-        impl<'de> serde::Deserializer<'de> for &mut Names {
-            type Error = serde::de::value::Error;
-            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-                Err(Self::Error::custom("not a struct"))
-            }
-            fn deserialize_struct<V: Visitor<'de>>(
-                self,
-                _: &'static str,
-                fields: &'static [&'static str],
-                _: V,
-            ) -> Result<V::Value, Self::Error> {
-                self.0.extend_from_slice(fields);
-                Err(Self::Error::custom("names taken"))
-            }
-            serde::forward_to_deserialize_any! {
-                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
-                identifier ignored_any
-            }
-        }
-        let mut names = Names(Vec::new());
-        let _ = T::deserialize(&mut names);
-        names.0
+    /// The keys of a subcommand's table: the ids of its named flags (the struct's field
+    /// names), but `--config`.
+    fn flag_keys<A: clap::Args>() -> Vec<String> {
+        A::augment_args(clap::Command::new("wskit"))
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_id() != "config")
+            .map(|a| a.get_id().to_string())
+            .collect()
     }
 
     /// The keys of `[table]`, active or written as `#key = value`, and the names quoted in its
@@ -239,14 +184,18 @@ mod tests {
         r
     }
 
-    fn check<T: serde::de::DeserializeOwned>(text: &str, uncommented: &str, table: &str) {
+    fn check<T: serde::de::DeserializeOwned + clap::Args>(
+        text: &str,
+        uncommented: &str,
+        table: &str,
+    ) {
         load::<T>(text, table, "as-is").unwrap_or_else(|e| panic!("[{table}] as written: {e}"));
         load::<T>(uncommented, table, "all")
             .unwrap_or_else(|e| panic!("[{table}] with every #key turned on: {e}"));
         let keys = keys_of(text, table);
-        for field in fields::<T>() {
+        for field in flag_keys::<T>() {
             assert!(
-                keys.iter().any(|k| k == field),
+                keys.contains(&field),
                 "wskit.toml.example: [{table}] does not document `{field}`"
             );
         }
@@ -270,9 +219,10 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        check::<serve::ServeFile>(&text, &uncommented, "serve");
-        check::<proxy::ProxyFile>(&text, &uncommented, "proxy");
-        check::<turn::TurnFile>(&text, &uncommented, "turn");
+        check::<serve::Args>(&text, &uncommented, "serve");
+        check::<client::Args>(&text, &uncommented, "client");
+        check::<proxy::Args>(&text, &uncommented, "proxy");
+        check::<turn::Args>(&text, &uncommented, "turn");
         let tables: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
@@ -287,7 +237,7 @@ mod tests {
     fn unknown_tables_are_errors_that_list_the_known_ones() {
         let e = load::<toml::Table>("[sevre]\nlisten = []\n", "serve", "unknown").unwrap_err();
         assert!(
-            e.ends_with("unknown table [sevre]; known tables: [serve], [proxy], [turn]"),
+            e.ends_with("unknown table [sevre]; known tables: [serve], [client], [proxy], [turn]"),
             "{e}"
         );
         // Another subcommand's table is fine.
@@ -296,7 +246,7 @@ mod tests {
 
     #[test]
     fn singular_keys_and_no_test_page_are_accepted() {
-        let f: serve::ServeFile = load(
+        let f: serve::Args = load(
             "[serve]\nprotocol = [\"chat\"]\norigin = [\"http://a\"]\nuser = [\"a:b\"]\n\
              no_test_page = true\nlisten = [\"localhost:8081\"]\n",
             "serve",

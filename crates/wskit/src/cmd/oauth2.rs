@@ -24,9 +24,14 @@ use ws_server::{Handler, Server, ServerConfig, ServerHandle};
 
 /// Default database of the OAuth2 server.
 const DEFAULT_DB: &str = "wskit-oauth2.db";
+/// Default algorithm of `--oauth2-jwt-key`.
+const DEFAULT_JWT_ALG: &str = "ES256";
 
-/// Token authentication flags of `wskit serve`.
-#[derive(Clone, Debug, Default, clap::Args)]
+super::config::layered! {
+/// Token authentication flags of `wskit serve`, and their keys in its `[serve]` table
+/// (flattened into `serve::Args`: no `deny_unknown_fields` here, `serve` has it).
+#[derive(Clone, Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct TokenAuthArgs {
     /// Every route needs a JWT signed with this HMAC secret (HS256; see --jwt-alg). Visible in
     /// the process list: prefer --jwt-secret-file.
@@ -45,6 +50,7 @@ pub(crate) struct TokenAuthArgs {
     pub(crate) jwks: Option<String>,
     /// Algorithm(s) the JWT keys may verify (repeatable), e.g. HS512 or PS256.
     #[arg(long = "jwt-alg", value_name = "ALG")]
+    #[serde(alias = "jwt_alg")]
     pub(crate) jwt_algs: Vec<String>,
     /// Required JWT issuer (repeatable: any of them).
     #[arg(long, value_name = "ISS")]
@@ -56,6 +62,7 @@ pub(crate) struct TokenAuthArgs {
     /// `cookie[:NAME]`, `protocol[:PREFIX]`. Default: header, query:access_token,
     /// cookie:access_token, protocol:bearer.
     #[arg(long = "token-source", value_name = "SOURCE")]
+    #[serde(alias = "token_source")]
     pub(crate) token_sources: Vec<String>,
     /// Run the OAuth2 authorization server on this port (/oauth2/authorize, /oauth2/token,
     /// /oauth2/introspect, /oauth2/revoke, /.well-known/oauth-authorization-server); every
@@ -77,8 +84,9 @@ pub(crate) struct TokenAuthArgs {
     #[arg(long, value_name = "PRIVATE.pem")]
     pub(crate) oauth2_jwt_key: Option<PathBuf>,
     /// Algorithm of --oauth2-jwt-key: ES256 (default), ES384, EdDSA, RS256, PS256, ...
-    #[arg(long, value_name = "ALG", default_value = "ES256")]
-    pub(crate) oauth2_jwt_alg: String,
+    #[arg(long, value_name = "ALG")]
+    pub(crate) oauth2_jwt_alg: Option<String>,
+}
 }
 
 impl TokenAuthArgs {
@@ -225,7 +233,7 @@ pub(crate) async fn start<H: Handler>(
             SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mut core = AuthServer::new(token_config, Arc::new(store), Arc::new(OsRandom))?;
         if let Some(key) = &args.oauth2_jwt_key {
-            let alg = parse_algorithm(&args.oauth2_jwt_alg)
+            let alg = parse_algorithm(args.oauth2_jwt_alg.as_deref().unwrap_or(DEFAULT_JWT_ALG))
                 .map_err(|e| anyhow::anyhow!("--oauth2-jwt-alg: {e}"))?;
             let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
             // A stable key id: the start of the key file's digest (not secret: a hash).

@@ -6,7 +6,8 @@
 //!
 //! Every flag can also come from the `[proxy]` table of `--config wskit.toml` (same names as
 //! the flags' fields, with underscores: `routes`, `users`, `allowed_origins`, the singular
-//! flag names being accepted too); flags win. Routes are a list of `"PATH=URL"` strings or a
+//! flag names being accepted too); flags win over the file, the file over the defaults (one
+//! struct for both: see `cmd::config`). Routes are a list of `"PATH=URL"` strings or a
 //! table of `PATH = "URL"`:
 //!
 //! ```toml
@@ -26,17 +27,21 @@ use ws_proxy::{
     ws_server::{AuthConfig, Binding, Heartbeat, ServerConfig},
 };
 
-/// Flags of `wskit proxy`.
-#[derive(Debug, Default, clap::Args)]
+super::config::layered! {
+/// Flags of `wskit proxy`, and the `[proxy]` table of wskit.toml.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Args {
     /// Listening address (repeatable; a host name resolves). Default: 127.0.0.1:8080.
     #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
+    #[serde(deserialize_with = "super::de_listen")]
     pub(crate) listen: Vec<SocketAddr>,
     /// Backend: tcp://host:port, tls://host:port, ws://... or wss://... (host:port means tcp).
     #[arg(long = "to", value_name = "URL")]
     pub(crate) to: Option<String>,
     /// Backend by request path, as PATH=URL (repeatable), e.g. /vnc1=tcp://10.0.0.5:5901.
     #[arg(long = "route", value_name = "PATH=URL")]
+    #[serde(alias = "route", deserialize_with = "de_routes")]
     pub(crate) routes: Vec<String>,
     /// websockify token file (`token: host:port` per line), re-read when it changes.
     #[arg(long, value_name = "FILE")]
@@ -58,6 +63,7 @@ pub(crate) struct Args {
     pub(crate) max_connections: Option<usize>,
     /// Allowed Origin (repeatable; `http://host:*` matches any port). Default: all.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    #[serde(alias = "allowed_origin")]
     pub(crate) allowed_origins: Vec<String>,
     /// Connect to TCP/TLS backends before answering the upgrade (unreachable: HTTP 502).
     #[arg(long)]
@@ -82,6 +88,7 @@ pub(crate) struct Args {
     pub(crate) idle_timeout: Option<u64>,
     /// Basic-auth user as NAME:PASSWORD (repeatable); any user turns authentication on.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    #[serde(alias = "user")]
     pub(crate) users: Vec<String>,
     /// Forward plain HTTP requests (not WebSocket upgrades) to this upstream:
     /// http://host:port[/base] or https://... Default: none (404).
@@ -101,7 +108,9 @@ pub(crate) struct Args {
     pub(crate) threads: Option<usize>,
     /// Configuration file (wskit.toml) with a `[proxy]` table.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
+}
 }
 
 /// Routes in the `[proxy]` table: `["/a=tcp://h:1"]` or `{ "/a" = "tcp://h:1" }`.
@@ -110,12 +119,6 @@ pub(crate) struct Args {
 enum Routes {
     List(Vec<String>),
     Table(BTreeMap<String, String>),
-}
-
-impl Default for Routes {
-    fn default() -> Self {
-        Self::List(Vec::new())
-    }
 }
 
 impl Routes {
@@ -128,75 +131,15 @@ impl Routes {
     }
 }
 
-/// The `[proxy]` table of wskit.toml (same names as the flags' fields, with underscores).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct ProxyFile {
-    #[serde(deserialize_with = "super::de_listen")]
-    listen: Vec<SocketAddr>,
-    to: Option<String>,
-    #[serde(alias = "route")]
-    routes: Routes,
-    token_file: Option<PathBuf>,
-    token_param: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    proxy_protocol: Option<String>,
-    max_connections: Option<usize>,
-    #[serde(alias = "allowed_origin")]
-    allowed_origins: Vec<String>,
-    connect_before_upgrade: bool,
-    connect_timeout: Option<u64>,
-    drain_timeout: Option<u64>,
-    backend_ca: Option<PathBuf>,
-    backend_server_name: Option<String>,
-    heartbeat: Option<u64>,
-    idle_timeout: Option<u64>,
-    #[serde(alias = "user")]
-    users: Vec<String>,
-    http_upstream: Option<String>,
-    http_upstream_host: bool,
-    http_timeout: Option<u64>,
-    threads: Option<usize>,
+/// `routes` in the `[proxy]` table, as `PATH=URL` strings like the flag.
+fn de_routes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Routes::deserialize(d)?.into_flags())
 }
 
-fn read_file(path: &std::path::Path) -> Result<ProxyFile> {
-    super::read_table(path, "proxy")
-}
-
-use super::or_vec;
-
-/// The flags, with what they leave out taken from the `[proxy]` table of `--config`.
+/// The flags over the `[proxy]` table of `--config`.
 fn merge(args: Args) -> Result<Args> {
-    let Some(path) = &args.config else {
-        return Ok(args);
-    };
-    let f = read_file(path)?;
-    Ok(Args {
-        listen: or_vec(args.listen, f.listen),
-        to: args.to.or(f.to),
-        routes: or_vec(args.routes, f.routes.into_flags()),
-        token_file: args.token_file.or(f.token_file),
-        token_param: args.token_param.or(f.token_param),
-        tls_cert: args.tls_cert.or(f.tls_cert),
-        tls_key: args.tls_key.or(f.tls_key),
-        proxy_protocol: args.proxy_protocol.or(f.proxy_protocol),
-        max_connections: args.max_connections.or(f.max_connections),
-        allowed_origins: or_vec(args.allowed_origins, f.allowed_origins),
-        connect_before_upgrade: args.connect_before_upgrade || f.connect_before_upgrade,
-        connect_timeout: args.connect_timeout.or(f.connect_timeout),
-        drain_timeout: args.drain_timeout.or(f.drain_timeout),
-        backend_ca: args.backend_ca.or(f.backend_ca),
-        backend_server_name: args.backend_server_name.or(f.backend_server_name),
-        heartbeat: args.heartbeat.or(f.heartbeat),
-        idle_timeout: args.idle_timeout.or(f.idle_timeout),
-        users: or_vec(args.users, f.users),
-        http_upstream: args.http_upstream.or(f.http_upstream),
-        http_upstream_host: args.http_upstream_host || f.http_upstream_host,
-        http_timeout: args.http_timeout.or(f.http_timeout),
-        threads: args.threads.or(f.threads),
-        config: args.config,
-    })
+    let config = args.config.clone();
+    super::config::merged(args, config.as_deref(), "proxy")
 }
 
 /// Turns flags and file into the library configuration.

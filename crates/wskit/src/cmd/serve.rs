@@ -6,7 +6,8 @@
 //! embedded page).
 //!
 //! Every flag can also come from the `[serve]` table of `--config wskit.toml` (same names, with
-//! underscores); flags win.
+//! underscores; the token settings too: `jwt_secret`, `oauth2`, `oauth2_db`, ...); flags win
+//! over the file, the file over the defaults (one struct for both: see `cmd::config`).
 
 use std::{fmt::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -28,15 +29,19 @@ const SSE_PATH: &str = "/sse";
 /// Default of `--max-upload`: 64 MiB.
 const DEFAULT_MAX_UPLOAD: u64 = 64 << 20;
 
-/// Flags of `wskit serve`.
-#[derive(Debug, Default, clap::Args)]
+super::config::layered! {
+/// Flags of `wskit serve`, and the `[serve]` table of wskit.toml.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Args {
     /// Plain listening address (repeatable; a host name resolves). Default: 127.0.0.1:8080.
     #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
+    #[serde(deserialize_with = "super::de_listen")]
     pub(crate) listen: Vec<SocketAddr>,
     /// TLS listening address (repeatable; needs --tls-cert). With --tls-cert and no
     /// --tls-listen, the --listen addresses use TLS.
     #[arg(long = "tls-listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
+    #[serde(deserialize_with = "super::de_listen")]
     pub(crate) tls_listen: Vec<SocketAddr>,
     /// PEM certificate chain (or a combined PEM with the key).
     #[arg(long, value_name = "FILE")]
@@ -55,12 +60,14 @@ pub(crate) struct Args {
     pub(crate) deflate_level: Option<u8>,
     /// Supported subprotocol (repeatable).
     #[arg(long = "protocol", value_name = "NAME")]
+    #[serde(alias = "protocol")]
     pub(crate) protocols: Vec<String>,
     /// Most simultaneous connections (0 = unlimited). Default: 100000.
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
     /// Allowed Origin (repeatable; `http://host:*` matches any port). Default: all.
     #[arg(long = "origin", value_name = "ORIGIN")]
+    #[serde(alias = "origin")]
     pub(crate) origins: Vec<String>,
     /// Largest message in bytes. Default: 64 MiB.
     #[arg(long, value_name = "BYTES")]
@@ -106,6 +113,7 @@ pub(crate) struct Args {
     /// Basic-auth user as NAME:PASSWORD (repeatable). Any user turns authentication on for
     /// every route: WebSocket upgrades, the test page, static files, /sse and /upload.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    #[serde(alias = "user")]
     pub(crate) users: Vec<String>,
     /// A path served without credentials when --user is given (repeatable): exact (`/`,
     /// `/health`), or a prefix ending in `*` (`/static/*`).
@@ -113,6 +121,7 @@ pub(crate) struct Args {
     pub(crate) public: Vec<String>,
     /// Token authentication: JWT (--jwt-secret, --jwt-key, --jwks) or the OAuth2 server.
     #[command(flatten)]
+    #[serde(flatten)]
     pub(crate) token_auth: super::oauth2::TokenAuthArgs,
     /// Serve the static files of this directory to plain HTTP GET/HEAD requests (they win
     /// over the built-in test page).
@@ -125,6 +134,9 @@ pub(crate) struct Args {
     /// Do not serve the built-in test page at / and the JavaScript client at /wskit.js.
     #[arg(long)]
     pub(crate) no_test_page: bool,
+    /// The file's other spelling: `test_page = false` is `no_test_page = true`.
+    #[arg(skip)]
+    pub(crate) test_page: Option<bool>,
     /// Save multipart/form-data uploads to `POST /upload` in this directory (created when
     /// missing). Default: none (/upload answers 404).
     #[arg(long, value_name = "DIR")]
@@ -134,77 +146,29 @@ pub(crate) struct Args {
     pub(crate) max_upload: Option<u64>,
     /// Configuration file (wskit.toml) with a `[serve]` table.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
 }
-
-/// The `[serve]` table of wskit.toml.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct ServeFile {
-    #[serde(deserialize_with = "super::de_listen")]
-    listen: Vec<SocketAddr>,
-    #[serde(deserialize_with = "super::de_listen")]
-    tls_listen: Vec<SocketAddr>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    threads: Option<usize>,
-    no_deflate: bool,
-    deflate_level: Option<u8>,
-    #[serde(alias = "protocol")]
-    protocols: Vec<String>,
-    max_connections: Option<usize>,
-    #[serde(alias = "origin")]
-    origins: Vec<String>,
-    max_message: Option<usize>,
-    max_frame: Option<usize>,
-    max_fragments: Option<usize>,
-    message_timeout: Option<u64>,
-    max_partial_bytes: Option<usize>,
-    handshake_timeout: Option<u64>,
-    idle_timeout: Option<u64>,
-    heartbeat: Option<u64>,
-    heartbeat_timeout: Option<u64>,
-    heartbeat_only_idle: bool,
-    throttle: Option<u64>,
-    send_queue: Option<usize>,
-    slow_reader: Option<String>,
-    #[serde(alias = "user")]
-    users: Vec<String>,
-    public: Vec<String>,
-    root: Option<PathBuf>,
-    file_cache_ms: Option<u64>,
-    /// Serve the built-in test page and client (default true).
-    test_page: Option<bool>,
-    /// The flag's spelling: `no_test_page = true` is `test_page = false`.
-    no_test_page: bool,
-    upload_dir: Option<PathBuf>,
-    max_upload: Option<u64>,
 }
-
-fn read_file(path: &std::path::Path) -> Result<ServeFile> {
-    super::read_table(path, "serve")
-}
-
-use super::or_vec;
 
 /// What `build` makes of flags and file.
 struct Setup {
     config: ServerConfig,
     threads: usize,
     app: Serve,
+    /// Token authentication (JWT or the OAuth2 server), from flags and file.
+    token_auth: super::oauth2::TokenAuthArgs,
 }
 
 /// Turns flags and file into the library configuration, the thread count and the handler.
 fn build(args: Args) -> Result<Setup> {
-    let f = match &args.config {
-        Some(p) => read_file(p)?,
-        None => ServeFile::default(),
-    };
+    let config = args.config.clone();
+    let args = super::config::merged(args, config.as_deref(), "serve")?;
     let mut cfg = ServerConfig::default();
-    let listen = or_vec(args.listen, f.listen);
-    let tls_listen = or_vec(args.tls_listen, f.tls_listen);
-    let tls_cert = args.tls_cert.or(f.tls_cert);
-    let tls_key = args.tls_key.or(f.tls_key);
+    let listen = args.listen;
+    let tls_listen = args.tls_listen;
+    let tls_cert = args.tls_cert;
+    let tls_key = args.tls_key;
     let tls = match &tls_cert {
         Some(cert) => {
             let tls_cfg = match &tls_key {
@@ -235,9 +199,9 @@ fn build(args: Args) -> Result<Setup> {
     if !bindings.is_empty() {
         cfg.bindings = bindings;
     }
-    if !(args.no_deflate || f.no_deflate) {
+    if !args.no_deflate {
         let mut d = DeflateConfig::default();
-        if let Some(level) = args.deflate_level.or(f.deflate_level) {
+        if let Some(level) = args.deflate_level {
             if level > 9 {
                 bail!("--deflate-level must be 0..=9");
             }
@@ -245,61 +209,59 @@ fn build(args: Args) -> Result<Setup> {
         }
         cfg.deflate = Some(d);
     }
-    cfg.protocols = or_vec(args.protocols, f.protocols);
-    if let Some(n) = args.max_connections.or(f.max_connections) {
+    cfg.protocols = args.protocols;
+    if let Some(n) = args.max_connections {
         cfg.max_connections = n;
     }
-    cfg.allowed_origins = or_vec(args.origins, f.origins);
-    if let Some(n) = args.max_message.or(f.max_message) {
+    cfg.allowed_origins = args.origins;
+    if let Some(n) = args.max_message {
         cfg.ws.max_message = n;
         cfg.ws.max_frame = cfg.ws.max_frame.min(n);
     }
-    if let Some(n) = args.max_frame.or(f.max_frame) {
+    if let Some(n) = args.max_frame {
         cfg.ws.max_frame = n;
     }
-    if let Some(n) = args.max_fragments.or(f.max_fragments) {
+    if let Some(n) = args.max_fragments {
         cfg.ws.max_fragments = n;
     }
-    if let Some(s) = args.message_timeout.or(f.message_timeout) {
+    if let Some(s) = args.message_timeout {
         cfg.ws.message_timeout = (s > 0).then(|| Duration::from_secs(s));
     }
-    if let Some(n) = args.max_partial_bytes.or(f.max_partial_bytes) {
+    if let Some(n) = args.max_partial_bytes {
         cfg.max_partial_bytes = n;
     }
-    if let Some(s) = args.handshake_timeout.or(f.handshake_timeout) {
+    if let Some(s) = args.handshake_timeout {
         cfg.handshake_timeout = Duration::from_secs(s);
     }
-    cfg.idle_timeout = args
-        .idle_timeout
-        .or(f.idle_timeout)
-        .map(Duration::from_secs);
-    if let Some(interval) = args.heartbeat.or(f.heartbeat) {
-        let mut hb = Heartbeat::new(Duration::from_secs(interval), Heartbeat::DEFAULT_TIMEOUT);
-        if let Some(t) = args.heartbeat_timeout.or(f.heartbeat_timeout) {
-            hb.timeout = Duration::from_secs(t);
-        }
-        hb.only_if_idle = args.heartbeat_only_idle || f.heartbeat_only_idle;
+    cfg.idle_timeout = args.idle_timeout.map(Duration::from_secs);
+    if let Some(interval) = args.heartbeat {
+        let timeout = args
+            .heartbeat_timeout
+            .map_or(Heartbeat::DEFAULT_TIMEOUT, Duration::from_secs);
+        let mut hb = Heartbeat::new(Duration::from_secs(interval), timeout);
+        hb.only_if_idle = args.heartbeat_only_idle;
         cfg.heartbeat = Some(hb);
     }
-    cfg.throttle = args.throttle.or(f.throttle);
-    if let Some(n) = args.send_queue.or(f.send_queue) {
+    cfg.throttle = args.throttle;
+    if let Some(n) = args.send_queue {
         cfg.send_queue = n;
     }
-    if let Some(p) = args.slow_reader.or(f.slow_reader) {
+    if let Some(p) = args.slow_reader {
         cfg.slow_reader = match p.as_str() {
             "disconnect" => SlowReaderPolicy::Disconnect,
             "backpressure" => SlowReaderPolicy::Backpressure,
             other => bail!("--slow-reader: expected disconnect or backpressure, got {other:?}"),
         };
     }
-    let users = or_vec(args.users, f.users)
+    let users = args
+        .users
         .iter()
         .map(|s| match s.split_once(':') {
             Some((u, p)) if !u.is_empty() => Ok((u.to_owned(), p.to_owned())),
             _ => bail!("--user expects NAME:PASSWORD, got {s:?}"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let public = or_vec(args.public, f.public);
+    let public = args.public;
     if users.is_empty() && args.token_auth.enabled() {
         // The token guard (cmd::oauth2::start) takes the public paths from here.
         let mut auth = AuthConfig::default();
@@ -316,21 +278,18 @@ fn build(args: Args) -> Result<Setup> {
         auth.public_paths = public;
         cfg.auth = Some(auth);
     }
-    cfg.document_root = args.root.or(f.root);
-    if let Some(ms) = args.file_cache_ms.or(f.file_cache_ms) {
+    cfg.document_root = args.root;
+    if let Some(ms) = args.file_cache_ms {
         cfg.file_cache = Duration::from_millis(ms);
     }
     cfg.sse.enabled = true;
     cfg.sse.paths = vec![SSE_PATH.to_owned()];
-    let test_page = !args.no_test_page && !f.no_test_page && f.test_page.unwrap_or(true);
-    let max_upload = args
-        .max_upload
-        .or(f.max_upload)
-        .unwrap_or(DEFAULT_MAX_UPLOAD);
+    let test_page = !args.no_test_page && args.test_page.unwrap_or(true);
+    let max_upload = args.max_upload.unwrap_or(DEFAULT_MAX_UPLOAD);
     if max_upload == 0 {
         bail!("--max-upload must be at least 1 byte");
     }
-    let upload = args.upload_dir.or(f.upload_dir).map(|dir| {
+    let upload = args.upload_dir.map(|dir| {
         let mut u = UploadConfig::new(dir);
         u.max_total_size = max_upload;
         u.max_file_size = max_upload;
@@ -342,7 +301,8 @@ fn build(args: Args) -> Result<Setup> {
         .map_err(|e| anyhow::anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(Setup {
         config: cfg,
-        threads: args.threads.or(f.threads).unwrap_or(0),
+        threads: args.threads.unwrap_or(0),
+        token_auth: args.token_auth,
         app: Serve {
             test_page,
             index: test_page_html(upload.is_some()),
@@ -506,11 +466,11 @@ impl Handler for Serve {
 /// # Errors
 /// Invalid flags or configuration, or addresses that cannot be bound.
 pub(crate) fn run(args: Args) -> Result<()> {
-    let token_auth = args.token_auth.clone();
     let Setup {
         config,
         threads,
         app,
+        token_auth,
     } = build(args)?;
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -562,6 +522,7 @@ mod tests {
             config: cfg,
             threads,
             app,
+            ..
         } = build(args).unwrap();
         assert!(app.test_page);
         assert!(app.upload.is_none());
@@ -575,6 +536,96 @@ mod tests {
         assert_eq!(cfg.slow_reader, SlowReaderPolicy::Backpressure);
         assert_eq!(cfg.protocols, vec!["chat".to_owned()]);
         assert_eq!(cfg.document_root, None);
+    }
+
+    /// `wskit serve ARGS` as clap parses it (no clap default may hide the file's value).
+    fn parse(args: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let argv = std::iter::once("serve").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn flags_over_the_file_over_the_defaults() {
+        let path = std::env::temp_dir().join(format!("wskit-layers-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[serve]\nsend_queue = 7\nprotocols = [\"file\"]\nno_deflate = true\n\
+             max_upload = 4096\nupload_dir = \"/srv/up\"\noauth2 = true\n\
+             oauth2_db = \"file.db\"\noauth2_jwt_alg = \"EdDSA\"\njwt_alg = [\"HS512\"]\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        // Neither: the defaults.
+        let s = build(parse(&[])).unwrap();
+        assert_eq!(s.config.send_queue, ServerConfig::default().send_queue);
+        assert!(s.config.protocols.is_empty());
+        assert!(s.config.deflate.is_some());
+        assert!(!s.token_auth.oauth2);
+        assert_eq!(s.token_auth.oauth2_db, None);
+        // The file over the defaults.
+        let s = build(parse(&["--config", config])).unwrap();
+        assert_eq!(s.config.send_queue, 7);
+        assert_eq!(s.config.protocols, ["file"]);
+        assert!(s.config.deflate.is_none());
+        assert_eq!(s.app.upload.as_ref().unwrap().max_file_size, 4096);
+        assert!(s.token_auth.oauth2);
+        assert_eq!(s.token_auth.oauth2_db, Some(PathBuf::from("file.db")));
+        assert_eq!(s.token_auth.oauth2_jwt_alg.as_deref(), Some("EdDSA"));
+        assert_eq!(s.token_auth.jwt_algs, ["HS512"]);
+        // The flags over the file.
+        let s = build(parse(&[
+            "--config",
+            config,
+            "--send-queue",
+            "9",
+            "--protocol",
+            "a",
+            "--protocol",
+            "b",
+            "--max-upload",
+            "100",
+            "--oauth2-db",
+            "flag.db",
+            "--oauth2-jwt-alg",
+            "ES384",
+        ]))
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.config.send_queue, 9);
+        assert_eq!(s.config.protocols, ["a", "b"]);
+        assert_eq!(s.app.upload.as_ref().unwrap().max_file_size, 100);
+        assert_eq!(
+            s.app.upload.unwrap().dir,
+            PathBuf::from("/srv/up"),
+            "what the flags leave out still comes from the file"
+        );
+        assert_eq!(s.token_auth.oauth2_db, Some(PathBuf::from("flag.db")));
+        assert_eq!(s.token_auth.oauth2_jwt_alg.as_deref(), Some("ES384"));
+        assert!(s.token_auth.oauth2);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_serve_table_are_errors() {
+        let path = std::env::temp_dir().join(format!("wskit-unknown-{}.toml", std::process::id()));
+        // `jwt_secrets` is neither a serve key nor a token key (the token keys sit in a
+        // flattened struct: the check must still see them all).
+        std::fs::write(&path, "[serve]\njwt_secrets = \"x\"\n").unwrap();
+        let e = build(Args {
+            config: Some(path.clone()),
+            ..Args::default()
+        })
+        .map(|_| ())
+        .unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            format!("{e:#}").contains("unknown field `jwt_secrets`"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `wskit turn`: a TURN (and STUN) server with coturn-like flags.
 //!
-//! Every flag can also come from the `[turn]` table of `--config wskit.toml`; flags win.
+//! Every flag can also come from the `[turn]` table of `--config wskit.toml` (same names, with
+//! underscores; the repeatable flags' singular names and coturn's names accepted too); flags
+//! win over the file, the file over the defaults (one struct for both: see `cmd::config`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -11,12 +13,15 @@ use serde::Deserialize;
 use stun_turn::net::{TurnServer, TurnServerConfig};
 use stun_turn::policy::Cidr;
 
-/// Flags of `wskit turn`.
-#[derive(Debug, Default, clap::Args)]
+super::config::layered! {
+/// Flags of `wskit turn`, and the `[turn]` table of wskit.toml.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Args {
     /// Listening address for UDP and TCP (repeatable; a host name resolves).
     /// Default: 127.0.0.1:3478.
     #[arg(long = "listen", value_name = "HOST:PORT", value_parser = super::listen_addr)]
+    #[serde(deserialize_with = "super::de_listen")]
     pub(crate) listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
@@ -29,9 +34,11 @@ pub(crate) struct Args {
     pub(crate) realm: Option<String>,
     /// A static user as NAME:PASSWORD (repeatable).
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    #[serde(alias = "user")]
     pub(crate) users: Vec<String>,
     /// TURN REST API shared secret (time-limited usernames "expiry:user").
     #[arg(long, alias = "static-auth-secret", value_name = "SECRET")]
+    #[serde(alias = "static_auth_secret")]
     pub(crate) auth_secret: Option<String>,
     /// Address relay sockets bind to and advertise. Default: the first listening IP.
     #[arg(long, value_name = "IP")]
@@ -47,9 +54,11 @@ pub(crate) struct Args {
     pub(crate) allow_loopback_peers: bool,
     /// Allow peers in this network even if it is private or otherwise special (repeatable).
     #[arg(long = "allow-peer", alias = "allowed-peer-ip", value_name = "CIDR")]
+    #[serde(alias = "allow_peer", alias = "allowed_peer_ip")]
     pub(crate) allow_peers: Vec<String>,
     /// Never allow peers in this network (repeatable; checked first).
     #[arg(long = "deny-peer", alias = "denied-peer-ip", value_name = "CIDR")]
+    #[serde(alias = "deny_peer", alias = "denied_peer_ip")]
     pub(crate) deny_peers: Vec<String>,
     /// Allocations per user. Default: 100.
     #[arg(long, alias = "user-quota", value_name = "N")]
@@ -62,12 +71,14 @@ pub(crate) struct Args {
     pub(crate) lifetime: Option<u64>,
     /// Longest allocation lifetime in seconds. Default: 3600.
     #[arg(long, alias = "max-allocate-lifetime", value_name = "SECS")]
+    #[serde(alias = "max_allocate_lifetime")]
     pub(crate) max_lifetime: Option<u64>,
     /// Nonce lifetime in seconds (438 Stale Nonce after). Default: 600.
     #[arg(long, value_name = "SECS")]
     pub(crate) stale_nonce: Option<u64>,
     /// Relayed bytes per second per allocation and direction. Default: unlimited.
     #[arg(long, alias = "max-bps", value_name = "BYTES")]
+    #[serde(alias = "max_bps")]
     pub(crate) bandwidth_limit: Option<u64>,
     /// Add FINGERPRINT to every response.
     #[arg(long)]
@@ -78,50 +89,13 @@ pub(crate) struct Args {
     /// Event-loop threads, each with its own socket per UDP listener (0: one shared
     /// multi-thread runtime). Default: 1, the most efficient unless one core is saturated.
     #[arg(long, alias = "relay-threads", value_name = "N")]
+    #[serde(alias = "relay_threads")]
     pub(crate) threads: Option<usize>,
     /// Configuration file (wskit.toml) with a `[turn]` table.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
 }
-
-/// The `[turn]` table of wskit.toml (same names as the flags, with underscores; the
-/// repeatable flags' singular names and coturn's names accepted too).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct TurnFile {
-    #[serde(deserialize_with = "super::de_listen")]
-    listen: Vec<SocketAddr>,
-    no_udp: bool,
-    no_tcp: bool,
-    realm: Option<String>,
-    #[serde(alias = "user")]
-    users: Vec<String>,
-    #[serde(alias = "static_auth_secret")]
-    auth_secret: Option<String>,
-    relay_ip: Option<IpAddr>,
-    min_port: Option<u16>,
-    max_port: Option<u16>,
-    allow_loopback_peers: bool,
-    #[serde(alias = "allow_peer", alias = "allowed_peer_ip")]
-    allow_peers: Vec<String>,
-    #[serde(alias = "deny_peer", alias = "denied_peer_ip")]
-    deny_peers: Vec<String>,
-    user_quota: Option<usize>,
-    total_quota: Option<usize>,
-    lifetime: Option<u64>,
-    #[serde(alias = "max_allocate_lifetime")]
-    max_lifetime: Option<u64>,
-    stale_nonce: Option<u64>,
-    #[serde(alias = "max_bps")]
-    bandwidth_limit: Option<u64>,
-    fingerprint: bool,
-    alternate_server: Option<SocketAddr>,
-    #[serde(alias = "relay_threads")]
-    threads: Option<usize>,
-}
-
-fn read_file(path: &std::path::Path) -> Result<TurnFile> {
-    super::read_table(path, "turn")
 }
 
 fn parse_user(s: &str) -> Result<(String, String)> {
@@ -228,80 +202,57 @@ fn check_flags(cfg: &TurnServerConfig) -> Result<()> {
 
 /// Turns flags and file into the library configuration.
 fn build(args: Args, turn: bool) -> Result<TurnServerConfig> {
-    let f = match &args.config {
-        Some(p) => read_file(p)?,
-        None => TurnFile::default(),
-    };
+    let config = args.config.clone();
+    let args = super::config::merged(args, config.as_deref(), "turn")?;
     let mut cfg = TurnServerConfig::default();
     let listen = if !args.listen.is_empty() {
         args.listen
-    } else if !f.listen.is_empty() {
-        f.listen
     } else {
         vec![SocketAddr::from(([127, 0, 0, 1], 3478))]
     };
-    cfg.udp = if args.no_udp || f.no_udp {
-        vec![]
-    } else {
-        listen.clone()
-    };
-    cfg.tcp = if args.no_tcp || f.no_tcp {
-        vec![]
-    } else {
-        listen
-    };
+    cfg.udp = if args.no_udp { vec![] } else { listen.clone() };
+    cfg.tcp = if args.no_tcp { vec![] } else { listen };
     let s = &mut cfg.server;
     s.turn = turn;
-    if let Some(r) = args.realm.or(f.realm) {
+    if let Some(r) = args.realm {
         s.realm = r;
     }
-    let users = if args.users.is_empty() {
-        f.users
-    } else {
-        args.users
-    };
-    s.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
-    s.auth_secret = args.auth_secret.or(f.auth_secret);
-    cfg.relay_ip = args.relay_ip.or(f.relay_ip);
-    if let Some(p) = args.min_port.or(f.min_port) {
+    s.users = args
+        .users
+        .iter()
+        .map(|u| parse_user(u))
+        .collect::<Result<_>>()?;
+    s.auth_secret = args.auth_secret;
+    cfg.relay_ip = args.relay_ip;
+    if let Some(p) = args.min_port {
         cfg.min_port = p;
     }
-    if let Some(p) = args.max_port.or(f.max_port) {
+    if let Some(p) = args.max_port {
         cfg.max_port = p;
     }
     let s = &mut cfg.server;
-    s.allow_loopback_peers = args.allow_loopback_peers || f.allow_loopback_peers;
-    let allow = if args.allow_peers.is_empty() {
-        f.allow_peers
-    } else {
-        args.allow_peers
-    };
-    let deny = if args.deny_peers.is_empty() {
-        f.deny_peers
-    } else {
-        args.deny_peers
-    };
-    s.allowed_peers = parse_cidrs("--allow-peer", &allow)?;
-    s.denied_peers = parse_cidrs("--deny-peer", &deny)?;
-    if let Some(q) = args.user_quota.or(f.user_quota) {
+    s.allow_loopback_peers = args.allow_loopback_peers;
+    s.allowed_peers = parse_cidrs("--allow-peer", &args.allow_peers)?;
+    s.denied_peers = parse_cidrs("--deny-peer", &args.deny_peers)?;
+    if let Some(q) = args.user_quota {
         s.user_quota = q;
     }
-    if let Some(q) = args.total_quota.or(f.total_quota) {
+    if let Some(q) = args.total_quota {
         s.total_quota = q;
     }
-    if let Some(l) = args.lifetime.or(f.lifetime) {
+    if let Some(l) = args.lifetime {
         s.default_lifetime = Duration::from_secs(l);
     }
-    if let Some(l) = args.max_lifetime.or(f.max_lifetime) {
+    if let Some(l) = args.max_lifetime {
         s.max_lifetime = Duration::from_secs(l);
     }
-    if let Some(n) = args.stale_nonce.or(f.stale_nonce) {
+    if let Some(n) = args.stale_nonce {
         s.nonce_lifetime = Duration::from_secs(n);
     }
-    s.bandwidth_limit = args.bandwidth_limit.or(f.bandwidth_limit);
-    s.fingerprint = args.fingerprint || f.fingerprint;
-    s.alternate_server = args.alternate_server.or(f.alternate_server);
-    if let Some(n) = args.threads.or(f.threads) {
+    s.bandwidth_limit = args.bandwidth_limit;
+    s.fingerprint = args.fingerprint;
+    s.alternate_server = args.alternate_server;
+    if let Some(n) = args.threads {
         cfg.threads = n;
     }
     check_flags(&cfg)?;
