@@ -1,0 +1,52 @@
+//! File transfer for wskit: the files protocol over WebSocket (docs/files-protocol.md) with
+//! acknowledgements, receiver-driven credit, resume by file id and offset and an end-to-end
+//! SHA-256, and tus 1.0 uploads over HTTP into the same store.
+//!
+//! ```text
+//!   sans-IO core (no tokio, time is an argument)
+//!     wire      one binary message per protocol message: 18-byte header + body; borrowing decoder
+//!     name      bare file names only (no traversal), " (n)" numbering
+//!     sender    offer -> accept/resume -> data (window | credit | rewind) -> complete(SHA-256)
+//!     receiver  limits before anything is written, in-order chunks, ack / request / re-request,
+//!               timeout, SHA-256 check
+//!     tus       tus 1.0 requests -> responses over a store (creation, checksum, termination, ...)
+//! ```
+#![forbid(unsafe_code)]
+
+// Modules are floors: each uses only the floors below it.
+//   0 leaf types   error, config, name, wire
+//   1 state        sender, receiver; store (the save directory, std::fs only)
+//   2 entry points fuzzing
+//   3 glue         engine (per-connection routing, the sending task, events; tokio)
+//   4 doors        tus (HTTP), server (ws-server), client (ws-client)
+#[cfg(feature = "runtime")]
+mod client;
+mod config;
+#[cfg(feature = "runtime")]
+mod engine;
+mod error;
+pub mod fuzzing;
+mod name;
+mod receiver;
+mod sender;
+#[cfg(feature = "runtime")]
+mod server;
+mod store;
+#[cfg(feature = "runtime")]
+mod tus;
+pub mod wire;
+
+#[cfg(feature = "runtime")]
+pub use client::FilesClient;
+#[cfg(feature = "runtime")]
+pub use engine::{ChannelHooks, EventKind, FileEvent, Hooks, NoHooks, SendOptions, SendReport};
+#[cfg(feature = "runtime")]
+pub use server::{Files, FilesHandler};
+pub use store::{Meta, Store};
+
+pub use config::Config;
+pub use error::{Code, Error};
+pub use name::{MAX_NAME, check_name, numbered};
+pub use receiver::{DataAction, Partial, Receiver, ReceiverAction, refusal};
+pub use sender::{OfferInfo, Sender, SenderEvent};
+pub use wire::{FileId, QoS, SUBPROTOCOL};

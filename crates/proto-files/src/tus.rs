@@ -1,0 +1,576 @@
+//! tus 1.0.0 resumable uploads over HTTP into the same store: core protocol (HEAD, PATCH),
+//! OPTIONS discovery, and the creation, creation-with-upload, checksum (sha1, sha256),
+//! termination and expiration extensions, with CORS. Uploads live in `SAVE_DIR/.tus/` until
+//! their last byte arrives, then move into the save directory under their `filename`.
+//!
+//! The server's [`ws_server::HttpLimits::max_body`] bounds one PATCH body (16 MiB by default):
+//! raise it to the largest chunk clients send (tuspy sends a whole file in one PATCH unless
+//! told otherwise).
+
+use std::{
+    collections::HashSet,
+    io::SeekFrom,
+    sync::{Arc, Mutex},
+};
+
+use base64::Engine as _;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use ws_server::{Body, Request, Response};
+
+use crate::{
+    config::Config,
+    engine::{EventKind, FileEvent, Hooks, unix_now},
+    error::Code,
+    name::check_name,
+    sender::OfferInfo,
+    store::{Area, Meta, Store},
+    wire::{FileId, QoS},
+};
+
+const VERSION: &str = "1.0.0";
+const EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
+const EXPOSE: &str = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, \
+    Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, \
+    Upload-Expires, Upload-Checksum";
+const ALLOW_HEADERS: &str = "Authorization, Origin, X-Requested-With, X-Request-ID, \
+    X-HTTP-Method-Override, Content-Type, Upload-Length, Upload-Offset, Tus-Resumable, \
+    Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum";
+const OCTETS: &str = "application/offset+octet-stream";
+
+/// Parses `Upload-Metadata`: comma-separated `key base64value` pairs (value optional).
+/// Returns `None` for a malformed header.
+#[must_use]
+pub(crate) fn parse_metadata(header: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for pair in header.split(',') {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        let mut it = pair.splitn(2, ' ');
+        let key = it.next()?;
+        if key.is_empty() || !key.is_ascii() || key.contains(' ') {
+            return None;
+        }
+        let value = match it.next() {
+            Some(v) => base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()?,
+            None => Vec::new(),
+        };
+        out.push((key.to_string(), value));
+    }
+    Some(out)
+}
+
+/// An `Upload-Checksum` header: algorithm and digest.
+#[derive(Debug, PartialEq, Eq)]
+enum Checksum {
+    Sha1(Vec<u8>),
+    Sha256(Vec<u8>),
+}
+
+fn parse_checksum(header: &str) -> Result<Checksum, &'static str> {
+    let (alg, b64) = header
+        .trim()
+        .split_once(' ')
+        .ok_or("malformed Upload-Checksum")?;
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "Upload-Checksum is not base64")?;
+    match alg {
+        "sha1" if digest.len() == 20 => Ok(Checksum::Sha1(digest)),
+        "sha256" if digest.len() == 32 => Ok(Checksum::Sha256(digest)),
+        "sha1" | "sha256" => Err("Upload-Checksum digest has the wrong length"),
+        _ => Err("unsupported checksum algorithm"),
+    }
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate) for `secs` since the Unix epoch.
+#[must_use]
+pub(crate) fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm), days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+pub(crate) struct Tus {
+    config: Config,
+    store: Store,
+    hooks: Arc<dyn Hooks>,
+    busy: Mutex<HashSet<FileId>>,
+}
+
+struct BusyGuard<'a>(&'a Mutex<HashSet<FileId>>, FileId);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&self.1);
+        }
+    }
+}
+
+fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
+    r.header(name)
+}
+
+impl Tus {
+    pub(crate) fn new(config: Config, store: Store, hooks: Arc<dyn Hooks>) -> Self {
+        Self {
+            config,
+            store,
+            hooks,
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn base(&self, request: &Request, status: u16) -> Response {
+        let mut r = Response::new(status).with_header("Tus-Resumable", VERSION);
+        if let Some(origin) = header(request, "Origin") {
+            r = r
+                .with_header("Access-Control-Allow-Origin", origin)
+                .with_header("Vary", "Origin")
+                .with_header("Access-Control-Expose-Headers", EXPOSE);
+        }
+        r
+    }
+
+    fn text(&self, request: &Request, status: u16, text: &str) -> Response {
+        self.base(request, status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(text.to_string())
+    }
+
+    /// A request under the tus path, or `None`.
+    pub(crate) async fn handle(&self, request: &Request, body: &mut Body<'_>) -> Option<Response> {
+        let path = request.path();
+        let prefix = self.config.tus_path.as_str();
+        let bare = prefix.trim_end_matches('/');
+        let rest = if path == bare {
+            ""
+        } else {
+            path.strip_prefix(prefix)?
+        };
+        let method = match (request.method(), header(request, "X-HTTP-Method-Override")) {
+            ("POST", Some(m)) => m.to_ascii_uppercase(),
+            (m, _) => m.to_string(),
+        };
+        if method == "OPTIONS" {
+            return Some(self.options(request));
+        }
+        if header(request, "Tus-Resumable") != Some(VERSION) {
+            return Some(
+                self.text(request, 412, "Tus-Resumable 1.0.0 required")
+                    .with_header("Tus-Version", VERSION),
+            );
+        }
+        self.sweep_expired();
+        Some(match (method.as_str(), rest) {
+            ("POST", "") => self.create(request, body).await,
+            (_, "") => self.text(request, 405, "method not allowed"),
+            (m, id) => {
+                let Some(id) = FileId::from_hex(id) else {
+                    return Some(self.text(request, 404, "no such upload"));
+                };
+                match m {
+                    "HEAD" => self.head(request, id),
+                    "PATCH" => self.patch(request, body, id).await,
+                    "DELETE" => self.delete(request, id),
+                    _ => self.text(request, 405, "method not allowed"),
+                }
+            }
+        })
+    }
+
+    fn options(&self, request: &Request) -> Response {
+        let mut r = self
+            .base(request, 204)
+            .with_header("Tus-Version", VERSION)
+            .with_header("Tus-Extension", EXTENSIONS)
+            .with_header("Tus-Max-Size", self.config.max_file_size.to_string())
+            .with_header("Tus-Checksum-Algorithm", "sha1,sha256");
+        if header(request, "Origin").is_some() {
+            r = r
+                .with_header(
+                    "Access-Control-Allow-Methods",
+                    "POST, HEAD, PATCH, DELETE, OPTIONS",
+                )
+                .with_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
+                .with_header("Access-Control-Max-Age", "86400");
+        }
+        r
+    }
+
+    fn lock(&self, id: FileId) -> Option<BusyGuard<'_>> {
+        let mut s = self.busy.lock().ok()?;
+        s.insert(id).then(|| BusyGuard(&self.busy, id))
+    }
+
+    fn sweep_expired(&self) {
+        let now = unix_now();
+        for id in self.store.ids_in(Area::Tus) {
+            if let Ok(Some((meta, _))) = self.store.lookup_in(Area::Tus, id)
+                && meta.expires.is_some_and(|e| e <= now)
+                && let Some(_g) = self.lock(id)
+            {
+                self.store.remove_in(Area::Tus, id);
+            }
+        }
+    }
+
+    fn event(&self, kind: EventKind, id: FileId, meta: &Meta, position: u64) -> FileEvent {
+        FileEvent {
+            kind,
+            conn: 0,
+            file_id: id,
+            info: meta.info.clone(),
+            position,
+            packet: 0,
+            path: None,
+            sha256: None,
+            error: None,
+            code: None,
+        }
+    }
+
+    async fn create(&self, request: &Request, body: &mut Body<'_>) -> Response {
+        if header(request, "Upload-Defer-Length").is_some() {
+            return self.text(request, 400, "Upload-Defer-Length is not supported");
+        }
+        let Some(length) =
+            header(request, "Upload-Length").and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return self.text(request, 400, "Upload-Length required");
+        };
+        if length > self.config.max_file_size {
+            return self.text(request, 413, "upload larger than Tus-Max-Size");
+        }
+        let raw_meta = header(request, "Upload-Metadata").unwrap_or("").to_string();
+        let Some(pairs) = parse_metadata(&raw_meta) else {
+            return self.text(request, 400, "malformed Upload-Metadata");
+        };
+        let mut id = [0u8; 16];
+        if getrandom::fill(&mut id).is_err() {
+            return self.text(request, 500, "no randomness");
+        }
+        let id = FileId(id);
+        let name = pairs
+            .iter()
+            .find(|(k, _)| k == "filename" || k == "name")
+            .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+            .unwrap_or_else(|| format!("upload-{}", id.to_hex()));
+        if let Err(e) = check_name(&name) {
+            return self.text(request, 400, &e.to_string());
+        }
+        let info = OfferInfo {
+            size: length,
+            name,
+            channel: String::new(),
+            data: String::new(),
+            qos: QoS::Acknowledged,
+        };
+        if let Err((code, reason)) = self.hooks.authorize(0, &info) {
+            let status = if code == Code::TooLarge { 413 } else { 403 };
+            return self.text(request, status, &reason);
+        }
+        let now = unix_now();
+        let meta = Meta {
+            info,
+            chunk: 0,
+            created: now,
+            expires: Some(now + self.config.tus_expiry.as_secs()),
+            tus_metadata: Some(raw_meta),
+            done: false,
+        };
+        if let Err(e) = self.store.create_in(Area::Tus, id, &meta) {
+            return self.text(request, 500, &format!("storage: {e}"));
+        }
+        self.hooks
+            .on_event(&self.event(EventKind::ReceivedAuthorization, id, &meta, 0));
+        let location = format!("{}{}", self.config.tus_path, id.to_hex());
+        let with_upload = header(request, "Content-Type") == Some(OCTETS);
+        let mut resp = if with_upload {
+            let Some(guard) = self.lock(id) else {
+                return self.text(request, 409, "upload busy");
+            };
+            let r = self.write_body(request, body, id, &meta, 0).await;
+            drop(guard);
+            match r {
+                Ok(offset) => self
+                    .base(request, 201)
+                    .with_header("Upload-Offset", offset.to_string()),
+                Err(resp) => return resp,
+            }
+        } else {
+            self.base(request, 201)
+        };
+        resp = resp.with_header("Location", location);
+        if let Some(e) = meta.expires {
+            resp = resp.with_header("Upload-Expires", http_date(e));
+        }
+        resp
+    }
+
+    fn head(&self, request: &Request, id: FileId) -> Response {
+        match self.store.lookup_in(Area::Tus, id) {
+            Ok(Some((meta, partial))) => {
+                let mut r = self
+                    .base(request, 200)
+                    .with_header("Upload-Offset", partial.stored.to_string())
+                    .with_header("Upload-Length", meta.info.size.to_string())
+                    .with_header("Cache-Control", "no-store");
+                if let Some(m) = meta.tus_metadata.as_deref().filter(|m| !m.is_empty()) {
+                    r = r.with_header("Upload-Metadata", m);
+                }
+                if let Some(e) = meta.expires {
+                    r = r.with_header("Upload-Expires", http_date(e));
+                }
+                r
+            }
+            _ => self
+                .base(request, 404)
+                .with_header("Cache-Control", "no-store"),
+        }
+    }
+
+    fn delete(&self, request: &Request, id: FileId) -> Response {
+        let Some(_g) = self.lock(id) else {
+            return self.text(request, 409, "upload busy");
+        };
+        match self.store.lookup_in(Area::Tus, id) {
+            Ok(Some(_)) => {
+                self.store.remove_in(Area::Tus, id);
+                self.base(request, 204)
+            }
+            _ => self.text(request, 404, "no such upload"),
+        }
+    }
+
+    async fn patch(&self, request: &Request, body: &mut Body<'_>, id: FileId) -> Response {
+        if header(request, "Content-Type") != Some(OCTETS) {
+            return self.text(
+                request,
+                415,
+                "Content-Type must be application/offset+octet-stream",
+            );
+        }
+        let Some(offset) =
+            header(request, "Upload-Offset").and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return self.text(request, 400, "Upload-Offset required");
+        };
+        let Some(_guard) = self.lock(id) else {
+            return self.text(request, 409, "upload busy");
+        };
+        let Ok(Some((meta, partial))) = self.store.lookup_in(Area::Tus, id) else {
+            return self.text(request, 404, "no such upload");
+        };
+        if offset != partial.stored {
+            return self.text(
+                request,
+                409,
+                &format!(
+                    "Upload-Offset {offset}, the upload is at {}",
+                    partial.stored
+                ),
+            );
+        }
+        match self.write_body(request, body, id, &meta, offset).await {
+            Ok(offset) => {
+                let mut r = self
+                    .base(request, 204)
+                    .with_header("Upload-Offset", offset.to_string());
+                if offset < meta.info.size
+                    && let Some(e) = meta.expires
+                {
+                    r = r.with_header("Upload-Expires", http_date(e));
+                }
+                r
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// Appends the body at `offset` (bounded memory), checks `Upload-Checksum`, finishes the
+    /// upload at its last byte. Returns the new offset or the error response.
+    async fn write_body(
+        &self,
+        request: &Request,
+        body: &mut Body<'_>,
+        id: FileId,
+        meta: &Meta,
+        offset: u64,
+    ) -> Result<u64, Response> {
+        let checksum = match header(request, "Upload-Checksum").map(parse_checksum) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(why)) => return Err(self.text(request, 400, why)),
+        };
+        let part = self.store.part_in(Area::Tus, id);
+        let storage = |e: std::io::Error| self.text(request, 500, &format!("storage: {e}"));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&part)
+            .await
+            .map_err(storage)?;
+        file.seek(SeekFrom::Start(offset)).await.map_err(storage)?;
+        let mut sha1 = Sha1::new();
+        let mut sha256 = Sha256::new();
+        let mut at = offset;
+        let outcome: Result<(), Response> = async {
+            loop {
+                let chunk = match body.chunk().await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // A cut connection: keep what arrived (tus resumes from it) unless a
+                        // checksum must cover the whole request.
+                        return Err(self.text(request, 400, &format!("body: {e}")));
+                    }
+                };
+                if at + chunk.len() as u64 > meta.info.size {
+                    return Err(self.text(request, 413, "body goes past Upload-Length"));
+                }
+                match checksum {
+                    Some(Checksum::Sha1(_)) => sha1.update(&chunk),
+                    Some(Checksum::Sha256(_)) => sha256.update(&chunk),
+                    None => {}
+                }
+                file.write_all(&chunk).await.map_err(storage)?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = file.flush().await;
+        let verified = match &checksum {
+            None => true,
+            Some(Checksum::Sha1(want)) => sha1.finalize().as_slice() == want.as_slice(),
+            Some(Checksum::Sha256(want)) => sha256.finalize().as_slice() == want.as_slice(),
+        };
+        if outcome.is_err() && checksum.is_none() {
+            // Keep the bytes that arrived; the client asks HEAD and resumes.
+            let _ = file.sync_data().await;
+            return Err(outcome
+                .err()
+                .unwrap_or_else(|| self.text(request, 400, "body")));
+        }
+        if outcome.is_err() || !verified {
+            // Drop this request's bytes.
+            let _ = file.set_len(offset).await;
+            return Err(outcome.err().unwrap_or_else(|| {
+                self.base(request, 460)
+                    .with_header("Content-Type", "text/plain; charset=utf-8")
+                    .with_body("Upload-Checksum mismatch")
+            }));
+        }
+        let _ = file.sync_data().await;
+        drop(file);
+        let mut ev = self.event(EventKind::ReceivedFragment, id, meta, at);
+        ev.packet = 0;
+        self.hooks.on_event(&ev);
+        if at == meta.info.size {
+            self.finish(id, meta)
+                .map_err(|e| self.text(request, 500, &e))?;
+        }
+        Ok(at)
+    }
+
+    fn finish(&self, id: FileId, meta: &Meta) -> Result<(), String> {
+        // The SHA-256 of the whole file for the event (one more read; tus has no end-to-end
+        // digest of its own).
+        let part = self.store.part_in(Area::Tus, id);
+        let digest = sha256_file(&part).map_err(|e| e.to_string())?;
+        // Keep the metadata as a tombstone: HEAD answers with the full offset afterwards.
+        let path = self
+            .store
+            .finish_kept(Area::Tus, id, &meta.info.name, self.config.overwrite)
+            .map_err(|e| e.to_string())?;
+        let mut ev = self.event(EventKind::Received, id, meta, meta.info.size);
+        ev.path = Some(path);
+        ev.sha256 = Some(digest);
+        self.hooks.on_event(&ev);
+        Ok(())
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_header_parses_and_refuses_garbage() {
+        let m = parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
+            .unwrap();
+        assert_eq!(
+            m[0],
+            ("filename".into(), b"world_domination_plan.pdf".to_vec())
+        );
+        assert_eq!(m[1], ("is_confidential".into(), Vec::new()));
+        assert!(parse_metadata("filename !!!").is_none());
+        assert_eq!(parse_metadata("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn checksum_header_parses() {
+        assert_eq!(
+            parse_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0="),
+            Ok(Checksum::Sha1(
+                base64::engine::general_purpose::STANDARD
+                    .decode("Kq5sNclPz7QV2+lfQIuc6R7oRu0=")
+                    .unwrap()
+            ))
+        );
+        assert!(parse_checksum("md5 AAAA").is_err());
+        assert!(parse_checksum("sha1 AAAA").is_err());
+        assert!(parse_checksum("sha1").is_err());
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(1_709_251_199), "Thu, 29 Feb 2024 23:59:59 GMT");
+    }
+}

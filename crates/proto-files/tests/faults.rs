@@ -1,0 +1,233 @@
+//! Faults: a TCP relay that cuts the connection after N bytes, for several N, at each QoS (the
+//! sender reconnects and resumes until the file is whole); a receiving server stopped mid-file
+//! and started again on the same directory; the receiver's silence ending a transfer.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use common::*;
+use proto_files::{
+    Config, Error, EventKind, FileEvent, FileId, FilesClient, Hooks, NoHooks, QoS, SendOptions,
+};
+use tokio::sync::Notify;
+use ws_client::ClientConfig;
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.chunk = 16 * 1024;
+    c.window = 8;
+    c
+}
+
+/// Sends `path` through `relay` until it arrives; returns the number of attempts and the
+/// offsets the attempts resumed at.
+async fn send_until_done(
+    url: &str,
+    path: &std::path::Path,
+    qos: QoS,
+    id: FileId,
+) -> (usize, Vec<u64>) {
+    let mut resumed = Vec::new();
+    for attempt in 1..=400 {
+        let Ok(client) =
+            FilesClient::connect(url, ClientConfig::default(), config(), None, NoHooks).await
+        else {
+            continue;
+        };
+        let mut opts = SendOptions::qos(qos);
+        opts.file_id = Some(id);
+        match client.send_file(path, &opts).await {
+            Ok(r) => {
+                resumed.push(r.resumed_at);
+                client.close().await;
+                return (attempt, resumed);
+            }
+            Err(Error::Closed | Error::Client(_)) => {}
+            Err(e) => panic!("attempt {attempt}: {e}"),
+        }
+    }
+    panic!("no success in 400 attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_resume_to_a_byte_identical_file_at_each_qos() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let (server, _files, addr) = start(config(), &dir, NoHooks).await;
+    let path = make_file(tmp.path(), "payload.bin", 1_048_576 + 17, 3);
+    let want = sha256_file(&path);
+    let mut n = 0u8;
+    for qos in [QoS::AtMostOnce, QoS::Acknowledged, QoS::Pulled] {
+        for cut in [40_000u64, 150_000, 600_000] {
+            n += 1;
+            let relay = Relay::start(addr, Some(cut)).await;
+            let url = format!("ws://{}/files", relay.addr);
+            let id = FileId([n; 16]);
+            let (attempts, _) = send_until_done(&url, &path, qos, id).await;
+            let name = if n == 1 {
+                "payload.bin".to_string()
+            } else {
+                format!("payload ({n}).bin")
+            };
+            let got = sha256_file(&dir.join(&name));
+            eprintln!(
+                "{qos:?} cut after {cut} B: {attempts} connections, sha256 {}",
+                hex(&got)
+            );
+            assert_eq!(got, want, "{qos:?} cut {cut}");
+            // Every attempt but the last was cut: more than one for a file larger than the cut.
+            assert!(attempts > 1, "{qos:?} {cut}: the relay never cut");
+            assert!(
+                relay.connections.load(Ordering::SeqCst) >= attempts,
+                "connections through the relay"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.join(".partial")).unwrap().count(), 0);
+    server.stop().await;
+}
+
+/// Signals once the receiver holds `at` bytes.
+struct HalfWay {
+    at: u64,
+    hit: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+impl Hooks for HalfWay {
+    fn on_event(&self, e: &FileEvent) {
+        if e.kind == EventKind::ReceivedFragment
+            && e.position >= self.at
+            && !self.hit.swap(true, Ordering::SeqCst)
+        {
+            self.notify.notify_one();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_restarted_mid_file_resumes_from_its_partial_file() {
+    for qos in [QoS::AtMostOnce, QoS::Acknowledged, QoS::Pulled] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("srv");
+        let path = make_file(tmp.path(), "big.bin", 4_000_000, 9);
+        let want = sha256_file(&path);
+        let notify = Arc::new(Notify::new());
+        let hooks = HalfWay {
+            at: 1_000_000,
+            hit: AtomicBool::new(false),
+            notify: notify.clone(),
+        };
+        let (server, _files, addr) = start(config(), &dir, hooks).await;
+        let url = format!("ws://{addr}/files");
+        let client = FilesClient::connect(
+            url.as_str(),
+            ClientConfig::default(),
+            config(),
+            None,
+            NoHooks,
+        )
+        .await
+        .unwrap();
+        let p = path.clone();
+        let sending = tokio::spawn(async move {
+            let r = client.send_file(&p, &SendOptions::qos(qos)).await;
+            (client, r)
+        });
+        notify.notified().await;
+        server.stop().await;
+        let (client, first) = sending.await.unwrap();
+        assert!(
+            first.is_err(),
+            "{qos:?}: the first attempt should not finish"
+        );
+        drop(client);
+        let partial_len: u64 = std::fs::read_dir(dir.join(".partial"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".part")
+                    .then(|| e.metadata().unwrap().len())
+            })
+            .sum();
+        assert!(
+            partial_len >= 1_000_000,
+            "{qos:?}: partial of {partial_len} bytes"
+        );
+        // A new server process on the same directory.
+        let (server, _files, addr) = start(config(), &dir, NoHooks).await;
+        let client = FilesClient::connect(
+            format!("ws://{addr}/files").as_str(),
+            ClientConfig::default(),
+            config(),
+            None,
+            NoHooks,
+        )
+        .await
+        .unwrap();
+        let r = client
+            .send_file(&path, &SendOptions::qos(qos))
+            .await
+            .unwrap();
+        eprintln!(
+            "{qos:?}: restarted receiver resumed at {} of 4000000, sha256 {}",
+            r.resumed_at,
+            hex(&r.sha256)
+        );
+        assert!(
+            r.resumed_at >= 1_000_000 && r.resumed_at <= partial_len,
+            "{qos:?}: {r:?}"
+        );
+        assert_eq!(r.sha256, want);
+        assert_eq!(sha256_file(&dir.join("big.bin")), want);
+        client.close().await;
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn without_keep_partial_on_disconnect_a_cut_transfer_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let mut cfg = config();
+    cfg.keep_partial_on_disconnect = false;
+    let (server, _files, addr) = start(cfg, &dir, NoHooks).await;
+    let path = make_file(tmp.path(), "x.bin", 500_000, 4);
+    let relay = Relay::start(addr, Some(200_000)).await;
+    let client = FilesClient::connect(
+        format!("ws://{}/", relay.addr).as_str(),
+        ClientConfig::default(),
+        config(),
+        None,
+        NoHooks,
+    )
+    .await
+    .unwrap();
+    let mut opts = SendOptions::qos(QoS::Acknowledged);
+    opts.file_id = Some(FileId([7; 16]));
+    assert!(client.send_file(&path, &opts).await.is_err());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_dir(dir.join(".partial")).unwrap().count(), 0);
+    drop(relay);
+    let client = FilesClient::connect(
+        format!("ws://{addr}/").as_str(),
+        ClientConfig::default(),
+        config(),
+        None,
+        NoHooks,
+    )
+    .await
+    .unwrap();
+    let r = client.send_file(&path, &opts).await.unwrap();
+    assert_eq!(r.resumed_at, 0);
+    server.stop().await;
+}
