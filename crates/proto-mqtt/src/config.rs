@@ -252,33 +252,37 @@ impl Config {
     /// receive maximum, in-flight cap, queue or event queue of 0, a packet limit under 64
     /// bytes, an invalid will topic, a client id over 65535 bytes, jitter outside 0..=1.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |s: &str| Err(Error::Config(s.to_owned()));
+        let bad = |field, rule| Err(Error::Config { field, rule });
         if self.keep_alive.as_secs() > u64::from(u16::MAX) {
-            return bad("keep_alive must be at most 65535 s");
+            return bad("keep_alive", "at most 65535 s");
         }
         if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return bad("ping_timeout and connect_timeout must be above 0");
+            return bad("ping_timeout and connect_timeout", "above 0");
         }
         if self.receive_maximum == 0 || self.max_inflight == 0 || self.v311_receive_maximum == 0 {
             return bad(
-                "receive_maximum, max_inflight and v311_receive_maximum must be at least 1",
+                "receive_maximum, max_inflight and v311_receive_maximum",
+                "at least 1",
             );
         }
         if self.max_queued == 0 || self.event_queue == 0 {
-            return bad("max_queued and event_queue must be at least 1");
+            return bad("max_queued and event_queue", "at least 1");
         }
         if self.max_incoming_packet < 64 {
-            return bad("max_incoming_packet must be at least 64");
+            return bad("max_incoming_packet", "at least 64 bytes");
         }
         if let Some(w) = &self.will {
             topic::validate_topic(&w.topic)?;
         }
         if self.client_id.as_ref().is_some_and(|c| c.len() > 65_535) {
-            return bad("client_id is longer than 65535 bytes");
+            return bad("client_id", "at most 65535 bytes");
         }
         if let Some(b) = &self.reconnect {
             if !(0.0..=1.0).contains(&b.jitter) || b.multiplier.is_nan() || b.multiplier < 1.0 {
-                return bad("reconnect jitter must be in 0..=1 and multiplier at least 1");
+                return bad(
+                    "reconnect jitter and multiplier",
+                    "in 0..=1 (jitter) and at least 1 (multiplier)",
+                );
             }
         }
         Ok(())

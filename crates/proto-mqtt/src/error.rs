@@ -12,8 +12,34 @@ use crate::reason::ReasonCode;
 #[non_exhaustive]
 pub enum Error {
     /// [`Config::validate`](crate::Config::validate) refused the configuration.
-    #[error("invalid MQTT configuration: {0}")]
-    Config(String),
+    #[error("invalid MQTT configuration: {field} must be {rule}")]
+    Config {
+        /// The setting (or settings) at fault.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// SUBSCRIBE or UNSUBSCRIBE with an empty list of filters.
+    #[error("{packet} needs at least one topic filter")]
+    NoFilters {
+        /// `SUBSCRIBE` or `UNSUBSCRIBE`.
+        packet: &'static str,
+    },
+    /// A packet that needs a packet identifier was given 0.
+    #[error("{packet} needs a packet identifier other than 0")]
+    PacketIdZero {
+        /// The packet kind.
+        packet: &'static str,
+    },
+    /// A string or binary field longer than the 65535 bytes MQTT can carry.
+    #[error("a string or binary field of {len} bytes exceeds the 65535 bytes MQTT allows")]
+    FieldTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The packet encoder (mqttbytes) refused a packet.
+    #[error("cannot encode the packet: {0:?}")]
+    Encode(mqttbytes::Error),
     /// A topic name (for PUBLISH) is empty, has a wildcard or a NUL, or is too long.
     #[error("invalid topic name {topic:?}: {why}")]
     InvalidTopic {
@@ -124,7 +150,11 @@ impl Error {
             }
             Self::InvalidTopic { .. } => Some(ReasonCode::TOPIC_NAME_INVALID),
             Self::InvalidFilter { .. } => Some(ReasonCode::TOPIC_FILTER_INVALID),
-            Self::Config(_)
+            Self::Config { .. }
+            | Self::NoFilters { .. }
+            | Self::PacketIdZero { .. }
+            | Self::FieldTooLong { .. }
+            | Self::Encode(_)
             | Self::QueueFull(_)
             | Self::NoPacketId
             | Self::NeedsV5(_)
@@ -167,5 +197,30 @@ mod tests {
             Some(ReasonCode::TOPIC_ALIAS_INVALID)
         );
         assert_eq!(Error::QueueFull(3).reason_code(), None);
+    }
+
+    #[test]
+    fn config_errors_name_the_setting_and_the_rule() {
+        let mut c = crate::Config::default();
+        c.max_incoming_packet = 10;
+        let e = c.validate().unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Config {
+                field: "max_incoming_packet",
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "invalid MQTT configuration: max_incoming_packet must be at least 64 bytes"
+        );
+        assert_eq!(
+            Error::NoFilters {
+                packet: "SUBSCRIBE"
+            }
+            .to_string(),
+            "SUBSCRIBE needs at least one topic filter"
+        );
     }
 }

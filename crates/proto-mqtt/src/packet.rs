@@ -449,8 +449,7 @@ fn put_str(out: &mut BytesMut, s: &str) -> Result<(), Error> {
 }
 
 fn put_bin(out: &mut BytesMut, b: &[u8]) -> Result<(), Error> {
-    let n = u16::try_from(b.len())
-        .map_err(|_| Error::Config(format!("string or binary of {} bytes", b.len())))?;
+    let n = u16::try_from(b.len()).map_err(|_| Error::FieldTooLong { len: b.len() })?;
     out.put_u16(n);
     out.extend_from_slice(b);
     Ok(())
@@ -791,8 +790,9 @@ impl Codec {
     ///
     /// # Errors
     /// [`Error::NeedsV5`] for AUTH on 3.1.1; [`Error::PacketTooLarge`] beyond what MQTT can
-    /// express; [`Error::Config`] for strings over 65535 bytes or a packet identifier of 0 where
-    /// one is needed. `out` is unchanged on error.
+    /// express; [`Error::FieldTooLong`] for strings over 65535 bytes; [`Error::PacketIdZero`]
+    /// for a packet identifier of 0 where one is needed; [`Error::Encode`] when mqttbytes
+    /// refuses the packet. `out` is unchanged on error.
     pub fn encode(&self, packet: &Packet, out: &mut BytesMut) -> Result<(), Error> {
         let start = out.len();
         let r = self.encode_inner(packet, out);
@@ -804,7 +804,7 @@ impl Codec {
 
     fn encode_inner(&self, packet: &Packet, out: &mut BytesMut) -> Result<(), Error> {
         let v5 = self.v5();
-        let mb = |e: mqttbytes::Error| Error::Config(format!("cannot encode: {e:?}"));
+        let mb = Error::Encode;
         match packet {
             // mqttbytes' CONNECT writer patches its flags at an absolute offset: give it an
             // empty buffer.
@@ -850,7 +850,8 @@ impl Codec {
                     ack.properties.clone_from(&c.properties);
                     ack.write(&mut tmp).map_err(mb)?;
                     // Reuse mqttbytes' property writer: skip its fixed header and 2 bytes.
-                    let h = fixed_header(&tmp)?.ok_or_else(|| Error::Config("connack".into()))?;
+                    let h = fixed_header(&tmp)?
+                        .ok_or(Error::Encode(mqttbytes::Error::MalformedPacket))?;
                     body.extend_from_slice(&tmp[h.header_len + 2..]);
                     if c.properties.is_none() {
                         body.put_u8(0); // property length
@@ -860,9 +861,9 @@ impl Codec {
             }
             Packet::Publish(p) => {
                 if p.qos != mqttbytes::QoS::AtMostOnce && p.pkid == 0 {
-                    return Err(Error::Config(
-                        "PUBLISH with QoS > 0 needs a packet id".into(),
-                    ));
+                    return Err(Error::PacketIdZero {
+                        packet: "PUBLISH with QoS > 0",
+                    });
                 }
                 if v5 {
                     p.write(out).map_err(mb)?;
@@ -887,7 +888,9 @@ impl Codec {
                     _ => 0x70,
                 };
                 if a.pkid == 0 {
-                    return Err(Error::Config("acknowledgement with packet id 0".into()));
+                    return Err(Error::PacketIdZero {
+                        packet: "an acknowledgement",
+                    });
                 }
                 let mut body = BytesMut::with_capacity(4);
                 body.put_u16(a.pkid);

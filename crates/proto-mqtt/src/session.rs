@@ -607,7 +607,7 @@ impl Session {
     /// # Errors
     /// [`Error::Closed`]; [`Error::InvalidFilter`] (checked locally); [`Error::NotSupported`]
     /// for wildcards, shared subscriptions or subscription identifiers the server does not
-    /// offer; [`Error::NoPacketId`]; [`Error::Config`] for an empty list.
+    /// offer; [`Error::NoPacketId`]; [`Error::NoFilters`] for an empty list.
     pub fn subscribe(
         &mut self,
         filters: Vec<SubscribeFilter>,
@@ -617,7 +617,9 @@ impl Session {
             return Err(Error::Closed);
         }
         if filters.is_empty() {
-            return Err(Error::Config("SUBSCRIBE needs at least one filter".into()));
+            return Err(Error::NoFilters {
+                packet: "SUBSCRIBE",
+            });
         }
         for f in &filters {
             topic::validate_filter(&f.path)?;
@@ -670,9 +672,9 @@ impl Session {
             return Err(Error::Closed);
         }
         if filters.is_empty() {
-            return Err(Error::Config(
-                "UNSUBSCRIBE needs at least one filter".into(),
-            ));
+            return Err(Error::NoFilters {
+                packet: "UNSUBSCRIBE",
+            });
         }
         for f in &filters {
             topic::validate_filter(f)?;
