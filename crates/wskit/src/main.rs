@@ -45,7 +45,8 @@ enum Command {
     Cert(cmd::cert::Args),
     /// Signs and verifies JSON Web Tokens.
     Jwt(cmd::jwt::Args),
-    /// Manages the OAuth2 server's apps and users (`serve --oauth2`).
+    /// Manages the OAuth2 server's apps and users (`serve --oauth2`); gets tokens as an OAuth2
+    /// client (`oauth2 token ...`).
     Oauth2(cmd::oauth2::Args),
     /// MQTT client with mosquitto_sub / mosquitto_pub flags: `mqtt sub URL -t F`, `mqtt pub URL -t T -m M`.
     Mqtt(cmd::mqtt::Args),
@@ -131,7 +132,7 @@ fn error_lines(e: &anyhow::Error) -> Vec<String> {
 
 /// Runs an async subcommand on a multi-thread runtime. Once it returned, the runtime is shut
 /// down without waiting: a blocking read of stdin (`client`) may never end by itself.
-fn block_on(fut: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) fn block_on(fut: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(fut);
     rt.shutdown_background();

@@ -2,7 +2,7 @@
 //!
 //! Each subcommand that reads a file (`serve`, `client`, `proxy`, `turn`) declares its flags
 //! once, as one struct that derives both `clap::Args` and `serde::Deserialize`, wrapped in
-//! [`layered!`](crate::cmd::config::layered). The same field is the flag and the key of its
+//! `layered!`. The same field is the flag and the key of its
 //! table: `--max-message` is `max_message`; a repeatable flag's field is plural and its singular
 //! flag name is a serde alias (`protocols`, also `protocol`), like clap's other aliases.
 //!

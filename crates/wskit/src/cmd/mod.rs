@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod jwt;
 pub(crate) mod mqtt;
 pub(crate) mod oauth2;
+pub(crate) mod oauth2_client;
 pub(crate) mod proxy;
 pub(crate) mod serve;
 pub(crate) mod stun;

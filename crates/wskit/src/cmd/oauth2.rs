@@ -9,6 +9,7 @@
 //! wskit serve --oauth2 [--oauth2-db F]  the authorization server; every other route needs its token
 //! wskit oauth2 client add NAME --redirect-uri URI [--grant G] [--public]   prints the credentials
 //! wskit oauth2 client list | remove ID ; wskit oauth2 user add NAME | remove NAME
+//! wskit oauth2 token client-credentials | code | refresh | password ...   the client (oauth2_client.rs)
 //! ```
 
 use std::{io::BufRead as _, path::PathBuf, sync::Arc, time::SystemTime};
@@ -265,7 +266,7 @@ fn install(config: &mut ServerConfig, auth: &JwtAuth, public: Vec<String>) {
 /// Flags of `wskit oauth2`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The database `wskit serve --oauth2` uses.
+    /// The database `wskit serve --oauth2` uses (not read by `wskit oauth2 token`).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_DB, global = true)]
     db: PathBuf,
     #[command(subcommand)]
@@ -280,6 +281,10 @@ enum What {
     /// Users of the sign-in page.
     #[command(subcommand)]
     User(UserCommand),
+    /// The OAuth2 client: gets tokens from an authorization server (this one or another) and
+    /// prints them as JSON.
+    #[command(subcommand)]
+    Token(super::oauth2_client::TokenCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -325,6 +330,10 @@ enum UserCommand {
 
 /// Runs `wskit oauth2 ...`.
 pub(crate) fn run(args: Args) -> Result<()> {
+    if let What::Token(command) = args.command {
+        // The client flows have no database.
+        return crate::block_on(super::oauth2_client::run(command));
+    }
     let store =
         SqliteStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
     match args.command {
@@ -385,6 +394,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             }
             println!("removed {name}");
         }
+        What::Token(_) => unreachable!("handled above"),
     }
     Ok(())
 }
