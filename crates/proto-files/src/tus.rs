@@ -440,55 +440,69 @@ impl Tus {
             .await
             .map_err(storage)?;
         file.seek(SeekFrom::Start(offset)).await.map_err(storage)?;
+        if body
+            .content_length()
+            .is_some_and(|n| offset.saturating_add(n) > meta.info.size)
+        {
+            return Err(self.text(request, 413, "body goes past Upload-Length"));
+        }
         let mut sha1 = Sha1::new();
         let mut sha256 = Sha256::new();
         let mut at = offset;
-        let outcome: Result<(), Response> = async {
-            loop {
-                let chunk = match body.chunk().await {
-                    Ok(Some(c)) => c,
-                    Ok(None) => break,
-                    Err(e) => {
-                        // A cut connection: keep what arrived (tus resumes from it) unless a
-                        // checksum must cover the whole request.
-                        return Err(self.text(request, 400, &format!("body: {e}")));
-                    }
-                };
-                if at + chunk.len() as u64 > meta.info.size {
-                    return Err(self.text(request, 413, "body goes past Upload-Length"));
+        // Err(true): the body was cut (keep what arrived); Err(false): refuse the request.
+        let mut failure: Option<(bool, Response)> = None;
+        loop {
+            let chunk = match body.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some((true, self.text(request, 400, &format!("body: {e}"))));
+                    break;
                 }
-                match checksum {
-                    Some(Checksum::Sha1(_)) => sha1.update(&chunk),
-                    Some(Checksum::Sha256(_)) => sha256.update(&chunk),
-                    None => {}
-                }
-                file.write_all(&chunk).await.map_err(storage)?;
-                at += chunk.len() as u64;
+            };
+            if at + chunk.len() as u64 > meta.info.size {
+                failure = Some((
+                    false,
+                    self.text(request, 413, "body goes past Upload-Length"),
+                ));
+                break;
             }
-            Ok(())
+            match checksum {
+                Some(Checksum::Sha1(_)) => sha1.update(&chunk),
+                Some(Checksum::Sha256(_)) => sha256.update(&chunk),
+                None => {}
+            }
+            if let Err(e) = file.write_all(&chunk).await {
+                failure = Some((false, storage(e)));
+                break;
+            }
+            at += chunk.len() as u64;
         }
-        .await;
         let _ = file.flush().await;
         let verified = match &checksum {
             None => true,
             Some(Checksum::Sha1(want)) => sha1.finalize().as_slice() == want.as_slice(),
             Some(Checksum::Sha256(want)) => sha256.finalize().as_slice() == want.as_slice(),
         };
-        if outcome.is_err() && checksum.is_none() {
-            // Keep the bytes that arrived; the client asks HEAD and resumes.
-            let _ = file.sync_data().await;
-            return Err(outcome
-                .err()
-                .unwrap_or_else(|| self.text(request, 400, "body")));
-        }
-        if outcome.is_err() || !verified {
-            // Drop this request's bytes.
-            let _ = file.set_len(offset).await;
-            return Err(outcome.err().unwrap_or_else(|| {
-                self.base(request, 460)
+        match failure {
+            // A cut body without a checksum: keep the bytes that arrived; the client asks HEAD
+            // and resumes from there.
+            Some((true, resp)) if checksum.is_none() => {
+                let _ = file.sync_data().await;
+                return Err(resp);
+            }
+            Some((_, resp)) => {
+                let _ = file.set_len(offset).await;
+                return Err(resp);
+            }
+            None if !verified => {
+                let _ = file.set_len(offset).await;
+                return Err(self
+                    .base(request, 460)
                     .with_header("Content-Type", "text/plain; charset=utf-8")
-                    .with_body("Upload-Checksum mismatch")
-            }));
+                    .with_body("Upload-Checksum mismatch"));
+            }
+            None => {}
         }
         let _ = file.sync_data().await;
         drop(file);
