@@ -43,7 +43,7 @@ impl Location {
     /// Parses `header`, `query[:NAME]`, `cookie[:NAME]` or `protocol[:PREFIX]`.
     ///
     /// # Errors
-    /// [`Error::Config`] for anything else.
+    /// [`Error::ConfigValue`] for anything else.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let (kind, name) = match s.split_once(':') {
             Some((k, n)) => (k, Some(n.to_owned())),
@@ -57,9 +57,11 @@ impl Location {
                 Self::Protocol(name.unwrap_or_else(|| Self::DEFAULT_PROTOCOL_PREFIX.into()))
             }
             _ => {
-                return Err(Error::Config(format!(
-                    "token source {s:?}: expected header, query[:NAME], cookie[:NAME] or protocol[:PREFIX]"
-                )));
+                return Err(Error::ConfigValue {
+                    field: "token source",
+                    value: s.to_owned(),
+                    rule: "must be header, query[:NAME], cookie[:NAME] or protocol[:PREFIX]",
+                });
             }
         })
     }
@@ -142,34 +144,47 @@ impl Config {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::Config`]: no token source, an empty source name, a public path not starting
+    /// [`Error::Config`] or [`Error::ConfigValue`]: no token source, an empty source name, a public path not starting
     /// with `/`, a realm with quotes, a zero `max_token_len`, invalid OAuth2 settings.
     pub fn validate(&self) -> Result<(), Error> {
         if self.sources.is_empty() {
-            return Err(Error::Config("no token source configured".into()));
+            return Err(Error::Config {
+                field: "sources",
+                rule: "must name at least one token source",
+            });
         }
         for s in &self.sources {
             match s {
                 Location::Query(n) | Location::Cookie(n) | Location::Protocol(n)
                     if n.is_empty() =>
                 {
-                    return Err(Error::Config(format!(
-                        "token source {s:?} has an empty name"
-                    )));
+                    return Err(Error::ConfigValue {
+                        field: "token source",
+                        value: format!("{s:?}"),
+                        rule: "must not have an empty name",
+                    });
                 }
                 _ => {}
             }
         }
         if let Some(p) = self.public_paths.iter().find(|p| !p.starts_with('/')) {
-            return Err(Error::Config(format!(
-                "public path {p:?} must start with /"
-            )));
+            return Err(Error::ConfigValue {
+                field: "public path",
+                value: p.clone(),
+                rule: "must start with /",
+            });
         }
         if self.realm.contains(['"', '\r', '\n', '\\']) {
-            return Err(Error::Config("realm must not contain quotes".into()));
+            return Err(Error::Config {
+                field: "realm",
+                rule: "must not contain quotes, backslashes or line breaks",
+            });
         }
         if self.max_token_len == 0 {
-            return Err(Error::Config("max_token_len must not be 0".into()));
+            return Err(Error::Config {
+                field: "max_token_len",
+                rule: "must not be 0",
+            });
         }
         self.oauth2.validate()
     }
@@ -270,25 +285,31 @@ impl OAuth2Config {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::Config`] for a path not starting with `/`, an issuer that is not an
+    /// [`Error::ConfigValue`] or [`Error::Config`] for a path not starting with `/`, an issuer that is not an
     /// `http(s)://` URL without query or fragment, or a zero lifetime.
     pub fn validate(&self) -> Result<(), Error> {
         for p in self.endpoint_paths() {
             if !p.starts_with('/') {
-                return Err(Error::Config(format!(
-                    "endpoint path {p:?} must start with /"
-                )));
+                return Err(Error::ConfigValue {
+                    field: "endpoint path",
+                    value: p.to_string(),
+                    rule: "must start with /",
+                });
             }
         }
         let scheme_ok = self.issuer.starts_with("https://") || self.issuer.starts_with("http://");
         if !scheme_ok || self.issuer.contains(['?', '#']) {
-            return Err(Error::Config(format!(
-                "issuer {:?} must be an http(s) URL without query or fragment",
-                self.issuer
-            )));
+            return Err(Error::ConfigValue {
+                field: "issuer",
+                value: self.issuer.clone(),
+                rule: "must be an http(s) URL without query or fragment",
+            });
         }
         if self.access_token_ttl.is_zero() || self.code_ttl.is_zero() {
-            return Err(Error::Config("token lifetimes must not be 0".into()));
+            return Err(Error::Config {
+                field: "access_token_ttl and code_ttl",
+                rule: "must not be 0",
+            });
         }
         Ok(())
     }

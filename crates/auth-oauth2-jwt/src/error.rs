@@ -156,9 +156,40 @@ pub enum Error {
     /// Signing failed (wrong key type for the algorithm, ...).
     #[error("signing: {0}")]
     Sign(String),
-    /// A setting is invalid.
-    #[error("config: {0}")]
-    Config(String),
+    /// A setting is invalid: `field` breaks `rule`.
+    #[error("invalid setting: {field} {rule}")]
+    Config {
+        /// The setting (or object) at fault.
+        field: &'static str,
+        /// What it must be, or what is missing.
+        rule: &'static str,
+    },
+    /// A setting's value is invalid.
+    #[error("invalid setting: {field} {value:?} {rule}")]
+    ConfigValue {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A URL setting that does not parse or uses a scheme not allowed.
+    #[error("invalid setting: {field} {url:?}: {reason}")]
+    Url {
+        /// The setting (`token URL`, `authorization URL`, `redirect URL`).
+        field: &'static str,
+        /// The URL given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Hashing a password failed (bad Argon2 parameters).
+    #[error("password hashing: {reason}")]
+    PasswordHash {
+        /// What argon2 said.
+        reason: String,
+    },
     /// Fetching or parsing a JWKS failed.
     #[error("JWKS {url}: {reason}")]
     Jwks {
@@ -201,6 +232,31 @@ mod tests {
     #[test]
     fn error_is_small() {
         assert!(size_of::<Error>() <= 64);
+    }
+
+    #[test]
+    fn config_errors_say_what_to_fix() {
+        let c = crate::Config {
+            public_paths: vec!["health".into()],
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(&e, Error::ConfigValue { field: "public path", value, .. } if value == "health"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid setting: public path \"health\" must start with /"
+        );
+        let e = crate::Location::parse("body").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::ConfigValue {
+                field: "token source",
+                ..
+            }
+        ));
     }
 
     #[test]

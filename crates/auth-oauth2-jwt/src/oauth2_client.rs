@@ -243,14 +243,22 @@ impl OAuth2Client {
     /// A client with `settings`.
     ///
     /// # Errors
-    /// [`Error::Config`] for URLs that do not parse or are not `https://` (nor loopback
+    /// [`Error::Url`] for URLs that do not parse or are not `https://` (nor loopback
     /// `http://` when allowed).
     pub fn new(settings: ClientSettings) -> Result<Self, Error> {
-        fetch::parse_url(&settings.token_url, settings.allow_loopback_http)
-            .map_err(|e| Error::Config(format!("token URL {:?}: {e}", settings.token_url)))?;
+        fetch::parse_url(&settings.token_url, settings.allow_loopback_http).map_err(|reason| {
+            Error::Url {
+                field: "token URL",
+                url: settings.token_url.clone(),
+                reason,
+            }
+        })?;
         if let Some(a) = &settings.auth_url {
-            fetch::parse_url(a, settings.allow_loopback_http)
-                .map_err(|e| Error::Config(format!("authorization URL {a:?}: {e}")))?;
+            fetch::parse_url(a, settings.allow_loopback_http).map_err(|reason| Error::Url {
+                field: "authorization URL",
+                url: a.clone(),
+                reason,
+            })?;
         }
         let http = Http {
             tls: settings.tls.clone(),
@@ -270,15 +278,25 @@ impl OAuth2Client {
         let s = &self.settings;
         let auth = s.auth_url.clone().unwrap_or_else(|| s.token_url.clone());
         let mut c = BasicClient::new(ClientId::new(s.client_id.clone()))
-            .set_auth_uri(AuthUrl::new(auth).map_err(|e| Error::Config(e.to_string()))?)
-            .set_token_uri(
-                TokenUrl::new(s.token_url.clone()).map_err(|e| Error::Config(e.to_string()))?,
-            );
+            .set_auth_uri(AuthUrl::new(auth.clone()).map_err(|e| Error::Url {
+                field: "authorization URL",
+                url: auth,
+                reason: e.to_string(),
+            })?)
+            .set_token_uri(TokenUrl::new(s.token_url.clone()).map_err(|e| Error::Url {
+                field: "token URL",
+                url: s.token_url.clone(),
+                reason: e.to_string(),
+            })?);
         if let Some(secret) = &s.client_secret {
             c = c.set_client_secret(ClientSecret::new(secret.clone()));
         }
         if let Some(r) = redirect {
-            c = c.set_redirect_uri(RedirectUrl::new(r).map_err(|e| Error::Config(e.to_string()))?);
+            c = c.set_redirect_uri(RedirectUrl::new(r.clone()).map_err(|e| Error::Url {
+                field: "redirect URL",
+                url: r,
+                reason: e.to_string(),
+            })?);
         }
         Ok(c)
     }

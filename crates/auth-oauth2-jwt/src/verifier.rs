@@ -104,7 +104,7 @@ impl Verifier {
     /// `ws_tls::client_config`), and an optional key-choosing hook.
     ///
     /// # Errors
-    /// [`Error::Config`] from [`Config::validate`], or a JWKS URL that is not `https://`
+    /// [`Error::Config`] or [`Error::ConfigValue`] from [`Config::validate`], or ([`Error::ConfigValue`]) a JWKS URL that is not `https://`
     /// (nor a loopback `http://` URL with [`Config::jwks_allow_loopback_http`]).
     pub fn build(
         config: Config,
@@ -126,7 +126,11 @@ impl Verifier {
                 let allowed = lower.starts_with("https://")
                     || (config.jwks_allow_loopback_http && lower.starts_with("http://"));
                 if !allowed {
-                    return Err(Error::Config(format!("JWKS URL {url:?} must be https://")));
+                    return Err(Error::ConfigValue {
+                        field: "JWKS URL",
+                        value: url,
+                        rule: "must be https://",
+                    });
                 }
                 Some(Jwks {
                     url,
@@ -138,9 +142,10 @@ impl Verifier {
             None => None,
         };
         if jwks.is_none() && set.keys().is_empty() {
-            return Err(Error::Config(
-                "a verifier needs a key, a secret or a JWKS URL".into(),
-            ));
+            return Err(Error::Config {
+                field: "a verifier",
+                rule: "needs a key, a secret or a JWKS URL",
+            });
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -275,7 +280,10 @@ impl Verifier {
     /// [`Error::Jwks`] with the reason; [`Error::Config`] without a JWKS URL.
     pub async fn load_jwks(&self) -> Result<usize, Error> {
         let Some(jwks) = &self.inner.jwks else {
-            return Err(Error::Config("no JWKS URL configured".into()));
+            return Err(Error::Config {
+                field: "JWKS URL",
+                rule: "is not configured",
+            });
         };
         let c = &self.inner.config;
         let body = fetch::get(

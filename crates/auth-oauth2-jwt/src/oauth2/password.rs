@@ -13,7 +13,7 @@ use crate::{error::Error, random::Random};
 /// OWASP minimum), with a 16-byte salt from `random`.
 ///
 /// # Errors
-/// [`Error::Random`], or [`Error::Config`] when hashing fails.
+/// [`Error::Random`], or [`Error::PasswordHash`] when hashing fails.
 pub fn hash(password: &str, random: &dyn Random) -> Result<String, Error> {
     hash_with_cost(
         password,
@@ -35,12 +35,17 @@ pub fn hash_with_cost(
 ) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     random.fill(&mut salt)?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Config(e.to_string()))?;
-    let params = Params::new(m_kib, t, 1, None).map_err(|e| Error::Config(e.to_string()))?;
+    let failed = |e: argon2::password_hash::Error| Error::PasswordHash {
+        reason: e.to_string(),
+    };
+    let salt = SaltString::encode_b64(&salt).map_err(failed)?;
+    let params = Params::new(m_kib, t, 1, None).map_err(|e| Error::PasswordHash {
+        reason: e.to_string(),
+    })?;
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Config(e.to_string()))
+        .map_err(failed)
 }
 
 /// Whether `password` matches the PHC string `hash` (its own parameters are used).

@@ -385,7 +385,7 @@ impl AuthServer {
     /// app, a new secret, returned once (only its digest is stored).
     ///
     /// # Errors
-    /// [`Error::Config`] for a redirect URI that is not absolute or has a fragment, or an
+    /// [`Error::ConfigValue`] or [`Error::Config`] for a redirect URI that is not absolute or has a fragment, or an
     /// unknown grant; [`Error::Store`].
     pub fn register_app(
         &self,
@@ -397,9 +397,11 @@ impl AuthServer {
     ) -> Result<(App, Option<String>), Error> {
         for uri in redirect_uris {
             if split_uri(uri).is_none() || uri.contains('#') {
-                return Err(Error::Config(format!(
-                    "redirect URI {uri:?} must be absolute, without a fragment"
-                )));
+                return Err(Error::ConfigValue {
+                    field: "redirect URI",
+                    value: uri.clone(),
+                    rule: "must be absolute, without a fragment",
+                });
             }
         }
         const KNOWN: [&str; 4] = [
@@ -409,15 +411,17 @@ impl AuthServer {
             "password",
         ];
         if let Some(g) = grants.iter().find(|g| !KNOWN.contains(&g.as_str())) {
-            return Err(Error::Config(format!(
-                "unknown grant {g:?}; known: {}",
-                KNOWN.join(", ")
-            )));
+            return Err(Error::ConfigValue {
+                field: "grant",
+                value: g.clone(),
+                rule: "is unknown; known: authorization_code, client_credentials, refresh_token, password",
+            });
         }
         if !confidential && grants.iter().any(|g| g == "client_credentials") {
-            return Err(Error::Config(
-                "client_credentials needs a confidential client".into(),
-            ));
+            return Err(Error::Config {
+                field: "client_credentials",
+                rule: "needs a confidential client",
+            });
         }
         let secret = if confidential {
             Some(self.random_string(32)?)
