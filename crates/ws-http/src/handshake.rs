@@ -1,6 +1,8 @@
 //! The RFC 6455 section 4 opening handshake, both sides, with subprotocol and RFC 7692
 //! permessage-deflate negotiation.
 
+mod os_random;
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
@@ -152,9 +154,11 @@ pub struct ClientHandshake {
 }
 
 impl ClientHandshake {
-    /// Validates `config`, draws a random 16-byte key and appends the upgrade request for
-    /// `target` (origin-form: `/path?query`) on `host` (the `Host` value, port included when
-    /// not the default) to `out`.
+    /// Validates `config`, draws a random 16-byte key from the operating system and appends
+    /// the upgrade request for `target` (origin-form: `/path?query`) on `host` (the `Host`
+    /// value, port included when not the default) to `out`. The key is the crate's one read of
+    /// entropy, kept in its own module; [`ClientHandshake::with_key`] is the sans-IO
+    /// constructor that takes the key from the caller.
     ///
     /// # Errors
     /// As [`ClientConfig::validate`]; [`Error::InvalidField`] for an invalid host or target;
@@ -165,9 +169,7 @@ impl ClientHandshake {
         target: &str,
         out: &mut BytesMut,
     ) -> Result<Self, Error> {
-        let mut key = [0u8; 16];
-        getrandom::fill(&mut key).map_err(|_| Error::Random)?;
-        Self::with_key(config, host, target, key, out)
+        Self::with_key(config, host, target, os_random::handshake_key()?, out)
     }
 
     /// [`ClientHandshake::new`] for a parsed URL.
@@ -178,8 +180,9 @@ impl ClientHandshake {
         Self::new(config, &url.host_header(), url.target(), out)
     }
 
-    /// [`ClientHandshake::new`] with a given key nonce (tests, reproducible traces). RFC 6455
-    /// requires a fresh random nonce per connection: use [`ClientHandshake::new`] otherwise.
+    /// [`ClientHandshake::new`] with the key nonce from the caller: runtimes that own their
+    /// randomness, tests and reproducible traces. RFC 6455 requires a fresh random nonce per
+    /// connection: draw it from a strong random source (or use [`ClientHandshake::new`]).
     ///
     /// # Errors
     /// As [`ClientHandshake::new`], except [`Error::Random`].

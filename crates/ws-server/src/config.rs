@@ -111,43 +111,9 @@ pub enum SlowReaderPolicy {
     Backpressure,
 }
 
-/// Heartbeat: ping every `interval`, close connections whose pong does not arrive within
-/// `timeout`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Heartbeat {
-    /// Time between pings. Default: [`Heartbeat::DEFAULT_INTERVAL`] (30 s).
-    pub interval: Duration,
-    /// How long to wait for the pong before dropping the connection.
-    /// Default: [`Heartbeat::DEFAULT_TIMEOUT`] (10 s).
-    pub timeout: Duration,
-    /// Ping only connections that received nothing during the last interval
-    /// (`hbtOnlyIfNoMsgRcvInterval`). Default: false.
-    pub only_if_idle: bool,
-}
-
-impl Heartbeat {
-    /// Default of [`Heartbeat::interval`].
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-    /// Default of [`Heartbeat::timeout`].
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A heartbeat with the given interval and timeout.
-    #[must_use]
-    pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Self {
-            interval,
-            timeout,
-            only_if_idle: false,
-        }
-    }
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_INTERVAL, Self::DEFAULT_TIMEOUT)
-    }
-}
+/// Heartbeat: ping every `interval`, drop connections from which nothing arrives within
+/// `timeout` of a ping. ws-frame's [`ws_frame::Heartbeat`], a timer of each connection.
+pub use ws_frame::Heartbeat;
 
 /// How plain-TCP connections (clients that do not speak HTTP) split their byte stream into
 /// messages.
@@ -255,10 +221,12 @@ pub struct ServerConfig {
     /// each later request head once its first byte arrived (slowloris defence; a partial head
     /// then gets 408). Default: [`ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
     pub handshake_timeout: Duration,
-    /// Close connections (1000, "idle timeout") that received nothing for this long.
-    /// Default: `None`.
+    /// Close connections (1000, "idle timeout") that received nothing for this long (it
+    /// fires between 1 and 1.25 times the setting). When set, replaces
+    /// [`ws_frame::Config::idle_timeout`] of [`ServerConfig::ws`]. Default: `None`.
     pub idle_timeout: Option<Duration>,
-    /// Ping / pong keep-alive. Default: `None`.
+    /// Ping / pong keep-alive. When set, replaces [`ws_frame::Config::heartbeat`] of
+    /// [`ServerConfig::ws`]. Default: `None`.
     pub heartbeat: Option<Heartbeat>,
     /// Per-connection throughput limit in bytes per second, applied to reads and writes
     /// separately (token bucket, burst of one second). Default: `None` (unlimited).
@@ -367,7 +335,7 @@ impl ServerConfig {
             return bad("handshake_timeout must not be zero");
         }
         if let Some(hb) = &self.heartbeat {
-            if hb.interval.is_zero() || hb.timeout.is_zero() {
+            if hb.validate().is_err() {
                 return bad("heartbeat interval and timeout must not be zero");
             }
         }

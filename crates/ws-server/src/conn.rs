@@ -37,7 +37,6 @@ use tokio::sync::mpsc;
 use ws_frame::{CloseCode, Connection, Event, Initiator, Message};
 
 use crate::{
-    config::{Heartbeat, ServerConfig},
     error::Error,
     handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Fragment, Handler, Sink},
@@ -55,8 +54,6 @@ const SHRINK_PERIOD: Duration = Duration::from_secs(5);
 const SHRINK_ABOVE: usize = 256 * 1024;
 /// Most time spent on a lingering close (FIN sent, waiting for the peer's).
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
-/// Ticks per idle timeout (the idle timeout fires between 1 and 1.25 times the setting).
-const IDLE_TICKS: u32 = 4;
 /// Refusals for the server-wide partial-message budget are logged at most this often.
 const PARTIAL_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Close reason of a connection refused for the server-wide partial-message budget.
@@ -156,100 +153,30 @@ async fn handler_panicked<H: Handler>(
     }
 }
 
-/// Deadlines of one connection, kept coarse so that the hot path never touches the timer.
+/// The buffer-release timer (the protocol's timers, heartbeat and idle timeout included, are
+/// the connection's own: `ws.poll_timeout()`).
 struct Timers {
-    heartbeat: Option<Heartbeat>,
-    next_ping: Option<Instant>,
-    pong_deadline: Option<Instant>,
-    idle_tick: Option<Duration>,
-    next_idle: Option<Instant>,
-    idle_ticks: u32,
     next_shrink: Option<Instant>,
-    /// Something was received since the heartbeat / idle / shrink check last looked.
-    rx_hb: bool,
-    rx_idle: bool,
+    /// Something was received since the shrink check last looked.
     rx_shrink: bool,
 }
 
-enum TimerAction {
-    Ping,
-    PongTimeout,
-    IdleTimeout,
-    Shrink,
-}
-
 impl Timers {
-    fn new(config: &ServerConfig, now: Instant) -> Self {
-        let idle_tick = config.idle_timeout.map(|d| d / IDLE_TICKS);
-        Self {
-            next_ping: config.heartbeat.as_ref().map(|h| now + h.interval),
-            heartbeat: config.heartbeat.clone(),
-            pong_deadline: None,
-            idle_tick,
-            next_idle: idle_tick.map(|t| now + t),
-            idle_ticks: 0,
-            next_shrink: None,
-            rx_hb: false,
-            rx_idle: false,
-            rx_shrink: false,
-        }
-    }
-
-    fn received(&mut self) {
-        self.rx_hb = true;
-        self.rx_idle = true;
-        self.rx_shrink = true;
-    }
-
     fn next(&self) -> Option<Instant> {
-        [
-            self.next_ping,
-            self.pong_deadline,
-            self.next_idle,
-            self.next_shrink,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.next_shrink
     }
 
-    /// Everything due at `now`.
-    fn fire(&mut self, now: Instant, out: &mut Vec<TimerAction>) {
-        if self.pong_deadline.is_some_and(|d| now >= d) {
-            self.pong_deadline = None;
-            out.push(TimerAction::PongTimeout);
-        }
-        if let (Some(at), Some(hb)) = (self.next_ping, &self.heartbeat) {
-            if now >= at {
-                self.next_ping = Some(now + hb.interval);
-                let active = std::mem::take(&mut self.rx_hb);
-                if !(hb.only_if_idle && active) && self.pong_deadline.is_none() {
-                    out.push(TimerAction::Ping);
-                }
-            }
-        }
-        if let (Some(at), Some(tick)) = (self.next_idle, self.idle_tick) {
-            if now >= at {
-                self.next_idle = Some(now + tick);
-                if std::mem::take(&mut self.rx_idle) {
-                    self.idle_ticks = 0;
-                } else {
-                    self.idle_ticks += 1;
-                    if self.idle_ticks >= IDLE_TICKS {
-                        self.next_idle = None;
-                        out.push(TimerAction::IdleTimeout);
-                    }
-                }
-            }
-        }
+    /// Whether the buffers should be released at `now`.
+    fn shrink_due(&mut self, now: Instant) -> bool {
         if self.next_shrink.is_some_and(|at| now >= at) {
             if std::mem::take(&mut self.rx_shrink) {
                 self.next_shrink = Some(now + SHRINK_PERIOD);
             } else {
                 self.next_shrink = None;
-                out.push(TimerAction::Shrink);
+                return true;
             }
         }
+        false
     }
 }
 
@@ -315,11 +242,13 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut tx = TxQueue::default();
     let mut disconnect: Option<Disconnect> = None;
     let now = Instant::now();
-    let mut timers = Timers::new(config, now);
+    let mut timers = Timers {
+        next_shrink: None,
+        rx_shrink: false,
+    };
     let mut throttle = config
         .throttle
         .map(|rate| (TokenBucket::new(rate, now), TokenBucket::new(rate, now)));
-    let mut actions = Vec::new();
     let mut armed: Option<Instant> = None;
     let sleep = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(sleep);
@@ -330,7 +259,6 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut rx_allocated = false;
     let mut pending_kill = false;
     let mut write_wait_hint: Option<Instant> = None;
-    let mut dead = false;
     let mut eof = false;
     let mut read_since_shrink = 0usize;
     // Set once a handler method panicked: the handler gets nothing more but on_disconnect.
@@ -351,7 +279,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     if !leftover.is_empty() {
         rx_allocated = true;
         ws.feed(&leftover);
-        timers.received();
+        timers.rx_shrink = true;
     }
     drop(leftover);
     // Cold paths are boxed so that they do not grow every connection's task.
@@ -369,6 +297,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         .await;
     }
 
+    let mut dead = false;
     loop {
         // 1. events (what was already read stays in the receive buffer while paused)
         while !read_paused(&info, &ws) {
@@ -382,7 +311,6 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                             by,
                         });
                     }
-                    Event::Pong(_) if broken => timers.pong_deadline = None,
                     _ if broken => {}
                     Event::Message(msg) => {
                         panicked = CatchUnwind(pin!(handler.on_message(&mut ctx!(), msg)))
@@ -414,7 +342,6 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                             .map(|p| ("on_ping", p));
                     }
                     Event::Pong(p) => {
-                        timers.pong_deadline = None;
                         panicked = CatchUnwind(pin!(handler.on_pong(&mut ctx!(), p)))
                             .await
                             .err()
@@ -422,6 +349,16 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                     }
                 },
                 Ok(None) => break,
+                Err(ws_frame::Error::PongTimeout { .. }) => {
+                    // The peer is gone: no Close frame, no lingering.
+                    disconnect.get_or_insert(Disconnect {
+                        code: CloseCode::ABNORMAL,
+                        reason: "heartbeat timeout".into(),
+                        by: Initiator::Local,
+                    });
+                    dead = true;
+                    break;
+                }
                 Err(e) => {
                     let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
                         Initiator::Remote
@@ -457,6 +394,10 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 ))
                 .await;
             }
+        }
+        if dead {
+            eof = true;
+            break;
         }
         // Bytes held in partly received messages, against the server-wide budget.
         let held = ws.partial_message_bytes();
@@ -506,22 +447,29 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             break;
         }
 
-        // 3. the one timer (the message deadline does not run while reading is paused)
+        // 3. the one timer (the connection's own timers run differently while reading is
+        // paused: see Connection::set_read_paused)
         let paused = read_paused(&info, &ws);
         if paused != was_paused {
             was_paused = paused;
-            if !paused {
-                ws.restart_message_timer();
-            }
+            ws.set_read_paused(paused);
         }
-        if !paused && ws.wants_now() {
-            ws.handle_timeout(Instant::now());
-            if ws.is_closed() {
-                // A close-handshake deadline passed meanwhile: report and write first.
-                continue;
-            }
+        if ws.wants_now() {
+            Box::pin(fire_timers(
+                &*handler,
+                &mut ws,
+                &info,
+                &server,
+                &mut data,
+                &mut disconnect,
+                &mut broken,
+                Instant::now(),
+            ))
+            .await;
+            // A deadline passed meanwhile (or a ping was queued): report and write first.
+            continue;
         }
-        let ws_deadline = if paused { None } else { ws.poll_timeout() };
+        let ws_deadline = ws.poll_timeout();
         let now_if_throttled = throttle.as_ref().map(|_| Instant::now());
         let (read_wait, write_wait) = match (&mut throttle, now_if_throttled) {
             (Some((r, w)), Some(now)) => (r.ready_at(now), w.ready_at(now)),
@@ -604,7 +552,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 read_since_shrink += n;
                 if !timers.rx_shrink {
-                    timers.received();
+                    timers.rx_shrink = true;
                     if timers.next_shrink.is_none() {
                         timers.next_shrink = Some(Instant::now() + SHRINK_PERIOD);
                     }
@@ -638,80 +586,26 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             Wake::Timer => {
                 armed = None;
                 let now = Instant::now();
-                if !paused {
-                    ws.handle_timeout(now);
-                }
-                if paused {
-                    // Not reading is the application's choice, not the peer's idleness.
-                    timers.rx_idle = true;
-                }
-                timers.fire(now, &mut actions);
-                for action in actions.drain(..) {
-                    match action {
-                        TimerAction::Ping => {
-                            // While paused the pong cannot be read: ping (keeps middleboxes
-                            // open), but do not wait for the answer.
-                            let kept_alive = if broken {
-                                false
-                            } else {
-                                let kept =
-                                    CatchUnwind(Box::pin(handler.on_before_heartbeat(&mut ctx!())))
-                                        .await;
-                                match kept {
-                                    Ok(kept) => kept,
-                                    Err(panic) => {
-                                        broken = true;
-                                        let h = &*handler;
-                                        Box::pin(handler_panicked(
-                                            h,
-                                            &mut ws,
-                                            &info,
-                                            &mut disconnect,
-                                            "on_before_heartbeat",
-                                            panic,
-                                        ))
-                                        .await;
-                                        true
-                                    }
-                                }
-                            };
-                            if !kept_alive
-                                && ws.ping(Bytes::new()).is_ok()
-                                && !read_paused(&info, &ws)
-                            {
-                                if let Some(hb) = &timers.heartbeat {
-                                    timers.pong_deadline = Some(now + hb.timeout);
-                                }
-                            }
-                        }
-                        // A pong may be waiting unread in the receive buffer.
-                        TimerAction::PongTimeout if read_paused(&info, &ws) => {}
-                        TimerAction::PongTimeout => {
-                            dead = true;
-                            disconnect.get_or_insert(Disconnect {
-                                code: CloseCode::ABNORMAL,
-                                reason: "heartbeat timeout".into(),
-                                by: Initiator::Local,
-                            });
-                        }
-                        TimerAction::IdleTimeout => {
-                            let _ = ws.close(CloseCode::NORMAL, "idle timeout", now);
-                        }
-                        TimerAction::Shrink => {
-                            tx.shrink();
-                            if rx_allocated {
-                                let rx = ws.read_buf();
-                                if rx.is_empty() {
-                                    *rx = BytesMut::new();
-                                    rx_allocated = false;
-                                }
-                            }
+                Box::pin(fire_timers(
+                    &*handler,
+                    &mut ws,
+                    &info,
+                    &server,
+                    &mut data,
+                    &mut disconnect,
+                    &mut broken,
+                    now,
+                ))
+                .await;
+                if timers.shrink_due(now) {
+                    tx.shrink();
+                    if rx_allocated {
+                        let rx = ws.read_buf();
+                        if rx.is_empty() {
+                            *rx = BytesMut::new();
+                            rx_allocated = false;
                         }
                     }
-                }
-                if dead {
-                    eof = true;
-                    break;
                 }
             }
         }
@@ -721,6 +615,38 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     // input does not turn our close into a reset that could destroy the Close frame.
     drop(server);
     Box::pin(finish(handler, io, registered, eof, disconnect)).await;
+}
+
+/// Fires the connection's due timers at `now`; a heartbeat ping first asks the handler
+/// (`on_before_heartbeat`), which may count the interval as kept alive instead.
+#[allow(clippy::too_many_arguments)]
+async fn fire_timers<H: Handler>(
+    handler: &H,
+    ws: &mut Connection,
+    info: &Arc<ConnInfo>,
+    server: &ServerHandle,
+    data: &mut Option<Box<dyn Any + Send + Sync>>,
+    disconnect: &mut Option<Disconnect>,
+    broken: &mut bool,
+    now: Instant,
+) {
+    if ws.heartbeat_due(now) && !*broken {
+        let mut ctx = Ctx {
+            sink: Sink::Ws(ws),
+            info,
+            server,
+            data,
+        };
+        match CatchUnwind(Box::pin(handler.on_before_heartbeat(&mut ctx))).await {
+            Ok(true) => ws.skip_heartbeat(now),
+            Ok(false) => {}
+            Err(panic) => {
+                *broken = true;
+                handler_panicked(handler, ws, info, disconnect, "on_before_heartbeat", panic).await;
+            }
+        }
+    }
+    ws.handle_timeout(now);
 }
 
 /// Fails a connection whose partly received message grew while the server-wide total is past

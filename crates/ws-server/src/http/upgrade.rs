@@ -90,6 +90,12 @@ pub(super) async fn run<H: Handler>(
     let extensions = deflate.as_ref().map(|p| p.response_value());
     let mut ws_config = config.ws.clone();
     ws_config.deflate.clone_from(&deflate);
+    if config.heartbeat.is_some() {
+        ws_config.heartbeat.clone_from(&config.heartbeat);
+    }
+    if config.idle_timeout.is_some() {
+        ws_config.idle_timeout = config.idle_timeout;
+    }
     let ws = match Connection::new(Role::Server, ws_config) {
         Ok(ws) => ws,
         Err(e) => {
