@@ -169,43 +169,10 @@ impl fmt::Debug for Proxy {
     }
 }
 
-/// Ping / pong keep-alive (the seeds' `HeartBeat`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Heartbeat {
-    /// Time between pings. Default: [`Heartbeat::DEFAULT_INTERVAL`] (30 s).
-    pub interval: Duration,
-    /// How long to wait for the pong; when it does not come the transport is dropped and the
-    /// reader gets [`Error::PeerDead`]. `None`: never time out. Default:
-    /// [`Heartbeat::DEFAULT_TIMEOUT`] (10 s).
-    pub timeout: Option<Duration>,
-    /// Skip the ping when something arrived during the last interval
-    /// (`hbtOnlyIfNoMsgRcvInterval`). Default: false.
-    pub only_if_idle: bool,
-}
-
-impl Heartbeat {
-    /// Default of [`Heartbeat::interval`].
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-    /// Default of [`Heartbeat::timeout`].
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A heartbeat with the given interval and pong timeout.
-    #[must_use]
-    pub fn new(interval: Duration, timeout: Option<Duration>) -> Self {
-        Self {
-            interval,
-            timeout,
-            only_if_idle: false,
-        }
-    }
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_INTERVAL, Some(Self::DEFAULT_TIMEOUT))
-    }
-}
+/// Ping / pong keep-alive (the seeds' `HeartBeat`): ws-frame's [`ws_frame::Heartbeat`], a
+/// timer of the connection. When nothing arrives within its timeout of a ping, the transport
+/// is dropped and the reader gets [`Error::PeerDead`].
+pub use ws_frame::Heartbeat;
 
 /// What a [`ReconnectHook`] decides before an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -368,7 +335,8 @@ pub struct ClientConfig {
     pub max_redirects: usize,
     /// Reach the server through this proxy. Default: `None`.
     pub proxy: Option<Proxy>,
-    /// Ping / pong keep-alive. Default: `None`.
+    /// Ping / pong keep-alive. When set, replaces [`ws_frame::Config::heartbeat`] of
+    /// [`ClientConfig::ws`]. Default: `None`.
     pub heartbeat: Option<Heartbeat>,
     /// Reconnect watchdog for [`crate::ReconnectingWebSocket`] (ignored by
     /// [`crate::connect`]). Default: `None` (`Reconnect::default()` is used there).
@@ -482,7 +450,7 @@ impl ClientConfig {
             }
         }
         if let Some(h) = &self.heartbeat {
-            if h.interval.is_zero() || h.timeout.is_some_and(|t| t.is_zero()) {
+            if h.validate().is_err() {
                 return bad("heartbeat interval and timeout must be above 0".into());
             }
         }

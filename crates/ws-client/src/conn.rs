@@ -1,11 +1,15 @@
-//! The connection task: one loop per connection, in the spirit of ws-server's.
+//! The connection task: ws-io's drive loop for WebSocket connections, a small loop of its own
+//! for `tcp://` (raw bytes), and what both hand the handles.
 //!
 //! ```text
-//!  loop:  drain ws.poll_event() -> pending (Message, Fragment, Ping, Pong) / close info
-//!         poll_transmit -> one output buffer (one write per batch of frames)
-//!         stop once ws.wants_transport_close() and everything is written
-//!         arm the one timer (close handshake, heartbeat ping, pong deadline, linger)
-//!         select (biased): write | flush | deliver | read | command | reader gone | timer
+//!  WebSocket (ws_io::Driver::next, the loop shared with ws-server):
+//!         events -> pending (Message, Fragment, Ping, Pong) / close info
+//!         the core's frames -> the bounded write queue; End once the close is done
+//!         the connection's own timers (close handshake, heartbeat ping, pong deadline,
+//!         the wait for the server's TCP close)
+//!         wait: write | read | (deliver | command | reader gone) | timer
+//!  here:  the gates (reading stops at the receive queue and the write backlog), commands,
+//!         delivery to the reader, close replies, winding down
 //! ```
 
 use std::{
@@ -15,7 +19,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -24,8 +28,9 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 use ws_frame::{CloseCode, Connection, Event, Initiator, Message, SendOptions};
+use ws_io::{End, Gates, Step, Stream};
 
-use crate::{config::Heartbeat, error::Error, transport::BoxStream};
+use crate::{error::Error, transport::BoxStream};
 
 /// How a connection ended (the seeds' `OnDisconnect`, with the code).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +118,6 @@ pub(crate) struct Driver {
     pub(crate) io: BoxStream,
     pub(crate) mode: Mode,
     pub(crate) leftover: Bytes,
-    pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) close_timeout: Duration,
     pub(crate) write_buffer_limit: usize,
     pub(crate) recv_queue: usize,
@@ -122,38 +126,91 @@ pub(crate) struct Driver {
     pub(crate) events: mpsc::Sender<Item>,
 }
 
-enum Wake {
-    Wrote(io::Result<usize>),
-    Flushed(io::Result<()>),
-    Delivered,
-    Read(io::Result<usize>),
-    Cmd(Option<Command>),
+/// Commands applied per wake-up (a batch stops earlier at the write limit).
+const COMMAND_BATCH: usize = 64;
+
+type Closers = Vec<oneshot::Sender<Result<CloseInfo, Error>>>;
+
+/// What the task owes the handles, whatever the framing.
+struct Ends {
+    shared: Arc<Shared>,
+    /// Items read but not handed to the reader yet.
+    pending: VecDeque<Item>,
+    /// `close()` calls waiting for the end of the close handshake.
+    closers: Closers,
+    final_error: Option<Error>,
+    reader_gone: bool,
+    cmds: mpsc::Receiver<Command>,
+    cmds_open: bool,
+    events: mpsc::Sender<Item>,
+}
+
+/// What the task waits for besides the transport.
+enum Wait<'a> {
+    Deliver(mpsc::Permit<'a, Item>),
     ReaderGone,
-    Timer,
+    Cmd(Option<Command>),
 }
 
-struct Timers {
-    hb: Option<Heartbeat>,
-    next_ping: Option<Instant>,
-    pong_deadline: Option<Instant>,
-    /// Something arrived since the last heartbeat check.
-    active: bool,
-    linger: Option<Instant>,
-}
-
-impl Timers {
-    fn next(&self) -> Option<Instant> {
-        [self.next_ping, self.pong_deadline, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+/// The closing state and close info, told to everyone waiting for the close.
+fn closed(shared: &Shared, closers: &mut Closers, info: CloseInfo) {
+    shared.closing.store(true, Ordering::Release);
+    shared.set_close_info(info.clone());
+    for c in closers.drain(..) {
+        let _ = c.send(Ok(info.clone()));
     }
 }
 
-/// Fills `out` from the connection (one buffer per batch).
-fn transmit(mode: &mut Mode, out: &mut BytesMut) {
-    if let Mode::WebSocket(ws) = mode {
-        while ws.poll_transmit(out) {}
+impl Ends {
+    /// The connection is finished: tell waiting closers, hand the reader what is left, then
+    /// the error.
+    async fn wind_down(mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.set_close_info(CloseInfo {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            by: Initiator::Remote,
+        });
+        let info = self.shared.close_info();
+        for c in self.closers.drain(..) {
+            let _ = c.send(info.clone().ok_or(Error::Closed));
+        }
+        let clean = matches!(&info, Some(i) if i.code != CloseCode::ABNORMAL);
+        if self.final_error.is_none() && !clean {
+            self.final_error = Some(Error::Protocol(ws_frame::Error::UnexpectedEof));
+        }
+        // Late commands are refused from here on.
+        self.cmds.close();
+        if !self.reader_gone {
+            for item in self.pending {
+                if self.events.send(item).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(e) = self.final_error {
+                let _ = self.events.send(Err(e)).await;
+            }
+        }
+    }
+
+    /// Waits for room to deliver, a command (when `take_cmds`), or the reader going away.
+    /// Cancel-safe.
+    async fn wait<'a>(
+        events: &'a mpsc::Sender<Item>,
+        cmds: &mut mpsc::Receiver<Command>,
+        can_deliver: bool,
+        take_cmds: bool,
+        reader_gone: bool,
+    ) -> Wait<'a> {
+        tokio::select! {
+            biased;
+            permit = events.reserve(), if can_deliver => match permit {
+                Ok(p) => Wait::Deliver(p),
+                Err(_) => Wait::ReaderGone,
+            },
+            c = cmds.recv(), if take_cmds => Wait::Cmd(c),
+            () = events.closed(), if !reader_gone => Wait::ReaderGone,
+        }
     }
 }
 
@@ -162,476 +219,436 @@ fn map_frame_error(e: ws_frame::Error) -> Error {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_lines)]
     pub(crate) async fn run(self) {
         let Self {
             io,
-            mut mode,
+            mode,
             leftover,
-            heartbeat,
             close_timeout,
             write_buffer_limit,
             recv_queue,
             shared,
-            mut cmds,
+            cmds,
             events,
         } = self;
-        let (mut reader, mut writer): (ReadHalf<BoxStream>, WriteHalf<BoxStream>) =
-            tokio::io::split(io);
-        let raw = matches!(mode, Mode::Raw);
-        let mut pending: VecDeque<Item> = VecDeque::new();
-        let mut out = BytesMut::new();
-        let mut raw_rx = BytesMut::new();
-        let mut dirty = false;
-        // Bytes of `out` counted as sends rather than replies to what was read (pongs, the close
-        // echo): all of `out` once a batch of commands has been transmitted, counted down by
-        // writes. Replies queued before a batch count as sends; that stays bounded, since
-        // commands are only taken while `out` is below the limit.
-        let mut sent_backlog = 0usize;
-        let mut eof = false;
-        let mut cmds_open = true;
-        let mut reader_gone = false;
-        let mut closers: Vec<oneshot::Sender<Result<CloseInfo, Error>>> = Vec::new();
-        let mut final_error: Option<Error> = None;
-        let mut raw_closing = false;
-        let now = Instant::now();
-        let mut timers = Timers {
-            next_ping: heartbeat.as_ref().map(|h| now + h.interval),
-            hb: heartbeat,
-            pong_deadline: None,
-            active: false,
-            linger: None,
+        let ends = Ends {
+            shared,
+            pending: VecDeque::new(),
+            closers: Vec::new(),
+            final_error: None,
+            reader_gone: false,
+            cmds,
+            cmds_open: true,
+            events,
         };
-        let sleep = tokio::time::sleep(Duration::from_secs(86_400));
-        tokio::pin!(sleep);
-        let mut armed: Option<Instant> = None;
-
-        if !leftover.is_empty() {
-            match &mut mode {
-                Mode::WebSocket(ws) => ws.feed(&leftover),
-                Mode::Raw => pending.push_back(Ok(Incoming::Message(Message::Binary(leftover)))),
+        match mode {
+            Mode::WebSocket(ws) => {
+                let limits = (write_buffer_limit, recv_queue);
+                run_ws(io, ws, leftover, close_timeout, limits, ends).await;
             }
+            Mode::Raw => run_raw(io, leftover, write_buffer_limit, recv_queue, ends).await,
         }
+    }
+}
 
-        loop {
-            // 1. events
-            if let Mode::WebSocket(ws) = &mut mode {
-                loop {
-                    match ws.poll_event() {
-                        Ok(Some(ev)) => match ev {
-                            Event::Message(m) => pending.push_back(Ok(Incoming::Message(m))),
-                            Event::Fragment {
-                                text,
-                                payload,
-                                first,
-                                fin,
-                            } => pending.push_back(Ok(Incoming::Fragment {
-                                text,
-                                payload,
-                                first,
-                                fin,
-                            })),
-                            Event::Ping(p) => pending.push_back(Ok(Incoming::Ping(p))),
-                            Event::Pong(p) => {
-                                timers.pong_deadline = None;
-                                pending.push_back(Ok(Incoming::Pong(p)));
-                            }
-                            Event::Closed { code, reason, by } => {
-                                shared.closing.store(true, Ordering::Release);
-                                let info = CloseInfo {
-                                    code,
-                                    reason: reason.as_str().to_owned(),
-                                    by,
-                                };
-                                shared.set_close_info(info.clone());
-                                for c in closers.drain(..) {
-                                    let _ = c.send(Ok(info.clone()));
-                                }
-                                if by == Initiator::Remote && timers.linger.is_none() {
-                                    // RFC 6455 7.1.1: the server closes TCP; bound the wait.
-                                    timers.linger = Some(Instant::now() + close_timeout);
-                                }
-                            }
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            shared.closing.store(true, Ordering::Release);
-                            let timed_out = matches!(e, ws_frame::Error::CloseTimeout);
-                            let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
-                                Initiator::Remote
-                            } else {
-                                Initiator::Local
-                            };
-                            shared.set_close_info(CloseInfo {
-                                code: e.close_code(),
-                                reason: e.to_string(),
-                                by,
-                            });
-                            for c in closers.drain(..) {
-                                let _ = c.send(Err(if timed_out {
-                                    Error::ReplyTimeout(close_timeout)
-                                } else {
-                                    Error::Closed
-                                }));
-                            }
-                            if !timed_out {
-                                final_error.get_or_insert(map_frame_error(e));
-                            }
-                            break;
-                        }
-                    }
-                }
+/// A WebSocket connection on ws-io's drive loop.
+async fn run_ws(
+    io: BoxStream,
+    ws: Box<Connection>,
+    leftover: Bytes,
+    close_timeout: Duration,
+    (write_buffer_limit, recv_queue): (usize, usize),
+    mut ends: Ends,
+) {
+    let mut d = ws_io::Driver::new(Stream::new(io), ws, write_buffer_limit);
+    d.feed(&leftover);
+    drop(leftover);
+    // Bytes of the backlog counted as sends rather than replies to what was read (pongs, the
+    // close echo): all of it once a batch of commands has been queued, counted down by
+    // writes. Replies queued before a batch count as sends; that stays bounded, since
+    // commands are only taken while the backlog is below the limit.
+    let mut sent_backlog = 0usize;
+    let mut eof = false;
+    loop {
+        if ends.reader_gone && !ends.cmds_open && !ends.shared.closing.load(Ordering::Acquire) {
+            // Every handle is gone: close politely.
+            if d.ws.close(CloseCode::NORMAL, "", ws_io::now()).is_ok() {
+                ends.shared.closing.store(true, Ordering::Release);
             }
-
-            // 2. output
-            transmit(&mut mode, &mut out);
-            let transport_done = match &mode {
-                Mode::WebSocket(ws) => ws.wants_transport_close(),
-                Mode::Raw => eof || (raw_closing && out.is_empty()),
-            };
-            if transport_done && out.is_empty() && !dirty {
+            ends.shared.closing.store(true, Ordering::Release);
+        }
+        // A write backlog stops new sends, not reading: a peer that stops reading while its
+        // own writes are blocked (an echo behind `tokio::io::copy`, a paused proxy) would
+        // otherwise deadlock with us. Reading can only add control replies (pongs, the close
+        // echo) to the backlog, so it stops once those could exceed the limit on top of what
+        // the sends left (at least the limit itself: twice it in all). The sends' part can
+        // overshoot the limit by the last message taken, so it cannot be a fixed 2x bound: a
+        // large message would stop reading while the peer waits for us to read.
+        let backlog = d.backlog();
+        let take_cmds = ends.cmds_open && backlog < write_buffer_limit;
+        let read_limit = sent_backlog
+            .max(write_buffer_limit)
+            .saturating_add(write_buffer_limit);
+        let gates = Gates {
+            read: ends.pending.len() < recv_queue && backlog < read_limit,
+            ..Gates::default()
+        };
+        let can_deliver = !ends.pending.is_empty() && !ends.reader_gone;
+        let wait = Ends::wait(
+            &ends.events,
+            &mut ends.cmds,
+            can_deliver,
+            take_cmds,
+            ends.reader_gone,
+        );
+        match d.next(gates, Some(wait)).await {
+            Step::Event(ev) => match ev {
+                Event::Message(m) => ends.pending.push_back(Ok(Incoming::Message(m))),
+                Event::Fragment {
+                    text,
+                    payload,
+                    first,
+                    fin,
+                } => ends.pending.push_back(Ok(Incoming::Fragment {
+                    text,
+                    payload,
+                    first,
+                    fin,
+                })),
+                Event::Ping(p) => ends.pending.push_back(Ok(Incoming::Ping(p))),
+                Event::Pong(p) => ends.pending.push_back(Ok(Incoming::Pong(p))),
+                Event::Closed { code, reason, by } => closed(
+                    &ends.shared,
+                    &mut ends.closers,
+                    CloseInfo {
+                        code,
+                        reason: reason.as_str().to_owned(),
+                        by,
+                    },
+                ),
+            },
+            Step::Error(ws_frame::Error::PongTimeout { after }) => {
+                // The peer or the path is dead: drop the transport at once.
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: "heartbeat timeout".into(),
+                    by: Initiator::Local,
+                });
+                ends.final_error.get_or_insert(Error::PeerDead(after));
+                eof = true;
                 break;
             }
-            if eof && raw {
-                break;
-            }
-            if reader_gone && !cmds_open && !shared.closing.load(Ordering::Acquire) {
-                // Every handle is gone: close politely.
-                let _ = close_now(&mut mode, &shared, CloseCode::NORMAL, "", &mut raw_closing);
-                shared.closing.store(true, Ordering::Release);
-                continue;
-            }
-
-            // 3. the one timer (a fragmented message that began arms its deadline first)
-            let ws_deadline = match &mut mode {
-                Mode::WebSocket(ws) => {
-                    if ws.wants_now() {
-                        // Arming may also fire a deadline that is due: go round once more so
-                        // that what it produced is handled and written before waiting.
-                        ws.handle_timeout(Instant::now());
-                        continue;
-                    }
-                    ws.poll_timeout()
-                }
-                Mode::Raw => None,
-            };
-            let deadline = [timers.next(), ws_deadline].into_iter().flatten().min();
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(at.into());
-                }
-                armed = deadline;
-            }
-
-            // 4. wait
-            // A write backlog stops new sends, not reading: a peer that stops reading while its
-            // own writes are blocked (an echo behind `tokio::io::copy`, a paused proxy) would
-            // otherwise deadlock with us. Reading can only add control replies (pongs, the
-            // close echo) to the backlog, so it stops once those could exceed the limit on top
-            // of what the sends left (at least the limit itself: twice it in all). The sends'
-            // part can overshoot the limit by the last message taken, so it cannot be a fixed
-            // 2x bound: a large message would stop reading while the peer waits for us to read.
-            let can_cmd = cmds_open && out.len() < write_buffer_limit;
-            let read_limit = sent_backlog
-                .max(write_buffer_limit)
-                .saturating_add(write_buffer_limit);
-            let can_read = !eof && pending.len() < recv_queue && out.len() < read_limit;
-            let can_deliver = !pending.is_empty() && !reader_gone;
-            let wake = tokio::select! {
-                biased;
-                w = write_or_flush(&mut writer, &mut out), if !out.is_empty() || dirty => w,
-                permit = events.reserve(), if can_deliver => match permit {
-                    Ok(p) => {
-                        if let Some(item) = pending.pop_front() {
-                            p.send(item);
-                        }
-                        Wake::Delivered
-                    }
-                    Err(_) => Wake::ReaderGone,
-                },
-                r = read_into(&mut reader, &mut mode, &mut raw_rx), if can_read => Wake::Read(r),
-                c = cmds.recv(), if can_cmd => Wake::Cmd(c),
-                () = events.closed(), if !reader_gone => Wake::ReaderGone,
-                () = &mut sleep, if armed.is_some() => Wake::Timer,
-            };
-            match wake {
-                Wake::Wrote(Ok(0)) | Wake::Flushed(Err(_)) | Wake::Wrote(Err(_)) => {
-                    shared.closing.store(true, Ordering::Release);
-                    shared.set_close_info(CloseInfo {
-                        code: CloseCode::ABNORMAL,
-                        reason: "write failed".into(),
-                        by: Initiator::Local,
-                    });
-                    if let Wake::Wrote(Err(e)) | Wake::Flushed(Err(e)) = wake {
-                        final_error.get_or_insert(Error::Io(e));
+            Step::Error(e) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                let timed_out = matches!(e, ws_frame::Error::CloseTimeout);
+                let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
+                    Initiator::Remote
+                } else {
+                    Initiator::Local
+                };
+                ends.shared.set_close_info(CloseInfo {
+                    code: e.close_code(),
+                    reason: e.to_string(),
+                    by,
+                });
+                for c in ends.closers.drain(..) {
+                    let _ = c.send(Err(if timed_out {
+                        Error::ReplyTimeout(close_timeout)
                     } else {
-                        final_error.get_or_insert(Error::Io(io::ErrorKind::WriteZero.into()));
-                    }
-                    eof = true;
-                    break;
+                        Error::Closed
+                    }));
                 }
-                Wake::Wrote(Ok(n)) => {
-                    dirty = true;
-                    sent_backlog = sent_backlog.saturating_sub(n);
-                }
-                Wake::Flushed(Ok(())) => dirty = false,
-                Wake::Delivered => {}
-                Wake::ReaderGone => {
-                    reader_gone = true;
-                    pending.clear();
-                }
-                Wake::Read(Ok(0)) => {
-                    eof = true;
-                    match &mut mode {
-                        Mode::WebSocket(ws) => ws.handle_eof(),
-                        Mode::Raw => {
-                            shared.closing.store(true, Ordering::Release);
-                            let by = if raw_closing {
-                                Initiator::User
-                            } else {
-                                Initiator::Remote
-                            };
-                            let info = CloseInfo {
-                                code: CloseCode::NO_STATUS,
-                                reason: String::new(),
-                                by,
-                            };
-                            shared.set_close_info(info.clone());
-                            for c in closers.drain(..) {
-                                let _ = c.send(Ok(info.clone()));
-                            }
-                        }
-                    }
-                }
-                Wake::Read(Ok(_)) => {
-                    timers.active = true;
-                    // Any data proves the peer alive.
-                    timers.pong_deadline = None;
-                    if raw && !raw_rx.is_empty() {
-                        let chunk = raw_rx.split().freeze();
-                        pending.push_back(Ok(Incoming::Message(Message::Binary(chunk))));
-                    }
-                }
-                Wake::Read(Err(e)) => {
-                    shared.closing.store(true, Ordering::Release);
-                    shared.set_close_info(CloseInfo {
-                        code: CloseCode::ABNORMAL,
-                        reason: e.to_string(),
-                        by: Initiator::Remote,
-                    });
-                    final_error.get_or_insert(Error::Io(e));
-                    eof = true;
-                    break;
-                }
-                Wake::Cmd(None) => cmds_open = false,
-                Wake::Cmd(Some(cmd)) => {
-                    apply(
-                        &mut mode,
-                        &shared,
-                        cmd,
-                        &mut closers,
-                        &mut out,
-                        &mut raw_closing,
-                    );
-                    // The batch stops at the write limit (a batch of 64 large messages would
-                    // otherwise queue several times the limit).
-                    transmit(&mut mode, &mut out);
-                    for _ in 1..64 {
-                        if out.len() >= write_buffer_limit {
-                            break;
-                        }
-                        match cmds.try_recv() {
-                            Ok(cmd) => apply(
-                                &mut mode,
-                                &shared,
-                                cmd,
-                                &mut closers,
-                                &mut out,
-                                &mut raw_closing,
-                            ),
-                            Err(_) => break,
-                        }
-                        transmit(&mut mode, &mut out);
-                    }
-                    sent_backlog = out.len();
-                }
-                Wake::Timer => {
-                    armed = None;
-                    let now = Instant::now();
-                    if let Mode::WebSocket(ws) = &mut mode {
-                        ws.handle_timeout(now);
-                    }
-                    if timers.linger.is_some_and(|t| now >= t) {
-                        break;
-                    }
-                    if timers.pong_deadline.is_some_and(|t| now >= t) {
-                        let timeout = timers
-                            .hb
-                            .as_ref()
-                            .and_then(|h| h.timeout)
-                            .unwrap_or_default();
-                        shared.closing.store(true, Ordering::Release);
-                        shared.set_close_info(CloseInfo {
-                            code: CloseCode::ABNORMAL,
-                            reason: "heartbeat timeout".into(),
-                            by: Initiator::Local,
-                        });
-                        final_error.get_or_insert(Error::PeerDead(timeout));
-                        eof = true;
-                        break;
-                    }
-                    if let (Some(at), Some(hb)) = (timers.next_ping, &timers.hb) {
-                        if now >= at {
-                            timers.next_ping = Some(now + hb.interval);
-                            let active = std::mem::take(&mut timers.active);
-                            if !(hb.only_if_idle && active) && timers.pong_deadline.is_none() {
-                                if let Mode::WebSocket(ws) = &mut mode {
-                                    if ws.ping(Bytes::new()).is_ok() {
-                                        timers.pong_deadline = hb.timeout.map(|t| now + t);
-                                    }
-                                }
-                            }
-                        }
-                    }
+                if !timed_out {
+                    ends.final_error.get_or_insert(map_frame_error(e));
                 }
             }
-        }
-
-        // Wind down: tell waiting closers, hand the reader what is left, then the error.
-        shared.closing.store(true, Ordering::Release);
-        shared.set_close_info(CloseInfo {
-            code: CloseCode::ABNORMAL,
-            reason: String::new(),
-            by: Initiator::Remote,
-        });
-        let info = shared.close_info();
-        for c in closers.drain(..) {
-            let _ = c.send(info.clone().ok_or(Error::Closed));
-        }
-        let clean = matches!(&info, Some(i) if i.code != CloseCode::ABNORMAL);
-        if final_error.is_none() && !clean {
-            final_error = Some(Error::Protocol(ws_frame::Error::UnexpectedEof));
-        }
-        if !eof {
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
-        }
-        drop(writer);
-        drop(reader);
-        // Late commands are refused from here on.
-        cmds.close();
-        if !reader_gone {
-            for item in pending {
-                if events.send(item).await.is_err() {
-                    return;
+            Step::HeartbeatDue(_) | Step::Read(_) | Step::Wake => {}
+            Step::Wrote(n) => sent_backlog = sent_backlog.saturating_sub(n),
+            Step::Other(Wait::Deliver(permit)) => {
+                if let Some(item) = ends.pending.pop_front() {
+                    permit.send(item);
                 }
             }
-            if let Some(e) = final_error {
-                let _ = events.send(Err(e)).await;
+            Step::Other(Wait::ReaderGone) => {
+                ends.reader_gone = true;
+                ends.pending.clear();
+            }
+            Step::Other(Wait::Cmd(None)) => ends.cmds_open = false,
+            Step::Other(Wait::Cmd(Some(cmd))) => {
+                apply_ws(&mut d.ws, &ends.shared, cmd, &mut ends.closers);
+                // The batch stops at the write limit (a batch of 64 large messages would
+                // otherwise queue several times the limit).
+                for _ in 1..COMMAND_BATCH {
+                    if d.backlog() >= write_buffer_limit {
+                        break;
+                    }
+                    match ends.cmds.try_recv() {
+                        Ok(cmd) => apply_ws(&mut d.ws, &ends.shared, cmd, &mut ends.closers),
+                        Err(_) => break,
+                    }
+                }
+                sent_backlog = d.backlog();
+            }
+            Step::End(End::Closed) => break,
+            Step::End(End::Eof) => {
+                eof = true;
+                break;
+            }
+            Step::End(End::WriteFailed(e)) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: "write failed".into(),
+                    by: Initiator::Local,
+                });
+                ends.final_error.get_or_insert(Error::Io(e));
+                eof = true;
+                break;
+            }
+            Step::End(End::ReadFailed(e)) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: e.to_string(),
+                    by: Initiator::Remote,
+                });
+                ends.final_error.get_or_insert(Error::Io(e));
+                eof = true;
+                break;
             }
         }
     }
+    if !eof {
+        let _ = tokio::time::timeout(Duration::from_secs(1), d.shutdown()).await;
+    }
+    drop(d);
+    ends.wind_down().await;
+}
+
+/// What the raw loop waits for.
+enum RawWake<'a> {
+    Wrote(io::Result<usize>),
+    Flushed(io::Result<()>),
+    Read(io::Result<usize>),
+    Other(Wait<'a>),
+}
+
+/// A `tcp://` connection: bytes as they come, no framing, no timers.
+async fn run_raw(
+    io: BoxStream,
+    leftover: Bytes,
+    write_buffer_limit: usize,
+    recv_queue: usize,
+    mut ends: Ends,
+) {
+    let (mut reader, mut writer): (ReadHalf<BoxStream>, WriteHalf<BoxStream>) =
+        tokio::io::split(io);
+    let mut out = BytesMut::new();
+    let mut rx = BytesMut::new();
+    let mut dirty = false;
+    let mut eof = false;
+    let mut closing = false;
+    if !leftover.is_empty() {
+        ends.pending
+            .push_back(Ok(Incoming::Message(Message::Binary(leftover))));
+    }
+    loop {
+        if eof || (closing && out.is_empty() && !dirty) {
+            break;
+        }
+        if ends.reader_gone && !ends.cmds_open && !ends.shared.closing.load(Ordering::Acquire) {
+            // Every handle is gone: close politely.
+            let _ = close_raw(&ends.shared, "", &mut closing);
+            ends.shared.closing.store(true, Ordering::Release);
+            continue;
+        }
+        let take_cmds = ends.cmds_open && out.len() < write_buffer_limit;
+        let can_read = ends.pending.len() < recv_queue && out.len() < 2 * write_buffer_limit;
+        let can_deliver = !ends.pending.is_empty() && !ends.reader_gone;
+        let wake = tokio::select! {
+            biased;
+            w = write_or_flush(&mut writer, &mut out), if !out.is_empty() || dirty => w,
+            r = read_raw(&mut reader, &mut rx), if can_read => RawWake::Read(r),
+            w = Ends::wait(&ends.events, &mut ends.cmds, can_deliver, take_cmds, ends.reader_gone)
+                => RawWake::Other(w),
+        };
+        match wake {
+            RawWake::Wrote(Ok(0)) | RawWake::Wrote(Err(_)) | RawWake::Flushed(Err(_)) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: "write failed".into(),
+                    by: Initiator::Local,
+                });
+                let e = match wake {
+                    RawWake::Wrote(Err(e)) | RawWake::Flushed(Err(e)) => e,
+                    _ => io::ErrorKind::WriteZero.into(),
+                };
+                ends.final_error.get_or_insert(Error::Io(e));
+                eof = true;
+            }
+            RawWake::Wrote(Ok(_)) => dirty = true,
+            RawWake::Flushed(Ok(())) => dirty = false,
+            RawWake::Read(Ok(0)) => {
+                eof = true;
+                let by = if closing {
+                    Initiator::User
+                } else {
+                    Initiator::Remote
+                };
+                closed(
+                    &ends.shared,
+                    &mut ends.closers,
+                    CloseInfo {
+                        code: CloseCode::NO_STATUS,
+                        reason: String::new(),
+                        by,
+                    },
+                );
+            }
+            RawWake::Read(Ok(_)) => {
+                let chunk = rx.split().freeze();
+                ends.pending
+                    .push_back(Ok(Incoming::Message(Message::Binary(chunk))));
+            }
+            RawWake::Read(Err(e)) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: e.to_string(),
+                    by: Initiator::Remote,
+                });
+                ends.final_error.get_or_insert(Error::Io(e));
+                eof = true;
+            }
+            RawWake::Other(Wait::Deliver(permit)) => {
+                if let Some(item) = ends.pending.pop_front() {
+                    permit.send(item);
+                }
+            }
+            RawWake::Other(Wait::ReaderGone) => {
+                ends.reader_gone = true;
+                ends.pending.clear();
+            }
+            RawWake::Other(Wait::Cmd(None)) => ends.cmds_open = false,
+            RawWake::Other(Wait::Cmd(Some(cmd))) => {
+                let mut next = Some(cmd);
+                let mut taken = 0;
+                while let Some(cmd) = next.take() {
+                    apply_raw(cmd, &ends.shared, &mut ends.closers, &mut out, &mut closing);
+                    taken += 1;
+                    if taken == COMMAND_BATCH || out.len() >= write_buffer_limit {
+                        break;
+                    }
+                    next = ends.cmds.try_recv().ok();
+                }
+            }
+        }
+    }
+    if !eof {
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+    }
+    drop(writer);
+    drop(reader);
+    ends.wind_down().await;
 }
 
 /// Writes some of `out` (cancel-safe: one `poll_write`), or flushes once it is empty.
-async fn write_or_flush(writer: &mut WriteHalf<BoxStream>, out: &mut BytesMut) -> Wake {
+async fn write_or_flush<'a>(writer: &mut WriteHalf<BoxStream>, out: &mut BytesMut) -> RawWake<'a> {
     if out.is_empty() {
-        Wake::Flushed(writer.flush().await)
+        RawWake::Flushed(writer.flush().await)
     } else {
-        Wake::Wrote(writer.write_buf(out).await)
+        RawWake::Wrote(writer.write_buf(out).await)
     }
 }
 
-async fn read_into(
-    reader: &mut ReadHalf<BoxStream>,
-    mode: &mut Mode,
-    raw_rx: &mut BytesMut,
-) -> io::Result<usize> {
-    match mode {
-        Mode::WebSocket(ws) => reader.read_buf(ws.read_buf()).await,
-        Mode::Raw => {
-            if raw_rx.capacity() - raw_rx.len() < 4096 {
-                raw_rx.reserve(16 * 1024);
-            }
-            reader.read_buf(raw_rx).await
-        }
+async fn read_raw(reader: &mut ReadHalf<BoxStream>, rx: &mut BytesMut) -> io::Result<usize> {
+    if rx.capacity() - rx.len() < 4096 {
+        rx.reserve(16 * 1024);
     }
+    reader.read_buf(rx).await
 }
 
-fn close_now(
-    mode: &mut Mode,
+/// Starts closing a raw connection: nothing more is written, the write side shuts down once
+/// the queue is written.
+fn close_raw(shared: &Shared, reason: &str, closing: &mut bool) -> Result<(), Error> {
+    if *closing {
+        return Err(Error::Closed);
+    }
+    *closing = true;
+    shared.set_close_info(CloseInfo {
+        code: CloseCode::NORMAL,
+        reason: reason.to_owned(),
+        by: Initiator::User,
+    });
+    shared.closing.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Answers a `close()` call: wait for the end with the others, or now.
+fn reply_to_close(
     shared: &Shared,
-    code: CloseCode,
-    reason: &str,
-    raw_closing: &mut bool,
-) -> Result<(), Error> {
-    let r = match mode {
-        Mode::WebSocket(ws) => ws
-            .close(code, reason, Instant::now())
-            .map_err(map_frame_error),
-        Mode::Raw if *raw_closing => Err(Error::Closed),
-        Mode::Raw => {
-            *raw_closing = true;
-            shared.set_close_info(CloseInfo {
-                code: CloseCode::NORMAL,
-                reason: reason.to_owned(),
-                by: Initiator::User,
-            });
-            Ok(())
-        }
-    };
-    if r.is_ok() {
-        shared.closing.store(true, Ordering::Release);
-    }
-    r
-}
-
-fn apply(
-    mode: &mut Mode,
-    shared: &Shared,
-    cmd: Command,
-    closers: &mut Vec<oneshot::Sender<Result<CloseInfo, Error>>>,
-    out: &mut BytesMut,
-    raw_closing: &mut bool,
+    already: bool,
+    result: Result<(), Error>,
+    reply: Option<oneshot::Sender<Result<CloseInfo, Error>>>,
+    closers: &mut Closers,
 ) {
+    let Some(r) = reply else { return };
+    match result {
+        Ok(()) => closers.push(r),
+        Err(e) => {
+            if let (true, Some(info)) = (already, shared.close_info()) {
+                let _ = r.send(Ok(info));
+            } else if already {
+                // Closing already: wait with the others for the end.
+                closers.push(r);
+            } else {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Applies a command to the WebSocket connection.
+fn apply_ws(ws: &mut Connection, shared: &Shared, cmd: Command, closers: &mut Closers) {
     match cmd {
-        Command::Send(msg, opts) => match mode {
-            // Errors here mean the connection is closing: the sender was already told so by
-            // `Shared::closing` where it could be.
-            Mode::WebSocket(ws) => {
-                let _ = ws.send_with(msg, opts);
-            }
-            Mode::Raw => {
-                if !*raw_closing {
-                    out.extend_from_slice(msg.as_bytes());
-                }
-            }
-        },
+        // Errors here mean the connection is closing: the sender was already told so by
+        // `Shared::closing` where it could be.
+        Command::Send(msg, opts) => {
+            let _ = ws.send_with(msg, opts);
+        }
         Command::Ping(p) => {
-            if let Mode::WebSocket(ws) = mode {
-                let _ = ws.ping(p);
-            }
+            let _ = ws.ping(p);
         }
         Command::Close(code, reason, reply) => {
             let already = shared.closing.load(Ordering::Acquire);
-            match close_now(mode, shared, code, &reason, raw_closing) {
-                Ok(()) => {
-                    if let Some(r) = reply {
-                        closers.push(r);
-                    }
-                }
-                Err(e) => {
-                    if let Some(r) = reply {
-                        if let (true, Some(info)) = (already, shared.close_info()) {
-                            let _ = r.send(Ok(info));
-                        } else if already {
-                            // Closing already: wait with the others for the end.
-                            closers.push(r);
-                        } else {
-                            let _ = r.send(Err(e));
-                        }
-                    }
-                }
+            let r = ws
+                .close(code, &reason, ws_io::now())
+                .map_err(map_frame_error);
+            if r.is_ok() {
+                shared.closing.store(true, Ordering::Release);
             }
+            reply_to_close(shared, already, r, reply, closers);
+        }
+    }
+}
+
+/// Applies a command to a raw connection: sends are bytes, pings do nothing.
+fn apply_raw(
+    cmd: Command,
+    shared: &Shared,
+    closers: &mut Closers,
+    out: &mut BytesMut,
+    closing: &mut bool,
+) {
+    match cmd {
+        Command::Send(msg, _) if !*closing => out.extend_from_slice(msg.as_bytes()),
+        Command::Send(..) | Command::Ping(_) => {}
+        Command::Close(_, reason, reply) => {
+            let already = shared.closing.load(Ordering::Acquire);
+            let r = close_raw(shared, &reason, closing);
+            reply_to_close(shared, already, r, reply, closers);
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
 };
-use ws_frame::{Connection, Role};
+use ws_frame::{Connection, OsMaskSource, Role};
 
 use crate::{
     config::{Auth, ClientConfig},
@@ -206,9 +206,17 @@ async fn upgrade(
     hs_config.headers = request.headers;
     hs_config.limits = http_limits(config);
     let mut out = BytesMut::with_capacity(512);
-    let mut hs =
-        ws_http::ClientHandshake::new(&hs_config, &url.host_header(), &request.target, &mut out)
-            .map_err(|e| handshake::map_error(e, None))?;
+    // The runtime owns the randomness: the handshake nonce and (below) the masking keys.
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|_| handshake::map_error(ws_http::Error::Random, None))?;
+    let mut hs = ws_http::ClientHandshake::with_key(
+        &hs_config,
+        &url.host_header(),
+        &request.target,
+        key,
+        &mut out,
+    )
+    .map_err(|e| handshake::map_error(e, None))?;
     t.stream.write_all(&out).await?;
     t.stream.flush().await?;
     let mut buf = BytesMut::with_capacity(4096);
@@ -243,13 +251,16 @@ async fn upgrade(
         Ok(upgraded) => {
             let mut ws_config = config.ws.clone();
             ws_config.deflate = upgraded.deflate().cloned();
+            if config.heartbeat.is_some() {
+                ws_config.heartbeat.clone_from(&config.heartbeat);
+            }
             if config.require_protocol
                 && !config.protocols.is_empty()
                 && upgraded.protocol().is_none()
             {
                 return Err(HandshakeError::NoProtocol.into());
             }
-            let conn = Connection::new(Role::Client, ws_config)?;
+            let conn = Connection::with_mask_source(Role::Client, ws_config, OsMaskSource::new())?;
             Ok(Upgrade::Done(Box::new(spawn(
                 t,
                 Mode::WebSocket(Box::new(conn)),
@@ -314,7 +325,6 @@ fn spawn(
         io: t.stream,
         mode,
         leftover,
-        heartbeat: config.heartbeat.clone(),
         close_timeout: config.ws.close_timeout,
         write_buffer_limit: config.write_buffer_limit,
         recv_queue: config.recv_queue,

@@ -1,0 +1,327 @@
+//! The drive loop: one [`Driver::next`] call runs the connection until something is for the
+//! application.
+
+use std::{
+    future::{Future, poll_fn},
+    io,
+    pin::Pin,
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use tokio::time::Sleep;
+use ws_frame::{Connection, Event};
+
+use crate::{transport::Transport, tx::TxQueue};
+
+/// The drive loop's clock: tokio's, so that a paused test clock
+/// (`#[tokio::test(start_paused = true)]`) drives every timer of the connection.
+#[must_use]
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What the application allows during one [`Driver::next`] call: its backpressure and flow
+/// control, decided from [`Driver::backlog`] and its own state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gates {
+    /// Read from the transport.
+    pub read: bool,
+    /// Write to the transport (false: a write throttle waits).
+    pub write: bool,
+    /// Hand out events (false: reading is paused and what was read stays in the buffer).
+    pub events: bool,
+    /// A time of the application's own (a throttle, a buffer release): [`Step::Wake`] then.
+    pub wake_at: Option<Instant>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            read: true,
+            write: true,
+            events: true,
+            wake_at: None,
+        }
+    }
+}
+
+/// What one [`Driver::next`] call ended with.
+#[derive(Debug)]
+pub enum Step<X> {
+    /// An event of the connection.
+    Event(Event),
+    /// The connection failed (a protocol error, a limit, a timeout, end of stream before the
+    /// close handshake). A Close frame with the error's code is queued when it may be sent;
+    /// call `next` again to write it and reach [`Step::End`].
+    /// [`ws_frame::Error::PongTimeout`]: the peer is gone; drop the transport.
+    Error(ws_frame::Error),
+    /// A keep-alive ping is due at this time ([`Connection::heartbeat_due`]): the application
+    /// may count the interval as kept alive ([`Connection::skip_heartbeat`]) before the next
+    /// call sends the ping.
+    HeartbeatDue(Instant),
+    /// This many bytes were read (0: end of stream, [`Connection::handle_eof`] was called).
+    Read(usize),
+    /// This many bytes were written.
+    Wrote(usize),
+    /// The application's future completed.
+    Other(X),
+    /// [`Gates::wake_at`] passed.
+    Wake,
+    /// The transport is done: the close handshake completed or the connection failed, and
+    /// everything queued was written ([`End::Closed`]), or the transport failed.
+    End(End),
+}
+
+/// Why the transport is done.
+#[derive(Debug)]
+pub enum End {
+    /// The connection wants the transport closed and the queue is written: shut it down (a
+    /// server lingers for the peer's FIN).
+    Closed,
+    /// End of stream seen and the connection closed: nothing more to write or read.
+    Eof,
+    /// Reading failed.
+    ReadFailed(io::Error),
+    /// Writing failed.
+    WriteFailed(io::Error),
+}
+
+/// One WebSocket connection over a transport: the core, its write queue and its one timer.
+///
+/// ```text
+///  next():  events (if Gates::events) -> Step::Event / Step::Error
+///           queue what the core yields (TxQueue: small frames batched, large ones vectored),
+///           try a write without waiting
+///           End::Closed once the core wants the transport closed and all is written
+///           due timers -> Step::HeartbeatDue first, then Connection::handle_timeout
+///           sleep until Connection::poll_timeout (or Gates::wake_at)
+///           wait (biased): write | read | the application's future | timer
+/// ```
+///
+/// Backpressure: the write queue is bounded by the application's gates: it reads and takes
+/// commands only while [`Driver::backlog`] is below its limit (see
+/// [`Driver::below_limit`]).
+#[derive(Debug)]
+pub struct Driver<T> {
+    /// The transport.
+    pub io: T,
+    /// The sans-IO connection.
+    pub ws: Box<Connection>,
+    tx: TxQueue,
+    write_limit: usize,
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    eof: bool,
+    /// The receive buffer holds an allocation (idle connections keep none).
+    rx_allocated: bool,
+    /// A HeartbeatDue step was handed out for the current due ping.
+    asked: bool,
+    /// A write without waiting was tried since the last wait.
+    tried_now: bool,
+}
+
+enum Wake<X> {
+    Wrote(io::Result<usize>),
+    Read(io::Result<usize>),
+    Other(X),
+    Timer,
+}
+
+impl<T: Transport> Driver<T> {
+    /// A driver for `ws` over `io`; reading and new sends stop while more than `write_limit`
+    /// bytes wait to be written (as decided by the application's gates, with
+    /// [`Driver::below_limit`]).
+    pub fn new(io: T, ws: Box<Connection>, write_limit: usize) -> Self {
+        Self {
+            io,
+            ws,
+            tx: TxQueue::default(),
+            write_limit: write_limit.max(1),
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+            armed: None,
+            eof: false,
+            rx_allocated: false,
+            asked: false,
+            tried_now: false,
+        }
+    }
+
+    /// Bytes waiting to be written: the write queue plus what the core has queued.
+    #[must_use]
+    pub fn backlog(&self) -> usize {
+        self.tx.len() + self.ws.pending_transmit_bytes()
+    }
+
+    /// Whether the backlog is below the write limit (new sends may be taken, reading goes on).
+    #[must_use]
+    pub fn below_limit(&self) -> bool {
+        self.backlog() < self.write_limit
+    }
+
+    /// The write limit.
+    #[must_use]
+    pub fn write_limit(&self) -> usize {
+        self.write_limit
+    }
+
+    /// Whether end of stream was read.
+    #[must_use]
+    pub fn eof(&self) -> bool {
+        self.eof
+    }
+
+    /// The write queue (to release its buffers when idle, or to queue raw bytes).
+    pub fn tx(&mut self) -> &mut TxQueue {
+        &mut self.tx
+    }
+
+    /// Releases the receive buffer when it is empty (idle connections keep no memory).
+    pub fn release_read_buffer(&mut self) {
+        if self.rx_allocated {
+            let rx = self.ws.read_buf();
+            if rx.is_empty() {
+                *rx = bytes::BytesMut::new();
+                self.rx_allocated = false;
+            }
+        }
+    }
+
+    /// Feeds bytes that arrived before the driver took over (after the handshake).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.rx_allocated = true;
+            self.ws.feed(bytes);
+        }
+    }
+
+    /// Runs the connection until there is something for the application; `other` is
+    /// whatever else the application waits for (commands, delivery room, a kill signal),
+    /// polled after the transport and before the timer. It must be cancel-safe: it is
+    /// dropped whenever something else happens first.
+    pub async fn next<X>(
+        &mut self,
+        gates: Gates,
+        other: Option<impl Future<Output = X>>,
+    ) -> Step<X> {
+        let mut other = other.map(Box::pin);
+        loop {
+            if gates.events {
+                match self.ws.poll_event() {
+                    Ok(Some(event)) => return Step::Event(event),
+                    Ok(None) => {}
+                    Err(error) => return Step::Error(error),
+                }
+            }
+            self.tx.collect(&mut self.ws);
+            if !self.tx.is_empty() && gates.write && !self.tried_now {
+                self.tried_now = true;
+                match self.io.try_write_now(&mut self.tx) {
+                    Ok(0) => {}
+                    Ok(n) => return Step::Wrote(n),
+                    Err(e) => {
+                        self.eof = true;
+                        return Step::End(End::WriteFailed(e));
+                    }
+                }
+            }
+            if self.ws.wants_transport_close() && self.tx.is_empty() && !self.io.wants_flush() {
+                return Step::End(End::Closed);
+            }
+            if self.eof && self.ws.is_closed() && self.ws.wants_transport_close() {
+                return Step::End(End::Eof);
+            }
+
+            // The one timer.
+            let due = self.ws.wants_now() || self.ws.poll_timeout().is_some_and(|at| at <= now());
+            if due {
+                let now = now();
+                if !self.asked && self.ws.heartbeat_due(now) {
+                    self.asked = true;
+                    return Step::HeartbeatDue(now);
+                }
+                self.asked = false;
+                self.ws.handle_timeout(now);
+                continue;
+            }
+            let deadline = [self.ws.poll_timeout(), gates.wake_at]
+                .into_iter()
+                .flatten()
+                .min();
+            if deadline != self.armed {
+                if let Some(at) = deadline {
+                    self.sleep.as_mut().reset(at.into());
+                }
+                self.armed = deadline;
+            }
+
+            // Wait.
+            let can_write = (!self.tx.is_empty() || self.io.wants_flush()) && gates.write;
+            let can_read = gates.read && !self.eof;
+            let probe = !self.rx_allocated;
+            let io = &mut self.io;
+            let ws = &mut self.ws;
+            let tx = &mut self.tx;
+            let transport = poll_fn(|cx| {
+                if can_write && let Poll::Ready(r) = io.poll_write_queue(cx, tx) {
+                    return Poll::Ready(Wake::Wrote(r));
+                }
+                if can_read && let Poll::Ready(r) = io.poll_read_ws(cx, ws, probe) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+                Poll::Pending
+            });
+            let armed = self.armed.is_some();
+            let sleep = self.sleep.as_mut();
+            let wake = tokio::select! {
+                biased;
+                w = transport, if can_write || can_read => w,
+                x = async { other.as_mut().expect("checked").await }, if other.is_some() => {
+                    Wake::Other(x)
+                }
+                () = sleep, if armed => Wake::Timer,
+            };
+            self.tried_now = false;
+            match wake {
+                Wake::Wrote(Ok(n)) => return Step::Wrote(n),
+                Wake::Wrote(Err(e)) => {
+                    self.eof = true;
+                    return Step::End(End::WriteFailed(e));
+                }
+                Wake::Read(Err(e)) => {
+                    self.eof = true;
+                    return Step::End(End::ReadFailed(e));
+                }
+                Wake::Read(Ok(0)) => {
+                    self.eof = true;
+                    self.ws.handle_eof();
+                    return Step::Read(0);
+                }
+                Wake::Read(Ok(n)) => {
+                    self.rx_allocated = true;
+                    return Step::Read(n);
+                }
+                Wake::Other(x) => return Step::Other(x),
+                Wake::Timer => {
+                    self.armed = None;
+                    if gates.wake_at.is_some_and(|at| at <= now()) {
+                        return Step::Wake;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends end of stream on the transport.
+    ///
+    /// # Errors
+    /// The transport's error.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.io.poll_shutdown(cx)).await
+    }
+
+    /// The transport and the connection, for what the runtime does after the loop.
+    pub fn into_parts(self) -> (T, Box<Connection>) {
+        (self.io, self.ws)
+    }
+}
