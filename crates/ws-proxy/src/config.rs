@@ -4,7 +4,7 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use ws_server::{Request, ServerConfig, SlowReaderPolicy};
 
-use crate::{error::ProxyError, upstream::HttpUpstream};
+use crate::{error::Error, upstream::HttpUpstream};
 
 /// Where a bridged connection goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -36,14 +36,21 @@ impl Target {
     /// `host:port` (TCP). IPv6 hosts are written in brackets: `tcp://[::1]:5900`.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] for anything else (unknown scheme, missing or zero port, a
-    /// path after `host:port` of a TCP target).
-    pub fn parse(input: &str) -> Result<Self, ProxyError> {
+    /// [`Error::InvalidTarget`] for anything else (unknown scheme, missing or zero port, a
+    /// path after `host:port` of a TCP target), [`Error::InvalidTargetUrl`] for a `ws://` or
+    /// `wss://` URL that does not parse.
+    pub fn parse(input: &str) -> Result<Self, Error> {
         let input = input.trim();
-        let bad = |why: &str| ProxyError::Config(format!("invalid target {input:?}: {why}"));
+        let bad = |reason| Error::InvalidTarget {
+            input: input.to_owned(),
+            reason,
+        };
         let lower = input.to_ascii_lowercase();
         if lower.starts_with("ws://") || lower.starts_with("wss://") {
-            let url = ws_client::Url::parse(input).map_err(|e| bad(&e.to_string()))?;
+            let url = ws_client::Url::parse(input).map_err(|source| Error::InvalidTargetUrl {
+                input: input.to_owned(),
+                source,
+            })?;
             return Ok(Self::WebSocket(url));
         }
         let (tls, rest) = if let Some(rest) = strip_prefix_ci(input, "tcp://") {
@@ -116,7 +123,7 @@ impl fmt::Display for Target {
 }
 
 impl std::str::FromStr for Target {
-    type Err = ProxyError;
+    type Err = Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
@@ -137,14 +144,14 @@ impl ProxyProtocol {
     /// Parses `v1`, `1`, `v2` or `2`.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] for anything else.
-    pub fn parse(s: &str) -> Result<Self, ProxyError> {
+    /// [`Error::InvalidProxyProtocol`] for anything else.
+    pub fn parse(s: &str) -> Result<Self, Error> {
         match s.trim().to_ascii_lowercase().as_str() {
             "v1" | "1" => Ok(Self::V1),
             "v2" | "2" => Ok(Self::V2),
-            _ => Err(ProxyError::Config(format!(
-                "PROXY protocol version: expected v1 or v2, got {s:?}"
-            ))),
+            _ => Err(Error::InvalidProxyProtocol {
+                input: s.to_owned(),
+            }),
         }
     }
 }
@@ -250,12 +257,13 @@ impl ProxyConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] naming the first problem: nothing to route to, an empty token
-    /// parameter or path, an invalid [`ProxyConfig::http_upstream`], zero timeouts or buffers, a read chunk above
-    /// [`ProxyConfig::MAX_READ_CHUNK`]; [`ProxyError::Server`] for an invalid server
-    /// configuration; [`ProxyError::Client`] for invalid upstream client settings.
-    pub fn validate(&self) -> Result<(), ProxyError> {
-        let bad = |s: &str| Err(ProxyError::Config(s.to_owned()));
+    /// [`Error::Config`] or [`Error::ConfigValue`] naming the first problem: nothing to route
+    /// to, an empty token parameter, a path not starting with `/`, an invalid
+    /// [`ProxyConfig::http_upstream`], zero timeouts or buffers, a read chunk above
+    /// [`ProxyConfig::MAX_READ_CHUNK`]; [`Error::Server`] for an invalid server
+    /// configuration; [`Error::Client`] for invalid upstream client settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field, rule| Err(Error::Config { field, rule });
         self.server.validate()?;
         self.upstream_ws.validate()?;
         if self.target.is_none()
@@ -265,30 +273,33 @@ impl ProxyConfig {
             && self.http_upstream.is_none()
         {
             return bad(
-                "no upstream: set a target, paths, a token file, a resolver or an HTTP upstream",
+                "upstream",
+                "is missing: set a target, paths, a token file, a resolver or an HTTP upstream",
             );
         }
         if let Some(up) = &self.http_upstream {
             up.validate()?;
         }
         if self.token_param.is_empty() {
-            return bad("token_param must not be empty");
+            return bad("token_param", "must not be empty");
         }
         for (path, _) in &self.paths {
             if !path.starts_with('/') {
-                return Err(ProxyError::Config(format!(
-                    "path {path:?} must start with '/'"
-                )));
+                return Err(Error::ConfigValue {
+                    field: "path",
+                    value: path.clone(),
+                    rule: "must start with '/'",
+                });
             }
         }
         if self.connect_timeout.is_zero() || self.drain_timeout.is_zero() {
-            return bad("connect_timeout and drain_timeout must not be zero");
+            return bad("connect_timeout and drain_timeout", "must not be zero");
         }
         if self.read_chunk == 0 || self.read_chunk > Self::MAX_READ_CHUNK {
-            return bad("read_chunk must be between 1 byte and 16 MiB");
+            return bad("read_chunk", "must be between 1 byte and 16 MiB");
         }
         if self.up_buffer == 0 {
-            return bad("up_buffer must be at least 1");
+            return bad("up_buffer", "must be at least 1");
         }
         Ok(())
     }
@@ -432,6 +443,6 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = ok;
         c.server.bindings.clear();
-        assert!(matches!(c.validate(), Err(ProxyError::Server(_))));
+        assert!(matches!(c.validate(), Err(Error::Server(_))));
     }
 }

@@ -111,7 +111,7 @@
 //!   that the upstream had closed is replaced once, transparently.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), ws_proxy::ProxyError> {
+//! # async fn run() -> Result<(), ws_proxy::Error> {
 //! use ws_proxy::{HttpUpstream, ProxyConfig, ProxyServer, Target};
 //!
 //! let mut config = ProxyConfig::to(Target::parse("tcp://127.0.0.1:5900")?);
@@ -166,7 +166,8 @@ mod tokens;
 mod upstream;
 
 pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
-pub use error::ProxyError;
+#[allow(deprecated)]
+pub use error::{Error, ProxyError};
 pub use hooks::{Hooks, NoHooks};
 pub use pp::V2_SIGNATURE;
 pub use server::ProxyServer;

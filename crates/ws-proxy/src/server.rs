@@ -8,7 +8,7 @@ use ws_server::{Server, ServerHandle, SlowReaderPolicy};
 use crate::{
     bridge::{Proxy, Stats},
     config::ProxyConfig,
-    error::ProxyError,
+    error::Error,
     hooks::{Hooks, NoHooks},
     http_forward::{Forwarder, WithHttp},
     tokens::TokenFile,
@@ -26,11 +26,11 @@ impl ProxyServer {
     /// the listeners and starts accepting on the current tokio runtime.
     ///
     /// # Errors
-    /// [`ProxyError::Config`], [`ProxyError::Client`], [`ProxyError::Server`] for invalid
+    /// [`Error::Config`], [`Error::Client`], [`Error::Server`] for invalid
     /// settings (an HTTP upstream's TLS server name included) or addresses that cannot be
-    /// bound, [`ProxyError::TokenFile`] when the token
-    /// file cannot be read, [`ProxyError::Tls`] for unusable backend TLS settings.
-    pub async fn start(config: ProxyConfig) -> Result<Self, ProxyError> {
+    /// bound, [`Error::TokenFile`] when the token
+    /// file cannot be read, [`Error::Tls`] for unusable backend TLS settings.
+    pub async fn start(config: ProxyConfig) -> Result<Self, Error> {
         Self::start_with_hooks(config, NoHooks).await
     }
 
@@ -41,7 +41,7 @@ impl ProxyServer {
     pub async fn start_with_hooks<H: Hooks>(
         mut config: ProxyConfig,
         hooks: H,
-    ) -> Result<Self, ProxyError> {
+    ) -> Result<Self, Error> {
         config.server.slow_reader = SlowReaderPolicy::Backpressure;
         config.validate()?;
         let tokens = config

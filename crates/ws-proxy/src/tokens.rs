@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use crate::{config::Target, error::ProxyError};
+use crate::{config::Target, error::Error};
 
 /// Parses the text of a token file: one `token: target` per line (`target` as accepted by
 /// [`Target::parse`], so `host:port`, `tcp://`, `tls://`, `ws://`, `wss://`); blank lines and
@@ -65,7 +65,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl TokenFile {
     /// Reads the file once (it must be readable at start).
-    pub(crate) fn open(path: &Path) -> Result<Self, ProxyError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, Error> {
         let file = Self {
             path: path.to_owned(),
             cache: Mutex::new(Cache {
@@ -73,7 +73,7 @@ impl TokenFile {
                 map: HashMap::new(),
             }),
         };
-        file.refresh().map_err(|source| ProxyError::TokenFile {
+        file.refresh().map_err(|source| Error::TokenFile {
             path: path.to_owned(),
             source,
         })?;

@@ -4,7 +4,7 @@ use std::{fmt, time::Duration};
 
 use ws_server::ws_http;
 
-use crate::error::ProxyError;
+use crate::error::Error;
 
 /// Which `Host` the upstream receives ([`HttpUpstream::host_header`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -77,22 +77,29 @@ impl HttpUpstream {
     /// let up = ws_proxy::HttpUpstream::parse("http://127.0.0.1:8000/app/")?;
     /// assert_eq!((up.host.as_str(), up.port, up.base.as_str()), ("127.0.0.1", 8000, "/app"));
     /// assert_eq!(up.to_string(), "http://127.0.0.1:8000/app");
-    /// # Ok::<(), ws_proxy::ProxyError>(())
+    /// # Ok::<(), ws_proxy::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`ProxyError::Config`] for another scheme, a missing or invalid host or port, a query,
-    /// a fragment or user info.
-    pub fn parse(input: &str) -> Result<Self, ProxyError> {
+    /// [`Error::InvalidHttpUpstream`] for another scheme, a query or port 0,
+    /// [`Error::InvalidHttpUpstreamUrl`] for a missing or invalid host or port, a fragment or
+    /// user info; then as [`HttpUpstream::validate`].
+    pub fn parse(input: &str) -> Result<Self, Error> {
         let input = input.trim();
-        let bad = |why: &str| ProxyError::Config(format!("invalid HTTP upstream {input:?}: {why}"));
+        let bad = |reason| Error::InvalidHttpUpstream {
+            input: input.to_owned(),
+            reason,
+        };
         let scheme = input.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         let secure = match scheme.as_deref() {
             Some("http") => false,
             Some("https") => true,
             _ => return Err(bad("expected http:// or https://")),
         };
-        let url = ws_http::WsUrl::parse(input).map_err(|e| bad(&e.to_string()))?;
+        let url = ws_http::WsUrl::parse(input).map_err(|source| Error::InvalidHttpUpstreamUrl {
+            input: input.to_owned(),
+            source,
+        })?;
         if url.target().contains('?') {
             return Err(bad("a query is not allowed"));
         }
@@ -120,28 +127,39 @@ impl HttpUpstream {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] for an empty host, port 0, a base that does not start with `/`
-    /// or holds `?`, `#`, spaces or controls, or a zero response or idle timeout.
-    pub fn validate(&self) -> Result<(), ProxyError> {
-        let bad = |s: String| Err(ProxyError::Config(format!("HTTP upstream: {s}")));
+    /// [`Error::ConfigValue`] for an empty or invalid host, a base that does not start with
+    /// `/` or holds `?`, `#`, spaces or controls; [`Error::Config`] for port 0 or a zero
+    /// response or idle timeout.
+    pub fn validate(&self) -> Result<(), Error> {
         if self.host.is_empty() || self.host.contains(['/', '?', '#', ' ', '@']) {
-            return bad(format!("invalid host {:?}", self.host));
+            return Err(Error::ConfigValue {
+                field: "HTTP upstream host",
+                value: self.host.clone(),
+                rule: "must be a host name or address",
+            });
         }
         if self.port == 0 {
-            return bad("port 0".into());
+            return Err(Error::Config {
+                field: "HTTP upstream port",
+                rule: "must not be 0",
+            });
         }
         if !self.base.is_empty()
             && (!self.base.starts_with('/')
                 || self.base.contains(['?', '#'])
                 || !self.base.bytes().all(|b| (0x21..0x7f).contains(&b)))
         {
-            return bad(format!(
-                "base {:?} must be empty or an absolute path without query",
-                self.base
-            ));
+            return Err(Error::ConfigValue {
+                field: "HTTP upstream base",
+                value: self.base.clone(),
+                rule: "must be empty or an absolute path without query",
+            });
         }
         if self.response_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return bad("response_timeout and idle_timeout must not be zero".into());
+            return Err(Error::Config {
+                field: "HTTP upstream response_timeout and idle_timeout",
+                rule: "must not be zero",
+            });
         }
         Ok(())
     }
@@ -173,7 +191,7 @@ impl fmt::Display for HttpUpstream {
 }
 
 impl std::str::FromStr for HttpUpstream {
-    type Err = ProxyError;
+    type Err = Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }

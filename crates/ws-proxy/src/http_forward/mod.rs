@@ -99,7 +99,7 @@ use ws_server::{
     ws_http::{self, BodyDecoder, BodyEvent, BodyKind, ChunkedEncoder, Parsed, Version},
 };
 
-use crate::error::ProxyError;
+use crate::error::Error;
 use crate::upstream::{HostHeader, HttpUpstream};
 use body::*;
 use headers::*;
@@ -169,11 +169,11 @@ impl Forwarder {
         up: HttpUpstream,
         config: &crate::ProxyConfig,
         tls: TlsConnector,
-    ) -> Result<Self, ProxyError> {
+    ) -> Result<Self, Error> {
         let tls = if up.secure {
             let name = up.server_name.clone().unwrap_or_else(|| up.host.clone());
-            let name = rustls::pki_types::ServerName::try_from(name)
-                .map_err(|e| ProxyError::Config(format!("HTTP upstream TLS server name: {e}")))?;
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| Error::InvalidServerName { name })?;
             Some((tls, name))
         } else {
             None

@@ -23,7 +23,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use ws_proxy::{
-    HostHeader, HttpUpstream, ProxyConfig, ProxyError, ProxyProtocol, ProxyServer, Target,
+    Error as ProxyError, HostHeader, HttpUpstream, ProxyConfig, ProxyProtocol, ProxyServer, Target,
     ws_server::{AuthConfig, Binding, Heartbeat, ServerConfig},
 };
 
@@ -275,12 +275,16 @@ fn build(args: Args) -> Result<ProxyConfig> {
 /// `FLAG "VALUE": why`, from a library error that quotes the value itself
 /// (`invalid target "x": missing port`).
 fn flag_error(flag: &str, value: &str, e: &ProxyError) -> anyhow::Error {
-    let text = match e {
-        ProxyError::Config(why) => why.as_str(),
-        _ => return anyhow!("{flag} {value:?}: {e}"),
-    };
-    let why = text.split_once("\": ").map_or(text, |(_, why)| why);
-    anyhow!("{flag} {value:?}: {why}")
+    match e {
+        ProxyError::InvalidTarget { reason, .. }
+        | ProxyError::InvalidHttpUpstream { reason, .. } => {
+            anyhow!("{flag} {value:?}: {reason}")
+        }
+        ProxyError::InvalidTargetUrl { source, .. } => anyhow!("{flag} {value:?}: {source}"),
+        ProxyError::InvalidHttpUpstreamUrl { source, .. } => anyhow!("{flag} {value:?}: {source}"),
+        ProxyError::InvalidProxyProtocol { .. } => anyhow!("{flag} {value:?}: expected v1 or v2"),
+        _ => anyhow!("{flag} {value:?}: {e}"),
+    }
 }
 
 /// `wskit proxy`: builds the runtime `--threads` asks for and runs the proxy on it.
