@@ -120,6 +120,7 @@ fn run_steps(
     } else {
         crate::quickstart::run(None)?;
     }
+    skips.steps.extend(crate::examples::run()?);
     step(
         "docs",
         cargo()

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask ci                 fmt, clippy, tests, docs, dependency rules, benches build, fuzz smoke
 //! cargo xtask deps               check the layering invariants of docs/architecture.md
+//! cargo xtask examples           build every crate's examples and run each for a moment
 //! cargo xtask fuzz [--secs N]    run every fuzz target for N seconds (default 10)
 //! cargo xtask bench [NAME]       run benchmarks (criterion micro-benchmarks when NAME is omitted)
 //! cargo xtask autobahn server    Autobahn|Testsuite fuzzingclient against `wskit serve`
@@ -22,6 +23,7 @@ mod bench_mqtt;
 mod bench_proxy;
 mod ci;
 mod deps;
+mod examples;
 mod flags;
 mod fuzz;
 mod interop;
@@ -37,12 +39,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci                  everything CI checks: fmt, clippy, tests, README quick start, docs, deps,
-                      benches build, Autobahn, browser, fuzz smoke; then a summary of what was
-                      skipped and a check that the working tree is unchanged
+  ci                  everything CI checks: fmt, clippy, tests, README quick start, examples,
+                      docs, deps, benches build, Autobahn, browser, fuzz smoke; then a summary
+                      of what was skipped and a check that the working tree is unchanged
                       [--no-autobahn] [--no-browser] [--no-fuzz] [--no-quickstart]
                       [--no-tree-check] [--fuzz-secs N]
   deps                check the dependency rules (sans-IO crates have no tokio, layers point down)
+  examples            build every crate's examples, run each for a moment (servers paired with
+                      their clients, and with tinyproxy, coturn, mosquitto when installed)
   fuzz [--secs N]     run every fuzz target for N seconds each (default 10); needs cargo-fuzz
   bench [NAME]        criterion micro-benchmarks (no NAME or `micro`), `echo` (wskit serve vs
                       fastwebsockets vs tokio-tungstenite), `rss` (memory per idle connection),
@@ -67,6 +71,10 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "ci" => ci::main(&mut args),
         "deps" => deps::run(),
+        "examples" => {
+            args.finish()?;
+            examples::run().map(drop)
+        }
         "fuzz" => fuzz::main(&mut args),
         "bench" => bench::main(&mut args),
         "interop" => match args.next_positional().as_deref() {
