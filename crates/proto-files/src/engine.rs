@@ -262,7 +262,7 @@ impl Peer {
                 if bytes.len() >= wire::HEADER_LEN {
                     let mut id = [0u8; 16];
                     id.copy_from_slice(&bytes[2..18]);
-                    let msg = e.to_string();
+                    let msg = e.detail();
                     return vec![wire::to_vec(
                         FileId(id),
                         &Msg::Error {
@@ -376,7 +376,7 @@ impl Peer {
                         0,
                         &e,
                     ));
-                    return vec![refusal(id, e.code(), &e.to_string())];
+                    return vec![refusal(id, e.code(), &e.detail())];
                 }
             };
         let info = receiver.info().clone();
@@ -434,7 +434,7 @@ impl Peer {
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
-                receiver.refuse(Code::Storage, &e.to_string());
+                receiver.refuse(Code::Storage, &e.detail());
                 return receiver.poll_transmit().into_iter().collect();
             }
         };
@@ -467,7 +467,14 @@ impl Peer {
                     return Ok(());
                 };
                 let bytes = &chunk[skip..];
-                if let Err(e) = t.file.write_all(bytes).await {
+                // flush: tokio's File hands the write to a blocking thread; waiting for it
+                // means an ack (and a later resume's offset) covers bytes the OS really has.
+                let written = async {
+                    t.file.write_all(bytes).await?;
+                    t.file.flush().await
+                }
+                .await;
+                if let Err(e) = written {
                     let e = Error::proto(Code::Storage, format!("writing the file: {e}"));
                     t.receiver.fail(&e);
                     return Err(e);
@@ -551,8 +558,10 @@ impl Peer {
                 ..
             }
         );
+        let mut file = t.file;
+        let _ = file.flush().await;
         if always_remove || cancelled || !self.shared.config.keep_partial_on_error {
-            drop(t.file);
+            drop(file);
             if let Some(store) = &self.shared.store {
                 store.remove(id);
             }
@@ -669,7 +678,7 @@ pub(crate) async fn send_file(
         Err(e) => {
             // Tell the receiver when it is still there.
             if !matches!(e, Error::Remote { .. } | Error::Closed) {
-                sender.fail(Error::proto(e.code(), e.to_string()));
+                sender.fail(Error::proto(e.code(), e.detail()));
                 while let Some(m) = sender.poll_transmit() {
                     let _ = link.send(m).await;
                 }

@@ -147,6 +147,15 @@ impl Error {
         }
     }
 
+    /// The text the peer is told: the message without the code suffix of `Display`.
+    #[must_use]
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Protocol { message, .. } | Self::Remote { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+
     /// The wire code this error maps to (what the peer is told).
     #[must_use]
     pub fn code(&self) -> Code {

@@ -484,7 +484,7 @@ impl Receiver {
 
     fn fail_with(&mut self, error: &Error) {
         self.state = State::Failed;
-        let message = error.to_string();
+        let message = error.detail();
         self.out.push_back(wire::to_vec(
             self.id,
             &Msg::Error {

@@ -404,7 +404,7 @@ impl Sender {
             return;
         }
         if !matches!(error, Error::Remote { .. }) {
-            let message = error.to_string();
+            let message = error.detail();
             self.out.push_back(wire::to_vec(
                 self.id,
                 &Msg::Error {

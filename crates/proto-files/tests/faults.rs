@@ -231,3 +231,63 @@ async fn without_keep_partial_on_disconnect_a_cut_transfer_starts_over() {
     assert_eq!(r.resumed_at, 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_disk_on_the_receiver_is_a_clear_error_for_the_sender() {
+    use std::io::BufRead as _;
+    let bin = env!("CARGO_BIN_EXE_files-node");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    std::fs::create_dir_all(&dir).unwrap();
+    // RLIMIT_FSIZE of about 1 MB on the server process; SIGXFSZ ignored (inherited through
+    // exec), so a write past the limit fails with EFBIG instead of killing the process.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 2048; exec '{}' serve '{}'",
+            bin,
+            dir.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening ").unwrap().to_string();
+    let path = make_file(tmp.path(), "huge.bin", 3_000_000, 5);
+    let client = FilesClient::connect(
+        format!("ws://{addr}/files").as_str(),
+        ClientConfig::default(),
+        config(),
+        None,
+        NoHooks,
+    )
+    .await
+    .unwrap();
+    let err = client
+        .send_file(&path, &SendOptions::qos(QoS::Acknowledged))
+        .await
+        .unwrap_err();
+    eprintln!("disk full: {err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        matches!(&err, Error::Remote { code: proto_files::Code::Storage, message } if message.contains("large")),
+        "{err:?}"
+    );
+    // The partial file is kept for a later resume (keep_partial_on_error), within the limit.
+    let kept: Vec<u64> = std::fs::read_dir(dir.join(".partial"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(".part")
+                .then(|| e.metadata().unwrap().len())
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0] > 0 && kept[0] <= 2048 * 1024, "{kept:?}");
+}
