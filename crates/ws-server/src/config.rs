@@ -296,64 +296,62 @@ impl ServerConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first problem found.
+    /// [`Error::Setting`], [`Error::WsLimits`], [`Error::HttpLimits`] or
+    /// [`Error::DocumentRoot`] naming the first problem found; [`Error::Config`] from the auth
+    /// settings.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |s: &str| Err(Error::Config(s.to_owned()));
+        let bad = |field, rule| Err(Error::Setting { field, rule });
         if self.bindings.is_empty() {
-            return bad("at least one binding is required");
+            return bad("bindings", "must hold at least one binding");
         }
-        self.ws
-            .validate()
-            .map_err(|e| Error::Config(format!("websocket limits: {e}")))?;
+        self.ws.validate().map_err(Error::WsLimits)?;
         if self.send_queue == 0 {
-            return bad("send_queue must be at least 1");
+            return bad("send_queue", "must be at least 1");
         }
-        self.http
-            .validate()
-            .map_err(|e| Error::Config(format!("HTTP limits: {e}")))?;
+        self.http.validate().map_err(Error::HttpLimits)?;
         if self.keep_alive_timeout.is_zero() || self.body_timeout.is_zero() {
-            return bad("keep_alive_timeout and body_timeout must not be zero");
+            return bad("keep_alive_timeout and body_timeout", "must not be zero");
         }
         if self.max_requests_per_connection == 0 {
-            return bad("max_requests_per_connection must be at least 1");
+            return bad("max_requests_per_connection", "must be at least 1");
         }
         if let Some(root) = &self.document_root {
             if !root.is_dir() {
-                return Err(Error::Config(format!(
-                    "document root {} is not a directory",
-                    root.display()
-                )));
+                return Err(Error::DocumentRoot { path: root.clone() });
             }
         }
         if self.sse.heartbeat.is_some_and(|d| d.is_zero()) {
-            return bad("sse.heartbeat must not be zero");
+            return bad("sse.heartbeat", "must not be zero");
         }
         if self.write_buffer_limit == 0 {
-            return bad("write_buffer_limit must be at least 1");
+            return bad("write_buffer_limit", "must be at least 1");
         }
         if self.handshake_timeout.is_zero() {
-            return bad("handshake_timeout must not be zero");
+            return bad("handshake_timeout", "must not be zero");
         }
         if let Some(hb) = &self.heartbeat {
             if hb.validate().is_err() {
-                return bad("heartbeat interval and timeout must not be zero");
+                return bad("heartbeat interval and timeout", "must not be zero");
             }
         }
         if self.idle_timeout.is_some_and(|d| d.is_zero()) {
-            return bad("idle_timeout must not be zero");
+            return bad("idle_timeout", "must not be zero");
         }
         if self.throttle == Some(0) {
-            return bad("throttle must be at least 1 byte per second");
+            return bad("throttle", "must be at least 1 byte per second");
         }
         if self.raw_tcp.scan != DelimiterScan::None && self.raw_tcp.delimiter.is_empty() {
-            return bad("a delimiter scan needs a delimiter");
+            return bad(
+                "raw_tcp.delimiter",
+                "must not be empty with a delimiter scan",
+            );
         }
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }
         for origin in &self.allowed_origins {
             if origin.is_empty() {
-                return bad("empty allowed origin");
+                return bad("allowed_origins", "must not hold an empty origin");
             }
         }
         Ok(())
@@ -444,7 +442,29 @@ mod tests {
             send_queue: 0,
             ..ServerConfig::default()
         };
-        assert!(c.validate().is_err());
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Setting {
+                    field: "send_queue",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid server configuration: send_queue must be at least 1"
+        );
+        let mut c = ServerConfig::default();
+        c.ws.max_frame = 0;
+        assert!(matches!(c.validate(), Err(Error::WsLimits(_))));
+        let c = ServerConfig {
+            document_root: Some("/nonexistent/wskit-root".into()),
+            ..ServerConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(Error::DocumentRoot { .. })));
         let mut c = ServerConfig::default();
         c.bindings.clear();
         assert!(c.validate().is_err());

@@ -6,9 +6,30 @@ use std::{io, net::SocketAddr};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is invalid.
+    /// The configuration is invalid (auth, sessions and static files still report this way;
+    /// [`crate::ServerConfig::validate`] uses the typed variants below).
     #[error("invalid server configuration: {0}")]
     Config(String),
+    /// A setting of [`crate::ServerConfig`] breaks its rule.
+    #[error("invalid server configuration: {field} {rule}")]
+    Setting {
+        /// The setting (or settings) at fault.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// [`crate::ServerConfig::ws`] does not validate.
+    #[error("invalid server configuration: websocket limits: {0}")]
+    WsLimits(#[source] ws_frame::ConfigError),
+    /// [`crate::ServerConfig::http`] does not validate.
+    #[error("invalid server configuration: HTTP limits: {0}")]
+    HttpLimits(#[source] ws_http::Error),
+    /// [`crate::ServerConfig::document_root`] is not a directory.
+    #[error("invalid server configuration: document root {} is not a directory", path.display())]
+    DocumentRoot {
+        /// The path given.
+        path: std::path::PathBuf,
+    },
     /// A listening socket could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -87,6 +108,10 @@ impl Error {
             Self::Upload(e) => e.status(),
             Self::HandshakeTimeout => 408,
             Self::Config(_)
+            | Self::Setting { .. }
+            | Self::WsLimits(_)
+            | Self::HttpLimits(_)
+            | Self::DocumentRoot { .. }
             | Self::Bind { .. }
             | Self::Io(_)
             | Self::Tls(_)
