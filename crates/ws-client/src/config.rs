@@ -392,76 +392,83 @@ impl ClientConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first problem: invalid WebSocket limits, a zero timeout or
-    /// queue, header names or values with CR/LF, a subprotocol that is not an HTTP token, a
-    /// Basic user name with `:`, an empty query-token parameter, a heartbeat interval of 0,
-    /// reconnect settings out of range.
+    /// [`Error::Setting`] naming the first problem (a zero timeout or queue, CR/LF in Origin
+    /// or User-Agent, a Basic user name with `:`, an empty query-token parameter, a heartbeat
+    /// interval of 0, reconnect settings out of range); [`Error::WsLimits`] for invalid
+    /// WebSocket limits; [`Error::InvalidHeader`], [`Error::ReservedHeader`],
+    /// [`Error::InvalidProtocol`] and [`Error::InvalidServerName`] for the value at fault.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |s: String| Err(Error::Config(s));
-        if let Err(e) = self.ws.validate() {
-            return bad(format!("websocket limits: {e}"));
-        }
+        let bad = |field, rule| Err(Error::Setting { field, rule });
+        self.ws.validate().map_err(Error::WsLimits)?;
         if self.connect_timeout.is_zero() {
-            return bad("connect_timeout must be above 0".into());
+            return bad("connect_timeout", "must be above 0");
         }
         if self.recv_queue == 0 || self.send_queue == 0 {
-            return bad("recv_queue and send_queue must be at least 1".into());
+            return bad("recv_queue and send_queue", "must be at least 1");
         }
         if self.max_response_head < 64 || self.max_response_headers == 0 {
-            return bad("max_response_head must be at least 64 and max_response_headers 1".into());
+            return bad(
+                "max_response_head and max_response_headers",
+                "must be at least 64 and 1",
+            );
         }
         for (name, value) in &self.headers {
             if !is_token(name) || has_crlf(value) {
-                return bad(format!("invalid request header {name:?}"));
+                return Err(Error::InvalidHeader { name: name.clone() });
             }
             if RESERVED_HEADERS
                 .iter()
                 .any(|r| r.eq_ignore_ascii_case(name))
             {
-                return bad(format!(
-                    "header {name:?} is written by the handshake itself (use origin, protocols \
-                     or deflate)"
-                ));
+                return Err(Error::ReservedHeader { name: name.clone() });
             }
         }
         if self.origin.as_deref().is_some_and(has_crlf) || has_crlf(&self.user_agent) {
-            return bad("Origin and User-Agent must not contain CR or LF".into());
+            return bad("origin and user_agent", "must not contain CR or LF");
         }
         for p in &self.protocols {
             if !is_token(p) {
-                return bad(format!("subprotocol {p:?} is not an HTTP token"));
+                return Err(Error::InvalidProtocol {
+                    protocol: p.clone(),
+                });
             }
         }
         match &self.auth {
             Some(Auth::Basic { user, password }) if user.contains(':') || has_crlf(password) => {
-                return bad("Basic user names cannot contain ':'".into());
+                return bad(
+                    "Basic auth",
+                    "needs a user name without ':' and a password without CR or LF",
+                );
             }
             Some(Auth::Bearer(t)) if has_crlf(t) || t.is_empty() => {
-                return bad("bearer token must be non-empty, without CR or LF".into());
+                return bad("bearer token", "must be non-empty, without CR or LF");
             }
             Some(Auth::QueryToken { param, .. }) if param.is_empty() => {
-                return bad("query token parameter name is empty".into());
+                return bad("query token parameter name", "must not be empty");
             }
             _ => {}
         }
         if let Some(p) = &self.proxy {
             if p.host.is_empty() || p.port == 0 {
-                return bad("proxy needs a host and a port".into());
+                return bad("proxy", "needs a host and a port");
             }
         }
         if let Some(h) = &self.heartbeat {
             if h.validate().is_err() {
-                return bad("heartbeat interval and timeout must be above 0".into());
+                return bad("heartbeat interval and timeout", "must be above 0");
             }
         }
         if let Some(r) = &self.reconnect {
             if !(0.0..=1.0).contains(&r.jitter) || r.multiplier.is_nan() || r.multiplier < 1.0 {
-                return bad("reconnect jitter must be in 0..=1 and multiplier at least 1".into());
+                return bad(
+                    "reconnect jitter and multiplier",
+                    "must be in 0..=1 and at least 1",
+                );
             }
         }
         if let Some(name) = &self.tls_server_name {
             if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
-                return bad(format!("invalid TLS server name {name:?}"));
+                return Err(Error::InvalidServerName { name: name.clone() });
             }
         }
         Ok(())
@@ -605,7 +612,19 @@ mod tests {
         for (i, edit) in cases.iter().enumerate() {
             let mut c = ClientConfig::default();
             edit(&mut c);
-            assert!(matches!(c.validate(), Err(Error::Config(_))), "case {i}");
+            let e = c.validate().unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Setting { .. }
+                        | Error::WsLimits(_)
+                        | Error::InvalidHeader { .. }
+                        | Error::ReservedHeader { .. }
+                        | Error::InvalidProtocol { .. }
+                        | Error::InvalidServerName { .. }
+                ) && !e.is_transient(),
+                "case {i}: {e:?}"
+            );
         }
     }
 

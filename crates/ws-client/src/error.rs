@@ -80,9 +80,48 @@ pub enum Error {
     /// The URL does not parse or cannot be used.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// [`crate::ClientConfig::validate`] refused the configuration.
+    /// A setting refused outside [`crate::ClientConfig::validate`] (a fragment size of 0, a
+    /// ping payload over 125 bytes, a handshake the local program cannot write).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A setting of [`crate::ClientConfig`] breaks its rule.
+    #[error("invalid client configuration: {field} {rule}")]
+    Setting {
+        /// The setting (or settings) at fault.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// [`crate::ClientConfig::ws`] does not validate.
+    #[error("invalid client configuration: websocket limits: {0}")]
+    WsLimits(#[source] ws_frame::ConfigError),
+    /// An extra request header whose name is not a token or whose value holds CR or LF.
+    #[error("invalid client configuration: invalid request header {name:?}")]
+    InvalidHeader {
+        /// The header name.
+        name: String,
+    },
+    /// An extra request header that the handshake writes itself.
+    #[error(
+        "invalid client configuration: header {name:?} is written by the handshake itself (use \
+         origin, protocols or deflate)"
+    )]
+    ReservedHeader {
+        /// The header name.
+        name: String,
+    },
+    /// A subprotocol that is not an HTTP token.
+    #[error("invalid client configuration: subprotocol {protocol:?} is not an HTTP token")]
+    InvalidProtocol {
+        /// The subprotocol.
+        protocol: String,
+    },
+    /// [`crate::ClientConfig::tls_server_name`] is neither a DNS name nor an IP address.
+    #[error("invalid client configuration: invalid TLS server name {name:?}")]
+    InvalidServerName {
+        /// The name.
+        name: String,
+    },
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Dns {
@@ -194,6 +233,12 @@ impl Error {
         match self {
             Self::InvalidUrl(_)
             | Self::Config(_)
+            | Self::Setting { .. }
+            | Self::WsLimits(_)
+            | Self::InvalidHeader { .. }
+            | Self::ReservedHeader { .. }
+            | Self::InvalidProtocol { .. }
+            | Self::InvalidServerName { .. }
             | Self::TlsConfig(_)
             | Self::TooManyRedirects { .. }
             | Self::NotTls(_)

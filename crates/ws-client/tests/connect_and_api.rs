@@ -106,7 +106,7 @@ async fn invalid_url_and_config_are_refused_before_connecting() {
     config.protocols = vec!["bad protocol".into()];
     assert!(matches!(
         connect("ws://127.0.0.1:1/", config).await,
-        Err(Error::Config(_))
+        Err(Error::InvalidProtocol { protocol }) if protocol == "bad protocol"
     ));
 }
 
