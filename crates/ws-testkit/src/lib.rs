@@ -23,6 +23,8 @@
 //! # Ok::<(), ws_frame::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;

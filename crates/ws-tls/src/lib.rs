@@ -61,6 +61,7 @@
 //!   certificate into a temporary directory, for other crates' tests.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
