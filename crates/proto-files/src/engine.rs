@@ -5,17 +5,14 @@
 use std::{
     collections::HashMap,
     future::Future,
-    io::SeekFrom,
+    io::{Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use sha2::{Digest, Sha256};
-use tokio::{
-    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 
 use crate::{
     config::Config,
@@ -190,7 +187,9 @@ pub(crate) fn derive_id(path: &Path, meta: &std::fs::Metadata) -> FileId {
 
 struct InTransfer {
     receiver: Receiver,
-    file: tokio::fs::File,
+    /// Written with blocking calls from the connection's task: a chunk goes to the page cache
+    /// in microseconds, and a hop to tokio's blocking pool per chunk cost more than the write.
+    file: std::fs::File,
 }
 
 /// The shared state of one end: configuration, store, hooks.
@@ -407,27 +406,27 @@ impl Peer {
                     },
                 )?;
             }
-            let mut file = tokio::fs::OpenOptions::new()
+            let mut file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .open(store.part_path(id))
-                .await?;
+                .open(store.part_path(id))?;
             // The SHA-256 of what is already stored.
             if let Some((from, to)) = receiver.needs_prefix() {
-                file.seek(SeekFrom::Start(from)).await?;
+                file.seek(SeekFrom::Start(from))?;
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut left = to - from;
                 while left > 0 {
                     let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want]).await?;
+                    let n = file.read(&mut buf[..want])?;
                     if n == 0 {
                         return Err(Error::proto(Code::Storage, "partial file shrank"));
                     }
                     receiver.absorb_prefix(&buf[..n]);
                     left -= n as u64;
+                    tokio::task::yield_now().await;
                 }
             }
-            file.seek(SeekFrom::Start(receiver.stored())).await?;
+            file.seek(SeekFrom::Start(receiver.stored()))?;
             Ok::<_, Error>(file)
         }
         .await;
@@ -467,14 +466,9 @@ impl Peer {
                     return Ok(());
                 };
                 let bytes = &chunk[skip..];
-                // flush: tokio's File hands the write to a blocking thread; waiting for it
-                // means an ack (and a later resume's offset) covers bytes the OS really has.
-                let written = async {
-                    t.file.write_all(bytes).await?;
-                    t.file.flush().await
-                }
-                .await;
-                if let Err(e) = written {
+                // Written before the ack: an ack (and a later resume's offset) covers bytes
+                // the OS has.
+                if let Err(e) = t.file.write_all(bytes) {
                     let e = Error::proto(Code::Storage, format!("writing the file: {e}"));
                     t.receiver.fail(&e);
                     return Err(e);
@@ -493,8 +487,7 @@ impl Peer {
             ReceiverAction::Verified { sha256 } => {
                 let store = self.shared.store.as_ref().ok_or(Error::Closed)?;
                 let finished = async {
-                    t.file.flush().await?;
-                    t.file.sync_all().await?;
+                    t.file.sync_all()?;
                     store.finish(id, &t.receiver.info().name, self.shared.config.overwrite)
                 }
                 .await;
@@ -558,8 +551,7 @@ impl Peer {
                 ..
             }
         );
-        let mut file = t.file;
-        let _ = file.flush().await;
+        let file = t.file;
         if always_remove || cancelled || !self.shared.config.keep_partial_on_error {
             drop(file);
             if let Some(store) = &self.shared.store {
@@ -643,8 +635,8 @@ pub(crate) async fn send_file(
     opts: &SendOptions,
 ) -> Result<SendReport, Error> {
     let config = &peer.shared.config;
-    let mut file = tokio::fs::File::open(path).await?;
-    let fmeta = file.metadata().await?;
+    let mut file = std::fs::File::open(path)?;
+    let fmeta = file.metadata()?;
     if !fmeta.is_file() {
         return Err(Error::Config(format!("{} is not a file", path.display())));
     }
@@ -699,7 +691,7 @@ pub(crate) async fn send_file(
 async fn drive_sender(
     peer: &Peer,
     link: &impl Link,
-    file: &mut tokio::fs::File,
+    file: &mut std::fs::File,
     sender: &mut Sender,
     rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
     info: &OfferInfo,
@@ -756,12 +748,12 @@ async fn drive_sender(
         }
         if let Some((from, to)) = sender.needs_prefix() {
             if file_pos != from {
-                file.seek(SeekFrom::Start(from)).await?;
+                file.seek(SeekFrom::Start(from))?;
             }
             let want = buf
                 .len()
                 .min(usize::try_from(to - from).unwrap_or(usize::MAX));
-            let n = file.read(&mut buf[..want]).await?;
+            let n = file.read(&mut buf[..want])?;
             if n == 0 {
                 return Err(Error::proto(
                     Code::Violation,
@@ -777,9 +769,9 @@ async fn drive_sender(
                 buf.resize(len, 0);
             }
             if file_pos != off {
-                file.seek(SeekFrom::Start(off)).await?;
+                file.seek(SeekFrom::Start(off))?;
             }
-            file.read_exact(&mut buf[..len]).await?;
+            file.read_exact(&mut buf[..len])?;
             file_pos = off + len as u64;
             let now = Instant::now();
             sender.push_chunk(now, off, &buf[..len])?;

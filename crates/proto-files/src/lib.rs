@@ -18,7 +18,7 @@
 //   1 state        sender, receiver; store (the save directory, std::fs only)
 //   2 entry points fuzzing
 //   3 glue         engine (per-connection routing, the sending task, events; tokio)
-//   4 doors        tus (HTTP), server (ws-server), client (ws-client)
+//   4 doors        tus (HTTP server side), tus_client, server (ws-server), client (ws-client)
 #[cfg(feature = "runtime")]
 mod client;
 mod config;
@@ -34,6 +34,8 @@ mod server;
 mod store;
 #[cfg(feature = "runtime")]
 mod tus;
+#[cfg(feature = "runtime")]
+mod tus_client;
 pub mod wire;
 
 #[cfg(feature = "runtime")]
@@ -43,6 +45,8 @@ pub use engine::{ChannelHooks, EventKind, FileEvent, Hooks, NoHooks, SendOptions
 #[cfg(feature = "runtime")]
 pub use server::{Files, FilesHandler};
 pub use store::{Meta, Store};
+#[cfg(feature = "runtime")]
+pub use tus_client::{TusClient, TusReport};
 
 pub use config::Config;
 pub use error::{Code, Error};
