@@ -14,10 +14,11 @@
 //!    |                                          --> 401 with a token callback: refresh once
 //!    |                                          --> other: Error::Http{status, headers, body}
 //!    v
-//!  one task per connection, one loop:
+//!  one task per connection, on ws-io's drive loop (shared with ws-server):
 //!    WsWriter (clone, any task) --bounded command queue--> ws_frame::Connection --> one write
 //!    WsReader / Stream  <--bounded message queue-- events <-- socket reads
-//!    one timer: close handshake, heartbeat ping, pong deadline (dead peer), linger
+//!    one timer, the connection's own: close handshake, heartbeat ping, pong deadline
+//!    (dead peer), the wait for the server's TCP close
 //!
 //!  ReconnectingWebSocket: the same, re-established after unexpected disconnects
 //!    (jittered exponential backoff, max attempts, hook that may change the URL or cancel)

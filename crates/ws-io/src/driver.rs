@@ -60,7 +60,9 @@ pub enum Step<X> {
     /// may count the interval as kept alive ([`Connection::skip_heartbeat`]) before the next
     /// call sends the ping.
     HeartbeatDue(Instant),
-    /// This many bytes were read (0: end of stream, [`Connection::handle_eof`] was called).
+    /// This many bytes were read (0: end of stream, [`Connection::handle_eof`] was called);
+    /// reported after the events they completed (unless events are gated off), so that what
+    /// the connection holds ([`Connection::partial_message_bytes`]) is exact then.
     Read(usize),
     /// This many bytes were written.
     Wrote(usize),
@@ -119,6 +121,8 @@ pub struct Driver<T> {
     asked: bool,
     /// A write without waiting was tried since the last wait.
     tried_now: bool,
+    /// Bytes read, reported once the events they carry are handed out.
+    read: Option<usize>,
 }
 
 enum Wake<X> {
@@ -144,6 +148,7 @@ impl<T: Transport> Driver<T> {
             rx_allocated: false,
             asked: false,
             tried_now: false,
+            read: None,
         }
     }
 
@@ -176,11 +181,12 @@ impl<T: Transport> Driver<T> {
         &mut self.tx
     }
 
-    /// Releases the receive buffer when it is empty (idle connections keep no memory).
-    pub fn release_read_buffer(&mut self) {
+    /// Releases the receive buffer when it is empty and holds more than `above` bytes of
+    /// capacity (0: any; idle connections keep no memory).
+    pub fn release_read_buffer(&mut self, above: usize) {
         if self.rx_allocated {
             let rx = self.ws.read_buf();
-            if rx.is_empty() {
+            if rx.is_empty() && rx.capacity() > above {
                 *rx = bytes::BytesMut::new();
                 self.rx_allocated = false;
             }
@@ -212,6 +218,9 @@ impl<T: Transport> Driver<T> {
                     Ok(None) => {}
                     Err(error) => return Step::Error(error),
                 }
+            }
+            if let Some(n) = self.read.take() {
+                return Step::Read(n);
             }
             self.tx.collect(&mut self.ws);
             if !self.tx.is_empty() && gates.write && !self.tried_now {
@@ -292,14 +301,14 @@ impl<T: Transport> Driver<T> {
                     self.eof = true;
                     return Step::End(End::ReadFailed(e));
                 }
-                Wake::Read(Ok(0)) => {
-                    self.eof = true;
-                    self.ws.handle_eof();
-                    return Step::Read(0);
-                }
                 Wake::Read(Ok(n)) => {
-                    self.rx_allocated = true;
-                    return Step::Read(n);
+                    if n == 0 {
+                        self.eof = true;
+                        self.ws.handle_eof();
+                    } else {
+                        self.rx_allocated = true;
+                    }
+                    self.read = Some(n);
                 }
                 Wake::Other(x) => return Step::Other(x),
                 Wake::Timer => {

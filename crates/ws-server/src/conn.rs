@@ -1,20 +1,20 @@
-//! The connection task: one loop per WebSocket connection.
+//! The connection task: one per WebSocket connection, on ws-io's drive loop.
 //!
 //! ```text
-//!  loop:  drain ws.poll_event() -> handler (may queue frames on `ws`)   [not while paused]
-//!         collect queued frames -> TxQueue (small frames batched, large ones vectored)
-//!         stop once ws.wants_transport_close() and everything is written
+//!  ws_io::Driver::next (shared with ws-client): events [not while paused], the core's frames
+//!         -> TxQueue (small frames batched, large ones vectored), End once the close is done,
+//!         the connection's own timers (close handshake, message deadline, heartbeat, pong,
+//!         idle), wait: write | read [gated] | kill / command | timer
+//!  here:  events -> handler (may queue frames on `ws`); HeartbeatDue -> on_before_heartbeat
 //!         account partly received bytes (server-wide budget, 1013 past it)
-//!         re-arm the one timer (close handshake, message deadline, heartbeat, pong, idle,
-//!         throttle, shrink)
-//!         select (biased): kill | write | read [not while paused] | command | timer
+//!         the gates: read pause, backpressure (write backlog), throttle; the shrink timer
 //!         after a read: take the commands already queued (reads never starve them)
 //! ```
 //!
 //! Read flow control (`ConnInfo::read_paused`, set by `Ctx::pause_reading` and
-//! `ConnHandle::pause_reading`) only gates the read branch and event delivery; writes,
-//! commands and timers go on, except the deadline of an unfinished fragmented message, which
-//! counts afresh after the pause. A connection whose close handshake has started reads anyway.
+//! `ConnHandle::pause_reading`) only gates reading and event delivery; writes, commands and
+//! timers go on (see `Connection::set_read_paused` for the timers). A connection whose close
+//! handshake has started reads anyway.
 //!
 //! Handler panics: every handler call is polled under `catch_unwind`. A panic closes that
 //! connection with 1011, goes to `on_error` as `Error::HandlerPanicked` and to tracing, and
@@ -35,15 +35,15 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use ws_frame::{CloseCode, Connection, Event, Initiator, Message};
+use ws_io::{Driver, End, Gates, Step};
 
 use crate::{
     error::Error,
     handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Fragment, Handler, Sink},
-    io::{Io, Target},
+    io::Io,
     registry::{Command, ConnInfo, KILL_DROP},
     throttle::TokenBucket,
-    tx::TxQueue,
 };
 
 /// Commands applied per wake-up before writing (batches broadcasts into one write).
@@ -146,7 +146,7 @@ async fn handler_panicked<H: Handler>(
         reason: format!("handler panicked in {method}"),
         by: Initiator::Local,
     });
-    let _ = ws.close(CloseCode::INTERNAL, "internal error", Instant::now());
+    let _ = ws.close(CloseCode::INTERNAL, "internal error", ws_io::now());
     let err = Error::HandlerPanicked { method, message };
     if let Err(again) = CatchUnwind(Box::pin(handler.on_error(info.peer, Some(info), &err))).await {
         tracing::error!(conn = %info.id, panic = %again, "on_error panicked too");
@@ -180,12 +180,10 @@ impl Timers {
     }
 }
 
-enum Wake {
+/// What the task waits for besides the transport.
+enum Wait {
     Kill,
-    Wrote(std::io::Result<usize>),
-    Read(std::io::Result<usize>),
     Cmd(Option<Command>),
-    Timer,
 }
 
 /// Whether the connection should neither read nor deliver events now: paused by the
@@ -216,16 +214,27 @@ fn apply(ws: &mut Connection, cmd: Command) {
         Command::SendWith(b) => ws.send_with(b.0, b.1),
         Command::Ping(payload) => ws.ping(payload),
         Command::Event(ev) => ws.send(Message::text(ev.data)),
-        Command::Close(b) => ws.close(b.0, &b.1, Instant::now()),
+        Command::Close(b) => ws.close(b.0, &b.1, ws_io::now()),
         Command::Wake => Ok(()),
     };
 }
 
-/// Runs one WebSocket connection to its end, then unregisters it and reports the disconnect.
+/// Applies the commands already queued (after one taken by the wait), up to a batch.
+fn apply_batch(ws: &mut Connection, cmds: &mut mpsc::Receiver<Command>, first: usize) {
+    for _ in first..COMMAND_BATCH {
+        match cmds.try_recv() {
+            Ok(cmd) => apply(ws, cmd),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs one WebSocket connection to its end on ws-io's drive loop, then unregisters it and
+/// reports the disconnect.
 pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: Established) {
     let Established {
-        mut io,
-        mut ws,
+        io,
+        ws,
         info,
         mut cmds,
         leftover,
@@ -238,10 +247,10 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         unregistered: false,
     };
     let config = &server.inner.config;
+    let mut d = Driver::new(io, ws, config.write_buffer_limit);
     let mut data: Option<Box<dyn Any + Send + Sync>> = None;
-    let mut tx = TxQueue::default();
     let mut disconnect: Option<Disconnect> = None;
-    let now = Instant::now();
+    let now = ws_io::now();
     let mut timers = Timers {
         next_shrink: None,
         rx_shrink: false,
@@ -249,16 +258,10 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut throttle = config
         .throttle
         .map(|rate| (TokenBucket::new(rate, now), TokenBucket::new(rate, now)));
-    let mut armed: Option<Instant> = None;
-    let sleep = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(sleep);
     let kill = info.kill.notified();
     tokio::pin!(kill);
     let mut killed = false;
-    // Whether the receive buffer holds an allocation (idle connections keep none).
-    let mut rx_allocated = false;
     let mut pending_kill = false;
-    let mut write_wait_hint: Option<Instant> = None;
     let mut eof = false;
     let mut read_since_shrink = 0usize;
     // Set once a handler method panicked: the handler gets nothing more but on_disconnect.
@@ -268,7 +271,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     macro_rules! ctx {
         () => {
             Ctx {
-                sink: Sink::Ws(&mut ws),
+                sink: Sink::Ws(&mut d.ws),
                 info: &info,
                 server: &server,
                 data: &mut data,
@@ -277,8 +280,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     }
 
     if !leftover.is_empty() {
-        rx_allocated = true;
-        ws.feed(&leftover);
+        d.feed(&leftover);
         timers.rx_shrink = true;
     }
     drop(leftover);
@@ -288,7 +290,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         let h = &*handler;
         Box::pin(handler_panicked(
             h,
-            &mut ws,
+            &mut d.ws,
             &info,
             &mut disconnect,
             "on_connect",
@@ -297,244 +299,204 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         .await;
     }
 
-    let mut dead = false;
     loop {
-        // 1. events (what was already read stays in the receive buffer while paused)
-        while !read_paused(&info, &ws) {
-            let mut panicked: Option<(&'static str, String)> = None;
-            match ws.poll_event() {
-                Ok(Some(event)) => match event {
-                    Event::Closed { code, reason, by } => {
-                        disconnect.get_or_insert(Disconnect {
-                            code,
-                            reason: reason.as_str().to_owned(),
-                            by,
-                        });
-                    }
-                    _ if broken => {}
-                    Event::Message(msg) => {
-                        panicked = CatchUnwind(pin!(handler.on_message(&mut ctx!(), msg)))
-                            .await
-                            .err()
-                            .map(|p| ("on_message", p));
-                    }
-                    Event::Fragment {
-                        text,
-                        payload,
-                        first,
-                        fin,
-                    } => {
-                        let fragment = Fragment {
-                            text,
-                            payload,
-                            first,
-                            fin,
-                        };
-                        panicked = CatchUnwind(pin!(handler.on_fragment(&mut ctx!(), fragment)))
-                            .await
-                            .err()
-                            .map(|p| ("on_fragment", p));
-                    }
-                    Event::Ping(p) => {
-                        panicked = CatchUnwind(pin!(handler.on_ping(&mut ctx!(), p)))
-                            .await
-                            .err()
-                            .map(|p| ("on_ping", p));
-                    }
-                    Event::Pong(p) => {
-                        panicked = CatchUnwind(pin!(handler.on_pong(&mut ctx!(), p)))
-                            .await
-                            .err()
-                            .map(|p| ("on_pong", p));
-                    }
-                },
-                Ok(None) => break,
-                Err(ws_frame::Error::PongTimeout { .. }) => {
-                    // The peer is gone: no Close frame, no lingering.
-                    disconnect.get_or_insert(Disconnect {
-                        code: CloseCode::ABNORMAL,
-                        reason: "heartbeat timeout".into(),
-                        by: Initiator::Local,
-                    });
-                    dead = true;
-                    break;
-                }
-                Err(e) => {
-                    let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
-                        Initiator::Remote
-                    } else {
-                        Initiator::Local
-                    };
-                    disconnect.get_or_insert(Disconnect {
-                        code: e.close_code(),
-                        reason: e.to_string(),
-                        by,
-                    });
-                    if !matches!(e, ws_frame::Error::UnexpectedEof) && !broken {
-                        let err = Error::WebSocket(e);
-                        let call = Box::pin(handler.on_error(info.peer, Some(&info), &err));
-                        if let Err(panic) = CatchUnwind(call).await {
-                            broken = true;
-                            tracing::error!(conn = %info.id, panic = %panic, "on_error panicked");
-                        }
-                    }
-                    break;
-                }
-            }
-            if let Some((method, panic)) = panicked {
-                broken = true;
-                let h = &*handler;
-                Box::pin(handler_panicked(
-                    h,
-                    &mut ws,
-                    &info,
-                    &mut disconnect,
-                    method,
-                    panic,
-                ))
-                .await;
-            }
-        }
-        if dead {
-            eof = true;
-            break;
-        }
         // Bytes held in partly received messages, against the server-wide budget.
-        let held = ws.partial_message_bytes();
+        let held = d.ws.partial_message_bytes();
         if held != registered.held {
             let budget = config.max_partial_bytes;
             if let Some(total) = registered.hold(held).filter(|&t| budget != 0 && t > budget) {
-                refuse_partial(&server, &info, &mut ws, &mut disconnect, total, budget);
-                registered.hold(ws.partial_message_bytes());
+                refuse_partial(&server, &info, &mut d.ws, &mut disconnect, total, budget);
+                registered.hold(d.ws.partial_message_bytes());
             }
         }
         if read_since_shrink > SHRINK_ABOVE {
             read_since_shrink = 0;
-            let rx = ws.read_buf();
-            if rx.is_empty() && rx.capacity() > SHRINK_ABOVE {
-                *rx = BytesMut::new();
-                rx_allocated = false;
+            d.release_read_buffer(SHRINK_ABOVE);
+        }
+        if pending_kill && !killed {
+            pending_kill = false;
+            killed = true;
+            if kill_now(&info, &mut d.ws, &mut disconnect) {
+                eof = true;
+                break;
             }
         }
 
-        // 2. output: try the write at once (plain TCP); what does not fit waits for the select.
-        tx.collect(&mut ws);
-        if !tx.is_empty() && write_wait_hint.is_none() {
-            match io.try_write_now(&mut tx) {
-                Ok(n) => {
-                    if n > 0 {
-                        info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        if let Some((_, w)) = &mut throttle {
-                            w.consume(n, Instant::now());
-                        }
-                    }
-                }
-                Err(e) => {
-                    disconnect.get_or_insert(Disconnect {
-                        code: CloseCode::ABNORMAL,
-                        reason: e.to_string(),
-                        by: Initiator::Remote,
-                    });
-                    eof = true;
-                    break;
-                }
-            }
-        }
-        if ws.wants_transport_close() && tx.is_empty() && !io.wants_flush() {
-            break;
-        }
-        if eof && ws.is_closed() && ws.wants_transport_close() {
-            break;
-        }
-
-        // 3. the one timer (the connection's own timers run differently while reading is
-        // paused: see Connection::set_read_paused)
-        let paused = read_paused(&info, &ws);
+        // The gates: read flow control (the connection's timers know: set_read_paused),
+        // backpressure (the write backlog stops reading and commands), the throttle.
+        let paused = read_paused(&info, &d.ws);
         if paused != was_paused {
             was_paused = paused;
-            ws.set_read_paused(paused);
+            d.ws.set_read_paused(paused);
         }
-        if ws.wants_now() {
-            Box::pin(fire_timers(
-                &*handler,
-                &mut ws,
-                &info,
-                &server,
-                &mut data,
-                &mut disconnect,
-                &mut broken,
-                Instant::now(),
-            ))
-            .await;
-            // A deadline passed meanwhile (or a ping was queued): report and write first.
-            continue;
-        }
-        let ws_deadline = ws.poll_timeout();
-        let now_if_throttled = throttle.as_ref().map(|_| Instant::now());
-        let (read_wait, write_wait) = match (&mut throttle, now_if_throttled) {
-            (Some((r, w)), Some(now)) => (r.ready_at(now), w.ready_at(now)),
-            _ => (None, None),
-        };
-        let deadline = [timers.next(), ws_deadline, read_wait, write_wait]
-            .into_iter()
-            .flatten()
-            .min();
-        write_wait_hint = write_wait;
-        if deadline != armed {
-            if let Some(at) = deadline {
-                sleep.as_mut().reset(at.into());
+        let (read_wait, write_wait) = match &mut throttle {
+            Some((r, w)) => {
+                let now = ws_io::now();
+                (r.ready_at(now), w.ready_at(now))
             }
-            armed = deadline;
-        }
-
-        // 4. wait
-        let backlog = tx.len() < config.write_buffer_limit;
-        let can_read = !eof && backlog && read_wait.is_none() && !paused;
-        let can_write = (!tx.is_empty() || io.wants_flush()) && write_wait.is_none();
-        let can_cmd = backlog && !ws.is_closed();
-        let (reader, writer) = io.halves();
-        let wake = if pending_kill && !killed {
-            Wake::Kill
-        } else {
+            None => (None, None),
+        };
+        let backlog = d.below_limit();
+        let can_cmd = backlog && !d.ws.is_closed();
+        let gates = Gates {
+            read: backlog && read_wait.is_none() && !paused,
+            write: write_wait.is_none(),
+            events: !paused,
+            wake_at: [timers.next(), read_wait, write_wait]
+                .into_iter()
+                .flatten()
+                .min(),
+        };
+        // A kill is only waited for while commands cannot arrive; otherwise it comes as
+        // Command::Wake (see ConnInfo::kill).
+        let wait_kill = !killed && !can_cmd;
+        let other = (wait_kill || can_cmd).then_some(async {
             tokio::select! {
                 biased;
-                // Only polled while commands cannot arrive; otherwise a kill comes as
-                // Command::Wake (see ConnInfo::kill).
-                () = &mut kill, if !killed && !can_cmd => Wake::Kill,
-                r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-                r = reader.read(Target::Ws(&mut ws, !rx_allocated)), if can_read => Wake::Read(r),
-                c = cmds.recv(), if can_cmd => Wake::Cmd(c),
-                () = &mut sleep, if armed.is_some() => Wake::Timer,
+                () = &mut kill, if wait_kill => Wait::Kill,
+                c = cmds.recv(), if can_cmd => Wait::Cmd(c),
             }
-        };
-        match wake {
-            Wake::Kill => {
+        });
+        let step = d.next(gates, other).await;
+        let mut panicked: Option<(&'static str, String)> = None;
+        match step {
+            Step::Event(event) => match event {
+                Event::Closed { code, reason, by } => {
+                    disconnect.get_or_insert(Disconnect {
+                        code,
+                        reason: reason.as_str().to_owned(),
+                        by,
+                    });
+                }
+                _ if broken => {}
+                Event::Message(msg) => {
+                    panicked = CatchUnwind(pin!(handler.on_message(&mut ctx!(), msg)))
+                        .await
+                        .err()
+                        .map(|p| ("on_message", p));
+                }
+                Event::Fragment {
+                    text,
+                    payload,
+                    first,
+                    fin,
+                } => {
+                    let fragment = Fragment {
+                        text,
+                        payload,
+                        first,
+                        fin,
+                    };
+                    panicked = CatchUnwind(pin!(handler.on_fragment(&mut ctx!(), fragment)))
+                        .await
+                        .err()
+                        .map(|p| ("on_fragment", p));
+                }
+                Event::Ping(p) => {
+                    panicked = CatchUnwind(pin!(handler.on_ping(&mut ctx!(), p)))
+                        .await
+                        .err()
+                        .map(|p| ("on_ping", p));
+                }
+                Event::Pong(p) => {
+                    panicked = CatchUnwind(pin!(handler.on_pong(&mut ctx!(), p)))
+                        .await
+                        .err()
+                        .map(|p| ("on_pong", p));
+                }
+            },
+            Step::Error(ws_frame::Error::PongTimeout { .. }) => {
+                // The peer is gone: no Close frame, no lingering.
+                disconnect.get_or_insert(Disconnect {
+                    code: CloseCode::ABNORMAL,
+                    reason: "heartbeat timeout".into(),
+                    by: Initiator::Local,
+                });
+                eof = true;
+                break;
+            }
+            Step::Error(e) => {
+                let by = if matches!(e, ws_frame::Error::UnexpectedEof) {
+                    Initiator::Remote
+                } else {
+                    Initiator::Local
+                };
+                disconnect.get_or_insert(Disconnect {
+                    code: e.close_code(),
+                    reason: e.to_string(),
+                    by,
+                });
+                if !matches!(e, ws_frame::Error::UnexpectedEof) && !broken {
+                    let err = Error::WebSocket(e);
+                    let call = Box::pin(handler.on_error(info.peer, Some(&info), &err));
+                    if let Err(panic) = CatchUnwind(call).await {
+                        broken = true;
+                        tracing::error!(conn = %info.id, panic = %panic, "on_error panicked");
+                    }
+                }
+            }
+            Step::HeartbeatDue(now) => {
+                // The handler may keep the connection alive its own way (OnBeforeHeartBeat).
+                if !broken {
+                    match CatchUnwind(Box::pin(handler.on_before_heartbeat(&mut ctx!()))).await {
+                        Ok(true) => d.ws.skip_heartbeat(now),
+                        Ok(false) => {}
+                        Err(panic) => panicked = Some(("on_before_heartbeat", panic)),
+                    }
+                }
+            }
+            Step::Read(0) => eof = true,
+            Step::Read(n) => {
+                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                read_since_shrink += n;
+                if !timers.rx_shrink {
+                    timers.rx_shrink = true;
+                    if timers.next_shrink.is_none() {
+                        timers.next_shrink = Some(ws_io::now() + SHRINK_PERIOD);
+                    }
+                }
+                if let Some((r, _)) = &mut throttle {
+                    r.consume(n, ws_io::now());
+                }
+                // Reads come first: take what other tasks queued meanwhile, so that a peer
+                // that keeps sending does not hold up frames queued for it.
+                if can_cmd {
+                    apply_batch(&mut d.ws, &mut cmds, 0);
+                    pending_kill = !killed && info.kill_requested().is_some();
+                }
+            }
+            Step::Wrote(n) => {
+                info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some((_, w)) = &mut throttle {
+                    w.consume(n, ws_io::now());
+                }
+            }
+            Step::Other(Wait::Kill) => {
                 killed = true;
                 pending_kill = false;
-                let code = info.kill_code.load(Ordering::Acquire);
-                if code == KILL_DROP {
-                    disconnect.get_or_insert(Disconnect {
-                        code: CloseCode::ABNORMAL,
-                        reason: "dropped".into(),
-                        by: Initiator::User,
-                    });
+                if kill_now(&info, &mut d.ws, &mut disconnect) {
                     eof = true;
                     break;
                 }
-                let reason = if code == CloseCode::TRY_AGAIN.as_u16() {
-                    "send queue full"
-                } else {
-                    ""
-                };
-                let _ = ws.close(CloseCode::from_u16(code), reason, Instant::now());
             }
-            Wake::Wrote(Ok(n)) => {
-                info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                if let (Some((_, w)), Some(now)) = (&mut throttle, now_if_throttled) {
-                    w.consume(n, now);
+            Step::Other(Wait::Cmd(Some(cmd))) => {
+                apply(&mut d.ws, cmd);
+                apply_batch(&mut d.ws, &mut cmds, 1);
+                pending_kill = !killed && info.kill_requested().is_some();
+            }
+            Step::Other(Wait::Cmd(None)) => {}
+            Step::Wake => {
+                if timers.shrink_due(ws_io::now()) {
+                    d.tx().shrink();
+                    d.release_read_buffer(0);
                 }
             }
-            Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
+            Step::End(End::Closed) => break,
+            Step::End(End::Eof) => {
+                eof = true;
+                break;
+            }
+            Step::End(End::ReadFailed(e) | End::WriteFailed(e)) => {
                 disconnect.get_or_insert(Disconnect {
                     code: CloseCode::ABNORMAL,
                     reason: e.to_string(),
@@ -543,110 +505,48 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 eof = true;
                 break;
             }
-            Wake::Read(Ok(0)) => {
-                eof = true;
-                ws.handle_eof();
-            }
-            Wake::Read(Ok(n)) => {
-                rx_allocated = true;
-                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                read_since_shrink += n;
-                if !timers.rx_shrink {
-                    timers.rx_shrink = true;
-                    if timers.next_shrink.is_none() {
-                        timers.next_shrink = Some(Instant::now() + SHRINK_PERIOD);
-                    }
-                }
-                if let (Some((r, _)), Some(now)) = (&mut throttle, now_if_throttled) {
-                    r.consume(n, now);
-                }
-                // The select prefers reads: take what other tasks queued meanwhile, so that a
-                // peer that keeps sending does not hold up frames queued for it.
-                if can_cmd {
-                    for _ in 0..COMMAND_BATCH {
-                        match cmds.try_recv() {
-                            Ok(cmd) => apply(&mut ws, cmd),
-                            Err(_) => break,
-                        }
-                    }
-                    pending_kill = !killed && info.kill_requested().is_some();
-                }
-            }
-            Wake::Cmd(Some(cmd)) => {
-                apply(&mut ws, cmd);
-                for _ in 1..COMMAND_BATCH {
-                    match cmds.try_recv() {
-                        Ok(cmd) => apply(&mut ws, cmd),
-                        Err(_) => break,
-                    }
-                }
-                pending_kill = !killed && info.kill_requested().is_some();
-            }
-            Wake::Cmd(None) => {}
-            Wake::Timer => {
-                armed = None;
-                let now = Instant::now();
-                Box::pin(fire_timers(
-                    &*handler,
-                    &mut ws,
-                    &info,
-                    &server,
-                    &mut data,
-                    &mut disconnect,
-                    &mut broken,
-                    now,
-                ))
-                .await;
-                if timers.shrink_due(now) {
-                    tx.shrink();
-                    if rx_allocated {
-                        let rx = ws.read_buf();
-                        if rx.is_empty() {
-                            *rx = BytesMut::new();
-                            rx_allocated = false;
-                        }
-                    }
-                }
-            }
+        }
+        if let Some((method, panic)) = panicked {
+            broken = true;
+            let h = &*handler;
+            Box::pin(handler_panicked(
+                h,
+                &mut d.ws,
+                &info,
+                &mut disconnect,
+                method,
+                panic,
+            ))
+            .await;
         }
     }
 
     // Lingering close: send FIN, then read until the peer's FIN (bounded), so that unread
     // input does not turn our close into a reset that could destroy the Close frame.
     drop(server);
+    let (io, _ws) = d.into_parts();
     Box::pin(finish(handler, io, registered, eof, disconnect)).await;
 }
 
-/// Fires the connection's due timers at `now`; a heartbeat ping first asks the handler
-/// (`on_before_heartbeat`), which may count the interval as kept alive instead.
-#[allow(clippy::too_many_arguments)]
-async fn fire_timers<H: Handler>(
-    handler: &H,
-    ws: &mut Connection,
-    info: &Arc<ConnInfo>,
-    server: &ServerHandle,
-    data: &mut Option<Box<dyn Any + Send + Sync>>,
-    disconnect: &mut Option<Disconnect>,
-    broken: &mut bool,
-    now: Instant,
-) {
-    if ws.heartbeat_due(now) && !*broken {
-        let mut ctx = Ctx {
-            sink: Sink::Ws(ws),
-            info,
-            server,
-            data,
-        };
-        match CatchUnwind(Box::pin(handler.on_before_heartbeat(&mut ctx))).await {
-            Ok(true) => ws.skip_heartbeat(now),
-            Ok(false) => {}
-            Err(panic) => {
-                *broken = true;
-                handler_panicked(handler, ws, info, disconnect, "on_before_heartbeat", panic).await;
-            }
-        }
+/// A kill from the server handle: drop the connection (returns true) or close it with the
+/// requested code.
+fn kill_now(info: &ConnInfo, ws: &mut Connection, disconnect: &mut Option<Disconnect>) -> bool {
+    let code = info.kill_code.load(Ordering::Acquire);
+    if code == KILL_DROP {
+        disconnect.get_or_insert(Disconnect {
+            code: CloseCode::ABNORMAL,
+            reason: "dropped".into(),
+            by: Initiator::User,
+        });
+        return true;
     }
-    ws.handle_timeout(now);
+    let reason = if code == CloseCode::TRY_AGAIN.as_u16() {
+        "send queue full"
+    } else {
+        ""
+    };
+    let _ = ws.close(CloseCode::from_u16(code), reason, ws_io::now());
+    false
 }
 
 /// Fails a connection whose partly received message grew while the server-wide total is past

@@ -4,6 +4,7 @@ use std::{any::Any, future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
+use ws_io::TxQueue;
 
 use crate::{
     body::Body,
@@ -13,7 +14,6 @@ use crate::{
     registry::ConnInfo,
     request::Request,
     response::Response,
-    tx::TxQueue,
     types::ConnId,
 };
 

@@ -3,18 +3,18 @@
 
 use std::{
     io,
-    task::{Poll, ready},
+    pin::{Pin, pin},
+    task::{Context, Poll, ready},
 };
 
 use bytes::BytesMut;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
+    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
     net::TcpStream,
 };
 use tokio_rustls::server::TlsStream;
 use ws_frame::Connection;
-
-use crate::tx::TxQueue;
+use ws_io::{Transport, TxQueue};
 
 type Tls = TlsStream<TcpStream>;
 
@@ -28,27 +28,6 @@ pub(crate) enum Io {
         /// Plaintext was written since the last flush.
         dirty: bool,
     },
-}
-
-/// Where a read goes.
-pub(crate) enum Target<'a> {
-    /// The connection's receive buffer; `probe`: the buffer is not allocated yet, so make sure
-    /// data is really there (readiness can be stale) before asking for it.
-    Ws(&'a mut Connection, bool),
-    Buf(&'a mut BytesMut),
-}
-
-impl Target<'_> {
-    fn buf(&mut self) -> &mut BytesMut {
-        match self {
-            Self::Ws(ws, _) => ws.read_buf(),
-            Self::Buf(b) => b,
-        }
-    }
-
-    fn probe(&self) -> bool {
-        matches!(self, Self::Ws(_, true))
-    }
 }
 
 /// The read side, borrowed for one wait.
@@ -103,7 +82,7 @@ impl Io {
 
     /// Reads into `buf` (handshake phase, lingering close).
     pub(crate) async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.halves().0.read(Target::Buf(buf)).await
+        self.halves().0.read(buf).await
     }
 
     /// Writes everything (handshake responses).
@@ -153,24 +132,102 @@ impl Io {
     }
 }
 
+/// Plain TCP waits for readability before asking for the receive buffer (an idle connection
+/// holds none) and writes without waiting when the socket takes it; TLS reads and writes its
+/// halves.
+impl Transport for Io {
+    fn poll_read_ws(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut Connection,
+        probe: bool,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            // poll_read_ready uses the stream's single reader slot: no waiter list, no lock.
+            Self::Plain(s) => {
+                if probe {
+                    let mut one = [0u8; 1];
+                    let mut peek = ReadBuf::new(&mut one);
+                    if ready!(s.poll_peek(cx, &mut peek))? == 0 {
+                        return Poll::Ready(Ok(0));
+                    }
+                }
+                loop {
+                    ready!(s.poll_read_ready(cx))?;
+                    match s.try_read_buf(ws.read_buf()) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        other => return Poll::Ready(other),
+                    }
+                }
+            }
+            Self::Tls { r, .. } => pin!(r.read_buf(ws.read_buf())).poll(cx),
+        }
+    }
+
+    fn poll_write_queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        tx: &mut TxQueue,
+    ) -> Poll<io::Result<usize>> {
+        let n = match self {
+            Self::Plain(s) => loop {
+                ready!(s.poll_write_ready(cx))?;
+                let r = match tx.contiguous() {
+                    Some(buf) => s.try_write(buf),
+                    None => s.try_write_vectored(&tx.slices()),
+                };
+                match r {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => break other?,
+                }
+            },
+            Self::Tls { w, dirty, .. } => {
+                if tx.is_empty() {
+                    ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                    *dirty = false;
+                    return Poll::Ready(Ok(0));
+                }
+                let n = ready!(match tx.contiguous() {
+                    Some(buf) => Pin::new(&mut *w).poll_write(cx, buf),
+                    None => Pin::new(&mut *w).poll_write_vectored(cx, &tx.slices()),
+                })?;
+                *dirty = true;
+                n
+            }
+        };
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        tx.advance(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn wants_flush(&self) -> bool {
+        Self::wants_flush(self)
+    }
+
+    fn try_write_now(&mut self, tx: &mut TxQueue) -> io::Result<usize> {
+        Self::try_write_now(self, tx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls { w, .. } => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
 impl Reader<'_> {
-    /// Reads once into the target. Plain TCP waits for readability before asking for the
-    /// buffer, so an idle connection holds no receive buffer. Cancel-safe.
-    pub(crate) async fn read(self, mut target: Target<'_>) -> io::Result<usize> {
+    /// Reads once into `buf`. Cancel-safe.
+    pub(crate) async fn read(self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             // poll_read_ready uses the stream's single reader slot: no waiter list, no lock.
             Self::Plain(s) => {
                 std::future::poll_fn(|cx| {
-                    if target.probe() {
-                        let mut one = [0u8; 1];
-                        let mut peek = ReadBuf::new(&mut one);
-                        if ready!(s.poll_peek(cx, &mut peek))? == 0 {
-                            return Poll::Ready(Ok(0));
-                        }
-                    }
                     loop {
                         ready!(s.poll_read_ready(cx))?;
-                        match s.try_read_buf(target.buf()) {
+                        match s.try_read_buf(buf) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                             other => return Poll::Ready(other),
                         }
@@ -178,7 +235,7 @@ impl Reader<'_> {
                 })
                 .await
             }
-            Self::Tls(r) => r.read_buf(target.buf()).await,
+            Self::Tls(r) => r.read_buf(buf).await,
         }
     }
 }

@@ -10,13 +10,14 @@
 //!        non-HTTP bytes --> RawTcp mode (Handler::on_unknown_protocol)  | plain HTTP -->
 //!                                                                       Handler::on_http
 //!                                         |
-//!                                         v   one task per connection, one loop:
+//!                                         v   one task per connection, on ws-io's loop:
 //!   ServerHandle / ConnHandle   ---->  bounded command queue --+
 //!   (write_to, broadcast, close)                                v
 //!   socket --read--> ws_frame::Connection --events--> Handler (Ctx::send queues directly)
 //!         (not while paused: Ctx::pause_reading / ConnHandle::resume_reading)
 //!   socket <--one batched / vectored write-- queued frames        |
-//!   one timer: close handshake, heartbeat, pong, idle, throttle   v
+//!   one timer: the connection's (close handshake, heartbeat, pong, v
+//!   idle) and the throttle's                                      |
 //!                                       Registry (ids, info, channels with + / # wildcards)
 //! ```
 //!
@@ -145,7 +146,6 @@ pub mod session;
 mod sse;
 mod stream;
 mod throttle;
-mod tx;
 mod types;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};

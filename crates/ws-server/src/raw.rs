@@ -14,15 +14,15 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, mpsc};
 use ws_frame::{CloseCode, Initiator};
+use ws_io::TxQueue;
 
 use crate::{
     config::{DelimiterScan, RawTcp},
     conn::LINGER,
     handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Handler, Sink},
-    io::{Io, Target},
+    io::Io,
     registry::{Command, ConnInfo, KILL_NONE},
-    tx::TxQueue,
     types::Transport,
 };
 
@@ -163,7 +163,7 @@ pub(crate) async fn run<H: Handler>(
             biased;
             () = &mut kill => Wake::Kill,
             r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-            r = reader.read(Target::Buf(&mut buf)), if room && !closing && !eof && !paused => Wake::Read(r),
+            r = reader.read(&mut buf), if room && !closing && !eof && !paused => Wake::Read(r),
             c = cmds.recv(), if room && !closing => Wake::Cmd(c),
         };
         match wake {

@@ -22,6 +22,7 @@ use std::{
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{Notify, mpsc};
 use ws_frame::{CloseCode, Initiator};
+use ws_io::TxQueue;
 
 use crate::{
     channels::validate_channel,
@@ -29,10 +30,9 @@ use crate::{
     event::{field, message_event},
     handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Handler, Sink},
-    io::{Io, Target},
+    io::Io,
     registry::{Command, ConnInfo, KILL_NONE},
     request::Request,
-    tx::TxQueue,
     types::Transport,
 };
 
@@ -153,7 +153,7 @@ pub(crate) async fn run<H: Handler>(
             biased;
             () = &mut kill => Wake::Kill,
             r = writer.write(&mut tx), if can_write => Wake::Wrote(r),
-            r = reader.read(Target::Buf(&mut sink)) => Wake::Read(r),
+            r = reader.read(&mut sink) => Wake::Read(r),
             c = cmds.recv(), if room && !closing => Wake::Cmd(c),
             _ = heartbeat.tick(), if beating && !closing => Wake::Heartbeat,
         };
