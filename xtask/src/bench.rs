@@ -7,6 +7,8 @@
 //! cargo xtask bench rss [--conns 10000]    server RSS per idle WebSocket connection
 //! cargo xtask bench mqtt [--rate 1000] [--clients 1000]
 //!                                          proto-mqtt vs rumqttc against mosquitto
+//! cargo xtask bench files [--mib 1024] [--chunk 65536]
+//!                                          proto-files at QoS 0/1/2 vs raw binary messages
 //! ```
 //!
 //! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
@@ -31,6 +33,9 @@ use std::{
     sync::mpsc,
     time::{Duration, Instant},
 };
+
+#[path = "bench_files.rs"]
+mod bench_files;
 
 use crate::flags::Args;
 use crate::proc::{
@@ -85,8 +90,16 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             crate::bench_mqtt::run(rate, clients)
         }
+        Some("files") => {
+            let mib = args.number("mib", 1024)?;
+            let chunk = args.number("chunk", 65536)?;
+            args.finish()?;
+            bench_files::run(mib, chunk)
+        }
         Some(other) => {
-            bail!("unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt)")
+            bail!(
+                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files)"
+            )
         }
     }
 }

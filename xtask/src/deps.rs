@@ -12,6 +12,7 @@ const NO_TOKIO: &[(&str, &[&str])] = &[
     ("ws-http", &[]),
     ("ws-tls", &[]),
     ("stun-turn", &["--no-default-features"]),
+    ("proto-files", &["--no-default-features"]),
 ];
 
 /// Runtime crates never depend on the application protocols above them.
@@ -111,6 +112,18 @@ const CORES: &[(&str, &[&str], &[&str])] = &[
         &[],
     ),
     ("auth-oauth2-jwt", &["jwt"], &[]),
+    (
+        "proto-files",
+        &[
+            "wire.rs",
+            "sender.rs",
+            "receiver.rs",
+            "name.rs",
+            "config.rs",
+            "error.rs",
+        ],
+        &[],
+    ),
 ];
 
 /// What a core must not contain (outside its test modules).
