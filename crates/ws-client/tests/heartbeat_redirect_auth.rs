@@ -8,10 +8,11 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
+use tokio::time::Instant;
 use ws_client::{Auth, ClientConfig, Error, Heartbeat, Scheme, connect};
 use ws_server::{
     AuthConfig, AuthOutcome, Authenticator, BoxFuture, Ctx, Decision, Handler, Request, Response,
@@ -31,7 +32,8 @@ impl Handler for PingCounter {
     }
 }
 
-#[tokio::test]
+// On tokio's paused clock: the sleeps and the connection's timers take no real time.
+#[tokio::test(start_paused = true)]
 async fn heartbeat_pings_at_the_interval() {
     let counter = PingCounter::default();
     let (server, addr) = start(local(), counter.clone()).await;
@@ -48,7 +50,8 @@ async fn heartbeat_pings_at_the_interval() {
     server.stop().await;
 }
 
-#[tokio::test]
+// On tokio's paused clock: the sleeps and the connection's timers take no real time.
+#[tokio::test(start_paused = true)]
 async fn only_if_idle_skips_pings_while_traffic_flows() {
     let counter = PingCounter::default();
     let (server, addr) = start(local(), counter.clone()).await;
@@ -70,7 +73,8 @@ async fn only_if_idle_skips_pings_while_traffic_flows() {
     server.stop().await;
 }
 
-#[tokio::test]
+// On tokio's paused clock: the sleeps and the connection's timers take no real time.
+#[tokio::test(start_paused = true)]
 async fn half_open_path_is_detected_by_the_pong_timeout() {
     let (server, addr) = echo().await;
     let (relay_addr, stop) = relay(addr).await;

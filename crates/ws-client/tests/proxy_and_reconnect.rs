@@ -200,7 +200,8 @@ async fn event(ws: &mut ReconnectingWebSocket) -> ClientEvent {
         .expect("watchdog still running")
 }
 
-#[tokio::test]
+// On tokio's paused clock: the backoff takes no real time.
+#[tokio::test(start_paused = true)]
 async fn reconnects_after_an_unexpected_disconnect() {
     let (server, addr) = start(local(), Flaky).await;
     let mut config = ClientConfig::default();
@@ -244,7 +245,8 @@ async fn reconnects_after_an_unexpected_disconnect() {
     server.stop().await;
 }
 
-#[tokio::test]
+// On tokio's paused clock: the backoff takes no real time.
+#[tokio::test(start_paused = true)]
 async fn gives_up_after_max_attempts() {
     let (server, addr) = start(local(), Flaky).await;
     let mut config = ClientConfig::default();
@@ -272,7 +274,8 @@ async fn gives_up_after_max_attempts() {
     assert!(ws.next_event().await.is_none());
 }
 
-#[tokio::test]
+// On tokio's paused clock: the backoff takes no real time.
+#[tokio::test(start_paused = true)]
 async fn hook_can_fail_over_to_another_url_or_cancel() {
     let (primary, paddr) = start(local(), Flaky).await;
     let (backup, baddr) = start(local(), ws_server::EchoHandler).await;
@@ -336,7 +339,8 @@ async fn hook_can_fail_over_to_another_url_or_cancel() {
     server.stop().await;
 }
 
-#[tokio::test]
+// On tokio's paused clock: the backoff takes no real time.
+#[tokio::test(start_paused = true)]
 async fn initial_failure_is_returned_or_retried() {
     let dead = closed_port().await;
     let mut config = ClientConfig::default();

@@ -209,7 +209,8 @@ async fn paused_connection_pushes_back_on_its_peer_and_still_writes() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On tokio's paused clock: twelve heartbeats take no real time.
+#[tokio::test(start_paused = true)]
 async fn paused_connection_keeps_its_heartbeat_and_closes_cleanly() {
     let mut config = local_config();
     config.heartbeat = Some(Heartbeat::new(

@@ -385,7 +385,8 @@ impl Handler for Recorder {
     }
 }
 
-#[tokio::test]
+// On tokio's paused clock: the connection's timers take no real time.
+#[tokio::test(start_paused = true)]
 async fn heartbeat_drops_peers_that_do_not_answer_pings() {
     let mut config = local_config();
     config.heartbeat = Some(Heartbeat::new(
@@ -424,7 +425,8 @@ async fn heartbeat_drops_peers_that_do_not_answer_pings() {
     assert_eq!(server.count(), 1);
 }
 
-#[tokio::test]
+// On tokio's paused clock: the connection's timers take no real time.
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed() {
     let mut config = local_config();
     config.idle_timeout = Some(Duration::from_millis(100));
