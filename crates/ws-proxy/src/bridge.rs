@@ -33,6 +33,7 @@ use ws_server::{
 use crate::{
     config::{ProxyConfig, Target},
     hooks::Hooks,
+    sync::lock,
     tokens::TokenFile,
 };
 
@@ -40,10 +41,6 @@ use crate::{
 pub(crate) const BINARY: &str = "binary";
 /// The websockify subprotocol for base64 in text frames.
 pub(crate) const BASE64: &str = "base64";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Counters shared with [`crate::ProxyServer`].
 #[derive(Debug, Default)]

@@ -162,6 +162,7 @@ mod hooks;
 mod http_forward;
 mod pp;
 mod server;
+mod sync;
 mod tokens;
 mod upstream;
 

@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use crate::{config::Target, error::Error};
+use crate::{config::Target, error::Error, sync::lock};
 
 /// Parses the text of a token file: one `token: target` per line (`target` as accepted by
 /// [`Target::parse`], so `host:port`, `tcp://`, `tls://`, `ws://`, `wss://`); blank lines and
@@ -57,10 +57,6 @@ struct Cache {
 pub(crate) struct TokenFile {
     path: PathBuf,
     cache: Mutex<Cache>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl TokenFile {

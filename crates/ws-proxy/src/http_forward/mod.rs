@@ -100,6 +100,7 @@ use ws_server::{
 };
 
 use crate::error::Error;
+use crate::sync::lock;
 use crate::upstream::{HostHeader, HttpUpstream};
 use body::*;
 use headers::*;
