@@ -54,3 +54,7 @@ pub use name::{MAX_NAME, check_name, numbered};
 pub use receiver::{DataAction, Partial, Receiver, ReceiverAction, refusal};
 pub use sender::{OfferInfo, Sender, SenderEvent};
 pub use wire::{FileId, QoS, SUBPROTOCOL};
+
+/// The browser client of the files protocol (`WskitFiles`, assets/wskit-files.js): served at
+/// `/wskit-files.js` by [`Files::on_http`].
+pub const WSKIT_FILES_JS: &str = include_str!("../assets/wskit-files.js");

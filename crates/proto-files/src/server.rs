@@ -205,9 +205,18 @@ impl Files {
         }
     }
 
-    /// The tus door: `Some(response)` for requests under [`Config::tus_path`], `None` for
+    /// The tus door: `Some(response)` for requests under [`Config::tus_path`] and for
+    /// `GET /wskit-files.js` (the browser client, [`crate::WSKIT_FILES_JS`]), `None` for
     /// anything else.
     pub async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Option<Response> {
+        if request.path() == "/wskit-files.js" && matches!(request.method(), "GET" | "HEAD") {
+            return Some(
+                Response::new(200)
+                    .with_header("Content-Type", "text/javascript; charset=utf-8")
+                    .with_header("Cache-Control", "no-cache")
+                    .with_body(crate::WSKIT_FILES_JS),
+            );
+        }
         let tus = self.inner.tus.as_ref()?;
         tus.handle(request, body).await
     }
