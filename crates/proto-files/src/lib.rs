@@ -11,6 +11,8 @@
 //!               timeout, SHA-256 check
 //!     tus       tus 1.0 requests -> responses over a store (creation, checksum, termination, ...)
 //! ```
+//!
+//! See the crate's README for an example of both ends, the limits and the tests.
 #![forbid(unsafe_code)]
 
 // Modules are floors: each uses only the floors below it.
@@ -58,3 +60,8 @@ pub use wire::{FileId, QoS, SUBPROTOCOL};
 /// The browser client of the files protocol (`WskitFiles`, assets/wskit-files.js): served at
 /// `/wskit-files.js` by [`Files::on_http`].
 pub const WSKIT_FILES_JS: &str = include_str!("../assets/wskit-files.js");
+
+/// The README's example, compiled as a doctest (defined, not run).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
