@@ -4,7 +4,8 @@
 //! ```text
 //!  ws-frame  duplex            alone (client and server over an in-memory pipe)
 //!  ws-http   upgrade           alone (a listener and a client thread over loopback TCP)
-//!  ws-server echo              + ws-client through_proxy (directly, and through tinyproxy)
+//!  ws-server echo              + ws-client through_proxy (directly, and through tinyproxy given
+//!                                by --proxy and by WS_PROXY)
 //!            echo, twice       + ws-client reconnect (connects, loses it, reconnects)
 //!            chat              + two through_proxy clients (one hears the other)
 //!            static_sse        + a raw HTTP GET of the page and of the event stream
@@ -14,7 +15,7 @@
 //!  stun-turn stun_and_turn     against its own server, and against coturn
 //!            turn_load alloc   against coturn
 //!  proto-mqtt scram            alone (in-process test-double broker)
-//!            tcp, ws           against mosquitto
+//!            tcp, ws, tls, wss against mosquitto (tls and wss with a certificate from openssl)
 //! ```
 //!
 //! Servers get a free port (`--listen`) and `--for SECONDS`, so they stop by themselves and
@@ -22,21 +23,20 @@
 //! or output that lacks what the pairing must show. Pairings whose peer (tinyproxy, coturn,
 //! mosquitto) is not installed are skipped and reported; under `WSKIT_REQUIRE_PEERS=1` they
 //! fail. Not run here: ws-client's `autobahn_client` (it needs Autobahn's fuzzingserver; the
-//! `autobahn client` step runs it), proto-mqtt's `tls` and `wss` (they need a broker with a
-//! certificate; proto-mqtt's tests cover those transports) and the benches crate's
-//! `mqtt_load` (a benchmark driver). Output of every run: target/examples-run/.
+//! `autobahn client` step runs it) and the benches crate's `mqtt_load` (a benchmark driver).
+//! Output of every run: target/examples-run/.
 
 use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::proc::{Proc, free_port, target_dir, wait_listening};
-use crate::util::{cargo, have, step};
+use crate::util::{capture, cargo, have, step};
 
 /// Longest any one example may run.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -88,7 +88,7 @@ pub(crate) fn run() -> Result<Vec<String>> {
         }),
         ("stun-turn examples + coturn", coturn),
         ("proto-mqtt scram", |r| r.alone("scram", &[], "")),
-        ("proto-mqtt tcp, ws + mosquitto", mosquitto),
+        ("proto-mqtt tcp, ws, tls, wss + mosquitto", mosquitto),
     ];
     for (name, scenario) in scenarios {
         let t = Instant::now();
@@ -139,6 +139,17 @@ struct Output {
 impl Runner {
     /// Starts `program` (an example's name, or a peer's on PATH) with its output in files.
     fn spawn(&self, label: &str, program: &str, args: &[&str]) -> Result<Running> {
+        self.spawn_env(label, program, args, &[])
+    }
+
+    /// [`Runner::spawn`] with extra environment variables.
+    fn spawn_env(
+        &self,
+        label: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Running> {
         let example = self.bins.join(program);
         let path = if example.is_file() {
             example
@@ -149,6 +160,7 @@ impl Runner {
         let stderr = self.out.join(format!("{label}.err"));
         let child = Command::new(&path)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout)?)
             .stderr(fs::File::create(&stderr)?)
@@ -280,6 +292,18 @@ fn echo(r: &mut Runner) -> Result<()> {
         )?;
         contains("through_proxy", &out.stdout, "via tinyproxy")?;
         contains("through_proxy", &out.stderr, "through http://")?;
+        // The same proxy from the environment.
+        let out = r.finish(r.spawn_env(
+            "through_proxy-env",
+            "through_proxy",
+            &[&url, "via WS_PROXY"],
+            &[("WS_PROXY", &proxy)],
+        )?)?;
+        contains(
+            "through_proxy with WS_PROXY",
+            &out.stderr,
+            "through http://",
+        )?;
     }
     r.finish(server)?;
     Ok(())
@@ -421,24 +445,45 @@ fn coturn(r: &mut Runner) -> Result<()> {
     Ok(())
 }
 
-/// proto-mqtt's tcp and ws examples against mosquitto.
+/// proto-mqtt's tcp and ws examples against mosquitto; tls and wss too when openssl is there
+/// to make the broker a self-signed certificate (the command of docs/tls-development.md).
 fn mosquitto(r: &mut Runner) -> Result<()> {
-    if !r.peer("mosquitto", "proto-mqtt tcp and ws against mosquitto")? {
+    if !r.peer(
+        "mosquitto",
+        "proto-mqtt tcp, ws, tls and wss against mosquitto",
+    )? {
         return Ok(());
     }
-    let (tcp, ws) = (free_port()?, free_port()?);
-    let conf = r.out.join("mosquitto.conf");
-    fs::write(
-        &conf,
-        format!(
-            "per_listener_settings true\npersistence false\n\
-             listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
-             listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n"
-        ),
-    )?;
-    let conf = conf.display().to_string();
-    let mut broker = r.spawn("mosquitto", "mosquitto", &["-c", &conf])?;
-    for port in [tcp, ws] {
+    let (tcp, ws, tls, wss) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let mut conf = format!(
+        "per_listener_settings true\npersistence false\n\
+         listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
+         listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n"
+    );
+    let (cert, key) = (r.out.join("mqtt-cert.pem"), r.out.join("mqtt-key.pem"));
+    let with_tls = r.peer(
+        "openssl",
+        "proto-mqtt tls and wss (a certificate for mosquitto)",
+    )? && self_signed(&cert, &key)?;
+    if with_tls {
+        let (cert, key) = (cert.display(), key.display());
+        conf.push_str(&format!(
+            "listener {tls} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
+             certfile {cert}\nkeyfile {key}\n\
+             listener {wss} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n\
+             certfile {cert}\nkeyfile {key}\n"
+        ));
+    }
+    let conf_file = r.out.join("mosquitto.conf");
+    fs::write(&conf_file, conf)?;
+    let conf_file = conf_file.display().to_string();
+    let mut broker = r.spawn("mosquitto", "mosquitto", &["-c", &conf_file])?;
+    let ports: &[u16] = if with_tls {
+        &[tcp, ws, tls, wss]
+    } else {
+        &[tcp, ws]
+    };
+    for &port in ports {
         if let Some(status) = wait_listening(&mut broker.proc, port, Duration::from_secs(5))? {
             bail!("mosquitto exited with {status}");
         }
@@ -446,8 +491,61 @@ fn mosquitto(r: &mut Runner) -> Result<()> {
     let out = r.run("mqtt-tcp", "tcp", &[&format!("mqtt://127.0.0.1:{tcp}")])?;
     contains("proto-mqtt tcp", &out.stdout, "wskit/example/tcp hello")?;
     let out = r.run("mqtt-ws", "ws", &[&format!("ws://127.0.0.1:{ws}/mqtt")])?;
-    contains("proto-mqtt ws", &out.stdout, "PUBACK")?;
+    contains("proto-mqtt ws", &out.stdout, "wskit/example/ws hello")?;
+    if with_tls {
+        let cert = cert.display().to_string();
+        let url = format!("mqtts://localhost:{tls}");
+        let out = r.run("mqtt-tls", "tls", &[&url, &cert])?;
+        contains("proto-mqtt tls", &out.stdout, "wskit/example/tls hello")?;
+        let url = format!("wss://localhost:{wss}/mqtt");
+        let out = r.run("mqtt-wss", "wss", &[&url, &cert])?;
+        contains("proto-mqtt wss", &out.stdout, "wskit/example/wss hello")?;
+    }
     Ok(())
+}
+
+/// A self-signed end-entity certificate for localhost, readable by mosquitto (which drops root
+/// privileges); false when openssl fails.
+fn self_signed(cert: &Path, key: &Path) -> Result<bool> {
+    let out = capture(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert),
+    )?;
+    if !out.status.success() {
+        eprintln!(
+            "    openssl failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return Ok(false);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(key, fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(true)
 }
 
 /// Sends a raw HTTP request and reads until `until` appears (or 5 s pass).
