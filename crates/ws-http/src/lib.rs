@@ -65,6 +65,9 @@
 //! A server that refuses answers with [`write_rejection`] (or [`Error::write_response`] for
 //! the errors this crate detects, e.g. 426 with `Sec-WebSocket-Version: 13`); the client then
 //! gets [`Error::Rejected`] with the status, headers and a bounded body.
+//!
+//! Request bodies in `multipart/form-data` go through [`multipart::Parser`]: fed in any pieces,
+//! it yields each part's headers and content chunks within the multipart limits of [`Limits`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
