@@ -60,6 +60,20 @@ fn unescape(s: &str) -> String {
 }
 
 impl Meta {
+    /// Metadata for a new partial file of `info` sent in `chunk`-byte chunks, created at
+    /// `created` (seconds since the epoch).
+    #[must_use]
+    pub fn new(info: OfferInfo, chunk: u32, created: u64) -> Self {
+        Self {
+            info,
+            chunk,
+            created,
+            expires: None,
+            tus_metadata: None,
+            done: false,
+        }
+    }
+
     fn encode(&self) -> String {
         let mut s = format!(
             "wskit-files-meta 1\nname={}\nsize={}\nchunk={}\nqos={}\nchannel={}\ndata={}\ncreated={}\n",

@@ -437,3 +437,61 @@ async fn hostile_messages_are_refused_with_clear_codes_and_nothing_leaves_the_di
     assert_eq!(outside, vec!["srv"]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_resumes_past_4_gib() {
+    // Sparse files: 4 GiB of zeros then 100,000 bytes of data; the receiver already holds the
+    // zeros (a partial file of exactly 4 GiB), so the transfer resumes at offset 2^32.
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let four = 1u64 << 32;
+    let src = tmp.path().join("huge.bin");
+    let tail: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    {
+        let mut f = std::fs::File::create(&src).unwrap();
+        f.set_len(four + tail.len() as u64).unwrap();
+        f.seek(SeekFrom::Start(four)).unwrap();
+        f.write_all(&tail).unwrap();
+    }
+    let id = FileId([0x44; 16]);
+    let store = proto_files::Store::open(&dir).unwrap();
+    let info = OfferInfo::new("huge.bin", four + tail.len() as u64, QoS::Acknowledged);
+    let meta = proto_files::Meta::new(info, 16 * 1024, 0);
+    store.create(id, &meta).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.part_path(id))
+        .unwrap()
+        .set_len(four)
+        .unwrap();
+    // Both sides hash the 4 GiB they already have before data flows (seconds, longer on a
+    // loaded machine): a timeout well above that.
+    let mut cfg = config();
+    cfg.max_file_size = 8 << 30;
+    cfg.timeout = Duration::from_secs(300);
+    let (server, _files, addr) = start(cfg.clone(), &dir, NoHooks).await;
+    let client = FilesClient::connect(
+        format!("ws://{addr}/").as_str(),
+        ClientConfig::default(),
+        cfg,
+        None,
+        NoHooks,
+    )
+    .await
+    .unwrap();
+    let mut opts = SendOptions::qos(QoS::Acknowledged);
+    opts.file_id = Some(id);
+    let r = client.send_file(&src, &opts).await.unwrap();
+    assert_eq!(r.resumed_at, four);
+    assert_eq!(r.size, four + 100_000);
+    let stored = dir.join("huge.bin");
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), four + 100_000);
+    let mut f = std::fs::File::open(&stored).unwrap();
+    f.seek(SeekFrom::Start(four)).unwrap();
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut back).unwrap();
+    assert!(back == tail, "the bytes past 4 GiB differ");
+    client.close().await;
+    server.stop().await;
+}
