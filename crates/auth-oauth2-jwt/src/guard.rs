@@ -17,11 +17,9 @@
 
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
-use bytes::Bytes;
 use ws_server::{
-    AuthConfig, AuthOutcome, Authenticator, Before, Body, BoxFuture, ConnInfo, Ctx, Decision,
-    Disconnect, Error as ServerError, Fragment, Handler, Request, Response, TcpDecision,
-    ws_frame::{Message, Utf8Bytes},
+    AuthConfig, AuthOutcome, Authenticator, Before, BoxFuture, ConnInfo, Decision, Handler,
+    Request, Response, delegate::Delegate,
 };
 
 use crate::{
@@ -343,9 +341,13 @@ impl<H> Guard<H> {
     }
 }
 
-impl<H: Handler> Handler for Guard<H> {
-    async fn on_tcp_connect(&self, peer: SocketAddr, local: SocketAddr) -> TcpDecision {
-        self.inner.on_tcp_connect(peer, local).await
+/// The token check is in `on_before_request` (and plain TCP is refused); every other call is
+/// the inner handler's (ws-server's [`Delegate`]).
+impl<H: Handler> Delegate for Guard<H> {
+    type Inner = H;
+
+    fn inner(&self) -> &H {
+        &self.inner
     }
 
     async fn on_unknown_protocol(&self, peer: SocketAddr, first_bytes: &[u8]) -> bool {
@@ -401,49 +403,5 @@ impl<H: Handler> Handler for Guard<H> {
             }
             other => other,
         }
-    }
-
-    async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
-        self.inner.on_http(request, body).await
-    }
-
-    async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        self.inner.on_connect(ctx).await;
-    }
-
-    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
-        self.inner.on_message(ctx, msg).await;
-    }
-
-    async fn on_text(&self, ctx: &mut Ctx<'_>, text: Utf8Bytes) {
-        self.inner.on_text(ctx, text).await;
-    }
-
-    async fn on_binary(&self, ctx: &mut Ctx<'_>, data: Bytes) {
-        self.inner.on_binary(ctx, data).await;
-    }
-
-    async fn on_fragment(&self, ctx: &mut Ctx<'_>, fragment: Fragment) {
-        self.inner.on_fragment(ctx, fragment).await;
-    }
-
-    async fn on_ping(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_ping(ctx, payload).await;
-    }
-
-    async fn on_pong(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_pong(ctx, payload).await;
-    }
-
-    async fn on_before_heartbeat(&self, ctx: &mut Ctx<'_>) -> bool {
-        self.inner.on_before_heartbeat(ctx).await
-    }
-
-    async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
-        self.inner.on_disconnect(info, disconnect).await;
-    }
-
-    async fn on_error(&self, peer: SocketAddr, conn: Option<&Arc<ConnInfo>>, error: &ServerError) {
-        self.inner.on_error(peer, conn, error).await;
     }
 }

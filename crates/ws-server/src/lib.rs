@@ -130,6 +130,7 @@ mod body;
 mod channels;
 mod config;
 mod conn;
+pub mod delegate;
 mod error;
 mod event;
 mod handle;

@@ -11,13 +11,8 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use ws_server::{
-    Before, Body, BoxFuture, ConnInfo, Ctx, Decision, Disconnect, Error as ServerError, Fragment,
-    Handler, Request, Response, TcpDecision,
-    ws_frame::{Message, Utf8Bytes},
-};
+use ws_server::{Body, BoxFuture, Handler, Request, Response, delegate::Delegate};
 
 use crate::{
     error::{OAuthError, TokenError},
@@ -307,76 +302,19 @@ pub struct OAuth2Routes<H> {
     oauth2: OAuth2,
 }
 
-impl<H: Handler> Handler for OAuth2Routes<H> {
-    async fn on_tcp_connect(
-        &self,
-        peer: std::net::SocketAddr,
-        local: std::net::SocketAddr,
-    ) -> TcpDecision {
-        self.inner.on_tcp_connect(peer, local).await
-    }
+/// The OAuth2 endpoints in `on_http`; every other call is the guard's (ws-server's
+/// [`Delegate`]).
+impl<H: Handler> Delegate for OAuth2Routes<H> {
+    type Inner = Guard<H>;
 
-    async fn on_unknown_protocol(&self, peer: std::net::SocketAddr, first_bytes: &[u8]) -> bool {
-        self.inner.on_unknown_protocol(peer, first_bytes).await
-    }
-
-    async fn on_before_request(&self, request: &mut Request) -> Before {
-        self.inner.on_before_request(request).await
-    }
-
-    async fn on_handshake(&self, request: &Request) -> Decision {
-        self.inner.on_handshake(request).await
+    fn inner(&self) -> &Guard<H> {
+        &self.inner
     }
 
     async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
         match self.oauth2.handle(request, body).await {
             Some(r) => r,
-            None => self.inner.on_http(request, body).await,
+            None => Handler::on_http(&self.inner, request, body).await,
         }
-    }
-
-    async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        self.inner.on_connect(ctx).await;
-    }
-
-    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
-        self.inner.on_message(ctx, msg).await;
-    }
-
-    async fn on_text(&self, ctx: &mut Ctx<'_>, text: Utf8Bytes) {
-        self.inner.on_text(ctx, text).await;
-    }
-
-    async fn on_binary(&self, ctx: &mut Ctx<'_>, data: Bytes) {
-        self.inner.on_binary(ctx, data).await;
-    }
-
-    async fn on_fragment(&self, ctx: &mut Ctx<'_>, fragment: Fragment) {
-        self.inner.on_fragment(ctx, fragment).await;
-    }
-
-    async fn on_ping(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_ping(ctx, payload).await;
-    }
-
-    async fn on_pong(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_pong(ctx, payload).await;
-    }
-
-    async fn on_before_heartbeat(&self, ctx: &mut Ctx<'_>) -> bool {
-        self.inner.on_before_heartbeat(ctx).await
-    }
-
-    async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
-        self.inner.on_disconnect(info, disconnect).await;
-    }
-
-    async fn on_error(
-        &self,
-        peer: std::net::SocketAddr,
-        conn: Option<&Arc<ConnInfo>>,
-        error: &ServerError,
-    ) {
-        self.inner.on_error(peer, conn, error).await;
     }
 }
