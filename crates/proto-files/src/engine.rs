@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::{
     config::Config,
     error::{Code, Error},
-    receiver::{DataAction, Receiver, ReceiverAction, refusal},
+    receiver::{DataAction, PrefixHasher, Receiver, ReceiverAction, refusal},
     sender::{OfferInfo, Sender, SenderEvent},
     store::{Meta, Store},
     wire::{self, FileId, Msg, QoS},
@@ -190,6 +190,29 @@ struct InTransfer {
     /// Written with blocking calls from the connection's task: a chunk goes to the page cache
     /// in microseconds, and a hop to tokio's blocking pool per chunk cost more than the write.
     file: std::fs::File,
+    /// The SHA-256 of the stored prefix, being computed (a resume).
+    prefix: Option<tokio::task::JoinHandle<std::io::Result<PrefixHasher>>>,
+}
+
+/// Hashes the first `len` bytes of the file at `path`.
+fn hash_prefix(path: &Path, len: u64) -> std::io::Result<PrefixHasher> {
+    let mut file = std::fs::File::open(path)?;
+    let mut h = PrefixHasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    while h.len() < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - h.len()).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the partial file shrank",
+            ));
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h)
 }
 
 /// The shared state of one end: configuration, store, hooks.
@@ -304,7 +327,31 @@ impl Peer {
                 },
             )];
         };
-        let result = self.on_transfer_message(t, now, &frame.msg).await;
+        let result = match t.prefix.take() {
+            Some(task) => match task.await {
+                Ok(Ok(p)) => t.receiver.set_prefix(p),
+                Ok(Err(e)) => Err(Error::proto(
+                    Code::Storage,
+                    format!("reading the partial file: {e}"),
+                )),
+                Err(e) => Err(Error::proto(
+                    Code::Storage,
+                    format!("hashing the partial file: {e}"),
+                )),
+            },
+            None => Ok(()),
+        };
+        let result = match result {
+            // (the clock again: awaiting the prefix may have taken a while)
+            Ok(()) => {
+                self.on_transfer_message(t, Instant::now(), &frame.msg)
+                    .await
+            }
+            Err(e) => {
+                t.receiver.fail(&e);
+                Err(e)
+            }
+        };
         let mut out = Vec::new();
         while let Some(m) = t.receiver.poll_transmit() {
             out.push(m);
@@ -410,22 +457,6 @@ impl Peer {
                 .read(true)
                 .write(true)
                 .open(store.part_path(id))?;
-            // The SHA-256 of what is already stored.
-            if let Some((from, to)) = receiver.needs_prefix() {
-                file.seek(SeekFrom::Start(from))?;
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut left = to - from;
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(Error::proto(Code::Storage, "partial file shrank"));
-                    }
-                    receiver.absorb_prefix(&buf[..n]);
-                    left -= n as u64;
-                    tokio::task::yield_now().await;
-                }
-            }
             file.seek(SeekFrom::Start(receiver.stored()))?;
             Ok::<_, Error>(file)
         }
@@ -437,6 +468,12 @@ impl Peer {
                 return receiver.poll_transmit().into_iter().collect();
             }
         };
+        // The SHA-256 of what is already stored, on the blocking pool while the sender (told
+        // `resume` at once) hashes its own copy of the prefix.
+        let prefix = receiver.needs_prefix().map(|(_, to)| {
+            let path = store.part_path(id);
+            tokio::task::spawn_blocking(move || hash_prefix(&path, to))
+        });
         receiver.accept(now);
         self.hooks().on_event(&event(
             EventKind::ReceivedAuthorization,
@@ -449,7 +486,14 @@ impl Peer {
         while let Some(m) = receiver.poll_transmit() {
             out.push(m);
         }
-        incoming.insert(id, InTransfer { receiver, file });
+        incoming.insert(
+            id,
+            InTransfer {
+                receiver,
+                file,
+                prefix,
+            },
+        );
         out
     }
 

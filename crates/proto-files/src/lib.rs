@@ -53,7 +53,7 @@ pub use tus_client::{TusClient, TusReport};
 pub use config::Config;
 pub use error::{Code, Error};
 pub use name::{MAX_NAME, check_name, numbered};
-pub use receiver::{DataAction, Partial, Receiver, ReceiverAction, refusal};
+pub use receiver::{DataAction, Partial, PrefixHasher, Receiver, ReceiverAction, refusal};
 pub use sender::{OfferInfo, Sender, SenderEvent};
 pub use wire::{FileId, QoS, SUBPROTOCOL};
 

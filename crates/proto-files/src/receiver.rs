@@ -18,6 +18,40 @@ use crate::{
     wire::{self, FileId, Msg, Offer, QoS},
 };
 
+/// SHA-256 of a stored prefix computed away from the [`Receiver`] (see
+/// [`Receiver::set_prefix`]).
+#[derive(Clone, Debug, Default)]
+pub struct PrefixHasher {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl PrefixHasher {
+    /// An empty hasher.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hashes the next bytes of the prefix.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// Bytes hashed so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was hashed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// What a receiver already holds for a file id (from its store).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +130,8 @@ pub struct Receiver {
     chunk: u64,
     state: State,
     stored: u64,
+    /// The partial file's length when the offer came (the prefix to hash).
+    stored_at_accept: u64,
     hasher: Sha256,
     hashed: u64,
     window: u32,
@@ -180,6 +216,7 @@ impl Receiver {
             chunk: u64::from(offer.chunk),
             state: State::Deciding,
             stored,
+            stored_at_accept: stored,
             hasher: Sha256::new(),
             hashed: 0,
             window: config.window,
@@ -262,6 +299,27 @@ impl Receiver {
     #[must_use]
     pub fn needs_prefix(&self) -> Option<(u64, u64)> {
         (self.hashed < self.stored).then_some((self.hashed, self.stored))
+    }
+
+    /// Hands over a [`PrefixHasher`] that hashed the whole stored prefix elsewhere (another
+    /// thread, while the transfer was already accepted), instead of [`Receiver::absorb_prefix`].
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] with [`Code::Violation`] when it did not hash exactly the prefix or
+    /// part of the prefix was absorbed already.
+    pub fn set_prefix(&mut self, prefix: PrefixHasher) -> Result<(), Error> {
+        if self.hashed != 0 || prefix.len != self.stored_at_accept {
+            return Err(Error::proto(
+                Code::Violation,
+                format!(
+                    "prefix hasher over {} bytes, the stored prefix is {}",
+                    prefix.len, self.stored_at_accept
+                ),
+            ));
+        }
+        self.hasher = prefix.hasher;
+        self.hashed = prefix.len;
+        Ok(())
     }
 
     /// Feeds the next bytes of the stored prefix.

@@ -527,3 +527,46 @@ fn hostile_offers_are_refused_before_anything_is_stored() {
     );
     assert_eq!(r.needs_prefix(), Some((0, (4 << 30) + 7)));
 }
+
+#[test]
+fn a_prefix_hashed_elsewhere_replaces_absorbing_it() {
+    let file = data(30_000);
+    let now = Instant::now();
+    let offer = Offer {
+        size: 30_000,
+        chunk: 1000,
+        qos: QoS::Acknowledged,
+        name: "f.bin",
+        channel: "",
+        data: "",
+    };
+    let partial = Partial::new("f.bin", 30_000, 10_000);
+    let mut r = Receiver::new(&config(1000), FileId([3; 16]), &offer, Some(&partial), now).unwrap();
+    // A hasher over the wrong length is refused.
+    let mut short = proto_files::PrefixHasher::new();
+    short.update(&file[..9_999]);
+    assert_eq!(r.set_prefix(short).unwrap_err().code(), Code::Violation);
+    let mut p = proto_files::PrefixHasher::new();
+    p.update(&file[..10_000]);
+    r.set_prefix(p).unwrap();
+    r.accept(now);
+    assert_eq!(r.needs_prefix(), None);
+    for off in (10_000..30_000).step_by(1000) {
+        let chunk = &file[off..off + 1000];
+        let m = Msg::Data {
+            packet: 1,
+            offset: off as u64,
+            chunk,
+        };
+        assert!(matches!(
+            r.handle(now, &m).unwrap(),
+            ReceiverAction::Data(DataAction::Write { .. })
+        ));
+        r.written(now, 1, off as u64, chunk).unwrap();
+    }
+    let want: [u8; 32] = Sha256::digest(&file).into();
+    assert_eq!(
+        r.handle(now, &Msg::Complete { sha256: want }).unwrap(),
+        ReceiverAction::Verified { sha256: want }
+    );
+}
