@@ -32,19 +32,9 @@ use ws_io::{End, Gates, Step, Stream};
 
 use crate::{error::Error, transport::BoxStream};
 
-/// How a connection ended (the seeds' `OnDisconnect`, with the code).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CloseInfo {
-    /// Close code of whoever closed first; [`CloseCode::ABNORMAL`] when the transport ended
-    /// without a close handshake, [`CloseCode::NO_STATUS`] for a Close frame without a code.
-    pub code: CloseCode,
-    /// Close reason.
-    pub reason: String,
-    /// `User`: this application called close; `Remote`: the server closed; `Local`: this
-    /// library failed the connection (protocol error, dead peer, I/O error).
-    pub by: Initiator,
-}
+/// How a connection ended (the seeds' `OnDisconnect`, with the code): ws-frame's
+/// [`ws_frame::CloseInfo`], the workspace's one close-reason type.
+pub use ws_frame::CloseInfo;
 
 /// What the reader receives besides complete messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,11 +156,11 @@ impl Ends {
     /// the error.
     async fn wind_down(mut self) {
         self.shared.closing.store(true, Ordering::Release);
-        self.shared.set_close_info(CloseInfo {
-            code: CloseCode::ABNORMAL,
-            reason: String::new(),
-            by: Initiator::Remote,
-        });
+        self.shared.set_close_info(CloseInfo::new(
+            CloseCode::ABNORMAL,
+            String::new(),
+            Initiator::Remote,
+        ));
         let info = self.shared.close_info();
         for c in self.closers.drain(..) {
             let _ = c.send(info.clone().ok_or(Error::Closed));
@@ -320,21 +310,17 @@ async fn run_ws(
                 Event::Closed { code, reason, by } => closed(
                     &ends.shared,
                     &mut ends.closers,
-                    CloseInfo {
-                        code,
-                        reason: reason.as_str().to_owned(),
-                        by,
-                    },
+                    CloseInfo::new(code, reason.as_str(), by),
                 ),
             },
             Step::Error(ws_frame::Error::PongTimeout { after }) => {
                 // The peer or the path is dead: drop the transport at once.
                 ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo {
-                    code: CloseCode::ABNORMAL,
-                    reason: "heartbeat timeout".into(),
-                    by: Initiator::Local,
-                });
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    "heartbeat timeout",
+                    Initiator::Local,
+                ));
                 ends.final_error.get_or_insert(Error::PeerDead(after));
                 eof = true;
                 break;
@@ -347,11 +333,8 @@ async fn run_ws(
                 } else {
                     Initiator::Local
                 };
-                ends.shared.set_close_info(CloseInfo {
-                    code: e.close_code(),
-                    reason: e.to_string(),
-                    by,
-                });
+                ends.shared
+                    .set_close_info(CloseInfo::new(e.close_code(), e.to_string(), by));
                 for c in ends.closers.drain(..) {
                     let _ = c.send(Err(if timed_out {
                         Error::ReplyTimeout(close_timeout)
@@ -397,22 +380,22 @@ async fn run_ws(
             }
             Step::End(End::WriteFailed(e)) => {
                 ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo {
-                    code: CloseCode::ABNORMAL,
-                    reason: "write failed".into(),
-                    by: Initiator::Local,
-                });
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    "write failed",
+                    Initiator::Local,
+                ));
                 ends.final_error.get_or_insert(Error::Io(e));
                 eof = true;
                 break;
             }
             Step::End(End::ReadFailed(e)) => {
                 ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo {
-                    code: CloseCode::ABNORMAL,
-                    reason: e.to_string(),
-                    by: Initiator::Remote,
-                });
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    e.to_string(),
+                    Initiator::Remote,
+                ));
                 ends.final_error.get_or_insert(Error::Io(e));
                 eof = true;
                 break;
@@ -476,11 +459,11 @@ async fn run_raw(
         match wake {
             RawWake::Wrote(Ok(0)) | RawWake::Wrote(Err(_)) | RawWake::Flushed(Err(_)) => {
                 ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo {
-                    code: CloseCode::ABNORMAL,
-                    reason: "write failed".into(),
-                    by: Initiator::Local,
-                });
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    "write failed",
+                    Initiator::Local,
+                ));
                 let e = match wake {
                     RawWake::Wrote(Err(e)) | RawWake::Flushed(Err(e)) => e,
                     _ => io::ErrorKind::WriteZero.into(),
@@ -500,11 +483,7 @@ async fn run_raw(
                 closed(
                     &ends.shared,
                     &mut ends.closers,
-                    CloseInfo {
-                        code: CloseCode::NO_STATUS,
-                        reason: String::new(),
-                        by,
-                    },
+                    CloseInfo::new(CloseCode::NO_STATUS, String::new(), by),
                 );
             }
             RawWake::Read(Ok(_)) => {
@@ -514,11 +493,11 @@ async fn run_raw(
             }
             RawWake::Read(Err(e)) => {
                 ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo {
-                    code: CloseCode::ABNORMAL,
-                    reason: e.to_string(),
-                    by: Initiator::Remote,
-                });
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    e.to_string(),
+                    Initiator::Remote,
+                ));
                 ends.final_error.get_or_insert(Error::Io(e));
                 eof = true;
             }
@@ -577,11 +556,11 @@ fn close_raw(shared: &Shared, reason: &str, closing: &mut bool) -> Result<(), Er
         return Err(Error::Closed);
     }
     *closing = true;
-    shared.set_close_info(CloseInfo {
-        code: CloseCode::NORMAL,
-        reason: reason.to_owned(),
-        by: Initiator::User,
-    });
+    shared.set_close_info(CloseInfo::new(
+        CloseCode::NORMAL,
+        reason.to_owned(),
+        Initiator::User,
+    ));
     shared.closing.store(true, Ordering::Release);
     Ok(())
 }

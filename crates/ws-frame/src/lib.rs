@@ -89,7 +89,9 @@ pub use connection::Connection;
 pub use error::{ConfigError, Error, ProtocolError};
 pub use header::{Header, MAX_HEADER_LEN, OpCode, parse_header};
 pub use mask::MaskSource;
-pub use message::{Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions};
+pub use message::{
+    CloseInfo, Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions,
+};
 pub use os_random::OsMaskSource;
 pub use utf8::Utf8Bytes;
 

@@ -24,6 +24,33 @@ pub enum Initiator {
     User,
 }
 
+/// How a connection ended: the one close-reason type of the workspace (ws-server's
+/// `Disconnect` and ws-client's `CloseInfo` are this type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseInfo {
+    /// Close code of whoever closed first; [`CloseCode::ABNORMAL`] when the transport ended
+    /// without a close handshake (or the connection failed without a Close frame),
+    /// [`CloseCode::NO_STATUS`] for a Close frame without a code.
+    pub code: CloseCode,
+    /// Close reason.
+    pub reason: String,
+    /// Who closed: the peer (`Remote`), this library because of an error or timeout
+    /// (`Local`), or the application (`User`).
+    pub by: Initiator,
+}
+
+impl CloseInfo {
+    /// A close reason.
+    pub fn new(code: CloseCode, reason: impl Into<String>, by: Initiator) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            by,
+        }
+    }
+}
+
 /// A complete data message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {

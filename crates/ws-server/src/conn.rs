@@ -141,11 +141,11 @@ async fn handler_panicked<H: Handler>(
         panic = %message,
         "handler panicked; closing the connection with 1011"
     );
-    disconnect.get_or_insert(Disconnect {
-        code: CloseCode::INTERNAL,
-        reason: format!("handler panicked in {method}"),
-        by: Initiator::Local,
-    });
+    disconnect.get_or_insert(Disconnect::new(
+        CloseCode::INTERNAL,
+        format!("handler panicked in {method}"),
+        Initiator::Local,
+    ));
     let _ = ws.close(CloseCode::INTERNAL, "internal error", ws_io::now());
     let err = Error::HandlerPanicked { method, message };
     if let Err(again) = CatchUnwind(Box::pin(handler.on_error(info.peer, Some(info), &err))).await {
@@ -362,11 +362,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
         match step {
             Step::Event(event) => match event {
                 Event::Closed { code, reason, by } => {
-                    disconnect.get_or_insert(Disconnect {
-                        code,
-                        reason: reason.as_str().to_owned(),
-                        by,
-                    });
+                    disconnect.get_or_insert(Disconnect::new(code, reason.as_str(), by));
                 }
                 _ if broken => {}
                 Event::Message(msg) => {
@@ -407,11 +403,11 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             },
             Step::Error(ws_frame::Error::PongTimeout { .. }) => {
                 // The peer is gone: no Close frame, no lingering.
-                disconnect.get_or_insert(Disconnect {
-                    code: CloseCode::ABNORMAL,
-                    reason: "heartbeat timeout".into(),
-                    by: Initiator::Local,
-                });
+                disconnect.get_or_insert(Disconnect::new(
+                    CloseCode::ABNORMAL,
+                    "heartbeat timeout",
+                    Initiator::Local,
+                ));
                 eof = true;
                 break;
             }
@@ -421,11 +417,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 } else {
                     Initiator::Local
                 };
-                disconnect.get_or_insert(Disconnect {
-                    code: e.close_code(),
-                    reason: e.to_string(),
-                    by,
-                });
+                disconnect.get_or_insert(Disconnect::new(e.close_code(), e.to_string(), by));
                 if !matches!(e, ws_frame::Error::UnexpectedEof) && !broken {
                     let err = Error::WebSocket(e);
                     let call = Box::pin(handler.on_error(info.peer, Some(&info), &err));
@@ -497,11 +489,11 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 break;
             }
             Step::End(End::ReadFailed(e) | End::WriteFailed(e)) => {
-                disconnect.get_or_insert(Disconnect {
-                    code: CloseCode::ABNORMAL,
-                    reason: e.to_string(),
-                    by: Initiator::Remote,
-                });
+                disconnect.get_or_insert(Disconnect::new(
+                    CloseCode::ABNORMAL,
+                    e.to_string(),
+                    Initiator::Remote,
+                ));
                 eof = true;
                 break;
             }
@@ -533,11 +525,11 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
 fn kill_now(info: &ConnInfo, ws: &mut Connection, disconnect: &mut Option<Disconnect>) -> bool {
     let code = info.kill_code.load(Ordering::Acquire);
     if code == KILL_DROP {
-        disconnect.get_or_insert(Disconnect {
-            code: CloseCode::ABNORMAL,
-            reason: "dropped".into(),
-            by: Initiator::User,
-        });
+        disconnect.get_or_insert(Disconnect::new(
+            CloseCode::ABNORMAL,
+            "dropped",
+            Initiator::User,
+        ));
         return true;
     }
     let reason = if code == CloseCode::TRY_AGAIN.as_u16() {
@@ -560,11 +552,11 @@ fn refuse_partial(
     budget: usize,
 ) {
     let _ = ws.abort(CloseCode::TRY_AGAIN, PARTIAL_REASON);
-    disconnect.get_or_insert(Disconnect {
-        code: CloseCode::TRY_AGAIN,
-        reason: PARTIAL_REASON.to_owned(),
-        by: Initiator::Local,
-    });
+    disconnect.get_or_insert(Disconnect::new(
+        CloseCode::TRY_AGAIN,
+        PARTIAL_REASON.to_owned(),
+        Initiator::Local,
+    ));
     let refusals = &server.inner.registry.partial_refusals;
     if let Some(refused) = refusals.hit(Instant::now(), PARTIAL_WARN_INTERVAL) {
         tracing::warn!(
@@ -607,11 +599,11 @@ async fn finish<H: Handler>(
     registered.unregister();
     let info = registered.info.clone();
     drop(registered);
-    let disconnect = disconnect.unwrap_or(Disconnect {
-        code: CloseCode::ABNORMAL,
-        reason: String::new(),
-        by: Initiator::Remote,
-    });
+    let disconnect = disconnect.unwrap_or(Disconnect::new(
+        CloseCode::ABNORMAL,
+        String::new(),
+        Initiator::Remote,
+    ));
     if let Err(panic) = CatchUnwind(pin!(handler.on_disconnect(&info, disconnect))).await {
         tracing::error!(conn = %info.id, panic = %panic, "on_disconnect panicked");
     }

@@ -3,7 +3,7 @@
 use std::{any::Any, future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
+use ws_frame::{CloseCode, Message, SendOptions, Utf8Bytes};
 use ws_io::TxQueue;
 
 use crate::{
@@ -97,18 +97,9 @@ pub struct Fragment {
     pub fin: bool,
 }
 
-/// How a connection ended, for [`Handler::on_disconnect`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Disconnect {
-    /// Close code of whoever closed ([`CloseCode::ABNORMAL`] when the transport simply ended).
-    pub code: CloseCode,
-    /// Close reason.
-    pub reason: String,
-    /// Who closed: the peer (`Remote`), the server because of an error or timeout (`Local`), or
-    /// the application (`User`).
-    pub by: Initiator,
-}
+/// How a connection ended, for [`Handler::on_disconnect`]: ws-frame's
+/// [`ws_frame::CloseInfo`], the workspace's one close-reason type.
+pub use ws_frame::CloseInfo as Disconnect;
 
 /// Where [`Ctx::send`] puts bytes.
 pub(crate) enum Sink<'a> {

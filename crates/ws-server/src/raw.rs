@@ -105,11 +105,7 @@ pub(crate) async fn run<H: Handler>(
     let mut closing = false;
     let mut buf = BytesMut::from(&first[..]);
     let mut messages = std::collections::VecDeque::new();
-    let mut disconnect = Disconnect {
-        code: CloseCode::NORMAL,
-        reason: String::new(),
-        by: Initiator::Remote,
-    };
+    let mut disconnect = Disconnect::new(CloseCode::NORMAL, String::new(), Initiator::Remote);
 
     macro_rules! ctx {
         () => {
@@ -143,11 +139,11 @@ pub(crate) async fn run<H: Handler>(
         }
         let paused = info.is_reading_paused() || !messages.is_empty();
         if buf.len() > config.raw_tcp.max_buffer {
-            disconnect = Disconnect {
-                code: CloseCode::TOO_BIG,
-                reason: "no delimiter within the buffer limit".into(),
-                by: Initiator::Local,
-            };
+            disconnect = Disconnect::new(
+                CloseCode::TOO_BIG,
+                "no delimiter within the buffer limit",
+                Initiator::Local,
+            );
             break;
         }
         if (closing || eof) && tx.is_empty() && !io.wants_flush() {
@@ -168,22 +164,14 @@ pub(crate) async fn run<H: Handler>(
         };
         match wake {
             Wake::Kill => {
-                disconnect = Disconnect {
-                    code: CloseCode::ABNORMAL,
-                    reason: "dropped".into(),
-                    by: Initiator::User,
-                };
+                disconnect = Disconnect::new(CloseCode::ABNORMAL, "dropped", Initiator::User);
                 break;
             }
             Wake::Wrote(Ok(n)) => {
                 info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
-                disconnect = Disconnect {
-                    code: CloseCode::ABNORMAL,
-                    reason: e.to_string(),
-                    by: Initiator::Remote,
-                };
+                disconnect = Disconnect::new(CloseCode::ABNORMAL, e.to_string(), Initiator::Remote);
                 break;
             }
             Wake::Read(Ok(0)) => eof = true,

@@ -112,11 +112,7 @@ pub(crate) async fn run<H: Handler>(
     tx.push_bytes(response_head(&config.server_name, config.sse.retry));
     let mut data: Option<Box<dyn Any + Send + Sync>> = None;
     let mut closing = false;
-    let mut disconnect = Disconnect {
-        code: CloseCode::NORMAL,
-        reason: String::new(),
-        by: Initiator::Remote,
-    };
+    let mut disconnect = Disconnect::new(CloseCode::NORMAL, String::new(), Initiator::Remote);
 
     macro_rules! ctx {
         () => {
@@ -159,22 +155,18 @@ pub(crate) async fn run<H: Handler>(
         };
         match wake {
             Wake::Kill => {
-                disconnect = Disconnect {
-                    code: CloseCode::from_u16(info.kill_requested().unwrap_or(1000)),
-                    reason: "closed by the server".into(),
-                    by: Initiator::User,
-                };
+                disconnect = Disconnect::new(
+                    CloseCode::from_u16(info.kill_requested().unwrap_or(1000)),
+                    "closed by the server",
+                    Initiator::User,
+                );
                 break;
             }
             Wake::Wrote(Ok(n)) => {
                 info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Wake::Wrote(Err(e)) | Wake::Read(Err(e)) => {
-                disconnect = Disconnect {
-                    code: CloseCode::ABNORMAL,
-                    reason: e.to_string(),
-                    by: Initiator::Remote,
-                };
+                disconnect = Disconnect::new(CloseCode::ABNORMAL, e.to_string(), Initiator::Remote);
                 break;
             }
             // The client went away: SSE clients never send after the request.
