@@ -8,4 +8,4 @@ pub mod store;
 
 pub use http::{OAuth2, OAuth2Routes};
 pub use server::{AuthServer, Issued, OAuth2Hooks, OsRandom, Random, Users};
-pub use store::{App, SqliteStore, Store, TokenKind, TokenRecord};
+pub use store::{App, PendingSignIn, SqliteStore, Store, TokenKind, TokenRecord};

@@ -34,7 +34,7 @@ use crate::{
     config::Config,
     error::{Error, OAuthError, TokenError},
     jwt::claims::Claims,
-    oauth2::store::{App, Store, TokenKind, TokenRecord},
+    oauth2::store::{App, PendingSignIn, Store, TokenKind, TokenRecord},
     source::{percent_decode, query_param},
 };
 
@@ -124,16 +124,8 @@ pub enum AuthorizeAnswer {
     },
 }
 
-#[derive(Clone)]
-struct Pending {
-    client_id: String,
-    redirect_uri: String,
-    scope: String,
-    state: Option<String>,
-    challenge: String,
-    csrf: String,
-    expires_at: u64,
-}
+/// Most pending sign-ins kept at once (then the authorization endpoint answers 503).
+const MAX_PENDING: usize = 10_000;
 
 /// The authorization server core.
 pub struct AuthServer {
@@ -143,7 +135,6 @@ pub struct AuthServer {
     users: Option<Arc<dyn Users>>,
     jwt: Option<crate::jwt::sign::Signer>,
     hooks: Option<Arc<dyn OAuth2Hooks>>,
-    pending: Mutex<HashMap<String, Pending>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -312,7 +303,6 @@ impl AuthServer {
             users: None,
             jwt: None,
             hooks: None,
-            pending: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -521,27 +511,36 @@ impl AuthServer {
             };
         };
         let scope = p("scope").unwrap_or_default();
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let t = unix(now);
-        pending.retain(|_, v| v.expires_at > t);
-        if pending.len() >= 10_000 {
-            return AuthorizeAnswer::Error {
-                status: 503,
-                message: "too many pending sign-ins".into(),
-            };
+        // In the store: a restart (or another process on the same database) between the
+        // page and the form does not lose the sign-in. Only digests of the id and the CSRF
+        // token are kept.
+        let pending = PendingSignIn {
+            id_hash: digest(&id),
+            client_id: app.client_id.clone(),
+            redirect_uri,
+            scope: scope.clone(),
+            state,
+            challenge,
+            csrf_hash: digest(&csrf),
+            expires_at: t + self.config.oauth2.pending_ttl.as_secs(),
+        };
+        match self.store.put_pending(&pending, t, MAX_PENDING) {
+            Ok(true) => {}
+            Ok(false) => {
+                return AuthorizeAnswer::Error {
+                    status: 503,
+                    message: "too many pending sign-ins".into(),
+                };
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a pending sign-in");
+                return AuthorizeAnswer::Error {
+                    status: 500,
+                    message: "server error".into(),
+                };
+            }
         }
-        pending.insert(
-            id.clone(),
-            Pending {
-                client_id: app.client_id.clone(),
-                redirect_uri,
-                scope: scope.clone(),
-                state,
-                challenge,
-                csrf: csrf.clone(),
-                expires_at: t + self.config.oauth2.pending_ttl.as_secs(),
-            },
-        );
         AuthorizeAnswer::Page {
             page: SignInPage {
                 id,
@@ -616,31 +615,34 @@ impl AuthServer {
         let Some(id) = form.get("id") else {
             return forbidden("the sign-in form has no request id");
         };
-        let Some(pending) = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .filter(|p| p.expires_at > t)
-            .cloned()
-        else {
-            return AuthorizeAnswer::Error {
-                status: 400,
-                message: "this sign-in request expired; start again".into(),
-            };
+        let server_error = |e: Error| {
+            tracing::error!(error = %e, "reading a pending sign-in");
+            AuthorizeAnswer::Error {
+                status: 500,
+                message: "server error".into(),
+            }
         };
-        let csrf_ok = form
-            .get("csrf")
-            .is_some_and(|c| ct_eq(c.as_bytes(), pending.csrf.as_bytes()))
-            && csrf_cookie.is_some_and(|c| ct_eq(c.as_bytes(), pending.csrf.as_bytes()));
-        if !csrf_ok {
+        let id_hash = digest(id);
+        let expired = || AuthorizeAnswer::Error {
+            status: 400,
+            message: "this sign-in request expired; start again".into(),
+        };
+        let pending = match self.store.pending(&id_hash, t) {
+            Ok(Some(p)) => p,
+            Ok(None) => return expired(),
+            Err(e) => return server_error(e),
+        };
+        let matches = |c: &str| ct_eq(digest(c).as_bytes(), pending.csrf_hash.as_bytes());
+        let (Some(csrf), true) = (
+            form.get("csrf").filter(|c| matches(c)),
+            csrf_cookie.is_some_and(matches),
+        ) else {
             return forbidden("the form's CSRF token is missing or wrong");
-        }
+        };
         if form.get("action").map(String::as_str) == Some("deny") {
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(id);
+            if let Err(e) = self.store.remove_pending(&id_hash) {
+                return server_error(e);
+            }
             return AuthorizeAnswer::Redirect(self.redirect_with(
                 &pending.redirect_uri,
                 &[
@@ -673,7 +675,7 @@ impl AuthServer {
             return AuthorizeAnswer::Page {
                 page: SignInPage {
                     id: id.clone(),
-                    csrf: pending.csrf.clone(),
+                    csrf: csrf.clone(),
                     client_name: app_name,
                     scope: pending.scope.clone(),
                     message: "Wrong user name or password.".into(),
@@ -685,10 +687,12 @@ impl AuthServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&user);
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        // Removed by exactly one of two forms posted at once: the other gets no code.
+        match self.store.remove_pending(&id_hash) {
+            Ok(true) => {}
+            Ok(false) => return expired(),
+            Err(e) => return server_error(e),
+        }
         let code = match self.issue_code(&pending, &user, t) {
             Ok(c) => c,
             Err(e) => {
@@ -707,7 +711,7 @@ impl AuthServer {
         ))
     }
 
-    fn issue_code(&self, pending: &Pending, user: &str, t: u64) -> Result<String, Error> {
+    fn issue_code(&self, pending: &PendingSignIn, user: &str, t: u64) -> Result<String, Error> {
         let code = self.random_string(32)?;
         self.store.put_token(&TokenRecord {
             hash: digest(&code),

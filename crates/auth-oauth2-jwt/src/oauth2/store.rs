@@ -100,7 +100,42 @@ pub struct TokenRecord {
     pub extra: String,
 }
 
-/// Storage of apps, tokens and users. Each method is one transaction.
+/// A sign-in in progress: the authorization request behind a sign-in page, until its form is
+/// posted (or it expires). Kept in the store, so a restart between the page and the form does
+/// not lose it, and every process on one database sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    /// SHA-256 (hex) of the request id (the form's hidden `id` field).
+    pub id_hash: String,
+    /// The client asking.
+    pub client_id: String,
+    /// The redirect URI of the request (already matched against the app's).
+    pub redirect_uri: String,
+    /// Requested scope (space-separated).
+    pub scope: String,
+    /// The client's `state`, returned with the redirect.
+    pub state: Option<String>,
+    /// PKCE S256 challenge (empty without PKCE).
+    pub challenge: String,
+    /// SHA-256 (hex) of the form's CSRF token (which is also the `oauth2_csrf` cookie).
+    pub csrf_hash: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for PendingSignIn {
+    /// Digests are not printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSignIn")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Storage of apps, tokens, pending sign-ins and users. Each method is one transaction.
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces an app.
     ///
@@ -148,11 +183,29 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Store`].
     fn revoke_family(&self, family: &str) -> Result<usize, Error>;
-    /// Deletes tokens that expired before `now` (Unix seconds); the number deleted.
+    /// Deletes tokens that expired before `now` (Unix seconds) and pending sign-ins that
+    /// expired; the number deleted.
     ///
     /// # Errors
     /// [`Error::Store`].
     fn purge_expired(&self, now: u64) -> Result<usize, Error>;
+    /// Stores a pending sign-in after deleting the expired ones (at `now`); false, storing
+    /// nothing, when `max` unexpired ones are already there.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn put_pending(&self, pending: &PendingSignIn, now: u64, max: usize) -> Result<bool, Error>;
+    /// An unexpired pending sign-in by the digest of its id.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn pending(&self, id_hash: &str, now: u64) -> Result<Option<PendingSignIn>, Error>;
+    /// Removes a pending sign-in; true only for the one caller that removed it (so a sign-in
+    /// is completed once, even under a race).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn remove_pending(&self, id_hash: &str) -> Result<bool, Error>;
     /// Inserts or replaces a user with a password hash (PHC string).
     ///
     /// # Errors
@@ -171,7 +224,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE oauth2_apps (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE oauth2_apps (
         client_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         secret_hash TEXT,
@@ -198,7 +252,18 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE oauth2_apps (
     CREATE TABLE oauth2_users (
         name TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL
-    );"];
+    );",
+    "CREATE TABLE oauth2_pending (
+        id_hash TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        state TEXT,
+        challenge TEXT NOT NULL,
+        csrf_hash TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
+];
 
 /// The SQLite store. Without a path ([`SqliteStore::memory`]) everything is lost at exit.
 pub struct SqliteStore {
@@ -293,6 +358,21 @@ const APP_COLUMNS: &str =
     "client_id, name, secret_hash, redirect_uris, grants, access_ttl, created_at";
 const TOKEN_COLUMNS: &str =
     "hash, kind, client_id, subject, scope, family, issued_at, expires_at, revoked, used, extra";
+const PENDING_COLUMNS: &str =
+    "id_hash, client_id, redirect_uri, scope, state, challenge, csrf_hash, expires_at";
+
+fn row_to_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingSignIn> {
+    Ok(PendingSignIn {
+        id_hash: r.get(0)?,
+        client_id: r.get(1)?,
+        redirect_uri: r.get(2)?,
+        scope: r.get(3)?,
+        state: r.get(4)?,
+        challenge: r.get(5)?,
+        csrf_hash: r.get(6)?,
+        expires_at: r.get::<_, i64>(7)? as u64,
+    })
+}
 
 impl Store for SqliteStore {
     fn put_app(&self, app: &App) -> Result<(), Error> {
@@ -404,10 +484,67 @@ impl Store for SqliteStore {
     fn purge_expired(&self, now: u64) -> Result<usize, Error> {
         // Used codes and rotated refresh tokens are kept until they expire: reuse detection
         // needs them.
-        Ok(self.db().execute(
+        let db = self.db();
+        let pending = db.execute(
+            "DELETE FROM oauth2_pending WHERE expires_at <= ?1",
+            [now as i64],
+        )?;
+        Ok(db.execute(
             "DELETE FROM oauth2_tokens WHERE expires_at < ?1",
             [now as i64],
-        )?)
+        )? + pending)
+    }
+
+    fn put_pending(&self, p: &PendingSignIn, now: u64, max: usize) -> Result<bool, Error> {
+        let db = self.db();
+        let tx = db.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM oauth2_pending WHERE expires_at <= ?1",
+            [now as i64],
+        )?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM oauth2_pending", [], |r| r.get(0))?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Ok(false);
+        }
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO oauth2_pending ({PENDING_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                p.id_hash,
+                p.client_id,
+                p.redirect_uri,
+                p.scope,
+                p.state,
+                p.challenge,
+                p.csrf_hash,
+                p.expires_at as i64,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn pending(&self, id_hash: &str, now: u64) -> Result<Option<PendingSignIn>, Error> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!(
+                    "SELECT {PENDING_COLUMNS} FROM oauth2_pending \
+                     WHERE id_hash = ?1 AND expires_at > ?2"
+                ),
+                params![id_hash, now as i64],
+                row_to_pending,
+            )
+            .optional()?)
+    }
+
+    fn remove_pending(&self, id_hash: &str) -> Result<bool, Error> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM oauth2_pending WHERE id_hash = ?1", [id_hash])?
+            > 0)
     }
 
     fn put_user(&self, name: &str, password_hash: &str) -> Result<(), Error> {
