@@ -64,11 +64,7 @@ impl FilesClient {
         let ws = ws_client::connect(url, client).await?;
         let period =
             (config.interval / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
-        let shared = Arc::new(Shared {
-            config,
-            store,
-            hooks: Arc::new(hooks),
-        });
+        let shared = Arc::new(Shared::new(config, store, Arc::new(hooks)));
         let peer = Arc::new(Peer::new(0, shared));
         let (mut reader, writer) = ws.split();
         let (p, w) = (peer.clone(), writer.clone());

@@ -220,6 +220,44 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) store: Option<Store>,
     pub(crate) hooks: Arc<dyn Hooks>,
+    /// Incoming transfers per file id across all connections of this end: a partial file is
+    /// removed only when no other connection is receiving it (a sender that reconnected before
+    /// its old, half-open connection ended).
+    pub(crate) active: Mutex<HashMap<FileId, usize>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, store: Option<Store>, hooks: Arc<dyn Hooks>) -> Self {
+        Self {
+            config,
+            store,
+            hooks,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn enter(&self, id: FileId) {
+        if let Ok(mut m) = self.active.lock() {
+            *m.entry(id).or_insert(0) += 1;
+        }
+    }
+
+    /// Leaves; true when no other connection receives `id`.
+    fn leave(&self, id: FileId) -> bool {
+        let Ok(mut m) = self.active.lock() else {
+            return true;
+        };
+        match m.get_mut(&id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                m.remove(&id);
+                true
+            }
+        }
+    }
 }
 
 /// One connection's transfers.
@@ -366,6 +404,7 @@ impl Peer {
             .await;
         } else if t.receiver.is_finished() {
             incoming.remove(&frame.id);
+            self.shared.leave(frame.id);
         }
         out
     }
@@ -486,6 +525,7 @@ impl Peer {
         while let Some(m) = receiver.poll_transmit() {
             out.push(m);
         }
+        self.shared.enter(id);
         incoming.insert(
             id,
             InTransfer {
@@ -580,6 +620,7 @@ impl Peer {
         let Some(t) = incoming.remove(&id) else {
             return;
         };
+        let last = self.shared.leave(id);
         self.hooks().on_event(&error_event(
             EventKind::ReceivedError,
             self.conn,
@@ -596,7 +637,7 @@ impl Peer {
             }
         );
         let file = t.file;
-        if always_remove || cancelled || !self.shared.config.keep_partial_on_error {
+        if last && (always_remove || cancelled || !self.shared.config.keep_partial_on_error) {
             drop(file);
             if let Some(store) = &self.shared.store {
                 store.remove(id);

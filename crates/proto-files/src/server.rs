@@ -121,11 +121,7 @@ impl Files {
             .map(|s| Tus::new(config.clone(), s.clone(), hooks.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
-                shared: Arc::new(Shared {
-                    config,
-                    store,
-                    hooks,
-                }),
+                shared: Arc::new(Shared::new(config, store, hooks)),
                 peers: Mutex::new(HashMap::new()),
                 tus,
             }),

@@ -299,3 +299,83 @@ async fn a_full_disk_on_the_receiver_is_a_clear_error_for_the_sender() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0] > 0 && kept[0] <= 2048 * 1024, "{kept:?}");
 }
+
+#[tokio::test]
+async fn a_half_open_connection_ending_does_not_remove_the_file_a_new_one_is_receiving() {
+    // keep_partial_on_disconnect off: the first connection's end would remove the partial file,
+    // but a second connection is receiving the same file id by then.
+    use bytes::Bytes;
+    use proto_files::wire::{self, Msg, Offer};
+    use ws_client::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let mut cfg = config();
+    cfg.keep_partial_on_disconnect = false;
+    let (server, _files, addr) = start(cfg, &dir, NoHooks).await;
+    let id = FileId([9; 16]);
+    let offer = Offer {
+        size: 3000,
+        chunk: 1000,
+        qos: QoS::AtMostOnce,
+        name: "same.bin",
+        channel: "",
+        data: "",
+    };
+    let mut conns = Vec::new();
+    for _ in 0..2 {
+        let mut cc = ClientConfig::default();
+        cc.protocols = vec![proto_files::SUBPROTOCOL.into()];
+        let mut ws = ws_client::connect(format!("ws://{addr}/").as_str(), cc)
+            .await
+            .unwrap();
+        ws.send(Message::Binary(Bytes::from(wire::to_vec(
+            id,
+            &Msg::Offer(offer),
+        ))))
+        .await
+        .unwrap();
+        let Message::Binary(answer) = ws.recv().await.unwrap().unwrap() else {
+            panic!("a text answer")
+        };
+        assert!(matches!(
+            wire::decode(&answer).unwrap().msg,
+            Msg::Accept { .. }
+        ));
+        conns.push(ws);
+    }
+    // The first connection goes away; the second goes on and finishes.
+    let first = conns.remove(0);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ws = conns.remove(0);
+    let data = vec![7u8; 3000];
+    for off in [0usize, 1000, 2000] {
+        ws.send(Message::Binary(Bytes::from(wire::to_vec(
+            id,
+            &Msg::Data {
+                packet: 1,
+                offset: off as u64,
+                chunk: &data[off..off + 1000],
+            },
+        ))))
+        .await
+        .unwrap();
+    }
+    let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&data).into();
+    ws.send(Message::Binary(Bytes::from(wire::to_vec(
+        id,
+        &Msg::Complete { sha256: sha },
+    ))))
+    .await
+    .unwrap();
+    let mut ws = ws;
+    let Message::Binary(echo) = ws.recv().await.unwrap().unwrap() else {
+        panic!("a text answer")
+    };
+    assert_eq!(
+        wire::decode(&echo).unwrap().msg,
+        Msg::Complete { sha256: sha }
+    );
+    assert_eq!(std::fs::read(dir.join("same.bin")).unwrap(), data);
+    server.stop().await;
+}
