@@ -1,7 +1,8 @@
 //! `wskit oauth2 token ...`, the OAuth2 client, against `wskit serve --oauth2`, both run as
 //! binaries: client credentials, authorization code + PKCE through the loopback listener (the
 //! test plays the browser on the sign-in form), refresh with rotation, and the token opening a
-//! WebSocket with `wskit client --bearer`.
+//! WebSocket with `wskit client --bearer`, or with `wskit client --oauth2-client-id` fetching
+//! it itself.
 
 mod harness;
 
@@ -209,6 +210,46 @@ fn client_flows_against_serve_oauth2() {
     assert_eq!(wrong.code, Some(1));
     assert!(wrong.stderr.contains("invalid_client"), "{}", wrong.stderr);
     assert!(wrong.stdout.is_empty());
+    // wskit client gets its token itself: --oauth2-client-id with client credentials.
+    let ws = run(
+        &[
+            "client",
+            "--linger",
+            "0",
+            "--oauth2-issuer",
+            &issuer,
+            "--oauth2-client-id",
+            svc_id,
+            "--oauth2-client-secret-file",
+            &secret_file,
+            &echo,
+        ],
+        b"via oauth2\n",
+        LIMIT,
+    );
+    assert_eq!(ws.code, Some(0), "{}", ws.stderr);
+    assert_eq!(ws.stdout_text(), "via oauth2\n");
+    let bad = run(
+        &[
+            "client",
+            "--linger",
+            "0",
+            "--oauth2-issuer",
+            &issuer,
+            "--oauth2-client-id",
+            desktop_id,
+            "--oauth2-client-secret-file",
+            &secret_file,
+            &echo,
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(
+        bad.code,
+        Some(1),
+        "another client's secret: no token, no WebSocket"
+    );
 
     // Authorization code + PKCE: the URL on stderr, the test as the browser.
     let mut code = wskit()

@@ -91,7 +91,8 @@ pub(crate) struct Args {
     /// `socks4a://host:port` or `socks5://[user:pass@]host:port`.
     #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
-    /// PEM bundle of CA certificates to trust (instead of the built-in web roots).
+    /// PEM bundle of CA certificates to trust (instead of the built-in web roots), for the
+    /// WebSocket server and the --oauth2-issuer alike.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca_file: Option<PathBuf>,
     /// Skip TLS certificate verification (development only: anyone can impersonate the server).
@@ -103,6 +104,25 @@ pub(crate) struct Args {
     /// Bearer token for the `Authorization` header.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) bearer: Option<String>,
+    /// Get the bearer token from an OAuth2 server with the client credentials grant (and
+    /// again before it expires, at each reconnect): this client id, with
+    /// --oauth2-client-secret-file and --oauth2-issuer (or --oauth2-token-url).
+    #[arg(long, value_name = "ID")]
+    pub(crate) oauth2_client_id: Option<String>,
+    /// File holding the OAuth2 client secret (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) oauth2_client_secret_file: Option<PathBuf>,
+    /// The OAuth2 server's issuer URL (its token endpoint is ISSUER/oauth2/token, as
+    /// `wskit serve --oauth2` has it).
+    #[arg(long, value_name = "URL")]
+    pub(crate) oauth2_issuer: Option<String>,
+    /// The OAuth2 token endpoint (instead of the one --oauth2-issuer implies).
+    #[arg(long, value_name = "URL")]
+    pub(crate) oauth2_token_url: Option<String>,
+    /// Scope to ask the OAuth2 server for (repeatable).
+    #[arg(long = "oauth2-scope", value_name = "SCOPE")]
+    #[serde(alias = "oauth2_scope")]
+    pub(crate) oauth2_scopes: Vec<String>,
     /// Ping every SECS seconds; with --ping-timeout, a missing pong closes the connection.
     #[arg(long, value_name = "SECS")]
     pub(crate) ping: Option<u64>,
@@ -203,6 +223,12 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
         (None, Some(t)) => Some(Auth::bearer(t)),
         (None, None) => None,
     };
+    if let Some(source) = oauth2_source(args)? {
+        if c.auth.is_some() {
+            bail!("--oauth2-client-id gets its own token: leave out --basic and --bearer");
+        }
+        c.auth = Some(Auth::bearer_fn(source));
+    }
     if let Some(secs) = args.ping {
         if secs == 0 {
             bail!("--ping must be at least 1 second");
@@ -225,6 +251,46 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
     );
     c.validate().context("invalid client configuration")?;
     Ok(c)
+}
+
+/// The token source `--oauth2-client-id` asks for (client credentials), or none.
+fn oauth2_source(args: &Args) -> Result<Option<auth_oauth2_jwt::oauth2_client::OAuth2TokenSource>> {
+    use auth_oauth2_jwt::oauth2_client::{OAuth2Client, OAuth2TokenSource};
+    let Some(id) = &args.oauth2_client_id else {
+        if args.oauth2_client_secret_file.is_some()
+            || args.oauth2_issuer.is_some()
+            || args.oauth2_token_url.is_some()
+            || !args.oauth2_scopes.is_empty()
+        {
+            bail!("the --oauth2-* settings need --oauth2-client-id");
+        }
+        return Ok(None);
+    };
+    let Some(secret_file) = &args.oauth2_client_secret_file else {
+        bail!(
+            "--oauth2-client-id needs --oauth2-client-secret-file (the client credentials grant)"
+        );
+    };
+    if args.oauth2_issuer.is_none() && args.oauth2_token_url.is_none() {
+        bail!("--oauth2-client-id needs --oauth2-issuer URL (or --oauth2-token-url URL)");
+    }
+    let mut s = super::oauth2_client::Endpoints {
+        issuer: args.oauth2_issuer.as_deref(),
+        token_url: args.oauth2_token_url.as_deref(),
+        auth_url: None,
+        ca_file: args.ca_file.as_deref(),
+    }
+    .settings(id)?;
+    s.client_secret = Some(super::oauth2_client::read_secret(
+        secret_file,
+        "client secret",
+    )?);
+    s.scopes.clone_from(&args.oauth2_scopes);
+    let client = OAuth2Client::new(s).context("--oauth2-client-id")?;
+    Ok(Some(OAuth2TokenSource::new(
+        std::sync::Arc::new(client),
+        None,
+    )))
 }
 
 /// Runs `wskit client` on stdin and stdout until the connection ends.
@@ -796,6 +862,21 @@ mod tests {
             },
             Args {
                 ping_timeout: Some(3),
+                ..args("ws://h/".into())
+            },
+            Args {
+                oauth2_issuer: Some("http://127.0.0.1:1".into()),
+                ..args("ws://h/".into())
+            },
+            Args {
+                oauth2_client_id: Some("id".into()),
+                oauth2_issuer: Some("http://127.0.0.1:1".into()),
+                ..args("ws://h/".into())
+            },
+            Args {
+                oauth2_client_id: Some("id".into()),
+                oauth2_client_secret_file: Some("/nonexistent/secret".into()),
+                oauth2_issuer: Some("http://127.0.0.1:1".into()),
                 ..args("ws://h/".into())
             },
         ] {

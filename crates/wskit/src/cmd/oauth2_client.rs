@@ -93,7 +93,7 @@ pub(crate) enum TokenCommand {
 }
 
 /// A secret from a file, or from standard input for `-`, without its trailing newline.
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
+pub(crate) fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
     let mut text = if path.as_os_str() == "-" {
         let mut line = String::new();
         std::io::stdin()
@@ -113,35 +113,59 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
     Ok(text)
 }
 
-impl ClientFlags {
-    fn client(&self, redirect_timeout: Option<u64>) -> Result<OAuth2Client> {
-        let issuer = self.issuer.as_deref().map(|i| i.trim_end_matches('/'));
-        let token_url = match (&self.token_url, issuer) {
-            (Some(url), _) => url.clone(),
+/// Where an OAuth2 client talks to, as the flags say it (shared with `wskit client
+/// --oauth2-*`).
+pub(crate) struct Endpoints<'a> {
+    /// `--issuer`: the base of wskit's endpoint paths, and the `iss` to expect.
+    pub(crate) issuer: Option<&'a str>,
+    pub(crate) token_url: Option<&'a str>,
+    pub(crate) auth_url: Option<&'a str>,
+    pub(crate) ca_file: Option<&'a std::path::Path>,
+}
+
+impl Endpoints<'_> {
+    /// The client library's settings for `client_id` (defaults otherwise).
+    pub(crate) fn settings(&self, client_id: &str) -> Result<ClientSettings> {
+        let issuer = self.issuer.map(|i| i.trim_end_matches('/'));
+        let token_url = match (self.token_url, issuer) {
+            (Some(url), _) => url.to_owned(),
             (None, Some(i)) => format!("{i}/oauth2/token"),
             (None, None) => bail!("give --issuer URL (or --token-url URL)"),
         };
         let mut tls = ws_tls::ClientTlsConfig::default();
-        if let Some(ca) = &self.ca_file {
-            tls.ca_file = Some(ca.clone());
+        if let Some(ca) = self.ca_file {
+            tls.ca_file = Some(ca.to_owned());
             tls.webpki_roots = false;
         }
         let tls = ws_tls::client_config(&tls).context("TLS configuration")?;
-        let mut s = ClientSettings::new(token_url, self.client_id.clone(), tls);
-        s.auth_url = match (&self.auth_url, issuer) {
-            (Some(url), _) => Some(url.clone()),
+        let mut s = ClientSettings::new(token_url, client_id, tls);
+        s.auth_url = match (self.auth_url, issuer) {
+            (Some(url), _) => Some(url.to_owned()),
             (None, Some(i)) => Some(format!("{i}/oauth2/authorize")),
             (None, None) => None,
         };
         s.issuer = issuer.map(str::to_owned);
+        // Plain http:// only to this host (the library refuses it elsewhere).
+        s.allow_loopback_http = true;
+        Ok(s)
+    }
+}
+
+impl ClientFlags {
+    fn client(&self, redirect_timeout: Option<u64>) -> Result<OAuth2Client> {
+        let mut s = Endpoints {
+            issuer: self.issuer.as_deref(),
+            token_url: self.token_url.as_deref(),
+            auth_url: self.auth_url.as_deref(),
+            ca_file: self.ca_file.as_deref(),
+        }
+        .settings(&self.client_id)?;
         s.client_secret = match (&self.client_secret, &self.client_secret_file) {
             (Some(secret), _) => Some(secret.clone()),
             (None, Some(file)) => Some(read_secret(file, "client secret")?),
             (None, None) => None,
         };
         s.scopes.clone_from(&self.scopes);
-        // Plain http:// only to this host (the library refuses it elsewhere).
-        s.allow_loopback_http = true;
         if let Some(secs) = self.timeout {
             s.timeout = Duration::from_secs(secs.max(1));
         }
