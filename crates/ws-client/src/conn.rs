@@ -200,6 +200,9 @@ impl Ends {
             },
             c = cmds.recv(), if take_cmds => Wait::Cmd(c),
             () = events.closed(), if !reader_gone => Wait::ReaderGone,
+            // Nothing to wait for here (no event to deliver, no command taken, the reader
+            // gone): the caller's other branches decide; without this arm `select!` panics.
+            else => std::future::pending().await,
         }
     }
 }
