@@ -154,9 +154,9 @@ pub fn rest_api_expiry(username: &str) -> Option<u64> {
     }
 }
 
-/// Compares two byte strings in time independent of where they differ.
+/// Compares two byte strings in time independent of where they differ (`subtle`).
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// CRC-32 of `parts` XOR [`FINGERPRINT_XOR`].

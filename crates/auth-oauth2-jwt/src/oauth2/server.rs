@@ -160,13 +160,11 @@ pub fn digest(s: &str) -> String {
         .collect()
 }
 
-/// Compares without an early exit on the first differing byte.
+/// Compares in time independent of where the bytes differ (`subtle`; a length mismatch is a
+/// plain `false`, lengths are not secret here).
 #[must_use]
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 fn b64(bytes: &[u8]) -> String {
