@@ -93,9 +93,8 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use ws_server::{
-    Before, Body, ConnInfo, Ctx, Decision, Disconnect, Fragment, Handler, Request, Response,
-    TcpDecision,
-    ws_frame::{Message, Utf8Bytes},
+    Body, Handler, Request, Response,
+    delegate::Delegate,
     ws_http::{self, BodyDecoder, BodyEvent, BodyKind, ChunkedEncoder, Parsed, Version},
 };
 
@@ -520,74 +519,17 @@ impl<P> WithHttp<P> {
     }
 }
 
-impl<P: Handler> Handler for WithHttp<P> {
-    async fn on_tcp_connect(
-        &self,
-        peer: std::net::SocketAddr,
-        local: std::net::SocketAddr,
-    ) -> TcpDecision {
-        self.inner.on_tcp_connect(peer, local).await
-    }
+/// Only `on_http` is the forwarder's; every other method (including any added to [`Handler`]
+/// later) is the bridge's, through [`Delegate`].
+impl<P: Handler> Delegate for WithHttp<P> {
+    type Inner = P;
 
-    async fn on_unknown_protocol(&self, peer: std::net::SocketAddr, first_bytes: &[u8]) -> bool {
-        self.inner.on_unknown_protocol(peer, first_bytes).await
-    }
-
-    async fn on_handshake(&self, request: &Request) -> Decision {
-        self.inner.on_handshake(request).await
-    }
-
-    async fn on_before_request(&self, request: &mut Request) -> Before {
-        self.inner.on_before_request(request).await
+    fn inner(&self) -> &P {
+        &self.inner
     }
 
     async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
         self.fwd.forward(request, body).await
-    }
-
-    async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        self.inner.on_connect(ctx).await;
-    }
-
-    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
-        self.inner.on_message(ctx, msg).await;
-    }
-
-    async fn on_text(&self, ctx: &mut Ctx<'_>, text: Utf8Bytes) {
-        self.inner.on_text(ctx, text).await;
-    }
-
-    async fn on_binary(&self, ctx: &mut Ctx<'_>, data: Bytes) {
-        self.inner.on_binary(ctx, data).await;
-    }
-
-    async fn on_fragment(&self, ctx: &mut Ctx<'_>, fragment: Fragment) {
-        self.inner.on_fragment(ctx, fragment).await;
-    }
-
-    async fn on_ping(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_ping(ctx, payload).await;
-    }
-
-    async fn on_pong(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
-        self.inner.on_pong(ctx, payload).await;
-    }
-
-    async fn on_before_heartbeat(&self, ctx: &mut Ctx<'_>) -> bool {
-        self.inner.on_before_heartbeat(ctx).await
-    }
-
-    async fn on_disconnect(&self, info: &Arc<ConnInfo>, disconnect: Disconnect) {
-        self.inner.on_disconnect(info, disconnect).await;
-    }
-
-    async fn on_error(
-        &self,
-        peer: std::net::SocketAddr,
-        conn: Option<&Arc<ConnInfo>>,
-        error: &ws_server::Error,
-    ) {
-        self.inner.on_error(peer, conn, error).await;
     }
 }
 
