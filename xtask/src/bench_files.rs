@@ -27,7 +27,14 @@ fn hwm_kib(pid: u32) -> u64 {
 pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
     step(
         "build files-node (release)",
-        cargo().args(["build", "--release", "-p", "proto-files", "--bin", "files-node"]),
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "proto-files",
+            "--bin",
+            "files-node",
+        ]),
     )?;
     let bin = target_dir().join("release").join("files-node");
     let work = target_dir().join("bench-files");
