@@ -265,9 +265,7 @@ async fn run_ws(
     loop {
         if ends.reader_gone && !ends.cmds_open && !ends.shared.closing.load(Ordering::Acquire) {
             // Every handle is gone: close politely.
-            if d.ws.close(CloseCode::NORMAL, "", ws_io::now()).is_ok() {
-                ends.shared.closing.store(true, Ordering::Release);
-            }
+            let _ = d.ws.close(CloseCode::NORMAL, "", ws_io::now());
             ends.shared.closing.store(true, Ordering::Release);
         }
         // A write backlog stops new sends, not reading: a peer that stops reading while its
