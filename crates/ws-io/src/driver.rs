@@ -4,7 +4,7 @@
 use std::{
     future::{Future, poll_fn},
     io,
-    pin::Pin,
+    pin::{Pin, pin},
     task::Poll,
     time::{Duration, Instant},
 };
@@ -130,6 +130,7 @@ enum Wake<X> {
     Read(io::Result<usize>),
     Other(X),
     Timer,
+    Stuck,
 }
 
 impl<T: Transport> Driver<T> {
@@ -210,7 +211,9 @@ impl<T: Transport> Driver<T> {
         gates: Gates,
         other: Option<impl Future<Output = X>>,
     ) -> Step<X> {
-        let mut other = other.map(Box::pin);
+        // Pinned on the stack for the whole call: no allocation per step.
+        let mut other = pin!(other);
+        let has_other = other.is_some();
         loop {
             if gates.events {
                 match self.ws.poll_event() {
@@ -285,10 +288,14 @@ impl<T: Transport> Driver<T> {
             let wake = tokio::select! {
                 biased;
                 w = transport, if can_write || can_read => w,
-                x = async { other.as_mut().expect("checked").await }, if other.is_some() => {
-                    Wake::Other(x)
-                }
+                x = poll_fn(|cx| match other.as_mut().as_pin_mut() {
+                    Some(f) => f.poll(cx),
+                    None => Poll::Pending,
+                }), if has_other => Wake::Other(x),
                 () = sleep, if armed => Wake::Timer,
+                // Nothing can happen any more (no transport work allowed, nothing else to wait
+                // for, no deadline): the connection is over. Without this arm select! panics.
+                else => Wake::Stuck,
             };
             self.tried_now = false;
             match wake {
@@ -311,6 +318,7 @@ impl<T: Transport> Driver<T> {
                     self.read = Some(n);
                 }
                 Wake::Other(x) => return Step::Other(x),
+                Wake::Stuck => return Step::End(End::Closed),
                 Wake::Timer => {
                     self.armed = None;
                     if gates.wake_at.is_some_and(|at| at <= now()) {

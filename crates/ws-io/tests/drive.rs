@@ -138,3 +138,17 @@ async fn the_write_queue_stays_bounded_when_the_peer_does_not_read() {
     // Nothing was lost: an event-free connection still runs.
     assert!(matches!(server.ws.poll_event(), Ok(None)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_nothing_left_to_wait_for_the_loop_ends_instead_of_panicking() {
+    let (a, _peer) = tokio::io::duplex(4096);
+    let mut server = driver(a, Role::Server, Config::default());
+    let gates = Gates {
+        read: false,
+        ..Gates::default()
+    };
+    assert!(matches!(
+        server.next(gates, NOTHING).await,
+        Step::End(ws_io::End::Closed)
+    ));
+}
