@@ -4,6 +4,7 @@
 //! `--config wskit.toml` where offered) into a library `Config` and calls the library.
 
 mod cmd;
+mod files;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,9 @@ enum Command {
     Oauth2(cmd::oauth2::Args),
     /// MQTT client with mosquitto_sub / mosquitto_pub flags: `mqtt sub URL -t F`, `mqtt pub URL -t T -m M`.
     Mqtt(cmd::mqtt::Args),
+    /// Sends and receives files over the wskit files protocol: `files send URL FILE...`,
+    /// `files receive URL --dir D`.
+    Files(files::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jwt(args) => cmd::jwt::run(args),
         Command::Oauth2(args) => cmd::oauth2::run(args),
         Command::Mqtt(args) => block_on(cmd::mqtt::run(args)),
+        Command::Files(args) => files::run(args),
     }
 }
 

@@ -141,6 +141,12 @@ pub(crate) struct Args {
     /// missing). Default: none (/upload answers 404).
     #[arg(long, value_name = "DIR")]
     pub(crate) upload_dir: Option<PathBuf>,
+    /// Receive files into this directory: the files protocol (subprotocol `wskit-files.v1`) on
+    /// /files, tus uploads under /files/, the browser client at /wskit-files.js; files sent with
+    /// `wskit files send --broadcast --channel C` go on to the clients subscribed to C.
+    /// Default: none.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) files_dir: Option<PathBuf>,
     /// Largest upload request body (and file) in bytes. Default: 64 MiB.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_upload: Option<u64>,
@@ -297,6 +303,11 @@ fn build(args: Args) -> Result<Setup> {
         cfg.http.max_body = cfg.http.max_body.max(max_upload);
         u
     });
+    let files = args.files_dir.map(crate::files::Service::new).transpose()?;
+    if files.is_some() {
+        // One tus PATCH may carry a whole file.
+        cfg.http.max_body = cfg.http.max_body.max(crate::files::MAX_BODY);
+    }
     cfg.validate()
         .map_err(|e| anyhow::anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(Setup {
@@ -307,6 +318,7 @@ fn build(args: Args) -> Result<Setup> {
             test_page,
             index: test_page_html(upload.is_some()),
             upload,
+            files,
         },
     })
 }
@@ -321,6 +333,8 @@ struct Serve {
     index: Bytes,
     /// `POST /upload` saves here; `None`: 404.
     upload: Option<UploadConfig>,
+    /// `--files-dir`: the files protocol on /files and tus under /files/.
+    files: Option<crate::files::Service>,
 }
 
 /// Paths that take a WebSocket upgrade.
@@ -400,6 +414,9 @@ fn is_chat(url: &str) -> bool {
 
 impl Handler for Serve {
     async fn on_handshake(&self, request: &Request) -> Decision {
+        if let Some(d) = crate::files::handshake(self.files.as_ref(), request) {
+            return d;
+        }
         let path = request.path();
         if WS_PATHS.contains(&path) {
             return Decision::accept();
@@ -414,6 +431,9 @@ impl Handler for Serve {
     }
 
     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
+        if crate::files::on_connect(self.files.as_ref(), ctx).await {
+            return;
+        }
         if ctx.info().transport() == Transport::Sse {
             let _ = ctx.send_event(&SseEvent::new("hello").with_event("welcome"));
         } else if is_chat(ctx.info().url()) {
@@ -422,6 +442,9 @@ impl Handler for Serve {
     }
 
     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
+        if crate::files::on_message(self.files.as_ref(), ctx, &msg).await {
+            return;
+        }
         if is_chat(ctx.info().url()) {
             let filter = Filter::channel(CHAT).excluding([ctx.id()]);
             let server = ctx.server().clone();
@@ -440,7 +463,18 @@ impl Handler for Serve {
         }
     }
 
+    async fn on_disconnect(
+        &self,
+        info: &std::sync::Arc<ws_server::ConnInfo>,
+        _: ws_server::Disconnect,
+    ) {
+        crate::files::on_disconnect(self.files.as_ref(), info).await;
+    }
+
     async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
+        if let Some(r) = crate::files::on_http(self.files.as_ref(), request, body).await {
+            return r;
+        }
         match request.path() {
             "/" | "/index.html" if self.test_page => {
                 asset(request, self.index.clone(), "text/html; charset=utf-8")
@@ -472,6 +506,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         app,
         token_auth,
     } = build(args)?;
+    let files = app.files.clone();
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -485,6 +520,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     };
     runtime.block_on(async move {
         let server = super::oauth2::start(config, app, &token_auth).await?;
+        if let Some(f) = &files {
+            f.set_server(server.clone());
+        }
         for addr in server.local_addrs() {
             // Scripts (xtask autobahn, tests) read this line to learn the port.
             println!("listening on {addr}");
