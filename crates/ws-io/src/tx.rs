@@ -2,12 +2,13 @@
 //!
 //! Small frames are copied into one buffer; a payload of at least [`VECTORED_MIN`] bytes is
 //! kept as its own `Bytes` and written with the buffer in one vectored write, so a header is
-//! never written alone (Nagle would hold it) and large payloads are never copied.
+//! never written alone (Nagle would hold it) and large payloads are never copied. A client's
+//! frames are masked, so copied anyway: they are masked straight into the buffer.
 
 use std::{collections::VecDeque, io::IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
-use ws_frame::Connection;
+use ws_frame::{Connection, Role};
 
 /// Payloads at least this large are written from their own buffer (no copy).
 pub const VECTORED_MIN: usize = 4 * 1024;
@@ -40,6 +41,14 @@ impl TxQueue {
 
     /// Moves every frame the connection has queued into this queue.
     pub fn collect(&mut self, ws: &mut Connection) {
+        if ws.role() == Role::Client {
+            // A client's payloads are masked, hence copied anyway: mask them straight into the
+            // batch buffer (no buffer per frame), one write per batch.
+            let before = self.buf.len();
+            while ws.poll_transmit(&mut self.buf) {}
+            self.len += self.buf.len() - before;
+            return;
+        }
         while let Some(frame) = ws.poll_frame() {
             self.len += frame.len();
             self.buf.extend_from_slice(frame.head());
@@ -167,6 +176,26 @@ mod tests {
         expect.extend_from_slice(&[0x81, 1, b'b']);
         assert_eq!(wire, expect);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn client_frames_are_masked_into_one_buffer() {
+        let mut n = 0u8;
+        let keys = move || {
+            n += 1;
+            Some([n; 4])
+        };
+        let mut ws = Connection::with_mask_source(Role::Client, Config::default(), keys).unwrap();
+        ws.send(Message::binary(vec![0u8; 10_000])).unwrap();
+        ws.send(Message::text("b")).unwrap();
+        let mut q = TxQueue::default();
+        q.collect(&mut ws);
+        let wire = q.contiguous().expect("one buffer").to_vec();
+        assert_eq!(q.len(), wire.len());
+        let mut expect = vec![0x82, 0xfe, 0x27, 0x10, 1, 1, 1, 1];
+        expect.extend_from_slice(&[1u8; 10_000]);
+        expect.extend_from_slice(&[0x81, 0x81, 2, 2, 2, 2, b'b' ^ 2]);
+        assert_eq!(wire, expect);
     }
 
     #[test]
