@@ -339,6 +339,15 @@ pub fn multipart(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// A trailer line that is both too long and past the head limit gave "header field line
+    /// exceeds 128 bytes" whole and "message head exceeds 512 bytes" byte by byte (a fuzz find).
+    #[test]
+    fn a_line_past_both_limits_fails_the_same_way_in_any_split() {
+        chunked(include_bytes!(
+            "../../../fuzz/seeds/http_chunked/trailer-line-and-head-limits"
+        ));
+    }
+
     const REQUESTS: &[&[u8]] = &[
         b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\

@@ -70,6 +70,17 @@ pub(crate) fn scan(src: &[u8], limits: &Limits, kind: Kind) -> Result<Option<Sca
                 },
             )
         };
+        // Fed byte by byte, a too-long line is known once `line_limit + 2` of its bytes are
+        // there, and a too-large head once `max_head_bytes + 1` bytes are: report whichever a
+        // byte-by-byte feed would see first, so that the error does not depend on how the input
+        // was split (found by the chunked-trailer fuzz target).
+        let too_long = if pos.saturating_add(line_limit).saturating_add(1) > limits.max_head_bytes {
+            Error::HeadTooLarge {
+                max: limits.max_head_bytes,
+            }
+        } else {
+            too_long
+        };
         let rest = &src[pos..];
         // Look no further than the line limit allows (plus CRLF).
         let window = &rest[..rest.len().min(line_limit.saturating_add(2))];
