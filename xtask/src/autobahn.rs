@@ -189,6 +189,54 @@ fn wait_listening(server: &mut Server, port: u16, what: &str) -> Result<()> {
 /// `cargo xtask autobahn server|client [--update]`.
 pub(crate) fn run(side: Side, update: bool) -> Result<()> {
     let wstest = wstest()?;
+    let (work, case_list) = prepare(side, update)?;
+    suite(side, &wstest, &work, &case_list)?;
+    judge(side, &work, update)
+}
+
+/// Both roles at once, as `cargo xtask ci` runs them: each suite is a single-threaded Python
+/// process (wstest) driving one wskit process, so on two cores the pair takes about as long as
+/// the slower one alone. The binaries are built first, one after the other, and the reports are
+/// judged after both suites have finished, so the output of the two does not interleave.
+pub(crate) fn run_both() -> Result<()> {
+    let wstest = wstest()?;
+    let server_bin = wskit_binary()?;
+    build_client_example()?;
+    let (server_work, server_cases) = prepare(Side::Server, false)?;
+    let (client_work, client_cases) = prepare(Side::Client, false)?;
+    eprintln!("==> Autobahn server and client suites, side by side");
+    let (server, client) = std::thread::scope(|scope| {
+        let server = scope.spawn(|| {
+            let started = Instant::now();
+            run_server_side(&wstest, &server_bin, &server_work, &server_cases)
+                .map(|()| started.elapsed())
+        });
+        let client = scope.spawn(|| {
+            let started = Instant::now();
+            run_client_side(&wstest, &client_work, &client_cases).map(|()| started.elapsed())
+        });
+        (join(server), join(client))
+    });
+    let server_took = server.context("Autobahn server suite")?;
+    let client_took = client.context("Autobahn client suite")?;
+    eprintln!(
+        "==> Autobahn suites ran side by side: server {} s, client {} s",
+        server_took.as_secs(),
+        client_took.as_secs()
+    );
+    let server_verdict = judge(Side::Server, &server_work, false);
+    let client_verdict = judge(Side::Client, &client_work, false);
+    server_verdict.and(client_verdict)
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the suite's thread panicked")))
+}
+
+/// Clears the side's report directory and returns its work directory and the case list.
+fn prepare(side: Side, update: bool) -> Result<(PathBuf, String)> {
     let cases: Vec<String> = match std::env::var("WSKIT_AUTOBAHN_CASES") {
         Ok(list) if !list.trim().is_empty() => {
             list.split(',').map(|c| c.trim().to_owned()).collect()
@@ -208,22 +256,30 @@ pub(crate) fn run(side: Side, update: bool) -> Result<()> {
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    Ok((work, case_list))
+}
+
+/// Builds what the side needs and runs its suite.
+fn suite(side: Side, wstest: &Path, work: &Path, case_list: &str) -> Result<()> {
     let started = Instant::now();
     match side {
-        Side::Server => run_server_side(&wstest, &work, &report, &case_list)?,
-        Side::Client => run_client_side(&wstest, &work, &report, &case_list)?,
+        Side::Server => run_server_side(wstest, &wskit_binary()?, work, case_list)?,
+        Side::Client => {
+            build_client_example()?;
+            run_client_side(wstest, work, case_list)?;
+        }
     }
     eprintln!(
         "==> Autobahn {} suite ran in {} s",
         side.name(),
         started.elapsed().as_secs()
     );
-    judge(side, &work, update)
+    Ok(())
 }
 
-fn run_server_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -> Result<()> {
-    let bin = wskit_binary()?;
-    let (server, port) = start_server(&bin)?;
+fn run_server_side(wstest: &Path, bin: &Path, work: &Path, case_list: &str) -> Result<()> {
+    let report = work.join("report");
+    let (server, port) = start_server(bin)?;
     let spec = format!(
         "{{\"outdir\": \"{}\", \"servers\": [{{\"agent\": \"wskit\", \"url\": \"ws://127.0.0.1:{port}/echo\"}}], \
          \"cases\": [{case_list}], \"exclude-cases\": [], \"exclude-agent-cases\": {{}}}}\n",
@@ -247,7 +303,8 @@ fn run_server_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -
     Ok(())
 }
 
-fn run_client_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -> Result<()> {
+/// Builds ws-client's `autobahn_client` example (release).
+fn build_client_example() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo build --release -p ws-client --example autobahn_client");
     let status = Command::new(&cargo)
@@ -265,6 +322,12 @@ fn run_client_side(wstest: &Path, work: &Path, report: &Path, case_list: &str) -
     if !status.success() {
         bail!("building the autobahn_client example failed ({status})");
     }
+    Ok(())
+}
+
+fn run_client_side(wstest: &Path, work: &Path, case_list: &str) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let report = work.join("report");
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let spec = format!(
         "{{\"url\": \"ws://127.0.0.1:{port}\", \"outdir\": \"{}\", \"cases\": [{case_list}], \

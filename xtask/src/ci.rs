@@ -23,6 +23,37 @@ use std::time::Instant;
 /// The command that installs every peer the tests and steps use, then runs this.
 pub(crate) const INSTALL_PEERS: &str = "bash .ci/run";
 
+/// How long each group of steps took, printed at the end so that a slow step shows.
+#[derive(Debug)]
+struct Laps {
+    mark: Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Laps {
+    fn new() -> Self {
+        Self {
+            mark: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the current lap under `name`.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now - self.mark));
+        self.mark = now;
+    }
+
+    fn render(&self) -> String {
+        let mut s = String::from("ci: time per step");
+        for (name, took) in &self.laps {
+            s.push_str(&format!("\n  {:>5} s  {name}", took.as_secs()));
+        }
+        s
+    }
+}
+
 /// What the run did not check, for the final summary.
 #[derive(Debug, Default)]
 pub(crate) struct Skips {
@@ -69,14 +100,17 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     let started = Instant::now();
     let tree_before = tree_state()?;
     let mut skips = Skips::default();
+    let mut laps = Laps::new();
     let result = run_steps(
         &mut skips,
+        &mut laps,
         fuzz_secs,
         skip_fuzz,
         skip_autobahn,
         skip_browser,
         skip_quickstart,
     );
+    eprintln!("\n{}", laps.render());
     eprintln!("\n{}", skips.render());
     result?;
     if skip_tree_check {
@@ -92,6 +126,7 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
 
 fn run_steps(
     skips: &mut Skips,
+    laps: &mut Laps,
     fuzz_secs: u64,
     skip_fuzz: bool,
     skip_autobahn: bool,
@@ -111,7 +146,9 @@ fn run_steps(
             "warnings",
         ]),
     )?;
+    laps.lap("format and clippy");
     skips.tests = tests(cargo().args(["test", "--workspace", "--locked", "--", "--show-output"]))?;
+    laps.lap("tests (build and run)");
     if skip_quickstart {
         eprintln!("\n==> README quick start: skipped (--no-quickstart)");
         skips
@@ -120,7 +157,9 @@ fn run_steps(
     } else {
         crate::quickstart::run(None)?;
     }
+    laps.lap("README quick start");
     skips.steps.extend(crate::examples::run()?);
+    laps.lap("examples");
     step(
         "docs",
         cargo()
@@ -132,6 +171,7 @@ fn run_steps(
         "benches build",
         cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
     )?;
+    laps.lap("docs, dependency rule, benches build");
     let require = require_peers();
     let autobahn_missing = crate::autobahn::missing().filter(|_| !require);
     if skip_autobahn {
@@ -145,11 +185,10 @@ fn run_steps(
             .steps
             .push(format!("autobahn server and client: {why}"));
     } else {
-        eprintln!("\n==> autobahn server (all 517 cases, about 8 minutes)");
-        crate::autobahn::run(crate::autobahn::Side::Server, false)?;
-        eprintln!("\n==> autobahn client (all 517 cases)");
-        crate::autobahn::run(crate::autobahn::Side::Client, false)?;
+        eprintln!("\n==> autobahn server and client (all 517 cases each, side by side)");
+        crate::autobahn::run_both()?;
     }
+    laps.lap("Autobahn");
     let browser_missing = crate::interop::missing().filter(|_| !require);
     if skip_browser {
         eprintln!("\n==> browser interop: skipped (--no-browser)");
@@ -161,6 +200,7 @@ fn run_steps(
         eprintln!("\n==> browser interop (headless Chromium against wskit serve)");
         crate::interop::browser(None, false)?;
     }
+    laps.lap("browser interop");
     if skip_fuzz {
         eprintln!("\n==> fuzz smoke: skipped (--no-fuzz)");
         skips.steps.push("fuzz smoke: --no-fuzz".into());
@@ -171,6 +211,7 @@ fn run_steps(
             .steps
             .push("fuzz smoke: cargo-fuzz is not installed".into());
     }
+    laps.lap("fuzz smoke");
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //! cargo xtask bench [NAME]       run benchmarks (criterion micro-benchmarks when NAME is omitted)
 //! cargo xtask autobahn server    Autobahn|Testsuite fuzzingclient against `wskit serve`
 //! cargo xtask autobahn client    Autobahn|Testsuite fuzzingserver against ws-client
+//! cargo xtask autobahn both      both of the above side by side (as `cargo xtask ci` runs them)
+//! cargo xtask autobahn both      both of the above side by side (as `cargo xtask ci` runs them)
 //! cargo xtask interop browser    headless Chromium against `wskit serve` (test page, echo, SSE, upload)
 //! cargo xtask quickstart         run every quick-start block of README.md against the built binary
 //! ```
@@ -54,6 +56,7 @@ commands:
                       wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat)
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
   autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
+  autobahn both       both suites side by side (as ci runs them)
                       [--update]: copy the summary to docs/conformance/ (otherwise target/ only)
   interop browser     headless Chromium opens the test page of `wskit serve`: WebSocket echo with
                       permessage-deflate, an SSE event, a form upload (needs chromium, node)
@@ -95,7 +98,11 @@ fn main() -> Result<()> {
             let side = match args.next_positional().as_deref() {
                 Some("server") => autobahn::Side::Server,
                 Some("client") => autobahn::Side::Client,
-                _ => bail!("usage: cargo xtask autobahn server|client [--update]"),
+                Some("both") => {
+                    args.finish()?;
+                    return autobahn::run_both();
+                }
+                _ => bail!("usage: cargo xtask autobahn server|client [--update] | both"),
             };
             let update = args.flag("update");
             args.finish()?;
