@@ -80,7 +80,10 @@ async fn allocate(server: SocketAddr, creds: &(String, String)) -> Res<(UdpSocke
     for _ in 0..8 {
         let sock = UdpSocket::bind(("127.0.0.1", 0)).await?;
         sock.connect(server).await?;
-        let mut core = Client::new(ClientConfig::with_credentials(&creds.0, &creds.1))?;
+        let mut core = Client::new(
+            ClientConfig::with_credentials(&creds.0, &creds.1),
+            stun_turn::net::OsRandom::new(),
+        )?;
         core.allocate(Instant::now(), RelayProtocol::Udp)?;
         let r = drive_until(&mut core, &sock, |ev| match ev {
             ClientEvent::Allocated { .. } => Some(Ok(None)),

@@ -14,6 +14,7 @@ use crate::integrity::Key;
 use crate::message::{
     Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
+use crate::random::{BoxedRandom, RandomSource};
 use crate::transaction::{RetransmitConfig, TimerAction, TransactionTimer};
 
 /// Client configuration.
@@ -296,6 +297,7 @@ struct ChannelState {
 /// [`Client::send_to`] writes application data for a peer directly into a caller buffer.
 pub struct Client {
     cfg: ClientConfig,
+    rng: BoxedRandom,
     auth: Option<AuthState>,
     transactions: HashMap<TransactionId, Transaction>,
     transmits: VecDeque<Vec<u8>>,
@@ -322,14 +324,16 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client.
+    /// A client that draws its transaction ids from `random` (the runtime passes
+    /// [`crate::net::OsRandom`]; a test can pass a fixed sequence and replay an exchange).
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is invalid.
-    pub fn new(cfg: ClientConfig) -> Result<Self, Error> {
+    pub fn new(cfg: ClientConfig, random: impl RandomSource + 'static) -> Result<Self, Error> {
         cfg.validate()?;
         Ok(Self {
             cfg,
+            rng: BoxedRandom::new(random),
             auth: None,
             transactions: HashMap::new(),
             transmits: VecDeque::new(),
@@ -346,15 +350,18 @@ impl Client {
     }
 
     /// A client for an RFC 6062 data connection that reuses this client's credentials and nonce,
-    /// so its ConnectionBind is authenticated at once.
+    /// so its ConnectionBind is authenticated at once; it draws transaction ids from `random`.
     ///
     /// # Errors
     /// [`Error::Config`] as [`Client::new`].
-    pub fn data_connection(&self) -> Result<Self, Error> {
-        let mut c = Self::new(ClientConfig {
-            reliable: true,
-            ..self.cfg.clone()
-        })?;
+    pub fn data_connection(&self, random: impl RandomSource + 'static) -> Result<Self, Error> {
+        let mut c = Self::new(
+            ClientConfig {
+                reliable: true,
+                ..self.cfg.clone()
+            },
+            random,
+        )?;
         c.auth = self.auth.clone();
         Ok(c)
     }
@@ -538,7 +545,7 @@ impl Client {
     /// Send indication (which needs a permission on the server).
     ///
     /// # Errors
-    /// [`Error::NoAllocation`]; [`Error::Encode`] when the data is too large.
+    /// [`Error::NoAllocation`]; [`Error::Encode`] when the data is too large; [`Error::Random`].
     pub fn send_to(
         &mut self,
         peer: SocketAddr,
@@ -553,12 +560,10 @@ impl Client {
                 .map_err(|_| Error::Encode(crate::EncodeError::TooLong))?;
             return Ok(());
         }
+        let tid = TransactionId::from_random(&mut *self.rng.0)?;
         let start = out.len();
-        let mut e = MessageEncoder::new(
-            out,
-            MessageType::new(Method::SEND, Class::Indication),
-            TransactionId::random()?,
-        );
+        let mut e =
+            MessageEncoder::new(out, MessageType::new(Method::SEND, Class::Indication), tid);
         e.xor_peer_address(peer).data(data);
         if self.cfg.fingerprint {
             e.fingerprint();
@@ -580,7 +585,7 @@ impl Client {
         if self.transactions.len() >= self.cfg.max_transactions {
             return Err(Error::Limit("transactions in flight"));
         }
-        let tid = TransactionId::random()?;
+        let tid = TransactionId::from_random(&mut *self.rng.0)?;
         let authed = request != Request::Binding && self.auth.is_some();
         let bytes = self.encode_request(&request, tid, authed, even_port, reservation)?;
         self.transmits.push_back(bytes.clone());
@@ -872,7 +877,7 @@ impl Client {
                 key,
                 sha256,
             });
-            let Ok(tid) = TransactionId::random() else {
+            let Ok(tid) = TransactionId::from_random(&mut *self.rng.0) else {
                 return self.fail(tx.request, Failure::Error { code, reason });
             };
             match self.encode_request(&tx.request, tid, true, tx.even_port, tx.reservation) {

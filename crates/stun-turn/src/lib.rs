@@ -3,7 +3,8 @@
 //!
 //! The crate root is sans-IO: a message codec with every attribute of those RFCs (plus RFC 5780's),
 //! ChannelData framing, client transaction timers, and the server and client state machines. None
-//! of it reads a clock or touches a socket: time is an argument. The tokio runtime lives in
+//! of it reads a clock, draws entropy or touches a socket: time is an argument, and random bytes
+//! (transaction ids, the nonce key) come from a [`RandomSource`] the caller passes in. The tokio runtime lives in
 //! [`net`] (feature `runtime`, on by default).
 //!
 //! ```text
@@ -37,8 +38,12 @@
 //! let now = Instant::now();
 //! let mut cfg = ServerConfig::default();
 //! cfg.users = vec![("alice".into(), "s3cret".into())];
-//! let mut server = Server::new(cfg, now, SystemTime::now())?;
-//! let mut client = Client::new(ClientConfig::with_credentials("alice", "s3cret"))?;
+//! // Randomness is an argument too: the operating system's here, a fixed sequence in a replay test.
+//! let mut server = Server::new(cfg, now, SystemTime::now(), stun_turn::net::OsRandom::new())?;
+//! let mut client = Client::new(
+//!     ClientConfig::with_credentials("alice", "s3cret"),
+//!     stun_turn::net::OsRandom::new(),
+//! )?;
 //! let five = FiveTuple {
 //!     transport: Transport::Udp,
 //!     client: "203.0.113.5:40000".parse().unwrap(),
@@ -94,6 +99,7 @@ pub mod message;
 #[cfg(feature = "runtime")]
 pub mod net;
 pub mod policy;
+pub mod random;
 pub mod server;
 pub mod transaction;
 
@@ -105,6 +111,7 @@ pub use integrity::Key;
 pub use message::{
     Attribute, Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
+pub use random::RandomSource;
 pub use server::{
     Action, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent, ServerStats, Transport,
 };

@@ -23,14 +23,15 @@ const FP_LEN: usize = 8;
 pub struct TransactionId(pub [u8; 12]);
 
 impl TransactionId {
-    /// A transaction ID from the system's cryptographic random source.
+    /// A transaction ID drawn from `random`.
     ///
     /// # Errors
-    /// [`crate::Error::Random`] when the system random source fails (it practically never does).
-    pub fn random() -> Result<Self, crate::Error> {
+    /// [`crate::Error::Random`] when the source fails.
+    pub fn from_random(random: &mut dyn crate::RandomSource) -> Result<Self, crate::Error> {
         let mut b = [0u8; 12];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-            .map_err(|_| crate::Error::Random)?;
+        if !random.fill(&mut b) {
+            return Err(crate::Error::Random);
+        }
         Ok(Self(b))
     }
 }

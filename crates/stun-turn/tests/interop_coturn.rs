@@ -344,7 +344,7 @@ fn start_coturn(extra: &[&str]) -> (Guard, u16) {
     let sock = StdUdp::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut c = Client::new(ClientConfig::default()).unwrap();
+    let mut c = Client::new(ClientConfig::default(), stun_turn::net::OsRandom::new()).unwrap();
     loop {
         assert!(Instant::now() < deadline, "coturn did not start");
         c.binding(Instant::now()).unwrap();
@@ -473,7 +473,11 @@ fn wskit_client_recovers_from_coturn_stale_nonce() {
     sock.connect(("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let mut c = Client::new(ClientConfig::with_credentials("alice", "s3cret")).unwrap();
+    let mut c = Client::new(
+        ClientConfig::with_credentials("alice", "s3cret"),
+        stun_turn::net::OsRandom::new(),
+    )
+    .unwrap();
     let mut stale_seen = 0;
     let mut drive = |c: &mut Client, until: &dyn Fn(&ClientEvent) -> bool| -> ClientEvent {
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -231,11 +231,14 @@ async fn tcp_relay_connect_and_connection_bind_pipe_raw_bytes() {
 
     // The data connection: a raw ConnectionBind written with the sans-IO client.
     let mut data = TcpStream::connect(server.tcp_addrs()[0]).await.unwrap();
-    let mut core = stun_turn::Client::new({
-        let mut cfg = ClientConfig::with_credentials("alice", "s3cret");
-        cfg.reliable = true;
-        cfg
-    })
+    let mut core = stun_turn::Client::new(
+        {
+            let mut cfg = ClientConfig::with_credentials("alice", "s3cret");
+            cfg.reliable = true;
+            cfg
+        },
+        stun_turn::net::OsRandom::new(),
+    )
     .unwrap();
     let now = std::time::Instant::now();
     core.connection_bind(now, id).unwrap();

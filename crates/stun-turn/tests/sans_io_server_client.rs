@@ -18,6 +18,18 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A fixed, counting random source: every run draws the same transaction ids and keys.
+fn rng() -> impl stun_turn::RandomSource + 'static {
+    let mut n = 0u8;
+    move |buf: &mut [u8]| {
+        for b in buf.iter_mut() {
+            n = n.wrapping_add(1);
+            *b = n;
+        }
+        true
+    }
+}
+
 fn five(transport: Transport) -> FiveTuple {
     FiveTuple {
         transport,
@@ -42,7 +54,7 @@ impl Net {
     fn new(cfg: ServerConfig) -> Self {
         let now = Instant::now();
         Self {
-            server: Server::new(cfg, now, SystemTime::now()).unwrap(),
+            server: Server::new(cfg, now, SystemTime::now(), rng()).unwrap(),
             now,
             next_port: 50000,
             to_peers: vec![],
@@ -204,13 +216,13 @@ fn allocated(net: &mut Net, c: &mut Client, ft: FiveTuple) -> SocketAddr {
 }
 
 fn alice() -> Client {
-    Client::new(ClientConfig::with_credentials("alice", "s3cret")).unwrap()
+    Client::new(ClientConfig::with_credentials("alice", "s3cret"), rng()).unwrap()
 }
 
 #[test]
 fn binding_returns_the_reflexive_address_without_credentials() {
     let mut net = Net::with_alice();
-    let mut c = Client::new(ClientConfig::default()).unwrap();
+    let mut c = Client::new(ClientConfig::default(), rng()).unwrap();
     c.binding(net.now).unwrap();
     net.pump(&mut c, five(Transport::Udp));
     assert_eq!(
@@ -277,12 +289,12 @@ fn channel_bind_then_channel_data_both_ways_over_udp_and_tcp() {
     for transport in [Transport::Udp, Transport::Tcp] {
         let mut net = Net::with_alice();
         let ft = five(transport);
-        let mut c = Client::new(with(
-            ClientConfig::with_credentials("alice", "s3cret"),
-            |c| {
+        let mut c = Client::new(
+            with(ClientConfig::with_credentials("alice", "s3cret"), |c| {
                 c.reliable = transport.is_stream();
-            },
-        ))
+            }),
+            rng(),
+        )
         .unwrap();
         let relay = allocated(&mut net, &mut c, ft);
         let ch = c.bind_channel(net.now, addr(PEER)).unwrap();
@@ -332,7 +344,7 @@ fn channel_bind_then_channel_data_both_ways_over_udp_and_tcp() {
 fn wrong_password_fails_with_401_after_one_retry() {
     let mut net = Net::with_alice();
     let ft = five(Transport::Udp);
-    let mut c = Client::new(ClientConfig::with_credentials("alice", "wrong")).unwrap();
+    let mut c = Client::new(ClientConfig::with_credentials("alice", "wrong"), rng()).unwrap();
     c.allocate(net.now, RelayProtocol::Udp).unwrap();
     net.pump(&mut c, ft);
     match events(&mut c).as_slice() {
@@ -595,12 +607,12 @@ fn client_refreshes_the_allocation_before_it_expires() {
 fn lifetime_is_clamped_to_the_maximum() {
     let mut net = Net::with_alice();
     let ft = five(Transport::Udp);
-    let mut c = Client::new(with(
-        ClientConfig::with_credentials("alice", "s3cret"),
-        |c| {
+    let mut c = Client::new(
+        with(ClientConfig::with_credentials("alice", "s3cret"), |c| {
             c.lifetime = Duration::from_secs(100_000);
-        },
-    ))
+        }),
+        rng(),
+    )
     .unwrap();
     c.allocate(net.now, RelayProtocol::Udp).unwrap();
     net.pump(&mut c, ft);
@@ -671,14 +683,14 @@ fn rest_api_credentials_work_until_they_expire() {
         c.auth_secret = Some(secret.into());
     });
     let mut net = Net::new(cfg.clone());
-    net.server = Server::new(cfg, now, wall).unwrap();
+    net.server = Server::new(cfg, now, wall, rng()).unwrap();
     net.now = now;
     let ft = five(Transport::Udp);
     let user = rest_api_username(1_700_000_100, "bob");
-    let mut c = Client::new(ClientConfig::with_credentials(
-        &user,
-        &rest_api_password(secret, &user),
-    ))
+    let mut c = Client::new(
+        ClientConfig::with_credentials(&user, &rest_api_password(secret, &user)),
+        rng(),
+    )
     .unwrap();
     allocated(&mut net, &mut c, ft);
 
@@ -688,10 +700,10 @@ fn rest_api_credentials_work_until_they_expire() {
         client: addr("203.0.113.6:1"),
         ..ft
     };
-    let mut c2 = Client::new(ClientConfig::with_credentials(
-        &user,
-        &rest_api_password(secret, &user),
-    ))
+    let mut c2 = Client::new(
+        ClientConfig::with_credentials(&user, &rest_api_password(secret, &user)),
+        rng(),
+    )
     .unwrap();
     c2.allocate(net.now, RelayProtocol::Udp).unwrap();
     net.pump(&mut c2, ft2);
@@ -710,10 +722,10 @@ fn rest_api_credentials_work_until_they_expire() {
         ..ft
     };
     let user = rest_api_username(1_800_000_000, "bob");
-    let mut c3 = Client::new(ClientConfig::with_credentials(
-        &user,
-        &rest_api_password("other", &user),
-    ))
+    let mut c3 = Client::new(
+        ClientConfig::with_credentials(&user, &rest_api_password("other", &user)),
+        rng(),
+    )
     .unwrap();
     c3.allocate(net.now, RelayProtocol::Udp).unwrap();
     net.pump(&mut c3, ft3);
@@ -927,12 +939,12 @@ fn responses_carry_valid_integrity_with_the_users_key() {
 fn rfc6062_connect_and_connection_bind() {
     let mut net = Net::with_alice();
     let ft = five(Transport::Tcp);
-    let mut c = Client::new(with(
-        ClientConfig::with_credentials("alice", "s3cret"),
-        |c| {
+    let mut c = Client::new(
+        with(ClientConfig::with_credentials("alice", "s3cret"), |c| {
             c.reliable = true;
-        },
-    ))
+        }),
+        rng(),
+    )
     .unwrap();
     c.allocate(net.now, RelayProtocol::Tcp).unwrap();
     net.pump(&mut c, ft);
@@ -974,7 +986,7 @@ fn rfc6062_connect_and_connection_bind() {
         client: addr("203.0.113.5:40001"),
         ..ft
     };
-    let mut d = c.data_connection().unwrap();
+    let mut d = c.data_connection(rng()).unwrap();
     d.connection_bind(net.now, id).unwrap();
     net.pump(&mut d, data_ft);
     assert_eq!(
@@ -1010,7 +1022,7 @@ fn rfc6062_connect_and_connection_bind() {
 
 #[test]
 fn udp_client_retransmits_on_the_rfc_schedule_then_times_out() {
-    let mut c = Client::new(ClientConfig::default()).unwrap();
+    let mut c = Client::new(ClientConfig::default(), rng()).unwrap();
     let t0 = Instant::now();
     c.binding(t0).unwrap();
     let mut sends = vec![];
@@ -1037,4 +1049,93 @@ fn udp_client_retransmits_on_the_rfc_schedule_then_times_out() {
     }
     assert_eq!(sends, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
     assert_eq!((now - t0).as_millis(), 39_500);
+}
+
+/// Runs Binding, Allocate (401 then authenticated), CreatePermission, a Send indication and a
+/// Data indication back, with the server and the client drawing from fixed sources, and returns
+/// every byte string that crossed the wire, in order.
+fn recorded_exchange(t0: Instant) -> Vec<Vec<u8>> {
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let cfg = with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+    });
+    let mut server = Server::new(cfg, t0, wall, rng()).unwrap();
+    let mut client = Client::new(ClientConfig::with_credentials("alice", "s3cret"), rng()).unwrap();
+    let ft = five(Transport::Udp);
+    let mut wire = Vec::new();
+    let exchange = |server: &mut Server, client: &mut Client, wire: &mut Vec<Vec<u8>>| {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            while let Some(bytes) = client.poll_transmit() {
+                wire.push(bytes.clone());
+                out.clear();
+                if server.handle_client(t0, ft, &bytes, &mut out) == Action::Reply {
+                    wire.push(out.clone());
+                    client.handle_input(t0, &out);
+                }
+            }
+            while let Some(ev) = server.poll_event() {
+                if let ServerEvent::BindRelay { id, .. } = ev {
+                    server.relay_bound(t0, id, addr("198.51.100.1:50000"), None);
+                }
+            }
+            while let Some((_, bytes)) = server.poll_transmit() {
+                wire.push(bytes.clone());
+                client.handle_input(t0, &bytes);
+            }
+        }
+    };
+    client.binding(t0).unwrap();
+    client.allocate(t0, RelayProtocol::Udp).unwrap();
+    exchange(&mut server, &mut client, &mut wire);
+    client.create_permission(t0, &[addr(PEER)]).unwrap();
+    exchange(&mut server, &mut client, &mut wire);
+    let mut send = Vec::new();
+    client.send_to(addr(PEER), b"ping", &mut send).unwrap();
+    wire.push(send);
+    let mut data = Vec::new();
+    server
+        .handle_peer(
+            t0,
+            addr("198.51.100.1:50000"),
+            addr(PEER),
+            b"pong",
+            &mut data,
+        )
+        .unwrap();
+    wire.push(data);
+    assert!(client.relayed().is_some(), "the exchange allocated");
+    wire
+}
+
+#[test]
+fn a_core_exchange_replays_byte_for_byte_with_fixed_random_sources() {
+    let t0 = Instant::now();
+    let first = recorded_exchange(t0);
+    let second = recorded_exchange(t0);
+    assert!(first.len() >= 9, "{} messages", first.len());
+    assert_eq!(first, second);
+    // The first request's transaction id is the first 12 bytes of the client's source.
+    let binding = Message::decode(&first[0], &DecodeLimits::default()).unwrap();
+    let expected: Vec<u8> = (1..=12).collect();
+    assert_eq!(binding.transaction_id().0.as_slice(), expected.as_slice());
+}
+
+#[test]
+fn a_failing_random_source_is_an_error_not_a_zero_id() {
+    let broken = |_: &mut [u8]| false;
+    assert!(matches!(
+        Server::new(
+            with(ServerConfig::default(), |c| c.turn = false),
+            Instant::now(),
+            SystemTime::UNIX_EPOCH,
+            broken
+        ),
+        Err(stun_turn::Error::Random)
+    ));
+    let mut c = Client::new(ClientConfig::default(), broken).unwrap();
+    assert!(matches!(
+        c.binding(Instant::now()),
+        Err(stun_turn::Error::Random)
+    ));
 }

@@ -140,7 +140,7 @@ impl TurnClient {
     }
 
     fn start(io: Io, cfg: ClientConfig, local: SocketAddr) -> Result<Self, Error> {
-        let core = Client::new(cfg)?;
+        let core = Client::new(cfg, super::OsRandom::new())?;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (data_tx, data_rx) = mpsc::channel(1024);
         let (other_tx, other_rx) = mpsc::unbounded_channel();

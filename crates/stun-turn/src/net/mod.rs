@@ -3,7 +3,9 @@
 //! Each is a thin driver around the sans-IO core: read -> feed the core -> act on its output.
 
 mod client;
+mod random;
 mod server;
 
 pub use client::{TurnClient, stun_binding};
+pub use random::OsRandom;
 pub use server::{TurnServer, TurnServerConfig};

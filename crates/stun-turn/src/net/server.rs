@@ -844,7 +844,12 @@ impl TurnServer {
             let _entered = handles[0].enter();
             tcp_listeners.push(TcpListener::from_std(l)?);
         }
-        let core = Server::new(cfg.server.clone(), Instant::now(), SystemTime::now())?;
+        let core = Server::new(
+            cfg.server.clone(),
+            Instant::now(),
+            SystemTime::now(),
+            super::OsRandom::new(),
+        )?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,

@@ -13,7 +13,6 @@ use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime};
 
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::attr::{AddressFamily, AttrType, ErrorCode, PasswordAlgorithm, RelayProtocol};
 use crate::channel::{ChannelData, FrameKind, frame_kind, is_valid_channel};
@@ -23,6 +22,7 @@ use crate::message::{
     Class, DecodeLimits, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
 use crate::policy::{Cidr, is_loopback, is_special};
+use crate::random::{BoxedRandom, RandomSource};
 
 mod allocation;
 mod auth;
@@ -218,7 +218,7 @@ pub struct Server {
     users: HashMap<String, String>,
     userhashes: HashMap<[u8; 32], String>,
     nonce_key: hmac::Key,
-    rng: SystemRandom,
+    rng: BoxedRandom,
     mono0: Instant,
     wall0: u64,
     allocations: HashMap<FiveTuple, Allocation>,
@@ -275,15 +275,25 @@ impl Reject {
 impl Server {
     /// A server. `now` and `wall` are the current monotonic and wall-clock times; the server
     /// derives later wall-clock times (for TURN REST API expiries) from the `now` it is given.
+    /// `random` supplies the nonce key, RFC 6062 connection ids, reservation tokens and the
+    /// transaction ids of ConnectionAttempt indications (the runtime passes
+    /// [`crate::net::OsRandom`]).
     ///
     /// # Errors
-    /// [`Error::Config`] when the configuration is invalid; [`Error::Random`] when the system
-    /// random source fails.
-    pub fn new(cfg: ServerConfig, now: Instant, wall: SystemTime) -> Result<Self, Error> {
+    /// [`Error::Config`] when the configuration is invalid; [`Error::Random`] when `random`
+    /// fails to give the nonce key.
+    pub fn new(
+        cfg: ServerConfig,
+        now: Instant,
+        wall: SystemTime,
+        random: impl RandomSource + 'static,
+    ) -> Result<Self, Error> {
         cfg.validate()?;
-        let rng = SystemRandom::new();
+        let mut rng = BoxedRandom::new(random);
         let mut k = [0u8; 32];
-        rng.fill(&mut k).map_err(|_| Error::Random)?;
+        if !rng.fill(&mut k) {
+            return Err(Error::Random);
+        }
         let users: HashMap<String, String> = cfg.users.iter().cloned().collect();
         let userhashes = users
             .keys()
@@ -362,9 +372,9 @@ impl Server {
         self.wall0 + now.saturating_duration_since(self.mono0).as_secs()
     }
 
-    fn random_u32(&self) -> u32 {
+    fn random_u32(&mut self) -> u32 {
         let mut b = [0u8; 4];
-        // A failing system RNG leaves zeros; ids are then still unique through the collision check.
+        // A failing source leaves zeros; ids are then still unique through the collision check.
         let _ = self.rng.fill(&mut b);
         u32::from_be_bytes(b)
     }
@@ -629,7 +639,11 @@ mod tests {
             users: vec![("a".into(), "b".into())],
             ..Default::default()
         };
-        let s = Server::new(cfg, t0, SystemTime::now()).unwrap();
+        let s = Server::new(cfg, t0, SystemTime::UNIX_EPOCH, |b: &mut [u8]| {
+            b.fill(7);
+            true
+        })
+        .unwrap();
         let ft = FiveTuple {
             transport: Transport::Udp,
             client: "192.0.2.1:1000".parse().unwrap(),

@@ -76,7 +76,7 @@ impl Server {
         Ok(None)
     }
 
-    pub(super) fn new_connection_id(&self) -> u32 {
+    pub(super) fn new_connection_id(&mut self) -> u32 {
         loop {
             let id = self.random_u32();
             if id != 0 && !self.peer_conns.contains_key(&id) {
@@ -159,7 +159,7 @@ impl Server {
             return None;
         }
         let id = self.new_connection_id();
-        let tid = TransactionId::random().ok()?;
+        let tid = TransactionId::from_random(&mut *self.rng.0).ok()?;
         let mut out = Vec::new();
         let mut e = MessageEncoder::new(
             &mut out,
