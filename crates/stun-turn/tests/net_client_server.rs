@@ -114,9 +114,18 @@ async fn udp_allocate_moves_to_another_port_on_437() {
     let port = first.local_addr().port();
     timeout(first.allocate()).await.unwrap();
     drop(first);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The client's task closes its socket once it sees the handle gone: wait for the port by
+    // yielding to it (no real sleep).
+    let mut sock = None;
+    for _ in 0..100_000 {
+        if let Ok(s) = UdpSocket::bind(("0.0.0.0", port)).await {
+            sock = Some(s);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     // A new client on the same local port gets 437 and retries from another port.
-    let sock = UdpSocket::bind(("0.0.0.0", port)).await.unwrap();
+    let sock = sock.expect("the dropped client's port was never released");
     let second = TurnClient::udp_from(sock, srv, creds()).await.unwrap();
     assert_eq!(second.local_addr().port(), port);
     timeout(second.allocate()).await.unwrap();
