@@ -54,6 +54,25 @@ pub fn channel_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// What a change to the index did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Nothing (already subscribed, or not subscribed).
+    None,
+    /// The connection was added to (removed from) a pattern that has other subscribers.
+    Changed,
+    /// The pattern got its first subscriber (lost its last one): a backplane subscribes
+    /// (unsubscribes) this node.
+    Edge,
+}
+
+impl Change {
+    /// Whether the connection's subscription changed.
+    pub(crate) fn changed(self) -> bool {
+        self != Self::None
+    }
+}
+
 /// Index from subscription pattern to subscribed connections.
 #[derive(Debug, Default)]
 pub(crate) struct Channels {
@@ -61,22 +80,28 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    pub(crate) fn subscribe(&mut self, id: ConnId, pattern: &str) -> bool {
-        self.by_pattern
-            .entry(pattern.to_owned())
-            .or_default()
-            .insert(id)
+    pub(crate) fn subscribe(&mut self, id: ConnId, pattern: &str) -> Change {
+        let set = self.by_pattern.entry(pattern.to_owned()).or_default();
+        let first = set.is_empty();
+        match (set.insert(id), first) {
+            (false, _) => Change::None,
+            (true, false) => Change::Changed,
+            (true, true) => Change::Edge,
+        }
     }
 
-    pub(crate) fn unsubscribe(&mut self, id: ConnId, pattern: &str) -> bool {
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, pattern: &str) -> Change {
         let Some(set) = self.by_pattern.get_mut(pattern) else {
-            return false;
+            return Change::None;
         };
-        let removed = set.remove(&id);
+        if !set.remove(&id) {
+            return Change::None;
+        }
         if set.is_empty() {
             self.by_pattern.remove(pattern);
+            return Change::Edge;
         }
-        removed
+        Change::Changed
     }
 
     /// Every connection with a subscription matching `channel`.
@@ -131,15 +156,21 @@ mod tests {
     #[test]
     fn index_finds_subscribers_and_forgets_empty_patterns() {
         let mut ch = Channels::default();
-        assert!(ch.subscribe(ConnId(1), "news/#"));
-        assert!(ch.subscribe(ConnId(2), "news/sport"));
-        assert!(ch.subscribe(ConnId(3), "weather/+"));
-        assert!(!ch.subscribe(ConnId(1), "news/#"));
+        assert_eq!(ch.subscribe(ConnId(1), "news/#"), Change::Edge);
+        assert_eq!(ch.subscribe(ConnId(2), "news/sport"), Change::Edge);
+        assert_eq!(ch.subscribe(ConnId(3), "weather/+"), Change::Edge);
+        assert_eq!(ch.subscribe(ConnId(1), "news/#"), Change::None);
+        assert_eq!(ch.subscribe(ConnId(4), "news/#"), Change::Changed);
         let subs = ch.subscribers("news/sport");
-        assert_eq!(subs, [ConnId(1), ConnId(2)].into_iter().collect());
+        assert_eq!(
+            subs,
+            [ConnId(1), ConnId(2), ConnId(4)].into_iter().collect()
+        );
         assert_eq!(ch.subscribers("weather/rain").len(), 1);
-        assert!(ch.unsubscribe(ConnId(3), "weather/+"));
+        assert_eq!(ch.unsubscribe(ConnId(3), "weather/+"), Change::Edge);
+        assert_eq!(ch.unsubscribe(ConnId(3), "weather/+"), Change::None);
         assert!(ch.subscribers("weather/rain").is_empty());
+        assert_eq!(ch.unsubscribe(ConnId(4), "news/#"), Change::Changed);
         assert_eq!(ch.patterns().len(), 2);
     }
 }

@@ -139,6 +139,7 @@ impl ServerHandle {
     /// are closed with 1013 and not counted.
     pub async fn broadcast(&self, msg: impl Into<Message>, filter: &Filter) -> usize {
         let msg = msg.into();
+        self.inner.registry.relay(&msg, filter);
         let targets = self.inner.registry.select(filter);
         let policy = self.inner.config.slow_reader;
         let mut sent = 0;
@@ -149,6 +150,14 @@ impl ServerHandle {
             }
         }
         sent
+    }
+
+    /// Joins a cluster (see [`crate::Backplane`]): [`ServerHandle::broadcast`] also reaches
+    /// the other nodes' subscribers, theirs reach this node's. Returns `false` when a
+    /// backplane is attached already.
+    pub fn attach_backplane(&self, backplane: Arc<dyn crate::Backplane>) -> bool {
+        let policy = self.inner.config.slow_reader;
+        self.inner.registry.attach(backplane, policy)
     }
 
     /// Sends a server-sent event to one connection: SSE connections get it with its name, id

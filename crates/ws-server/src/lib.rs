@@ -126,6 +126,7 @@
 //                  add-ons multipart and session
 //   6 the server   server (listeners, accept, TLS), stream (the stream API over it)
 mod auth;
+mod backplane;
 mod body;
 mod channels;
 mod config;
@@ -150,6 +151,7 @@ mod throttle;
 mod types;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
+pub use backplane::{Backplane, BackplaneStats, Envelope};
 pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{

@@ -5,7 +5,7 @@ use std::{
     fmt,
     net::SocketAddr,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock, Weak,
         atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant, SystemTime},
@@ -16,7 +16,8 @@ use tokio::sync::{Notify, mpsc};
 use ws_frame::{CloseCode, Message, SendOptions};
 
 use crate::{
-    channels::Channels,
+    backplane::{Backplane, Envelope},
+    channels::{Change, Channels},
     config::SlowReaderPolicy,
     error::Error,
     types::{ConnId, Transport},
@@ -264,11 +265,17 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+type Conns = RwLock<HashMap<ConnId, Arc<ConnInfo>>>;
+
 /// All connections of a server and their channel subscriptions.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    conns: RwLock<HashMap<ConnId, Arc<ConnInfo>>>,
-    channels: RwLock<Channels>,
+    /// Shared (`Arc`) with the task that delivers other nodes' broadcasts.
+    conns: Arc<Conns>,
+    channels: Arc<RwLock<Channels>>,
+    /// The link to the other nodes, once attached: broadcasts are relayed through it and a
+    /// channel pattern's first (last) local subscriber subscribes (unsubscribes) this node.
+    backplane: OnceLock<Arc<dyn Backplane>>,
     next_id: AtomicU64,
     /// Connections counted against `max_connections` (handshaking ones included).
     pub(crate) admitted: AtomicUsize,
@@ -320,7 +327,8 @@ impl Registry {
         if !subs.is_empty() {
             let mut channels = write(&self.channels);
             for s in subs {
-                channels.unsubscribe(info.id, &s);
+                let change = channels.unsubscribe(info.id, &s);
+                self.on_edge(change, &s, false);
             }
         }
         self.left.notify_waiters();
@@ -340,18 +348,91 @@ impl Registry {
 
     pub(crate) fn subscribe(&self, info: &ConnInfo, pattern: &str) -> bool {
         let mut subs = lock(&info.subscriptions);
-        let added = write(&self.channels).subscribe(info.id, pattern);
-        if added {
+        let mut channels = write(&self.channels);
+        let change = channels.subscribe(info.id, pattern);
+        self.on_edge(change, pattern, true);
+        drop(channels);
+        if change.changed() {
             subs.push(pattern.to_owned());
         }
-        added
+        change.changed()
     }
 
     pub(crate) fn unsubscribe(&self, info: &ConnInfo, pattern: &str) -> bool {
         let mut subs = lock(&info.subscriptions);
-        let removed = write(&self.channels).unsubscribe(info.id, pattern);
+        let mut channels = write(&self.channels);
+        let change = channels.unsubscribe(info.id, pattern);
+        self.on_edge(change, pattern, false);
+        drop(channels);
         subs.retain(|s| s != pattern);
-        removed
+        change.changed()
+    }
+
+    /// Tells the backplane (if any) that `pattern` got its first or lost its last local
+    /// subscriber. Called with the channel index locked, so the backplane sees the changes in
+    /// the order the index made them.
+    fn on_edge(&self, change: Change, pattern: &str, subscribed: bool) {
+        if change != Change::Edge {
+            return;
+        }
+        if let Some(backplane) = self.backplane.get() {
+            if subscribed {
+                backplane.subscribe(pattern);
+            } else {
+                backplane.unsubscribe(pattern);
+            }
+        }
+    }
+
+    /// Hands a broadcast to the other nodes when a backplane is attached (without one this is
+    /// one atomic load, and nothing is allocated). A filter with an `include` list is not
+    /// relayed: connection ids are local to a node; likewise `exclude` only applies here.
+    pub(crate) fn relay(&self, msg: &Message, filter: &Filter) {
+        let Some(backplane) = self.backplane.get() else {
+            return;
+        };
+        if filter.include.is_some() {
+            return;
+        }
+        backplane.publish(
+            Envelope::new(backplane.node_id(), filter.channel.clone(), msg.clone())
+                .with_protocol(filter.protocol.clone())
+                .with_path(filter.path.clone()),
+        );
+    }
+
+    /// Links this registry to other nodes through `backplane`: subscribes the patterns that
+    /// have local subscribers now, and spawns the task that hands other nodes' broadcasts to
+    /// local subscribers (following `policy`, as a local broadcast does). The task ends when
+    /// the registry is dropped or the backplane's stream ends. Returns `false` (and does
+    /// nothing) when a backplane is attached already or its stream was taken.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (it spawns a task).
+    pub(crate) fn attach(&self, backplane: Arc<dyn Backplane>, policy: SlowReaderPolicy) -> bool {
+        // The channel lock orders this against concurrent (un)subscriptions: each pattern is
+        // subscribed once, here or by `on_edge`.
+        let channels = write(&self.channels);
+        if self.backplane.get().is_some() {
+            return false;
+        }
+        let Some(incoming) = backplane.take_incoming() else {
+            return false;
+        };
+        for pattern in channels.patterns() {
+            backplane.subscribe(&pattern);
+        }
+        let node = backplane.node_id().to_owned();
+        let _ = self.backplane.set(backplane);
+        drop(channels);
+        tokio::spawn(deliver_remote(
+            Arc::downgrade(&self.conns),
+            Arc::downgrade(&self.channels),
+            node,
+            incoming,
+            policy,
+        ));
+        true
     }
 
     pub(crate) fn channels(&self) -> Vec<String> {
@@ -360,35 +441,73 @@ impl Registry {
 
     /// Connections a broadcast with `filter` reaches.
     pub(crate) fn select(&self, filter: &Filter) -> Vec<Arc<ConnInfo>> {
-        let by_channel = filter
-            .channel
-            .as_deref()
-            .map(|c| read(&self.channels).subscribers(c));
-        let conns = read(&self.conns);
-        let keep = |info: &ConnInfo| {
-            filter
-                .protocol
-                .as_deref()
-                .is_none_or(|p| info.protocol.as_deref() == Some(p))
-                && filter.path.as_deref().is_none_or(|p| info.path() == p)
-                && !filter.exclude.contains(&info.id)
-        };
-        match (&filter.include, by_channel) {
-            (Some(include), channel) => include
-                .iter()
-                .filter(|id| channel.as_ref().is_none_or(|c| c.contains(id)))
-                .filter_map(|id| conns.get(id))
-                .filter(|i| keep(i))
-                .cloned()
-                .collect(),
-            (None, Some(ids)) => ids
-                .iter()
-                .filter_map(|id| conns.get(id))
-                .filter(|i| keep(i))
-                .cloned()
-                .collect(),
-            (None, None) => conns.values().filter(|i| keep(i)).cloned().collect(),
+        select(&self.conns, &self.channels, filter)
+    }
+}
+
+/// The task [`Registry::attach`] spawns: other nodes' broadcasts to local subscribers, one
+/// [`Message`] per envelope shared by all of them.
+async fn deliver_remote(
+    conns: Weak<Conns>,
+    channels: Weak<RwLock<Channels>>,
+    node: String,
+    mut incoming: mpsc::Receiver<Envelope>,
+    policy: SlowReaderPolicy,
+) {
+    while let Some(envelope) = incoming.recv().await {
+        if envelope.origin == node {
+            continue;
         }
+        let (Some(conns), Some(channels)) = (conns.upgrade(), channels.upgrade()) else {
+            return;
+        };
+        let filter = Filter {
+            channel: envelope.channel,
+            protocol: envelope.protocol,
+            path: envelope.path,
+            include: None,
+            exclude: Vec::new(),
+        };
+        let targets = select(&conns, &channels, &filter);
+        drop((conns, channels));
+        for info in targets {
+            let _ = info
+                .deliver(Command::Send(envelope.message.clone()), policy)
+                .await;
+        }
+    }
+}
+
+/// Connections a broadcast with `filter` reaches.
+fn select(conns: &Conns, channels: &RwLock<Channels>, filter: &Filter) -> Vec<Arc<ConnInfo>> {
+    let by_channel = filter
+        .channel
+        .as_deref()
+        .map(|c| read(channels).subscribers(c));
+    let conns = read(conns);
+    let keep = |info: &ConnInfo| {
+        filter
+            .protocol
+            .as_deref()
+            .is_none_or(|p| info.protocol.as_deref() == Some(p))
+            && filter.path.as_deref().is_none_or(|p| info.path() == p)
+            && !filter.exclude.contains(&info.id)
+    };
+    match (&filter.include, by_channel) {
+        (Some(include), channel) => include
+            .iter()
+            .filter(|id| channel.as_ref().is_none_or(|c| c.contains(id)))
+            .filter_map(|id| conns.get(id))
+            .filter(|i| keep(i))
+            .cloned()
+            .collect(),
+        (None, Some(ids)) => ids
+            .iter()
+            .filter_map(|id| conns.get(id))
+            .filter(|i| keep(i))
+            .cloned()
+            .collect(),
+        (None, None) => conns.values().filter(|i| keep(i)).cloned().collect(),
     }
 }
 
@@ -544,6 +663,96 @@ mod tests {
         assert_eq!(get(4).subscriptions(), vec!["room/+".to_owned()]);
         assert!(reg.unsubscribe(&get(4), "room/+"));
         assert!(get(4).subscriptions().is_empty());
+    }
+
+    /// A backplane test double: records what the registry asks of it.
+    #[derive(Debug)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+        incoming: Mutex<Option<mpsc::Receiver<Envelope>>>,
+    }
+
+    impl Backplane for Recorder {
+        fn node_id(&self) -> &str {
+            "n1"
+        }
+        fn publish(&self, envelope: Envelope) {
+            lock(&self.calls).push(format!(
+                "publish {:?} {:?} {:?}",
+                envelope.origin, envelope.channel, envelope.message
+            ));
+        }
+        fn subscribe(&self, pattern: &str) {
+            lock(&self.calls).push(format!("sub {pattern}"));
+        }
+        fn unsubscribe(&self, pattern: &str) {
+            lock(&self.calls).push(format!("unsub {pattern}"));
+        }
+        fn take_incoming(&self) -> Option<mpsc::Receiver<Envelope>> {
+            lock(&self.incoming).take()
+        }
+        fn stats(&self) -> crate::BackplaneStats {
+            crate::BackplaneStats::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn backplane_sees_first_and_last_subscribers_and_relays_broadcasts() {
+        let reg = Registry::default();
+        let (a, mut rx_a) = test_info(1, None);
+        let (b, mut rx_b) = test_info(2, None);
+        reg.insert(a.clone());
+        reg.insert(b.clone());
+        // No backplane: relaying is a no-op.
+        reg.relay(&Message::text("before"), &Filter::channel("x"));
+        reg.subscribe(&a, "room/#");
+        let (tx, incoming) = mpsc::channel(8);
+        let recorder = Arc::new(Recorder {
+            calls: Mutex::new(Vec::new()),
+            incoming: Mutex::new(Some(incoming)),
+        });
+        assert!(reg.attach(recorder.clone(), SlowReaderPolicy::Disconnect));
+        assert!(!reg.attach(recorder.clone(), SlowReaderPolicy::Disconnect));
+        reg.subscribe(&b, "room/#");
+        reg.subscribe(&b, "room/a");
+        reg.unsubscribe(&a, "room/#");
+        reg.relay(&Message::text("hi"), &Filter::channel("room/a"));
+        reg.relay(
+            &Message::text("local ids"),
+            &Filter::all().including([ConnId(1)]),
+        );
+        reg.remove(&b);
+        assert_eq!(
+            *lock(&recorder.calls),
+            [
+                "sub room/#",
+                "sub room/a",
+                "publish \"n1\" Some(\"room/a\") Text(\"hi\")",
+                "unsub room/#",
+                "unsub room/a",
+            ]
+        );
+
+        // Other nodes' broadcasts reach local subscribers; this node's own are ignored.
+        let (c, mut rx_c) = test_info(3, None);
+        reg.insert(c.clone());
+        reg.subscribe(&c, "room/+");
+        let remote = |origin: &str, text: &str| {
+            Envelope::new(
+                origin,
+                Some("room/b".into()),
+                Message::text(text.to_owned()),
+            )
+        };
+        tx.send(remote("n1", "own")).await.unwrap();
+        tx.send(remote("n2", "from n2")).await.unwrap();
+        match rx_c.recv().await {
+            Some(Command::Send(m)) => assert_eq!(m, Message::text("from n2")),
+            other => panic!("expected the remote message, got {other:?}"),
+        }
+        assert!(rx_a.try_recv().is_err());
+        assert!(rx_b.try_recv().is_err());
+        assert!(rx_c.try_recv().is_err());
     }
 
     #[test]
