@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use ws_http::percent_decode;
+use ws_http::{Headers, percent_decode};
 
 /// An HTTP request head as the server received it: the WebSocket upgrade request, or a plain
 /// HTTP request for [`crate::Handler::on_http`].
@@ -11,7 +11,7 @@ pub struct Request {
     pub(crate) method: String,
     pub(crate) target: String,
     pub(crate) version: ws_http::Version,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Headers,
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
     pub(crate) tls: bool,
@@ -30,11 +30,7 @@ impl Request {
             method: head.method().to_owned(),
             target: head.target().to_owned(),
             version: head.version(),
-            headers: head
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .collect(),
+            headers: head.headers().clone(),
             peer,
             local,
             tls,
@@ -70,9 +66,8 @@ impl Request {
     #[must_use]
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-            .flat_map(|(_, v)| v.split(';'))
+            .get_all("cookie")
+            .flat_map(|v| v.split(';'))
             .find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
                 (k.trim() == name).then(|| v.trim().trim_matches('"'))
@@ -82,15 +77,11 @@ impl Request {
     /// Whether `Accept` lists `text/event-stream` (an `EventSource` client).
     #[must_use]
     pub fn accepts_event_stream(&self) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| {
-                t.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-            })
+        self.headers.tokens("accept").any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
     }
 
     /// The query part of the target, without `?`.
@@ -110,31 +101,23 @@ impl Request {
         })
     }
 
-    /// All header fields in arrival order.
+    /// All header fields in arrival order, with case-insensitive lookups
+    /// ([`Headers::get`], [`Headers::get_all`], [`Headers::tokens`]).
     #[must_use]
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &Headers {
         &self.headers
     }
 
     /// The first header named `name` (ASCII case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// Subprotocols the client offered in `Sec-WebSocket-Protocol`, in its order.
     #[must_use]
     pub fn protocols(&self) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect()
+        self.headers.tokens("sec-websocket-protocol").collect()
     }
 
     /// The peer's address.

@@ -509,9 +509,10 @@ mod tests {
 
     fn request(cookie: Option<&str>, tls: bool) -> Request {
         let addr = "127.0.0.1:1".parse().unwrap();
-        let mut headers = vec![("Host".to_owned(), "x".to_owned())];
+        let mut headers = ws_http::Headers::new();
+        headers.push("Host", "x");
         if let Some(c) = cookie {
-            headers.push(("Cookie".to_owned(), c.to_owned()));
+            headers.push("Cookie", c);
         }
         Request {
             method: "GET".into(),

@@ -87,7 +87,11 @@ pub(crate) async fn run<H: Handler>(
         transport: Transport::Sse,
         url: request.target,
         headers: if config.keep_request_headers {
-            request.headers
+            request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect()
         } else {
             Vec::new()
         },

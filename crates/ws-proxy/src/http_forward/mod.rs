@@ -222,7 +222,7 @@ impl Forwarder {
         req: &Request,
         length: Option<u64>,
     ) -> Result<(BytesMut, bool), Failure> {
-        let named = connection_named(req.headers().iter().map(|(n, v)| (&**n, &**v)));
+        let named = connection_named(req.headers().iter());
         let forwarded = self.up.forwarded_headers;
         let mut fields: Vec<(String, String)> = Vec::with_capacity(req.headers().len() + 6);
         let mut xff: Vec<&str> = Vec::new();
@@ -254,7 +254,7 @@ impl Forwarder {
                     _ => {}
                 }
             }
-            fields.push((name.clone(), value.clone()));
+            fields.push((name.to_owned(), value.to_owned()));
         }
         let client_host = req.header("host").filter(|h| !h.is_empty());
         let host = match (self.up.host_header, client_host) {
@@ -402,7 +402,7 @@ impl Forwarder {
         chunked: bool,
     ) -> Result<Response, Failure> {
         let method = req.method();
-        let req_named = connection_named(req.headers().iter().map(|(n, v)| (&**n, &**v)));
+        let req_named = connection_named(req.headers().iter());
         let t = self.up.response_timeout;
         let (mut r, mut w) = tokio::io::split(conn);
         match tokio::time::timeout(t, async {

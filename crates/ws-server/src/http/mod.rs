@@ -383,11 +383,7 @@ async fn check_guards(config: &crate::ServerConfig, request: &mut Request) -> Op
 /// type is acceptable). Others go to [`Handler::on_http`].
 fn wants_event_stream(request: &Request) -> bool {
     let mut seen = false;
-    for (_, value) in request
-        .headers()
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
-    {
+    for value in request.headers().get_all("accept") {
         seen = true;
         for item in value.split(',') {
             let mut parts = item.split(';');

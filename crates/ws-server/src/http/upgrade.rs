@@ -126,7 +126,11 @@ pub(super) async fn run<H: Handler>(
         transport: Transport::WebSocket,
         url: request.target,
         headers: if config.keep_request_headers {
-            request.headers
+            request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect()
         } else {
             Vec::new()
         },
