@@ -423,7 +423,7 @@ impl Client {
     /// Sends a Binding request.
     ///
     /// # Errors
-    /// [`Error::Limit`] when too many transactions are in flight; [`Error::Random`].
+    /// [`Error::TooManyTransactions`] when too many transactions are in flight; [`Error::Random`].
     pub fn binding(&mut self, now: Instant) -> Result<TransactionId, Error> {
         self.start(now, Request::Binding, None, None)
     }
@@ -431,7 +431,7 @@ impl Client {
     /// Sends an Allocate request for a relay of `protocol`.
     ///
     /// # Errors
-    /// [`Error::Limit`], [`Error::Random`]; [`Error::Config`] without credentials.
+    /// [`Error::TooManyTransactions`], [`Error::Random`]; [`Error::Config`] without credentials.
     pub fn allocate(
         &mut self,
         now: Instant,
@@ -464,7 +464,7 @@ impl Client {
     /// Sends a Refresh; `lifetime` 0 deletes the allocation.
     ///
     /// # Errors
-    /// [`Error::NoAllocation`], [`Error::Limit`], [`Error::Random`].
+    /// [`Error::NoAllocation`], [`Error::TooManyTransactions`], [`Error::Random`].
     pub fn refresh(&mut self, now: Instant, lifetime: u32) -> Result<TransactionId, Error> {
         if self.relayed.is_none() {
             return Err(Error::NoAllocation);
@@ -475,7 +475,7 @@ impl Client {
     /// Installs permissions for the peers' IP addresses; they are refreshed automatically.
     ///
     /// # Errors
-    /// [`Error::NoAllocation`], [`Error::Limit`], [`Error::Random`].
+    /// [`Error::NoAllocation`], [`Error::TooManyTransactions`], [`Error::Random`].
     pub fn create_permission(
         &mut self,
         now: Instant,
@@ -491,7 +491,7 @@ impl Client {
     /// number; [`Client::send_to`] uses it once the server confirmed. Refreshed automatically.
     ///
     /// # Errors
-    /// [`Error::NoAllocation`], [`Error::Limit`] (also when all channel numbers are used).
+    /// [`Error::NoAllocation`], [`Error::TooManyTransactions`], [`Error::NoFreeChannel`].
     pub fn bind_channel(&mut self, now: Instant, peer: SocketAddr) -> Result<u16, Error> {
         if self.relayed.is_none() {
             return Err(Error::NoAllocation);
@@ -500,7 +500,7 @@ impl Client {
             Some(c) => *c,
             None => {
                 if self.next_channel > MAX_CHANNEL {
-                    return Err(Error::Limit("channel numbers"));
+                    return Err(Error::NoFreeChannel);
                 }
                 let c = self.next_channel;
                 self.next_channel += 1;
@@ -520,7 +520,7 @@ impl Client {
     /// RFC 6062: asks the server to open a TCP connection to `peer`.
     ///
     /// # Errors
-    /// [`Error::NoAllocation`], [`Error::Limit`], [`Error::Random`].
+    /// [`Error::NoAllocation`], [`Error::TooManyTransactions`], [`Error::Random`].
     pub fn connect(&mut self, now: Instant, peer: SocketAddr) -> Result<TransactionId, Error> {
         if self.relayed.is_none() {
             return Err(Error::NoAllocation);
@@ -532,7 +532,7 @@ impl Client {
     /// [`Client::data_connection`] over a new TCP connection.
     ///
     /// # Errors
-    /// [`Error::Limit`], [`Error::Random`].
+    /// [`Error::TooManyTransactions`], [`Error::Random`].
     pub fn connection_bind(
         &mut self,
         now: Instant,
@@ -583,7 +583,9 @@ impl Client {
         reservation: Option<[u8; 8]>,
     ) -> Result<TransactionId, Error> {
         if self.transactions.len() >= self.cfg.max_transactions {
-            return Err(Error::Limit("transactions in flight"));
+            return Err(Error::TooManyTransactions {
+                max: self.cfg.max_transactions,
+            });
         }
         let tid = TransactionId::from_random(&mut *self.rng.0)?;
         let authed = request != Request::Binding && self.auth.is_some();

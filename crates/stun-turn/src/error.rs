@@ -142,9 +142,26 @@ pub enum Error {
     /// The system random source failed.
     #[error("system random source failed")]
     Random,
-    /// Too many outstanding transactions or queued items.
-    #[error("limit reached: {0}")]
-    Limit(&'static str),
+    /// As many transactions in flight as [`crate::ClientConfig::max_transactions`] allows.
+    #[error(
+        "{max} transactions already in flight (ClientConfig::max_transactions): wait for answers or raise it"
+    )]
+    TooManyTransactions {
+        /// The limit.
+        max: usize,
+    },
+    /// Every channel number (0x4000..=0x7FFF) is bound or being bound on this allocation.
+    #[error(
+        "no free channel number: every one of 0x4000..=0x7FFF is bound; send with indications instead"
+    )]
+    NoFreeChannel,
+    /// The server redirected the request (300 Try Alternate) more often than
+    /// [`crate::ClientConfig::max_redirects`] allows, or the client does not follow redirects.
+    #[error("redirected to {alternate} (300 Try Alternate) past ClientConfig::max_redirects")]
+    Redirected {
+        /// The last ALTERNATE-SERVER named.
+        alternate: std::net::SocketAddr,
+    },
     /// An IO error in the runtime.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

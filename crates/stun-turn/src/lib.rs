@@ -89,6 +89,7 @@
 //! an optional per-allocation bandwidth cap; decoders check [`DecodeLimits`] before allocating and
 //! never panic.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod attr;
 pub mod channel;

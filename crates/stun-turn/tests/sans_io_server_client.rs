@@ -1139,3 +1139,19 @@ fn a_failing_random_source_is_an_error_not_a_zero_id() {
         Err(stun_turn::Error::Random)
     ));
 }
+
+#[test]
+fn client_limits_are_typed_errors_that_name_the_setting() {
+    let mut c = Client::new(
+        with(ClientConfig::default(), |c| c.max_transactions = 1),
+        rng(),
+    )
+    .unwrap();
+    c.binding(Instant::now()).unwrap();
+    let e = c.binding(Instant::now()).unwrap_err();
+    assert!(
+        matches!(e, stun_turn::Error::TooManyTransactions { max: 1 }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("max_transactions"), "{e}");
+}
