@@ -1,0 +1,492 @@
+//! The engine-independent half of a backplane: the [`Link`] handed to ws-server, its counters,
+//! the outage buffer, sequence numbers, duplicate filtering and the reconnect backoff.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use ws_server::{Backplane, BackplaneStats, Envelope};
+
+use crate::{
+    Config,
+    dedupe::{Dedupe, Verdict},
+    subject, wire,
+};
+
+/// What the [`Link`] asks of its engine task.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Publish(Envelope),
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// Counters shared by the link and its engine task.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connected: AtomicBool,
+    pub(crate) outages: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) buffered: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) missed: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A node's link to the engine: implements [`ws_server::Backplane`]; give it to
+/// [`ws_server::ServerHandle::attach_backplane`]. Made by [`crate::connect`]. Dropping the last
+/// reference ends the engine task.
+pub struct Link {
+    pub(crate) node_id: String,
+    pub(crate) engine: &'static str,
+    pub(crate) tx: mpsc::UnboundedSender<Cmd>,
+    pub(crate) incoming: Mutex<Option<mpsc::Receiver<Envelope>>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("node_id", &self.node_id)
+            .field("engine", &self.engine)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Backplane for Link {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn publish(&self, envelope: Envelope) {
+        let _ = self.tx.send(Cmd::Publish(envelope));
+    }
+
+    fn subscribe(&self, pattern: &str) {
+        let _ = self.tx.send(Cmd::Subscribe(pattern.to_owned()));
+    }
+
+    fn unsubscribe(&self, pattern: &str) {
+        let _ = self.tx.send(Cmd::Unsubscribe(pattern.to_owned()));
+    }
+
+    fn take_incoming(&self) -> Option<mpsc::Receiver<Envelope>> {
+        self.incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn stats(&self) -> BackplaneStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = BackplaneStats::default();
+        s.connected = c.connected.load(Ordering::Acquire);
+        s.outages = get(&c.outages);
+        s.published = get(&c.published);
+        s.received = get(&c.received);
+        s.buffered = get(&c.buffered);
+        s.replayed = get(&c.replayed);
+        s.dropped = get(&c.dropped);
+        s.missed = get(&c.missed);
+        s.duplicates = get(&c.duplicates);
+        s
+    }
+}
+
+/// The delay before reconnect attempt `attempt` (0-based): `min` doubled per attempt up to
+/// `max`, then a random point in its upper half (`jitter` is a random number), so that nodes
+/// restarted together do not reconnect in lockstep.
+pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration, jitter: u64) -> Duration {
+    let full = min.saturating_mul(1 << attempt.min(20)).min(max);
+    let half = full / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(if nanos == 0 { 0 } else { jitter % (nanos + 1) })
+}
+
+/// A random number (epochs, jitter).
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Without an OS random source, fall back on the clock: epochs only need to differ
+    // between runs of one node.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return u64::try_from(t.as_nanos() & u128::from(u64::MAX)).unwrap_or(0);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Engine-independent state of the engine task.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    epoch: u64,
+    /// Next sequence number per engine subject.
+    seqs: HashMap<String, u64>,
+    /// Local channel patterns (a set: the registry subscribes each once).
+    patterns: Vec<String>,
+    /// Envelopes held during an outage: (subject, bytes), oldest first.
+    pub(crate) buffer: VecDeque<(String, Bytes)>,
+    dedupe: Dedupe,
+    pub(crate) counters: Arc<Counters>,
+    incoming: mpsc::Sender<Envelope>,
+    /// The current outage was logged.
+    outage_logged: bool,
+}
+
+/// How [`Core::subject_of`] names subjects for an engine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Naming {
+    Redis,
+    Nats,
+}
+
+impl Core {
+    pub(crate) fn new(
+        config: Config,
+        counters: Arc<Counters>,
+        incoming: mpsc::Sender<Envelope>,
+    ) -> Self {
+        Self {
+            config,
+            epoch: random_u64(),
+            seqs: HashMap::new(),
+            patterns: Vec::new(),
+            buffer: VecDeque::new(),
+            dedupe: Dedupe::default(),
+            counters,
+            incoming,
+            outage_logged: false,
+        }
+    }
+
+    /// The engine subject an envelope is published on.
+    pub(crate) fn subject_of(&self, naming: Naming, env: &Envelope) -> String {
+        let prefix = &self.config.prefix;
+        match (naming, env.channel.as_deref()) {
+            (Naming::Redis, Some(c)) if !subject::is_wildcard(c) => {
+                subject::redis::channel(prefix, c)
+            }
+            (Naming::Redis, _) => subject::redis::all(prefix),
+            (Naming::Nats, Some(c)) if !subject::is_wildcard(c) => {
+                subject::nats::channel(prefix, c)
+            }
+            (Naming::Nats, _) => subject::nats::all(prefix),
+        }
+    }
+
+    /// Engine patterns for a channel pattern.
+    pub(crate) fn engine_patterns(&self, naming: Naming, pattern: &str) -> Vec<String> {
+        match naming {
+            Naming::Redis => subject::redis::patterns(&self.config.prefix, pattern),
+            Naming::Nats => subject::nats::patterns(&self.config.prefix, pattern),
+        }
+    }
+
+    /// The subject every node listens to.
+    pub(crate) fn all_subject(&self, naming: Naming) -> String {
+        match naming {
+            Naming::Redis => subject::redis::all(&self.config.prefix),
+            Naming::Nats => subject::nats::all(&self.config.prefix),
+        }
+    }
+
+    /// Stamps and encodes an envelope for `subject`; `None` (logged, counted as dropped) when
+    /// it cannot be encoded.
+    pub(crate) fn encode(&mut self, subject: &str, env: &Envelope) -> Option<Bytes> {
+        let seq = match self.seqs.get_mut(subject) {
+            Some(s) => {
+                *s += 1;
+                *s
+            }
+            None => {
+                self.seqs.insert(subject.to_owned(), 1);
+                1
+            }
+        };
+        let stamp = wire::Stamp {
+            epoch: self.epoch,
+            seq,
+        };
+        match wire::encode(env, stamp) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "backplane: broadcast not relayed");
+                bump(&self.counters.dropped, 1);
+                None
+            }
+        }
+    }
+
+    /// Records a channel pattern subscription; returns the engine patterns this node must
+    /// subscribe now (those no other local pattern needed already).
+    pub(crate) fn add_pattern(&mut self, naming: Naming, pattern: String) -> Vec<String> {
+        if self.patterns.contains(&pattern) {
+            return Vec::new();
+        }
+        let before = self.engine_set(naming);
+        self.patterns.push(pattern);
+        let mut new: Vec<String> = self
+            .engine_set(naming)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        new.dedup();
+        new
+    }
+
+    /// Forgets a channel pattern; returns the engine patterns no longer needed.
+    pub(crate) fn remove_pattern(&mut self, naming: Naming, pattern: &str) -> Vec<String> {
+        let before = self.engine_set(naming);
+        self.patterns.retain(|p| p != pattern);
+        let after = self.engine_set(naming);
+        before.into_iter().filter(|p| !after.contains(p)).collect()
+    }
+
+    /// Every engine pattern the local patterns need, without repeats, sorted.
+    pub(crate) fn engine_set(&self, naming: Naming) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .patterns
+            .iter()
+            .flat_map(|p| self.engine_patterns(naming, p))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Holds an envelope while the engine is unreachable (or drops it, counted, when the
+    /// buffer is full).
+    pub(crate) fn hold(&mut self, subject: String, bytes: Bytes) {
+        if self.buffer.len() >= self.config.outage_buffer {
+            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    capacity = self.config.outage_buffer,
+                    "backplane: outage buffer full, broadcasts for other nodes are dropped"
+                );
+            }
+            return;
+        }
+        bump(&self.counters.buffered, 1);
+        self.buffer.push_back((subject, bytes));
+    }
+
+    /// Puts envelopes that may not have reached the engine back at the front of the buffer
+    /// (a replay can then deliver one twice; receivers drop the copy).
+    pub(crate) fn unsend(&mut self, batch: Vec<(String, Bytes)>) {
+        for item in batch.into_iter().rev() {
+            if self.buffer.len() >= self.config.outage_buffer {
+                bump(&self.counters.dropped, 1);
+                continue;
+            }
+            self.buffer.push_front(item);
+        }
+    }
+
+    /// Handles a command while the engine is unreachable.
+    pub(crate) fn offline(&mut self, naming: Naming, cmd: Cmd) {
+        match cmd {
+            Cmd::Publish(env) => {
+                let subject = self.subject_of(naming, &env);
+                if let Some(bytes) = self.encode(&subject, &env) {
+                    self.hold(subject, bytes);
+                }
+            }
+            Cmd::Subscribe(p) => {
+                let _ = self.add_pattern(naming, p);
+            }
+            Cmd::Unsubscribe(p) => {
+                let _ = self.remove_pattern(naming, &p);
+            }
+        }
+    }
+
+    /// The link is down: logs it once per outage, with the cause.
+    pub(crate) fn down(&mut self, url: &str, cause: &dyn fmt::Display) {
+        let was_up = self.counters.connected.swap(false, Ordering::AcqRel);
+        if was_up || !self.outage_logged {
+            if !self.outage_logged {
+                bump(&self.counters.outages, 1);
+            }
+            self.outage_logged = true;
+            tracing::warn!(
+                engine = url,
+                cause = %cause,
+                policy = "buffer and replay",
+                buffer = self.config.outage_buffer,
+                "backplane: engine unreachable; serving local clients only, reconnecting with backoff"
+            );
+        }
+    }
+
+    /// The link is up (again).
+    pub(crate) fn up(&mut self, url: &str) {
+        self.counters.connected.store(true, Ordering::Release);
+        if self.outage_logged {
+            self.outage_logged = false;
+            tracing::info!(
+                engine = url,
+                held = self.buffer.len(),
+                "backplane: engine reachable again; resubscribed, replaying held broadcasts"
+            );
+        }
+    }
+
+    /// Counts a message as published.
+    pub(crate) fn sent(&self, n: u64, replayed: bool) {
+        bump(&self.counters.published, n);
+        if replayed {
+            bump(&self.counters.replayed, n);
+        }
+    }
+
+    /// An engine message on `subject`: decoded, filtered (own, duplicate) and handed to the
+    /// registry. Waits when the registry's queue is full.
+    pub(crate) async fn arrived(&mut self, subject: &str, bytes: Bytes) {
+        let (env, stamp) = match wire::decode(bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, subject, "backplane: foreign message ignored");
+                return;
+            }
+        };
+        if env.origin == self.config.node_id {
+            return;
+        }
+        match self
+            .dedupe
+            .check(&env.origin, subject, stamp.epoch, stamp.seq)
+        {
+            Verdict::Duplicate => bump(&self.counters.duplicates, 1),
+            Verdict::Deliver { missed, late } => {
+                if late {
+                    // It was counted as missed when a later one came first.
+                    let _ = self.counters.missed.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |m| Some(m.saturating_sub(1)),
+                    );
+                }
+                bump(&self.counters.missed, missed);
+                bump(&self.counters.received, 1);
+                let _ = self.incoming.send(env).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        assert_eq!(backoff(0, min, max, 0), Duration::from_millis(50));
+        assert_eq!(
+            backoff(0, min, max, u64::MAX),
+            backoff(0, min, max, u64::MAX)
+        );
+        for attempt in 0..40 {
+            let full = (min * 2u32.pow(attempt.min(10))).min(max);
+            for jitter in [0, 1, 12_345_678_901, u64::MAX] {
+                let d = backoff(attempt, min, max, jitter);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} of {full:?}"
+                );
+            }
+        }
+        assert_eq!(backoff(30, min, max, 0), Duration::from_millis(2500));
+    }
+
+    fn core(buffer: usize) -> (Core, mpsc::Receiver<Envelope>) {
+        let (tx, rx) = mpsc::channel(16);
+        let mut config = Config::new("redis://127.0.0.1:1", "me");
+        config.outage_buffer = buffer;
+        (Core::new(config, Arc::default(), tx), rx)
+    }
+
+    #[test]
+    fn outage_buffer_holds_then_drops_and_counts() {
+        let (mut core, _rx) = core(2);
+        for i in 0..5 {
+            let env = Envelope::new(
+                "me",
+                Some("c".into()),
+                ws_server::ws_frame::Message::text(format!("{i}")),
+            );
+            core.offline(Naming::Redis, Cmd::Publish(env));
+        }
+        assert_eq!(core.buffer.len(), 2);
+        assert_eq!(core.counters.buffered.load(Ordering::Relaxed), 2);
+        assert_eq!(core.counters.dropped.load(Ordering::Relaxed), 3);
+        // The two held are the first two, in order, with sequence numbers 1 and 2.
+        let seqs: Vec<u64> = core
+            .buffer
+            .iter()
+            .map(|(_, b)| wire::decode(b.clone()).unwrap().1.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+    }
+
+    #[test]
+    fn engine_patterns_are_shared_between_channel_patterns() {
+        let (mut core, _rx) = core(1);
+        assert_eq!(
+            core.add_pattern(Naming::Redis, "room/#".into()),
+            ["wskit:c:room", "wskit:c:room/*"]
+        );
+        // `room` needs an engine pattern `room/#` has already.
+        assert!(core.add_pattern(Naming::Redis, "room".into()).is_empty());
+        assert!(core.remove_pattern(Naming::Redis, "room/#") == ["wskit:c:room/*"]);
+        assert_eq!(core.remove_pattern(Naming::Redis, "room"), ["wskit:c:room"]);
+    }
+
+    #[tokio::test]
+    async fn own_and_duplicate_messages_are_not_delivered() {
+        let (mut core, mut rx) = core(1);
+        let msg = |origin: &str, seq| {
+            wire::encode(
+                &Envelope::new(
+                    origin,
+                    Some("c".into()),
+                    ws_server::ws_frame::Message::text("x"),
+                ),
+                wire::Stamp { epoch: 9, seq },
+            )
+            .unwrap()
+        };
+        core.arrived("s", msg("me", 1)).await;
+        core.arrived("s", msg("other", 1)).await;
+        core.arrived("s", msg("other", 1)).await;
+        core.arrived("s", msg("other", 4)).await;
+        core.arrived("s", Bytes::from_static(b"junk")).await;
+        assert_eq!(rx.recv().await.unwrap().origin, "other");
+        assert_eq!(rx.recv().await.unwrap().origin, "other");
+        assert!(rx.try_recv().is_err());
+        let c = &core.counters;
+        assert_eq!(c.received.load(Ordering::Relaxed), 2);
+        assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(c.missed.load(Ordering::Relaxed), 2);
+    }
+}
