@@ -8,13 +8,9 @@ mod common;
 use std::process::Command;
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!(
-            "{what} is not installed and WSKIT_REQUIRE_PEERS=1 (install: python3 -m pip install authlib==1.9.10 requests websockets)"
-        );
-    }
-    println!(
-        "SKIPPED: {what} is not installed (python3 -m pip install authlib==1.9.10 requests websockets)"
+    ws_testkit::peers::missing(
+        &format!("{what} is not installed"),
+        "python3 -m pip install authlib==1.9.10 requests websockets",
     );
 }
 

@@ -50,10 +50,7 @@ impl Handler for Page {
 }
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{what} and WSKIT_REQUIRE_PEERS=1 (apt-get install -y chromium nodejs npm)");
-    }
-    println!("SKIPPED: {what} (apt-get install -y chromium nodejs npm)");
+    ws_testkit::peers::missing(what, "apt-get install -y chromium nodejs npm");
 }
 
 /// playwright-core's ESM entry, installed with `npm ci` from the committed lock file if needed.

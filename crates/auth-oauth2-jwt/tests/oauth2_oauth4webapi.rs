@@ -9,10 +9,7 @@ mod common;
 use std::{path::Path, process::Command, time::SystemTime};
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{what} and WSKIT_REQUIRE_PEERS=1 (apt-get install -y nodejs npm)");
-    }
-    println!("SKIPPED: {what} (apt-get install -y nodejs npm)");
+    ws_testkit::peers::missing(what, "apt-get install -y nodejs npm");
 }
 
 fn installed(package: &Path) -> bool {

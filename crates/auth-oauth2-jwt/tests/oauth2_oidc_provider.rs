@@ -20,10 +20,7 @@ use auth_oauth2_jwt::oauth2_client::{ClientSettings, OAuth2Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{what} and WSKIT_REQUIRE_PEERS=1 (apt-get install -y nodejs npm)");
-    }
-    println!("SKIPPED: {what} (apt-get install -y nodejs npm)");
+    ws_testkit::peers::missing(what, "apt-get install -y nodejs npm");
 }
 
 /// The provider process, killed when dropped.

@@ -25,6 +25,8 @@
 
 #![warn(missing_docs)]
 
+pub mod peers;
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;

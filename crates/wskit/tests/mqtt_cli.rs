@@ -27,11 +27,7 @@ impl Drop for Broker {
 
 fn broker() -> Option<Broker> {
     if Command::new("mosquitto").arg("-h").output().is_err() {
-        assert!(
-            std::env::var("WSKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "mosquitto is not installed and WSKIT_REQUIRE_PEERS=1"
-        );
-        eprintln!("SKIPPED: mosquitto is not installed");
+        ws_testkit::peers::missing("mosquitto is not installed", "apt-get install -y mosquitto");
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")

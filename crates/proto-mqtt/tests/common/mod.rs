@@ -1,9 +1,6 @@
 //! Test helpers: a mosquitto broker started per test on free ports (TCP, WebSocket, TLS, WSS,
-//! and a TCP listener with a password file and an ACL), stopped by pid on drop; peer-skip
-//! policy; paho-mqtt scripts.
-//!
-//! A missing peer makes a test print `SKIPPED: ...` and pass, unless `WSKIT_REQUIRE_PEERS=1`
-//! (set by CI) turns that into a failure.
+//! and a TCP listener with a password file and an ACL), stopped by pid on drop;
+//! paho-mqtt scripts. A missing peer skips or fails as `ws_testkit::peers` decides.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -18,20 +15,6 @@ use std::{
 
 use proto_mqtt::{Config, Version};
 use ws_tls::test_certs::TestPki;
-
-/// Whether CI asked for every peer.
-pub fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
-pub fn missing(what: &str) {
-    assert!(
-        !require_peers(),
-        "{what} is not installed and WSKIT_REQUIRE_PEERS=1"
-    );
-    eprintln!("SKIPPED: {what} is not installed");
-}
 
 fn have(cmd: &str, arg: &str) -> bool {
     Command::new(cmd)
@@ -93,7 +76,10 @@ impl Mosquitto {
             || !have("mosquitto_ctrl", "--help")
             || !Path::new(DYNSEC).exists()
         {
-            missing("mosquitto (apt-get install mosquitto)");
+            ws_testkit::peers::missing(
+                "mosquitto is not installed",
+                "apt-get install -y mosquitto",
+            );
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -304,7 +290,10 @@ pub fn have_paho() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        missing("python3 paho-mqtt (pip install paho-mqtt)");
+        ws_testkit::peers::missing(
+            "python3 with paho-mqtt is not installed",
+            "python3 -m pip install paho-mqtt==2.2.0",
+        );
     }
     ok
 }

@@ -209,47 +209,28 @@ impl Drop for TempDir {
     }
 }
 
-/// Whether a test that needs an outside peer must fail rather than skip when it is missing.
-pub(crate) fn peers_required() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// `Some(python3)` when Python with the `websockets` package is installed; otherwise prints why
-/// the test is skipped and returns `None`, or fails when WSKIT_REQUIRE_PEERS=1.
+/// `Some(python3)` when Python with the `websockets` package is installed; otherwise skips or
+/// fails as `ws_testkit::peers` decides and returns `None`.
 pub(crate) fn python_websockets() -> Option<&'static str> {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
+    if ws_testkit::peers::runs("python3", &["-c", "import websockets"]) {
         return Some("python3");
     }
-    assert!(
-        !peers_required(),
-        "python3 with websockets is required (WSKIT_REQUIRE_PEERS=1) but missing"
+    ws_testkit::peers::missing(
+        "python3 with the websockets package is not installed",
+        "python3 -m pip install websockets",
     );
-    eprintln!("skipped: python3 with the websockets package is not installed");
     None
 }
 
 /// `Some(openssl)` when the openssl command is installed (same policy as
 /// [`python_websockets`]).
 pub(crate) fn openssl() -> Option<&'static str> {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
+    if ws_testkit::peers::runs("openssl", &["version"]) {
         return Some("openssl");
     }
-    assert!(
-        !peers_required(),
-        "openssl is required (WSKIT_REQUIRE_PEERS=1) but missing"
+    ws_testkit::peers::missing(
+        "the openssl command is not installed",
+        "apt-get install -y openssl",
     );
-    eprintln!("skipped: the openssl command is not installed");
     None
 }
