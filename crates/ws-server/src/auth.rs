@@ -151,26 +151,39 @@ impl AuthConfig {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::Config`] for an empty user name, a user name with `:`, a realm with `"`, an
-    /// empty query parameter name, or a public path that does not start with `/`.
+    /// [`Error::SettingValue`] for an empty user name, a user name with `:`, or a public path
+    /// that does not start with `/`; [`Error::Setting`] for a realm with `"` or a line break,
+    /// or an empty query parameter name.
     pub fn validate(&self) -> Result<(), Error> {
         for path in &self.public_paths {
             if !path.starts_with('/') {
-                return Err(Error::Config(format!(
-                    "public path {path:?} must start with `/` (e.g. /health or /static/*)"
-                )));
+                return Err(Error::bad_value(
+                    "auth.public_paths",
+                    path,
+                    "must start with `/` (e.g. /health or /static/*)",
+                ));
             }
         }
         for (user, _) in &self.users {
             if user.is_empty() || user.contains(':') {
-                return Err(Error::Config(format!("invalid Basic user name {user:?}")));
+                return Err(Error::bad_value(
+                    "auth.users",
+                    user,
+                    "must be a non-empty Basic user name without `:`",
+                ));
             }
         }
         if self.realm.contains('"') || self.realm.contains(['\r', '\n']) {
-            return Err(Error::Config("realm must not contain quotes".into()));
+            return Err(Error::Setting {
+                field: "auth.realm",
+                rule: "must not contain quotes or line breaks",
+            });
         }
         if self.query_param.as_deref() == Some("") {
-            return Err(Error::Config("empty auth query parameter name".into()));
+            return Err(Error::Setting {
+                field: "auth.query_param",
+                rule: "must not be empty (leave it unset to take no token from the query)",
+            });
         }
         Ok(())
     }
@@ -352,11 +365,44 @@ mod tests {
 
     #[test]
     fn invalid_auth_config_is_rejected() {
+        let e = AuthConfig::basic(vec![("a:b".into(), "x".into())])
+            .validate()
+            .unwrap_err();
         assert!(
-            AuthConfig::basic(vec![("a:b".into(), "x".into())])
-                .validate()
-                .is_err()
+            matches!(&e, Error::SettingValue(b) if b.field == "auth.users" && b.value == "a:b"),
+            "{e:?}"
         );
+        assert!(e.to_string().contains("without `:`"), "{e}");
+        let e = AuthConfig::default()
+            .with_public("health")
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::SettingValue(b) if b.field == "auth.public_paths" && b.value == "health"),
+            "{e:?}"
+        );
+        let realm = AuthConfig {
+            realm: "a\"b".into(),
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            realm.validate(),
+            Err(Error::Setting {
+                field: "auth.realm",
+                ..
+            })
+        ));
+        let query = AuthConfig {
+            query_param: Some(String::new()),
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            query.validate(),
+            Err(Error::Setting {
+                field: "auth.query_param",
+                ..
+            })
+        ));
         assert!(
             AuthConfig::basic(vec![("ab".into(), "x".into())])
                 .validate()

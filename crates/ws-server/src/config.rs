@@ -297,8 +297,8 @@ impl ServerConfig {
     ///
     /// # Errors
     /// [`Error::Setting`], [`Error::WsLimits`], [`Error::HttpLimits`] or
-    /// [`Error::DocumentRoot`] naming the first problem found; [`Error::Config`] from the auth
-    /// settings.
+    /// [`Error::DocumentRoot`] naming the first problem found; [`Error::Setting`] or
+    /// [`Error::SettingValue`] from the auth settings.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |field, rule| Err(Error::Setting { field, rule });
         if self.bindings.is_empty() {

@@ -6,11 +6,8 @@ use std::{io, net::SocketAddr};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is invalid (auth, sessions and static files still report this way;
-    /// [`crate::ServerConfig::validate`] uses the typed variants below).
-    #[error("invalid server configuration: {0}")]
-    Config(String),
-    /// A setting of [`crate::ServerConfig`] breaks its rule.
+    /// A setting of [`crate::ServerConfig`], [`crate::AuthConfig`] or
+    /// [`crate::session::SessionConfig`] breaks its rule.
     #[error("invalid server configuration: {field} {rule}")]
     Setting {
         /// The setting (or settings) at fault.
@@ -18,6 +15,9 @@ pub enum Error {
         /// What it must be.
         rule: &'static str,
     },
+    /// A value of a setting breaks its rule (a user name, a path, a cookie name).
+    #[error("invalid server configuration: {} {:?} {}", .0.field, .0.value, .0.rule)]
+    SettingValue(Box<BadValue>),
     /// [`crate::ServerConfig::ws`] does not validate.
     #[error("invalid server configuration: websocket limits: {0}")]
     WsLimits(#[source] ws_frame::ConfigError),
@@ -29,6 +29,15 @@ pub enum Error {
     DocumentRoot {
         /// The path given.
         path: std::path::PathBuf,
+    },
+    /// [`crate::ServerConfig::document_root`] cannot be resolved (missing, or no permission).
+    #[error("invalid server configuration: document root {}: {source} (give an existing, readable directory)", path.display())]
+    DocumentRootUnreadable {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
     },
     /// A listening socket could not be set up.
     #[error("cannot listen on {addr}: {source}")]
@@ -97,7 +106,29 @@ pub enum Error {
     },
 }
 
+/// The details of [`Error::SettingValue`] (boxed: configuration errors are rare, and the
+/// error stays small on the hot path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BadValue {
+    /// The setting at fault (`auth.users`, `SessionConfig::cookie_name`, ...).
+    pub field: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What it must be.
+    pub rule: &'static str,
+}
+
 impl Error {
+    /// [`Error::SettingValue`] for `field` holding `value`, which must be `rule`.
+    pub(crate) fn bad_value(field: &'static str, value: &str, rule: &'static str) -> Self {
+        Self::SettingValue(Box::new(BadValue {
+            field,
+            value: value.to_owned(),
+            rule,
+        }))
+    }
+
     /// The HTTP status that answers this error when an HTTP request caused it: the status
     /// carried by [`Error::Http`], [`Error::Upload`] and [`Error::UploadRefused`], 408 for
     /// [`Error::HandshakeTimeout`], 500 for the rest.
@@ -107,8 +138,9 @@ impl Error {
             Self::Http { status, .. } | Self::UploadRefused { status } => *status,
             Self::Upload(e) => e.status(),
             Self::HandshakeTimeout => 408,
-            Self::Config(_)
-            | Self::Setting { .. }
+            Self::Setting { .. }
+            | Self::SettingValue(_)
+            | Self::DocumentRootUnreadable { .. }
             | Self::WsLimits(_)
             | Self::HttpLimits(_)
             | Self::DocumentRoot { .. }

@@ -158,7 +158,7 @@ pub use config::{
     Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
     SseConfig,
 };
-pub use error::Error;
+pub use error::{BadValue, Error};
 pub use event::SseEvent;
 pub use handle::{ConnHandle, ServerHandle};
 pub use handler::{

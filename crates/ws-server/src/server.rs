@@ -38,7 +38,8 @@ impl Server {
     /// runtime. Connections are served by `handler`.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid configuration, [`Error::Bind`] when an address cannot
+    /// [`Error::Setting`], [`Error::SettingValue`] and the other configuration variants for an
+    /// invalid configuration, [`Error::Bind`] when an address cannot
     /// be bound.
     pub async fn start<H: Handler>(
         config: ServerConfig,
@@ -46,10 +47,12 @@ impl Server {
     ) -> Result<ServerHandle, Error> {
         config.validate()?;
         let root = match &config.document_root {
-            Some(dir) => Some(
-                std::fs::canonicalize(dir)
-                    .map_err(|e| Error::Config(format!("document root {}: {e}", dir.display())))?,
-            ),
+            Some(dir) => Some(std::fs::canonicalize(dir).map_err(|source| {
+                Error::DocumentRootUnreadable {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
             None => None,
         };
         let handler = Arc::new(handler);

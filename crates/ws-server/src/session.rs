@@ -76,15 +76,17 @@ impl SessionConfig {
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         };
         if !token(&self.cookie_name) {
-            return Err(Error::Config(format!(
-                "session cookie name {:?} is not a token",
-                self.cookie_name
-            )));
+            return Err(Error::bad_value(
+                "SessionConfig::cookie_name",
+                &self.cookie_name,
+                "must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)",
+            ));
         }
         if self.idle_timeout.is_zero() {
-            return Err(Error::Config(
-                "session idle_timeout must not be zero".into(),
-            ));
+            return Err(Error::Setting {
+                field: "SessionConfig::idle_timeout",
+                rule: "must not be zero",
+            });
         }
         if !self.path.starts_with('/')
             || self
@@ -92,13 +94,17 @@ impl SessionConfig {
                 .bytes()
                 .any(|b| b < 0x20 || b == b';' || b == 0x7f)
         {
-            return Err(Error::Config(format!(
-                "session cookie path {:?} is invalid",
-                self.path
-            )));
+            return Err(Error::bad_value(
+                "SessionConfig::path",
+                &self.path,
+                "must start with `/` and contain no `;` or control characters",
+            ));
         }
         if self.max_sessions == 0 {
-            return Err(Error::Config("max_sessions must be at least 1".into()));
+            return Err(Error::Setting {
+                field: "SessionConfig::max_sessions",
+                rule: "must be at least 1",
+            });
         }
         Ok(())
     }
@@ -258,8 +264,8 @@ impl Sessions {
     /// An empty store.
     ///
     /// # Errors
-    /// [`Error::Config`] for a cookie name that is not a token, a zero timeout or
-    /// `max_sessions`, or a bad path.
+    /// [`Error::SettingValue`] for a cookie name that is not a token or a bad path,
+    /// [`Error::Setting`] for a zero timeout or `max_sessions`.
     pub fn new(config: SessionConfig) -> Result<Self, Error> {
         config.validate()?;
         Ok(Self {
@@ -690,29 +696,53 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        for config in [
-            SessionConfig {
-                cookie_name: "a b".into(),
-                ..SessionConfig::default()
-            },
-            SessionConfig {
-                cookie_name: String::new(),
-                ..SessionConfig::default()
-            },
-            SessionConfig {
-                idle_timeout: Duration::ZERO,
-                ..SessionConfig::default()
-            },
-            SessionConfig {
-                path: "/a;b".into(),
-                ..SessionConfig::default()
-            },
-            SessionConfig {
-                max_sessions: 0,
-                ..SessionConfig::default()
-            },
+        let d = SessionConfig::default;
+        for (field, config) in [
+            (
+                "SessionConfig::cookie_name",
+                SessionConfig {
+                    cookie_name: "a b".into(),
+                    ..d()
+                },
+            ),
+            (
+                "SessionConfig::cookie_name",
+                SessionConfig {
+                    cookie_name: String::new(),
+                    ..d()
+                },
+            ),
+            (
+                "SessionConfig::idle_timeout",
+                SessionConfig {
+                    idle_timeout: Duration::ZERO,
+                    ..d()
+                },
+            ),
+            (
+                "SessionConfig::path",
+                SessionConfig {
+                    path: "/a;b".into(),
+                    ..d()
+                },
+            ),
+            (
+                "SessionConfig::max_sessions",
+                SessionConfig {
+                    max_sessions: 0,
+                    ..d()
+                },
+            ),
         ] {
-            assert!(Sessions::new(config).is_err());
+            let Err(e) = Sessions::new(config) else {
+                panic!("{field}: accepted");
+            };
+            let got = match &e {
+                Error::Setting { field, .. } => *field,
+                Error::SettingValue(bad) => bad.field,
+                other => panic!("untyped error {other:?}"),
+            };
+            assert_eq!(got, field, "{e}");
         }
     }
 }
