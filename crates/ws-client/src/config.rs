@@ -4,7 +4,9 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use ws_frame::deflate::DeflateConfig;
 
-use crate::{error::Error, handshake::HandshakeRequest, url::Url};
+use ws_http::WsUrl as Url;
+
+use crate::{error::Error, handshake::HandshakeRequest};
 
 /// A boxed future, as returned by callbacks.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

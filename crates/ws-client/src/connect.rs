@@ -9,6 +9,7 @@ use tokio::{
     sync::mpsc,
 };
 use ws_frame::{Connection, OsMaskSource, Role};
+use ws_http::WsUrl as Url;
 
 use crate::{
     config::{Auth, ClientConfig},
@@ -17,7 +18,7 @@ use crate::{
     handshake::{self, HandshakeRequest, HandshakeResponse},
     socket::{Info, WebSocket},
     transport::{self, Transport},
-    url::{IntoUrl, Scheme, Url},
+    url::IntoUrl,
 };
 
 /// Connects to `url` (`ws://`, `wss://` or `tcp://`) and returns the established connection.
@@ -28,7 +29,8 @@ use crate::{
 /// they are).
 ///
 /// # Errors
-/// One [`Error`] variant per cause: [`Error::InvalidUrl`], [`Error::Config`], [`Error::Dns`],
+/// One [`Error`] variant per cause: [`Error::InvalidUrl`], [`Error::Setting`] and the other
+/// configuration variants of [`ClientConfig::validate`], [`Error::Dns`],
 /// [`Error::Refused`], [`Error::Connect`], [`Error::TlsConfig`], [`Error::Tls`],
 /// [`Error::Proxy`], [`Error::Http`] (non-101 status, with headers and body),
 /// [`Error::Handshake`], [`Error::TooManyRedirects`], [`Error::Auth`], [`Error::Timeout`],
@@ -58,24 +60,20 @@ fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, Error>
 async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
     let mut tls: Option<Arc<rustls::ClientConfig>> = None;
     // Credentials go to the host and port the caller named, never to a host a redirect names.
-    let first = (url.host().clone(), url.port());
+    let first = (url.host().to_owned(), url.port());
     let mut redirects = 0;
     let mut refresh = false;
     loop {
-        if url.scheme().is_tls() && tls.is_none() {
+        if url.is_secure() && tls.is_none() {
             tls = Some(tls_config(config)?);
         }
         let t = transport::open(
             &url,
             config,
-            if url.scheme().is_tls() {
-                tls.as_ref()
-            } else {
-                None
-            },
+            if url.is_secure() { tls.as_ref() } else { None },
         )
         .await?;
-        if url.scheme() == Scheme::Tcp {
+        if url.is_tcp() {
             return Ok(spawn(
                 t,
                 Mode::Raw,
@@ -87,7 +85,7 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
                 config,
             ));
         }
-        let send_auth = (url.host(), url.port()) == (&first.0, first.1);
+        let send_auth = (url.host(), url.port()) == (first.0.as_str(), first.1);
         match upgrade(t, &url, config, refresh, send_auth).await? {
             Upgrade::Done(ws) => return Ok(*ws),
             Upgrade::Redirect(location) => {
@@ -100,8 +98,10 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
                 let next = url
                     .join(&location)
                     .map_err(|_| HandshakeError::BadRedirect)?;
-                if next.scheme() == Scheme::Tcp {
-                    return Err(HandshakeError::BadRedirect.into());
+                if next.is_tcp() {
+                    return Err(Error::RedirectScheme {
+                        url: next.to_string(),
+                    });
                 }
                 tracing::debug!(from = %url, to = %next, "following redirect");
                 url = next;
@@ -157,14 +157,16 @@ pub(crate) async fn build_request(
         Some(Auth::QueryToken { param, token }) if send_auth => url.with_query_param(param, token),
         _ => url.clone(),
     };
-    let mut headers = Vec::with_capacity(config.headers.len() + 2);
+    let mut headers = ws_http::Headers::new();
     if !config.user_agent.is_empty() {
-        headers.push(("User-Agent".to_owned(), config.user_agent.clone()));
+        headers.push("User-Agent", config.user_agent.clone());
     }
     if send_auth && let Some(auth) = authorization(url, config, refresh).await? {
-        headers.push(("Authorization".to_owned(), auth));
+        headers.push("Authorization", auth);
     }
-    headers.extend(config.headers.iter().cloned());
+    for (name, value) in &config.headers {
+        headers.push(name.clone(), value.clone());
+    }
     let mut request = HandshakeRequest {
         target: target_url.target().to_owned(),
         origin: config.origin.clone(),
@@ -203,7 +205,11 @@ async fn upgrade(
     hs_config.origin = request.origin;
     hs_config.protocols = request.protocols;
     hs_config.deflate.clone_from(&config.deflate);
-    hs_config.headers = request.headers;
+    hs_config.headers = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
     hs_config.limits = http_limits(config);
     let mut out = BytesMut::with_capacity(512);
     // The runtime owns the randomness: the handshake nonce and (below) the masking keys.
@@ -283,7 +289,7 @@ async fn upgrade(
             status => Err(Error::Http(Box::new(HttpRejection {
                 status,
                 reason: r.reason().to_owned(),
-                headers: handshake::header_list(r.headers()),
+                headers: r.headers().clone(),
                 body: r.body().clone(),
             }))),
         },

@@ -13,7 +13,7 @@ pub struct HttpRejection {
     /// Reason phrase as sent.
     pub reason: String,
     /// Response headers in order.
-    pub headers: Vec<(String, String)>,
+    pub headers: ws_http::Headers,
     /// Response body (at most [`crate::ClientConfig::max_rejection_body`] bytes).
     pub body: Bytes,
 }
@@ -22,10 +22,7 @@ impl HttpRejection {
     /// The first header called `name` (case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 
@@ -77,13 +74,55 @@ pub enum HandshakeError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL does not parse or cannot be used.
-    #[error("invalid URL: {0}")]
-    InvalidUrl(String),
-    /// A setting refused outside [`crate::ClientConfig::validate`] (a fragment size of 0, a
-    /// ping payload over 125 bytes, a handshake the local program cannot write).
-    #[error("invalid client configuration: {0}")]
-    Config(String),
+    /// The URL does not parse (see [`crate::WsUrl::parse_client`]).
+    #[error(
+        "invalid URL {url:?}: {source}; the client takes ws://HOST[:PORT]/PATH, wss://..., \
+         http(s):// as their synonyms, or tcp://HOST:PORT"
+    )]
+    InvalidUrl {
+        /// The text given.
+        url: String,
+        /// What is wrong with it.
+        #[source]
+        source: ws_http::UrlError,
+    },
+    /// A redirect pointed at a URL of another kind than ws:// or wss://.
+    #[error("redirect to {url}, which is not a ws:// or wss:// URL")]
+    RedirectScheme {
+        /// Where the redirect pointed (without credentials).
+        url: String,
+    },
+    /// The host name resolved to no address at all.
+    #[error("{host} resolved to no address; check the host name")]
+    NoAddress {
+        /// The name.
+        host: String,
+    },
+    /// A fragment size of 0 given to a send.
+    #[error("fragment size must be at least 1 byte (use send without fragmenting instead)")]
+    ZeroFragmentSize,
+    /// A ping payload above the 125 bytes RFC 6455 section 5.5 allows a control frame.
+    #[error("ping payload of {len} bytes is over the limit of {max}; send a shorter one")]
+    PingTooLong {
+        /// The payload length.
+        len: usize,
+        /// The limit (125).
+        max: usize,
+    },
+    /// The upgrade request, as [`crate::ClientConfig::request_hook`] left it, has a field
+    /// that cannot be written into an HTTP head.
+    #[error(
+        "the upgrade request's {field} cannot be written into an HTTP head (CR, LF or a \
+         character not allowed there); fix ClientConfig or the request hook"
+    )]
+    InvalidRequestField {
+        /// Which field (`header`, `Origin`, `host`, `request target`, ...).
+        field: &'static str,
+    },
+    /// The upgrade request, as [`crate::ClientConfig::request_hook`] left it, breaks a rule
+    /// of the handshake (a header the handshake writes itself, a subprotocol listed twice).
+    #[error("the upgrade request cannot be sent: {0}; fix ClientConfig or the request hook")]
+    Request(ws_http::ConfigError),
     /// A setting of [`crate::ClientConfig`] breaks its rule.
     #[error("invalid client configuration: {field} {rule}")]
     Setting {
@@ -231,8 +270,13 @@ impl Error {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::InvalidUrl(_)
-            | Self::Config(_)
+            Self::InvalidUrl { .. }
+            | Self::RedirectScheme { .. }
+            | Self::NoAddress { .. }
+            | Self::ZeroFragmentSize
+            | Self::PingTooLong { .. }
+            | Self::InvalidRequestField { .. }
+            | Self::Request(_)
             | Self::Setting { .. }
             | Self::WsLimits(_)
             | Self::InvalidHeader { .. }
@@ -289,14 +333,21 @@ mod tests {
             Error::Http(Box::new(HttpRejection {
                 status,
                 reason: String::new(),
-                headers: vec![],
+                headers: ws_http::Headers::new(),
                 body: Bytes::new(),
             }))
         };
         assert!(http(503).is_transient());
         assert!(!http(403).is_transient());
         assert_eq!(http(404).status(), Some(404));
-        assert!(!Error::InvalidUrl(String::new()).is_transient());
+        let url = Error::InvalidUrl {
+            url: "ftp://h".into(),
+            source: ws_http::UrlError::Scheme,
+        };
+        assert!(!url.is_transient());
+        assert!(url.to_string().contains("tcp://HOST:PORT"), "{url}");
+        let ping = Error::PingTooLong { len: 200, max: 125 };
+        assert!(ping.to_string().contains("200") && !ping.is_transient());
         assert!(Error::PeerDead(Duration::from_secs(1)).is_transient());
     }
 }

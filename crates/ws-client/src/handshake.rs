@@ -12,7 +12,7 @@ use crate::error::{Error, HandshakeError};
 ///
 /// The fields the handshake writes itself (`Host`, `Upgrade`, `Connection`,
 /// `Sec-WebSocket-*`) are not in `headers`; adding them fails the connection with
-/// [`Error::Config`].
+/// [`Error::Request`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandshakeRequest {
@@ -23,46 +23,42 @@ pub struct HandshakeRequest {
     /// Subprotocols to offer, most preferred first.
     pub protocols: Vec<String>,
     /// Other header fields in order (`User-Agent`, `Authorization`, configured extras).
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
 }
 
 impl HandshakeRequest {
     /// The first header called `name` (case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
-    /// Replaces every header called `name` with one `name: value` (appended when absent).
+    /// Replaces every header called `name` with one `name: value`, where the first one was
+    /// (appended when absent).
     pub fn set_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
-        let value = value.into();
-        match self
-            .headers
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(&name))
-        {
-            Some(pos) => {
-                let mut i = pos + 1;
-                while i < self.headers.len() {
-                    if self.headers[i].0.eq_ignore_ascii_case(&name) {
-                        self.headers.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-                self.headers[pos] = (name, value);
+        let mut value = Some(value.into());
+        let mut out = Headers::new();
+        for (n, v) in &self.headers {
+            if !n.eq_ignore_ascii_case(&name) {
+                out.push(n, v);
+            } else if let Some(value) = value.take() {
+                out.push(name.clone(), value);
             }
-            None => self.headers.push((name, value)),
         }
+        if let Some(value) = value {
+            out.push(name, value);
+        }
+        self.headers = out;
     }
 
     /// Removes every header called `name`.
     pub fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers = self
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case(name))
+            .collect();
     }
 }
 
@@ -75,24 +71,15 @@ pub struct HandshakeResponse {
     /// Reason phrase.
     pub reason: String,
     /// Headers in order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
 }
 
 impl HandshakeResponse {
     /// The first header called `name` (case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
-}
-
-pub(crate) fn header_list(h: &Headers) -> Vec<(String, String)> {
-    h.iter()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
 }
 
 impl From<&ws_http::Response> for HandshakeResponse {
@@ -100,7 +87,7 @@ impl From<&ws_http::Response> for HandshakeResponse {
         Self {
             status: r.status(),
             reason: r.reason().to_owned(),
-            headers: header_list(r.headers()),
+            headers: r.headers().clone(),
         }
     }
 }
@@ -127,9 +114,16 @@ pub(crate) fn map_error(e: ws_http::Error, head: Option<&ws_http::Response>) -> 
             H::Deflate(d) => HandshakeError::Deflate(*d).into(),
             other => HandshakeError::MalformedResponse(other.to_string()).into(),
         },
-        ws_http::Error::Config(_) | ws_http::Error::InvalidField(_) | ws_http::Error::Url(_) => {
-            Error::Config(e.to_string())
+        ws_http::Error::Config(ws_http::ConfigError::ReservedHeader(name)) => {
+            Error::ReservedHeader {
+                name: name.to_owned(),
+            }
         }
+        ws_http::Error::Config(c) => Error::Request(c),
+        ws_http::Error::InvalidField(field) => Error::InvalidRequestField { field },
+        ws_http::Error::Url(_) => Error::InvalidRequestField {
+            field: "request target",
+        },
         ws_http::Error::Random => Error::Io(std::io::Error::other(e.to_string())),
         other => HandshakeError::MalformedResponse(other.to_string()).into(),
     }
@@ -145,18 +139,12 @@ mod tests {
             target: "/".into(),
             origin: None,
             protocols: vec![],
-            headers: vec![("User-Agent".into(), "x".into())],
+            headers: [("User-Agent", "x")].into_iter().collect(),
         };
         r.set_header("X-One", "1");
-        r.headers.push(("x-one".into(), "dup".into()));
+        r.headers.push("x-one", "dup");
         r.set_header("X-ONE", "2");
-        assert_eq!(
-            r.headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("x-one"))
-                .count(),
-            1
-        );
+        assert_eq!(r.headers.count("x-one"), 1);
         assert_eq!(r.header("x-one"), Some("2"));
         r.remove_header("x-one");
         assert_eq!(r.header("x-one"), None);
@@ -182,7 +170,11 @@ mod tests {
         ));
         assert!(matches!(
             map_error(ws_http::Error::InvalidField("header"), None),
-            Error::Config(_)
+            Error::InvalidRequestField { field: "header" }
+        ));
+        assert!(matches!(
+            map_error(ws_http::ConfigError::InvalidProtocol.into(), None),
+            Error::Request(ws_http::ConfigError::InvalidProtocol)
         ));
         assert!(matches!(
             map_error(ws_http::Error::IncompleteBody, None),

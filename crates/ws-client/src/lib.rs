@@ -74,9 +74,11 @@ pub use error::{Error, HandshakeError, HttpRejection};
 pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use reconnect::{ClientEvent, ReconnectingWebSocket};
 pub use socket::{WebSocket, WsReader, WsWriter};
-pub use url::{Host, IntoUrl, Scheme, Url};
+pub use url::IntoUrl;
 /// The sans-IO protocol crate this client drives (message, close-code and config types).
 pub use ws_frame;
 pub use ws_frame::{CloseCode, Initiator, Message, SendOptions, Utf8Bytes};
+/// The URL type ([`WsUrl::parse_client`]) and its scheme, from ws-http.
+pub use ws_http::{UrlScheme, WsUrl};
 /// TLS settings ([`ClientConfig::tls`]).
 pub use ws_tls::ClientTlsConfig;

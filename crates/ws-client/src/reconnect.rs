@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, watch};
 use ws_frame::{CloseCode, Message};
+use ws_http::WsUrl as Url;
 
 use crate::{
     config::{ClientConfig, Reconnect, ReconnectDecision},
@@ -11,7 +12,7 @@ use crate::{
     connect::connect_url,
     error::Error,
     socket::{WebSocket, WsWriter},
-    url::{IntoUrl, Url},
+    url::IntoUrl,
 };
 
 /// What a [`ReconnectingWebSocket`] reports.

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 use ws_frame::{CloseCode, Message, SendOptions, Utf8Bytes, deflate::DeflateParams};
+use ws_http::WsUrl as Url;
 
 use crate::{
     conn::{CloseInfo, Command, Incoming, Item, Shared},
     error::Error,
     handshake::HandshakeResponse,
-    url::Url,
 };
 
 /// Facts about an established connection.
@@ -131,7 +131,7 @@ impl WebSocket {
     /// seeds' `WriteData(stream, size)`).
     ///
     /// # Errors
-    /// [`Error::Config`] for a size of 0; [`Error::Closed`] once closing.
+    /// [`Error::ZeroFragmentSize`] for a size of 0; [`Error::Closed`] once closing.
     pub async fn send_fragmented(
         &self,
         msg: impl Into<Message>,
@@ -151,7 +151,7 @@ impl WebSocket {
     /// Queues a ping (at most 125 bytes of payload).
     ///
     /// # Errors
-    /// [`Error::Config`] above 125 bytes; [`Error::Closed`] once closing.
+    /// [`Error::PingTooLong`] above 125 bytes; [`Error::Closed`] once closing.
     pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         self.writer.ping(payload).await
     }
@@ -341,14 +341,14 @@ impl WsWriter {
     /// Queues a message split into frames of at most `fragment_size` payload bytes.
     ///
     /// # Errors
-    /// [`Error::Config`] for a size of 0; [`Error::Closed`] once closing.
+    /// [`Error::ZeroFragmentSize`] for a size of 0; [`Error::Closed`] once closing.
     pub async fn send_fragmented(
         &self,
         msg: impl Into<Message>,
         fragment_size: usize,
     ) -> Result<(), Error> {
         if fragment_size == 0 {
-            return Err(Error::Config("fragment size must be at least 1".into()));
+            return Err(Error::ZeroFragmentSize);
         }
         self.command(Command::Send(
             msg.into(),
@@ -360,10 +360,10 @@ impl WsWriter {
     /// Queues a message with explicit options.
     ///
     /// # Errors
-    /// [`Error::Config`] for a fragment size of 0; [`Error::Closed`] once closing.
+    /// [`Error::ZeroFragmentSize`] for a fragment size of 0; [`Error::Closed`] once closing.
     pub async fn send_with(&self, msg: Message, opts: SendOptions) -> Result<(), Error> {
         if opts.fragment_size == Some(0) {
-            return Err(Error::Config("fragment size must be at least 1".into()));
+            return Err(Error::ZeroFragmentSize);
         }
         self.command(Command::Send(msg, opts)).await
     }
@@ -371,11 +371,14 @@ impl WsWriter {
     /// Queues a ping.
     ///
     /// # Errors
-    /// [`Error::Config`] above 125 bytes; [`Error::Closed`] once closing.
+    /// [`Error::PingTooLong`] above 125 bytes; [`Error::Closed`] once closing.
     pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         let payload = payload.into();
         if payload.len() > 125 {
-            return Err(Error::Config("ping payload over 125 bytes".into()));
+            return Err(Error::PingTooLong {
+                len: payload.len(),
+                max: 125,
+            });
         }
         self.command(Command::Ping(payload)).await
     }

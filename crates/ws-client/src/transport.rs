@@ -15,11 +15,11 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
+use ws_http::WsUrl as Url;
 
 use crate::{
     config::{ClientConfig, Proxy, ProxyKind},
     error::Error,
-    url::{Host, Url},
 };
 
 /// Any byte stream the connection can run on.
@@ -77,7 +77,9 @@ async fn tcp(addrs: &[SocketAddr], config: &ClientConfig) -> Result<TcpStream, E
             Err(source) => last = Some(Error::Connect { addr, source }),
         }
     }
-    Err(last.unwrap_or_else(|| Error::InvalidUrl("no address to connect to".into())))
+    Err(last.unwrap_or_else(|| Error::NoAddress {
+        host: addrs.first().map(ToString::to_string).unwrap_or_default(),
+    }))
 }
 
 /// TCP to the server or through the proxy, then TLS for `wss://`.
@@ -88,7 +90,7 @@ pub(crate) async fn open(
 ) -> Result<Transport, Error> {
     let (tcp, peer) = match &config.proxy {
         None => {
-            let addrs = resolve(&url.host_str(), url.port()).await?;
+            let addrs = resolve(url.host(), url.port()).await?;
             let s = tcp(&addrs, config).await?;
             let peer = s.peer_addr()?;
             (s, peer)
@@ -110,10 +112,10 @@ pub(crate) async fn open(
         Some(tls) => {
             let name = match &config.tls_server_name {
                 Some(n) => n.clone(),
-                None => url.host_str(),
+                None => url.host().to_owned(),
             };
-            let name = ServerName::try_from(name)
-                .map_err(|e| Error::InvalidUrl(format!("not a TLS server name: {e}")))?;
+            let name = ServerName::try_from(name.clone())
+                .map_err(|_| Error::InvalidServerName { name })?;
             let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
                 .connect(name, Sniff::new(tcp))
                 .into_fallible()
@@ -232,19 +234,27 @@ pub(crate) async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
     proxy: &Proxy,
     url: &Url,
 ) -> Result<(), Error> {
-    let host = url.host_str();
+    let host = url.host();
+    let ip: Option<IpAddr> = host.parse().ok();
     let port = url.port();
     let creds = proxy.credentials.as_ref();
     match proxy.kind {
-        ProxyKind::Http => http_connect(s, &url.host().to_string(), port, creds).await,
+        ProxyKind::Http => {
+            let authority = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            http_connect(s, &authority, port, creds).await
+        }
         ProxyKind::Socks4 | ProxyKind::Socks4a => {
-            let ip = match url.host() {
-                Host::Ip(IpAddr::V4(ip)) => Some(*ip),
-                Host::Ip(IpAddr::V6(_)) => {
+            let ip = match ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                Some(IpAddr::V6(_)) => {
                     return Err(Error::Proxy("SOCKS4 cannot reach IPv6 addresses".into()));
                 }
-                Host::Name(_) if proxy.kind == ProxyKind::Socks4 => {
-                    let addrs = resolve(&host, port).await?;
+                None if proxy.kind == ProxyKind::Socks4 => {
+                    let addrs = resolve(host, port).await?;
                     let v4 = addrs.iter().find_map(|a| match a.ip() {
                         IpAddr::V4(ip) => Some(ip),
                         IpAddr::V6(_) => None,
@@ -253,11 +263,11 @@ pub(crate) async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
                         Error::Proxy(format!("SOCKS4: {host} has no IPv4 address"))
                     })?)
                 }
-                Host::Name(_) => None,
+                None => None,
             };
-            socks4(s, ip, &host, port, creds.map(|(u, _)| u.as_str())).await
+            socks4(s, ip, host, port, creds.map(|(u, _)| u.as_str())).await
         }
-        ProxyKind::Socks5 => socks5(s, url.host(), port, creds).await,
+        ProxyKind::Socks5 => socks5(s, host, ip, port, creds).await,
     }
 }
 
@@ -339,7 +349,8 @@ async fn socks4<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
-    host: &Host,
+    host: &str,
+    ip: Option<IpAddr>,
     port: u16,
     creds: Option<&(String, String)>,
 ) -> Result<(), Error> {
@@ -382,16 +393,17 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
         (m, _) => return Err(Error::Proxy(format!("SOCKS5: unexpected method {m:#x}"))),
     }
     let mut req = vec![5, 1, 0];
-    match host {
-        Host::Ip(IpAddr::V4(ip)) => {
+    match ip {
+        Some(IpAddr::V4(ip)) => {
             req.push(1);
             req.extend_from_slice(&ip.octets());
         }
-        Host::Ip(IpAddr::V6(ip)) => {
+        Some(IpAddr::V6(ip)) => {
             req.push(4);
             req.extend_from_slice(&ip.octets());
         }
-        Host::Name(n) => {
+        None => {
+            let n = host;
             if n.len() > 255 {
                 return Err(Error::Proxy("SOCKS5: host name over 255 bytes".into()));
             }

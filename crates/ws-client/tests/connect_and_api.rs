@@ -100,7 +100,7 @@ async fn silent_server_hits_the_connect_timeout() {
 async fn invalid_url_and_config_are_refused_before_connecting() {
     assert!(matches!(
         connect("ftp://x/", ClientConfig::default()).await,
-        Err(Error::InvalidUrl(_))
+        Err(Error::InvalidUrl { .. })
     ));
     let mut config = ClientConfig::default();
     config.protocols = vec!["bad protocol".into()];
@@ -166,7 +166,7 @@ async fn send_with_fragment_size_splits_frames() {
     );
     assert!(matches!(
         ws.send_fragmented(Message::text("x"), 0).await,
-        Err(Error::Config(_))
+        Err(Error::ZeroFragmentSize)
     ));
     server.stop().await;
 }
@@ -184,7 +184,7 @@ async fn ping_gets_a_pong() {
     }
     assert!(matches!(
         ws.ping(vec![0u8; 126]).await,
-        Err(Error::Config(_))
+        Err(Error::PingTooLong { len: 126, max: 125 })
     ));
     server.stop().await;
 }

@@ -13,7 +13,7 @@ use std::{
 
 use ws_client::{
     ClientConfig, ClientEvent, CloseCode, Error, Proxy, ProxyKind, Reconnect, ReconnectDecision,
-    ReconnectingWebSocket, Url, connect,
+    ReconnectingWebSocket, WsUrl as Url, connect,
 };
 use ws_server::{Ctx, Handler};
 

@@ -105,4 +105,4 @@ pub use headers::Headers;
 pub use limits::Limits;
 pub use message::{looks_like_http, parse_request, parse_response, percent_decode};
 pub use rejection::Rejection;
-pub use url::{WsUrl, host_header};
+pub use url::{UrlScheme, WsUrl, host_header};

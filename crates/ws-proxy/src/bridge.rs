@@ -651,7 +651,7 @@ impl<H: Hooks> Proxy<H> {
 
     async fn connect_ws(
         &self,
-        url: &ws_client::Url,
+        url: &ws_client::WsUrl,
         req: &Request,
     ) -> Result<ws_client::WebSocket, String> {
         let mut cfg = self.upstream_ws.clone();

@@ -28,7 +28,7 @@ pub enum Target {
     },
     /// A WebSocket server (`ws://` or `wss://` URL): relayed message by message through
     /// `ws-client` with [`ProxyConfig::upstream_ws`].
-    WebSocket(ws_client::Url),
+    WebSocket(ws_client::WsUrl),
 }
 
 impl Target {
@@ -47,10 +47,11 @@ impl Target {
         };
         let lower = input.to_ascii_lowercase();
         if lower.starts_with("ws://") || lower.starts_with("wss://") {
-            let url = ws_client::Url::parse(input).map_err(|source| Error::InvalidTargetUrl {
-                input: input.to_owned(),
-                source,
-            })?;
+            let url =
+                ws_client::IntoUrl::into_url(input).map_err(|source| Error::InvalidTargetUrl {
+                    input: input.to_owned(),
+                    source,
+                })?;
             return Ok(Self::WebSocket(url));
         }
         let (tls, rest) = if let Some(rest) = strip_prefix_ci(input, "tcp://") {

@@ -61,11 +61,14 @@ pub struct Capture(pub Seen);
 
 impl Handler for Capture {
     async fn on_handshake(&self, request: &Request) -> Decision {
-        self.0
-            .0
-            .lock()
-            .unwrap()
-            .push((request.url().to_owned(), request.headers().to_vec()));
+        self.0.0.lock().unwrap().push((
+            request.url().to_owned(),
+            request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect::<Vec<(String, String)>>(),
+        ));
         Decision::accept()
     }
     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: ws_frame::Message) {
