@@ -1,0 +1,56 @@
+//! Three ws-server nodes on one real engine (Redis, then NATS): every broadcast reaches every
+//! subscriber on every node once, in each publisher's order.
+
+mod common;
+
+use common::{CHANNEL, Cluster, Engine, Kind};
+use ws_server::Backplane;
+
+/// Broadcasts per publisher (three publishers: 10,002 in all).
+const PER_PUBLISHER: u64 = 3334;
+
+async fn every_broadcast_once_in_order(kind: Kind) {
+    let Some(engine) = Engine::start(kind).await else {
+        return;
+    };
+    let cluster = Cluster::start(&engine.url(), |_| {}).await;
+    cluster.publish(1..=PER_PUBLISHER).await;
+    cluster.wait_for(PER_PUBLISHER, 120).await;
+    for (node, url, seen) in &cluster.subs {
+        let missing = seen.lock().unwrap().check(url, PER_PUBLISHER);
+        assert_eq!(
+            missing.len(),
+            3,
+            "{url} (node {node}) heard {:?}",
+            missing.keys()
+        );
+        for (publisher, gaps) in missing {
+            assert!(
+                gaps.is_empty(),
+                "{url}: {} of {publisher}'s lost",
+                gaps.len()
+            );
+        }
+    }
+    let nodes = cluster.finish().await;
+    for node in &nodes {
+        let s = node.link.stats();
+        // Each node publishes its own and receives the other two's (the probes too).
+        assert!(s.published >= PER_PUBLISHER, "{s:?}");
+        assert!(s.received >= 2 * PER_PUBLISHER, "{s:?}");
+        assert_eq!((s.missed, s.dropped, s.outages), (0, 0, 0), "{s:?}");
+    }
+    // bench/# and bench/t and bench/+ overlap: copies came and were dropped.
+    assert!(nodes.iter().any(|n| n.link.stats().duplicates > 0));
+    let _ = CHANNEL;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_three_nodes_every_broadcast_once_in_order() {
+    every_broadcast_once_in_order(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_three_nodes_every_broadcast_once_in_order() {
+    every_broadcast_once_in_order(Kind::Nats).await;
+}
