@@ -72,6 +72,9 @@
 //! permessage-deflate cases with `server_max_window_bits=8`. Compressed output for every window
 //! size from 8 to 15 was also checked with zlib inflating through windows of exactly 2^bits.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod close;
 mod config;
 mod connection;

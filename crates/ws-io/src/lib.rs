@@ -51,6 +51,9 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod driver;
 mod transport;
 mod tx;

@@ -114,6 +114,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 // Modules are floors: each uses only the floors below it, so no two modules import each
 // other in a circle (`cargo xtask deps` checks it).
