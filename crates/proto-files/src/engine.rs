@@ -11,13 +11,14 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::{
     config::Config,
     error::{Code, Error},
-    receiver::{DataAction, PrefixHasher, Receiver, ReceiverAction, refusal},
+    receiver::{DataAction, Receiver, ReceiverAction, refusal},
     sender::{OfferInfo, Sender, SenderEvent},
     store::{Meta, Store},
     wire::{self, FileId, Msg, QoS},
@@ -187,32 +188,134 @@ pub(crate) fn derive_id(path: &Path, meta: &std::fs::Metadata) -> FileId {
 
 struct InTransfer {
     receiver: Receiver,
-    /// Written with blocking calls from the connection's task: a chunk goes to the page cache
-    /// in microseconds, and a hop to tokio's blocking pool per chunk cost more than the write.
-    file: std::fs::File,
-    /// The SHA-256 of the stored prefix, being computed (a resume).
-    prefix: Option<tokio::task::JoinHandle<std::io::Result<PrefixHasher>>>,
+    /// The thread that writes and hashes this file.
+    writer: Writer,
 }
 
-/// Hashes the first `len` bytes of the file at `path`.
-fn hash_prefix(path: &Path, len: u64) -> std::io::Result<PrefixHasher> {
-    let mut file = std::fs::File::open(path)?;
-    let mut h = PrefixHasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    while h.len() < len {
-        let want = buf
-            .len()
-            .min(usize::try_from(len - h.len()).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the partial file shrank",
-            ));
+/// What the connection's task hands to a transfer's writing thread.
+enum Job {
+    /// Append these bytes to the partial file and hash them.
+    Write(Bytes),
+    /// Sync the file and report the SHA-256 of all of it.
+    Finish,
+}
+
+/// The writing side of an incoming transfer: a blocking task (tokio's blocking pool) that owns
+/// the partial file, hashes the stored prefix on a resume, then appends and hashes every chunk
+/// it gets through a bounded channel. The connection's task only routes: receiving, writing
+/// and hashing overlap, and a slow disk slows the sender through the channel and TCP.
+struct Writer {
+    tx: Option<mpsc::Sender<Job>>,
+    done: Option<tokio::sync::oneshot::Receiver<std::io::Result<Option<[u8; 32]>>>>,
+}
+
+/// Chunks queued for a transfer's reading or writing thread (bounded: memory stays flat).
+const PIPELINE_DEPTH: usize = 8;
+
+impl Writer {
+    /// Starts the thread over `file` (opened for reading and writing) whose first `prefix`
+    /// bytes are stored already.
+    fn start(file: std::fs::File, prefix: u64) -> Self {
+        let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _ = done_tx.send(write_loop(file, prefix, rx));
+        });
+        Self {
+            tx: Some(tx),
+            done: Some(done),
         }
-        h.update(&buf[..n]);
     }
-    Ok(h)
+
+    /// The thread's outcome; it has ended when this returns.
+    async fn outcome(&mut self) -> std::io::Result<Option<[u8; 32]>> {
+        self.tx = None;
+        match self.done.take() {
+            Some(d) => d
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writing thread ended early"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues bytes to append. An error is the thread's (a full disk).
+    async fn write(&mut self, bytes: Bytes) -> Result<(), Error> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(Job::Write(bytes)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        let e = match self.outcome().await {
+            Err(e) => e.to_string(),
+            Ok(_) => "the writing thread ended early".into(),
+        };
+        Err(Error::proto(
+            Code::Storage,
+            format!("writing the file: {e}"),
+        ))
+    }
+
+    /// Syncs the file and returns the SHA-256 of all of it.
+    async fn finish(&mut self) -> Result<[u8; 32], Error> {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Job::Finish).await;
+        }
+        match self.outcome().await {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Error::proto(
+                Code::Storage,
+                "writing the file: the writing thread ended early",
+            )),
+            Err(e) => Err(Error::proto(
+                Code::Storage,
+                format!("writing the file: {e}"),
+            )),
+        }
+    }
+}
+
+/// The body of a [`Writer`]'s thread: `Ok(None)` when the transfer ended without `Finish`.
+fn write_loop(
+    mut file: std::fs::File,
+    prefix: u64,
+    mut rx: mpsc::Receiver<Job>,
+) -> std::io::Result<Option<[u8; 32]>> {
+    let mut h = Sha256::new();
+    if prefix > 0 {
+        file.seek(SeekFrom::Start(0))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        while done < prefix {
+            let want = buf
+                .len()
+                .min(usize::try_from(prefix - done).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the partial file shrank",
+                ));
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
+        }
+    }
+    file.seek(SeekFrom::Start(prefix))?;
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::Write(b) => {
+                file.write_all(&b)?;
+                h.update(&b);
+            }
+            Job::Finish => {
+                file.sync_all()?;
+                return Ok(Some(h.finalize().into()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The shared state of one end: configuration, store, hooks.
@@ -313,7 +416,7 @@ impl Peer {
 
     /// One binary message from the peer. Replies to send come back (the caller sends them in
     /// order on the same connection).
-    pub(crate) async fn on_message(&self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    pub(crate) async fn on_message(&self, bytes: &Bytes) -> Vec<Vec<u8>> {
         let now = Instant::now();
         let frame = match wire::decode(bytes) {
             Ok(f) => f,
@@ -365,31 +468,7 @@ impl Peer {
                 },
             )];
         };
-        let result = match t.prefix.take() {
-            Some(task) => match task.await {
-                Ok(Ok(p)) => t.receiver.set_prefix(p),
-                Ok(Err(e)) => Err(Error::proto(
-                    Code::Storage,
-                    format!("reading the partial file: {e}"),
-                )),
-                Err(e) => Err(Error::proto(
-                    Code::Storage,
-                    format!("hashing the partial file: {e}"),
-                )),
-            },
-            None => Ok(()),
-        };
-        let result = match result {
-            // (the clock again: awaiting the prefix may have taken a while)
-            Ok(()) => {
-                self.on_transfer_message(t, Instant::now(), &frame.msg)
-                    .await
-            }
-            Err(e) => {
-                t.receiver.fail(&e);
-                Err(e)
-            }
-        };
+        let result = self.on_transfer_message(t, now, &frame.msg, bytes).await;
         let mut out = Vec::new();
         while let Some(m) = t.receiver.poll_transmit() {
             out.push(m);
@@ -478,7 +557,7 @@ impl Peer {
             receiver.refuse(code, &reason);
             return receiver.poll_transmit().into_iter().collect();
         }
-        let opened = async {
+        let opened = (|| {
             if existing.is_none() {
                 store.create(
                     id,
@@ -492,14 +571,12 @@ impl Peer {
                     },
                 )?;
             }
-            let mut file = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(store.part_path(id))?;
-            file.seek(SeekFrom::Start(receiver.stored()))?;
             Ok::<_, Error>(file)
-        }
-        .await;
+        })();
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
@@ -507,12 +584,10 @@ impl Peer {
                 return receiver.poll_transmit().into_iter().collect();
             }
         };
-        // The SHA-256 of what is already stored, on the blocking pool while the sender (told
-        // `resume` at once) hashes its own copy of the prefix.
-        let prefix = receiver.needs_prefix().map(|(_, to)| {
-            let path = store.part_path(id);
-            tokio::task::spawn_blocking(move || hash_prefix(&path, to))
-        });
+        // The writing thread hashes what is already stored while the sender (told `resume`
+        // at once) hashes its own copy of the prefix.
+        receiver.hash_externally();
+        let writer = Writer::start(file, receiver.stored());
         receiver.accept(now);
         self.hooks().on_event(&event(
             EventKind::ReceivedAuthorization,
@@ -526,14 +601,7 @@ impl Peer {
             out.push(m);
         }
         self.shared.enter(id);
-        incoming.insert(
-            id,
-            InTransfer {
-                receiver,
-                file,
-                prefix,
-            },
-        );
+        incoming.insert(id, InTransfer { receiver, writer });
         out
     }
 
@@ -542,22 +610,38 @@ impl Peer {
         t: &mut InTransfer,
         now: Instant,
         msg: &Msg<'_>,
+        raw: &Bytes,
     ) -> Result<(), Error> {
         let id = t.receiver.id();
-        match t.receiver.handle(now, msg)? {
+        let action = match t.receiver.handle(now, msg)? {
+            ReceiverAction::Check { .. } => {
+                let digest = match t.writer.finish().await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        t.receiver.fail(&e);
+                        return Err(e);
+                    }
+                };
+                t.receiver.check(digest)?
+            }
+            a => a,
+        };
+        match action {
             ReceiverAction::Data(DataAction::Write { offset, skip }) => {
                 let Msg::Data { chunk, packet, .. } = *msg else {
                     return Ok(());
                 };
-                let bytes = &chunk[skip..];
-                // Written before the ack: an ack (and a later resume's offset) covers bytes
-                // the OS has.
-                if let Err(e) = t.file.write_all(bytes) {
-                    let e = Error::proto(Code::Storage, format!("writing the file: {e}"));
+                let bytes = raw.slice_ref(&chunk[skip..]);
+                let len = bytes.len();
+                // Queued to the writing thread, which appends in order; a write error comes
+                // back at the next chunk or at `complete`, and a resume's offset is what
+                // reached the disk.
+                if let Err(e) = t.writer.write(bytes).await {
                     t.receiver.fail(&e);
                     return Err(e);
                 }
-                t.receiver.written(now, packet, offset, bytes)?;
+                t.receiver
+                    .written(now, packet, offset, &chunk[skip..skip + len])?;
                 let mut ev = event(
                     EventKind::ReceivedFragment,
                     self.conn,
@@ -570,12 +654,7 @@ impl Peer {
             }
             ReceiverAction::Verified { sha256 } => {
                 let store = self.shared.store.as_ref().ok_or(Error::Closed)?;
-                let finished = async {
-                    t.file.sync_all()?;
-                    store.finish(id, &t.receiver.info().name, self.shared.config.overwrite)
-                }
-                .await;
-                match finished {
+                match store.finish(id, &t.receiver.info().name, self.shared.config.overwrite) {
                     Ok(path) => {
                         t.receiver.finish(sha256);
                         let mut ev = event(
@@ -604,7 +683,9 @@ impl Peer {
                 let _ = cancelled;
                 return Err(e);
             }
-            ReceiverAction::Data(DataAction::Drop) | ReceiverAction::None => {}
+            ReceiverAction::Check { .. }
+            | ReceiverAction::Data(DataAction::Drop)
+            | ReceiverAction::None => {}
         }
         Ok(())
     }
@@ -617,9 +698,11 @@ impl Peer {
         e: &Error,
         always_remove: bool,
     ) {
-        let Some(t) = incoming.remove(&id) else {
+        let Some(mut t) = incoming.remove(&id) else {
             return;
         };
+        // The writing thread finishes what it has queued before anyone may reopen the file.
+        let _ = t.writer.outcome().await;
         let last = self.shared.leave(id);
         self.hooks().on_event(&error_event(
             EventKind::ReceivedError,
@@ -636,9 +719,7 @@ impl Peer {
                 ..
             }
         );
-        let file = t.file;
         if last && (always_remove || cancelled || !self.shared.config.keep_partial_on_error) {
-            drop(file);
             if let Some(store) = &self.shared.store {
                 store.remove(id);
             }
@@ -748,7 +829,19 @@ pub(crate) async fn send_file(
     };
     let mut sender = Sender::new(&cfg, id, info.clone(), Instant::now())?;
     let mut rx = peer.register(id)?;
-    let result = drive_sender(peer, link, &mut file, &mut sender, &mut rx, &info).await;
+    sender.hash_externally();
+    let chunk = cfg.chunk as usize;
+    let result = drive_sender(
+        peer,
+        link,
+        path,
+        chunk,
+        &mut file,
+        &mut sender,
+        &mut rx,
+        &info,
+    )
+    .await;
     peer.unregister(id);
     match result {
         Ok(r) => Ok(r),
@@ -773,9 +866,74 @@ pub(crate) async fn send_file(
     }
 }
 
+/// What a transfer's reading thread hands to the connection's side.
+enum Prepared {
+    /// The `data` message for the chunk at this offset: [`wire::DATA_HEADER_LEN`] bytes of
+    /// room, then the chunk.
+    Chunk(u64, Vec<u8>),
+    /// The prefix (a resume) is hashed up to here: progress, not silence.
+    Prefix,
+    /// The SHA-256 of the whole file.
+    Digest([u8; 32]),
+}
+
+/// The body of a transfer's reading thread: hashes `[0, start)`, then reads every chunk from
+/// `start` on straight into its message buffer, hashes it and queues it (bounded, so it runs
+/// at most [`PIPELINE_DEPTH`] chunks ahead), then the digest.
+fn read_loop(
+    path: &Path,
+    start: u64,
+    size: u64,
+    chunk: usize,
+    tx: &mpsc::Sender<std::io::Result<Prepared>>,
+) -> std::io::Result<()> {
+    let shrank = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank");
+    let mut file = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    if start > 0 {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        while done < start {
+            let want = buf
+                .len()
+                .min(usize::try_from(start - done).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(shrank());
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
+            if tx.blocking_send(Ok(Prepared::Prefix)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let mut off = start;
+    while off < size {
+        let len = usize::try_from(size - off).unwrap_or(usize::MAX).min(chunk);
+        let mut m = Vec::with_capacity(wire::DATA_HEADER_LEN + len);
+        m.resize(wire::DATA_HEADER_LEN, 0);
+        // Reads into the spare capacity (no zeroing, no copy afterwards).
+        (&mut file).take(len as u64).read_to_end(&mut m)?;
+        if m.len() != wire::DATA_HEADER_LEN + len {
+            return Err(shrank());
+        }
+        h.update(&m[wire::DATA_HEADER_LEN..]);
+        if tx.blocking_send(Ok(Prepared::Chunk(off, m))).is_err() {
+            return Ok(());
+        }
+        off += len as u64;
+    }
+    let _ = tx.blocking_send(Ok(Prepared::Digest(h.finalize().into())));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn drive_sender(
     peer: &Peer,
     link: &impl Link,
+    path: &Path,
+    chunk: usize,
     file: &mut std::fs::File,
     sender: &mut Sender,
     rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
@@ -785,17 +943,29 @@ async fn drive_sender(
     let conn = peer.conn;
     peer.hooks()
         .on_event(&event(EventKind::BeforeSent, conn, id, info, 0));
-    let chunk_cap = peer.shared.config.chunk.max(1 << 16) as usize;
-    let mut buf = vec![0u8; chunk_cap];
-    let mut file_pos: u64 = 0;
     let mut resumed_at = 0;
+    // The reading thread (from the answer to the offer on), and the chunk taken from it that
+    // is not due yet.
+    let mut reader: Option<mpsc::Receiver<std::io::Result<Prepared>>> = None;
+    let mut ahead: Option<(u64, Vec<u8>)> = None;
+    let mut reread = Vec::new();
     loop {
         while let Some(m) = sender.poll_transmit() {
             link.send(m).await?;
         }
         while let Some(ev) = sender.poll_event() {
             match ev {
-                SenderEvent::Accepted { offset } => resumed_at = offset,
+                SenderEvent::Accepted { offset } => {
+                    resumed_at = offset;
+                    let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+                    let (path, size) = (path.to_path_buf(), info.size);
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = read_loop(&path, offset, size, chunk, &tx) {
+                            let _ = tx.blocking_send(Err(e));
+                        }
+                    });
+                    reader = Some(rx);
+                }
                 SenderEvent::Acknowledged { packet, offset } => {
                     let mut ev = event(EventKind::SentAcknowledgment, conn, id, info, offset);
                     ev.packet = packet;
@@ -831,47 +1001,46 @@ async fn drive_sender(
         if sender.has_events() {
             continue;
         }
-        if let Some((from, to)) = sender.needs_prefix() {
-            if file_pos != from {
-                file.seek(SeekFrom::Start(from))?;
-            }
-            let want = buf
-                .len()
-                .min(usize::try_from(to - from).unwrap_or(usize::MAX));
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(Error::proto(
-                    Code::Violation,
-                    "the file shrank while being sent",
-                ));
-            }
-            sender.absorb_prefix(&buf[..n]);
-            // Hashing what the receiver already has is progress, not silence.
-            sender.touch(Instant::now());
-            file_pos = from + n as u64;
-            continue;
-        }
         if let Some((off, len)) = sender.next_chunk() {
-            if buf.len() < len {
-                buf.resize(len, 0);
+            if ahead.as_ref().is_some_and(|(a, _)| *a < off) {
+                ahead = None;
             }
-            if file_pos != off {
-                file.seek(SeekFrom::Start(off))?;
-            }
-            file.read_exact(&mut buf[..len])?;
-            file_pos = off + len as u64;
             let now = Instant::now();
-            sender.push_chunk(now, off, &buf[..len])?;
-            sender.touch(now);
-            let mut ev = event(EventKind::SentFragment, conn, id, info, file_pos);
-            ev.packet = 0;
-            peer.hooks().on_event(&ev);
-            continue;
+            match ahead.take() {
+                Some((a, m)) if a == off => {
+                    if m.len() != wire::DATA_HEADER_LEN + len {
+                        return Err(Error::proto(
+                            Code::Violation,
+                            "the file changed while being sent",
+                        ));
+                    }
+                    sender.push_data_message(now, off, m)?;
+                }
+                held if held.is_some() || reader.is_none() => {
+                    // Rewound (QoS 2 asked again for what it lacks) behind what the reading
+                    // thread delivered: read it here, rarely.
+                    ahead = held;
+                    reread.resize(len, 0);
+                    file.seek(SeekFrom::Start(off))?;
+                    file.read_exact(&mut reread)?;
+                    sender.push_chunk(now, off, &reread)?;
+                }
+                _ => {}
+            }
+            if sender.has_events() {
+                sender.touch(now);
+                let mut ev = event(EventKind::SentFragment, conn, id, info, off + len as u64);
+                ev.packet = 0;
+                peer.hooks().on_event(&ev);
+                continue;
+            }
         }
-        // Nothing to do until the receiver speaks or the deadline passes.
+        // Wait for the receiver, the reading thread (when nothing of it is held) or the
+        // deadline.
         let deadline = sender
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let pull = ahead.is_none() && reader.is_some();
         tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => {
@@ -880,6 +1049,26 @@ async fn drive_sender(
                     }
                 }
                 None => return Err(Error::Closed),
+            },
+            p = async { reader.as_mut()?.recv().await }, if pull => match p {
+                Some(Ok(Prepared::Chunk(off, m))) => ahead = Some((off, m)),
+                Some(Ok(Prepared::Prefix)) => sender.touch(Instant::now()),
+                Some(Ok(Prepared::Digest(d))) => {
+                    sender.set_digest(d);
+                    reader = None;
+                }
+                Some(Err(e)) => {
+                    return Err(Error::proto(
+                        Code::Storage,
+                        format!("reading the file: {e}"),
+                    ));
+                }
+                None => {
+                    return Err(Error::proto(
+                        Code::Storage,
+                        "reading the file: the reading thread ended early",
+                    ));
+                }
             },
             () = tokio::time::sleep_until(deadline.into()) => sender.handle_timeout(Instant::now()),
         }

@@ -104,6 +104,13 @@ pub enum ReceiverAction {
         /// The digest.
         sha256: [u8; 32],
     },
+    /// The whole file arrived and the receiver hashes externally (see
+    /// [`Receiver::hash_externally`]): compute the digest of what was written and pass it to
+    /// [`Receiver::check`].
+    Check {
+        /// The sender's digest.
+        sha256: [u8; 32],
+    },
     /// The sender ended the transfer (`error` or `cancel`); `cancelled` for `cancel`.
     Ended {
         /// The sender's code.
@@ -117,6 +124,7 @@ pub enum ReceiverAction {
 enum State {
     Deciding,
     Receiving,
+    Checking,
     Verified,
     Done,
     Failed,
@@ -134,6 +142,10 @@ pub struct Receiver {
     stored_at_accept: u64,
     hasher: Sha256,
     hashed: u64,
+    /// The caller hashes (see [`Receiver::hash_externally`]).
+    external: bool,
+    /// The sender's digest while checking.
+    claimed: Option<[u8; 32]>,
     window: u32,
     /// QoS 2: credit granted up to this byte.
     credit: u64,
@@ -219,6 +231,8 @@ impl Receiver {
             stored_at_accept: stored,
             hasher: Sha256::new(),
             hashed: 0,
+            external: false,
+            claimed: None,
             window: config.window,
             credit: stored,
             rewound: false,
@@ -292,6 +306,41 @@ impl Receiver {
         }
         self.state = State::Failed;
         self.out.push_back(refusal(self.id, code, reason));
+    }
+
+    /// The caller hashes what it writes itself (the stored prefix first, then every written
+    /// chunk in order; for example on the thread that writes the file, so that receiving,
+    /// writing and hashing overlap). [`Receiver::written`] then hashes nothing,
+    /// [`Receiver::needs_prefix`] is `None`, and `complete` yields [`ReceiverAction::Check`]:
+    /// the caller's digest goes to [`Receiver::check`].
+    pub fn hash_externally(&mut self) {
+        self.external = true;
+        self.hashed = self.stored;
+    }
+
+    /// The digest the caller computed of the whole stored file, after
+    /// [`ReceiverAction::Check`]: compares it with the sender's.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] with [`Code::Checksum`] when they differ (`error` is queued for
+    /// the sender), [`Code::Violation`] when no check was asked for.
+    pub fn check(&mut self, digest: [u8; 32]) -> Result<ReceiverAction, Error> {
+        let (State::Checking, Some(claimed)) = (self.state, self.claimed) else {
+            return Err(Error::proto(
+                Code::Violation,
+                "no checksum check is pending (caller bug)",
+            ));
+        };
+        if digest != claimed {
+            let e = Error::proto(
+                Code::Checksum,
+                "SHA-256 of the received file differs from the sender's",
+            );
+            self.fail_with(&e);
+            return Err(e);
+        }
+        self.state = State::Verified;
+        Ok(ReceiverAction::Verified { sha256: digest })
     }
 
     /// After a resume, the partial file's bytes `[from, to)` must be fed to
@@ -448,6 +497,11 @@ impl Receiver {
                         "complete before the stored prefix was hashed (caller bug)",
                     ));
                 }
+                if self.external {
+                    self.state = State::Checking;
+                    self.claimed = Some(sha256);
+                    return Ok(ReceiverAction::Check { sha256 });
+                }
                 let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
                 if digest != sha256 {
                     return Err(Error::proto(
@@ -497,7 +551,9 @@ impl Receiver {
                 "written out of order or before the prefix was hashed (caller bug)",
             ));
         }
-        self.hasher.update(bytes);
+        if !self.external {
+            self.hasher.update(bytes);
+        }
         self.stored += bytes.len() as u64;
         self.hashed = self.stored;
         self.last_data = now;

@@ -100,6 +100,8 @@ pub struct Sender {
     hashed: u64,
     digest: Option<[u8; 32]>,
     next_packet: u64,
+    /// The caller hashes the file (see [`Sender::hash_externally`]).
+    external: bool,
     last_heard: Instant,
     timeout: std::time::Duration,
     out: VecDeque<Vec<u8>>,
@@ -128,6 +130,7 @@ impl Sender {
             hashed: 0,
             digest: None,
             next_packet: 1,
+            external: false,
             last_heard: now,
             timeout: config.timeout,
             out: VecDeque::new(),
@@ -192,6 +195,24 @@ impl Sender {
         !self.events.is_empty() || !self.out.is_empty()
     }
 
+    /// The caller hashes the file itself, in order and once (for example on the thread that
+    /// reads it, so that reading, hashing and sending overlap) and hands the digest to
+    /// [`Sender::set_digest`]; the sender then hashes nothing, [`Sender::needs_prefix`] is
+    /// always `None`, and `complete` goes out once the last chunk is sent and the digest is
+    /// known. Call it before the receiver answers the offer.
+    pub fn hash_externally(&mut self) {
+        self.external = true;
+    }
+
+    /// The SHA-256 of the whole file, computed by the caller (see
+    /// [`Sender::hash_externally`]); ignored otherwise.
+    pub fn set_digest(&mut self, sha256: [u8; 32]) {
+        if self.external && self.digest.is_none() {
+            self.digest = Some(sha256);
+            self.maybe_complete();
+        }
+    }
+
     /// After a resume at offset N, the bytes `[from, to)` of the file must be fed to
     /// [`Sender::absorb_prefix`] (for the SHA-256) before chunks flow.
     #[must_use]
@@ -234,19 +255,7 @@ impl Sender {
     /// [`Error::Protocol`] with [`Code::Violation`] when `offset` or the length is not what
     /// was asked (a caller bug, or the file changed under it).
     pub fn push_chunk(&mut self, now: Instant, offset: u64, bytes: &[u8]) -> Result<(), Error> {
-        let _ = now;
-        let Some((want, len)) = self.next_chunk() else {
-            return Err(Error::proto(Code::Violation, "no chunk is due"));
-        };
-        if offset != want || bytes.len() != len {
-            return Err(Error::proto(
-                Code::Violation,
-                format!(
-                    "chunk at {offset} of {} bytes, expected {len} at {want} (did the file change?)",
-                    bytes.len()
-                ),
-            ));
-        }
+        let len = self.check_chunk(offset, bytes.len())?;
         let packet = self.next_packet;
         self.next_packet += 1;
         self.out.push_back(wire::to_vec(
@@ -257,23 +266,81 @@ impl Sender {
                 chunk: bytes,
             },
         ));
+        self.chunk_sent(now, offset, &bytes[..len]);
+        Ok(())
+    }
+
+    /// Like [`Sender::push_chunk`] without a copy: `message` holds
+    /// [`wire::DATA_HEADER_LEN`] bytes of room followed by the chunk read at `offset`; the
+    /// sender writes the `data` header into the room and queues the buffer as it is.
+    ///
+    /// # Errors
+    /// As [`Sender::push_chunk`]; also when `message` is shorter than the header.
+    pub fn push_data_message(
+        &mut self,
+        now: Instant,
+        offset: u64,
+        mut message: Vec<u8>,
+    ) -> Result<(), Error> {
+        let Some(len) = message.len().checked_sub(wire::DATA_HEADER_LEN) else {
+            return Err(Error::proto(
+                Code::Violation,
+                "a data message without room for its header",
+            ));
+        };
+        self.check_chunk(offset, len)?;
+        let packet = self.next_packet;
+        self.next_packet += 1;
+        wire::encode_data_header(
+            self.id,
+            packet,
+            offset,
+            &mut message[..wire::DATA_HEADER_LEN],
+        );
+        self.chunk_sent(now, offset, &message[wire::DATA_HEADER_LEN..]);
+        self.out.push_back(message);
+        Ok(())
+    }
+
+    fn check_chunk(&self, offset: u64, got: usize) -> Result<usize, Error> {
+        let Some((want, len)) = self.next_chunk() else {
+            return Err(Error::proto(Code::Violation, "no chunk is due"));
+        };
+        if offset != want || got != len {
+            return Err(Error::proto(
+                Code::Violation,
+                format!(
+                    "chunk at {offset} of {got} bytes, expected {len} at {want} (did the file change?)"
+                ),
+            ));
+        }
+        Ok(len)
+    }
+
+    fn chunk_sent(&mut self, now: Instant, offset: u64, bytes: &[u8]) {
+        let _ = now;
         let end = offset + bytes.len() as u64;
         if end > self.hashed {
-            let skip = (self.hashed - offset) as usize;
-            self.hasher.update(&bytes[skip..]);
+            if !self.external {
+                let skip = (self.hashed - offset) as usize;
+                self.hasher.update(&bytes[skip..]);
+            }
             self.hashed = end;
         }
         self.pos = end;
         self.maybe_complete();
-        Ok(())
     }
 
     fn maybe_complete(&mut self) {
         if self.state == State::Sending
             && self.pos == self.info.size
             && self.hashed == self.info.size
+            && (!self.external || self.digest.is_some())
         {
-            let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+            let digest: [u8; 32] = match self.digest {
+                Some(d) => d,
+                None => std::mem::take(&mut self.hasher).finalize().into(),
+            };
             self.digest = Some(digest);
             self.out
                 .push_back(wire::to_vec(self.id, &Msg::Complete { sha256: digest }));
@@ -393,6 +460,10 @@ impl Sender {
         self.pos = offset;
         self.acked = offset;
         self.limit = offset;
+        if self.external {
+            // The caller hashes the prefix along with the rest.
+            self.hashed = offset;
+        }
         self.events.push_back(SenderEvent::Accepted { offset });
         self.maybe_complete();
         Ok(())

@@ -453,6 +453,17 @@ pub fn encode(id: FileId, msg: &Msg<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Writes the header of a `data` message (common header, packet id, offset) into `out`, the
+/// first [`DATA_HEADER_LEN`] bytes of a buffer whose chunk follows: a sender that reads the
+/// file straight into the buffer after the header sends it without a copy.
+pub fn encode_data_header(id: FileId, packet: u64, offset: u64, out: &mut [u8]) {
+    out[0] = VERSION;
+    out[1] = Method::Data as u8;
+    out[2..HEADER_LEN].copy_from_slice(&id.0);
+    out[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&packet.to_be_bytes());
+    out[HEADER_LEN + 8..DATA_HEADER_LEN].copy_from_slice(&offset.to_be_bytes());
+}
+
 /// Encodes `msg` into a new buffer.
 #[must_use]
 pub fn to_vec(id: FileId, msg: &Msg<'_>) -> Vec<u8> {
@@ -464,6 +475,21 @@ pub fn to_vec(id: FileId, msg: &Msg<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_header_written_in_place_encodes_like_encode() {
+        let id = FileId([9; 16]);
+        let chunk = [1u8, 2, 3, 4, 5];
+        let mut inplace = vec![0u8; DATA_HEADER_LEN];
+        inplace.extend_from_slice(&chunk);
+        encode_data_header(id, 7, 1 << 33, &mut inplace[..DATA_HEADER_LEN]);
+        let msg = Msg::Data {
+            packet: 7,
+            offset: 1 << 33,
+            chunk: &chunk,
+        };
+        assert_eq!(inplace, to_vec(id, &msg));
+    }
 
     fn all() -> Vec<Msg<'static>> {
         vec![

@@ -570,3 +570,76 @@ fn a_prefix_hashed_elsewhere_replaces_absorbing_it() {
         ReceiverAction::Verified { sha256: want }
     );
 }
+
+/// Both ends hash outside the cores (as the runtime's reading and writing threads do): the
+/// sender's `complete` waits for its digest, the data messages built in place decode as
+/// usual, and the receiver checks the digest it is given, refusing a wrong one.
+#[test]
+fn external_hashing_on_both_ends_checks_the_digest_it_is_given() {
+    for corrupt in [false, true] {
+        let file = data(25);
+        let now = Instant::now();
+        let cfg = config(10);
+        let id = FileId([7; 16]);
+        let mut s =
+            Sender::new(&cfg, id, OfferInfo::new("e.bin", 25, QoS::AtMostOnce), now).unwrap();
+        s.hash_externally();
+        let offer_msg = s.poll_transmit().unwrap();
+        let Msg::Offer(offer) = wire::decode(&offer_msg).unwrap().msg else {
+            panic!("not an offer");
+        };
+        let mut r = Receiver::new(&cfg, id, &offer, None, now).unwrap();
+        r.hash_externally();
+        r.accept(now);
+        while let Some(m) = r.poll_transmit() {
+            s.handle(now, &wire::decode(&m).unwrap().msg);
+        }
+        assert!(matches!(
+            s.poll_event(),
+            Some(SenderEvent::Accepted { offset: 0 })
+        ));
+        assert_eq!(s.needs_prefix(), None);
+        let mut stored = Vec::new();
+        while let Some((off, len)) = s.next_chunk() {
+            let mut m = vec![0u8; wire::DATA_HEADER_LEN];
+            m.extend_from_slice(&file[off as usize..off as usize + len]);
+            s.push_data_message(now, off, m).unwrap();
+            let m = s.poll_transmit().unwrap();
+            let msg = wire::decode(&m).unwrap().msg;
+            let Msg::Data { chunk, packet, .. } = msg else {
+                panic!("not data");
+            };
+            let ReceiverAction::Data(DataAction::Write { offset, skip }) =
+                r.handle(now, &msg).unwrap()
+            else {
+                panic!("no write");
+            };
+            stored.extend_from_slice(&chunk[skip..]);
+            r.written(now, packet, offset, &chunk[skip..]).unwrap();
+        }
+        assert_eq!(stored, file);
+        // No `complete` before the digest is known.
+        assert!(s.poll_transmit().is_none());
+        let digest: [u8; 32] = Sha256::digest(&file).into();
+        s.set_digest(digest);
+        let complete = s.poll_transmit().unwrap();
+        let action = r
+            .handle(now, &wire::decode(&complete).unwrap().msg)
+            .unwrap();
+        assert_eq!(action, ReceiverAction::Check { sha256: digest });
+        let mut mine = digest;
+        if corrupt {
+            mine[0] ^= 1;
+        }
+        match r.check(mine) {
+            Ok(a) => {
+                assert!(!corrupt);
+                assert_eq!(a, ReceiverAction::Verified { sha256: digest });
+            }
+            Err(e) => {
+                assert!(corrupt);
+                assert_eq!(e.code(), Code::Checksum);
+            }
+        }
+    }
+}
