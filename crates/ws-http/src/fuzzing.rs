@@ -423,4 +423,60 @@ mod tests {
             chunked(&data);
         }
     }
+
+    /// A `multipart/form-data` body with boundary `B1` (the boundary [`multipart`] parses
+    /// with), preamble and epilogue included; parts are (name, file name, content).
+    fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut out = b"preamble to ignore\r\n".to_vec();
+        for (name, filename, content) in parts {
+            out.extend_from_slice(b"--B1\r\n");
+            let head = match filename {
+                Some(f) => format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                ),
+                None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+            };
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(content);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--B1--\r\nepilogue");
+        out
+    }
+
+    /// Content full of near-delimiters for `B1`: cut short, followed by neither `--` nor
+    /// CRLF, with one dash missing, and every byte value.
+    fn near_delimiters() -> Vec<u8> {
+        let mut c = b"\r\n\r\n--\r\n\r\n--BX\r\n--B\rz--B1\0\r".to_vec();
+        c.extend_from_slice(b"\r\n--B1FAKE\r\n--B1 \tx\r\n--B1-x");
+        c.extend(0..=255u8);
+        c.extend_from_slice(b"\r\n-B1\r\n--");
+        c
+    }
+
+    /// The multipart hook (whole, byte by byte, in pieces, with small windows) agrees with
+    /// itself on real bodies and on every prefix of them.
+    #[test]
+    fn the_multipart_hook_holds_on_real_bodies() {
+        let cases = [
+            form(&[("a", None, b"hi"), ("f", Some("x.bin"), &near_delimiters())]),
+            form(&[("a", None, &[b'x'; 41])]),
+            form(&[
+                ("a", None, b"1"),
+                ("b", None, b"2"),
+                ("c", None, b"3"),
+                ("d", None, b"4"),
+                ("e", None, b"5"),
+            ]),
+            form(&[("f", Some("big"), &[b'-'; 300])]),
+            format!("--B1\r\n{}\r\n\r\n--B1--", "X: y\r\n".repeat(30)).into_bytes(),
+        ];
+        for case in &cases {
+            multipart(case);
+            for cut in 0..case.len() {
+                multipart(&case[..cut]);
+            }
+        }
+    }
 }
