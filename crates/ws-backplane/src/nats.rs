@@ -125,7 +125,13 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                     }
                 }
                 Some(Input::Event(async_nats::Event::Disconnected)) => core.down(&url, &last_error),
-                Some(Input::Event(async_nats::Event::ClientError(e))) => last_error = e.to_string(),
+                Some(Input::Event(async_nats::Event::ClientError(e))) => {
+                    // A failed (re)connect attempt: the cause of the outage.
+                    last_error = e.to_string();
+                    if !core.counters.connected.load(std::sync::atomic::Ordering::Acquire) {
+                        core.down(&url, &last_error);
+                    }
+                }
                 Some(Input::Event(async_nats::Event::ServerError(e))) => last_error = e.to_string(),
                 Some(Input::Event(other)) => tracing::debug!(event = %other, "backplane: NATS event"),
                 None => break,
