@@ -11,6 +11,7 @@ const NO_TOKIO: &[(&str, &[&str])] = &[
     ("ws-frame", &[]),
     ("ws-http", &[]),
     ("ws-tls", &[]),
+    ("token-bucket", &[]),
     ("stun-turn", &["--no-default-features"]),
     ("proto-files", &["--no-default-features"]),
 ];
@@ -106,6 +107,7 @@ const CORES: &[(&str, &[&str], &[&str])] = &[
     ("ws-frame", &[], &["os_random.rs"]),
     ("ws-http", &[], &["handshake/os_random.rs"]),
     ("stun-turn", &[], &["net"]),
+    ("token-bucket", &[], &[]),
     (
         "proto-mqtt",
         &["session.rs", "packet.rs", "topic.rs", "reason.rs"],
