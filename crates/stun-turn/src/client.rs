@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::attr::{ErrorCode, PasswordAlgorithm, RelayProtocol};
@@ -16,6 +17,10 @@ use crate::message::{
 };
 use crate::random::{BoxedRandom, RandomSource};
 use crate::transaction::{RetransmitConfig, TimerAction, TransactionTimer};
+
+/// A hook that sees every request the client encodes, just before MESSAGE-INTEGRITY and
+/// FINGERPRINT are added, and may add attributes to it ([`ClientConfig::before_send`]).
+pub type BeforeSend = Arc<dyn Fn(&Request, &mut MessageEncoder<'_>) + Send + Sync>;
 
 /// Client configuration.
 #[derive(Clone)]
@@ -49,9 +54,24 @@ pub struct ClientConfig {
     pub max_auth_retries: u32,
     /// Decoder limits. Default: [`DecodeLimits::default`].
     pub limits: DecodeLimits,
+    /// Use [`ClientConfig::username`] and [`ClientConfig::password`] as short-term credentials
+    /// (RFC 8489 section 9.1): every request, Binding included, carries USERNAME and
+    /// MESSAGE-INTEGRITY keyed with the password, with no realm, nonce or 401 round trip.
+    /// Default: `false` (long-term credentials, as TURN needs).
+    pub short_term: bool,
+    /// Called for every request while it is encoded (first sends, retransmissions reuse the
+    /// bytes); it can add attributes, which MESSAGE-INTEGRITY then covers. Default: `None`.
+    pub before_send: Option<BeforeSend>,
+    /// How many 300 Try Alternate redirects [`crate::net::TurnClient`] follows for one Binding or
+    /// Allocate before it gives up with [`Error::Redirected`] (0: never follow). The sans-IO
+    /// client reports a redirect as [`Failure::Redirect`]: following it means a new transport.
+    /// Default: [`ClientConfig::DEFAULT_MAX_REDIRECTS`] (3).
+    pub max_redirects: u32,
 }
 
 impl ClientConfig {
+    /// Default of [`ClientConfig::max_redirects`].
+    pub const DEFAULT_MAX_REDIRECTS: u32 = 3;
     /// Default of [`ClientConfig::lifetime`].
     pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
     /// Default of [`ClientConfig::permission_refresh`].
@@ -82,6 +102,12 @@ impl ClientConfig {
             return Err(ConfigError::Requires {
                 field: "username",
                 needs: "password (set both or neither)",
+            });
+        }
+        if self.short_term && self.username.is_none() {
+            return Err(ConfigError::Requires {
+                field: "short_term",
+                needs: "username and password",
             });
         }
         if self.lifetime.is_zero()
@@ -118,6 +144,9 @@ impl Default for ClientConfig {
             max_transactions: Self::DEFAULT_MAX_TRANSACTIONS,
             max_auth_retries: Self::DEFAULT_MAX_AUTH_RETRIES,
             limits: DecodeLimits::default(),
+            short_term: false,
+            before_send: None,
+            max_redirects: Self::DEFAULT_MAX_REDIRECTS,
         }
     }
 }
@@ -129,6 +158,9 @@ impl fmt::Debug for ClientConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("reliable", &self.reliable)
             .field("lifetime", &self.lifetime)
+            .field("short_term", &self.short_term)
+            .field("before_send", &self.before_send.as_ref().map(|_| "<hook>"))
+            .field("max_redirects", &self.max_redirects)
             .finish_non_exhaustive()
     }
 }
@@ -247,9 +279,18 @@ pub enum ClientEvent {
         /// Connection id.
         connection_id: u32,
     },
-    /// Data from a peer (Data indication or ChannelData).
+    /// Data from a peer that came in a Data indication (no channel bound to the peer).
     Data {
         /// Peer.
+        peer: SocketAddr,
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// Data from a peer that came as ChannelData on a bound channel.
+    ChannelData {
+        /// Channel number.
+        channel: u16,
+        /// The peer bound to the channel.
         peer: SocketAddr,
         /// Payload.
         data: Vec<u8>,
@@ -298,6 +339,8 @@ struct ChannelState {
 pub struct Client {
     cfg: ClientConfig,
     rng: BoxedRandom,
+    /// The key of short-term credentials ([`ClientConfig::short_term`]).
+    short_key: Option<Key>,
     auth: Option<AuthState>,
     transactions: HashMap<TransactionId, Transaction>,
     transmits: VecDeque<Vec<u8>>,
@@ -331,7 +374,13 @@ impl Client {
     /// [`Error::Config`] when the configuration is invalid.
     pub fn new(cfg: ClientConfig, random: impl RandomSource + 'static) -> Result<Self, Error> {
         cfg.validate()?;
+        let short_key = cfg
+            .password
+            .as_deref()
+            .filter(|_| cfg.short_term)
+            .map(Key::short_term);
         Ok(Self {
+            short_key,
             cfg,
             rng: BoxedRandom::new(random),
             auth: None,
@@ -588,7 +637,7 @@ impl Client {
             });
         }
         let tid = TransactionId::from_random(&mut *self.rng.0)?;
-        let authed = request != Request::Binding && self.auth.is_some();
+        let authed = self.cfg.short_term || (request != Request::Binding && self.auth.is_some());
         let bytes = self.encode_request(&request, tid, authed, even_port, reservation)?;
         self.transmits.push_back(bytes.clone());
         let timer = TransactionTimer::new(now, self.cfg.reliable, &self.cfg.retransmit);
@@ -654,7 +703,15 @@ impl Client {
         if let Some(s) = &self.cfg.software {
             e.software(s);
         }
-        if authed && let (Some(a), Some(user)) = (&self.auth, &self.cfg.username) {
+        if let Some(hook) = &self.cfg.before_send {
+            hook(request, &mut e);
+        }
+        if authed
+            && self.cfg.short_term
+            && let (Some(user), Some(key)) = (&self.cfg.username, &self.short_key)
+        {
+            e.username(user).message_integrity(key);
+        } else if authed && let (Some(a), Some(user)) = (&self.auth, &self.cfg.username) {
             e.username(user).realm(&a.realm).nonce(&a.nonce);
             if a.sha256 {
                 e.password_algorithms(&[PasswordAlgorithm::Md5, PasswordAlgorithm::Sha256])
@@ -680,7 +737,8 @@ impl Client {
                 if let Ok(cd) = ChannelData::decode(data)
                     && let Some(c) = self.channels.get(&cd.channel)
                 {
-                    self.events.push_back(ClientEvent::Data {
+                    self.events.push_back(ClientEvent::ChannelData {
+                        channel: cd.channel,
                         peer: c.peer,
                         data: cd.data.to_vec(),
                     });
@@ -748,11 +806,16 @@ impl Client {
             return;
         }
         // Responses to authenticated requests must carry valid integrity (401/438 are unsigned).
+        let key = if self.cfg.short_term {
+            self.short_key.as_ref()
+        } else {
+            self.auth.as_ref().map(|a| &a.key)
+        };
         if tx.authed
-            && let Some(a) = &self.auth
+            && let Some(key) = key
         {
             let signed = msg.has_integrity() || msg.has_integrity_sha256();
-            if signed && msg.verify_any_integrity(&a.key).is_err() {
+            if signed && msg.verify_any_integrity(key).is_err() {
                 return;
             }
             if !signed && msg.class() == Class::Success {
@@ -850,6 +913,7 @@ impl Client {
     ) {
         let challenge = matches!(code, ErrorCode::UNAUTHORIZED | ErrorCode::STALE_NONCE);
         let can_retry = challenge
+            && !self.cfg.short_term
             && self.cfg.username.is_some()
             && (code == ErrorCode::STALE_NONCE || !tx.authed)
             && tx.retries < self.cfg.max_auth_retries;

@@ -106,7 +106,7 @@ pub mod transaction;
 
 pub use attr::{AddressFamily, AttrType, ErrorCode, PasswordAlgorithm, RelayProtocol};
 pub use channel::{ChannelData, FrameKind, frame_kind, frame_len};
-pub use client::{Client, ClientConfig, ClientEvent, Failure, Request};
+pub use client::{BeforeSend, Client, ClientConfig, ClientEvent, Failure, Request};
 pub use error::{ConfigError, DecodeError, EncodeError, Error};
 pub use integrity::Key;
 pub use message::{
@@ -114,7 +114,8 @@ pub use message::{
 };
 pub use random::RandomSource;
 pub use server::{
-    Action, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent, ServerStats, Transport,
+    Action, DeleteReason, DiscardReason, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent,
+    ServerHooks, ServerStats, SharedHooks, Transport,
 };
 pub use transaction::{RetransmitConfig, TimerAction, TransactionTimer};
 

@@ -330,9 +330,11 @@ fn channel_bind_then_channel_data_both_ways_over_udp_and_tcp() {
         assert_eq!(down[..2], ch.to_be_bytes());
         assert_eq!(down.len(), if transport.is_stream() { 8 } else { 7 });
         c.handle_input(net.now, &down);
+        // ChannelData is its own event, apart from Data indications.
         assert_eq!(
             events(&mut c),
-            vec![ClientEvent::Data {
+            vec![ClientEvent::ChannelData {
+                channel: ch,
                 peer: addr(PEER),
                 data: b"xyz".to_vec()
             }]
@@ -1154,4 +1156,453 @@ fn client_limits_are_typed_errors_that_name_the_setting() {
         "{e:?}"
     );
     assert!(e.to_string().contains("max_transactions"), "{e}");
+}
+
+// ------------------------------------------------------------------ server hooks
+
+/// Records every hook call as a line; answers `password` from its own table and refuses
+/// relays on `refuse_port`.
+#[derive(Default)]
+struct Recorder {
+    log: std::sync::Mutex<Vec<String>>,
+    passwords: Vec<(String, String)>,
+    refuse_port: Option<u16>,
+}
+
+impl Recorder {
+    fn push(&self, line: String) {
+        self.log.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl stun_turn::ServerHooks for Recorder {
+    fn password(&self, username: &str, realm: &str) -> Option<String> {
+        self.push(format!("password {username} {realm:?}"));
+        self.passwords
+            .iter()
+            .find(|(u, _)| u == username)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn before_allocate(&self, _client: &FiveTuple, username: &str, relay: SocketAddr) -> bool {
+        self.push(format!("before_allocate {username} {}", relay.port()));
+        self.refuse_port != Some(relay.port())
+    }
+
+    fn allocation_created(
+        &self,
+        _client: &FiveTuple,
+        username: &str,
+        relay: SocketAddr,
+        lifetime: Duration,
+    ) {
+        self.push(format!(
+            "created {username} {} {}",
+            relay.port(),
+            lifetime.as_secs()
+        ));
+    }
+
+    fn allocation_deleted(
+        &self,
+        _client: &FiveTuple,
+        relay: SocketAddr,
+        reason: stun_turn::DeleteReason,
+    ) {
+        self.push(format!("deleted {} {reason:?}", relay.port()));
+    }
+
+    fn request_succeeded(&self, _from: &FiveTuple, method: Method) {
+        self.push(format!("ok {method:?}"));
+    }
+
+    fn request_failed(&self, _from: &FiveTuple, method: Method, code: ErrorCode) {
+        self.push(format!("error {method:?} {}", code.0));
+    }
+
+    fn message_discarded(&self, _from: &FiveTuple, reason: stun_turn::DiscardReason) {
+        self.push(format!("discarded message {reason:?}"));
+    }
+
+    fn channel_data_discarded(&self, _from: &FiveTuple, reason: stun_turn::DiscardReason) {
+        self.push(format!("discarded channel data {reason:?}"));
+    }
+}
+
+fn hooked(rec: &std::sync::Arc<Recorder>) -> Net {
+    Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.realm = "example.org".into();
+        c.hooks = Some(rec.clone());
+    }))
+}
+
+#[test]
+fn hooks_see_allocations_created_and_deleted_and_every_answer() {
+    let rec = std::sync::Arc::new(Recorder::default());
+    let mut net = hooked(&rec);
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    let relay = allocated(&mut net, &mut c, ft);
+    let port = relay.port();
+    assert_eq!(
+        rec.lines(),
+        vec![
+            "error Allocate 401".to_string(),
+            format!("before_allocate alice {port}"),
+            format!("created alice {port} 600"),
+            "ok Allocate".into(),
+        ]
+    );
+    c.refresh(net.now, 0).unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        rec.lines(),
+        vec![format!("deleted {port} Refreshed"), "ok Refresh".into()]
+    );
+    // An allocation that lapses is deleted as Expired; one on a closed TCP connection as
+    // ClientClosed.
+    let mut c2 = alice();
+    // (Another 5-tuple: the fixed source repeats transaction ids, which the cache would answer.)
+    let ft2 = FiveTuple {
+        client: addr("203.0.113.6:1"),
+        ..ft
+    };
+    let relay2 = allocated(&mut net, &mut c2, ft2);
+    rec.lines();
+    net.advance(Duration::from_secs(601));
+    assert_eq!(
+        rec.lines(),
+        vec![format!("deleted {} Expired", relay2.port())]
+    );
+    let tcp = five(Transport::Tcp);
+    let mut c3 = Client::new(
+        with(ClientConfig::with_credentials("alice", "s3cret"), |c| {
+            c.reliable = true
+        }),
+        rng(),
+    )
+    .unwrap();
+    let relay3 = allocated(&mut net, &mut c3, tcp);
+    rec.lines();
+    net.server.client_closed(&tcp);
+    assert_eq!(
+        rec.lines(),
+        vec![format!("deleted {} ClientClosed", relay3.port())]
+    );
+}
+
+#[test]
+fn before_allocate_can_refuse_the_relay_with_403() {
+    let rec = std::sync::Arc::new(Recorder {
+        refuse_port: Some(50000),
+        ..Recorder::default()
+    });
+    let mut net = hooked(&rec);
+    let ft = five(Transport::Udp);
+    let mut c = alice();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    match events(&mut c).as_slice() {
+        [
+            ClientEvent::Failed {
+                request: Request::Allocate(_),
+                failure: Failure::Error { code, .. },
+            },
+        ] => assert_eq!(*code, ErrorCode::FORBIDDEN),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.released, vec![addr("198.51.100.1:50000")]);
+    assert_eq!(net.server.stats().allocations, 0);
+    let lines = rec.lines();
+    assert!(
+        lines.contains(&"error Allocate 403".to_string()),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("created")), "{lines:?}");
+    // The next relay (another port) is accepted.
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Allocated { .. }]
+    ));
+}
+
+#[test]
+fn a_password_hook_authenticates_users_beside_the_static_list() {
+    let rec = std::sync::Arc::new(Recorder {
+        passwords: vec![("bob".into(), "from-db".into())],
+        ..Recorder::default()
+    });
+    let mut net = hooked(&rec);
+    let ft = five(Transport::Udp);
+    let mut bob = Client::new(ClientConfig::with_credentials("bob", "from-db"), rng()).unwrap();
+    allocated(&mut net, &mut bob, ft);
+    assert!(
+        rec.lines()
+            .contains(&"password bob \"example.org\"".to_string())
+    );
+    // A user the hook does not know, and a wrong password, get 401.
+    for (user, pass) in [("carol", "x"), ("bob", "wrong")] {
+        let ft = FiveTuple {
+            client: addr("203.0.113.9:1"),
+            ..ft
+        };
+        let mut c = Client::new(ClientConfig::with_credentials(user, pass), rng()).unwrap();
+        c.allocate(net.now, RelayProtocol::Udp).unwrap();
+        net.pump(&mut c, ft);
+        assert!(
+            matches!(events(&mut c).as_slice(), [ClientEvent::Failed { failure: Failure::Error { code, .. }, .. }] if *code == ErrorCode::UNAUTHORIZED),
+            "{user}"
+        );
+    }
+    // Static users do not reach the hook.
+    rec.lines();
+    let mut c = alice();
+    allocated(
+        &mut net,
+        &mut c,
+        FiveTuple {
+            client: addr("203.0.113.10:1"),
+            ..ft
+        },
+    );
+    assert!(!rec.lines().iter().any(|l| l.starts_with("password")));
+    // A TURN server may rely on the hook alone.
+    let only_hook = with(ServerConfig::default(), |c| c.hooks = Some(rec.clone()));
+    only_hook.validate().unwrap();
+}
+
+#[test]
+fn discarded_messages_and_channel_data_are_reported_with_the_reason() {
+    let rec = std::sync::Arc::new(Recorder::default());
+    let mut net = hooked(&rec);
+    let ft = five(Transport::Udp);
+    let mut out = Vec::new();
+    // ChannelData before any allocation.
+    net.server
+        .handle_client(net.now, ft, &[0x40, 0x00, 0x00, 0x01, 0xaa], &mut out);
+    // Garbage.
+    net.server.handle_client(net.now, ft, &[0xff; 24], &mut out);
+    // A Binding request whose FINGERPRINT is wrong.
+    let mut req = Vec::new();
+    let mut e = MessageEncoder::new(
+        &mut req,
+        MessageType::new(Method::BINDING, Class::Request),
+        TransactionId([9; 12]),
+    );
+    e.fingerprint();
+    e.finish().unwrap();
+    let last = req.len() - 1;
+    req[last] ^= 1;
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &req, &mut out),
+        Action::None
+    );
+    assert!(out.is_empty(), "nothing answered");
+    let mut c = alice();
+    let relay = allocated(&mut net, &mut c, ft);
+    rec.lines();
+    // A Send indication to a peer without permission, ChannelData on an unbound channel.
+    let mut send = Vec::new();
+    c.send_to(addr(PEER), b"no permission", &mut send).unwrap();
+    net.server.handle_client(net.now, ft, &send, &mut out);
+    net.server
+        .handle_client(net.now, ft, &[0x40, 0x07, 0x00, 0x01, 0xaa], &mut out);
+    assert!(relay.port() >= 50000);
+    assert_eq!(
+        rec.lines(),
+        vec![
+            "discarded message NoPermission".to_string(),
+            "discarded channel data UnknownChannel".into(),
+        ]
+    );
+}
+
+#[test]
+fn binding_with_stun_auth_needs_long_term_credentials() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.stun_auth = true;
+    }));
+    let ft = five(Transport::Udp);
+    let mut anon = Client::new(ClientConfig::default(), rng()).unwrap();
+    anon.binding(net.now).unwrap();
+    net.pump(&mut anon, ft);
+    assert!(
+        matches!(events(&mut anon).as_slice(), [ClientEvent::Failed { request: Request::Binding, failure: Failure::Error { code, .. } }] if *code == ErrorCode::UNAUTHORIZED)
+    );
+    let mut c = alice();
+    c.binding(net.now).unwrap();
+    net.pump(&mut c, ft);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::Binding {
+            reflexive: addr(CLIENT)
+        }]
+    );
+    let mut wrong = Client::new(ClientConfig::with_credentials("alice", "nope"), rng()).unwrap();
+    wrong.binding(net.now).unwrap();
+    net.pump(&mut wrong, ft);
+    assert!(matches!(
+        events(&mut wrong).as_slice(),
+        [ClientEvent::Failed { .. }]
+    ));
+}
+
+fn short_term_server() -> Net {
+    Net::new(with(ServerConfig::default(), |c| {
+        c.users = vec![("alice".into(), "s3cret".into())];
+        c.turn = false;
+        c.stun_auth = true;
+        c.short_term = true;
+    }))
+}
+
+fn short_term_client(password: &str) -> Client {
+    Client::new(
+        with(ClientConfig::with_credentials("alice", password), |c| {
+            c.short_term = true
+        }),
+        rng(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn short_term_credentials_sign_binding_without_a_challenge() {
+    let mut net = short_term_server();
+    let ft = five(Transport::Udp);
+    let mut c = short_term_client("s3cret");
+    c.binding(net.now).unwrap();
+    // The first request is already signed with the password as key: no 401 round trip.
+    let first = c.poll_transmit().unwrap();
+    let msg = Message::decode(&first, &DecodeLimits::default()).unwrap();
+    assert_eq!(msg.username().unwrap(), Some("alice"));
+    assert_eq!(msg.realm().unwrap(), None);
+    msg.verify_integrity(&Key::short_term("s3cret")).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        net.server.handle_client(net.now, ft, &first, &mut out),
+        Action::Reply
+    );
+    // The response is signed with the same key, and the client accepts it.
+    let resp = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    resp.verify_integrity(&Key::short_term("s3cret")).unwrap();
+    c.handle_input(net.now, &out);
+    assert_eq!(
+        events(&mut c),
+        vec![ClientEvent::Binding {
+            reflexive: addr(CLIENT)
+        }]
+    );
+    // A wrong password gets 401 without REALM or NONCE, and the client does not retry.
+    let mut wrong = short_term_client("nope");
+    wrong.binding(net.now).unwrap();
+    let req = wrong.poll_transmit().unwrap();
+    out.clear();
+    net.server.handle_client(net.now, ft, &req, &mut out);
+    let resp = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(
+        resp.error_code().unwrap().unwrap().0,
+        ErrorCode::UNAUTHORIZED
+    );
+    assert_eq!(resp.realm().unwrap(), None);
+    assert_eq!(resp.nonce().unwrap(), None);
+    wrong.handle_input(net.now, &out);
+    assert!(wrong.poll_transmit().is_none(), "no retry");
+    assert!(matches!(
+        events(&mut wrong).as_slice(),
+        [ClientEvent::Failed { .. }]
+    ));
+    // An unsigned request is 400.
+    let mut anon = Client::new(ClientConfig::default(), rng()).unwrap();
+    anon.binding(net.now).unwrap();
+    let req = anon.poll_transmit().unwrap();
+    out.clear();
+    net.server.handle_client(net.now, ft, &req, &mut out);
+    let resp = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(
+        resp.error_code().unwrap().unwrap().0,
+        ErrorCode::BAD_REQUEST
+    );
+    // Short-term on a TURN server is a configuration error.
+    let bad = with(ServerConfig::default(), |c| {
+        c.users = vec![("a".into(), "b".into())];
+        c.stun_auth = true;
+        c.short_term = true;
+    });
+    assert!(bad.validate().is_err());
+}
+
+#[test]
+fn binding_responses_carry_response_origin_and_other_address() {
+    let mut net = Net::new(with(ServerConfig::default(), |c| {
+        c.turn = false;
+        c.other_address = Some(addr("198.51.100.2:3479"));
+    }));
+    let ft = five(Transport::Udp);
+    let mut c = Client::new(ClientConfig::default(), rng()).unwrap();
+    c.binding(net.now).unwrap();
+    let req = c.poll_transmit().unwrap();
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &req, &mut out);
+    let resp = Message::decode(&out, &DecodeLimits::default()).unwrap();
+    assert_eq!(resp.xor_mapped_address().unwrap(), Some(addr(CLIENT)));
+    let origin = resp
+        .get(AttrType::RESPONSE_ORIGIN)
+        .expect("RESPONSE-ORIGIN");
+    let other = resp.get(AttrType::OTHER_ADDRESS).expect("OTHER-ADDRESS");
+    // Plain (not XOR'ed) address attributes: family 1, port, IPv4.
+    assert_eq!(origin, [0, 1, 0x0d, 0x96, 198, 51, 100, 1]);
+    assert_eq!(other, [0, 1, 0x0d, 0x97, 198, 51, 100, 2]);
+}
+
+#[test]
+fn before_send_can_add_attributes_that_integrity_covers() {
+    let mut net = Net::with_alice();
+    let ft = five(Transport::Udp);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let cfg = with(ClientConfig::with_credentials("alice", "s3cret"), |c| {
+        c.software = Some("wskit-test 1.0".into());
+        c.before_send = Some(std::sync::Arc::new(
+            move |req: &Request, e: &mut MessageEncoder<'_>| {
+                log.lock().unwrap().push(req.clone());
+                e.attr(AttrType(0x8070), b"tag!");
+            },
+        ));
+    });
+    let mut c = Client::new(cfg, rng()).unwrap();
+    c.allocate(net.now, RelayProtocol::Udp).unwrap();
+    let first = c.poll_transmit().unwrap();
+    let msg = Message::decode(&first, &DecodeLimits::default()).unwrap();
+    assert_eq!(msg.get(AttrType(0x8070)), Some(&b"tag!"[..]));
+    assert_eq!(msg.get(AttrType::SOFTWARE), Some(&b"wskit-test 1.0"[..]));
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &first, &mut out);
+    c.handle_input(net.now, &out);
+    // The authenticated retry carries it too, under MESSAGE-INTEGRITY, and the server accepts it.
+    let retry = c.poll_transmit().unwrap();
+    let msg = Message::decode(&retry, &DecodeLimits::default()).unwrap();
+    assert_eq!(msg.get(AttrType(0x8070)), Some(&b"tag!"[..]));
+    // Signed: the encoder adds MESSAGE-INTEGRITY after everything the hook wrote.
+    assert!(msg.has_integrity() || msg.has_integrity_sha256());
+    let mut out = Vec::new();
+    net.server.handle_client(net.now, ft, &retry, &mut out);
+    net.pump(&mut c, ft);
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [ClientEvent::Allocated { .. }]
+    ));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "first send and the authenticated retry"
+    );
 }

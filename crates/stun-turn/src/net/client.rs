@@ -326,7 +326,8 @@ async fn drive(
                 continue;
             }
             match ev {
-                ClientEvent::Data { peer, data: d } => {
+                ClientEvent::Data { peer, data: d }
+                | ClientEvent::ChannelData { peer, data: d, .. } => {
                     let _ = data.try_send((peer, d));
                 }
                 ev => match wants(&ev).and_then(|w| waiters.iter().position(|(x, _)| *x == w)) {

@@ -165,6 +165,18 @@ impl Server {
             return;
         };
         self.pending_keys.remove(&(p.client, p.tid));
+        if !self
+            .hooks()
+            .before_allocate(&p.client, &p.auth.username, relay)
+        {
+            self.events.push_back(ServerEvent::ReleaseRelay { relay });
+            if let Some(addr) = reserved {
+                self.events
+                    .push_back(ServerEvent::ReleaseReservation { addr });
+            }
+            self.allocate_error(now, &p, ErrorCode::FORBIDDEN);
+            return;
+        }
         let token = match (p.reserve_next, reserved) {
             (true, Some(addr)) => {
                 let mut t = [0u8; 8];
@@ -206,6 +218,9 @@ impl Server {
         if e.finish().is_err() {
             return;
         }
+        self.hooks()
+            .allocation_created(&p.client, &p.auth.username, relay, p.lifetime);
+        self.hooks().request_succeeded(&p.client, Method::ALLOCATE);
         *self.per_user.entry(p.auth.username.clone()).or_insert(0) += 1;
         let rate = self.cfg.bandwidth_limit;
         self.allocations.insert(
@@ -234,13 +249,20 @@ impl Server {
             return;
         };
         self.pending_keys.remove(&(p.client, p.tid));
+        self.allocate_error(now, &p, ErrorCode::INSUFFICIENT_CAPACITY);
+    }
+
+    /// Answers the pending Allocate `p` with `code`.
+    fn allocate_error(&mut self, now: Instant, p: &PendingAllocation, code: ErrorCode) {
+        self.hooks()
+            .request_failed(&p.client, Method::ALLOCATE, code);
         let mut out = Vec::new();
         let mut e = MessageEncoder::new(
             &mut out,
             MessageType::new(Method::ALLOCATE, Class::Error),
             p.tid,
         );
-        e.error_code(ErrorCode::INSUFFICIENT_CAPACITY);
+        e.error_code(code);
         self.finish_response(&mut e, Some(&p.auth), p.fingerprint);
         if e.finish().is_ok() {
             self.cache_response(now, p.client, p.tid, &out);
@@ -286,7 +308,7 @@ impl Server {
             return Err(Reject::signed(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH));
         }
         if lifetime.is_zero() {
-            self.remove_allocation(&from);
+            self.remove_allocation(&from, DeleteReason::Refreshed);
         } else {
             a.expires = now + lifetime;
         }
@@ -297,10 +319,11 @@ impl Server {
         Ok(Some(()))
     }
 
-    pub(super) fn remove_allocation(&mut self, client: &FiveTuple) {
+    pub(super) fn remove_allocation(&mut self, client: &FiveTuple, reason: DeleteReason) {
         let Some(a) = self.allocations.remove(client) else {
             return;
         };
+        self.hooks().allocation_deleted(client, a.relay, reason);
         self.by_relay.remove(&a.relay);
         if let Some(n) = self.per_user.get_mut(&a.auth.username) {
             *n -= 1;

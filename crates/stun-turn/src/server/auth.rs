@@ -72,6 +72,14 @@ impl Server {
         if let Some(p) = self.users.get(username) {
             return Some(p.clone());
         }
+        let realm = if self.cfg.short_term {
+            ""
+        } else {
+            &self.cfg.realm
+        };
+        if let Some(p) = self.hooks().password(username, realm) {
+            return Some(p);
+        }
         let secret = self.cfg.auth_secret.as_ref()?;
         let expiry = rest_api_expiry(username)?;
         if expiry < self.unix_now(now) {
@@ -86,6 +94,9 @@ impl Server {
         now: Instant,
         client: &FiveTuple,
     ) -> Result<Auth, Reject> {
+        if self.cfg.short_term {
+            return self.authenticate_short_term(msg, now);
+        }
         if !msg.has_integrity() && !msg.has_integrity_sha256() {
             return Err(Reject::plain(ErrorCode::UNAUTHORIZED));
         }
@@ -145,6 +156,32 @@ impl Server {
         Ok(Auth { username, key, mac })
     }
 
+    /// RFC 8489 section 9.1.3: no USERNAME or MESSAGE-INTEGRITY is 400; an unknown user or a
+    /// wrong MESSAGE-INTEGRITY is 401 (without REALM and NONCE, and unsigned).
+    fn authenticate_short_term(&self, msg: &Message<'_>, now: Instant) -> Result<Auth, Reject> {
+        let bad = || Reject::plain(ErrorCode::BAD_REQUEST);
+        let unauthorized = || Reject::plain(ErrorCode::UNAUTHORIZED);
+        if !msg.has_integrity() && !msg.has_integrity_sha256() {
+            return Err(bad());
+        }
+        let username = msg.username().map_err(|_| bad())?.ok_or_else(bad)?;
+        let password = self.password_for(username, now).ok_or_else(unauthorized)?;
+        let key = Key::short_term(&password);
+        let mac = if msg.has_integrity_sha256() {
+            msg.verify_integrity_sha256(&key)
+                .map_err(|_| unauthorized())?;
+            Mac::Sha256
+        } else {
+            msg.verify_integrity(&key).map_err(|_| unauthorized())?;
+            Mac::Sha1
+        };
+        Ok(Auth {
+            username: username.to_string(),
+            key,
+            mac,
+        })
+    }
+
     pub(super) fn finish_response(
         &self,
         e: &mut MessageEncoder<'_>,
@@ -184,10 +221,12 @@ impl Server {
         if !reject.unknown.is_empty() {
             e.unknown_attributes(&reject.unknown);
         }
-        if matches!(
-            reject.code,
-            ErrorCode::UNAUTHORIZED | ErrorCode::STALE_NONCE
-        ) {
+        if !self.cfg.short_term
+            && matches!(
+                reject.code,
+                ErrorCode::UNAUTHORIZED | ErrorCode::STALE_NONCE
+            )
+        {
             e.realm(&self.cfg.realm)
                 .nonce(&self.make_nonce(now, client));
             if self.cfg.password_algorithms {

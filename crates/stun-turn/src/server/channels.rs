@@ -8,37 +8,32 @@ impl Server {
         now: Instant,
         from: &FiveTuple,
         data: &[u8],
-    ) -> Action {
-        let Ok(cd) = ChannelData::decode(data) else {
-            return Action::None;
-        };
-        let Some(a) = self.allocations.get_mut(from) else {
-            return Action::None;
-        };
-        if a.expires <= now {
-            return Action::None;
-        }
-        let Some(ch) = a
+    ) -> Result<Action, DiscardReason> {
+        let cd = ChannelData::decode(data).map_err(|_| DiscardReason::Malformed)?;
+        let a = self
+            .allocations
+            .get_mut(from)
+            .filter(|a| a.expires > now)
+            .ok_or(DiscardReason::NoAllocation)?;
+        let ch = a
             .channels
             .iter()
             .find(|c| c.number == cd.channel && c.expires > now)
-        else {
-            return Action::None;
-        };
+            .ok_or(DiscardReason::UnknownChannel)?;
         let peer = ch.peer;
         if !a.permitted(peer.ip(), now) {
-            return Action::None;
+            return Err(DiscardReason::NoPermission);
         }
         if let Some(b) = &mut a.up
             && !b.take(cd.data.len(), now)
         {
-            return Action::None;
+            return Err(DiscardReason::BandwidthExceeded);
         }
-        Action::ToPeer {
+        Ok(Action::ToPeer {
             relay: a.relay,
             peer,
             payload: 4..4 + cd.data.len(),
-        }
+        })
     }
 
     pub(super) fn channel_bind(

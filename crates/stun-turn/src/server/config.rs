@@ -67,6 +67,15 @@ pub struct ServerConfig {
     pub connection_bind_timeout: Duration,
     /// Decoder limits. Default: [`DecodeLimits::default`].
     pub limits: DecodeLimits,
+    /// Application hooks: a password callback, a say on each relay, notifications
+    /// ([`ServerHooks`]). Default: `None`.
+    pub hooks: Option<SharedHooks>,
+    /// Authenticate Binding requests with the short-term credential mechanism (RFC 8489
+    /// section 9.1: USERNAME and MESSAGE-INTEGRITY keyed with the password itself, no realm and
+    /// no nonce) instead of the long-term one. Needs [`ServerConfig::stun_auth`] and a STUN-only
+    /// server (`turn = false`): RFC 8656 TURN clients use long-term credentials.
+    /// Default: `false`.
+    pub short_term: bool,
 }
 
 impl ServerConfig {
@@ -141,10 +150,17 @@ impl ServerConfig {
                 return bad("user names", "1..=513 bytes");
             }
         }
-        if self.turn && self.users.is_empty() && self.auth_secret.is_none() {
+        if self.turn && self.users.is_empty() && self.auth_secret.is_none() && self.hooks.is_none()
+        {
             return Err(ConfigError::Requires {
                 field: "a TURN server",
-                needs: "users or an auth secret",
+                needs: "users, an auth secret or a password hook",
+            });
+        }
+        if self.short_term && (self.turn || !self.stun_auth) {
+            return Err(ConfigError::Requires {
+                field: "short_term",
+                needs: "stun_auth = true and turn = false (TURN uses long-term credentials)",
             });
         }
         Ok(())
@@ -182,6 +198,8 @@ impl Default for ServerConfig {
             transaction_cache_size: Self::DEFAULT_TRANSACTION_CACHE_SIZE,
             connection_bind_timeout: Self::DEFAULT_CONNECTION_BIND_TIMEOUT,
             limits: DecodeLimits::default(),
+            hooks: None,
+            short_term: false,
         }
     }
 }
@@ -209,6 +227,8 @@ impl fmt::Debug for ServerConfig {
             .field("user_quota", &self.user_quota)
             .field("allow_loopback_peers", &self.allow_loopback_peers)
             .field("allowed_peers", &self.allowed_peers)
+            .field("hooks", &self.hooks.as_ref().map(|_| "<hooks>"))
+            .field("short_term", &self.short_term)
             .finish_non_exhaustive()
     }
 }

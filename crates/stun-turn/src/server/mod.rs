@@ -29,6 +29,7 @@ mod auth;
 mod cache;
 mod channels;
 mod config;
+mod hooks;
 mod permissions;
 mod relay;
 mod tcp;
@@ -36,6 +37,7 @@ mod tcp;
 use allocation::{Allocation, Channel, PendingAllocation, Reservation};
 use auth::Auth;
 pub use config::ServerConfig;
+pub use hooks::{DeleteReason, DiscardReason, ServerHooks, SharedHooks};
 use relay::TokenBucket;
 use tcp::{PeerConn, PeerConnState};
 
@@ -389,12 +391,26 @@ impl Server {
         out: &mut Vec<u8>,
     ) -> Action {
         match frame_kind(data) {
-            Ok(FrameKind::ChannelData) => self.client_channel_data(now, &from, data),
+            Ok(FrameKind::ChannelData) => match self.client_channel_data(now, &from, data) {
+                Ok(action) => action,
+                Err(reason) => {
+                    self.hooks().channel_data_discarded(&from, reason);
+                    Action::None
+                }
+            },
             Ok(FrameKind::Stun) => match Message::decode(data, &self.cfg.limits) {
                 Ok(msg) => self.client_message(now, from, &msg, out),
-                Err(_) => Action::None,
+                Err(_) => {
+                    self.hooks()
+                        .message_discarded(&from, DiscardReason::Malformed);
+                    Action::None
+                }
             },
-            Err(_) => Action::None,
+            Err(_) => {
+                self.hooks()
+                    .message_discarded(&from, DiscardReason::Malformed);
+                Action::None
+            }
         }
     }
 
@@ -406,12 +422,26 @@ impl Server {
         out: &mut Vec<u8>,
     ) -> Action {
         if msg.verify_fingerprint().is_err() {
+            self.hooks()
+                .message_discarded(&from, DiscardReason::BadFingerprint);
             return Action::None;
         }
         match msg.class() {
-            Class::Indication => return self.client_indication(now, &from, msg),
+            Class::Indication => {
+                return match self.client_indication(now, &from, msg) {
+                    Ok(action) => action,
+                    Err(reason) => {
+                        self.hooks().message_discarded(&from, reason);
+                        Action::None
+                    }
+                };
+            }
             Class::Request => {}
-            Class::Success | Class::Error => return Action::None,
+            Class::Success | Class::Error => {
+                self.hooks()
+                    .message_discarded(&from, DiscardReason::Unexpected);
+                return Action::None;
+            }
         }
         let key = (from, msg.transaction_id());
         if let Some(cached) = self.cache.get(&key) {
@@ -424,10 +454,12 @@ impl Server {
         let start = out.len();
         let result = self.request(now, from, msg, out);
         match result {
-            Ok(Some(())) => {}
+            Ok(Some(())) => self.hooks().request_succeeded(&from, msg.method()),
             Ok(None) => return Action::None,
             Err((reject, auth)) => {
                 out.truncate(start);
+                self.hooks()
+                    .request_failed(&from, msg.method(), reject.code);
                 self.error_response(out, msg, &reject, auth.as_deref(), now, &from);
             }
         }
@@ -534,7 +566,7 @@ impl Server {
 
     /// The client connection `client` (TCP/TLS) closed: its allocation goes with it (RFC 6062 §5).
     pub fn client_closed(&mut self, client: &FiveTuple) {
-        self.remove_allocation(client);
+        self.remove_allocation(client, DeleteReason::ClientClosed);
     }
 
     /// Expires allocations, permissions, channels, reservations, unbound peer connections and
@@ -551,7 +583,7 @@ impl Server {
             .map(|(k, _)| *k)
             .collect();
         for k in expired {
-            self.remove_allocation(&k);
+            self.remove_allocation(&k, DeleteReason::Expired);
         }
         for a in self.allocations.values_mut() {
             a.permissions.retain(|(_, e)| *e > now);

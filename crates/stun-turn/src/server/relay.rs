@@ -40,31 +40,33 @@ impl Server {
         now: Instant,
         from: &FiveTuple,
         msg: &Message<'_>,
-    ) -> Action {
+    ) -> Result<Action, DiscardReason> {
         if msg.method() != Method::SEND {
-            return Action::None;
+            return Err(DiscardReason::Unexpected);
         }
         let (Ok(Some(peer)), Some(payload)) =
             (msg.xor_peer_address(), msg.range_of(AttrType::DATA))
         else {
-            return Action::None;
+            return Err(DiscardReason::MissingAttribute);
         };
-        let Some(a) = self.allocations.get_mut(from) else {
-            return Action::None;
-        };
-        if a.expires <= now || a.protocol != RelayProtocol::Udp || !a.permitted(peer.ip(), now) {
-            return Action::None;
+        let a = self
+            .allocations
+            .get_mut(from)
+            .filter(|a| a.expires > now)
+            .ok_or(DiscardReason::NoAllocation)?;
+        if a.protocol != RelayProtocol::Udp || !a.permitted(peer.ip(), now) {
+            return Err(DiscardReason::NoPermission);
         }
         if let Some(b) = &mut a.up
             && !b.take(payload.len(), now)
         {
-            return Action::None;
+            return Err(DiscardReason::BandwidthExceeded);
         }
-        Action::ToPeer {
+        Ok(Action::ToPeer {
             relay: a.relay,
             peer,
             payload,
-        }
+        })
     }
 
     /// Handles a datagram from `peer` on the UDP relay `relay`. When it may be delivered, the
