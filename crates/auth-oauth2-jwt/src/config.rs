@@ -335,3 +335,33 @@ impl Default for OAuth2Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_say_what_to_fix() {
+        let c = Config {
+            public_paths: vec!["health".into()],
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(&e, Error::ConfigValue { field: "public path", value, .. } if value == "health"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid setting: public path \"health\" must start with /"
+        );
+        let e = Location::parse("body").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::ConfigValue {
+                field: "token source",
+                ..
+            }
+        ));
+    }
+}
