@@ -31,6 +31,7 @@ use std::{
     task::{Context, Poll},
     time::{Duration, Instant},
 };
+use token_bucket::TokenBucket;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -43,7 +44,6 @@ use crate::{
     handler::{Ctx, Disconnect, Fragment, Handler, Sink},
     io::Io,
     registry::{Command, ConnInfo, KILL_DROP},
-    throttle::TokenBucket,
 };
 
 /// Commands applied per wake-up before writing (batches broadcasts into one write).
@@ -448,7 +448,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                     }
                 }
                 if let Some((r, _)) = &mut throttle {
-                    r.consume(n, ws_io::now());
+                    r.consume(n as u64, ws_io::now());
                 }
                 // Reads come first: take what other tasks queued meanwhile, so that a peer
                 // that keeps sending does not hold up frames queued for it.
@@ -460,7 +460,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             Step::Wrote(n) => {
                 info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some((_, w)) = &mut throttle {
-                    w.consume(n, ws_io::now());
+                    w.consume(n as u64, ws_io::now());
                 }
             }
             Step::Other(Wait::Kill) => {

@@ -118,7 +118,7 @@
 
 // Modules are floors: each uses only the floors below it, so no two modules import each
 // other in a circle (`cargo xtask deps` checks it).
-//   0 leaf types   types (ConnId, Transport), error, request, event (SseEvent), tx, io, throttle
+//   0 leaf types   types (ConnId, Transport), error, request, event (SseEvent), tx, io
 //   1 settings     auth, config; http::files (static-file lookup and cache; uses request only)
 //   2 state        channels, registry
 //   3 handles      handle (ServerHandle, ConnHandle, the shared state)
@@ -148,7 +148,6 @@ mod server;
 pub mod session;
 mod sse;
 mod stream;
-mod throttle;
 mod types;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
