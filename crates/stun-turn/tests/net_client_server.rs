@@ -277,3 +277,50 @@ async fn tcp_relay_connect_and_connection_bind_pipe_raw_bytes() {
     timeout(data.read_exact(&mut got)).await.unwrap();
     assert_eq!(&got, b"raw bytes through the relay");
 }
+
+/// A TURN server that answers Allocate with 300 Try Alternate naming `to`.
+async fn redirecting_to(to: SocketAddr, turn: bool) -> TurnServer {
+    let mut cfg = server_config();
+    cfg.server.alternate_server = Some(to);
+    cfg.server.turn = turn;
+    TurnServer::bind(cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_client_follows_alternate_server_a_bounded_number_of_hops() {
+    let target = TurnServer::bind(server_config()).await.unwrap();
+    // Two hops over UDP: first -> second -> target.
+    let second = redirecting_to(target.udp_addrs()[0], true).await;
+    let first = redirecting_to(second.udp_addrs()[0], true).await;
+    let creds = || ClientConfig::with_credentials("alice", "s3cret");
+    let c = TurnClient::udp(first.udp_addrs()[0], creds())
+        .await
+        .unwrap();
+    let relayed = timeout(c.allocate()).await.unwrap();
+    assert_eq!(target.stats().allocations, 1);
+    assert_eq!(first.stats().allocations + second.stats().allocations, 0);
+    assert!(relayed.port() > 0);
+    // With one hop allowed, the second redirect is the error, naming where it pointed.
+    let mut one = creds();
+    one.max_redirects = 1;
+    let c = TurnClient::udp(first.udp_addrs()[0], one).await.unwrap();
+    match timeout(c.allocate()).await {
+        Err(Error::Redirected { alternate }) => assert_eq!(alternate, target.udp_addrs()[0]),
+        other => panic!("expected Redirected, got {other:?}"),
+    }
+    // Over TCP, a STUN-only server redirects Binding.
+    let stun_only = redirecting_to(target.tcp_addrs()[0], false).await;
+    let mut none = ClientConfig::default();
+    let c = TurnClient::tcp(stun_only.tcp_addrs()[0], none.clone())
+        .await
+        .unwrap();
+    timeout(c.binding()).await.unwrap();
+    none.max_redirects = 0;
+    let c = TurnClient::tcp(stun_only.tcp_addrs()[0], none)
+        .await
+        .unwrap();
+    assert!(matches!(
+        timeout(c.binding()).await,
+        Err(Error::Redirected { .. })
+    ));
+}

@@ -94,10 +94,7 @@ fn failure_to_error(f: Failure) -> Error {
     match f {
         Failure::Error { code, reason } => Error::Response { code, reason },
         Failure::Timeout => Error::Timeout,
-        Failure::Redirect(a) => Error::Response {
-            code: crate::attr::ErrorCode::TRY_ALTERNATE,
-            reason: format!("try alternate server {a}"),
-        },
+        Failure::Redirect(alternate) => Error::Redirected { alternate },
         Failure::Malformed => Error::MissingAttribute(crate::attr::AttrType::XOR_RELAYED_ADDRESS),
     }
 }
@@ -140,12 +137,20 @@ impl TurnClient {
     }
 
     fn start(io: Io, cfg: ClientConfig, local: SocketAddr) -> Result<Self, Error> {
-        let core = Client::new(cfg, super::OsRandom::new())?;
+        let core = Client::new(cfg.clone(), super::OsRandom::new())?;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (data_tx, data_rx) = mpsc::channel(1024);
         let (other_tx, other_rx) = mpsc::unbounded_channel();
         let local = Arc::new(Mutex::new(local));
-        tokio::spawn(drive(io, core, cmd_rx, data_tx, other_tx, local.clone()));
+        tokio::spawn(drive(
+            io,
+            core,
+            cfg,
+            cmd_rx,
+            data_tx,
+            other_tx,
+            local.clone(),
+        ));
         Ok(Self {
             cmds: cmd_tx,
             data: data_rx,
@@ -283,9 +288,11 @@ impl TurnClient {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     mut io: Io,
     mut core: Client,
+    cfg: ClientConfig,
     mut cmds: mpsc::Receiver<Cmd>,
     data: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     other: mpsc::UnboundedSender<ClientEvent>,
@@ -295,11 +302,13 @@ async fn drive(
     // The last Allocate's parameters and the local ports tried for it (437 handling).
     let mut allocating: Option<(RelayProtocol, Option<bool>, Option<[u8; 8]>)> = None;
     let mut ports_tried = 0u32;
+    // 300 Try Alternate redirects followed for the current Binding or Allocate.
+    let mut hops = 0u32;
     let mut buf = vec![0u8; 65_536];
     let mut stream_buf: Vec<u8> = Vec::new();
     let mut out = Vec::with_capacity(2048);
     let limits = crate::message::DecodeLimits::default();
-    loop {
+    'drive: loop {
         // Flush what the core wants to send.
         while let Some(b) = core.poll_transmit() {
             let ok = match &mut io {
@@ -324,6 +333,41 @@ async fn drive(
                 *local.lock().unwrap_or_else(|e| e.into_inner()) = addr;
                 ports_tried += 1;
                 continue;
+            }
+            if let Some(alternate) = redirect_of(&ev)
+                && hops < cfg.max_redirects
+                && core.transactions() == 0
+                && core.relayed().is_none()
+                && let Some(fresh) = reconnect(&io, alternate).await
+                && let Ok(mut next) = Client::new(cfg.clone(), super::OsRandom::new())
+            {
+                let now = Instant::now();
+                let again = match (&ev, allocating) {
+                    (
+                        ClientEvent::Failed {
+                            request: Request::Allocate(_),
+                            ..
+                        },
+                        Some((p, e, t)),
+                    ) => next.allocate_with(now, p, e, t).map(|_| ()),
+                    _ => next.binding(now).map(|_| ()),
+                };
+                if again.is_ok() {
+                    // A new server: a new transport and a new core (its own realm and nonce).
+                    tracing::debug!(%alternate, hop = hops + 1, "following 300 Try Alternate");
+                    if let Ok(addr) = match &fresh {
+                        Io::Udp(s) => s.local_addr(),
+                        Io::Tcp(s) => s.local_addr(),
+                    } {
+                        *local.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+                    }
+                    io = fresh;
+                    core = next;
+                    stream_buf.clear();
+                    hops += 1;
+                    // Send the re-issued request now (over TCP no retransmission would).
+                    continue 'drive;
+                }
             }
             match ev {
                 ClientEvent::Data { peer, data: d }
@@ -385,10 +429,14 @@ async fn drive(
                 let Some(cmd) = cmd else { return };
                 let now = Instant::now();
                 let (want, reply, res) = match cmd {
-                    Cmd::Binding(r) => (Want::Binding, r, core.binding(now).map(|_| ())),
+                    Cmd::Binding(r) => {
+                        hops = 0;
+                        (Want::Binding, r, core.binding(now).map(|_| ()))
+                    }
                     Cmd::Allocate(p, e, t, r) => {
                         allocating = Some((p, e, t));
                         ports_tried = 0;
+                        hops = 0;
                         (Want::Allocate, r, core.allocate_with(now, p, e, t).map(|_| ()))
                     }
                     Cmd::Refresh(l, r) => (Want::Refresh, r, core.refresh(now, l).map(|_| ())),
@@ -419,6 +467,29 @@ async fn drive(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The server a Binding or Allocate was redirected to (300 with ALTERNATE-SERVER).
+fn redirect_of(ev: &ClientEvent) -> Option<SocketAddr> {
+    match ev {
+        ClientEvent::Failed {
+            request: Request::Binding | Request::Allocate(_),
+            failure: Failure::Redirect(a),
+        } => Some(*a),
+        _ => None,
+    }
+}
+
+/// A transport of the same kind as `io` to `server`.
+async fn reconnect(io: &Io, server: SocketAddr) -> Option<Io> {
+    match io {
+        Io::Udp(_) => udp_to(server).await.ok().map(Io::Udp),
+        Io::Tcp(_) => {
+            let s = TcpStream::connect(server).await.ok()?;
+            s.set_nodelay(true).ok()?;
+            Some(Io::Tcp(s))
         }
     }
 }
