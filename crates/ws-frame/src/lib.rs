@@ -81,6 +81,7 @@ mod connection;
 pub mod deflate;
 mod error;
 mod header;
+pub mod id_header;
 pub mod mask;
 mod message;
 mod os_random;
