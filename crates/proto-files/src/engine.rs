@@ -18,9 +18,10 @@ use tokio::sync::mpsc;
 use crate::{
     config::Config,
     error::{Code, Error},
+    meta::Meta,
     receiver::{DataAction, Receiver, ReceiverAction, refusal},
     sender::{OfferInfo, Sender, SenderEvent},
-    store::{Meta, Store},
+    store::Store,
     wire::{self, FileId, Msg, QoS},
 };
 

@@ -117,6 +117,10 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("file I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The metadata store failed or holds an unreadable row (the text names the database and
+    /// the file id, and what to delete to start over).
+    #[error("metadata store: {0}")]
+    Store(String),
     /// The connection ended before the transfer did.
     #[error("the connection closed during the transfer")]
     Closed,
@@ -161,7 +165,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::Protocol { code, .. } | Self::Remote { code, .. } => *code,
-            Self::Io(_) => Code::Storage,
+            Self::Io(_) | Self::Store(_) => Code::Storage,
             Self::Closed => Code::Cancelled,
             #[cfg(feature = "runtime")]
             Self::Server(_) | Self::Client(_) => Code::Cancelled,

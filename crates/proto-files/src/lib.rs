@@ -17,7 +17,8 @@
 
 // Modules are floors: each uses only the floors below it.
 //   0 leaf types   error, config, name, wire
-//   1 state        sender, receiver; store (the save directory, std::fs only)
+//   1 state        sender, receiver; meta (partial files' metadata: SQLite or memory);
+//                  store (the save directory, std::fs, over meta)
 //   2 entry points fuzzing
 //   3 glue         engine (per-connection routing, the sending task, events; tokio)
 //   4 doors        tus (HTTP server side), tus_client, server (ws-server), client (ws-client)
@@ -28,6 +29,7 @@ mod config;
 mod engine;
 mod error;
 pub mod fuzzing;
+mod meta;
 mod name;
 mod receiver;
 mod sender;
@@ -44,9 +46,12 @@ pub mod wire;
 pub use client::FilesClient;
 #[cfg(feature = "runtime")]
 pub use engine::{ChannelHooks, EventKind, FileEvent, Hooks, NoHooks, SendOptions, SendReport};
+#[cfg(feature = "sqlite")]
+pub use meta::SqliteMeta;
+pub use meta::{Area, MemoryMeta, Meta, MetaStore};
 #[cfg(feature = "runtime")]
 pub use server::{Files, FilesHandler};
-pub use store::{Meta, Store};
+pub use store::Store;
 #[cfg(feature = "runtime")]
 pub use tus_client::{TusClient, TusReport};
 

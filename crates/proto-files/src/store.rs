@@ -1,158 +1,136 @@
-//! The save directory: finished files at its top, partial files and their metadata in
-//! `.partial/` (WebSocket transfers) and `.tus/` (tus uploads). Everything needed to resume
-//! lives on disk, so it survives a restart; the stored offset is the partial file's length.
+//! The save directory: finished files at its top, partial files in `.partial/` (WebSocket
+//! transfers) and `.tus/` (tus uploads), their metadata in a [`MetaStore`] (by default SQLite,
+//! `.wskit-files.db` in the save directory). Everything needed to resume survives a restart;
+//! the stored offset is the partial file's length.
 
 use std::{
-    fs,
-    io::{self, Write as _},
+    fs, io,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::{
     error::{Code, Error},
+    meta::{Area, Meta, MetaStore},
     name::{check_name, numbered},
     receiver::Partial,
     sender::OfferInfo,
     wire::{FileId, QoS},
 };
 
-/// Metadata kept beside a partial file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Meta {
-    /// The offer (name, size, QoS, channel, data) as first received.
-    pub info: OfferInfo,
-    /// Chunk size of the first offer.
-    pub chunk: u32,
-    /// Seconds since the Unix epoch when the transfer started.
-    pub created: u64,
-    /// tus only: when the upload expires (seconds since the epoch).
-    pub expires: Option<u64>,
-    /// tus only: the raw `Upload-Metadata` header.
-    pub tus_metadata: Option<String>,
-    /// tus only: the upload is complete and moved into the save directory (the metadata stays
-    /// as a tombstone so that `HEAD` still answers until it expires).
-    pub done: bool,
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
-}
-
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next() {
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                Some(o) => out.push(o),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-impl Meta {
-    /// Metadata for a new partial file of `info` sent in `chunk`-byte chunks, created at
-    /// `created` (seconds since the epoch).
-    #[must_use]
-    pub fn new(info: OfferInfo, chunk: u32, created: u64) -> Self {
-        Self {
-            info,
-            chunk,
-            created,
-            expires: None,
-            tus_metadata: None,
-            done: false,
-        }
-    }
-
-    fn encode(&self) -> String {
-        let mut s = format!(
-            "wskit-files-meta 1\nname={}\nsize={}\nchunk={}\nqos={}\nchannel={}\ndata={}\ncreated={}\n",
-            escape(&self.info.name),
-            self.info.size,
-            self.chunk,
-            self.info.qos as u8,
-            escape(&self.info.channel),
-            escape(&self.info.data),
-            self.created
-        );
-        if let Some(e) = self.expires {
-            s.push_str(&format!("expires={e}\n"));
-        }
-        if let Some(m) = &self.tus_metadata {
-            s.push_str(&format!("tus_metadata={}\n", escape(m)));
-        }
-        if self.done {
-            s.push_str("done=1\n");
-        }
-        s
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let mut lines = text.lines();
-        if lines.next()? != "wskit-files-meta 1" {
-            return None;
-        }
-        let mut m = Self {
-            info: OfferInfo::new(String::new(), 0, QoS::AtMostOnce),
-            chunk: 0,
-            created: 0,
-            expires: None,
-            tus_metadata: None,
-            done: false,
-        };
-        for line in lines {
-            let (k, v) = line.split_once('=')?;
-            match k {
-                "name" => m.info.name = unescape(v),
-                "size" => m.info.size = v.parse().ok()?,
-                "chunk" => m.chunk = v.parse().ok()?,
-                "qos" => m.info.qos = QoS::from_u8(v.parse().ok()?)?,
-                "channel" => m.info.channel = unescape(v),
-                "data" => m.info.data = unescape(v),
-                "created" => m.created = v.parse().ok()?,
-                "expires" => m.expires = Some(v.parse().ok()?),
-                "tus_metadata" => m.tus_metadata = Some(unescape(v)),
-                "done" => m.done = v == "1",
-                _ => {}
+/// The text metadata files (`<id>.meta`) of earlier versions: read once, moved into the
+/// [`MetaStore`], deleted.
+fn decode_legacy(text: &str) -> Option<Meta> {
+    fn unescape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut it = s.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                match it.next() {
+                    Some('n') => out.push('\n'),
+                    Some('r') => out.push('\r'),
+                    Some(o) => out.push(o),
+                    None => {}
+                }
+            } else {
+                out.push(c);
             }
         }
-        Some(m)
+        out
     }
-}
-
-/// Which area of the store a partial file belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Area {
-    Ws,
-    Tus,
+    let mut lines = text.lines();
+    if lines.next()? != "wskit-files-meta 1" {
+        return None;
+    }
+    let mut m = Meta::new(OfferInfo::new(String::new(), 0, QoS::AtMostOnce), 0, 0);
+    for line in lines {
+        let (k, v) = line.split_once('=')?;
+        match k {
+            "name" => m.info.name = unescape(v),
+            "size" => m.info.size = v.parse().ok()?,
+            "chunk" => m.chunk = v.parse().ok()?,
+            "qos" => m.info.qos = QoS::from_u8(v.parse().ok()?)?,
+            "channel" => m.info.channel = unescape(v),
+            "data" => m.info.data = unescape(v),
+            "created" => m.created = v.parse().ok()?,
+            "expires" => m.expires = Some(v.parse().ok()?),
+            "tus_metadata" => m.tus_metadata = Some(unescape(v)),
+            "done" => m.done = v == "1",
+            _ => {}
+        }
+    }
+    Some(m)
 }
 
 /// A save directory.
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    meta: Arc<dyn MetaStore>,
 }
 
 impl Store {
-    /// Opens (and creates) `dir` with its `.partial/` and `.tus/` subdirectories.
+    /// The metadata database's file name inside the save directory.
+    pub const DB_FILE: &'static str = ".wskit-files.db";
+
+    /// Opens (and creates) `dir` with its `.partial/` and `.tus/` subdirectories and the
+    /// metadata in SQLite at [`Store::DB_FILE`] inside it (without the `sqlite` feature: in
+    /// memory, so nothing resumes after a restart).
     ///
     /// # Errors
-    /// [`Error::Io`] when a directory cannot be created.
+    /// [`Error::Io`] when a directory cannot be created, [`Error::Store`] when the database
+    /// cannot be opened.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        #[cfg(feature = "sqlite")]
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(crate::meta::SqliteMeta::open(dir.join(Self::DB_FILE))?);
+        #[cfg(not(feature = "sqlite"))]
+        let meta: Arc<dyn MetaStore> = Arc::new(crate::meta::MemoryMeta::new());
+        Self::with_meta(dir, meta)
+    }
+
+    /// Opens (and creates) `dir` with the metadata in `meta` (another backend, or
+    /// [`crate::MemoryMeta`]). Text metadata files of earlier versions (`<id>.meta`) found in
+    /// the areas are moved into `meta`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a directory cannot be created, [`Error::Store`].
+    pub fn with_meta(dir: impl Into<PathBuf>, meta: Arc<dyn MetaStore>) -> Result<Self, Error> {
         let dir = dir.into();
         fs::create_dir_all(dir.join(".partial"))?;
         fs::create_dir_all(dir.join(".tus"))?;
-        Ok(Self { dir })
+        let store = Self { dir, meta };
+        store.import_legacy()?;
+        Ok(store)
+    }
+
+    fn import_legacy(&self) -> Result<(), Error> {
+        for area in [Area::Ws, Area::Tus] {
+            let Ok(rd) = fs::read_dir(self.area(area)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let path = e.path();
+                let Some(id) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".meta"))
+                    .and_then(FileId::from_hex)
+                else {
+                    continue;
+                };
+                if let Some(m) = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| decode_legacy(&t))
+                {
+                    self.meta.put(area, id, &m)?;
+                }
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(())
     }
 
     /// The save directory.
@@ -178,10 +156,6 @@ impl Store {
         self.area(area).join(format!("{}.part", id.to_hex()))
     }
 
-    pub(crate) fn meta_in(&self, area: Area, id: FileId) -> PathBuf {
-        self.area(area).join(format!("{}.meta", id.to_hex()))
-    }
-
     /// What the store holds for `id`: its metadata and the partial state (the stored offset is
     /// the partial file's length).
     ///
@@ -196,12 +170,12 @@ impl Store {
         area: Area,
         id: FileId,
     ) -> Result<Option<(Meta, Partial)>, Error> {
-        let text = match fs::read_to_string(self.meta_in(area, id)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(meta) = Meta::decode(&text) else {
+        let Some(meta) = self.meta.get(area, id)? else {
+            if self.part_in(area, id).exists() {
+                tracing::warn!(
+                    "files: partial file {id} has no metadata in the store; it starts over"
+                );
+            }
             return Ok(None);
         };
         if meta.done {
@@ -217,8 +191,8 @@ impl Store {
         Ok(Some((meta, partial)))
     }
 
-    /// Records a new partial file: the metadata (written to a temporary file, synced and
-    /// renamed, so a crash never leaves half of it) and an empty `.part`.
+    /// Records a new partial file: an empty `.part`, then its metadata (committed before this
+    /// returns).
     ///
     /// # Errors
     /// [`Error::Io`].
@@ -237,13 +211,7 @@ impl Store {
     }
 
     pub(crate) fn write_meta(&self, area: Area, id: FileId, meta: &Meta) -> Result<(), Error> {
-        let path = self.meta_in(area, id);
-        let tmp = path.with_extension("meta.tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(meta.encode().as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
+        self.meta.put(area, id, meta)
     }
 
     /// Removes the partial file and metadata for `id` (missing files are fine).
@@ -253,7 +221,9 @@ impl Store {
 
     pub(crate) fn remove_in(&self, area: Area, id: FileId) {
         let _ = fs::remove_file(self.part_in(area, id));
-        let _ = fs::remove_file(self.meta_in(area, id));
+        if let Err(e) = self.meta.remove(area, id) {
+            tracing::warn!("files: forgetting partial file {id}: {e}");
+        }
     }
 
     /// Moves the finished partial file into the save directory under `name` (or `name (n)`
@@ -274,7 +244,9 @@ impl Store {
         overwrite: bool,
     ) -> Result<PathBuf, Error> {
         let target = self.move_part(area, id, name, overwrite)?;
-        let _ = fs::remove_file(self.meta_in(area, id));
+        if let Err(e) = self.meta.remove(area, id) {
+            tracing::warn!("files: forgetting finished file {id}: {e}");
+        }
         Ok(target)
     }
 
@@ -327,15 +299,10 @@ impl Store {
 
     /// Ids of the partial files in an area.
     pub(crate) fn ids_in(&self, area: Area) -> Vec<FileId> {
-        let Ok(rd) = fs::read_dir(self.area(area)) else {
-            return Vec::new();
-        };
-        rd.filter_map(|e| {
-            let name = e.ok()?.file_name();
-            let name = name.to_str()?;
-            FileId::from_hex(name.strip_suffix(".meta")?)
+        self.meta.ids(area).unwrap_or_else(|e| {
+            tracing::warn!("files: listing partial files: {e}");
+            Vec::new()
         })
-        .collect()
     }
 }
 
@@ -344,19 +311,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metadata_round_trips_with_awkward_text() {
-        let mut info = OfferInfo::new("a=b.txt", 1 << 40, QoS::Pulled);
-        info.channel = "x/y".into();
-        info.data = "line1\nline2\\=".into();
-        let m = Meta {
-            info,
-            chunk: 7,
-            created: 99,
-            expires: Some(5),
-            tus_metadata: Some("filename YQ==".into()),
-            done: true,
-        };
-        assert_eq!(Meta::decode(&m.encode()), Some(m));
+    fn legacy_text_metadata_moves_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = FileId([6; 16]);
+        fs::create_dir_all(dir.path().join(".partial")).unwrap();
+        fs::write(
+            dir.path().join(".partial").join(format!("{}.meta", id.to_hex())),
+            "wskit-files-meta 1\nname=r.txt\nsize=10\nchunk=4\nqos=1\nchannel=\ndata=a\\nb\ncreated=3\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path()
+                .join(".partial")
+                .join(format!("{}.part", id.to_hex())),
+            b"abc",
+        )
+        .unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (m, p) = store.lookup(id).unwrap().unwrap();
+        assert_eq!(m.info.data, "a\nb");
+        assert_eq!(m.info.qos, QoS::Acknowledged);
+        assert_eq!(p, Partial::new("r.txt", 10, 3));
+        assert!(
+            !dir.path()
+                .join(".partial")
+                .join(format!("{}.meta", id.to_hex()))
+                .exists()
+        );
     }
 
     #[test]

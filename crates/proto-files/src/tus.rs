@@ -23,9 +23,10 @@ use crate::{
     config::Config,
     engine::{EventKind, FileEvent, Hooks, unix_now},
     error::Code,
+    meta::{Area, Meta},
     name::check_name,
     sender::OfferInfo,
-    store::{Area, Meta, Store},
+    store::Store,
     wire::{FileId, QoS},
 };
 

@@ -379,3 +379,86 @@ async fn a_half_open_connection_ending_does_not_remove_the_file_a_new_one_is_rec
     assert_eq!(std::fs::read(dir.join("same.bin")).unwrap(), data);
     server.stop().await;
 }
+
+/// The metadata of a partial file lives in SQLite in the save directory: a server started on a
+/// directory a previous process left resumes from it; a corrupt row refuses the file with a
+/// clear error (the partial file untouched), and a missing row starts over, never a resume on
+/// a guess.
+#[tokio::test]
+async fn partial_metadata_in_sqlite_resumes_refuses_when_corrupt_and_starts_over_when_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let path = make_file(tmp.path(), "half.bin", 300_000, 4);
+    let want = sha256_file(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    let id = FileId([0x42; 16]);
+    let db = dir.join(proto_files::Store::DB_FILE);
+    // What an earlier process left: the first 100000 bytes and their metadata.
+    let leave_partial = || {
+        let store = proto_files::Store::open(&dir).unwrap();
+        let info = proto_files::OfferInfo::new("half.bin", 300_000, QoS::Acknowledged);
+        store
+            .create(id, &proto_files::Meta::new(info, 16 * 1024, 1))
+            .unwrap();
+        std::fs::write(store.part_path(id), &bytes[..100_000]).unwrap();
+    };
+    let send = |addr: std::net::SocketAddr| {
+        let path = path.clone();
+        async move {
+            let client = FilesClient::connect(
+                format!("ws://{addr}/files").as_str(),
+                ClientConfig::default(),
+                config(),
+                None,
+                NoHooks,
+            )
+            .await
+            .unwrap();
+            let mut opts = SendOptions::qos(QoS::Acknowledged);
+            opts.file_id = Some(id);
+            let r = client.send_file(&path, &opts).await;
+            client.close().await;
+            r
+        }
+    };
+
+    leave_partial();
+    let (server, _files, addr) = start(config(), &dir, NoHooks).await;
+    let r = send(addr).await.unwrap();
+    assert_eq!(r.resumed_at, 100_000, "{r:?}");
+    assert_eq!(sha256_file(&dir.join("half.bin")), want);
+    server.stop().await;
+    std::fs::remove_file(dir.join("half.bin")).unwrap();
+
+    // A damaged row: refused with a text naming the file id and what to do.
+    leave_partial();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE files_partial SET qos = 7")
+        .unwrap();
+    let (server, _files, addr) = start(config(), &dir, NoHooks).await;
+    let e = send(addr).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Remote { code: proto_files::Code::Storage, message }
+            if message.contains("corrupt") && message.contains(&id.to_hex())),
+        "{e:?}"
+    );
+    let store = proto_files::Store::open(&dir).unwrap();
+    assert_eq!(
+        std::fs::metadata(store.part_path(id)).unwrap().len(),
+        100_000
+    );
+    assert!(!dir.join("half.bin").exists());
+    server.stop().await;
+
+    // No row at all: the partial file is not trusted, the transfer starts over.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DELETE FROM files_partial")
+        .unwrap();
+    let (server, _files, addr) = start(config(), &dir, NoHooks).await;
+    let r = send(addr).await.unwrap();
+    assert_eq!(r.resumed_at, 0, "{r:?}");
+    assert_eq!(sha256_file(&dir.join("half.bin")), want);
+    server.stop().await;
+}

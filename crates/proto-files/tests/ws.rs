@@ -428,7 +428,10 @@ async fn hostile_messages_are_refused_with_clear_codes_and_nothing_leaves_the_di
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec![".partial", ".tus", "empty.txt"]);
+    assert_eq!(
+        names,
+        vec![".partial", ".tus", ".wskit-files.db", "empty.txt"]
+    );
     let mut outside: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
