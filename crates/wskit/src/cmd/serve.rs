@@ -123,6 +123,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) token_auth: super::oauth2::TokenAuthArgs,
+    /// Scale-out: --backplane URL, --node-id ID (see cmd::backplane).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) backplane: super::backplane::BackplaneArgs,
     /// Serve the static files of this directory to plain HTTP GET/HEAD requests (they win
     /// over the built-in test page).
     #[arg(long, value_name = "DIR")]
@@ -164,6 +168,7 @@ struct Setup {
     app: Serve,
     /// Token authentication (JWT or the OAuth2 server), from flags and file.
     token_auth: super::oauth2::TokenAuthArgs,
+    backplane: super::backplane::BackplaneArgs,
 }
 
 /// Turns flags and file into the library configuration, the thread count and the handler.
@@ -314,6 +319,7 @@ fn build(args: Args) -> Result<Setup> {
         config: cfg,
         threads: args.threads.unwrap_or(0),
         token_auth: args.token_auth,
+        backplane: args.backplane,
         app: Serve {
             test_page,
             index: test_page_html(upload.is_some()),
@@ -505,6 +511,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         threads,
         app,
         token_auth,
+        backplane,
     } = build(args)?;
     let files = app.files.clone();
     let runtime = if threads == 1 {
@@ -519,7 +526,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         b.enable_all().build()?
     };
     runtime.block_on(async move {
+        let link = backplane.connect()?;
         let server = super::oauth2::start(config, app, &token_auth).await?;
+        super::backplane::attach(&server, link);
         if let Some(f) = &files {
             f.set_server(server.clone());
         }
