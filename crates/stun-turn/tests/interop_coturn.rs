@@ -88,6 +88,13 @@ fn start_udp_peer() -> (Guard, u16) {
 }
 
 async fn start_wskit(secret: Option<&str>) -> TurnServer {
+    start_wskit_with(secret, None).await
+}
+
+async fn start_wskit_with(
+    secret: Option<&str>,
+    hooks: Option<stun_turn::SharedHooks>,
+) -> TurnServer {
     // A port found free can be taken again before the bind (by a relay allocation of a test
     // running in parallel, for example): try a few.
     let mut attempt = 0;
@@ -100,6 +107,7 @@ async fn start_wskit(secret: Option<&str>) -> TurnServer {
         cfg.server.realm = "example.org".into();
         cfg.server.allow_loopback_peers = true;
         cfg.server.auth_secret = secret.map(String::from);
+        cfg.server.hooks = hooks.clone();
         match TurnServer::bind(cfg).await {
             Ok(server) => return server,
             Err(e) if attempt < 5 => {
@@ -520,5 +528,68 @@ fn wskit_client_recovers_from_coturn_stale_nonce() {
     assert!(
         stale_seen >= 2,
         "coturn sent {stale_seen} 438 answers; expected one per expired nonce"
+    );
+}
+
+/// A user database behind the password hook, counting what the hooks see.
+#[derive(Default)]
+struct CountingHooks {
+    asked: std::sync::atomic::AtomicU32,
+    created: std::sync::atomic::AtomicU32,
+    succeeded: std::sync::atomic::AtomicU32,
+}
+
+impl stun_turn::ServerHooks for CountingHooks {
+    fn password(&self, username: &str, _realm: &str) -> Option<String> {
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (username == "dave").then(|| "from-db".to_string())
+    }
+
+    fn allocation_created(
+        &self,
+        _client: &stun_turn::FiveTuple,
+        username: &str,
+        _relay: SocketAddr,
+        _lifetime: Duration,
+    ) {
+        assert_eq!(username, "dave");
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn request_succeeded(&self, _from: &stun_turn::FiveTuple, _method: stun_turn::Method) {
+        self.succeeded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn coturn_uclient_authenticates_through_the_password_hook() {
+    if !peers_available(&["turnutils_uclient", "turnutils_peer"]) {
+        return;
+    }
+    let hooks = std::sync::Arc::new(CountingHooks::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(start_wskit_with(None, Some(hooks.clone())));
+    let (_peer, peer_port) = start_udp_peer();
+    let port = server.udp_addrs()[0].port();
+    uclient_zero_loss(
+        &["-c"],
+        &["-u", "dave", "-w", "from-db"],
+        port,
+        peer_port,
+        20,
+    );
+    let load = |a: &std::sync::atomic::AtomicU32| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        load(&hooks.asked) > 0,
+        "the hook was asked for dave's password"
+    );
+    // uclient -m 4: at least four allocations (8 seen with coturn 4.6), each reported once.
+    assert!(load(&hooks.created) >= 4, "{}", load(&hooks.created));
+    assert!(
+        load(&hooks.succeeded) >= 8,
+        "Allocate and ChannelBind at least"
     );
 }
