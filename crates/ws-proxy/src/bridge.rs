@@ -26,13 +26,16 @@ use tokio::{
 };
 use tokio_rustls::TlsConnector;
 use ws_server::{
-    ConnHandle, ConnId, ConnInfo, Ctx, Decision, Disconnect, Handler, Request,
+    Body, ConnHandle, ConnId, ConnInfo, Ctx, Decision, Disconnect, Fragment, Handler, Request,
+    Response, TcpDecision,
     ws_frame::{CloseCode, Message},
 };
 
 use crate::{
     config::{ProxyConfig, Target},
     hooks::Hooks,
+    http_forward::HttpSide,
+    lb::{Lb, LbGuard},
     sync::lock,
     tokens::TokenFile,
 };
@@ -293,6 +296,8 @@ struct Pending {
     target: Target,
     mode: Mode,
     backend: Option<Backend>,
+    /// The balanced backend's connection count (released with the bridge).
+    lb: Option<LbGuard>,
 }
 
 type PendingMap = Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Pending>>>;
@@ -486,14 +491,17 @@ struct Link {
     up: UpQueue,
     /// How the browser side ended (for WebSocket backends).
     browser_close: Mutex<Option<(CloseCode, String)>>,
+    /// A balanced backend's connection count, released when the bridge is gone.
+    _lb: Option<LbGuard>,
 }
 
 impl Link {
-    fn new(mode: Mode, limit: usize, conn: ConnHandle) -> Self {
+    fn new(mode: Mode, limit: usize, conn: ConnHandle, lb: Option<LbGuard>) -> Self {
         Self {
             mode,
             up: UpQueue::new(limit, conn),
             browser_close: Mutex::new(None),
+            _lb: lb,
         }
     }
 }
@@ -516,6 +524,12 @@ pub(crate) struct Proxy<H> {
     pub(crate) tls: TlsConnector,
     pub(crate) upstream_ws: ws_client::ClientConfig,
     pub(crate) stats: Arc<Stats>,
+    /// The fixed target, changeable at run time ([`crate::ProxyServer::set_target`]).
+    pub(crate) target: Arc<Mutex<Option<Target>>>,
+    /// The load balancer, when [`ProxyConfig::balance`] is set.
+    pub(crate) lb: Option<Arc<Lb>>,
+    /// Plain HTTP requests.
+    pub(crate) http: Arc<HttpSide>,
     pending: PendingMap,
     next_pending: AtomicU64,
     live: Mutex<HashMap<ConnId, Arc<Link>>>,
@@ -533,17 +547,22 @@ fn reason(text: &str) -> String {
 impl<H: Hooks> Proxy<H> {
     pub(crate) fn new(
         cfg: ProxyConfig,
-        hooks: H,
+        hooks: Arc<H>,
         tokens: Option<TokenFile>,
         tls: TlsConnector,
         upstream_ws: ws_client::ClientConfig,
+        lb: Option<Arc<Lb>>,
+        http: Arc<HttpSide>,
     ) -> Self {
         Self {
+            target: Arc::new(Mutex::new(cfg.target.clone())),
             cfg,
-            hooks: Arc::new(hooks),
+            hooks,
             tokens,
             tls,
             upstream_ws,
+            lb,
+            http,
             stats: Arc::default(),
             pending: PendingMap::default(),
             next_pending: AtomicU64::new(0),
@@ -567,7 +586,7 @@ impl<H: Hooks> Proxy<H> {
         if let Some((_, t)) = self.cfg.paths.iter().find(|(p, _)| p == req.path()) {
             return Ok(t.clone());
         }
-        self.cfg.target.clone().ok_or(404)
+        lock(&self.target).clone().ok_or(404)
     }
 
     fn stash(
@@ -576,6 +595,7 @@ impl<H: Hooks> Proxy<H> {
         target: Target,
         mode: Mode,
         backend: Option<Backend>,
+        lb: Option<LbGuard>,
     ) {
         let id = self.next_pending.fetch_add(1, Ordering::Relaxed);
         let has_backend = backend.is_some();
@@ -586,6 +606,7 @@ impl<H: Hooks> Proxy<H> {
                 target,
                 mode,
                 backend,
+                lb,
             },
         );
         if has_backend {
@@ -710,18 +731,136 @@ impl<H: Hooks> Proxy<H> {
     }
 }
 
+impl<H: Hooks> Proxy<H> {
+    /// The WebSocket side's subprotocol and mode for a TCP backend.
+    fn stream_mode(req: &Request) -> (Mode, Option<&'static str>) {
+        let offered = req.protocols();
+        if offered.contains(&BINARY) {
+            (Mode::Binary, Some(BINARY))
+        } else if offered.contains(&BASE64) {
+            (Mode::Base64, Some(BASE64))
+        } else {
+            (Mode::Binary, None)
+        }
+    }
+
+    /// A balanced upgrade: backends in the policy's order until one connects (each that
+    /// fails is marked down); 502 when none does, 503 when none is usable.
+    async fn balanced_handshake(&self, lb: &Arc<Lb>, req: &Request) -> Decision {
+        let key = (req.peer_addr(), req.local_addr());
+        let mut tried: Vec<Target> = Vec::new();
+        loop {
+            let Some(target) = lb.pick(req, &tried) else {
+                return Decision::reject(if tried.is_empty() { 503 } else { 502 });
+            };
+            if let Err(status) = self.hooks.on_handshake(req, &target) {
+                return Decision::reject(status);
+            }
+            let attempt = match &target {
+                Target::WebSocket(url) => {
+                    let url = if url.path() == "/" && url.query().is_none() {
+                        url.join(req.url()).unwrap_or_else(|_| url.clone())
+                    } else {
+                        url.clone()
+                    };
+                    self.connect_ws(&url, req).await.map(|ws| {
+                        let protocol = ws.protocol().map(str::to_owned);
+                        (Mode::Ws, protocol, Backend::Ws(Box::new(ws)))
+                    })
+                }
+                _ => {
+                    let (mode, protocol) = Self::stream_mode(req);
+                    self.connect_stream(&target, req.peer_addr(), req.local_addr())
+                        .await
+                        .map(|io| (mode, protocol.map(str::to_owned), Backend::Stream(io)))
+                }
+            };
+            match attempt {
+                Ok((mode, protocol, backend)) => {
+                    let guard = lb.guard(&target);
+                    self.stash(key, target, mode, Some(backend), Some(guard));
+                    return match protocol {
+                        Some(p) => Decision::accept_protocol(p),
+                        None => Decision::accept(),
+                    };
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %req.peer_addr(), %target, "backend unavailable, trying the next: {e}");
+                    self.hooks.on_backend_error(None, &target, &e);
+                    lb.failed(&target);
+                    tried.push(target);
+                }
+            }
+        }
+    }
+}
+
 impl<H: Hooks> Handler for Proxy<H> {
+    async fn on_tcp_connect(&self, peer: SocketAddr, local: SocketAddr) -> TcpDecision {
+        if self.hooks.on_tcp_connect(peer, local) {
+            TcpDecision::Accept
+        } else {
+            TcpDecision::Reject
+        }
+    }
+
+    async fn on_unknown_protocol(&self, peer: SocketAddr, first_bytes: &[u8]) -> bool {
+        self.hooks.on_unknown_protocol(peer, first_bytes)
+    }
+
+    async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
+        self.http
+            .handle(&*self.hooks, self.lb.as_ref(), request, body)
+            .await
+    }
+
+    async fn on_fragment(&self, ctx: &mut Ctx<'_>, fragment: Fragment) {
+        self.hooks.on_fragment(ctx.info(), &fragment);
+    }
+
+    async fn on_ping(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
+        self.hooks.on_ping(ctx.info(), &payload);
+    }
+
+    async fn on_pong(&self, ctx: &mut Ctx<'_>, payload: Bytes) {
+        self.hooks.on_pong(ctx.info(), &payload);
+    }
+
+    async fn on_before_heartbeat(&self, ctx: &mut Ctx<'_>) -> bool {
+        self.hooks.on_before_heartbeat(ctx.info())
+    }
+
+    async fn on_error(
+        &self,
+        peer: SocketAddr,
+        conn: Option<&Arc<ConnInfo>>,
+        error: &ws_server::Error,
+    ) {
+        self.hooks.on_error(peer, conn.map(|c| &**c), error);
+    }
+
     async fn on_handshake(&self, req: &Request) -> Decision {
+        if let Some(lb) = &self.lb
+            && self.cfg.resolver.is_none()
+            && self.tokens.is_none()
+            && !self.cfg.paths.iter().any(|(p, _)| p == req.path())
+        {
+            return self.balanced_handshake(lb, req).await;
+        }
         let target = match self.route(req) {
             Ok(t) => t,
             Err(status) => return Decision::reject(status),
         };
+        if let Err(status) = self.hooks.on_handshake(req, &target) {
+            return Decision::reject(status);
+        }
         let key = (req.peer_addr(), req.local_addr());
         if let Target::WebSocket(url) = &target {
             return match self.connect_ws(url, req).await {
                 Ok(ws) => {
                     let protocol = ws.protocol().map(str::to_owned);
-                    self.stash(key, target, Mode::Ws, Some(Backend::Ws(Box::new(ws))));
+                    self.stash(key, target, Mode::Ws, Some(Backend::Ws(Box::new(ws))), None);
                     match protocol {
                         Some(p) => Decision::accept_protocol(p),
                         None => Decision::accept(),
@@ -735,14 +874,7 @@ impl<H: Hooks> Handler for Proxy<H> {
                 }
             };
         }
-        let offered = req.protocols();
-        let (mode, protocol) = if offered.contains(&BINARY) {
-            (Mode::Binary, Some(BINARY))
-        } else if offered.contains(&BASE64) {
-            (Mode::Base64, Some(BASE64))
-        } else {
-            (Mode::Binary, None)
-        };
+        let (mode, protocol) = Self::stream_mode(req);
         let backend = if self.cfg.connect_before_upgrade {
             match self
                 .connect_stream(&target, req.peer_addr(), req.local_addr())
@@ -759,7 +891,7 @@ impl<H: Hooks> Handler for Proxy<H> {
         } else {
             None
         };
-        self.stash(key, target, mode, backend);
+        self.stash(key, target, mode, backend, None);
         match protocol {
             Some(p) => Decision::accept_protocol(p),
             None => Decision::accept(),
@@ -777,6 +909,7 @@ impl<H: Hooks> Handler for Proxy<H> {
             target,
             mode,
             backend,
+            lb,
             ..
         } = pending;
         let backend = match backend {
@@ -815,7 +948,7 @@ impl<H: Hooks> Handler for Proxy<H> {
             "connection open"
         );
         let handle = ctx.handle();
-        let link = Arc::new(Link::new(mode, self.cfg.up_buffer, handle.clone()));
+        let link = Arc::new(Link::new(mode, self.cfg.up_buffer, handle.clone(), lb));
         ctx.set_data(LinkGuard(link.clone()));
         lock(&self.live).insert(info.id(), link.clone());
         match backend {

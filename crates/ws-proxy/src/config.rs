@@ -4,7 +4,7 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use ws_server::{Request, ServerConfig, SlowReaderPolicy};
 
-use crate::{error::Error, upstream::HttpUpstream};
+use crate::{balance::BalancerConfig, error::Error, upstream::HttpUpstream};
 
 /// Where a bridged connection goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +90,16 @@ impl Target {
     #[must_use]
     pub fn is_websocket(&self) -> bool {
         matches!(self, Self::WebSocket(_))
+    }
+
+    /// Host, port and whether the connection uses TLS (`tls://`, `wss://`).
+    #[must_use]
+    pub fn address(&self) -> (String, u16, bool) {
+        match self {
+            Self::Tcp { host, port } => (host.clone(), *port, false),
+            Self::Tls { host, port } => (host.clone(), *port, true),
+            Self::WebSocket(url) => (url.host().to_owned(), url.port(), url.is_secure()),
+        }
     }
 }
 
@@ -229,6 +239,11 @@ pub struct ProxyConfig {
     /// this upstream as a reverse proxy would (see the crate docs, "HTTP forwarding"). With
     /// `None` they get 404. Default: `None`.
     pub http_upstream: Option<HttpUpstream>,
+    /// Spread connections over several backends (see [`crate::balance`]): WebSocket
+    /// upgrades that the resolver, the token file and [`ProxyConfig::paths`] do not route,
+    /// and plain HTTP requests (to `ws://` / `wss://` backends over `http://` / `https://`;
+    /// before [`ProxyConfig::http_upstream`]). Default: `None`.
+    pub balance: Option<BalancerConfig>,
 }
 
 impl ProxyConfig {
@@ -272,11 +287,15 @@ impl ProxyConfig {
             && self.token_file.is_none()
             && self.resolver.is_none()
             && self.http_upstream.is_none()
+            && self.balance.is_none()
         {
             return bad(
                 "upstream",
-                "is missing: set a target, paths, a token file, a resolver or an HTTP upstream",
+                "is missing: set a target, paths, a token file, a resolver, an HTTP upstream or balanced backends",
             );
+        }
+        if let Some(b) = &self.balance {
+            b.validate()?;
         }
         if let Some(up) = &self.http_upstream {
             up.validate()?;
@@ -330,6 +349,7 @@ impl Default for ProxyConfig {
             forwarded_headers: true,
             nodelay: true,
             http_upstream: None,
+            balance: None,
         }
     }
 }
@@ -354,6 +374,7 @@ impl fmt::Debug for ProxyConfig {
             .field("forwarded_headers", &self.forwarded_headers)
             .field("nodelay", &self.nodelay)
             .field("http_upstream", &self.http_upstream)
+            .field("balance", &self.balance)
             .finish_non_exhaustive()
     }
 }

@@ -154,21 +154,27 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod balance;
 mod bridge;
 mod config;
 mod error;
+mod forward;
 mod hooks;
 mod http_forward;
+mod lb;
 mod pp;
 mod server;
 mod sync;
 mod tokens;
 mod upstream;
 
+pub use balance::{BalancerConfig, HealthCheck, Policy, Probe, Registration};
 pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
 #[allow(deprecated)]
 pub use error::{Error, ProxyError};
+pub use forward::{ForwardError, ForwardErrorKind, ForwardRequest, Forwarded};
 pub use hooks::{Hooks, NoHooks};
 pub use pp::V2_SIGNATURE;
 pub use server::ProxyServer;

@@ -64,8 +64,10 @@
 //! forwarded, when the message goes on chunked, and is dropped otherwise (a `Content-Length`
 //! request body, a response with a length or to an HTTP/1.0 client): no trailers follow then.
 //!
-//! The proxy's handler is wrapped rather than edited: [`WithHttp`] delegates every
-//! [`Handler`] method to the bridge and answers [`Handler::on_http`] itself.
+//! The proxy's handler answers `on_http` through [`HttpSide`]: the registration API of the
+//! load balancer, then [`crate::Hooks::on_before_forward`], the upstream (the hook's, a
+//! balanced backend's, or the fixed one), the forwarder of that upstream, and
+//! [`crate::Hooks::on_after_forward`].
 
 mod body;
 mod headers;
@@ -93,12 +95,12 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use ws_server::{
-    Body, Handler, Request, Response,
-    delegate::Delegate,
+    Body, Request, Response,
     ws_http::{self, BodyDecoder, BodyEvent, BodyKind, ChunkedEncoder, Parsed, Version},
 };
 
 use crate::error::Error;
+use crate::forward::{ForwardError, ForwardErrorKind, ForwardRequest, Forwarded};
 use crate::sync::lock;
 use crate::upstream::{HostHeader, HttpUpstream};
 use body::*;
@@ -113,7 +115,7 @@ const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE";
 const CHANNEL: usize = 4;
 
 /// Why a request could not be forwarded.
-enum Failure {
+pub(crate) enum Failure {
     /// Connecting failed (502).
     Connect(String),
     /// The upstream took too long (504).
@@ -129,6 +131,29 @@ enum Failure {
 }
 
 impl Failure {
+    /// The hooks' view of it, and the answer the client gets.
+    pub(crate) fn into_error(self, upstream: Option<HttpUpstream>) -> (ForwardError, Response) {
+        let kind = match &self {
+            Self::Connect(_) => ForwardErrorKind::Connect,
+            Self::Timeout(_) => ForwardErrorKind::Timeout,
+            Self::Upstream(_) | Self::Closed => ForwardErrorKind::Upstream,
+            Self::Body(..) => ForwardErrorKind::Body,
+        };
+        let resp = self.response();
+        let err = ForwardError {
+            kind,
+            status: resp.status,
+            message: String::from_utf8_lossy(&resp.body).trim_end().to_owned(),
+            upstream,
+        };
+        (err, resp)
+    }
+
+    /// Whether nothing reached the upstream (another backend may be tried).
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+
     fn response(self) -> Response {
         let (status, text) = match self {
             Self::Connect(e) => (502, format!("bad gateway: upstream unavailable: {e}")),
@@ -220,15 +245,17 @@ impl Forwarder {
     fn request_head(
         &self,
         req: &Request,
+        fr: &ForwardRequest,
         length: Option<u64>,
     ) -> Result<(BytesMut, bool), Failure> {
-        let named = connection_named(req.headers().iter());
+        let named = connection_named(fr.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let forwarded = self.up.forwarded_headers;
-        let mut fields: Vec<(String, String)> = Vec::with_capacity(req.headers().len() + 6);
+        let mut fields: Vec<(String, String)> = Vec::with_capacity(fr.headers.len() + 7);
         let mut xff: Vec<&str> = Vec::new();
         let mut fwd: Vec<&str> = Vec::new();
         let mut announced: Vec<&str> = Vec::new();
-        for (name, value) in req.headers() {
+        for (name, value) in &fr.headers {
+            let (name, value) = (name.as_str(), value.as_str());
             let lower = name.to_ascii_lowercase();
             if HOP_BY_HOP.contains(&lower.as_str())
                 || named.contains(&lower)
@@ -257,11 +284,15 @@ impl Forwarder {
             fields.push((name.to_owned(), value.to_owned()));
         }
         let client_host = req.header("host").filter(|h| !h.is_empty());
-        let host = match (self.up.host_header, client_host) {
-            (HostHeader::Client, Some(h)) => h.to_owned(),
+        let host = match (&fr.host, self.up.host_header, client_host) {
+            (Some(h), _, _) => h.clone(),
+            (None, HostHeader::Client, Some(h)) => h.to_owned(),
             _ => self.up.authority(),
         };
         fields.insert(0, ("Host".to_owned(), host));
+        if let Some(origin) = &fr.origin {
+            fields.insert(1, ("Origin".to_owned(), origin.clone()));
+        }
         if forwarded {
             let ip = req.peer_addr().ip();
             let proto = if req.is_tls() { "https" } else { "http" };
@@ -311,8 +342,8 @@ impl Forwarder {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let mut out = BytesMut::with_capacity(512);
-        let target = self.target(req.url());
-        ws_http::write_request_head(&mut out, req.method(), &target, &refs)
+        let target = self.target(&fr.url());
+        ws_http::write_request_head(&mut out, &fr.method, &target, &refs)
             .map_err(|e| Failure::Body(400, format!("cannot forward this request: {e}")))?;
         Ok((out, chunked))
     }
@@ -341,30 +372,25 @@ impl Forwarder {
             )))
     }
 
-    /// Forwards one request and returns the upstream's response (streamed), or the 502, 504
-    /// or body error answer.
-    pub(crate) async fn forward(&self, req: &Request, body: &mut Body<'_>) -> Response {
-        if req.method() == "CONNECT" {
-            // A reverse proxy: no tunnels. RFC 9110 section 15.5.6 requires `Allow` on 405.
-            return Response::text(405, "CONNECT is not supported\n").with_header("Allow", ALLOW);
-        }
+    /// Forwards one request (as `fr` says) and returns the upstream's response (streamed), or
+    /// why there is none.
+    pub(crate) async fn forward(
+        &self,
+        req: &Request,
+        fr: &ForwardRequest,
+        body: &mut Body<'_>,
+    ) -> Result<Response, Failure> {
         let length = body.content_length();
-        let (mut head, chunked) = match self.request_head(req, length) {
-            Ok(h) => h,
-            Err(f) => return f.response(),
-        };
-        let idempotent = idempotent(req.method());
+        let (mut head, chunked) = self.request_head(req, fr, length)?;
+        let idempotent = idempotent(&fr.method);
         // The whole request is in `head` (no body, or a small one read now to be replayable);
         // otherwise the body is streamed from the client during the exchange.
         let whole = match length {
             Some(0) => true,
-            Some(n) if idempotent && n <= REPLAY_MAX => match read_body(body).await {
-                Ok(b) => {
-                    head.extend_from_slice(&b);
-                    true
-                }
-                Err(f) => return f.response(),
-            },
+            Some(n) if idempotent && n <= REPLAY_MAX => {
+                head.extend_from_slice(&read_body(body).await?);
+                true
+            }
             _ => false,
         };
         let mut pooled = self.pool.take().await;
@@ -372,20 +398,20 @@ impl Forwarder {
             let reused = pooled.is_some();
             let conn = match pooled.take() {
                 Some(c) => c,
-                None => match self.connect().await {
-                    Ok(c) => c,
-                    Err(f) => return f.response(),
-                },
+                None => self.connect().await?,
             };
-            match self.exchange(conn, &head, req, body, !whole, chunked).await {
-                Ok(resp) => return resp,
+            match self
+                .exchange(conn, &head, (req, fr), body, !whole, chunked)
+                .await
+            {
+                Ok(resp) => return Ok(resp),
                 // Nothing of a streamed body read yet: it can still be sent in full.
                 Err(Failure::Closed) if reused && idempotent && (whole || body.received() == 0) => {
                     tracing::debug!(
                         "reused upstream connection closed; sending again on a new one"
                     );
                 }
-                Err(f) => return f.response(),
+                Err(f) => return Err(f),
             }
         }
     }
@@ -396,13 +422,13 @@ impl Forwarder {
         &self,
         conn: Conn,
         head: &[u8],
-        req: &Request,
+        (req, fr): (&Request, &ForwardRequest),
         body: &mut Body<'_>,
         stream_body: bool,
         chunked: bool,
     ) -> Result<Response, Failure> {
-        let method = req.method();
-        let req_named = connection_named(req.headers().iter());
+        let method = fr.method.as_str();
+        let req_named = connection_named(fr.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let t = self.up.response_timeout;
         let (mut r, mut w) = tokio::io::split(conn);
         match tokio::time::timeout(t, async {
@@ -503,33 +529,143 @@ impl Forwarder {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The handler wrapper.
+// The per-request side: hooks, upstream choice (hook, balancer, fixed), one forwarder per
+// upstream.
 // ---------------------------------------------------------------------------------------------
 
-/// The bridge's handler with plain HTTP requests forwarded: every other method is the
-/// bridge's own.
-pub(crate) struct WithHttp<P> {
-    inner: P,
-    fwd: Forwarder,
+/// Plain HTTP requests of the proxy: the registration API, the forwarding hooks, the
+/// upstream choice and a forwarder (with its connection pool) per upstream.
+pub(crate) struct HttpSide {
+    cfg: crate::ProxyConfig,
+    tls: TlsConnector,
+    /// The fixed upstream ([`crate::ProxyConfig::http_upstream`]; changeable at run time).
+    pub(crate) fixed: Mutex<Option<HttpUpstream>>,
+    forwarders: Mutex<std::collections::HashMap<String, Arc<Forwarder>>>,
 }
 
-impl<P> WithHttp<P> {
-    pub(crate) fn new(inner: P, fwd: Forwarder) -> Self {
-        Self { inner, fwd }
+impl HttpSide {
+    pub(crate) fn new(cfg: &crate::ProxyConfig, tls: TlsConnector) -> Result<Self, Error> {
+        let side = Self {
+            cfg: cfg.clone(),
+            tls,
+            fixed: Mutex::new(cfg.http_upstream.clone()),
+            forwarders: Mutex::default(),
+        };
+        if let Some(up) = &cfg.http_upstream {
+            side.forwarder(up)?;
+        }
+        Ok(side)
     }
-}
 
-/// Only `on_http` is the forwarder's; every other method (including any added to [`Handler`]
-/// later) is the bridge's, through [`Delegate`].
-impl<P: Handler> Delegate for WithHttp<P> {
-    type Inner = P;
-
-    fn inner(&self) -> &P {
-        &self.inner
+    /// The forwarder of `up` (made on first use).
+    pub(crate) fn forwarder(&self, up: &HttpUpstream) -> Result<Arc<Forwarder>, Error> {
+        let key = format!("{up}|{:?}|{}", up.host_header, up.forwarded_headers);
+        if let Some(f) = lock(&self.forwarders).get(&key) {
+            if f.up == *up {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(Forwarder::new(up.clone(), &self.cfg, self.tls.clone())?);
+        lock(&self.forwarders).insert(key, f.clone());
+        Ok(f)
     }
 
-    async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
-        self.fwd.forward(request, body).await
+    /// Answers a plain HTTP request: forwarded as the hooks and the balancer say.
+    pub(crate) async fn handle<H: crate::Hooks>(
+        &self,
+        hooks: &H,
+        lb: Option<&Arc<crate::lb::Lb>>,
+        req: &Request,
+        body: &mut Body<'_>,
+    ) -> Response {
+        if let Some(lb) = lb
+            && let Some(resp) = lb.api(req, body).await
+        {
+            return resp;
+        }
+        if req.method() == "CONNECT" {
+            // A reverse proxy: no tunnels. RFC 9110 section 15.5.6 requires `Allow` on 405.
+            return Response::text(405, "CONNECT is not supported\n").with_header("Allow", ALLOW);
+        }
+        let mut tried = Vec::new();
+        let mut picked = None;
+        let fixed = lock(&self.fixed).clone();
+        let default = match lb.and_then(|lb| lb.pick_http(req, &tried)) {
+            Some((target, up)) => {
+                picked = Some(target);
+                Some(up)
+            }
+            None => fixed.clone(),
+        };
+        let mut fr = ForwardRequest::from_request(req, default.clone());
+        if let Some(resp) = hooks.on_before_forward(req, &mut fr) {
+            return resp;
+        }
+        // The hook chose the upstream: no balancing.
+        if fr.upstream != default {
+            picked = None;
+        }
+        loop {
+            let Some(up) = fr.upstream.clone() else {
+                let err = ForwardError {
+                    kind: ForwardErrorKind::NoUpstream,
+                    status: 404,
+                    message: "no upstream for this request".to_owned(),
+                    upstream: None,
+                };
+                hooks.on_after_forward(req, &fr, Err(&err));
+                return Response::new(404);
+            };
+            let fwd = match self.forwarder(&up) {
+                Ok(f) => f,
+                Err(e) => {
+                    let err = ForwardError {
+                        kind: ForwardErrorKind::NoUpstream,
+                        status: 502,
+                        message: format!("bad gateway: {e}"),
+                        upstream: Some(up),
+                    };
+                    hooks.on_after_forward(req, &fr, Err(&err));
+                    return Response::text(502, format!("{}\n", err.message));
+                }
+            };
+            let guard = match (lb, &picked) {
+                (Some(lb), Some(t)) => Some(lb.guard(t)),
+                _ => None,
+            };
+            match fwd.forward(req, &fr, body).await {
+                Ok(resp) => {
+                    drop(guard);
+                    let done = Forwarded {
+                        upstream: up,
+                        status: resp.status,
+                        headers: resp.headers.clone(),
+                    };
+                    hooks.on_after_forward(req, &fr, Ok(&done));
+                    return resp;
+                }
+                Err(f) => {
+                    drop(guard);
+                    // A balanced backend that cannot be reached: down, and the next one
+                    // (nothing of the body has been read yet).
+                    if let (Some(lb), Some(t)) = (lb, picked.take())
+                        && f.is_connect()
+                        && body.received() == 0
+                    {
+                        lb.failed(&t);
+                        tried.push(t);
+                        if let Some((next, up)) = lb.pick_http(req, &tried) {
+                            picked = Some(next);
+                            fr.upstream = Some(up);
+                            continue;
+                        }
+                    }
+                    let (err, resp) = f.into_error(Some(up));
+                    hooks.on_after_forward(req, &fr, Err(&err));
+                    return resp;
+                }
+            }
+        }
     }
 }
 
