@@ -311,6 +311,7 @@ async fn drive(
     'drive: loop {
         // Flush what the core wants to send.
         while let Some(b) = core.poll_transmit() {
+            log_wire(&io, super::wire::Dir::Out, &b);
             let ok = match &mut io {
                 Io::Udp(s) => s.send(&b).await.is_ok(),
                 Io::Tcp(s) => s.write_all(&b).await.is_ok(),
@@ -403,7 +404,10 @@ async fn drive(
                 let Ok(bytes) = r else { return };
                 let now = Instant::now();
                 match &io {
-                    Io::Udp(_) => core.handle_input(now, &bytes),
+                    Io::Udp(_) => {
+                        log_wire(&io, super::wire::Dir::In, &bytes);
+                        core.handle_input(now, &bytes);
+                    }
                     Io::Tcp(_) => {
                         if bytes.is_empty() {
                             return;
@@ -413,6 +417,7 @@ async fn drive(
                         loop {
                             match frame_len(&stream_buf[used..], &limits) {
                                 Ok(Some((_, n))) => {
+                                    log_wire(&io, super::wire::Dir::In, &stream_buf[used..used + n]);
                                     core.handle_input(now, &stream_buf[used..used + n]);
                                     used += n;
                                 }
@@ -447,6 +452,7 @@ async fn drive(
                         out.clear();
                         let res = core.send_to(peer, &d, &mut out);
                         if res.is_ok() {
+                            log_wire(&io, super::wire::Dir::Out, &out);
                             let ok = match &mut io {
                                 Io::Udp(s) => s.send(&out).await.is_ok(),
                                 Io::Tcp(s) => s.write_all(&out).await.is_ok(),
@@ -468,6 +474,20 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// Logs a message to or from the server on the `stun_turn::wire` target.
+fn log_wire(io: &Io, dir: super::wire::Dir, bytes: &[u8]) {
+    if !super::wire::enabled() {
+        return;
+    }
+    let (name, local, remote) = match io {
+        Io::Udp(s) => ("udp", s.local_addr(), s.peer_addr()),
+        Io::Tcp(s) => ("tcp", s.local_addr(), s.peer_addr()),
+    };
+    if let (Ok(local), Ok(remote)) = (local, remote) {
+        super::wire::log(dir, name, local, remote, bytes);
     }
 }
 

@@ -5,6 +5,7 @@
 mod client;
 mod random;
 mod server;
+mod wire;
 
 pub use client::{TurnClient, stun_binding};
 pub use random::OsRandom;

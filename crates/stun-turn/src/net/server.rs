@@ -203,6 +203,13 @@ impl Shared {
 
     /// Sends to a client over its 5-tuple.
     fn send_to_client(&self, st: &State, to: &FiveTuple, bytes: Vec<u8>) {
+        super::wire::log(
+            super::wire::Dir::Out,
+            transport_name(to.transport),
+            to.server,
+            to.client,
+            &bytes,
+        );
         match to.transport {
             Transport::Udp => {
                 if let Some(s) = self.udp.get(&to.server) {
@@ -471,6 +478,13 @@ impl Shared {
                         st.core
                             .handle_peer(Instant::now(), relay, peer, &buf[..n], out)
                     {
+                        super::wire::log(
+                            super::wire::Dir::Out,
+                            transport_name(to.transport),
+                            to.server,
+                            to.client,
+                            out,
+                        );
                         match to.transport {
                             Transport::Udp => {
                                 if let Some(s) = self.udp.get(&to.server) {
@@ -573,6 +587,7 @@ impl Shared {
                 let mut work = Vec::new();
                 {
                     let mut st = self.lock();
+                    super::wire::log(super::wire::Dir::In, "udp", local, from, &buf[..n]);
                     let action = st
                         .core
                         .handle_client(Instant::now(), ft, &buf[..n], &mut out);
@@ -587,6 +602,7 @@ impl Shared {
                             }
                         }
                         Action::Reply => {
+                            super::wire::log(super::wire::Dir::Out, "udp", local, from, &out);
                             let _ = sock.try_send_to(&out, from);
                         }
                         Action::None => {}
@@ -644,6 +660,7 @@ impl Shared {
                         let mut work = Vec::new();
                         let forward = {
                             let mut st = self.lock();
+                            super::wire::log(super::wire::Dir::In, "tcp", ft.server, ft.client, frame);
                             let action = st.core.handle_client(Instant::now(), ft, frame, &mut out);
                             let fwd = match action {
                                 Action::ToPeer { relay, peer, payload } => match st.relays.get(&relay) {
@@ -655,6 +672,9 @@ impl Shared {
                             Self::drain(&mut st, &mut work);
                             fwd
                         };
+                        if !out.is_empty() {
+                            super::wire::log(super::wire::Dir::Out, "tcp", ft.server, ft.client, &out);
+                        }
                         if !out.is_empty() && stream.write_all(&out).await.is_err() {
                             break 'conn;
                         }
@@ -763,6 +783,14 @@ impl std::fmt::Debug for TurnServer {
             .field("tcp", &self.tcp)
             .field("threads", &self.threads.len())
             .finish_non_exhaustive()
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
     }
 }
 
