@@ -1405,6 +1405,14 @@ fn discarded_messages_and_channel_data_are_reported_with_the_reason() {
         Action::None
     );
     assert!(out.is_empty(), "nothing answered");
+    assert_eq!(
+        rec.lines(),
+        vec![
+            "discarded channel data NoAllocation".to_string(),
+            "discarded message Malformed".into(),
+            "discarded message BadFingerprint".into(),
+        ]
+    );
     let mut c = alice();
     let relay = allocated(&mut net, &mut c, ft);
     rec.lines();
