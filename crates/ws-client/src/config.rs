@@ -176,6 +176,102 @@ impl fmt::Debug for Proxy {
 /// is dropped and the reader gets [`Error::PeerDead`].
 pub use ws_frame::Heartbeat;
 
+/// What [`ClientConfig::before_heartbeat`] decides when a keep-alive ping is due (the seeds'
+/// `OnBeforeHeartBeat`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeartbeatAction {
+    /// Send the ping as configured.
+    Ping,
+    /// Send nothing this interval (the interval counts as kept alive).
+    Skip,
+    /// Send this message instead of the ping (an application-level keep-alive).
+    Send(ws_frame::Message),
+}
+
+/// Called each time a heartbeat ping is due ([`ClientConfig::before_heartbeat`]).
+pub type HeartbeatHook = Arc<dyn Fn() -> HeartbeatAction + Send + Sync>;
+
+/// A send-queue level (the seeds' `QueueOptions` qmLevel1..3). Queued commands go out
+/// highest level first, each level in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Level 1: before everything else.
+    High,
+    /// Level 2 (the default).
+    #[default]
+    Normal,
+    /// Level 3: after everything else.
+    Low,
+}
+
+impl Priority {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+}
+
+/// The level of each kind of send ([`ClientConfig::priorities`]); a send may also name its
+/// own ([`crate::WsWriter::send_with_priority`]). Default: all [`Priority::Normal`] (one
+/// queue in order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendPriorities {
+    /// Text messages.
+    pub text: Priority,
+    /// Binary messages.
+    pub binary: Priority,
+    /// Pings sent with [`crate::WsWriter::ping`].
+    pub ping: Priority,
+}
+
+/// Checks the server's certificate chain after rustls verified it (the seeds'
+/// `OnSSLVerifyPeer`): gets the server name and the chain (end entity first, DER) and returns
+/// whether to go on. With [`ws_tls::ClientTlsConfig::danger_accept_invalid_certs`] it is
+/// the only check. The chain length is the seeds' `VerifyDepth`.
+pub type VerifyPeer =
+    Arc<dyn Fn(&str, &[rustls_pki_types::CertificateDer<'_>]) -> bool + Send + Sync>;
+
+/// The seeds' own authentication paths (`/sgc/...`), off by default. Both put credentials in
+/// the request URL, which proxies and servers write to their logs: weaker than
+/// [`Auth::Basic`] or a bearer header; use them only for servers that need them.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SgcAuth {
+    /// Session mode: `GET /sgc/req/auth/session/USER/PASS` returns a token in its body, then
+    /// the WebSocket connects to `/sgc/auth/session/TOKEN`.
+    Session {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// URL mode: the WebSocket connects to `/sgc/auth/url/USER/PASS`.
+    Url {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+}
+
+impl fmt::Debug for SgcAuth {
+    /// The password is never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, user) = match self {
+            Self::Session { user, .. } => ("Session", user),
+            Self::Url { user, .. } => ("Url", user),
+        };
+        f.debug_struct(kind)
+            .field("user", user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a [`ReconnectHook`] decides before an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -216,6 +312,10 @@ pub struct Reconnect {
     pub retry_initial: bool,
     /// Called before every attempt. Default: `None`.
     pub hook: Option<ReconnectHook>,
+    /// More servers of the same service (the seeds' client `LoadBalancer`): each reconnect
+    /// attempt moves on to the next URL, round robin over the URL given to `connect` and
+    /// these. Default: empty (always the same URL).
+    pub urls: Vec<Url>,
 }
 
 impl Reconnect {
@@ -259,6 +359,7 @@ impl Default for Reconnect {
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             retry_initial: false,
             hook: None,
+            urls: Vec::new(),
         }
     }
 }
@@ -273,6 +374,7 @@ impl fmt::Debug for Reconnect {
             .field("max_attempts", &self.max_attempts)
             .field("retry_initial", &self.retry_initial)
             .field("hook", &self.hook.is_some())
+            .field("urls", &self.urls)
             .finish()
     }
 }
@@ -348,6 +450,41 @@ pub struct ClientConfig {
     /// TCP keep-alive idle time before the first probe (the seeds' `TCPKeepAlive`).
     /// Default: `None` (off).
     pub tcp_keepalive: Option<Duration>,
+    /// Time between TCP keep-alive probes (with [`ClientConfig::tcp_keepalive`]).
+    /// Default: `None` (the system's).
+    pub tcp_keepalive_interval: Option<Duration>,
+    /// Unanswered TCP keep-alive probes before the connection is dropped (with
+    /// [`ClientConfig::tcp_keepalive`]). Default: `None` (the system's).
+    pub tcp_keepalive_retries: Option<u32>,
+    /// Local address to bind before connecting. Default: `None` (the system picks).
+    pub local_addr: Option<std::net::IpAddr>,
+    /// Local ports to bind before connecting, tried in order (the seeds'
+    /// `BoundPortMin`/`BoundPortMax`). Default: `None` (any port).
+    pub local_ports: Option<(u16, u16)>,
+    /// `SO_LINGER` (the seeds' `LingerState`): `Some(0)` resets the connection on close
+    /// instead of a FIN. Default: `None` (the system's).
+    pub linger: Option<Duration>,
+    /// Fail the connection when nothing at all arrives for this long (the seeds'
+    /// `ReadTimeout`). Default: `None`.
+    pub read_timeout: Option<Duration>,
+    /// Fail the connection when queued bytes cannot be written for this long (the seeds'
+    /// `WriteTimeout`). Default: `None`.
+    pub write_timeout: Option<Duration>,
+    /// Decides, each time a heartbeat ping is due, whether to ping, skip, or send a message
+    /// instead. Default: `None` (ping).
+    pub before_heartbeat: Option<HeartbeatHook>,
+    /// Send-queue levels by kind of send. Default: all [`Priority::Normal`].
+    pub priorities: SendPriorities,
+    /// Most bits per second written (the seeds' `Throttle`); 0 or `None`: no limit.
+    /// Default: `None`.
+    pub throttle_bps: Option<u64>,
+    /// With [`ws_frame::FragmentMode::Both`] (`frgAll`), each [`crate::Incoming::Fragment`]
+    /// also carries all data of the message so far. Default: false.
+    pub fragments_so_far: bool,
+    /// Extra check of the server's certificate chain. Default: `None`.
+    pub verify_peer: Option<VerifyPeer>,
+    /// The seeds' session or URL authentication (see [`SgcAuth`]). Default: `None`.
+    pub sgc_auth: Option<SgcAuth>,
     /// Largest response head accepted (status line and headers). Default:
     /// [`ClientConfig::DEFAULT_MAX_RESPONSE_HEAD`] (16 KiB).
     pub max_response_head: usize,
@@ -468,6 +605,28 @@ impl ClientConfig {
                 );
             }
         }
+        if let Some((min, max)) = self.local_ports
+            && (min == 0 || min > max)
+        {
+            return bad(
+                "local_ports",
+                "must be a range MIN..=MAX with 1 <= MIN <= MAX",
+            );
+        }
+        if self.read_timeout.is_some_and(|t| t.is_zero())
+            || self.write_timeout.is_some_and(|t| t.is_zero())
+        {
+            return bad("read_timeout and write_timeout", "must be above 0 when set");
+        }
+        if let Some(SgcAuth::Session { user, password } | SgcAuth::Url { user, password }) =
+            &self.sgc_auth
+            && (user.is_empty() || user.contains('/') || password.contains('/'))
+        {
+            return bad(
+                "sgc_auth",
+                "needs a non-empty user name; neither it nor the password may contain '/'",
+            );
+        }
         if let Some(name) = &self.tls_server_name {
             if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
                 return Err(Error::InvalidServerName { name: name.clone() });
@@ -521,6 +680,19 @@ impl Default for ClientConfig {
             reconnect: None,
             nodelay: true,
             tcp_keepalive: None,
+            tcp_keepalive_interval: None,
+            tcp_keepalive_retries: None,
+            local_addr: None,
+            local_ports: None,
+            linger: None,
+            read_timeout: None,
+            write_timeout: None,
+            before_heartbeat: None,
+            priorities: SendPriorities::default(),
+            throttle_bps: None,
+            fragments_so_far: false,
+            verify_peer: None,
+            sgc_auth: None,
             max_response_head: Self::DEFAULT_MAX_RESPONSE_HEAD,
             max_response_headers: Self::DEFAULT_MAX_RESPONSE_HEADERS,
             max_rejection_body: Self::DEFAULT_MAX_REJECTION_BODY,
@@ -556,6 +728,19 @@ impl fmt::Debug for ClientConfig {
             .field("reconnect", &self.reconnect)
             .field("nodelay", &self.nodelay)
             .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("tcp_keepalive_interval", &self.tcp_keepalive_interval)
+            .field("tcp_keepalive_retries", &self.tcp_keepalive_retries)
+            .field("local_addr", &self.local_addr)
+            .field("local_ports", &self.local_ports)
+            .field("linger", &self.linger)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("before_heartbeat", &self.before_heartbeat.is_some())
+            .field("priorities", &self.priorities)
+            .field("throttle_bps", &self.throttle_bps)
+            .field("fragments_so_far", &self.fragments_so_far)
+            .field("verify_peer", &self.verify_peer.is_some())
+            .field("sgc_auth", &self.sgc_auth)
             .field("max_response_head", &self.max_response_head)
             .field("max_response_headers", &self.max_response_headers)
             .field("max_rejection_body", &self.max_rejection_body)

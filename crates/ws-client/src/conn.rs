@@ -19,7 +19,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -30,7 +30,11 @@ use tokio::{
 use ws_frame::{CloseCode, Connection, Event, Initiator, Message, SendOptions};
 use ws_io::{End, Gates, Step, Stream};
 
-use crate::{error::Error, transport::BoxStream};
+use crate::{
+    config::{HeartbeatAction, HeartbeatHook, Priority, SendPriorities},
+    error::Error,
+    transport::BoxStream,
+};
 
 /// How a connection ended (the seeds' `OnDisconnect`, with the code): ws-frame's
 /// [`ws_frame::CloseInfo`], the workspace's one close-reason type.
@@ -53,6 +57,9 @@ pub enum Incoming {
         first: bool,
         /// Last fragment of the message.
         fin: bool,
+        /// With [`crate::ClientConfig::fragments_so_far`] (the seeds' `frgAll`): everything
+        /// received of this message up to and including this fragment. `None` otherwise.
+        so_far: Option<Bytes>,
     },
     /// A ping arrived (the pong was queued automatically).
     Ping(Bytes),
@@ -61,8 +68,12 @@ pub enum Incoming {
 }
 
 pub(crate) enum Command {
-    Send(Message, SendOptions),
+    Send(Message, SendOptions, Option<Priority>),
     Ping(Bytes),
+    /// A ping whose pong is waited for; none in time fails the connection.
+    PingWait(Bytes, Duration, oneshot::Sender<Result<Duration, Error>>),
+    /// Drop the transport without a Close frame.
+    Abort,
     Close(
         CloseCode,
         String,
@@ -104,7 +115,21 @@ pub(crate) enum Mode {
     Raw,
 }
 
+/// What the WebSocket loop does besides moving frames.
+pub(crate) struct ConnOpts {
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) before_heartbeat: Option<HeartbeatHook>,
+    /// Bytes per second.
+    pub(crate) throttle: Option<u64>,
+    pub(crate) priorities: SendPriorities,
+    /// Most commands taken from the channel and waiting for the backlog.
+    pub(crate) send_queue: usize,
+    pub(crate) fragments_so_far: bool,
+}
+
 pub(crate) struct Driver {
+    pub(crate) opts: ConnOpts,
     pub(crate) io: BoxStream,
     pub(crate) mode: Mode,
     pub(crate) leftover: Bytes,
@@ -133,6 +158,8 @@ struct Ends {
     cmds: mpsc::Receiver<Command>,
     cmds_open: bool,
     events: mpsc::Sender<Item>,
+    /// The message so far, for [`ConnOpts::fragments_so_far`].
+    fragments: BytesMut,
 }
 
 /// What the task waits for besides the transport.
@@ -165,7 +192,9 @@ impl Ends {
         for c in self.closers.drain(..) {
             let _ = c.send(info.clone().ok_or(Error::Closed));
         }
-        let clean = matches!(&info, Some(i) if i.code != CloseCode::ABNORMAL);
+        // An abort by the application ends the stream without an error.
+        let clean =
+            matches!(&info, Some(i) if i.code != CloseCode::ABNORMAL || i.by == Initiator::User);
         if self.final_error.is_none() && !clean {
             self.final_error = Some(Error::Protocol(ws_frame::Error::UnexpectedEof));
         }
@@ -214,6 +243,7 @@ fn map_frame_error(e: ws_frame::Error) -> Error {
 impl Driver {
     pub(crate) async fn run(self) {
         let Self {
+            opts,
             io,
             mode,
             leftover,
@@ -233,40 +263,119 @@ impl Driver {
             cmds,
             cmds_open: true,
             events,
+            fragments: BytesMut::new(),
         };
         match mode {
             Mode::WebSocket(ws) => {
                 let limits = (write_buffer_limit, recv_queue);
-                run_ws(io, ws, leftover, close_timeout, limits, ends).await;
+                run_ws(io, ws, leftover, close_timeout, limits, opts, ends).await;
             }
             Mode::Raw => run_raw(io, leftover, write_buffer_limit, recv_queue, ends).await,
         }
     }
 }
 
+/// Waiting `ping_and_wait` calls: when the ping went out, its deadline, and the caller.
+type PingWaiters = Vec<(Instant, Instant, oneshot::Sender<Result<Duration, Error>>)>;
+
+/// The connection is given up on: no Close frame, the transport is dropped, the reader gets
+/// `error` after what was read.
+fn give_up(shared: &Shared, final_error: &mut Option<Error>, reason: &str, error: Error) {
+    shared.closing.store(true, Ordering::Release);
+    shared.set_close_info(CloseInfo::new(
+        CloseCode::ABNORMAL,
+        reason,
+        Initiator::Local,
+    ));
+    final_error.get_or_insert(error);
+}
+
+/// Commands taken from the channel, by priority, waiting for room in the write backlog.
+#[derive(Default)]
+struct Queues {
+    levels: [VecDeque<Command>; 3],
+    /// A Close, applied once everything taken before it was.
+    close: Option<Command>,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.levels.iter().map(VecDeque::len).sum()
+    }
+
+    fn pop(&mut self) -> Option<Command> {
+        self.levels
+            .iter_mut()
+            .find_map(VecDeque::pop_front)
+            .or_else(|| self.close.take())
+    }
+}
+
 /// A WebSocket connection on ws-io's drive loop.
+#[allow(clippy::too_many_lines)]
 async fn run_ws(
     io: BoxStream,
     ws: Box<Connection>,
     leftover: Bytes,
     close_timeout: Duration,
     (write_buffer_limit, recv_queue): (usize, usize),
+    opts: ConnOpts,
     mut ends: Ends,
 ) {
     let mut d = ws_io::Driver::new(Stream::new(io), ws, write_buffer_limit);
     d.feed(&leftover);
     drop(leftover);
     // Bytes of the backlog counted as sends rather than replies to what was read (pongs, the
-    // close echo): all of it once a batch of commands has been queued, counted down by
-    // writes. Replies queued before a batch count as sends; that stays bounded, since
-    // commands are only taken while the backlog is below the limit.
+    // close echo): all of it once commands have been applied, counted down by writes.
+    // Replies queued before a batch count as sends; that stays bounded, since commands are
+    // only applied while the backlog is below the limit.
     let mut sent_backlog = 0usize;
     let mut eof = false;
+    let mut queues = Queues::default();
+    let mut last_read = ws_io::now();
+    let mut stalled_since: Option<Instant> = None;
+    let mut pings: PingWaiters = Vec::new();
+    let mut bucket = opts.throttle.map(|rate| Throttle::new(rate, ws_io::now()));
+    // The hook chose to ping for the heartbeat due now.
+    let mut hb_ping_chosen = false;
     loop {
         if ends.reader_gone && !ends.cmds_open && !ends.shared.closing.load(Ordering::Acquire) {
             // Every handle is gone: close politely.
             let _ = d.ws.close(CloseCode::NORMAL, "", ws_io::now());
             ends.shared.closing.store(true, Ordering::Release);
+        }
+        // The before-heartbeat hook decides here, before ws-io would send the ping (the timer
+        // of the core wakes this loop first: see wake_at).
+        if let Some(hook) = &opts.before_heartbeat {
+            let now = ws_io::now();
+            if !d.ws.heartbeat_due(now) {
+                hb_ping_chosen = false;
+            } else if !hb_ping_chosen {
+                match hook() {
+                    HeartbeatAction::Ping => hb_ping_chosen = true,
+                    HeartbeatAction::Skip => d.ws.skip_heartbeat(now),
+                    HeartbeatAction::Send(msg) => {
+                        let _ = d.ws.send(msg);
+                        d.ws.skip_heartbeat(now);
+                    }
+                }
+            }
+        }
+        // Commands taken, highest priority first, while the backlog has room.
+        let mut applied = false;
+        while d.backlog() < write_buffer_limit {
+            let Some(cmd) = queues.pop() else { break };
+            apply_ws(&mut d.ws, &ends.shared, cmd, &mut ends.closers);
+            applied = true;
+        }
+        if applied {
+            sent_backlog = d.backlog();
+        }
+        let now = ws_io::now();
+        if d.backlog() == 0 {
+            stalled_since = None;
+        } else if stalled_since.is_none() {
+            stalled_since = Some(now);
         }
         // A write backlog stops new sends, not reading: a peer that stops reading while its
         // own writes are blocked (an echo behind `tokio::io::copy`, a paused proxy) would
@@ -276,12 +385,27 @@ async fn run_ws(
         // overshoot the limit by the last message taken, so it cannot be a fixed 2x bound: a
         // large message would stop reading while the peer waits for us to read.
         let backlog = d.backlog();
-        let take_cmds = ends.cmds_open && backlog < write_buffer_limit;
+        let take_cmds = ends.cmds_open && queues.close.is_none() && queues.len() < opts.send_queue;
         let read_limit = sent_backlog
             .max(write_buffer_limit)
             .saturating_add(write_buffer_limit);
+        let throttled = bucket.as_mut().and_then(|b| b.ready_at(now));
+        let wake_at = [
+            opts.read_timeout.map(|t| last_read + t),
+            opts.write_timeout
+                .and_then(|t| stalled_since.map(|s| s + t)),
+            pings.iter().map(|p| p.1).min(),
+            throttled,
+            // With a heartbeat hook, every timer of the core comes back here first.
+            opts.before_heartbeat.as_ref().and(d.ws.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let gates = Gates {
             read: ends.pending.len() < recv_queue && backlog < read_limit,
+            write: throttled.is_none(),
+            wake_at,
             ..Gates::default()
         };
         let can_deliver = !ends.pending.is_empty() && !ends.reader_gone;
@@ -300,14 +424,37 @@ async fn run_ws(
                     payload,
                     first,
                     fin,
-                } => ends.pending.push_back(Ok(Incoming::Fragment {
-                    text,
-                    payload,
-                    first,
-                    fin,
-                })),
+                } => {
+                    let so_far = if opts.fragments_so_far {
+                        let acc = &mut ends.fragments;
+                        if first {
+                            acc.clear();
+                        }
+                        acc.extend_from_slice(&payload);
+                        let so_far = Bytes::copy_from_slice(acc);
+                        if fin {
+                            *acc = BytesMut::new();
+                        }
+                        Some(so_far)
+                    } else {
+                        None
+                    };
+                    ends.pending.push_back(Ok(Incoming::Fragment {
+                        text,
+                        payload,
+                        first,
+                        fin,
+                        so_far,
+                    }));
+                }
                 Event::Ping(p) => ends.pending.push_back(Ok(Incoming::Ping(p))),
-                Event::Pong(p) => ends.pending.push_back(Ok(Incoming::Pong(p))),
+                Event::Pong(p) => {
+                    let now = ws_io::now();
+                    for (sent, _, reply) in pings.drain(..) {
+                        let _ = reply.send(Ok(now.saturating_duration_since(sent)));
+                    }
+                    ends.pending.push_back(Ok(Incoming::Pong(p)));
+                }
                 Event::Closed { code, reason, by } => closed(
                     &ends.shared,
                     &mut ends.closers,
@@ -316,13 +463,12 @@ async fn run_ws(
             },
             Step::Error(ws_frame::Error::PongTimeout { after }) => {
                 // The peer or the path is dead: drop the transport at once.
-                ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo::new(
-                    CloseCode::ABNORMAL,
+                give_up(
+                    &ends.shared,
+                    &mut ends.final_error,
                     "heartbeat timeout",
-                    Initiator::Local,
-                ));
-                ends.final_error.get_or_insert(Error::PeerDead(after));
+                    Error::PeerDead(after),
+                );
                 eof = true;
                 break;
             }
@@ -347,8 +493,63 @@ async fn run_ws(
                     ends.final_error.get_or_insert(map_frame_error(e));
                 }
             }
-            Step::HeartbeatDue(_) | Step::Read(_) | Step::Wake => {}
-            Step::Wrote(n) => sent_backlog = sent_backlog.saturating_sub(n),
+            // Decided at the top of the loop (the hook), or nothing to decide.
+            Step::HeartbeatDue(_) => {}
+            Step::Read(n) => {
+                if n > 0 {
+                    last_read = ws_io::now();
+                }
+            }
+            Step::Wake => {
+                let now = ws_io::now();
+                if opts.read_timeout.is_some_and(|t| now >= last_read + t) {
+                    let t = opts.read_timeout.unwrap_or_default();
+                    give_up(
+                        &ends.shared,
+                        &mut ends.final_error,
+                        "read timeout",
+                        Error::ReadTimeout(t),
+                    );
+                    eof = true;
+                    break;
+                }
+                if let (Some(t), Some(since)) = (opts.write_timeout, stalled_since)
+                    && now >= since + t
+                {
+                    give_up(
+                        &ends.shared,
+                        &mut ends.final_error,
+                        "write timeout",
+                        Error::WriteTimeout(t),
+                    );
+                    eof = true;
+                    break;
+                }
+                let expired = pings
+                    .iter()
+                    .find(|p| now >= p.1)
+                    .map(|p| p.1.saturating_duration_since(p.0));
+                if let Some(timeout) = expired {
+                    for (_, _, reply) in pings.drain(..) {
+                        let _ = reply.send(Err(Error::PeerDead(timeout)));
+                    }
+                    give_up(
+                        &ends.shared,
+                        &mut ends.final_error,
+                        "no pong",
+                        Error::PeerDead(timeout),
+                    );
+                    eof = true;
+                    break;
+                }
+            }
+            Step::Wrote(n) => {
+                sent_backlog = sent_backlog.saturating_sub(n);
+                stalled_since = None;
+                if let Some(b) = bucket.as_mut() {
+                    b.consume(n, ws_io::now());
+                }
+            }
             Step::Other(Wait::Deliver(permit)) => {
                 if let Some(item) = ends.pending.pop_front() {
                     permit.send(item);
@@ -360,19 +561,56 @@ async fn run_ws(
             }
             Step::Other(Wait::Cmd(None)) => ends.cmds_open = false,
             Step::Other(Wait::Cmd(Some(cmd))) => {
-                apply_ws(&mut d.ws, &ends.shared, cmd, &mut ends.closers);
-                // The batch stops at the write limit (a batch of 64 large messages would
-                // otherwise queue several times the limit).
-                for _ in 1..COMMAND_BATCH {
-                    if d.backlog() >= write_buffer_limit {
+                let mut next = Some(cmd);
+                let mut taken = 0;
+                while let Some(cmd) = next.take() {
+                    match cmd {
+                        Command::Abort => {
+                            ends.shared.closing.store(true, Ordering::Release);
+                            ends.shared.set_close_info(CloseInfo::new(
+                                CloseCode::ABNORMAL,
+                                "aborted",
+                                Initiator::User,
+                            ));
+                            for c in ends.closers.drain(..) {
+                                let _ = c.send(Err(Error::Closed));
+                            }
+                            eof = true;
+                            break;
+                        }
+                        Command::PingWait(payload, timeout, reply) => {
+                            let now = ws_io::now();
+                            match d.ws.ping(payload) {
+                                Ok(()) => pings.push((now, now + timeout, reply)),
+                                Err(e) => {
+                                    let _ = reply.send(Err(map_frame_error(e)));
+                                }
+                            }
+                        }
+                        Command::Close(..) => queues.close = Some(cmd),
+                        Command::Send(ref msg, _, prio) => {
+                            let level = prio.unwrap_or(match msg {
+                                Message::Text(_) => opts.priorities.text,
+                                _ => opts.priorities.binary,
+                            });
+                            queues.levels[level.index()].push_back(cmd);
+                        }
+                        Command::Ping(_) => {
+                            queues.levels[opts.priorities.ping.index()].push_back(cmd);
+                        }
+                    }
+                    taken += 1;
+                    if taken == COMMAND_BATCH
+                        || queues.close.is_some()
+                        || queues.len() >= opts.send_queue
+                    {
                         break;
                     }
-                    match ends.cmds.try_recv() {
-                        Ok(cmd) => apply_ws(&mut d.ws, &ends.shared, cmd, &mut ends.closers),
-                        Err(_) => break,
-                    }
+                    next = ends.cmds.try_recv().ok();
                 }
-                sent_backlog = d.backlog();
+                if eof {
+                    break;
+                }
             }
             Step::End(End::Closed) => break,
             Step::End(End::Eof) => {
@@ -380,13 +618,12 @@ async fn run_ws(
                 break;
             }
             Step::End(End::WriteFailed(e)) => {
-                ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo::new(
-                    CloseCode::ABNORMAL,
+                give_up(
+                    &ends.shared,
+                    &mut ends.final_error,
                     "write failed",
-                    Initiator::Local,
-                ));
-                ends.final_error.get_or_insert(Error::Io(e));
+                    Error::Io(e),
+                );
                 eof = true;
                 break;
             }
@@ -403,11 +640,62 @@ async fn run_ws(
             }
         }
     }
+    for (_, _, reply) in pings.drain(..) {
+        let _ = reply.send(Err(Error::Closed));
+    }
     if !eof {
         let _ = tokio::time::timeout(Duration::from_secs(1), d.shutdown()).await;
     }
     drop(d);
     ends.wind_down().await;
+}
+
+/// The client-side throttle (the seeds' `Throttle`): a token bucket of `rate` bytes per second
+/// with a burst of one second's worth; bytes are taken after they were written, so the
+/// balance may go negative and writing then waits until it is paid off.
+#[derive(Debug)]
+struct Throttle {
+    rate: u64,
+    tokens: i64,
+    last: Instant,
+}
+
+impl Throttle {
+    fn new(rate: u64, now: Instant) -> Self {
+        Self {
+            rate: rate.max(1),
+            tokens: i64::try_from(rate).unwrap_or(i64::MAX),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        let add = elapsed.as_nanos() * u128::from(self.rate) / 1_000_000_000;
+        if add > 0 {
+            let cap = i64::try_from(self.rate).unwrap_or(i64::MAX);
+            let add = i64::try_from(add).unwrap_or(i64::MAX);
+            self.tokens = self.tokens.saturating_add(add).min(cap);
+            self.last = now;
+        }
+    }
+
+    fn consume(&mut self, n: usize, now: Instant) {
+        self.refill(now);
+        self.tokens = self
+            .tokens
+            .saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `None` when writing may go on now, else when the debt is paid off.
+    fn ready_at(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        if self.tokens >= 0 {
+            return None;
+        }
+        let nanos = u128::from(self.tokens.unsigned_abs()) * 1_000_000_000 / u128::from(self.rate);
+        Some(now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX) + 1))
+    }
 }
 
 /// What the raw loop waits for.
@@ -512,6 +800,18 @@ async fn run_raw(
                 ends.pending.clear();
             }
             RawWake::Other(Wait::Cmd(None)) => ends.cmds_open = false,
+            RawWake::Other(Wait::Cmd(Some(Command::Abort))) => {
+                ends.shared.closing.store(true, Ordering::Release);
+                ends.shared.set_close_info(CloseInfo::new(
+                    CloseCode::ABNORMAL,
+                    "aborted",
+                    Initiator::User,
+                ));
+                for c in ends.closers.drain(..) {
+                    let _ = c.send(Err(Error::Closed));
+                }
+                eof = true;
+            }
             RawWake::Other(Wait::Cmd(Some(cmd))) => {
                 let mut next = Some(cmd);
                 let mut taken = 0;
@@ -595,9 +895,11 @@ fn apply_ws(ws: &mut Connection, shared: &Shared, cmd: Command, closers: &mut Cl
     match cmd {
         // Errors here mean the connection is closing: the sender was already told so by
         // `Shared::closing` where it could be.
-        Command::Send(msg, opts) => {
+        Command::Send(msg, opts, _) => {
             let _ = ws.send_with(msg, opts);
         }
+        // Applied as they are taken (see run_ws).
+        Command::PingWait(..) | Command::Abort => {}
         Command::Ping(p) => {
             let _ = ws.ping(p);
         }
@@ -623,8 +925,11 @@ fn apply_raw(
     closing: &mut bool,
 ) {
     match cmd {
-        Command::Send(msg, _) if !*closing => out.extend_from_slice(msg.as_bytes()),
-        Command::Send(..) | Command::Ping(_) => {}
+        Command::Send(msg, ..) if !*closing => out.extend_from_slice(msg.as_bytes()),
+        Command::Send(..) | Command::Ping(_) | Command::Abort => {}
+        Command::PingWait(_, _, reply) => {
+            let _ = reply.send(Err(Error::RawTcp));
+        }
         Command::Close(_, reason, reply) => {
             let already = shared.closing.load(Ordering::Acquire);
             let r = close_raw(shared, &reason, closing);

@@ -12,8 +12,8 @@ use ws_frame::{Connection, OsMaskSource, Role};
 use ws_http::WsUrl as Url;
 
 use crate::{
-    config::{Auth, ClientConfig},
-    conn::{Driver, Mode, Shared},
+    config::{Auth, ClientConfig, SgcAuth},
+    conn::{ConnOpts, Driver, Mode, Shared},
     error::{Error, HandshakeError, HttpRejection},
     handshake::{self, HandshakeRequest, HandshakeResponse},
     socket::{Info, WebSocket},
@@ -86,7 +86,19 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
             ));
         }
         let send_auth = (url.host(), url.port()) == (first.0.as_str(), first.1);
-        match upgrade(t, &url, config, refresh, send_auth).await? {
+        let sgc_target = match &config.sgc_auth {
+            Some(auth) if send_auth => Some(sgc_target(&url, auth, config, tls.as_ref()).await?),
+            _ => None,
+        };
+        let target_url = match &sgc_target {
+            Some(target) => url
+                .with_target(target)
+                .map_err(|_| Error::InvalidRequestField {
+                    field: "sgc_auth path",
+                })?,
+            None => url.clone(),
+        };
+        match upgrade(t, &target_url, config, refresh, send_auth).await? {
             Upgrade::Done(ws) => return Ok(*ws),
             Upgrade::Redirect(location) => {
                 redirects += 1;
@@ -107,6 +119,102 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
                 url = next;
             }
             Upgrade::RetryWithFreshToken => refresh = true,
+        }
+    }
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+fn segment(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The request target of the seeds' session or URL authentication, the URL's query kept.
+/// Session mode first asks the server for a token over its own connection.
+async fn sgc_target(
+    url: &Url,
+    auth: &SgcAuth,
+    config: &ClientConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, Error> {
+    let path = match auth {
+        SgcAuth::Url { user, password } => {
+            format!("/sgc/auth/url/{}/{}", segment(user), segment(password))
+        }
+        SgcAuth::Session { user, password } => {
+            let token = session_token(url, user, password, config, tls).await?;
+            format!("/sgc/auth/session/{}", segment(&token))
+        }
+    };
+    Ok(match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    })
+}
+
+/// Session mode's first step: `GET /sgc/req/auth/session/USER/PASS`; the token is the body
+/// of a 200 answer, trimmed.
+async fn session_token(
+    url: &Url,
+    user: &str,
+    password: &str,
+    config: &ClientConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, Error> {
+    let mut t = transport::open(url, config, if url.is_secure() { tls } else { None }).await?;
+    let request = format!(
+        "GET /sgc/req/auth/session/{}/{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\
+         Connection: close\r\n\r\n",
+        segment(user),
+        segment(password),
+        url.host_header(),
+        config.user_agent,
+    );
+    t.stream.write_all(request.as_bytes()).await?;
+    t.stream.flush().await?;
+    let limits = http_limits(config);
+    let most = config.max_response_head + config.max_rejection_body;
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let n = t.stream.read_buf(&mut buf).await?;
+        if let Ok(ws_http::Parsed::Complete(head, len)) = ws_http::parse_response(&buf, &limits) {
+            let body_len = head
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.parse::<usize>().ok());
+            let done = n == 0 || body_len.is_some_and(|b| buf.len() >= len + b);
+            if done || buf.len() > most {
+                let end = body_len.map_or(buf.len(), |b| (len + b).min(buf.len()));
+                let body = Bytes::copy_from_slice(&buf[len..end]);
+                if head.status() != 200 {
+                    return Err(Error::Http(Box::new(HttpRejection {
+                        status: head.status(),
+                        reason: head.reason().to_owned(),
+                        headers: head.headers().clone(),
+                        body,
+                    })));
+                }
+                let token = String::from_utf8_lossy(&body).trim().to_owned();
+                if token.is_empty() {
+                    return Err(Error::Auth(
+                        "the session request answered 200 without a token".into(),
+                    ));
+                }
+                return Ok(token);
+            }
+        } else if n == 0 || buf.len() > most {
+            return Err(HandshakeError::MalformedResponse(
+                "no HTTP answer to the session request".into(),
+            )
+            .into());
         }
     }
 }
@@ -328,6 +436,18 @@ fn spawn(
         close_timeout: config.ws.close_timeout,
     };
     let driver = Driver {
+        opts: ConnOpts {
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            before_heartbeat: config.before_heartbeat.clone(),
+            throttle: config
+                .throttle_bps
+                .filter(|&b| b > 0)
+                .map(|b| (b / 8).max(1)),
+            priorities: config.priorities,
+            send_queue: config.send_queue,
+            fragments_so_far: config.fragments_so_far,
+        },
         io: t.stream,
         mode,
         leftover,

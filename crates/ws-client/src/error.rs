@@ -170,6 +170,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The local address or port range could not be bound
+    /// ([`crate::ClientConfig::local_addr`], [`crate::ClientConfig::local_ports`]).
+    #[error(
+        "cannot bind the local address {addr:?} / ports {ports:?}: {source}; pick a local \
+         address of this machine and free ports"
+    )]
+    LocalBind {
+        /// The address asked for.
+        addr: Option<std::net::IpAddr>,
+        /// The port range asked for.
+        ports: Option<(u16, u16)>,
+        /// The last OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Every address refused the TCP connection.
     #[error("connection refused by {addr}")]
     Refused {
@@ -224,6 +239,21 @@ pub enum Error {
     /// No pong arrived within the heartbeat timeout: the peer or the path is dead.
     #[error("no pong within {0:?}: peer is not responding")]
     PeerDead(Duration),
+    /// Nothing arrived within [`crate::ClientConfig::read_timeout`].
+    #[error("nothing received for {0:?} (read timeout): the server or the path is silent")]
+    ReadTimeout(Duration),
+    /// Queued bytes could not be written within [`crate::ClientConfig::write_timeout`].
+    #[error("could not write for {0:?} (write timeout): the server is not reading")]
+    WriteTimeout(Duration),
+    /// A WebSocket-only operation (a ping) on a `tcp://` connection.
+    #[error("tcp:// connections carry raw bytes: no pings; use ws:// or wss://")]
+    RawTcp,
+    /// [`crate::ClientConfig::verify_peer`] refused the server's certificate chain.
+    #[error("the certificate check (verify_peer) refused the server {name:?}")]
+    PeerRejected {
+        /// The server name checked.
+        name: String,
+    },
     /// [`crate::WebSocket::request`] or [`crate::WebSocket::close`] waited longer than its
     /// timeout.
     #[error("no answer within {0:?}")]
@@ -277,6 +307,9 @@ impl Error {
             | Self::PingTooLong { .. }
             | Self::InvalidRequestField { .. }
             | Self::Request(_)
+            | Self::RawTcp
+            | Self::LocalBind { .. }
+            | Self::PeerRejected { .. }
             | Self::Setting { .. }
             | Self::WsLimits(_)
             | Self::InvalidHeader { .. }
@@ -298,6 +331,8 @@ impl Error {
             | Self::Auth(_)
             | Self::Protocol(_)
             | Self::PeerDead(_)
+            | Self::ReadTimeout(_)
+            | Self::WriteTimeout(_)
             | Self::ReplyTimeout(_)
             | Self::Io(_)
             | Self::Closed => true,

@@ -66,8 +66,9 @@ mod transport;
 mod url;
 
 pub use config::{
-    Auth, BoxFuture, ClientConfig, Heartbeat, Proxy, ProxyKind, Reconnect, ReconnectDecision,
-    ReconnectHook, RequestHook, TokenSource,
+    Auth, BoxFuture, ClientConfig, Heartbeat, HeartbeatAction, HeartbeatHook, Priority, Proxy,
+    ProxyKind, Reconnect, ReconnectDecision, ReconnectHook, RequestHook, SendPriorities, SgcAuth,
+    TokenSource, VerifyPeer,
 };
 pub use conn::{CloseInfo, Incoming};
 pub use connect::connect;
@@ -75,6 +76,7 @@ pub use error::{Error, HandshakeError, HttpRejection};
 pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use reconnect::{ClientEvent, ReconnectingWebSocket};
 pub use socket::{WebSocket, WsReader, WsWriter};
+pub use transport::configure_tcp;
 pub use url::IntoUrl;
 /// The sans-IO protocol crate this client drives (message, close-code and config types).
 pub use ws_frame;

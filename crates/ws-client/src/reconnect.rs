@@ -198,6 +198,11 @@ impl Supervisor {
 
     async fn run(mut self, first: Option<WebSocket>) {
         let mut ws = first;
+        // The URLs taken in turn by the attempts (the first is the one given to connect).
+        let rotation: Vec<Url> = std::iter::once(self.url.clone())
+            .chain(self.policy.urls.iter().cloned())
+            .collect();
+        let mut turn = 0usize;
         let mut last_error: Option<Arc<Error>> = None;
         loop {
             if let Some(conn) = ws.take() {
@@ -252,6 +257,10 @@ impl Supervisor {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     _ = stop.wait_for(|s| *s) => return,
+                }
+                if rotation.len() > 1 {
+                    turn = (turn + 1) % rotation.len();
+                    self.url = rotation[turn].clone();
                 }
                 if let Some(hook) = &self.policy.hook {
                     match hook(attempt, &self.url, last_error.as_deref()) {

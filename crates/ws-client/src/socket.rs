@@ -156,6 +156,35 @@ impl WebSocket {
         self.writer.ping(payload).await
     }
 
+    /// See [`WsWriter::send_with_priority`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the connection is closing or closed.
+    pub async fn send_with_priority(
+        &self,
+        msg: impl Into<Message>,
+        priority: crate::Priority,
+    ) -> Result<(), Error> {
+        self.writer.send_with_priority(msg, priority).await
+    }
+
+    /// See [`WsWriter::ping_and_wait`].
+    ///
+    /// # Errors
+    /// As [`WsWriter::ping_and_wait`].
+    pub async fn ping_and_wait(
+        &self,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Duration, Error> {
+        self.writer.ping_and_wait(payload, timeout).await
+    }
+
+    /// See [`WsWriter::abort`].
+    pub async fn abort(&self) {
+        self.writer.abort().await;
+    }
+
     /// Starts the close handshake and waits for it to complete (at most
     /// [`ws_frame::Config::close_timeout`]). Messages still arriving meanwhile stay readable.
     ///
@@ -334,7 +363,7 @@ impl WsWriter {
     /// # Errors
     /// [`Error::Closed`] once the connection is closing or closed.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        self.command(Command::Send(msg.into(), SendOptions::default()))
+        self.command(Command::Send(msg.into(), SendOptions::default(), None))
             .await
     }
 
@@ -353,6 +382,7 @@ impl WsWriter {
         self.command(Command::Send(
             msg.into(),
             SendOptions::fragmented(fragment_size),
+            None,
         ))
         .await
     }
@@ -365,7 +395,7 @@ impl WsWriter {
         if opts.fragment_size == Some(0) {
             return Err(Error::ZeroFragmentSize);
         }
-        self.command(Command::Send(msg, opts)).await
+        self.command(Command::Send(msg, opts, None)).await
     }
 
     /// Queues a ping.
@@ -381,6 +411,57 @@ impl WsWriter {
             });
         }
         self.command(Command::Ping(payload)).await
+    }
+
+    /// Queues a message at send-queue level `priority`, ahead of (or behind) what waits at
+    /// other levels (see [`crate::ClientConfig::priorities`]).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the connection is closing or closed.
+    pub async fn send_with_priority(
+        &self,
+        msg: impl Into<Message>,
+        priority: crate::Priority,
+    ) -> Result<(), Error> {
+        self.command(Command::Send(
+            msg.into(),
+            SendOptions::default(),
+            Some(priority),
+        ))
+        .await
+    }
+
+    /// Sends a ping and waits for a pong (the seeds' `Ping(timeout)`); returns the round-trip
+    /// time. When no pong comes within `timeout` the connection is dropped (no Close frame:
+    /// the peer is taken for dead) and the reader gets [`Error::PeerDead`].
+    ///
+    /// # Errors
+    /// [`Error::PeerDead`] when no pong came in time; [`Error::PingTooLong`] above 125 bytes;
+    /// [`Error::RawTcp`] on a `tcp://` connection; [`Error::Closed`] once closing.
+    pub async fn ping_and_wait(
+        &self,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Duration, Error> {
+        let payload = payload.into();
+        if payload.len() > 125 {
+            return Err(Error::PingTooLong {
+                len: payload.len(),
+                max: 125,
+            });
+        }
+        let (reply, wait) = oneshot::channel();
+        self.command(Command::PingWait(payload, timeout, reply))
+            .await?;
+        wait.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Drops the connection at once, without a Close frame (the seeds'
+    /// `Connection.Disconnect`): what is queued is not sent, the server sees the TCP
+    /// connection end (1006 on its side). The reader's stream ends without an error and
+    /// [`WsReader::close_info`] says 1006, by [`ws_frame::Initiator::User`].
+    pub async fn abort(&self) {
+        let _ = self.tx.send(Command::Abort).await;
     }
 
     /// Starts the close handshake and waits for it to complete; see [`WebSocket::close`].

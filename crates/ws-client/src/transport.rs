@@ -13,7 +13,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use rustls_pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
 };
 use ws_http::WsUrl as Url;
 
@@ -58,17 +58,70 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Er
     Ok(addrs)
 }
 
+/// A socket for `addr` with the options that must be set before connecting: linger and the
+/// local address or port range (the first free port of the range is bound).
+fn socket_for(addr: SocketAddr, config: &ClientConfig) -> io::Result<TcpSocket> {
+    let local_ip = config.local_addr.unwrap_or(if addr.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    });
+    let (min, max) = config.local_ports.unwrap_or((0, 0));
+    let mut last = None;
+    for port in min..=max {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(linger) = config.linger {
+            socket2::SockRef::from(&socket).set_linger(Some(linger))?;
+        }
+        if config.local_addr.is_none() && config.local_ports.is_none() {
+            return Ok(socket);
+        }
+        match socket.bind(SocketAddr::new(local_ip, port)) {
+            Ok(()) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("empty local port range")))
+}
+
+/// Applies the options of `config` that a connected socket takes: `TCP_NODELAY` and TCP
+/// keep-alive (idle time, probe interval, probe count). [`crate::connect`] does this itself;
+/// it is public for streams opened by the application.
+///
+/// # Errors
+/// The operating system's, when it refuses an option.
+pub fn configure_tcp(s: &TcpStream, config: &ClientConfig) -> io::Result<()> {
+    s.set_nodelay(config.nodelay)?;
+    if let Some(idle) = config.tcp_keepalive {
+        let mut ka = socket2::TcpKeepalive::new().with_time(idle);
+        if let Some(interval) = config.tcp_keepalive_interval {
+            ka = ka.with_interval(interval);
+        }
+        #[cfg(not(windows))]
+        if let Some(retries) = config.tcp_keepalive_retries {
+            ka = ka.with_retries(retries);
+        }
+        socket2::SockRef::from(s).set_tcp_keepalive(&ka)?;
+    }
+    Ok(())
+}
+
 /// Connects to the first address that accepts.
 async fn tcp(addrs: &[SocketAddr], config: &ClientConfig) -> Result<TcpStream, Error> {
     let mut last = None;
     for &addr in addrs {
-        match TcpStream::connect(addr).await {
+        let socket = socket_for(addr, config).map_err(|source| Error::LocalBind {
+            addr: config.local_addr,
+            ports: config.local_ports,
+            source,
+        })?;
+        match socket.connect(addr).await {
             Ok(s) => {
-                s.set_nodelay(config.nodelay)?;
-                if let Some(idle) = config.tcp_keepalive {
-                    let ka = socket2::TcpKeepalive::new().with_time(idle);
-                    socket2::SockRef::from(&s).set_tcp_keepalive(&ka)?;
-                }
+                configure_tcp(&s, config)?;
                 return Ok(s);
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -121,7 +174,18 @@ pub(crate) async fn open(
                 .into_fallible()
                 .await
                 .map_err(|(e, io)| not_tls(io.first(), &e).unwrap_or(Error::Tls(e)))?;
-            let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            let conn = stream.get_ref().1;
+            if let Some(verify) = &config.verify_peer {
+                let chain = conn.peer_certificates().unwrap_or_default();
+                let name = match &config.tls_server_name {
+                    Some(n) => n.clone(),
+                    None => url.host().to_owned(),
+                };
+                if !verify(&name, chain) {
+                    return Err(Error::PeerRejected { name });
+                }
+            }
+            let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
             Ok(Transport {
                 stream: Box::new(stream),
                 peer,
