@@ -34,7 +34,7 @@ fn the_example_loads_in_every_subcommand() {
     fails_with(
         &["proxy", "--config", &example],
         "nothing to proxy to: give --to URL (e.g. --to tcp://127.0.0.1:5900), --route PATH=URL, \
-         --token-file FILE or --http-upstream URL",
+         --token-file FILE, --http-upstream URL or --backend URL",
     );
     let serve = Server::start(&["serve", "--config", &example, "--listen", "127.0.0.1:0"]);
     let (code, _, stderr) = serve.terminate();

@@ -2,7 +2,10 @@
 //! WebSocket. `wskit proxy --to tcp://127.0.0.1:5900` lets noVNC reach a VNC server;
 //! `--token-file` routes `?token=X` with a websockify token file; `--route /path=URL` by path;
 //! `--http-upstream http://127.0.0.1:8000` forwards plain HTTP requests on the same port (a
-//! reverse proxy, e.g. for the web app serving noVNC's pages).
+//! reverse proxy, e.g. for the web app serving noVNC's pages). `--backend URL` (repeatable)
+//! spreads connections over several backends (`--balance round-robin|least-connections|
+//! cookie:NAME|header:NAME`), with `--health-check tcp|http:/PATH` and a registration API
+//! for backends (`--register-secret-file FILE`).
 //!
 //! Every flag can also come from the `[proxy]` table of `--config wskit.toml` (same names as
 //! the flags' fields, with underscores: `routes`, `users`, `allowed_origins`, the singular
@@ -23,7 +26,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use ws_proxy::{
-    Error as ProxyError, HostHeader, HttpUpstream, ProxyConfig, ProxyProtocol, ProxyServer, Target,
+    BalancerConfig, Error as ProxyError, HealthCheck, HostHeader, HttpUpstream, Policy, Probe,
+    ProxyConfig, ProxyProtocol, ProxyServer, Registration, Target,
     ws_server::{AuthConfig, Binding, Heartbeat, ServerConfig},
 };
 
@@ -101,6 +105,38 @@ pub(crate) struct Args {
     /// Seconds the HTTP upstream may take to answer (then 504). Default: 60.
     #[arg(long, value_name = "SECS")]
     pub(crate) http_timeout: Option<u64>,
+    /// Balanced backend (repeatable): ws://host:port (WebSocket and HTTP keep their path),
+    /// wss://..., tcp://... or tls://...; connections are spread over them.
+    #[arg(long = "backend", value_name = "URL")]
+    #[serde(alias = "backend")]
+    pub(crate) backends: Vec<String>,
+    /// How --backend is chosen: round-robin, least-connections, cookie:NAME or header:NAME
+    /// (sticky). Default: round-robin.
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) balance: Option<String>,
+    /// Active health check of the backends: tcp (connect) or http:/PATH (GET, 2xx or 3xx).
+    /// Default: none (a failed connect takes a backend out for 10 s).
+    #[arg(long, value_name = "tcp|http:/PATH")]
+    pub(crate) health_check: Option<String>,
+    /// Milliseconds between two health checks of a backend. Default: 5000.
+    #[arg(long, value_name = "MS")]
+    pub(crate) health_interval: Option<u64>,
+    /// Milliseconds a health check may take. Default: 2000.
+    #[arg(long, value_name = "MS")]
+    pub(crate) health_timeout: Option<u64>,
+    /// Good checks in a row that bring a backend back. Default: 2.
+    #[arg(long, value_name = "N")]
+    pub(crate) healthy_threshold: Option<u32>,
+    /// Failed checks in a row that take a backend out. Default: 3.
+    #[arg(long, value_name = "N")]
+    pub(crate) unhealthy_threshold: Option<u32>,
+    /// File holding the bearer secret (16 bytes or more) of the registration API, through
+    /// which backends add and remove themselves (POST/DELETE /_wskit/backends).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) register_secret_file: Option<PathBuf>,
+    /// Path of the registration API. Default: /_wskit/backends.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) register_path: Option<String>,
     /// Event-loop threads: 1 (default) runs the proxy on one single-threaded runtime, the
     /// cheapest per relayed message; N > 1 on a multi-thread runtime of N workers; 0 on one
     /// worker per CPU. Raise it when one core is saturated.
@@ -146,6 +182,7 @@ fn merge(args: Args) -> Result<Args> {
 fn build(args: Args) -> Result<ProxyConfig> {
     let args = merge(args)?;
     let mut cfg = ProxyConfig::default();
+    let balanced = balance(&args)?;
     let addrs = if args.listen.is_empty() {
         vec![ServerConfig::DEFAULT_LISTEN.parse()?]
     } else {
@@ -173,12 +210,15 @@ fn build(args: Args) -> Result<ProxyConfig> {
         && args.routes.is_empty()
         && args.token_file.is_none()
         && args.http_upstream.is_none()
+        && args.backends.is_empty()
+        && args.register_secret_file.is_none()
     {
         bail!(
             "nothing to proxy to: give --to URL (e.g. --to tcp://127.0.0.1:5900), \
-             --route PATH=URL, --token-file FILE or --http-upstream URL"
+             --route PATH=URL, --token-file FILE, --http-upstream URL or --backend URL"
         );
     }
+    cfg.balance = balanced;
     if let Some(to) = &args.to {
         cfg.target = Some(Target::parse(to).map_err(|e| flag_error("--to", to, &e))?);
     }
@@ -270,6 +310,79 @@ fn build(args: Args) -> Result<ProxyConfig> {
     cfg.validate()
         .map_err(|e| anyhow!(super::in_flag_terms::<Args>(&e.to_string())))?;
     Ok(cfg)
+}
+
+/// The load balancer from --backend, --balance, --health-*, --register-*.
+fn balance(args: &Args) -> Result<Option<BalancerConfig>> {
+    let registration = match &args.register_secret_file {
+        Some(file) => {
+            let secret = std::fs::read_to_string(file)
+                .with_context(|| format!("--register-secret-file {}", file.display()))?;
+            let mut r = Registration::new(secret.trim());
+            if let Some(p) = &args.register_path {
+                r.path.clone_from(p);
+            }
+            Some(r)
+        }
+        None if args.register_path.is_some() => {
+            bail!("--register-path needs --register-secret-file")
+        }
+        None => None,
+    };
+    let health_flags = args.health_interval.is_some()
+        || args.health_timeout.is_some()
+        || args.healthy_threshold.is_some()
+        || args.unhealthy_threshold.is_some();
+    if args.backends.is_empty() && registration.is_none() {
+        if args.balance.is_some() || args.health_check.is_some() || health_flags {
+            bail!("--balance and --health-* need --backend URL or --register-secret-file FILE");
+        }
+        return Ok(None);
+    }
+    let policy = match &args.balance {
+        Some(p) => Policy::parse(p).map_err(|_| {
+            anyhow!(
+                "--balance {p:?}: expected round-robin, least-connections, cookie:NAME or header:NAME"
+            )
+        })?,
+        None => Policy::RoundRobin,
+    };
+    let mut cfg = BalancerConfig::new(policy);
+    for b in &args.backends {
+        cfg.backends
+            .push(Target::parse(b).map_err(|e| flag_error("--backend", b, &e))?);
+    }
+    cfg.health = match args.health_check.as_deref() {
+        Some(kind) => {
+            let mut h = HealthCheck::default();
+            h.probe = match kind {
+                "tcp" => Probe::Tcp,
+                _ => match kind.strip_prefix("http:") {
+                    Some(path) if path.starts_with('/') => Probe::Http {
+                        path: path.to_owned(),
+                    },
+                    _ => bail!("--health-check expects tcp or http:/PATH, got {kind:?}"),
+                },
+            };
+            if let Some(ms) = args.health_interval {
+                h.interval = Duration::from_millis(ms);
+            }
+            if let Some(ms) = args.health_timeout {
+                h.timeout = Duration::from_millis(ms);
+            }
+            if let Some(n) = args.healthy_threshold {
+                h.healthy_threshold = n;
+            }
+            if let Some(n) = args.unhealthy_threshold {
+                h.unhealthy_threshold = n;
+            }
+            Some(h)
+        }
+        None if health_flags => bail!("--health-interval and the thresholds need --health-check"),
+        None => None,
+    };
+    cfg.registration = registration;
+    Ok(Some(cfg))
 }
 
 /// `FLAG "VALUE": why`, from a library error that quotes the value itself
@@ -393,6 +506,89 @@ mod tests {
         ] {
             assert!(build(bad).is_err());
         }
+    }
+
+    #[test]
+    fn balance_flags() {
+        let dir = std::env::temp_dir().join(format!("wskit-proxy-lb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let cfg = build(Args {
+            backends: vec!["ws://127.0.0.1:9001".into(), "ws://127.0.0.1:9002".into()],
+            balance: Some("header:X-User".into()),
+            health_check: Some("http:/health".into()),
+            health_interval: Some(250),
+            unhealthy_threshold: Some(1),
+            register_secret_file: Some(secret.clone()),
+            ..Args::default()
+        })
+        .unwrap();
+        let b = cfg.balance.unwrap();
+        assert_eq!(b.backends.len(), 2);
+        assert_eq!(b.policy, Policy::StickyHeader("X-User".into()));
+        let h = b.health.unwrap();
+        assert_eq!(
+            h.probe,
+            Probe::Http {
+                path: "/health".into()
+            }
+        );
+        assert_eq!(h.interval, Duration::from_millis(250));
+        assert_eq!((h.healthy_threshold, h.unhealthy_threshold), (2, 1));
+        let r = b.registration.unwrap();
+        assert_eq!(r.secret, "0123456789abcdef0123", "trimmed");
+        assert_eq!(r.path, Registration::DEFAULT_PATH);
+        // The registration API alone is enough to start.
+        assert!(
+            build(Args {
+                register_secret_file: Some(secret.clone()),
+                ..Args::default()
+            })
+            .is_ok()
+        );
+        for bad in [
+            Args {
+                backends: vec!["http://x:1".into()],
+                ..Args::default()
+            },
+            Args {
+                backends: vec!["ws://x:1".into()],
+                balance: Some("random".into()),
+                ..Args::default()
+            },
+            Args {
+                backends: vec!["ws://x:1".into()],
+                health_check: Some("udp".into()),
+                ..Args::default()
+            },
+            Args {
+                backends: vec!["ws://x:1".into()],
+                health_interval: Some(5),
+                ..Args::default()
+            },
+            Args {
+                to: Some("x:1".into()),
+                balance: Some("round-robin".into()),
+                ..Args::default()
+            },
+            Args {
+                register_secret_file: Some(dir.join("missing")),
+                ..Args::default()
+            },
+        ] {
+            assert!(build(bad).is_err());
+        }
+        std::fs::write(&secret, "short").unwrap();
+        assert!(
+            build(Args {
+                register_secret_file: Some(secret),
+                ..Args::default()
+            })
+            .is_err(),
+            "a short secret"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
