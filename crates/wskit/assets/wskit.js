@@ -1,7 +1,9 @@
 /*!
  * wskit.js: a small browser client for wskit servers. No dependencies, ES2017, loads as a plain
  * <script src="/wskit.js"> and defines the global `WskitClient` (also exported through
- * `module.exports` when a CommonJS loader is present).
+ * `module.exports` when a CommonJS loader is present). For pages written against the
+ * sgcWebSockets browser library it also defines `sgcWebSocket` and the ID-header helpers
+ * `sgcWSStreamRead/Write` and `sgcWSBytesRead/Write` (see "Compatibility" below).
  *
  *   const c = new WskitClient('/echo', {       // ws:, wss:, http(s): or a path on this host
  *     protocols: ['chat.v1'],                  // subprotocols offered (default: none)
@@ -382,6 +384,153 @@
       this._timer = setTimeout(() => { this._timer = null; this._connect(); }, delay);
     }
   }
+
+
+  // ---------------------------------------------------------------------------------------------
+  // Compatibility with pages written against the sgcWebSockets browser library (sgcWebSockets.js).
+  //
+  //   var socket = new sgcWebSocket('ws://host:port', 'protocol', ['websocket', 'sse']);
+  //   var socket = new sgcWebSocket({host: 'ws://host:port', user: 'admin', password: '1234'});
+  //   socket.on('open' | 'close' | 'error' | 'message' | 'stream', function (event) { ... });
+  //     'message': event.message is the text;  'stream': event.stream is the binary data (a Blob);
+  //     'error': event.message says what failed; 'close': event.code, event.reason
+  //   socket.send(textOrBinary); socket.close(); socket.state();  // 'connecting' | 'open' | ...
+  //   sgcWSStreamRead(blob, function (header, stream) { ... });     // header: the ID, stream: a Blob
+  //   var blob = sgcWSStreamWrite('00001', blobOrBuffer);           // ID of at most 10 bytes
+  //   var bytes = sgcWSBytesWrite('00001', uint8Array);              // Uint8Array
+  //   var r = sgcWSBytesRead(uint8Array);                            // {header, data} or null
+  //
+  // The credentials form connects to HOST/sgc/auth/url/USER/PASSWORD, the seed's URL
+  // authentication, which a wskit server accepts only when URL authentication is turned on
+  // (credentials in a URL end up in logs; prefer a token). The transport is an array or one name;
+  // with 'sse' the same URL is opened as an EventSource (http: for ws:), and the default tries the
+  // WebSocket first and falls back to SSE. Binary messages are delivered as Blobs, as the seed does.
+  // The ID header: 10 bytes of UTF-8 padded with NUL, then the payload (ws_frame::id_header in Rust).
+  var ID_HEADER_LEN = 10;
+  var encoder = typeof TextEncoder !== 'undefined' ? new TextEncoder() : null;
+  var decoder = typeof TextDecoder !== 'undefined' ? new TextDecoder('utf-8', {fatal: true}) : null;
+
+  function idField(id) {
+    var bytes = encoder.encode(String(id));
+    if (bytes.length > ID_HEADER_LEN || bytes.indexOf(0) !== -1) {
+      throw new RangeError('sgcWebSocket: an ID is at most ' + ID_HEADER_LEN + ' bytes and has no NUL: ' + id);
+    }
+    var field = new Uint8Array(ID_HEADER_LEN);
+    field.set(bytes);
+    return field;
+  }
+
+  function sgcWSBytesWrite(id, bytes) {
+    var data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    var out = new Uint8Array(ID_HEADER_LEN + data.length);
+    out.set(idField(id));
+    out.set(data, ID_HEADER_LEN);
+    return out;
+  }
+
+  function sgcWSBytesRead(bytes) {
+    var data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    if (data.length < ID_HEADER_LEN) return null;
+    var end = data.subarray(0, ID_HEADER_LEN).indexOf(0);
+    if (end === -1) end = ID_HEADER_LEN;
+    for (var i = end; i < ID_HEADER_LEN; i++) if (data[i] !== 0) return null;
+    var header;
+    try {
+      header = decoder.decode(data.subarray(0, end));
+    } catch (_) {
+      return null;
+    }
+    return {header: header, data: data.subarray(ID_HEADER_LEN)};
+  }
+
+  function sgcWSStreamWrite(id, data) {
+    return new Blob([idField(id), data]);
+  }
+
+  function sgcWSStreamRead(stream, fn) {
+    var read = stream instanceof Blob ? stream.arrayBuffer() : Promise.resolve(stream);
+    return read.then(function (buffer) {
+      var r = sgcWSBytesRead(new Uint8Array(buffer));
+      if (!r) throw new Error('sgcWSStreamRead: the message has no ID header');
+      var payload = stream instanceof Blob ? stream.slice(ID_HEADER_LEN) : r.data;
+      if (fn) fn(r.header, payload);
+      return {header: r.header, stream: payload};
+    });
+  }
+
+  function sgcUrl(url, user, password) {
+    var u = new URL(url, base());
+    var path = u.pathname.replace(/\/+$/, '');
+    u.pathname = path + '/sgc/auth/url/' + encodeURIComponent(user) + '/' + encodeURIComponent(password);
+    return u.href;
+  }
+
+  class sgcWebSocket {
+    constructor(url, protocol, transport) {
+      var target = url;
+      if (url && typeof url === 'object') {
+        target = url.user != null ? sgcUrl(url.host, url.user, url.password == null ? '' : url.password) : url.host;
+      }
+      var transports = transport == null || transport === '' ? ['websocket', 'sse']
+        : Array.isArray(transport) ? transport : [transport];
+      var wsUrl = toWsUrl(target);
+      this._handlers = {open: [], close: [], error: [], message: [], stream: []};
+      this._client = new WskitClient(wsUrl, {
+        protocols: protocol ? [protocol] : [],
+        transports: transports,
+        sseUrl: transports.indexOf('sse') !== -1 ? toHttpUrl(wsUrl) : null,
+        binaryType: 'blob',
+        reconnect: false,
+      });
+      var c = this._client;
+      c.on('open', (info) => this._emit('open', {protocol: info.protocol, transport: info.transport}));
+      c.on('close', (info) => this._emit('close', {code: info.code, reason: info.reason, wasClean: info.wasClean}));
+      c.on('error', (err) => this._emit('error', {message: err && err.message ? err.message : String(err)}));
+      c.on('message', (data) => {
+        if (typeof data === 'string') this._emit('message', {message: data});
+        else this._emit('stream', {stream: data instanceof Blob ? data : new Blob([data])});
+      });
+    }
+
+    on(event, fn) {
+      if (!this._handlers[event]) throw new TypeError('sgcWebSocket: unknown event ' + event);
+      this._handlers[event].push(fn);
+      return this;
+    }
+
+    send(data) {
+      return this._client.send(data);
+    }
+
+    close() {
+      this._client.close(1000, '');
+    }
+
+    state() {
+      return this._client.state();
+    }
+
+    _emit(event, arg) {
+      this._handlers[event].slice().forEach(function (fn) {
+        try {
+          fn(arg);
+        } catch (e) {
+          if (typeof console !== 'undefined') console.error('sgcWebSocket: a ' + event + ' handler threw', e);
+        }
+      });
+    }
+  }
+
+  WskitClient.sgcWebSocket = sgcWebSocket;
+  WskitClient.sgcWSBytesWrite = sgcWSBytesWrite;
+  WskitClient.sgcWSBytesRead = sgcWSBytesRead;
+  WskitClient.sgcWSStreamWrite = sgcWSStreamWrite;
+  WskitClient.sgcWSStreamRead = sgcWSStreamRead;
+  root.sgcWebSocket = sgcWebSocket;
+  root.sgcWSBytesWrite = sgcWSBytesWrite;
+  root.sgcWSBytesRead = sgcWSBytesRead;
+  root.sgcWSStreamWrite = sgcWSStreamWrite;
+  root.sgcWSStreamRead = sgcWSStreamRead;
 
   WskitClient.VERSION = '0.1.0';
   root.WskitClient = WskitClient;

@@ -1,6 +1,7 @@
 // Drives Debian's Chromium (headless, through playwright-core) against a running `wskit serve`:
 // loads the built-in test page, connects a WebSocket to /echo, checks that permessage-deflate was
-// negotiated, echoes a text and a binary message, waits for the SSE `welcome` event, uploads a file
+// negotiated, echoes a text and a binary message, does the same through the sgcWebSockets
+// compatibility layer (sgcWebSocket, sgcWSStreamWrite/Read), waits for the SSE `welcome` event, uploads a file
 // through the multipart form and takes a screenshot.
 //
 //   node test.mjs PORT SCREENSHOT_PATH [UPLOAD_COPY_PATH]
@@ -162,6 +163,47 @@ async function main() {
   const want = `[binary ${Buffer.byteLength(binText)} bytes]`;
   check(binEcho.startsWith(want), `binary echo ${JSON.stringify(binEcho)}, expected it to start with ${want}`);
   results.binary_echo = true;
+
+  step = 'sgcWebSocket compatibility';
+  // A page written against the seed's browser library: its constructor, events and send calls, and
+  // the binary ID-header helpers, through the same /wskit.js, against /echo.
+  const compat = await page.evaluate(
+    async ([wsUrl, timeout]) => {
+      const out = {};
+      const s = new sgcWebSocket(wsUrl);
+      const wait = (ev) =>
+        new Promise((res, rej) => {
+          s.on(ev, res);
+          setTimeout(() => rej(new Error(`no ${ev} event within ${timeout} ms`)), timeout);
+        });
+      await wait('open');
+      out.state = s.state();
+      const msg = wait('message');
+      s.send('sgc text ✓');
+      out.text = (await msg).message;
+      const payload = new Uint8Array(300).map((_, i) => (i * 7) & 255);
+      const stream = wait('stream');
+      s.send(sgcWSStreamWrite('00042', payload));
+      const ev = await stream;
+      out.streamIsBlob = ev.stream instanceof Blob;
+      const r = await sgcWSStreamRead(ev.stream);
+      out.header = r.header;
+      const got = new Uint8Array(await r.stream.arrayBuffer());
+      out.payloadOk = got.length === payload.length && got.every((b, i) => b === payload[i]);
+      const closed = wait('close');
+      s.close();
+      out.close = (await closed).code;
+      return out;
+    },
+    [url, TIMEOUT],
+  );
+  check(compat.state === 'open', `sgcWebSocket state after open is ${compat.state}`);
+  check(compat.text === 'sgc text ✓', `sgcWebSocket message event carried ${JSON.stringify(compat.text)}`);
+  check(compat.streamIsBlob, 'sgcWebSocket stream event did not carry a Blob');
+  check(compat.header === '00042', `sgcWSStreamRead header is ${JSON.stringify(compat.header)}`);
+  check(compat.payloadOk, 'sgcWSStreamRead payload differs from what was sent');
+  check(compat.close === 1000 || compat.close === 1005, `sgcWebSocket close code ${compat.close}`);
+  results.sgc_compat = compat;
 
   step = 'SSE welcome';
   const welcome = page.locator('#sse-log li.in[data-event=welcome]').first();
