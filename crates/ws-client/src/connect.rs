@@ -90,15 +90,8 @@ async fn establish(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Err
             Some(auth) if send_auth => Some(sgc_target(&url, auth, config, tls.as_ref()).await?),
             _ => None,
         };
-        let target_url = match &sgc_target {
-            Some(target) => url
-                .with_target(target)
-                .map_err(|_| Error::InvalidRequestField {
-                    field: "sgc_auth path",
-                })?,
-            None => url.clone(),
-        };
-        match upgrade(t, &target_url, config, refresh, send_auth).await? {
+        let sgc = sgc_target.as_deref();
+        match upgrade(t, &url, sgc, config, refresh, send_auth).await? {
             Upgrade::Done(ws) => return Ok(*ws),
             Upgrade::Redirect(location) => {
                 redirects += 1;
@@ -254,16 +247,28 @@ async fn authorization(
 
 /// Builds the upgrade request for `url` and runs the hook on it. Without `send_auth` (a
 /// redirect to another host or port) no credentials are added: no `Authorization` header and
-/// no query token.
+/// no query token. `sgc` replaces the target (the seeds' session or URL authentication) without
+/// changing the URL the connection reports.
 pub(crate) async fn build_request(
     url: &Url,
+    sgc: Option<&str>,
     config: &ClientConfig,
     refresh: bool,
     send_auth: bool,
 ) -> Result<HandshakeRequest, Error> {
+    let url_for_target = match sgc {
+        Some(target) => url
+            .with_target(target)
+            .map_err(|_| Error::InvalidRequestField {
+                field: "sgc_auth path",
+            })?,
+        None => url.clone(),
+    };
     let target_url = match &config.auth {
-        Some(Auth::QueryToken { param, token }) if send_auth => url.with_query_param(param, token),
-        _ => url.clone(),
+        Some(Auth::QueryToken { param, token }) if send_auth => {
+            url_for_target.with_query_param(param, token)
+        }
+        _ => url_for_target,
     };
     let mut headers = ws_http::Headers::new();
     if !config.user_agent.is_empty() {
@@ -304,11 +309,12 @@ const BODY_IDLE: Duration = Duration::from_millis(500);
 async fn upgrade(
     mut t: Transport,
     url: &Url,
+    sgc: Option<&str>,
     config: &ClientConfig,
     refresh: bool,
     send_auth: bool,
 ) -> Result<Upgrade, Error> {
-    let request = build_request(url, config, refresh, send_auth).await?;
+    let request = build_request(url, sgc, config, refresh, send_auth).await?;
     let mut hs_config = ws_http::ClientConfig::default();
     hs_config.origin = request.origin;
     hs_config.protocols = request.protocols;

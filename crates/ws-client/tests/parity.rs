@@ -446,6 +446,8 @@ async fn sgc_session_and_url_authentication() {
             .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
         ws.send_text("in").await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("in"));
+        // The connection reports the URL asked for, not the one with the secret in it.
+        assert_eq!(ws.url().target(), "/chat?room=1");
     }
     let r = connect(url.as_str(), ClientConfig::default()).await;
     assert_eq!(r.unwrap_err().status(), Some(401));
