@@ -34,6 +34,15 @@ impl Handler for Named {
     }
 }
 
+/// A backend whose every HTTP answer (its health check included) is 503.
+struct Sick;
+
+impl Handler for Sick {
+    async fn on_http(&self, _request: &Request, _body: &mut Body<'_>) -> Response {
+        Response::text(503, "sick")
+    }
+}
+
 async fn backend(name: &'static str) -> (ServerHandle, Target) {
     let mut cfg = ServerConfig::default();
     cfg.bindings = vec![Binding::plain("127.0.0.1:0".parse().unwrap())];
@@ -256,6 +265,66 @@ async fn sticky_header_keeps_each_user_on_one_backend() {
         }
     }
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookie_keeps_each_session_on_one_backend() {
+    let (_a, ta) = backend("A").await;
+    let (_b, tb) = backend("B").await;
+    let (_c, tc) = backend("C").await;
+    let (proxy, addr) = proxy(Policy::StickyCookie("sid".into()), &[&ta, &tb, &tc]).await;
+    let mut seen = HashMap::new();
+    for _ in 0..3 {
+        for sid in ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"] {
+            let cookie = format!("theme=dark; sid={sid}");
+            let (_ws, name) = connect(addr, &[("Cookie", &cookie)]).await;
+            assert_eq!(
+                *seen.entry(sid).or_insert_with(|| name.clone()),
+                name,
+                "{sid}"
+            );
+        }
+    }
+    assert!(
+        tally(&seen.values().cloned().collect::<Vec<_>>()).len() > 1,
+        "8 sessions spread over more than one backend: {seen:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_health_check_takes_out_a_backend_that_answers_503() {
+    let (_a, ta) = backend("A").await;
+    let mut cfg = ServerConfig::default();
+    cfg.bindings = vec![Binding::plain("127.0.0.1:0".parse().unwrap())];
+    let sick = ws_server::Server::start(cfg, Sick).await.unwrap();
+    let ts = Target::parse(&format!("ws://{}", sick.local_addrs()[0])).unwrap();
+    let mut c = config(None);
+    let mut bal = BalancerConfig::new(Policy::RoundRobin);
+    bal.backends = vec![ta.clone(), ts.clone()];
+    bal.health = Some({
+        let mut h = HealthCheck::default();
+        h.probe = Probe::Http {
+            path: "/health".into(),
+        };
+        h.interval = Duration::from_millis(20);
+        h.unhealthy_threshold = 1;
+        h
+    });
+    c.balance = Some(bal);
+    let (proxy, addr) = start(c).await;
+    // The sick backend accepts TCP, but its health check fails.
+    until(&proxy, |s| s[1].state == State::Down).await;
+    assert_eq!(proxy.backends()[0].state, State::Up, "A answers 200");
+    for _ in 0..4 {
+        assert_eq!(connect(addr, &[]).await.1, "A");
+        assert_eq!(
+            http(addr, "GET", "/", None, "").await,
+            (200, "A".to_owned())
+        );
+    }
+    proxy.stop().await;
+    sick.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
