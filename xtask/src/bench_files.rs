@@ -5,8 +5,15 @@
 //! then, one after the other on that server: raw WebSocket binary messages of the chunk size to
 //! a sink (the baseline), and the same number of bytes as a file at QoS 0, 1 and 2 (each file
 //! streamed from disk, written to disk, SHA-256 checked end to end). Prints MB/s, the ratio to
-//! the raw baseline, and the receiving server's peak RSS (VmHWM) after each run. One run on a
-//! shared machine: figures, not assertions.
+//! the raw baseline, and the receiving server's peak RSS (VmHWM) after each run.
+//!
+//! Then the tus door: the same file uploaded by Python tuspy (a client neither side wrote) to a
+//! fresh `files-node serve` (tus at `/files/`) and to npm @tus/server with @tus/file-store (the
+//! reference server, crates/proto-files/tests/peers/node), one after the other: MB/s of each,
+//! the ratio (target >= 2x), each server's peak RSS, and the stored file's SHA-256 checked
+//! against the source. Skipped with a note when python3 + tuspy or node + the npm packages are
+//! missing (`pip install tuspy==1.1.0`; `npm ci` in that directory). One run on a shared
+//! machine: figures, not assertions.
 
 use std::{
     fs,
@@ -18,7 +25,179 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::proc::{Proc, kib_field, lines, target_dir};
-use crate::util::{cargo, step};
+use crate::util::{cargo, root, step};
+
+/// tuspy uploading FILE to URL in CHUNK-byte PATCH requests; prints the seconds it took.
+const TUSPY: &str = r#"
+import sys, time
+from tusclient import client
+c = client.TusClient(sys.argv[1])
+u = c.uploader(sys.argv[2], chunk_size=int(sys.argv[3]), metadata={"filename": "tus.bin"})
+t = time.time()
+u.upload()
+print("tus", time.time() - t, u.url)
+"#;
+
+/// Chunk of tuspy's PATCH requests in the tus runs (the whole request body is in tuspy's
+/// memory, not the servers').
+const TUS_CHUNK: u64 = 16 << 20;
+
+fn sha256_hex(path: &std::path::Path) -> Result<String> {
+    let o = Command::new("sha256sum").arg(path).output()?;
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// One tus run: starts `server` (it prints `listening ADDR` or `listening PORT`), uploads
+/// `src` with tuspy to the URL `url_of(first line)`, returns (MB/s, peak RSS KiB) after
+/// checking the stored file (the only regular file under `dir` besides metadata) matches.
+fn tus_run(
+    mut server: Command,
+    url_of: impl Fn(&str) -> Option<String>,
+    src: &std::path::Path,
+    dir: &std::path::Path,
+    want: &str,
+) -> Result<(f64, u64)> {
+    let mut server = Proc::new(
+        server
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the tus server")?,
+    );
+    let out = lines(server.child.stdout.take().context("server stdout")?);
+    let first = out
+        .recv_timeout(Duration::from_secs(30))
+        .context("the tus server did not start")?;
+    let url = url_of(&first).with_context(|| format!("unexpected server output: {first}"))?;
+    let pid = server.pid();
+    let o = Command::new("python3")
+        .args(["-c", TUSPY, &url])
+        .arg(src)
+        .arg(TUS_CHUNK.to_string())
+        .output()
+        .context("running tuspy")?;
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if !o.status.success() || !line.starts_with("tus ") {
+        bail!(
+            "tuspy to {url} failed: {line} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let secs: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("unexpected tuspy output: {line}"))?;
+    let hwm = hwm_kib(pid);
+    drop(server);
+    // The stored upload: the largest regular file under dir, wherever the server keeps it.
+    let mut biggest: Option<(u64, std::path::PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            let m = e.metadata()?;
+            if m.is_dir() {
+                stack.push(p);
+            } else if biggest.as_ref().is_none_or(|(n, _)| m.len() > *n) {
+                biggest = Some((m.len(), p));
+            }
+        }
+    }
+    let (_, stored) = biggest.context("the tus server stored nothing")?;
+    let got = sha256_hex(&stored)?;
+    if got != want {
+        bail!(
+            "{} holds SHA-256 {got}, the source {want}",
+            stored.display()
+        );
+    }
+    let _ = fs::remove_dir_all(dir);
+    let mb = fs::metadata(src)?.len() as f64 / 1e6;
+    Ok((mb / secs, hwm))
+}
+
+/// The tus rows, or why there are none.
+fn tus_rows(bin: &std::path::Path, work: &std::path::Path, src: &std::path::Path) -> Vec<String> {
+    let peers = root().join("crates/proto-files/tests/peers/node");
+    let have_tuspy = Command::new("python3")
+        .args(["-c", "import tusclient"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_tuspy {
+        return vec![
+            "tus rows skipped: python3 with tuspy not found (pip install tuspy==1.1.0)".into(),
+        ];
+    }
+    let have_node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && peers.join("node_modules/@tus/server").is_dir();
+    let run = || -> Result<Vec<String>> {
+        eprintln!(
+            "
+==> tus upload (tuspy) to files-node"
+        );
+        let want = sha256_hex(src)?;
+        let dir = work.join("tus-wskit");
+        fs::create_dir_all(&dir)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve").arg(&dir);
+        let (ours, ours_rss) = tus_run(
+            cmd,
+            |l| {
+                l.strip_prefix("listening ")
+                    .map(|a| format!("http://{a}/files/"))
+            },
+            src,
+            &dir,
+            &want,
+        )?;
+        let mut rows = vec![format!(
+            "tus wskit      {ours:8.1} MB/s                 server peak RSS {:6} MiB",
+            ours_rss / 1024
+        )];
+        if !have_node {
+            rows.push(format!(
+                "tus @tus/server skipped: node or the npm packages not found (npm ci in {})",
+                peers.display()
+            ));
+            return Ok(rows);
+        }
+        eprintln!(
+            "
+==> tus upload (tuspy) to @tus/server"
+        );
+        let dir = work.join("tus-node");
+        fs::create_dir_all(&dir)?;
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&peers).arg("tus_server.mjs").arg(&dir);
+        let (theirs, theirs_rss) = tus_run(
+            cmd,
+            |l| {
+                l.strip_prefix("listening ")
+                    .map(|p| format!("http://127.0.0.1:{p}/files"))
+            },
+            src,
+            &dir,
+            &want,
+        )?;
+        rows.push(format!(
+            "tus @tus/server{theirs:8.1} MB/s                 server peak RSS {:6} MiB",
+            theirs_rss / 1024
+        ));
+        rows.push(format!(
+            "tus wskit / @tus/server  {:5.2}x (target >= 2x)",
+            ours / theirs
+        ));
+        Ok(rows)
+    };
+    run().unwrap_or_else(|e| vec![format!("tus rows failed: {e:#}")])
+}
 
 fn hwm_kib(pid: u32) -> u64 {
     kib_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or(0)
@@ -130,13 +309,15 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
             hwm_kib(pid) / 1024
         ));
         // The stored copy goes, to keep the disk use at two files.
+        // (not the metadata database the server holds open)
         for e in fs::read_dir(work.join("srv"))?.flatten() {
-            if e.path().is_file() {
+            if e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.') {
                 let _ = fs::remove_file(e.path());
             }
         }
     }
     drop(server);
+    rows.extend(tus_rows(&bin, &work, &src));
     let _ = fs::remove_dir_all(&work);
     println!(
         "\nproto-files, {mib} MiB over loopback, chunk {chunk} B (receiver writes to disk; raw \
