@@ -120,6 +120,24 @@
 //! # proxy.stop().await; Ok(()) }
 //! ```
 //!
+//! # Load balancing
+//!
+//! [`ProxyConfig::balance`] spreads the upgrades nothing else routes, and plain HTTP requests,
+//! over several backends: [`Policy`] round robin, least connections, or sticky by cookie or
+//! header; a backend that cannot be reached is marked down and the next one tried before the
+//! upgrade is answered; [`HealthCheck`] probes (TCP connect or HTTP GET, interval, timeout,
+//! thresholds); draining ([`ProxyServer::drain_backend`]); a [`Registration`] API through
+//! which backends add and remove themselves (bearer secret). The decisions are the sans-IO
+//! [`balance::Balancer`]'s: it picks a backend given the state and the time.
+//!
+//! # Hooks
+//!
+//! [`Hooks`] sees the server's whole event surface (startup, shutdown, TCP connect, unknown
+//! protocol, handshake, connect, messages both ways, fragments, pings, heartbeat, errors,
+//! disconnect), the HTTP forwarding ([`Hooks::on_before_forward`] rewrites a
+//! [`ForwardRequest`] and picks its upstream; [`Hooks::on_after_forward`] sees the result)
+//! and the balancer's backend states.
+//!
 //! # Example
 //!
 //! ```
