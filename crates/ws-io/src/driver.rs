@@ -244,7 +244,11 @@ impl<T: Transport> Driver<T> {
                 return Step::End(End::Eof);
             }
 
-            // The one timer.
+            // The one timer. A HeartbeatDue the application answered with skip_heartbeat is
+            // no longer due: the next due ping is asked about again.
+            if self.asked && !self.ws.heartbeat_due(now()) {
+                self.asked = false;
+            }
             let due = self.ws.wants_now() || self.ws.poll_timeout().is_some_and(|at| at <= now());
             if due {
                 let now = now();

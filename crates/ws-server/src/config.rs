@@ -129,6 +129,40 @@ pub enum DelimiterScan {
     All,
 }
 
+/// TCP keep-alive on accepted sockets (the seeds' `TCPKeepAlive`): the kernel probes a
+/// connection that has been silent for `idle`, every `interval`, and drops it after `count`
+/// unanswered probes. It finds dead peers on connections without a WebSocket heartbeat
+/// (plain HTTP keep-alive, SSE, raw TCP) at no cost to the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpKeepAlive {
+    /// Silence before the first probe (`TCP_KEEPIDLE`). Not zero. Default: 60 s.
+    pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`). Not zero. Default: 10 s.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`). At least 1.
+    /// Default: 6.
+    pub count: u32,
+}
+
+impl TcpKeepAlive {
+    /// Keep-alive with the given idle time, probe interval and probe count.
+    #[must_use]
+    pub fn new(idle: Duration, interval: Duration, count: u32) -> Self {
+        Self {
+            idle,
+            interval,
+            count,
+        }
+    }
+}
+
+impl Default for TcpKeepAlive {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(60), Duration::from_secs(10), 6)
+    }
+}
+
 /// Plain-TCP mode on the same listener (the seeds' `OnUnknownProtocol`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -247,6 +281,9 @@ pub struct ServerConfig {
     pub raw_tcp: RawTcp,
     /// Set `TCP_NODELAY` on accepted sockets. Default: true.
     pub nodelay: bool,
+    /// TCP keep-alive on accepted sockets (idle time, probe interval, probe count); `None`
+    /// leaves the system's setting (usually off). Default: `None`.
+    pub tcp_keepalive: Option<TcpKeepAlive>,
     /// How long [`crate::ServerHandle::stop`] waits for connections to finish their close
     /// handshake. Default: [`ServerConfig::DEFAULT_STOP_TIMEOUT`] (5 s).
     pub stop_timeout: Duration,
@@ -307,6 +344,14 @@ impl ServerConfig {
         self.ws.validate().map_err(Error::WsLimits)?;
         if self.send_queue == 0 {
             return bad("send_queue", "must be at least 1");
+        }
+        if let Some(k) = self.tcp_keepalive {
+            if k.idle.is_zero() || k.interval.is_zero() || k.count == 0 {
+                return bad(
+                    "tcp_keepalive",
+                    "needs a non-zero idle time and interval and a count of at least 1",
+                );
+            }
         }
         self.http.validate().map_err(Error::HttpLimits)?;
         if self.keep_alive_timeout.is_zero() || self.body_timeout.is_zero() {
@@ -393,6 +438,7 @@ impl Default for ServerConfig {
                 ..RawTcp::default()
             },
             nodelay: true,
+            tcp_keepalive: None,
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             keep_request_headers: true,
             server_name: concat!("wskit/", env!("CARGO_PKG_VERSION")).to_owned(),

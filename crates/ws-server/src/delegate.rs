@@ -45,6 +45,7 @@ use ws_frame::{Message, Utf8Bytes};
 use crate::{
     body::Body,
     error::Error,
+    handle::ServerHandle,
     handler::{Before, Ctx, Decision, Disconnect, Fragment, Handler, TcpDecision},
     registry::ConnInfo,
     request::Request,
@@ -60,6 +61,14 @@ pub trait Delegate: Send + Sync + 'static {
 
     /// The wrapped handler, which gets every call this wrapper does not write itself.
     fn inner(&self) -> &Self::Inner;
+
+    fn on_startup(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        self.inner().on_startup(server)
+    }
+
+    fn on_shutdown(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        self.inner().on_shutdown(server)
+    }
 
     fn on_tcp_connect(
         &self,
@@ -148,6 +157,14 @@ pub trait Delegate: Send + Sync + 'static {
 }
 
 impl<D: Delegate> Handler for D {
+    fn on_startup(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        Delegate::on_startup(self, server)
+    }
+
+    fn on_shutdown(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        Delegate::on_shutdown(self, server)
+    }
+
     fn on_tcp_connect(
         &self,
         peer: SocketAddr,

@@ -89,6 +89,13 @@ pub enum Error {
         /// The panic message (`"non-string panic payload"` when it was not a string).
         message: String,
     },
+    /// Nothing came from the peer within the timeout of [`crate::ConnHandle::ping_timeout`];
+    /// the connection was dropped.
+    #[error("no answer to a ping within {timeout:?}: the connection was dropped")]
+    PongTimeout {
+        /// The timeout given.
+        timeout: std::time::Duration,
+    },
     /// No connection has this id.
     #[error("no connection with id {0}")]
     UnknownConnection(u64),
@@ -152,6 +159,7 @@ impl Error {
             | Self::QueueFull
             | Self::Closed
             | Self::HandlerPanicked { .. }
+            | Self::PongTimeout { .. }
             | Self::UnknownConnection(_) => 500,
         }
     }

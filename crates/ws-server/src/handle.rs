@@ -3,12 +3,13 @@
 
 use std::{
     fmt,
+    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -24,6 +25,11 @@ use crate::{
     registry::{Command, ConnInfo, Filter, KILL_DROP, Registry, lock},
     types::ConnId,
 };
+
+/// A lifecycle hook of the handler, type-erased (`Handler::on_startup`, `on_shutdown`); its
+/// future never panics (server.rs wraps the handler's call in `CatchUnwind`).
+pub(crate) type Hook =
+    Box<dyn Fn(ServerHandle) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Shared state of a running server.
 pub(crate) struct Inner {
@@ -43,6 +49,10 @@ pub(crate) struct Inner {
     #[allow(clippy::type_complexity)]
     pub(crate) spawner:
         Mutex<Option<Box<dyn Fn(&ServerHandle) -> Result<(), Error> + Send + Sync>>>,
+    /// `Handler::on_startup`.
+    pub(crate) on_startup: Hook,
+    /// `Handler::on_shutdown`.
+    pub(crate) on_shutdown: Hook,
 }
 
 impl Inner {
@@ -203,6 +213,39 @@ impl ServerHandle {
             .count()
     }
 
+    /// Pings every connection and drops those from which nothing arrives (no pong, no data)
+    /// within `timeout` (`Ping(Timeout)`), without a Close frame: a silent peer would not
+    /// answer one either. Works with or without a heartbeat configured; a connection whose
+    /// reading is paused cannot show its pong and counts as silent. Returns how many were
+    /// pinged; the check runs in a spawned task, and the dropped connections reach
+    /// [`crate::Handler::on_disconnect`] as usual.
+    pub fn ping_all_timeout(&self, timeout: Duration) -> usize {
+        let pinged: Vec<(Arc<ConnInfo>, u64)> = self
+            .inner
+            .registry
+            .all()
+            .into_iter()
+            .filter_map(|info| {
+                let before = info.bytes_received();
+                info.try_deliver(Command::Ping(Bytes::new()))
+                    .is_ok()
+                    .then_some((info, before))
+            })
+            .collect();
+        let n = pinged.len();
+        if n > 0 {
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                for (info, before) in pinged {
+                    if info.bytes_received() == before {
+                        info.kill(KILL_DROP);
+                    }
+                }
+            });
+        }
+        n
+    }
+
     /// Closes every connection with `code` (`DisconnectAll`); the listeners keep running.
     pub fn disconnect_all(&self, code: CloseCode) {
         for info in self.inner.registry.all() {
@@ -233,7 +276,7 @@ impl ServerHandle {
     /// Stops accepting, closes every connection with 1001 (going away), and waits until they
     /// are gone or [`ServerConfig::stop_timeout`] passed; then drops the rest.
     pub async fn stop(&self) {
-        self.inner.stopping.store(true, Ordering::Release);
+        let was_running = !self.inner.stopping.swap(true, Ordering::AcqRel);
         self.inner.stop_signal.notify_waiters();
         for task in lock(&self.inner.listeners).drain(..) {
             task.abort();
@@ -257,6 +300,9 @@ impl ServerHandle {
             }
             let _ = tokio::time::timeout(deadline - now, left).await;
         }
+        if was_running {
+            self.run_hook(&self.inner.on_shutdown).await;
+        }
         self.inner.stopped.notify_waiters();
     }
 
@@ -267,11 +313,19 @@ impl ServerHandle {
     pub async fn restart(&self) -> Result<(), Error> {
         self.stop().await;
         self.inner.stopping.store(false, Ordering::Release);
-        let spawner = lock(&self.inner.spawner);
-        match spawner.as_ref() {
-            Some(spawn) => spawn(self),
-            None => Ok(()),
+        {
+            let spawner = lock(&self.inner.spawner);
+            if let Some(spawn) = spawner.as_ref() {
+                spawn(self)?;
+            }
         }
+        self.run_hook(&self.inner.on_startup).await;
+        Ok(())
+    }
+
+    /// Runs a lifecycle hook (the hook catches and logs its own panic: see server.rs).
+    pub(crate) async fn run_hook(&self, hook: &Hook) {
+        hook(self.clone()).await;
     }
 
     /// Waits until [`ServerHandle::stop`] is called (from anywhere).
@@ -344,6 +398,32 @@ impl ConnHandle {
         self.info
             .deliver(Command::Ping(payload), self.server.inner.config.slow_reader)
             .await
+    }
+
+    /// Pings this connection and waits up to `timeout` for anything from the peer (its pong,
+    /// or any data); when nothing comes, drops the connection without a Close frame
+    /// (`Ping(Timeout)` for one connection). A connection whose reading is paused counts as
+    /// silent.
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`] for the ping; [`Error::PongTimeout`] when nothing came and the
+    /// connection was dropped.
+    pub async fn ping_timeout(&self, payload: Bytes, timeout: Duration) -> Result<(), Error> {
+        let before = self.info.bytes_received();
+        self.ping(payload).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let step = (timeout / 8).max(Duration::from_millis(1));
+        loop {
+            if self.info.bytes_received() != before {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                self.info.kill(KILL_DROP);
+                return Err(Error::PongTimeout { timeout });
+            }
+            tokio::time::sleep_until(deadline.min(now + step)).await;
+        }
     }
 
     /// Starts the close handshake (`Close`).

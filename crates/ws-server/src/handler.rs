@@ -346,6 +346,24 @@ impl Ctx<'_> {
 ///
 /// Futures must be `Send`; write the methods as `async fn` (native async fn in traits).
 pub trait Handler: Send + Sync + 'static {
+    /// The server is listening (`OnStartup`): [`crate::Server::start`] calls it once every
+    /// listener is bound, before it returns, and [`ServerHandle::restart`] again after binding
+    /// them anew. A panic here is caught and logged. Default: nothing.
+    fn on_startup(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        let _ = server;
+        async {}
+    }
+
+    /// The server stopped (`OnShutdown`): [`ServerHandle::stop`] (and `restart`) calls it once
+    /// the listeners are closed and every connection is gone (or dropped at
+    /// [`crate::ServerConfig::stop_timeout`]), before it returns and before
+    /// [`ServerHandle::stopped`] wakes; only for a server that was running. A panic here is
+    /// caught and logged. Default: nothing.
+    fn on_shutdown(&self, server: &ServerHandle) -> impl Future<Output = ()> + Send {
+        let _ = server;
+        async {}
+    }
+
     /// A TCP connection was accepted (`OnTCPConnect`). Default: [`TcpDecision::Accept`].
     fn on_tcp_connect(
         &self,

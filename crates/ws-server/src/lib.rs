@@ -156,7 +156,7 @@ pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{
     Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
-    SseConfig,
+    SseConfig, TcpKeepAlive,
 };
 pub use error::{BadValue, Error};
 pub use event::SseEvent;

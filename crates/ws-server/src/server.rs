@@ -56,7 +56,26 @@ impl Server {
             None => None,
         };
         let handler = Arc::new(handler);
+        let (up, down) = (handler.clone(), handler.clone());
         let inner = Arc::new(Inner {
+            on_startup: Box::new(move |server| {
+                let h = up.clone();
+                Box::pin(async move {
+                    let call = std::pin::pin!(h.on_startup(&server));
+                    if let Err(panic) = conn::CatchUnwind(call).await {
+                        tracing::error!(%panic, "Handler::on_startup panicked");
+                    }
+                })
+            }),
+            on_shutdown: Box::new(move |server| {
+                let h = down.clone();
+                Box::pin(async move {
+                    let call = std::pin::pin!(h.on_shutdown(&server));
+                    if let Err(panic) = conn::CatchUnwind(call).await {
+                        tracing::error!(%panic, "Handler::on_shutdown panicked");
+                    }
+                })
+            }),
             root,
             file_cache: FileCache::new(config.file_cache),
             stop_signal: Notify::new(),
@@ -72,8 +91,18 @@ impl Server {
         let spawner = move |server: &ServerHandle| spawn_listeners(server, &handler);
         spawner(&handle)?;
         *lock(&handle.inner.spawner) = Some(Box::new(spawner));
+        handle.run_hook(&handle.inner.on_startup).await;
         Ok(handle)
     }
+}
+
+/// Turns TCP keep-alive on for `tcp` with `k`'s idle time, interval and probe count.
+fn set_keepalive(tcp: &TcpStream, k: crate::config::TcpKeepAlive) -> std::io::Result<()> {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(k.idle)
+        .with_interval(k.interval)
+        .with_retries(k.count);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -205,6 +234,11 @@ async fn accept<H: Handler>(
     if config.nodelay {
         let _ = tcp.set_nodelay(true);
     }
+    if let Some(k) = config.tcp_keepalive {
+        if let Err(e) = set_keepalive(&tcp, k) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP keep-alive");
+        }
+    }
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let is_tls = tls.is_some();
     let io = match tls {
@@ -241,4 +275,29 @@ async fn accept<H: Handler>(
         over_limit,
     };
     http::serve(server, handler, accepted).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn keepalive_settings_reach_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let k = crate::config::TcpKeepAlive::new(Duration::from_secs(7), Duration::from_secs(3), 4);
+        set_keepalive(&tcp, k).unwrap();
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
+    }
 }
