@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use ws_client::{
     Auth, ClientConfig, ClientEvent, CloseCode, CloseInfo, Heartbeat, Initiator, Message, Proxy,
-    ProxyKind, Reconnect, ReconnectingWebSocket, WebSocket, connect,
+    ProxyKind, Reconnect, ReconnectingWebSocket, SgcAuth, WebSocket, connect,
     ws_frame::deflate::DeflateConfig,
 };
 
@@ -139,6 +139,48 @@ pub(crate) struct Args {
     /// Connect timeout in seconds (DNS, TCP, proxy, TLS and the upgrade). Default: 10.
     #[arg(long, value_name = "SECS")]
     pub(crate) connect_timeout: Option<u64>,
+    /// With --reconnect: further URLs of the same service, tried in turn (round robin) by
+    /// the reconnect attempts (repeatable).
+    #[arg(long = "fallback-url", value_name = "URL")]
+    #[serde(alias = "fallback_url")]
+    pub(crate) fallback_urls: Vec<String>,
+    /// Fail when nothing arrives for SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) read_timeout: Option<f64>,
+    /// Fail when queued data cannot be written for SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) write_timeout: Option<f64>,
+    /// TCP keep-alive: seconds idle before the first probe.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) tcp_keepalive: Option<u64>,
+    /// TCP keep-alive: seconds between probes (with --tcp-keepalive).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) tcp_keepalive_interval: Option<u64>,
+    /// TCP keep-alive: unanswered probes before the connection is dropped (with
+    /// --tcp-keepalive).
+    #[arg(long, value_name = "N")]
+    pub(crate) tcp_keepalive_count: Option<u32>,
+    /// Local IP address to connect from.
+    #[arg(long, value_name = "IP")]
+    pub(crate) bind: Option<std::net::IpAddr>,
+    /// Local ports to connect from, `MIN-MAX` (the first free one is used).
+    #[arg(long, value_name = "MIN-MAX")]
+    pub(crate) local_ports: Option<String>,
+    /// SO_LINGER in seconds; 0 resets the TCP connection when it closes.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) tcp_linger: Option<u64>,
+    /// Most bits per second sent.
+    #[arg(long, value_name = "BPS")]
+    pub(crate) throttle: Option<u64>,
+    /// The sgcWebSockets session authentication, `user:password`: asks
+    /// /sgc/req/auth/session/USER/PASS for a token, then connects to /sgc/auth/session/TOKEN.
+    /// The credentials travel in URLs (server logs keep them): prefer --basic or --bearer.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub(crate) sgc_session: Option<String>,
+    /// The sgcWebSockets URL authentication, `user:password`: connects to
+    /// /sgc/auth/url/USER/PASS. Weaker than a header, as --sgc-session.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub(crate) sgc_url_auth: Option<String>,
     /// Configuration file (wskit.toml) with a `[client]` table.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -244,6 +286,66 @@ pub(crate) fn config(args: &Args) -> Result<ClientConfig> {
         r.retry_initial = true;
         c.reconnect = Some(r);
     }
+    if !args.fallback_urls.is_empty() {
+        let Some(r) = c.reconnect.as_mut() else {
+            bail!("--fallback-url needs --reconnect");
+        };
+        for u in &args.fallback_urls {
+            r.urls.push(
+                ws_client::IntoUrl::into_url(u.as_str())
+                    .with_context(|| format!("--fallback-url {u:?}"))?,
+            );
+        }
+    }
+    let secs = |v: Option<f64>, flag: &str| -> Result<Option<Duration>> {
+        v.map(|s| {
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{flag} must be a number of seconds above 0"))
+        })
+        .transpose()
+    };
+    c.read_timeout = secs(args.read_timeout, "--read-timeout")?;
+    c.write_timeout = secs(args.write_timeout, "--write-timeout")?;
+    c.tcp_keepalive = args.tcp_keepalive.map(Duration::from_secs);
+    c.tcp_keepalive_interval = args.tcp_keepalive_interval.map(Duration::from_secs);
+    c.tcp_keepalive_retries = args.tcp_keepalive_count;
+    if c.tcp_keepalive.is_none()
+        && (c.tcp_keepalive_interval.is_some() || c.tcp_keepalive_retries.is_some())
+    {
+        bail!("--tcp-keepalive-interval and --tcp-keepalive-count need --tcp-keepalive");
+    }
+    c.local_addr = args.bind;
+    if let Some(range) = &args.local_ports {
+        let (min, max) = range.split_once('-').unwrap_or((range, range));
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .with_context(|| format!("--local-ports {range:?}: expected MIN-MAX"))
+        };
+        c.local_ports = Some((port(min)?, port(max)?));
+    }
+    c.linger = args.tcp_linger.map(Duration::from_secs);
+    c.throttle_bps = args.throttle.filter(|&b| b > 0);
+    let user_pass = |v: &str, flag: &str| -> Result<(String, String)> {
+        let (u, p) = v
+            .split_once(':')
+            .with_context(|| format!("{flag}: expected user:password"))?;
+        Ok((u.to_owned(), p.to_owned()))
+    };
+    c.sgc_auth = match (&args.sgc_session, &args.sgc_url_auth) {
+        (Some(_), Some(_)) => bail!("--sgc-session and --sgc-url-auth exclude each other"),
+        (Some(v), None) => {
+            let (user, password) = user_pass(v, "--sgc-session")?;
+            Some(SgcAuth::Session { user, password })
+        }
+        (None, Some(v)) => {
+            let (user, password) = user_pass(v, "--sgc-url-auth")?;
+            Some(SgcAuth::Url { user, password })
+        }
+        (None, None) => None,
+    };
     c.connect_timeout = Duration::from_secs(
         args.connect_timeout
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
@@ -841,6 +943,56 @@ mod tests {
     }
 
     #[test]
+    fn socket_timeout_balance_and_sgc_flags_map_to_the_library_config() {
+        let c = config(&Args {
+            reconnect: true,
+            fallback_urls: vec!["ws://b:81/".into(), "wss://c/".into()],
+            read_timeout: Some(2.5),
+            write_timeout: Some(4.0),
+            tcp_keepalive: Some(30),
+            tcp_keepalive_interval: Some(5),
+            tcp_keepalive_count: Some(3),
+            bind: Some("127.0.0.1".parse().unwrap()),
+            local_ports: Some("40000-40010".into()),
+            tcp_linger: Some(0),
+            throttle: Some(64_000),
+            sgc_session: Some("alice:pw".into()),
+            ..args("ws://h/".into())
+        })
+        .unwrap();
+        let urls = &c.reconnect.as_ref().unwrap().urls;
+        assert_eq!(
+            (urls.len(), urls[0].port(), urls[1].is_secure()),
+            (2, 81, true)
+        );
+        assert_eq!(c.read_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(c.write_timeout, Some(Duration::from_secs(4)));
+        assert_eq!(
+            (
+                c.tcp_keepalive,
+                c.tcp_keepalive_interval,
+                c.tcp_keepalive_retries
+            ),
+            (
+                Some(Duration::from_secs(30)),
+                Some(Duration::from_secs(5)),
+                Some(3)
+            )
+        );
+        assert_eq!(c.local_ports, Some((40000, 40010)));
+        assert_eq!(c.local_addr, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.linger, Some(Duration::ZERO));
+        assert_eq!(c.throttle_bps, Some(64_000));
+        assert!(matches!(&c.sgc_auth, Some(SgcAuth::Session { user, .. }) if user == "alice"));
+        let c = config(&Args {
+            sgc_url_auth: Some("bob:pw".into()),
+            ..args("ws://h/".into())
+        })
+        .unwrap();
+        assert!(matches!(&c.sgc_auth, Some(SgcAuth::Url { user, .. }) if user == "bob"));
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
         for bad in [
             Args {
@@ -862,6 +1014,27 @@ mod tests {
             },
             Args {
                 ping_timeout: Some(3),
+                ..args("ws://h/".into())
+            },
+            Args {
+                fallback_urls: vec!["ws://b/".into()],
+                ..args("ws://h/".into())
+            },
+            Args {
+                tcp_keepalive_count: Some(3),
+                ..args("ws://h/".into())
+            },
+            Args {
+                local_ports: Some("9000-x".into()),
+                ..args("ws://h/".into())
+            },
+            Args {
+                read_timeout: Some(0.0),
+                ..args("ws://h/".into())
+            },
+            Args {
+                sgc_session: Some("a:b".into()),
+                sgc_url_auth: Some("a:b".into()),
                 ..args("ws://h/".into())
             },
             Args {
