@@ -69,6 +69,12 @@ pub struct Config {
     /// Envelopes from other nodes waiting for the registry; when full, reading from the engine
     /// waits. Default: [`Config::DEFAULT_INCOMING`].
     pub incoming: usize,
+    /// How often this node tells the others it is alive and how many connections it has.
+    /// Default: [`Config::DEFAULT_HEARTBEAT`] (1 s).
+    pub heartbeat: Duration,
+    /// A node not heard from for this long counts as gone (cluster-wide count, live nodes).
+    /// Default: [`Config::DEFAULT_NODE_TTL`] (3 s).
+    pub node_ttl: Duration,
 }
 
 impl Config {
@@ -82,6 +88,10 @@ impl Config {
     pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
     /// Default of [`Config::incoming`].
     pub const DEFAULT_INCOMING: usize = 8192;
+    /// Default of [`Config::heartbeat`].
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+    /// Default of [`Config::node_ttl`].
+    pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(3);
 
     /// Settings for `url` and `node_id`, the rest at their defaults.
     #[must_use]
@@ -94,6 +104,8 @@ impl Config {
             backoff_min: Self::DEFAULT_BACKOFF_MIN,
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
             incoming: Self::DEFAULT_INCOMING,
+            heartbeat: Self::DEFAULT_HEARTBEAT,
+            node_ttl: Self::DEFAULT_NODE_TTL,
         }
     }
 
@@ -118,6 +130,9 @@ impl Config {
         }
         if self.incoming == 0 {
             return bad("incoming", "at least 1");
+        }
+        if self.heartbeat.is_zero() || self.node_ttl <= self.heartbeat {
+            return bad("node_ttl", "longer than heartbeat, which is above zero");
         }
         Ok(())
     }
@@ -152,7 +167,7 @@ pub fn connect(mut config: Config) -> Result<Arc<Link>, Error> {
     let engine = engine_of(&config.url)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (in_tx, in_rx) = tokio::sync::mpsc::channel(config.incoming);
-    let counters = Arc::new(link::Counters::default());
+    let counters = Arc::new(link::Counters::new(config.node_ttl));
     let link = Arc::new(Link {
         node_id: config.node_id.clone(),
         engine,

@@ -6,14 +6,14 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use ws_server::{Backplane, BackplaneStats, Envelope};
+use ws_server::{Backplane, BackplaneStats, Envelope, NodeCount};
 
 use crate::{
     Config,
@@ -29,9 +29,54 @@ pub(crate) enum Cmd {
     Unsubscribe(String),
 }
 
+/// Other nodes as last heard: connection count and when.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    ttl: Duration,
+    seen: HashMap<String, (usize, Instant)>,
+}
+
+impl Peers {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `node` reported `count` connections at `now`.
+    pub(crate) fn heard(&mut self, node: &str, count: usize, now: Instant) {
+        match self.seen.get_mut(node) {
+            Some(entry) => *entry = (count, now),
+            None => {
+                self.seen.insert(node.to_owned(), (count, now));
+            }
+        }
+    }
+
+    /// The nodes heard from within the time-to-live before `now` (and forgets the others).
+    pub(crate) fn live(&mut self, now: Instant) -> Vec<NodeCount> {
+        let ttl = self.ttl;
+        self.seen
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+        self.seen
+            .iter()
+            .map(|(node, (count, _))| NodeCount::new(node.clone(), *count))
+            .collect()
+    }
+
+    /// Forgets every node (this one lost the engine: it cannot tell who is alive).
+    pub(crate) fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
 /// Counters shared by the link and its engine task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    /// This node's connections ([`Backplane::set_local_count`]).
+    pub(crate) local_count: AtomicUsize,
+    pub(crate) peers: Mutex<Peers>,
     pub(crate) connected: AtomicBool,
     pub(crate) outages: AtomicU64,
     pub(crate) published: AtomicU64,
@@ -41,6 +86,30 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) missed: AtomicU64,
     pub(crate) duplicates: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(node_ttl: Duration) -> Self {
+        Self {
+            local_count: AtomicUsize::new(0),
+            peers: Mutex::new(Peers::new(node_ttl)),
+            connected: AtomicBool::new(false),
+            outages: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            buffered: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -106,6 +175,19 @@ impl Backplane for Link {
         s.missed = get(&c.missed);
         s.duplicates = get(&c.duplicates);
         s
+    }
+
+    fn set_local_count(&self, count: usize) {
+        self.counters.local_count.store(count, Ordering::Relaxed);
+    }
+
+    fn nodes(&self) -> Vec<NodeCount> {
+        let mut nodes = self.counters.peers().live(Instant::now());
+        nodes.push(NodeCount::new(
+            self.node_id.clone(),
+            self.counters.local_count.load(Ordering::Relaxed),
+        ));
+        nodes
     }
 }
 
@@ -320,8 +402,19 @@ impl Core {
         }
     }
 
+    /// This node's heartbeat: `H`, its connection count (u64, big-endian), its id.
+    pub(crate) fn heartbeat(&self) -> Bytes {
+        let count = self.counters.local_count.load(Ordering::Relaxed) as u64;
+        let mut b = Vec::with_capacity(9 + self.config.node_id.len());
+        b.push(b'H');
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(self.config.node_id.as_bytes());
+        b.into()
+    }
+
     /// The link is down: logs it once per outage, with the cause.
     pub(crate) fn down(&mut self, url: &str, cause: &dyn fmt::Display) {
+        self.counters.peers().clear();
         let was_up = self.counters.connected.swap(false, Ordering::AcqRel);
         if was_up || !self.outage_logged {
             if !self.outage_logged {
@@ -362,6 +455,17 @@ impl Core {
     /// An engine message on `subject`: decoded, filtered (own, duplicate) and handed to the
     /// registry. Waits when the registry's queue is full.
     pub(crate) async fn arrived(&mut self, subject: &str, bytes: Bytes) {
+        if bytes.len() >= 9 && bytes[0] == b'H' {
+            let mut count = [0; 8];
+            count.copy_from_slice(&bytes[1..9]);
+            let count = usize::try_from(u64::from_be_bytes(count)).unwrap_or(usize::MAX);
+            if let Ok(node) = std::str::from_utf8(&bytes[9..]) {
+                if node != self.config.node_id {
+                    self.counters.peers().heard(node, count, Instant::now());
+                }
+            }
+            return;
+        }
         let (env, stamp) = match wire::decode(bytes) {
             Ok(x) => x,
             Err(e) => {
@@ -423,12 +527,16 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let mut config = Config::new("redis://127.0.0.1:1", "me");
         config.outage_buffer = buffer;
-        (Core::new(config, Arc::default(), tx), rx)
+        (
+            Core::new(config, Arc::new(Counters::new(Duration::from_secs(3))), tx),
+            rx,
+        )
     }
 
     #[test]
     fn outage_buffer_holds_then_drops_and_counts() {
         let (mut core, _rx) = core(2);
+        assert_eq!(&core.heartbeat()[..], b"H\0\0\0\0\0\0\0\0me");
         for i in 0..5 {
             let env = Envelope::new(
                 "me",
@@ -460,6 +568,21 @@ mod tests {
         assert!(core.add_pattern(Naming::Redis, "room".into()).is_empty());
         assert!(core.remove_pattern(Naming::Redis, "room/#") == ["wskit:c:room/*"]);
         assert_eq!(core.remove_pattern(Naming::Redis, "room"), ["wskit:c:room"]);
+    }
+
+    #[test]
+    fn nodes_not_heard_from_within_the_ttl_are_gone() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut peers = Peers::new(3 * s);
+        peers.heard("a", 5, t0);
+        peers.heard("b", 7, t0 + s);
+        let mut live = peers.live(t0 + 2 * s);
+        live.sort_by(|x, y| x.node.cmp(&y.node));
+        assert_eq!(live, [NodeCount::new("a", 5), NodeCount::new("b", 7)]);
+        peers.heard("b", 8, t0 + 3 * s);
+        assert_eq!(peers.live(t0 + 3 * s), [NodeCount::new("b", 8)]);
+        assert!(peers.live(t0 + 6 * s).is_empty());
     }
 
     #[tokio::test]

@@ -77,11 +77,18 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             }
         })
     };
-    let all = core.all_subject(NAMING);
-    subs.insert(all.clone(), subscribe(&client, all));
+    let all_subject = core.all_subject(NAMING);
+    subs.insert(all_subject.clone(), subscribe(&client, all_subject));
     let mut last_error = String::from("connection lost");
+    let mut beat = tokio::time::interval(core.config.heartbeat);
+    let all = core.all_subject(NAMING);
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                if core.counters.connected.load(std::sync::atomic::Ordering::Acquire) {
+                    let _ = client.publish(all.clone(), core.heartbeat()).await;
+                }
+            }
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { break };
                 match cmd {

@@ -111,8 +111,17 @@ async fn session(
         core.sent(n as u64, true);
     }
     let mut batch: Vec<(String, Bytes)> = Vec::new();
+    // The first tick is at once: the others learn of this node as soon as it is connected.
+    let mut beat = tokio::time::interval(core.config.heartbeat);
+    let all = core.all_subject(NAMING);
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                let heartbeat = [(all.clone(), core.heartbeat())];
+                if let Err(e) = publish(&mut conn, &heartbeat).await {
+                    return lost(core, Vec::new(), e);
+                }
+            }
             cmd = cmds.recv() => {
                 let Some(mut cmd) = cmd else { return End::Dropped };
                 loop {

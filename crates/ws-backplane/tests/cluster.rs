@@ -54,3 +54,60 @@ async fn redis_three_nodes_every_broadcast_once_in_order() {
 async fn nats_three_nodes_every_broadcast_once_in_order() {
     every_broadcast_once_in_order(Kind::Nats).await;
 }
+
+/// Every node counts the connections of the whole cluster; when a node dies, the others' count
+/// converges within the time-to-live.
+async fn count_converges_after_a_node_dies(kind: Kind) {
+    use std::time::Duration;
+    let Some(engine) = Engine::start(kind).await else {
+        return;
+    };
+    let configure = |c: &mut ws_backplane::Config| {
+        c.heartbeat = Duration::from_millis(50);
+        c.node_ttl = Duration::from_millis(300);
+    };
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(common::Node::start(&engine.url(), &format!("n{i}"), configure).await);
+    }
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for _ in 0..=i {
+            let ws = ws_client::connect(node.ws_url("").as_str(), Default::default())
+                .await
+                .unwrap();
+            clients.push((i, ws));
+        }
+    }
+    // 1 + 2 + 3 connections.
+    common::until("every node counts 6", || {
+        nodes.iter().all(|n| n.server.cluster_count() == 6)
+    })
+    .await;
+    assert_eq!(nodes[2].server.count(), 3);
+    // Node 2 dies: its server stops and its link goes away with it.
+    clients.retain(|(i, _)| *i != 2);
+    let dead = nodes.pop().unwrap();
+    dead.server.stop().await;
+    drop(dead);
+    common::until("the survivors count 3", || {
+        nodes.iter().all(|n| n.server.cluster_count() == 3)
+    })
+    .await;
+    let live: Vec<String> = {
+        let mut v: Vec<String> = nodes[0].link.nodes().into_iter().map(|n| n.node).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(live, ["n0", "n1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_count_converges_after_a_node_dies() {
+    count_converges_after_a_node_dies(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_count_converges_after_a_node_dies() {
+    count_converges_after_a_node_dies(Kind::Nats).await;
+}

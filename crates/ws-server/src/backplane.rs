@@ -76,6 +76,27 @@ impl Envelope {
     }
 }
 
+/// One live node of a cluster and its connection count ([`Backplane::nodes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeCount {
+    /// The node's id.
+    pub node: String,
+    /// Its established connections, as it last reported them.
+    pub connections: usize,
+}
+
+impl NodeCount {
+    /// `node` with `connections` connections.
+    #[must_use]
+    pub fn new(node: impl Into<String>, connections: usize) -> Self {
+        Self {
+            node: node.into(),
+            connections,
+        }
+    }
+}
+
 /// What a backplane link did so far (all counters since it was created).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -128,4 +149,19 @@ pub trait Backplane: fmt::Debug + Send + Sync + 'static {
 
     /// Liveness of the link to the engine and its counters.
     fn stats(&self) -> BackplaneStats;
+
+    /// This node's number of established connections, reported by the registry at every
+    /// change while the backplane is attached (for [`Backplane::nodes`]). Never waits.
+    /// Default: ignored.
+    fn set_local_count(&self, count: usize) {
+        let _ = count;
+    }
+
+    /// The live nodes of the cluster, this one included, with their connection counts; a node
+    /// that stops reporting (it died, or lost the engine) drops out after the
+    /// implementation's time-to-live. Default: none known (the cluster-wide count is then the
+    /// local one).
+    fn nodes(&self) -> Vec<NodeCount> {
+        Vec::new()
+    }
 }

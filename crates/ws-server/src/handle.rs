@@ -105,6 +105,13 @@ impl ServerHandle {
         self.inner.registry.count()
     }
 
+    /// Connections on every live node of the cluster ([`crate::Backplane::nodes`]); without
+    /// a backplane, [`ServerHandle::count`].
+    #[must_use]
+    pub fn cluster_count(&self) -> usize {
+        self.inner.registry.cluster_count()
+    }
+
     /// Bytes held in partly received WebSocket messages across all connections (the total
     /// that [`ServerConfig::max_partial_bytes`] bounds).
     #[must_use]

@@ -151,7 +151,7 @@ mod stream;
 mod types;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
-pub use backplane::{Backplane, BackplaneStats, Envelope};
+pub use backplane::{Backplane, BackplaneStats, Envelope, NodeCount};
 pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{

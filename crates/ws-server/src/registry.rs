@@ -318,11 +318,21 @@ impl Registry {
     }
 
     pub(crate) fn insert(&self, info: Arc<ConnInfo>) {
-        write(&self.conns).insert(info.id, info);
+        let mut conns = write(&self.conns);
+        conns.insert(info.id, info);
+        if let Some(backplane) = self.backplane.get() {
+            backplane.set_local_count(conns.len());
+        }
     }
 
     pub(crate) fn remove(&self, info: &ConnInfo) {
-        write(&self.conns).remove(&info.id);
+        {
+            let mut conns = write(&self.conns);
+            conns.remove(&info.id);
+            if let Some(backplane) = self.backplane.get() {
+                backplane.set_local_count(conns.len());
+            }
+        }
         let subs = std::mem::take(&mut *lock(&info.subscriptions));
         if !subs.is_empty() {
             let mut channels = write(&self.channels);
@@ -340,6 +350,16 @@ impl Registry {
 
     pub(crate) fn count(&self) -> usize {
         read(&self.conns).len()
+    }
+
+    /// Connections on every live node ([`Backplane::nodes`]); the local count without a
+    /// backplane or before any node is known.
+    pub(crate) fn cluster_count(&self) -> usize {
+        let nodes = self.backplane.get().map(|b| b.nodes()).unwrap_or_default();
+        if nodes.is_empty() {
+            return self.count();
+        }
+        nodes.iter().map(|n| n.connections).sum()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<ConnInfo>> {
@@ -423,6 +443,7 @@ impl Registry {
             backplane.subscribe(&pattern);
         }
         let node = backplane.node_id().to_owned();
+        backplane.set_local_count(self.count());
         let _ = self.backplane.set(backplane);
         drop(channels);
         tokio::spawn(deliver_remote(
