@@ -10,12 +10,14 @@
 //! ```
 //!
 //! [`Authenticator`] is a trait so that token verifiers (JWT, OAuth2 introspection) can plug in.
+//! The seed's credentials-in-the-path modes ([`AuthConfig::sgc`], off by default) are described in
+//! [`crate::SgcAuth`].
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use base64::Engine as _;
 
-use crate::{error::Error, request::Request};
+use crate::{error::Error, request::Request, sgc_auth::SgcAuth};
 
 /// A boxed future, as returned by [`Authenticator`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -104,6 +106,9 @@ pub struct AuthConfig {
     /// percent-encoded, or with a backslash, is never public. Default: empty (every path needs
     /// credentials).
     pub public_paths: Vec<String>,
+    /// The seed's credentials in the path: `/sgc/auth/url/USER/PASSWORD` and the session-token
+    /// mode ([`SgcAuth`]). Default: both off.
+    pub sgc: SgcAuth,
 }
 
 impl AuthConfig {
@@ -188,6 +193,23 @@ impl AuthConfig {
         Ok(())
     }
 
+    /// Checks a user and password as `Authorization: Basic` credentials are checked: the user
+    /// list, then [`Authenticator::basic`].
+    pub async fn check_password(
+        &self,
+        request: &Request,
+        user: &str,
+        password: &str,
+    ) -> AuthOutcome {
+        if self.lookup(user, password) {
+            return AuthOutcome::allow(user);
+        }
+        match &self.authenticator {
+            Some(a) => a.basic(request, user, password).await,
+            None => AuthOutcome::Unauthorized,
+        }
+    }
+
     fn lookup(&self, user: &str, password: &str) -> bool {
         self.users
             .iter()
@@ -206,13 +228,7 @@ impl AuthConfig {
                 let Some((user, password)) = decode_basic(data) else {
                     return AuthOutcome::Unauthorized;
                 };
-                if self.lookup(&user, &password) {
-                    return AuthOutcome::allow(user);
-                }
-                return match &self.authenticator {
-                    Some(a) => a.basic(request, &user, &password).await,
-                    None => AuthOutcome::Unauthorized,
-                };
+                return self.check_password(request, &user, &password).await;
             }
             return match &self.authenticator {
                 Some(a) => a.scheme(request, scheme, data).await,
@@ -252,6 +268,7 @@ impl Default for AuthConfig {
             reject_headers: Vec::new(),
             authenticator: None,
             public_paths: Vec::new(),
+            sgc: SgcAuth::default(),
         }
     }
 }

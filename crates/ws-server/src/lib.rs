@@ -146,6 +146,7 @@ mod request;
 mod response;
 mod server;
 pub mod session;
+mod sgc_auth;
 mod sse;
 mod stream;
 mod types;
@@ -155,8 +156,8 @@ pub use backplane::{Backplane, BackplaneStats, Envelope, NodeCount};
 pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{
-    Binding, DelimiterScan, Heartbeat, HttpLimits, RawTcp, ServerConfig, SlowReaderPolicy,
-    SseConfig, TcpKeepAlive,
+    Binding, DelimiterScan, Heartbeat, HttpLimits, ProtocolMismatch, RawTcp, ServerConfig,
+    SlowReaderPolicy, SseConfig, TcpKeepAlive,
 };
 pub use error::{BadValue, Error};
 pub use event::SseEvent;
@@ -170,6 +171,7 @@ pub use request::Request;
 pub use response::Response;
 pub use server::Server;
 pub use session::{Session, SessionConfig, Sessions};
+pub use sgc_auth::SgcAuth;
 pub use stream::{Incoming, WsStream};
 pub use types::{ConnId, Transport};
 /// The sans-IO protocol crate this server drives (message and close-code types).

@@ -357,6 +357,9 @@ async fn check_guards(config: &crate::ServerConfig, request: &mut Request) -> Op
         }
     }
     let auth = config.auth.as_ref()?;
+    if let Some(path) = auth.sgc.parse(request.path()) {
+        return sgc_guard(auth, request, path).await;
+    }
     if request.user().is_some() || auth.is_public(request.path()) {
         return None;
     }
@@ -375,6 +378,59 @@ async fn check_guards(config: &crate::ServerConfig, request: &mut Request) -> Op
             resp.headers.extend(auth.rejection_headers(status));
             Some(resp)
         }
+    }
+}
+
+/// The seed's credentials in the path ([`crate::SgcAuth`]): answers a token request, or checks
+/// URL or session credentials and cuts them from the target. `Some` is the response to send.
+async fn sgc_guard(
+    auth: &crate::AuthConfig,
+    request: &mut Request,
+    path: crate::sgc_auth::SgcPath,
+) -> Option<Response> {
+    use crate::sgc_auth::SgcPath;
+    let refuse = |outcome: AuthOutcome| {
+        let status = if outcome == AuthOutcome::Forbidden {
+            403
+        } else {
+            401
+        };
+        Some(Response::text(status, "authentication required\n"))
+    };
+    let now = std::time::Instant::now();
+    let (outcome, rest) = match path {
+        SgcPath::TokenRequest { user, password } => {
+            if request.method() != "GET" {
+                return Some(Response::text(405, "ask for a session token with GET\n"));
+            }
+            return match auth.check_password(request, &user, &password).await {
+                AuthOutcome::Allow { .. } => match auth.sgc.issue(&user, now) {
+                    Ok(token) => {
+                        Some(Response::text(200, token).with_header("Cache-Control", "no-store"))
+                    }
+                    Err(_) => Some(Response::text(503, "no entropy for a session token\n")),
+                },
+                outcome => refuse(outcome),
+            };
+        }
+        SgcPath::Url {
+            user,
+            password,
+            rest,
+        } => (auth.check_password(request, &user, &password).await, rest),
+        SgcPath::Session { token, rest } => match auth.sgc.redeem(&token, now) {
+            Some(user) => (AuthOutcome::allow(user), rest),
+            None => (AuthOutcome::Unauthorized, rest),
+        },
+    };
+    match outcome {
+        AuthOutcome::Allow { user } => {
+            request.set_user(user);
+            let query = request.query().map(|q| format!("?{q}")).unwrap_or_default();
+            request.target = format!("{rest}{query}");
+            None
+        }
+        outcome => refuse(outcome),
     }
 }
 
