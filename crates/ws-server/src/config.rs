@@ -129,6 +129,18 @@ pub enum DelimiterScan {
     All,
 }
 
+/// What to do with an upgrade whose offered subprotocols are all unknown to the server
+/// ([`ServerConfig::protocol_mismatch`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolMismatch {
+    /// Refuse the upgrade with 400, naming the subprotocols the server speaks. The default.
+    #[default]
+    Refuse,
+    /// Accept without a subprotocol (the client then decides whether to close).
+    Proceed,
+}
+
 /// TCP keep-alive on accepted sockets (the seeds' `TCPKeepAlive`): the kernel probes a
 /// connection that has been silent for `idle`, every `interval`, and drops it after `count`
 /// unanswered probes. It finds dead peers on connections without a WebSocket heartbeat
@@ -241,9 +253,15 @@ pub struct ServerConfig {
     /// Server-sent events. Default: disabled.
     pub sse: SseConfig,
     /// Supported subprotocols, most preferred first. The default handshake decision picks
-    /// the client's first offer that is in this list; with no match the connection proceeds
-    /// without a subprotocol. Default: empty.
+    /// the client's first offer that is in this list; when the client offers some and none
+    /// is here, [`ServerConfig::protocol_mismatch`] decides. Empty: subprotocols are not
+    /// negotiated (offers are ignored). Default: empty.
     pub protocols: Vec<String>,
+    /// What the default handshake decision does when the client offers subprotocols and
+    /// none is in [`ServerConfig::protocols`] (a handler's own choice in
+    /// [`crate::Handler::on_handshake`] is not affected). Default:
+    /// [`ProtocolMismatch::Refuse`], as the seed closes such connections.
+    pub protocol_mismatch: ProtocolMismatch,
     /// Most simultaneous connections (handshaking ones included); beyond it requests get 503.
     /// 0 means unlimited. Default: [`ServerConfig::DEFAULT_MAX_CONNECTIONS`] (100 000).
     pub max_connections: usize,
@@ -423,6 +441,7 @@ impl Default for ServerConfig {
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             sse: SseConfig::default(),
             protocols: Vec::new(),
+            protocol_mismatch: ProtocolMismatch::Refuse,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,

@@ -255,6 +255,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// Drops the connection without a Close frame (an abort; the seed's `Disconnect` from
+    /// inside a handler): the socket is closed once this handler call returns, frames still
+    /// queued are discarded, and [`Handler::on_disconnect`] follows as for any end. For a
+    /// polite end use [`Ctx::close`].
+    pub fn abort(&self) {
+        self.info.kill(crate::registry::KILL_DROP);
+    }
+
     /// Stops reading from this connection's socket (read flow control), for a handler that
     /// cannot take more input right now: a bridge whose upstream buffer is full, a consumer
     /// that fell behind. Returns at once, unlike waiting inside the handler method.

@@ -106,11 +106,16 @@ async fn subprotocols_and_handshake_decisions() {
         .unwrap();
     assert_eq!(c.header("sec-websocket-protocol").as_deref(), Some("b"));
     assert_eq!(c.header("x-test").as_deref(), Some("yes"));
-    let none = [("Sec-WebSocket-Protocol", "zzz")];
-    let c = connect_with(addr, "/", &none, Config::default())
+    // No offer: no subprotocol. Only unknown ones: refused (ProtocolMismatch::Refuse).
+    let c = connect_with(addr, "/", &[], Config::default())
         .await
         .unwrap();
     assert_eq!(c.header("sec-websocket-protocol"), None);
+    let none = [("Sec-WebSocket-Protocol", "zzz")];
+    let err = connect_with(addr, "/", &none, Config::default())
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("HTTP/1.1 400"), "{err}");
     let err = connect_with(addr, "/forbidden", &[], Config::default())
         .await
         .unwrap_err();

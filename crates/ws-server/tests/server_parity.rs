@@ -17,7 +17,9 @@ use bytes::Bytes;
 use common::{connect, connect_with, local_config, request};
 use tokio::{io::AsyncWriteExt, sync::mpsc, time::timeout};
 use ws_frame::{CloseCode, Config, Event};
-use ws_server::{ConnInfo, Ctx, Error, Handler, Heartbeat, NoopHandler, Server, ServerHandle};
+use ws_server::{
+    ConnInfo, Ctx, Error, Handler, Heartbeat, NoopHandler, ProtocolMismatch, Server, ServerHandle,
+};
 
 async fn wait_for(server: &ServerHandle, what: impl Fn(&ServerHandle) -> bool) {
     timeout(Duration::from_secs(5), async {
@@ -268,4 +270,71 @@ async fn the_server_header_names_the_software() {
     let resp = request(addr, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(resp.status, 404);
     assert_eq!(resp.header("server"), Some("parity-test/1.0"));
+}
+
+#[tokio::test]
+async fn a_subprotocol_mismatch_is_refused_unless_configured_otherwise() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut config = local_config();
+    config.protocols = vec!["chat".into(), "v2.chat".into()];
+    let server = Server::start(config.clone(), Errors(tx)).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let unknown = [("Sec-WebSocket-Protocol", "mqtt, wamp")];
+    let err = connect_with(addr, "/", &unknown, Config::default())
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("HTTP/1.1 400"), "{err}");
+    let (with_conn, text) = rx.recv().await.unwrap();
+    assert!(!with_conn);
+    assert!(
+        text.contains("mqtt, wamp") && text.contains("chat, v2.chat"),
+        "{text}"
+    );
+    // A supported offer, or none at all, still connects.
+    let both = [("Sec-WebSocket-Protocol", "mqtt, v2.chat")];
+    let c = connect_with(addr, "/", &both, Config::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.header("sec-websocket-protocol").as_deref(),
+        Some("v2.chat")
+    );
+    connect_with(addr, "/", &[], Config::default())
+        .await
+        .unwrap();
+    server.stop().await;
+
+    config.protocol_mismatch = ProtocolMismatch::Proceed;
+    let server = Server::start(config, NoopHandler).await.unwrap();
+    let c = connect_with(server.local_addrs()[0], "/", &unknown, Config::default())
+        .await
+        .unwrap();
+    assert_eq!(c.header("sec-websocket-protocol"), None);
+}
+
+/// Aborts the connection on "abort", after queueing a reply.
+struct Aborts;
+
+impl Handler for Aborts {
+    async fn on_message(&self, ctx: &mut Ctx<'_>, msg: ws_frame::Message) {
+        if msg.as_text() == Some("abort") {
+            let _ = ctx.send(ws_frame::Message::text("never mind"));
+            ctx.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn abort_drops_the_socket_without_a_close_frame() {
+    let server = Server::start(local_config(), Aborts).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let mut other = connect(addr, "/").await;
+    let mut c = connect(addr, "/").await;
+    c.send(ws_frame::Message::text("abort")).await;
+    // The stream ends with no Close frame: 1006 on the client side.
+    assert_eq!(c.closed().await, CloseCode::ABNORMAL);
+    wait_for(&server, |s| s.count() == 1).await;
+    // Only that connection.
+    other.send(ws_frame::Message::text("hello")).await;
+    assert_eq!(other.close(CloseCode::NORMAL).await, CloseCode::NORMAL);
 }

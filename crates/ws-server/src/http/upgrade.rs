@@ -20,6 +20,7 @@ use ws_http::{Accept, UpgradeRequest};
 
 use super::{Next, Response, close_gracefully, fail, http_error, send};
 use crate::{
+    config::ProtocolMismatch,
     conn::Established,
     error::Error,
     handle::{AdmitGuard, ServerHandle},
@@ -70,11 +71,34 @@ pub(super) async fn run<H: Handler>(
                     return None;
                 }
                 // The client's first offer that the server supports (ServerConfig::protocols).
-                None => upgrade
-                    .protocols()
-                    .iter()
-                    .find(|p| config.protocols.contains(p))
-                    .cloned(),
+                None => {
+                    let offered = upgrade.protocols();
+                    let chosen = offered
+                        .iter()
+                        .find(|p| config.protocols.contains(p))
+                        .cloned();
+                    if chosen.is_none()
+                        && !offered.is_empty()
+                        && !config.protocols.is_empty()
+                        && config.protocol_mismatch == ProtocolMismatch::Refuse
+                    {
+                        let reason = format!(
+                            "none of the offered subprotocols ({}) is supported; this server \
+                             speaks: {}",
+                            offered.join(", "),
+                            config.protocols.join(", ")
+                        );
+                        let resp = Response::text(400, format!("{reason}\n"));
+                        refuse(&mut io, resp, &request, config).await;
+                        let error = Error::Http {
+                            status: 400,
+                            reason,
+                        };
+                        handler.on_error(peer, None, &error).await;
+                        return None;
+                    }
+                    chosen
+                }
             };
             (protocol, headers)
         }
