@@ -290,6 +290,20 @@ fn give_up(shared: &Shared, final_error: &mut Option<Error>, reason: &str, error
     final_error.get_or_insert(error);
 }
 
+/// The application aborted: 1006 by the user, waiting closers told, the transport dropped by
+/// the caller without a Close frame.
+fn aborted(shared: &Shared, closers: &mut Closers) {
+    shared.closing.store(true, Ordering::Release);
+    shared.set_close_info(CloseInfo::new(
+        CloseCode::ABNORMAL,
+        "aborted",
+        Initiator::User,
+    ));
+    for c in closers.drain(..) {
+        let _ = c.send(Err(Error::Closed));
+    }
+}
+
 /// Commands taken from the channel, by priority, waiting for room in the write backlog.
 #[derive(Default)]
 struct Queues {
@@ -566,15 +580,7 @@ async fn run_ws(
                 while let Some(cmd) = next.take() {
                     match cmd {
                         Command::Abort => {
-                            ends.shared.closing.store(true, Ordering::Release);
-                            ends.shared.set_close_info(CloseInfo::new(
-                                CloseCode::ABNORMAL,
-                                "aborted",
-                                Initiator::User,
-                            ));
-                            for c in ends.closers.drain(..) {
-                                let _ = c.send(Err(Error::Closed));
-                            }
+                            aborted(&ends.shared, &mut ends.closers);
                             eof = true;
                             break;
                         }
@@ -800,22 +806,15 @@ async fn run_raw(
                 ends.pending.clear();
             }
             RawWake::Other(Wait::Cmd(None)) => ends.cmds_open = false,
-            RawWake::Other(Wait::Cmd(Some(Command::Abort))) => {
-                ends.shared.closing.store(true, Ordering::Release);
-                ends.shared.set_close_info(CloseInfo::new(
-                    CloseCode::ABNORMAL,
-                    "aborted",
-                    Initiator::User,
-                ));
-                for c in ends.closers.drain(..) {
-                    let _ = c.send(Err(Error::Closed));
-                }
-                eof = true;
-            }
             RawWake::Other(Wait::Cmd(Some(cmd))) => {
                 let mut next = Some(cmd);
                 let mut taken = 0;
                 while let Some(cmd) = next.take() {
+                    if matches!(cmd, Command::Abort) {
+                        aborted(&ends.shared, &mut ends.closers);
+                        eof = true;
+                        break;
+                    }
                     apply_raw(cmd, &ends.shared, &mut ends.closers, &mut out, &mut closing);
                     taken += 1;
                     if taken == COMMAND_BATCH || out.len() >= write_buffer_limit {
