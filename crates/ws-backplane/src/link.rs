@@ -25,6 +25,8 @@ use crate::{
 #[derive(Debug)]
 pub(crate) enum Cmd {
     Publish(Envelope),
+    /// A direct envelope for one node.
+    PublishTo(String, Envelope),
     Subscribe(String),
     Unsubscribe(String),
 }
@@ -144,6 +146,10 @@ impl Backplane for Link {
 
     fn publish(&self, envelope: Envelope) {
         let _ = self.tx.send(Cmd::Publish(envelope));
+    }
+
+    fn publish_to(&self, node: &str, envelope: Envelope) {
+        let _ = self.tx.send(Cmd::PublishTo(node.to_owned(), envelope));
     }
 
     fn subscribe(&self, pattern: &str) {
@@ -274,6 +280,31 @@ impl Core {
         }
     }
 
+    /// The subject of direct envelopes for `node`.
+    pub(crate) fn node_subject(&self, naming: Naming, node: &str) -> String {
+        match naming {
+            Naming::Redis => subject::redis::node(&self.config.prefix, node).0,
+            Naming::Nats => subject::nats::node(&self.config.prefix, node),
+        }
+    }
+
+    /// The engine pattern (Redis) or subject (NATS) of this node's direct envelopes.
+    pub(crate) fn own_node_pattern(&self, naming: Naming) -> String {
+        match naming {
+            Naming::Redis => subject::redis::node(&self.config.prefix, &self.config.node_id).1,
+            Naming::Nats => subject::nats::node(&self.config.prefix, &self.config.node_id),
+        }
+    }
+
+    /// The subject and envelope of a publish command.
+    pub(crate) fn target(&self, naming: Naming, cmd: Cmd) -> Result<(String, Envelope), Cmd> {
+        match cmd {
+            Cmd::Publish(env) => Ok((self.subject_of(naming, &env), env)),
+            Cmd::PublishTo(node, env) => Ok((self.node_subject(naming, &node), env)),
+            other => Err(other),
+        }
+    }
+
     /// Engine patterns for a channel pattern.
     pub(crate) fn engine_patterns(&self, naming: Naming, pattern: &str) -> Vec<String> {
         match naming {
@@ -386,17 +417,17 @@ impl Core {
 
     /// Handles a command while the engine is unreachable.
     pub(crate) fn offline(&mut self, naming: Naming, cmd: Cmd) {
-        match cmd {
-            Cmd::Publish(env) => {
-                let subject = self.subject_of(naming, &env);
+        match self.target(naming, cmd) {
+            Ok((subject, env)) => {
                 if let Some(bytes) = self.encode(&subject, &env) {
                     self.hold(subject, bytes);
                 }
             }
-            Cmd::Subscribe(p) => {
+            Err(Cmd::Publish(_) | Cmd::PublishTo(..)) => unreachable!("target takes publishes"),
+            Err(Cmd::Subscribe(p)) => {
                 let _ = self.add_pattern(naming, p);
             }
-            Cmd::Unsubscribe(p) => {
+            Err(Cmd::Unsubscribe(p)) => {
                 let _ = self.remove_pattern(naming, &p);
             }
         }

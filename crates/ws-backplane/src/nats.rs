@@ -79,6 +79,8 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     };
     let all_subject = core.all_subject(NAMING);
     subs.insert(all_subject.clone(), subscribe(&client, all_subject));
+    let own = core.own_node_pattern(NAMING);
+    subs.insert(own.clone(), subscribe(&client, own));
     let mut last_error = String::from("connection lost");
     let mut beat = tokio::time::interval(core.config.heartbeat);
     let all = core.all_subject(NAMING);
@@ -92,8 +94,12 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { break };
                 match cmd {
-                    Cmd::Publish(env) if core.counters.connected.load(std::sync::atomic::Ordering::Acquire) => {
-                        let subject = core.subject_of(NAMING, &env);
+                    cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..))
+                        if core.counters.connected.load(std::sync::atomic::Ordering::Acquire) =>
+                    {
+                        let Ok((subject, env)) = core.target(NAMING, cmd) else {
+                            unreachable!("a publish");
+                        };
                         if let Some(bytes) = core.encode(&subject, &env) {
                             if client.publish(subject.clone(), bytes.clone()).await.is_err() {
                                 core.hold(subject, bytes);
@@ -116,7 +122,7 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                             }
                         }
                     }
-                    cmd @ Cmd::Publish(_) => core.offline(NAMING, cmd),
+                    cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..)) => core.offline(NAMING, cmd),
                 }
             }
             input = inputs.recv() => match input {

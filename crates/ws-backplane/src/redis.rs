@@ -96,6 +96,7 @@ async fn session(
 ) -> End {
     let mut patterns = core.engine_set(NAMING);
     patterns.push(core.all_subject(NAMING));
+    patterns.push(core.own_node_pattern(NAMING));
     if let Err(e) = sink.psubscribe(&patterns).await {
         return End::Lost(e.to_string());
     }
@@ -126,8 +127,10 @@ async fn session(
                 let Some(mut cmd) = cmd else { return End::Dropped };
                 loop {
                     match cmd {
-                        Cmd::Publish(env) => {
-                            let subject = core.subject_of(NAMING, &env);
+                        cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..)) => {
+                            let Ok((subject, env)) = core.target(NAMING, cmd) else {
+                                unreachable!("a publish");
+                            };
                             if let Some(bytes) = core.encode(&subject, &env) {
                                 batch.push((subject, bytes));
                             }

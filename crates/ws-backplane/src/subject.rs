@@ -24,6 +24,15 @@ pub(crate) mod redis {
         format!("{prefix}:c:{channel}")
     }
 
+    /// The channel of direct envelopes for node `node`, and the pattern that matches it alone.
+    pub(crate) fn node(prefix: &str, node: &str) -> (String, String) {
+        let mut pattern = String::new();
+        escape_glob(&mut pattern, prefix);
+        pattern.push_str(":n:");
+        escape_glob(&mut pattern, node);
+        (format!("{prefix}:n:{node}"), pattern)
+    }
+
     fn escape_glob(out: &mut String, literal: &str) {
         for c in literal.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -88,6 +97,13 @@ pub(crate) mod nats {
         }
     }
 
+    /// The subject of direct envelopes for node `node`.
+    pub(crate) fn node(prefix: &str, node: &str) -> String {
+        let mut out = format!("{prefix}.n.");
+        token(&mut out, node);
+        out
+    }
+
     /// The subject of `channel` (no wildcards).
     pub(crate) fn channel(prefix: &str, channel: &str) -> String {
         let mut out = format!("{prefix}.c");
@@ -136,6 +152,10 @@ mod tests {
         assert_eq!(redis::patterns("w", "room/#"), ["w:c:room", "w:c:room/*"]);
         assert_eq!(redis::patterns("w", "#"), ["w:c:*"]);
         assert_eq!(redis::patterns("w", "a*b/[c]"), ["w:c:a\\*b/\\[c\\]"]);
+        assert_eq!(
+            redis::node("w", "n*1"),
+            ("w:n:n*1".to_owned(), "w:n:n\\*1".to_owned())
+        );
     }
 
     #[test]
@@ -147,6 +167,7 @@ mod tests {
         assert_eq!(nats::patterns("w", "room/#"), ["w.c.room", "w.c.room.>"]);
         assert_eq!(nats::patterns("w", "#"), ["w.c.>"]);
         assert_eq!(nats::patterns("w", "a.b/c"), ["w.c.a~2Eb.c"]);
+        assert_eq!(nats::node("w", "web-1.eu"), "w.n.web-1~2Eeu");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The bytes one envelope takes on the engine: built once per message by the publishing node.
 //!
 //! ```text
-//!  0      1      2      10     18        20      ..   then three optional strings, each
-//!  'W'    kind   epoch  seq    origin    origin       u16 length (0xFFFF: absent) + bytes:
-//!  (1)    0|1    u64be  u64be  len u16   bytes        channel, protocol, path; the payload
-//!                                                      is the rest
+//!  0      1      2      10     18     26        28      ..   then three optional strings,
+//!  'W'    kind   epoch  seq    to     origin    origin       each u16 length (0xFFFF: absent)
+//!  (1)    0|1|2  u64be  u64be  u64be  len u16   bytes        + bytes: channel, protocol,
+//!                                                            path; the payload is the rest
 //! ```
-//! `kind` 0 is a text message, 1 a binary one. `epoch` is a random number a node picks when it
+//! `kind` 0 is a text message, 1 a binary one, 2 the order to drop connection `to`; `to` is
+//! the connection a direct envelope is for (0: none, a broadcast). `epoch` is a random number a node picks when it
 //! starts (so a restarted node's sequence numbers are not taken for duplicates) and `seq`
 //! counts the node's messages per engine subject, from 1.
 
@@ -31,6 +32,7 @@ pub(crate) struct Stamp {
 /// [`Error::TooLong`] when the origin, channel, protocol or path exceeds 65,534 bytes.
 pub(crate) fn encode(env: &Envelope, stamp: Stamp) -> Result<Bytes, Error> {
     let (kind, payload): (u8, &[u8]) = match &env.message {
+        _ if env.disconnect => (2, &[]),
         Message::Text(t) => (0, t.as_bytes()),
         Message::Binary(b) => (1, b),
     };
@@ -41,11 +43,12 @@ pub(crate) fn encode(env: &Envelope, stamp: Stamp) -> Result<Bytes, Error> {
         env.path.as_deref(),
     ];
     let head: usize = strings.iter().map(|s| 2 + s.map_or(0, str::len)).sum();
-    let mut out = BytesMut::with_capacity(18 + head + payload.len());
+    let mut out = BytesMut::with_capacity(26 + head + payload.len());
     out.put_u8(MAGIC);
     out.put_u8(kind);
     out.put_u64(stamp.epoch);
     out.put_u64(stamp.seq);
+    out.put_u64(env.to.map_or(0, |id| id.0));
     for s in strings {
         match s {
             None => out.put_u16(ABSENT),
@@ -69,7 +72,7 @@ pub(crate) fn encode(env: &Envelope, stamp: Stamp) -> Result<Bytes, Error> {
 /// [`Error::Malformed`] for anything else (a foreign publisher on our subjects).
 pub(crate) fn decode(bytes: Bytes) -> Result<(Envelope, Stamp), Error> {
     let bad = |what: &'static str| Error::Malformed(what);
-    if bytes.len() < 18 || bytes[0] != MAGIC {
+    if bytes.len() < 26 || bytes[0] != MAGIC {
         return Err(bad("not a wskit envelope"));
     }
     let kind = bytes[1];
@@ -82,7 +85,11 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(Envelope, Stamp), Error> {
         epoch: u64_at(2),
         seq: u64_at(10),
     };
-    let mut at = 18;
+    let to = match u64_at(18) {
+        0 => None,
+        id => Some(ws_server::ConnId(id)),
+    };
+    let mut at = 26;
     let mut strings: [Option<String>; 4] = Default::default();
     for s in &mut strings {
         let len = bytes
@@ -105,17 +112,18 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(Envelope, Stamp), Error> {
     let payload = bytes.slice(at..);
     let message = match kind {
         0 => Message::Text(payload.try_into().map_err(|_| bad("text not UTF-8"))?),
-        1 => Message::Binary(payload),
+        1 | 2 => Message::Binary(payload),
         _ => return Err(bad("unknown message kind")),
     };
     let [origin, channel, protocol, path] = strings;
     let origin = origin.ok_or(bad("no origin"))?;
-    Ok((
-        Envelope::new(origin, channel, message)
+    let env = match to {
+        Some(id) => Envelope::direct(origin, id, message, kind == 2),
+        None => Envelope::new(origin, channel, message)
             .with_protocol(protocol)
             .with_path(path),
-        stamp,
-    ))
+    };
+    Ok((env, stamp))
 }
 
 #[cfg(test)]
@@ -134,6 +142,13 @@ mod tests {
                 .with_protocol(Some("chat".into()))
                 .with_path(Some("/chat".into())),
             Envelope::new("", Some(String::new()), Message::text("")),
+            Envelope::direct("c", ws_server::ConnId(7), Message::text("just you"), false),
+            Envelope::direct(
+                "c",
+                ws_server::ConnId(u64::MAX),
+                Message::binary(vec![]),
+                true,
+            ),
         ] {
             let bytes = encode(&env, stamp).unwrap();
             assert_eq!(decode(bytes).unwrap(), (env, stamp));
@@ -144,8 +159,8 @@ mod tests {
     fn foreign_or_truncated_bytes_are_refused() {
         let env = Envelope::new("a", Some("c".into()), Message::text("x"));
         let good = encode(&env, Stamp { epoch: 1, seq: 1 }).unwrap();
-        // origin "a", channel "c", no protocol, no path: a 28-byte header.
-        let header = 18 + (2 + 1) + (2 + 1) + 2 + 2;
+        // origin "a", channel "c", no protocol, no path: a 36-byte header.
+        let header = 26 + (2 + 1) + (2 + 1) + 2 + 2;
         for cut in 0..header {
             assert!(decode(good.slice(..cut)).is_err(), "prefix {cut} accepted");
         }

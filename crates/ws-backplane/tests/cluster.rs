@@ -111,3 +111,71 @@ async fn redis_count_converges_after_a_node_dies() {
 async fn nats_count_converges_after_a_node_dies() {
     count_converges_after_a_node_dies(Kind::Nats).await;
 }
+
+/// Node-qualified connection ids: node 0 writes to, then drops, a connection of node 1.
+async fn write_to_and_disconnect_reach_another_node(kind: Kind) {
+    use std::time::Duration;
+    use ws_server::ws_frame::Message;
+    let Some(engine) = Engine::start(kind).await else {
+        return;
+    };
+    let a = common::Node::start(&engine.url(), "a", |_| {}).await;
+    let b = common::Node::start(&engine.url(), "b", |_| {}).await;
+    common::until("both links are up", || {
+        a.link.stats().connected && b.link.stats().connected
+    })
+    .await;
+    let mut ws = ws_client::connect(b.ws_url("").as_str(), Default::default())
+        .await
+        .unwrap();
+    common::until("b has the connection", || b.server.count() == 1).await;
+    let id = b.server.connections()[0].id();
+    // Until b's engine subscription is in place a direct envelope may go nowhere: retry.
+    let mut got = None;
+    for i in 0..100 {
+        a.server
+            .write_to_node("b", id, Message::text(format!("direct {i}")))
+            .await
+            .unwrap();
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(100), ws.recv()).await {
+            got = m;
+            break;
+        }
+    }
+    let Some(Ok(Message::Text(t))) = got else {
+        panic!("the direct message never arrived: {got:?}");
+    };
+    assert!(t.as_str().starts_with("direct "), "{t:?}");
+    // A local id through the same call.
+    assert!(
+        b.server
+            .write_to_node("b", id, Message::text("local"))
+            .await
+            .is_ok()
+    );
+    a.server.disconnect_on_node("b", id).unwrap();
+    common::until("b dropped the connection", || b.server.count() == 0).await;
+    // Without a backplane another node cannot be reached.
+    let alone = ws_server::Server::start(
+        ws_server::ServerConfig::new(vec![ws_server::Binding::plain(
+            "127.0.0.1:0".parse().unwrap(),
+        )]),
+        ws_server::NoopHandler,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        alone.write_to_node("b", id, Message::text("x")).await,
+        Err(ws_server::Error::UnknownConnection(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_write_to_and_disconnect_reach_another_node() {
+    write_to_and_disconnect_reach_another_node(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_write_to_and_disconnect_reach_another_node() {
+    write_to_and_disconnect_reach_another_node(Kind::Nats).await;
+}

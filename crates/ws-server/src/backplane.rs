@@ -30,6 +30,8 @@ use std::fmt;
 use tokio::sync::mpsc;
 use ws_frame::Message;
 
+use crate::types::ConnId;
+
 /// A broadcast travelling between nodes: the message, the parts of the [`crate::Filter`] that
 /// mean the same on every node, and the node it comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +48,11 @@ pub struct Envelope {
     pub path: Option<String>,
     /// The message itself.
     pub message: Message,
+    /// For one connection of the receiving node only ([`Backplane::publish_to`]; the filter
+    /// fields are then ignored). Default: `None`.
+    pub to: Option<ConnId>,
+    /// With `to`: drop that connection instead of sending the message. Default: `false`.
+    pub disconnect: bool,
 }
 
 impl Envelope {
@@ -58,6 +65,24 @@ impl Envelope {
             protocol: None,
             path: None,
             message,
+            to: None,
+            disconnect: false,
+        }
+    }
+
+    /// An envelope for connection `to` of the node it is sent to: `message` for it, or with
+    /// `disconnect` the order to drop it.
+    #[must_use]
+    pub fn direct(
+        origin: impl Into<String>,
+        to: ConnId,
+        message: Message,
+        disconnect: bool,
+    ) -> Self {
+        Self {
+            to: Some(to),
+            disconnect,
+            ..Self::new(origin, None, message)
         }
     }
 
@@ -149,6 +174,12 @@ pub trait Backplane: fmt::Debug + Send + Sync + 'static {
 
     /// Liveness of the link to the engine and its counters.
     fn stats(&self) -> BackplaneStats;
+
+    /// Hands a [`Envelope::direct`] envelope to node `node` only (node-qualified connection
+    /// ids: `write_to` and `disconnect` across nodes). Never waits. Default: dropped.
+    fn publish_to(&self, node: &str, envelope: Envelope) {
+        let _ = (node, envelope);
+    }
 
     /// This node's number of established connections, reported by the registry at every
     /// change while the backplane is attached (for [`Backplane::nodes`]). Never waits.

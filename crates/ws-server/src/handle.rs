@@ -177,6 +177,45 @@ impl ServerHandle {
         self.inner.registry.attach(backplane, policy)
     }
 
+    /// [`ServerHandle::write_to`] for connection `id` of cluster node `node` (this node's id
+    /// is [`crate::Backplane::node_id`]). A remote connection gets the message through the
+    /// backplane when it is still there (an unknown id there is silently ignored).
+    ///
+    /// # Errors
+    /// As [`ServerHandle::write_to`] for a local connection; [`Error::UnknownConnection`] for
+    /// another node without a backplane.
+    pub async fn write_to_node(
+        &self,
+        node: &str,
+        id: ConnId,
+        msg: impl Into<Message>,
+    ) -> Result<(), Error> {
+        let msg = msg.into();
+        match self.inner.registry.direct(node, id, msg.clone(), false)? {
+            Some(()) => Ok(()),
+            None => self.write_to(id, msg).await,
+        }
+    }
+
+    /// Drops connection `id` of cluster node `node` without a close handshake (as
+    /// [`ConnHandle::disconnect`]), through the backplane for another node.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`]: not a local connection, or another node without a
+    /// backplane.
+    pub fn disconnect_on_node(&self, node: &str, id: ConnId) -> Result<(), Error> {
+        let empty = Message::Binary(Bytes::new());
+        if self.inner.registry.direct(node, id, empty, true)?.is_none() {
+            let info = self
+                .inner
+                .registry
+                .get(id)
+                .ok_or(Error::UnknownConnection(id.0))?;
+            info.kill(KILL_DROP);
+        }
+        Ok(())
+    }
+
     /// Sends a server-sent event to one connection: SSE connections get it with its name, id
     /// and retry; WebSocket connections get its data as a text message.
     ///

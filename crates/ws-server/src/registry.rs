@@ -421,6 +421,29 @@ impl Registry {
         );
     }
 
+    /// Sends `msg` to (or with `disconnect`, drops) connection `id` of node `node` through the
+    /// backplane; `None` when `node` is this node (the caller acts locally).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] without a backplane (no other node can be reached).
+    pub(crate) fn direct(
+        &self,
+        node: &str,
+        id: ConnId,
+        msg: Message,
+        disconnect: bool,
+    ) -> Result<Option<()>, Error> {
+        let backplane = self.backplane.get().ok_or(Error::UnknownConnection(id.0))?;
+        if node == backplane.node_id() {
+            return Ok(None);
+        }
+        backplane.publish_to(
+            node,
+            Envelope::direct(backplane.node_id(), id, msg, disconnect),
+        );
+        Ok(Some(()))
+    }
+
     /// Links this registry to other nodes through `backplane`: subscribes the patterns that
     /// have local subscribers now, and spawns the task that hands other nodes' broadcasts to
     /// local subscribers (following `policy`, as a local broadcast does). The task ends when
@@ -482,6 +505,18 @@ async fn deliver_remote(
         let (Some(conns), Some(channels)) = (conns.upgrade(), channels.upgrade()) else {
             return;
         };
+        if let Some(id) = envelope.to {
+            let info = read(&conns).get(&id).cloned();
+            drop((conns, channels));
+            match info {
+                Some(info) if envelope.disconnect => info.kill(KILL_DROP),
+                Some(info) => {
+                    let _ = info.deliver(Command::Send(envelope.message), policy).await;
+                }
+                None => {}
+            }
+            continue;
+        }
         let filter = Filter {
             channel: envelope.channel,
             protocol: envelope.protocol,
