@@ -8,7 +8,7 @@
 //! told otherwise).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     io::SeekFrom,
     sync::{Arc, Mutex},
 };
@@ -16,7 +16,6 @@ use std::{
 use base64::Engine as _;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use ws_server::{Body, Request, Response};
 
 use crate::{
@@ -125,6 +124,95 @@ pub(crate) struct Tus {
     store: Store,
     hooks: Arc<dyn Hooks>,
     busy: Mutex<HashSet<FileId>>,
+    /// The SHA-256 of each upload's stored prefix, carried from one PATCH to the next (for the
+    /// received event's digest without reading the file again); after a restart the next
+    /// PATCH hashes the prefix first.
+    hashes: Mutex<HashMap<FileId, (u64, Sha256)>>,
+}
+
+/// What a PATCH's writing thread reports.
+struct Written {
+    file: std::fs::File,
+    /// Bytes appended.
+    len: u64,
+    /// The whole file's SHA-256 up to the end of what was appended.
+    whole: Sha256,
+    sha1: Sha1,
+    sha256: Sha256,
+    error: Option<std::io::Error>,
+}
+
+/// The body of a PATCH's writing thread: hashes the stored prefix when no running hash was
+/// kept, then appends every body chunk, hashing it for the whole file and for the request's
+/// `Upload-Checksum`, until the channel closes or a write fails.
+fn write_loop(
+    mut file: std::fs::File,
+    offset: u64,
+    whole: Option<Sha256>,
+    want: Option<&'static str>,
+    rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> Written {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let mut w = Written {
+        len: 0,
+        whole: Sha256::new(),
+        sha1: Sha1::new(),
+        sha256: Sha256::new(),
+        error: None,
+        file: match file.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                return Written {
+                    file,
+                    len: 0,
+                    whole: Sha256::new(),
+                    sha1: Sha1::new(),
+                    sha256: Sha256::new(),
+                    error: Some(e),
+                };
+            }
+        },
+    };
+    let run = || -> std::io::Result<()> {
+        match whole {
+            Some(h) => w.whole = h,
+            None => {
+                file.seek(SeekFrom::Start(0))?;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut done = 0u64;
+                while done < offset {
+                    let want = buf
+                        .len()
+                        .min(usize::try_from(offset - done).unwrap_or(usize::MAX));
+                    let n = file.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the partial upload shrank",
+                        ));
+                    }
+                    w.whole.update(&buf[..n]);
+                    done += n as u64;
+                }
+            }
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk)?;
+            w.whole.update(&chunk);
+            match want {
+                Some("sha1") => w.sha1.update(&chunk),
+                Some(_) => w.sha256.update(&chunk),
+                None => {}
+            }
+            w.len += chunk.len() as u64;
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        w.error = Some(e);
+    }
+    w
 }
 
 struct BusyGuard<'a>(&'a Mutex<HashSet<FileId>>, FileId);
@@ -148,6 +236,7 @@ impl Tus {
             store,
             hooks,
             busy: Mutex::new(HashSet::new()),
+            hashes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -435,20 +524,33 @@ impl Tus {
         };
         let part = self.store.part_in(Area::Tus, id);
         let storage = |e: std::io::Error| self.text(request, 500, &format!("storage: {e}"));
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&part)
-            .await
-            .map_err(storage)?;
-        file.seek(SeekFrom::Start(offset)).await.map_err(storage)?;
         if body
             .content_length()
             .is_some_and(|n| offset.saturating_add(n) > meta.info.size)
         {
             return Err(self.text(request, 413, "body goes past Upload-Length"));
         }
-        let mut sha1 = Sha1::new();
-        let mut sha256 = Sha256::new();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&part)
+            .map_err(storage)?;
+        let whole = self
+            .hashes
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&id))
+            .and_then(|(len, h)| (len == offset).then_some(h));
+        let want = match checksum {
+            Some(Checksum::Sha1(_)) => Some("sha1"),
+            Some(Checksum::Sha256(_)) => Some("sha256"),
+            None => None,
+        };
+        // Writing and hashing on a blocking thread, the body read here: they overlap, and the
+        // bounded channel keeps memory flat.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let writer =
+            tokio::task::spawn_blocking(move || write_loop(file, offset, whole, want, &mut rx));
         let mut at = offset;
         // Err(true): the body was cut (keep what arrived); Err(false): refuse the request.
         let mut failure: Option<(bool, Response)> = None;
@@ -468,36 +570,44 @@ impl Tus {
                 ));
                 break;
             }
-            match checksum {
-                Some(Checksum::Sha1(_)) => sha1.update(&chunk),
-                Some(Checksum::Sha256(_)) => sha256.update(&chunk),
-                None => {}
-            }
-            if let Err(e) = file.write_all(&chunk).await {
-                failure = Some((false, storage(e)));
+            let n = chunk.len() as u64;
+            if tx.send(chunk).await.is_err() {
+                // The thread stopped on a write error: reported below.
                 break;
             }
-            at += chunk.len() as u64;
+            at += n;
         }
-        let _ = file.flush().await;
+        drop(tx);
+        let w = writer
+            .await
+            .map_err(|e| storage(std::io::Error::other(e.to_string())))?;
+        if let Some(e) = w.error {
+            let _ = w.file.set_len(offset);
+            return Err(storage(e));
+        }
+        let at = offset + w.len;
+        let file = w.file;
         let verified = match &checksum {
             None => true,
-            Some(Checksum::Sha1(want)) => sha1.finalize().as_slice() == want.as_slice(),
-            Some(Checksum::Sha256(want)) => sha256.finalize().as_slice() == want.as_slice(),
+            Some(Checksum::Sha1(want)) => w.sha1.finalize().as_slice() == want.as_slice(),
+            Some(Checksum::Sha256(want)) => w.sha256.finalize().as_slice() == want.as_slice(),
         };
         match failure {
             // A cut body without a checksum: keep the bytes that arrived; the client asks HEAD
             // and resumes from there.
             Some((true, resp)) if checksum.is_none() => {
-                let _ = file.sync_data().await;
+                let _ = file.sync_data();
+                if let Ok(mut m) = self.hashes.lock() {
+                    m.insert(id, (at, w.whole));
+                }
                 return Err(resp);
             }
             Some((_, resp)) => {
-                let _ = file.set_len(offset).await;
+                let _ = file.set_len(offset);
                 return Err(resp);
             }
             None if !verified => {
-                let _ = file.set_len(offset).await;
+                let _ = file.set_len(offset);
                 return Err(self
                     .base(request, 460)
                     .with_header("Content-Type", "text/plain; charset=utf-8")
@@ -505,23 +615,24 @@ impl Tus {
             }
             None => {}
         }
-        let _ = file.sync_data().await;
+        let _ = file.sync_data();
         drop(file);
+        let whole = w.whole;
         let mut ev = self.event(EventKind::ReceivedFragment, id, meta, at);
         ev.packet = 0;
         self.hooks.on_event(&ev);
         if at == meta.info.size {
-            self.finish(id, meta)
+            self.finish(id, meta, whole.finalize().into())
                 .map_err(|e| self.text(request, 500, &e))?;
+        } else if let Ok(mut m) = self.hashes.lock() {
+            m.insert(id, (at, whole));
         }
         Ok(at)
     }
 
-    fn finish(&self, id: FileId, meta: &Meta) -> Result<(), String> {
-        // The SHA-256 of the whole file for the event (one more read; tus has no end-to-end
-        // digest of its own).
-        let part = self.store.part_in(Area::Tus, id);
-        let digest = sha256_file(&part).map_err(|e| e.to_string())?;
+    /// `digest`: the SHA-256 of the whole file, hashed while it was written (tus has no
+    /// end-to-end digest of its own; the received event carries it).
+    fn finish(&self, id: FileId, meta: &Meta, digest: [u8; 32]) -> Result<(), String> {
         // Keep the metadata as a tombstone: HEAD answers with the full offset afterwards.
         let path = self
             .store
@@ -533,21 +644,6 @@ impl Tus {
         self.hooks.on_event(&ev);
         Ok(())
     }
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
 }
 
 #[cfg(test)]
