@@ -360,54 +360,110 @@ pub(crate) fn none_match(header: &str, etag: &str) -> bool {
 }
 
 /// A requested byte range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RangeSpec {
-    /// Serve the whole representation (no Range, an unusable one, or several ranges).
+    /// Serve the whole representation (no Range, or an unusable one).
     Full,
     /// Bytes `start..=end`.
     Part(u64, u64),
+    /// Several disjoint ranges `(start, end)`, in ascending order, for a `multipart/byteranges`
+    /// answer.
+    Multi(Vec<(u64, u64)>),
     /// No byte of the range exists: 416.
     Unsatisfiable,
 }
 
-/// Parses a `Range` value for a representation of `len` bytes; only one range is honoured
-/// (several are answered with the full body, which RFC 9110 allows).
+/// Most ranges honoured in one request; more are answered with the whole body (RFC 9110
+/// section 14.2 lets a server ignore a Range field it finds too costly).
+pub(crate) const MAX_RANGES: usize = 16;
+
+/// Most bytes served in a `multipart/byteranges` answer; past it the whole body is sent.
+pub(crate) const MAX_MULTI_BYTES: u64 = 1 << 20;
+
+/// Parses a `Range` value for a representation of `len` bytes (RFC 9110 section 14.1.2).
+/// Unsatisfiable ranges are left out; overlapping or adjacent ones are merged (section 14.2
+/// warns about clients that ask for the same bytes many times); more than [`MAX_RANGES`]
+/// ranges, or a malformed one, give the whole body.
 pub(crate) fn range(header: &str, len: u64) -> RangeSpec {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return RangeSpec::Full;
     };
-    if spec.contains(',') {
+    let items: Vec<&str> = spec.split(',').map(str::trim).collect();
+    if items.len() > MAX_RANGES {
         return RangeSpec::Full;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeSpec::Full;
-    };
+    let mut ranges = Vec::with_capacity(items.len());
+    for item in items {
+        match one_range(item, len) {
+            Some(Some(r)) => ranges.push(r),
+            Some(None) => {}
+            None => return RangeSpec::Full,
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    match merged.as_slice() {
+        [] => RangeSpec::Unsatisfiable,
+        [(start, end)] => RangeSpec::Part(*start, *end),
+        _ => RangeSpec::Multi(merged),
+    }
+}
+
+/// One `first-last`, `first-` or `-suffix` item: `None` when malformed, `Some(None)` when
+/// unsatisfiable for `len` bytes.
+fn one_range(item: &str, len: u64) -> Option<Option<(u64, u64)>> {
+    let (a, b) = item.split_once('-')?;
     let num = |s: &str| -> Option<u64> {
         let s = s.trim();
         (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
     };
-    match (a.trim().is_empty(), num(a), num(b)) {
+    if a.trim().is_empty() {
         // bytes=-N: the last N bytes.
-        (true, _, Some(n)) => {
-            if n == 0 || len == 0 {
-                RangeSpec::Unsatisfiable
-            } else {
-                RangeSpec::Part(len.saturating_sub(n), len - 1)
-            }
-        }
-        (false, Some(start), end) if b.trim().is_empty() || end.is_some() => {
-            if end.is_some_and(|e| e < start) {
-                return RangeSpec::Full;
-            }
-            if start >= len {
-                return RangeSpec::Unsatisfiable;
-            }
-            RangeSpec::Part(start, end.map_or(len - 1, |e| e.min(len - 1)))
-        }
-        _ => RangeSpec::Full,
+        let n = num(b)?;
+        return Some((n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1)));
     }
+    let start = num(a)?;
+    let end = if b.trim().is_empty() {
+        None
+    } else {
+        Some(num(b)?)
+    };
+    if end.is_some_and(|e| e < start) {
+        return None;
+    }
+    if start >= len {
+        return Some(None);
+    }
+    Some(Some((start, end.map_or(len - 1, |e| e.min(len - 1)))))
+}
+
+/// The head of each part of a `multipart/byteranges` body and the closing delimiter: what
+/// goes before the bytes of each range, and what ends the body.
+pub(crate) fn multipart_heads(
+    boundary: &str,
+    content_type: &str,
+    ranges: &[(u64, u64)],
+    len: u64,
+) -> (Vec<String>, String) {
+    let heads = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, (start, end))| {
+            let lead = if i == 0 { "" } else { "\r\n" };
+            format!(
+                "{lead}--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"
+            )
+        })
+        .collect();
+    (heads, format!("\r\n--{boundary}--\r\n"))
 }
 
 /// What to send for a file request.
@@ -417,6 +473,10 @@ pub(crate) struct Plan {
     pub(crate) headers: Vec<(String, String)>,
     /// Byte range of the file to send (`start`, `len`); `None`: no body.
     pub(crate) body: Option<(u64, u64)>,
+    /// For a `multipart/byteranges` answer (206 with several ranges, `body` unused): the
+    /// ranges `(start, end)`, in order. The caller picks the boundary and sets the
+    /// `Content-Type`.
+    pub(crate) ranges: Vec<(u64, u64)>,
 }
 
 /// Decides status, headers and byte range for a file of `len` bytes (RFC 9110 section 13.2.2
@@ -443,6 +503,7 @@ pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &s
             status: 304,
             headers,
             body: None,
+            ranges: Vec::new(),
         };
     }
     headers.push(("Accept-Ranges".to_owned(), "bytes".to_owned()));
@@ -466,6 +527,7 @@ pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &s
                 status: 200,
                 headers,
                 body: Some((0, len)),
+                ranges: Vec::new(),
             }
         }
         RangeSpec::Part(start, end) => {
@@ -478,6 +540,25 @@ pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &s
                 status: 206,
                 headers,
                 body: Some((start, end - start + 1)),
+                ranges: Vec::new(),
+            }
+        }
+        RangeSpec::Multi(ranges) => {
+            let total: u64 = ranges.iter().map(|(a, b)| b - a + 1).sum();
+            if total > MAX_MULTI_BYTES {
+                headers.push(("Content-Type".to_owned(), content_type.to_owned()));
+                return Plan {
+                    status: 200,
+                    headers,
+                    body: Some((0, len)),
+                    ranges: Vec::new(),
+                };
+            }
+            Plan {
+                status: 206,
+                headers,
+                body: Some((0, 0)),
+                ranges,
             }
         }
         RangeSpec::Unsatisfiable => {
@@ -486,6 +567,7 @@ pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &s
                 status: 416,
                 headers,
                 body: None,
+                ranges: Vec::new(),
             }
         }
     }
@@ -624,7 +706,20 @@ mod tests {
         assert_eq!(range("bytes=50-1000", 100), RangeSpec::Part(50, 99));
         assert_eq!(range("bytes=100-", 100), RangeSpec::Unsatisfiable);
         assert_eq!(range("bytes=-0", 100), RangeSpec::Unsatisfiable);
-        assert_eq!(range("bytes=0-1,5-6", 100), RangeSpec::Full);
+        assert_eq!(
+            range("bytes=0-1,5-6", 100),
+            RangeSpec::Multi(vec![(0, 1), (5, 6)])
+        );
+        // Sorted, overlapping and adjacent ones merged, unsatisfiable ones left out.
+        assert_eq!(
+            range("bytes=50-59, 0-9, 5-12, 13-14, 200-300, -5", 100),
+            RangeSpec::Multi(vec![(0, 14), (50, 59), (95, 99)])
+        );
+        assert_eq!(range("bytes=0-9, 5-20", 100), RangeSpec::Part(0, 20));
+        assert_eq!(range("bytes=200-, 300-", 100), RangeSpec::Unsatisfiable);
+        assert_eq!(range("bytes=0-1, x-2", 100), RangeSpec::Full);
+        let many = format!("bytes={}", vec!["0-0"; MAX_RANGES + 1].join(","));
+        assert_eq!(range(&many, 100), RangeSpec::Full);
         assert_eq!(range("bytes=9-1", 100), RangeSpec::Full);
         assert_eq!(range("items=0-1", 100), RangeSpec::Full);
         assert_eq!(range("bytes=x-1", 100), RangeSpec::Full);

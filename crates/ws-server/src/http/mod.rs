@@ -696,8 +696,12 @@ fn file_payload(
             status: 200,
             headers: Vec::new(),
             body: Some((0, len)),
+            ranges: Vec::new(),
         },
     };
+    if !plan.ranges.is_empty() {
+        return byteranges(plan, content_type, len, data, fields, status);
+    }
     fields.extend(
         plan.headers
             .into_iter()
@@ -718,6 +722,57 @@ fn file_payload(
         }
         (Some((start, n)), files::FileData::Open(file)) => Payload::File(file, start, n),
     }
+}
+
+/// A `multipart/byteranges` answer (RFC 9110 section 14.6) for the ranges of `plan`, built in
+/// memory (the plan keeps the total within [`files::MAX_MULTI_BYTES`]). A read error gives 500.
+fn byteranges(
+    plan: files::Plan,
+    content_type: &str,
+    len: u64,
+    data: files::FileData,
+    fields: &mut Vec<(String, String)>,
+    status: &mut u16,
+) -> Payload {
+    let mut raw = [0u8; 12];
+    if getrandom::fill(&mut raw).is_err() {
+        *status = 500;
+        return Payload::Bytes(Bytes::new());
+    }
+    let boundary: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let (heads, tail) = files::multipart_heads(&boundary, content_type, &plan.ranges, len);
+    let mut body = BytesMut::new();
+    for ((start, end), head) in plan.ranges.iter().zip(&heads) {
+        body.extend_from_slice(head.as_bytes());
+        let (from, n) = (*start, end - start + 1);
+        match &data {
+            files::FileData::Whole(all) => {
+                let from = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+                let to = usize::try_from(end + 1)
+                    .unwrap_or(usize::MAX)
+                    .min(all.len());
+                body.extend_from_slice(&all[from..to]);
+            }
+            files::FileData::Open(file) => {
+                use std::os::unix::fs::FileExt as _;
+                let at = body.len();
+                body.resize(at + usize::try_from(n).unwrap_or(0), 0);
+                if file.read_exact_at(&mut body[at..], from).is_err() {
+                    *status = 500;
+                    return Payload::Bytes(Bytes::new());
+                }
+            }
+        }
+    }
+    body.extend_from_slice(tail.as_bytes());
+    fields.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+    fields.extend(plan.headers);
+    fields.push((
+        "Content-Type".to_owned(),
+        format!("multipart/byteranges; boundary={boundary}"),
+    ));
+    *status = 206;
+    Payload::Bytes(body.freeze())
 }
 
 /// Writes with the body timeout; false on error or timeout.
