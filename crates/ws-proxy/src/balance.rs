@@ -294,16 +294,20 @@ pub enum State {
     Down,
     /// Taken out: no new connections; removed once the open ones ended.
     Draining,
+    /// Gone from the list (drained and without connections). Never in
+    /// [`Balancer::status`]; [`crate::Hooks::on_backend_state`] reports it once.
+    Removed,
 }
 
 impl State {
-    /// `up`, `down` or `draining`.
+    /// `up`, `down`, `draining` or `removed`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Up => "up",
             Self::Down => "down",
             Self::Draining => "draining",
+            Self::Removed => "removed",
         }
     }
 }

@@ -145,7 +145,7 @@ pub trait Hooks: Send + Sync + 'static {
         let _ = (request, forward, result);
     }
 
-    /// A balanced backend changed state (up, down, draining; the seeds'
+    /// A balanced backend changed state (up, down, draining, removed; the seeds'
     /// `OnLoadBalancerConnect` / `OnLoadBalancerDisconnect`). Default: nothing.
     fn on_backend_state(&self, status: &BackendStatus) {
         let _ = status;

@@ -15,7 +15,7 @@ use tokio_rustls::TlsConnector;
 use ws_server::{Body, Request, Response, ws_http};
 
 use crate::{
-    balance::{BackendStatus, Balancer, BalancerConfig, Policy, Probe},
+    balance::{BackendStatus, Balancer, BalancerConfig, Policy, Probe, State},
     config::Target,
     hooks::Hooks,
     sync::lock,
@@ -78,13 +78,23 @@ impl Lb {
             let r = f(&mut b);
             let after = b.status();
             let bump = before != after;
+            let removed = before
+                .iter()
+                .filter(|p| !after.iter().any(|s| s.target == p.target))
+                .map(|p| BackendStatus {
+                    state: State::Removed,
+                    active: 0,
+                    ..p.clone()
+                });
             let changes: Vec<BackendStatus> = after
-                .into_iter()
+                .iter()
                 .filter(|s| {
                     !before
                         .iter()
                         .any(|p| p.target == s.target && p.state == s.state)
                 })
+                .cloned()
+                .chain(removed)
                 .collect();
             (r, changes, bump)
         };

@@ -465,3 +465,79 @@ async fn health_checks_take_a_dead_backend_out_and_bring_it_back() {
     proxy.stop().await;
     b.stop().await;
 }
+
+/// Records the balancer's backend events.
+struct States(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ws_proxy::Hooks for States {
+    fn on_backend_state(&self, status: &ws_proxy::balance::BackendStatus) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", status.target, status.state.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_drain_from_the_api_of_proxy_server_with_state_hooks() {
+    let (_a, ta) = backend("A").await;
+    let (b, tb) = backend("B").await;
+    let mut c = config(None);
+    let mut bal = BalancerConfig::new(Policy::RoundRobin);
+    bal.backends = vec![ta.clone()];
+    c.balance = Some(bal);
+    let events = std::sync::Arc::default();
+    let proxy = ProxyServer::start_with_hooks(c, States(std::sync::Arc::clone(&events)))
+        .await
+        .unwrap();
+    let addr = proxy.local_addrs()[0];
+    assert!(proxy.add_backend(tb.clone()).unwrap());
+    assert!(!proxy.add_backend(tb.clone()).unwrap(), "known already");
+    let names: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(connect(addr, &[]).await.1);
+        }
+        v
+    };
+    assert_eq!(
+        tally(&names),
+        HashMap::from([("A".into(), 2), ("B".into(), 2)])
+    );
+    // No connection left on A: draining removes it at once.
+    until(&proxy, |s| s.iter().all(|b| b.active == 0)).await;
+    assert!(proxy.drain_backend(&ta).unwrap());
+    assert_eq!(proxy.backends().len(), 1);
+    for _ in 0..2 {
+        assert_eq!(connect(addr, &[]).await.1, "B");
+    }
+    // B fails a connect: down (reported), and with A draining nothing is left: 503.
+    b.stop().await;
+    let refused = ws_client::connect(format!("ws://{addr}/app"), client(&[])).await;
+    assert!(
+        matches!(&refused, Err(ws_client::Error::Http(r)) if r.status == 502),
+        "{refused:?}"
+    );
+    let refused = ws_client::connect(format!("ws://{addr}/app"), client(&[])).await;
+    assert!(
+        matches!(&refused, Err(ws_client::Error::Http(r)) if r.status == 503),
+        "{refused:?}"
+    );
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        [
+            format!("{tb} up"),
+            format!("{ta} removed"),
+            format!("{tb} down"),
+        ]
+    );
+    // Without a balancer these are configuration errors.
+    let plain = ProxyServer::start(config(Some(tcp_target(closed_port().await))))
+        .await
+        .unwrap();
+    assert!(plain.add_backend(ta.clone()).is_err());
+    assert!(plain.backends().is_empty());
+    plain.stop().await;
+    proxy.stop().await;
+}
