@@ -496,7 +496,9 @@ pub struct ClientConfig {
     /// Messages received but not yet taken by the reader; when full the connection stops
     /// reading (backpressure on the server). Default: [`ClientConfig::DEFAULT_RECV_QUEUE`] (64).
     pub recv_queue: usize,
-    /// Commands (sends, pings) queued for the connection task; senders wait when full.
+    /// Commands (sends, pings) queued for the connection task; senders wait when full. The
+    /// task takes as many again into its [`ClientConfig::priorities`] queues while the write
+    /// backlog is full, so a later high-priority send can overtake them.
     /// Default: [`ClientConfig::DEFAULT_SEND_QUEUE`] (64).
     pub send_queue: usize,
     /// Unwritten bytes above which the connection stops taking commands (sends wait) until the
