@@ -120,6 +120,14 @@ pub struct ServerTlsConfig {
     pub alpn: Vec<String>,
     /// Lowest TLS version accepted. Default: [`DEFAULT_MIN_VERSION`] (TLS 1.2).
     pub min_version: TlsVersion,
+    /// Cipher suites offered, most preferred first, by their IANA names
+    /// (`TLS13_AES_256_GCM_SHA384`, `TLS13_CHACHA20_POLY1305_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`, ...; ASCII case-insensitive). Empty: the
+    /// provider's list. Default: empty.
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups, most preferred first (`X25519`, `secp256r1`, `secp384r1`; ASCII
+    /// case-insensitive). Empty: the provider's list. Default: empty.
+    pub kx_groups: Vec<String>,
 }
 
 impl Default for ServerTlsConfig {
@@ -135,6 +143,8 @@ impl Default for ServerTlsConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             min_version: DEFAULT_MIN_VERSION,
+            cipher_suites: Vec::new(),
+            kx_groups: Vec::new(),
         }
     }
 }

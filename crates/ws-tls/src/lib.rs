@@ -215,6 +215,22 @@ pub enum Error {
     /// A client key (or its password) without the client certificate.
     #[error("key_file or key_password is set but cert_file (the client certificate) is not")]
     ClientKeyWithoutCertificate,
+    /// A name in [`ServerTlsConfig::cipher_suites`] that the crypto provider does not have.
+    #[error("unknown cipher suite {name:?}; available: {available}")]
+    UnknownCipherSuite {
+        /// The name given.
+        name: String,
+        /// The provider's suites, comma-separated.
+        available: String,
+    },
+    /// A name in [`ServerTlsConfig::kx_groups`] that the crypto provider does not have.
+    #[error("unknown key-exchange group {name:?}; available: {available}")]
+    UnknownKxGroup {
+        /// The name given.
+        name: String,
+        /// The provider's groups, comma-separated.
+        available: String,
+    },
     /// rustls refused to build the configuration.
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),
@@ -244,6 +260,66 @@ fn describe_pem_error(e: &rustls_pki_types::pem::Error) -> String {
 /// configurations themselves should pass it to `builder_with_provider` too.
 #[must_use]
 pub fn crypto_provider() -> Arc<CryptoProvider> {
+    shared_provider()
+}
+
+/// [`crypto_provider`] restricted to `suites` and `groups` (by name, in that order of
+/// preference); the shared provider itself when both are empty.
+pub(crate) fn restricted_provider(
+    suites: &[String],
+    groups: &[String],
+) -> Result<Arc<CryptoProvider>, Error> {
+    let base = shared_provider();
+    if suites.is_empty() && groups.is_empty() {
+        return Ok(base);
+    }
+    let mut provider = (*base).clone();
+    if !suites.is_empty() {
+        let name_of = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        provider.cipher_suites = suites
+            .iter()
+            .map(|name| {
+                base.cipher_suites
+                    .iter()
+                    .find(|s| name_of(s).eq_ignore_ascii_case(name))
+                    .copied()
+                    .ok_or_else(|| Error::UnknownCipherSuite {
+                        name: name.clone(),
+                        available: base
+                            .cipher_suites
+                            .iter()
+                            .map(name_of)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if !groups.is_empty() {
+        let name_of = |g: &&'static dyn rustls::crypto::SupportedKxGroup| format!("{:?}", g.name());
+        provider.kx_groups = groups
+            .iter()
+            .map(|name| {
+                base.kx_groups
+                    .iter()
+                    .find(|g| name_of(g).eq_ignore_ascii_case(name))
+                    .copied()
+                    .ok_or_else(|| Error::UnknownKxGroup {
+                        name: name.clone(),
+                        available: base
+                            .kx_groups
+                            .iter()
+                            .map(name_of)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(Arc::new(provider))
+}
+
+fn shared_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))

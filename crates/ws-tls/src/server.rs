@@ -56,10 +56,12 @@ impl ReloadableServerConfig {
     /// - [`Error::CertificateNotForHost`]: an SNI certificate not valid for its host;
     /// - [`Error::BadCertificate`]: an unparsable certificate, or a client CA file without a
     ///   usable certificate;
+    /// - [`Error::UnknownCipherSuite`] / [`Error::UnknownKxGroup`]: a name in
+    ///   [`ServerTlsConfig::cipher_suites`] or [`ServerTlsConfig::kx_groups`] the provider lacks;
     /// - [`Error::Verifier`] / [`Error::Rustls`]: rustls refused the resulting configuration.
     pub fn new(config: ServerTlsConfig) -> Result<Self, Error> {
         let resolver = Arc::new(CertResolver::load(&config)?);
-        let provider = crate::crypto_provider();
+        let provider = crate::restricted_provider(&config.cipher_suites, &config.kx_groups)?;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(config.min_version.versions())?;
         let builder = match &config.client_auth {

@@ -342,3 +342,54 @@ fn second_connection_resumes_the_session() {
         Some(rustls::HandshakeKind::Resumed)
     );
 }
+
+#[test]
+fn cipher_suite_and_group_lists_restrict_the_server() {
+    let pki = TestPki::generate();
+    let mut scfg = pki.server_config();
+    scfg.cipher_suites = vec!["tls13_chacha20_poly1305_sha256".into()];
+    scfg.kx_groups = vec!["secp384r1".into()];
+    let server = server_config(&scfg).unwrap();
+    let client = client_config(&pki.client_config()).unwrap();
+    let pair = connect(&client, &server, "localhost").unwrap();
+    assert_eq!(
+        pair.server.negotiated_cipher_suite().unwrap().suite(),
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+    );
+    assert_eq!(
+        pair.server.negotiated_key_exchange_group().unwrap().name(),
+        rustls::NamedGroup::secp384r1
+    );
+
+    // A client without that suite finds nothing in common.
+    let mut aes_only = (*ws_tls::crypto_provider()).clone();
+    aes_only
+        .cipher_suites
+        .retain(|s| format!("{:?}", s.suite()).contains("AES"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.cert_der.clone().into()).unwrap();
+    let aes_client = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(aes_only))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    assert!(connect(&aes_client, &server, "localhost").is_err());
+    // The unrestricted server still takes it.
+    let open = server_config(&pki.server_config()).unwrap();
+    connect(&aes_client, &open, "localhost").unwrap();
+
+    // Unknown names are refused, and the message lists what exists.
+    scfg.cipher_suites = vec!["TLS_RSA_WITH_RC4_128_MD5".into()];
+    let e = server_config(&scfg).unwrap_err();
+    assert!(
+        matches!(&e, ws_tls::Error::UnknownCipherSuite { name, .. } if name == "TLS_RSA_WITH_RC4_128_MD5"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("TLS13_AES_128_GCM_SHA256"), "{e}");
+    scfg.cipher_suites.clear();
+    scfg.kx_groups = vec!["ffdhe9999".into()];
+    let e = server_config(&scfg).unwrap_err();
+    assert!(e.to_string().contains("X25519"), "{e}");
+}
