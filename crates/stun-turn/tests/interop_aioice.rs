@@ -35,8 +35,8 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/aioice_client.py")
 }
 
-/// `true` when the interpreter can import aioice; otherwise skip (or fail under
-/// WSKIT_REQUIRE_PEERS=1).
+/// `true` when the interpreter can import aioice; otherwise skips or fails as
+/// `ws_testkit::peers` decides.
 fn aioice_available() -> bool {
     let probe = Command::new(python())
         .args([
@@ -61,10 +61,7 @@ fn aioice_available() -> bool {
         ),
         Err(e) => format!("cannot run {}: {e}", python()),
     };
-    if std::env::var("WSKIT_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("WSKIT_REQUIRE_PEERS=1 but {why} (python3 -m pip install aioice)");
-    }
-    eprintln!("SKIPPED: {why} (python3 -m pip install aioice to run this interop test)");
+    ws_testkit::peers::missing(&why, "python3 -m pip install aioice==0.13.0");
     false
 }
 

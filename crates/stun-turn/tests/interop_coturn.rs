@@ -19,16 +19,16 @@ fn have(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(program).is_file()))
 }
 
-/// `true` when the tools are there; otherwise skip (or fail under WSKIT_REQUIRE_PEERS=1).
+/// `true` when the tools are there; otherwise skips or fails as `ws_testkit::peers` decides.
 fn peers_available(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
     if missing.is_empty() {
         return true;
     }
-    if std::env::var("WSKIT_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("WSKIT_REQUIRE_PEERS=1 but {missing:?} not found on PATH (install coturn)");
-    }
-    eprintln!("SKIPPED: {missing:?} not found on PATH (install coturn to run this interop test)");
+    ws_testkit::peers::missing(
+        &format!("{missing:?} not found on PATH"),
+        "apt-get install -y coturn",
+    );
     false
 }
 

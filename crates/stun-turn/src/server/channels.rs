@@ -25,7 +25,7 @@ impl Server {
             return Err(DiscardReason::NoPermission);
         }
         if let Some(b) = &mut a.up
-            && !b.take(cd.data.len(), now)
+            && !b.try_take(cd.data.len() as u64, now)
         {
             return Err(DiscardReason::BandwidthExceeded);
         }

@@ -38,8 +38,8 @@ use allocation::{Allocation, Channel, PendingAllocation, Reservation};
 use auth::Auth;
 pub use config::ServerConfig;
 pub use hooks::{DeleteReason, DiscardReason, ServerHooks, SharedHooks};
-use relay::TokenBucket;
 use tcp::{PeerConn, PeerConnState};
+use token_bucket::TokenBucket;
 
 /// The transport a client reached the server over.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -658,10 +658,10 @@ mod tests {
     fn token_bucket_limits_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(1000, t0);
-        assert!(b.take(1000, t0));
-        assert!(!b.take(1, t0));
-        assert!(b.take(500, t0 + Duration::from_millis(500)));
-        assert!(!b.take(100, t0 + Duration::from_millis(500)));
+        assert!(b.try_take(1000, t0));
+        assert!(!b.try_take(1, t0));
+        assert!(b.try_take(500, t0 + Duration::from_millis(500)));
+        assert!(!b.try_take(100, t0 + Duration::from_millis(500)));
     }
 
     #[test]

@@ -1,38 +1,7 @@
-//! Relay I/O: Send indications from clients, data from peers, bandwidth buckets.
+//! Relay I/O: Send indications from clients, data from peers, within the bandwidth buckets
+//! (the workspace's `token-bucket` crate).
 
 use super::*;
-
-pub(super) struct TokenBucket {
-    pub(super) rate: u64,
-    pub(super) tokens: u64,
-    pub(super) last: Instant,
-}
-
-impl TokenBucket {
-    pub(super) fn new(rate: u64, now: Instant) -> Self {
-        Self {
-            rate,
-            tokens: rate,
-            last: now,
-        }
-    }
-
-    pub(super) fn take(&mut self, n: usize, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last);
-        if !dt.is_zero() {
-            let add = (u128::from(self.rate) * dt.as_micros() / 1_000_000) as u64;
-            self.tokens = (self.tokens + add).min(self.rate);
-            self.last = now;
-        }
-        let n = n as u64;
-        if self.tokens >= n {
-            self.tokens -= n;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 impl Server {
     pub(super) fn client_indication(
@@ -58,7 +27,7 @@ impl Server {
             return Err(DiscardReason::NoPermission);
         }
         if let Some(b) = &mut a.up
-            && !b.take(payload.len(), now)
+            && !b.try_take(payload.len() as u64, now)
         {
             return Err(DiscardReason::BandwidthExceeded);
         }
@@ -85,7 +54,7 @@ impl Server {
             return None;
         }
         if let Some(b) = &mut a.down
-            && !b.take(data.len(), now)
+            && !b.try_take(data.len() as u64, now)
         {
             return None;
         }
