@@ -8,6 +8,7 @@
 //!           source (find the token in headers / query / cookie / subprotocol)
 //!  floor 2  verifier (static keys + JWKS: fetch over tokio-rustls, cache, rate-limited refresh)
 //!  floor 3  guard (ws-server: Guard<H> wrapper, Authenticator, hooks)   client (ws-client)
+//!           apikey (API keys: ApiKeys over ApiKeyStore, ApiKeyGuard<H> for ws-server)
 //!           oauth2_client (the oauth2 crate over fetch; OAuth2TokenSource for ws-client)
 //!  oauth2   store (SQLite) -> server (decisions at `now`) -> http (endpoints + guard)
 //! ```
@@ -47,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod apikey;
 pub mod client;
 mod config;
 mod error;
@@ -59,6 +61,7 @@ pub mod random;
 pub mod source;
 pub mod verifier;
 
+pub use apikey::{ApiKeyConfig, ApiKeyGuard, ApiKeys};
 pub use config::{Config, Location, OAuth2Config};
 pub use error::{Error, OAuthError, TokenError};
 pub use guard::{Guard, GuardHooks, JwtAuth, TokenCheck};

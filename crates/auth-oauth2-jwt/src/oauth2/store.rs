@@ -6,7 +6,10 @@ use std::{path::Path, sync::Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::Error;
+use crate::{
+    apikey::{ApiKey, ApiKeyStore},
+    error::Error,
+};
 
 /// A registered client application (the seed's RegisterApp / AddApp).
 #[derive(Clone, PartialEq, Eq)]
@@ -262,6 +265,13 @@ const MIGRATIONS: &[&str] = &[
         challenge TEXT NOT NULL,
         csrf_hash TEXT NOT NULL,
         expires_at INTEGER NOT NULL
+    );",
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
     );",
 ];
 
@@ -571,5 +581,71 @@ impl Store for SqliteStore {
             .db()
             .execute("DELETE FROM oauth2_users WHERE name = ?1", [name])?
             > 0)
+    }
+}
+
+fn row_to_api_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hash: r.get(2)?,
+        created_at: r.get::<_, i64>(3)? as u64,
+        revoked: r.get(4)?,
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, name, hash, created_at, revoked";
+
+impl ApiKeyStore for SqliteStore {
+    fn put_api_key(&self, key: &ApiKey) -> Result<bool, Error> {
+        let n = self.db().execute(
+            &format!(
+                "INSERT OR IGNORE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ),
+            params![
+                key.id,
+                key.name,
+                key.hash,
+                key.created_at as i64,
+                key.revoked
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>, Error> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                row_to_api_key,
+            )
+            .optional()?)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, rowid"
+        ))?;
+        let keys = stmt
+            .query_map([], row_to_api_key)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(keys)
+    }
+
+    fn revoke_api_key(&self, id: &str) -> Result<bool, Error> {
+        Ok(self
+            .db()
+            .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", [id])?
+            == 1)
+    }
+
+    fn remove_api_key(&self, id: &str) -> Result<bool, Error> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM api_keys WHERE id = ?1", [id])?
+            == 1)
     }
 }
