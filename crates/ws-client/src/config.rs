@@ -189,6 +189,11 @@ pub enum HeartbeatAction {
     Send(ws_frame::Message),
 }
 
+/// Called before every connection attempt, reconnects included, with the URL and a copy of
+/// the configuration to change for this attempt (the seeds' `OnBeforeConnect`); the copy is
+/// validated again afterwards.
+pub type BeforeConnect = Arc<dyn Fn(&mut Url, &mut ClientConfig) + Send + Sync>;
+
 /// Called each time a heartbeat ping is due ([`ClientConfig::before_heartbeat`]).
 pub type HeartbeatHook = Arc<dyn Fn() -> HeartbeatAction + Send + Sync>;
 
@@ -485,6 +490,9 @@ pub struct ClientConfig {
     pub verify_peer: Option<VerifyPeer>,
     /// The seeds' session or URL authentication (see [`SgcAuth`]). Default: `None`.
     pub sgc_auth: Option<SgcAuth>,
+    /// Changes the URL and settings before each attempt (see [`BeforeConnect`]).
+    /// Default: `None`.
+    pub before_connect: Option<BeforeConnect>,
     /// Largest response head accepted (status line and headers). Default:
     /// [`ClientConfig::DEFAULT_MAX_RESPONSE_HEAD`] (16 KiB).
     pub max_response_head: usize,
@@ -695,6 +703,7 @@ impl Default for ClientConfig {
             fragments_so_far: false,
             verify_peer: None,
             sgc_auth: None,
+            before_connect: None,
             max_response_head: Self::DEFAULT_MAX_RESPONSE_HEAD,
             max_response_headers: Self::DEFAULT_MAX_RESPONSE_HEADERS,
             max_rejection_body: Self::DEFAULT_MAX_REJECTION_BODY,
@@ -743,6 +752,7 @@ impl fmt::Debug for ClientConfig {
             .field("fragments_so_far", &self.fragments_so_far)
             .field("verify_peer", &self.verify_peer.is_some())
             .field("sgc_auth", &self.sgc_auth)
+            .field("before_connect", &self.before_connect.is_some())
             .field("max_response_head", &self.max_response_head)
             .field("max_response_headers", &self.max_response_headers)
             .field("max_rejection_body", &self.max_rejection_body)

@@ -42,7 +42,18 @@ pub async fn connect(url: impl IntoUrl, config: ClientConfig) -> Result<WebSocke
 }
 
 /// [`connect`] with a parsed URL and a validated configuration.
-pub(crate) async fn connect_url(url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
+pub(crate) async fn connect_url(mut url: Url, config: &ClientConfig) -> Result<WebSocket, Error> {
+    let edited;
+    let config = match &config.before_connect {
+        Some(hook) => {
+            let mut copy = config.clone();
+            hook(&mut url, &mut copy);
+            copy.validate()?;
+            edited = copy;
+            &edited
+        }
+        None => config,
+    };
     let limit = config.connect_timeout;
     match tokio::time::timeout(limit, establish(url, config)).await {
         Ok(r) => r,

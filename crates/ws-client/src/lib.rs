@@ -66,9 +66,9 @@ mod transport;
 mod url;
 
 pub use config::{
-    Auth, BoxFuture, ClientConfig, Heartbeat, HeartbeatAction, HeartbeatHook, Priority, Proxy,
-    ProxyKind, Reconnect, ReconnectDecision, ReconnectHook, RequestHook, SendPriorities, SgcAuth,
-    TokenSource, VerifyPeer,
+    Auth, BeforeConnect, BoxFuture, ClientConfig, Heartbeat, HeartbeatAction, HeartbeatHook,
+    Priority, Proxy, ProxyKind, Reconnect, ReconnectDecision, ReconnectHook, RequestHook,
+    SendPriorities, SgcAuth, TokenSource, VerifyPeer,
 };
 pub use conn::{CloseInfo, Incoming};
 pub use connect::connect;

@@ -464,3 +464,27 @@ async fn sgc_session_and_url_authentication() {
     );
     server.stop().await;
 }
+
+// C-10: a hook before every attempt changes the URL and the settings of that attempt.
+#[tokio::test(start_paused = true)]
+async fn before_connect_hook_edits_each_attempt() {
+    let seen = Seen::default();
+    let (server, addr) = start(local(), Capture(seen.clone())).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut config = ClientConfig::default();
+    config.before_connect = Some(Arc::new(move |url, cfg| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        *url = url.with_target(&format!("/attempt/{n}")).unwrap();
+        cfg.headers.push(("X-Attempt".into(), n.to_string()));
+    }));
+    let ws = connect(ws_url(addr, "/"), config.clone()).await.unwrap();
+    assert_eq!(seen.last().0, "/attempt/1");
+    assert_eq!(seen.header("x-attempt").as_deref(), Some("1"));
+    assert_eq!(ws.url().target(), "/attempt/1");
+    drop(ws);
+    let ws = connect(ws_url(addr, "/"), config).await.unwrap();
+    assert_eq!(seen.last().0, "/attempt/2");
+    drop(ws);
+    server.stop().await;
+}
