@@ -218,6 +218,7 @@ impl Session {
 
 type StartHook = Box<dyn Fn(&Session) + Send + Sync>;
 type EndHook = Box<dyn Fn(&Session, EndReason) + Send + Sync>;
+type InvalidHook = Box<dyn Fn(&str) + Send + Sync>;
 
 struct Map {
     sessions: HashMap<String, Session>,
@@ -230,6 +231,7 @@ pub struct Sessions {
     map: Mutex<Map>,
     on_start: Option<StartHook>,
     on_end: Option<EndHook>,
+    on_invalid: Option<InvalidHook>,
 }
 
 impl fmt::Debug for Sessions {
@@ -276,6 +278,7 @@ impl Sessions {
             }),
             on_start: None,
             on_end: None,
+            on_invalid: None,
         })
     }
 
@@ -294,6 +297,15 @@ impl Sessions {
         hook: impl Fn(&Session, EndReason) + Send + Sync + 'static,
     ) -> Self {
         self.on_end = Some(Box::new(hook));
+        self
+    }
+
+    /// Calls `hook` with the id a request's cookie named when that id is unknown or expired
+    /// (`OnInvalidSession`), before [`Sessions::get_or_start_at`] starts a new session for it.
+    /// A forged or stale cookie shows up here, where an application can log or count it.
+    #[must_use]
+    pub fn with_on_invalid(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_invalid = Some(Box::new(hook));
         self
     }
 
@@ -424,8 +436,12 @@ impl Sessions {
             }
         };
         self.ended(swept);
-        if let Some(s) = self.get_at(request, now) {
+        let presented = request.cookie(&self.config.cookie_name);
+        if let Some(s) = presented.and_then(|id| self.find_at(id, now)) {
             return (s, None);
+        }
+        if let (Some(id), Some(hook)) = (presented, &self.on_invalid) {
+            hook(id);
         }
         let (s, cookie) = self.start_at(request.is_tls(), now);
         (s, Some(cookie))
@@ -539,6 +555,36 @@ mod tests {
             .unwrap()
             .strip_prefix("wskit_session=")
             .unwrap()
+    }
+
+    #[test]
+    fn invalid_ids_are_reported_before_a_new_session_starts() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        let sessions = Sessions::new(SessionConfig {
+            idle_timeout: Duration::from_secs(10),
+            ..SessionConfig::default()
+        })
+        .unwrap()
+        .with_on_invalid(move |id| s2.lock().unwrap().push(id.to_owned()));
+        let t0 = Instant::now();
+        let (a, _) = sessions.get_or_start_at(&request(None, false), t0);
+        // A live id and no cookie at all are not invalid.
+        let live = format!("wskit_session={}", a.id());
+        let _ = sessions.get_or_start_at(&request(Some(&live), false), t0);
+        assert!(seen.lock().unwrap().is_empty());
+        // A made-up id and an expired one are.
+        let _ = sessions.get_or_start_at(
+            &request(Some("wskit_session=AAAAAAAAAAAAAAAAAAAAAA"), false),
+            t0,
+        );
+        let (b, _) =
+            sessions.get_or_start_at(&request(Some(&live), false), t0 + Duration::from_secs(60));
+        assert_ne!(b.id(), a.id(), "the expired session was not reused");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["AAAAAAAAAAAAAAAAAAAAAA".to_owned(), a.id().to_owned()]
+        );
     }
 
     #[test]
