@@ -5,6 +5,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
 
 /// Default of [`ServerTlsConfig::alpn`]: the server speaks HTTP/1.1 (WebSocket upgrades included).
 pub const DEFAULT_SERVER_ALPN: &[&str] = &["http/1.1"];
@@ -238,7 +241,51 @@ pub struct ClientAuth {
     /// Default: [`DEFAULT_CLIENT_CERT_REQUIRED`] (`true`).
     #[cfg_attr(feature = "serde", serde(default = "default_client_cert_required"))]
     pub required: bool,
+    /// The application's own check of a client certificate (`OnSSLVerifyPeer`), run after the
+    /// chain verified against `ca_file`; a `false` refuses the handshake. Not read from a
+    /// configuration file. Default: none.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub verify: Option<VerifyClient>,
 }
+
+/// The check of [`ClientAuth::verify`]: gets the client's end-entity certificate and the
+/// intermediates it sent (DER), once they chained to a trusted CA, and returns whether to
+/// accept the client.
+///
+/// ```
+/// use ws_tls::{ClientAuth, VerifyClient};
+/// let mut auth = ClientAuth::required("clients-ca.pem");
+/// auth.verify = Some(VerifyClient::new(|end_entity, _intermediates| end_entity.len() < 16_384));
+/// ```
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct VerifyClient(
+    pub(crate) Arc<dyn Fn(&CertificateDer<'_>, &[CertificateDer<'_>]) -> bool + Send + Sync>,
+);
+
+impl VerifyClient {
+    /// Wraps `check`.
+    pub fn new(
+        check: impl Fn(&CertificateDer<'_>, &[CertificateDer<'_>]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for VerifyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerifyClient(..)")
+    }
+}
+
+/// Two checks are equal when they are the same closure (clones of one `VerifyClient`).
+impl PartialEq for VerifyClient {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for VerifyClient {}
 
 #[cfg(feature = "serde")]
 fn default_client_cert_required() -> bool {
@@ -252,6 +299,7 @@ impl ClientAuth {
         Self {
             ca_file: ca_file.as_ref().to_path_buf(),
             required: true,
+            verify: None,
         }
     }
 
@@ -261,6 +309,7 @@ impl ClientAuth {
         Self {
             ca_file: ca_file.as_ref().to_path_buf(),
             required: false,
+            verify: None,
         }
     }
 }

@@ -80,7 +80,7 @@ pub use client::client_config;
 pub use config::{
     ClientAuth, ClientTlsConfig, DEFAULT_CLIENT_CERT_REQUIRED, DEFAULT_DANGER_ACCEPT_INVALID_CERTS,
     DEFAULT_ENABLE_SNI, DEFAULT_MIN_VERSION, DEFAULT_SERVER_ALPN, DEFAULT_WEBPKI_ROOTS,
-    KeyPassword, ServerTlsConfig, SniCert, TlsVersion,
+    KeyPassword, ServerTlsConfig, SniCert, TlsVersion, VerifyClient,
 };
 pub use describe::describe_error;
 pub use pem::{load_certified_key, load_certs, load_private_key};

@@ -4,11 +4,13 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     ClientHello, ResolvesServerCert, ResolvesServerCertUsingSni, WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::DnsName;
+use rustls_pki_types::{CertificateDer, DnsName, UnixTime};
 
 use crate::config::alpn_bytes;
 use crate::pem;
@@ -106,7 +108,7 @@ impl ReloadableServerConfig {
 fn client_verifier(
     auth: &ClientAuth,
     provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     let mut roots = RootCertStore::empty();
     for cert in pem::load_certs(&auth.ca_file)? {
         roots.add(cert).map_err(|source| Error::BadCertificate {
@@ -120,7 +122,75 @@ fn client_verifier(
     } else {
         builder.allow_unauthenticated()
     };
-    Ok(builder.build()?)
+    let verifier = builder.build()?;
+    Ok(match &auth.verify {
+        None => verifier,
+        Some(check) => Arc::new(CheckedClientVerifier {
+            inner: verifier,
+            check: check.clone(),
+        }),
+    })
+}
+
+/// The CA check, then the application's [`crate::VerifyClient`].
+#[derive(Debug)]
+struct CheckedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    check: crate::VerifyClient,
+}
+
+impl ClientCertVerifier for CheckedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if (self.check.0)(end_entity, intermediates) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The certificates a server presents: a default one and one per SNI host name, swappable as a
@@ -164,7 +234,7 @@ impl CertResolver {
 
     /// The end-entity certificate served by default (no SNI match), if any.
     #[must_use]
-    pub fn default_certificate(&self) -> Option<rustls_pki_types::CertificateDer<'static>> {
+    pub fn default_certificate(&self) -> Option<CertificateDer<'static>> {
         self.snapshot()
             .default
             .as_ref()

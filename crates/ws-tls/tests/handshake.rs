@@ -393,3 +393,36 @@ fn cipher_suite_and_group_lists_restrict_the_server() {
     let e = server_config(&scfg).unwrap_err();
     assert!(e.to_string().contains("X25519"), "{e}");
 }
+
+#[test]
+fn verify_callback_accepts_or_refuses_a_chain_the_ca_accepted() {
+    let pki = TestPki::generate();
+    let client = client_config(&pki.client_config_with_cert()).unwrap();
+    let expected = pki.client.cert_der.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut scfg = pki.server_config_with_client_auth();
+    let log = seen.clone();
+    let auth = scfg.client_auth.as_mut().unwrap();
+    auth.verify = Some(ws_tls::VerifyClient::new(move |end_entity, _| {
+        log.lock().unwrap().push(end_entity.to_vec());
+        end_entity.as_ref() == expected.as_slice()
+    }));
+    let server = server_config(&scfg).unwrap();
+    connect(&client, &server, "localhost").unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // The same chain refused by the application's check.
+    let auth = scfg.client_auth.as_mut().unwrap();
+    auth.verify = Some(ws_tls::VerifyClient::new(|_, _| false));
+    let server = server_config(&scfg).unwrap();
+    let err = connect(&client, &server, "localhost").unwrap_err();
+    assert!(
+        matches!(
+            err.server(),
+            Some(TlsError::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure
+            ))
+        ),
+        "{err:?}"
+    );
+}
