@@ -139,3 +139,119 @@ async fn redis_down_node_serves_its_own_clients() {
 async fn nats_down_node_serves_its_own_clients() {
     engine_down_node_serves_its_own_clients(Kind::Nats).await;
 }
+
+/// A subscriber that stops reading, on node b, under the default slow-reader policy
+/// (disconnect): it is closed once its queue is full, and the other subscribers, on both
+/// nodes, get every broadcast of node a's publisher in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_on_one_node_does_not_slow_the_others() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MSGS: u64 = 1504;
+    const SIZE: usize = 8 << 10;
+    let Some(engine) = Engine::start(Kind::Redis).await else {
+        return;
+    };
+    let small_queue = |c: &mut ws_server::ServerConfig| {
+        c.send_queue = 32;
+        c.write_buffer_limit = 64 << 10;
+    };
+    let a = Node::start_with(&engine.url(), "a", |_| {}, small_queue).await;
+    let b = Node::start_with(&engine.url(), "b", |_| {}, small_queue).await;
+
+    // The slow one: a raw upgrade on b, then it never reads again.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", b.port))
+        .await
+        .unwrap();
+    slow.write_all(
+        b"GET /?sub=bench/t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 1024];
+    let n = slow.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"));
+
+    // Readers on both nodes, counting in-order broadcasts.
+    let mut counts = Vec::new();
+    for node in [&a, &b] {
+        let mut ws = ws_client::connect(node.ws_url("?sub=bench/t").as_str(), Default::default())
+            .await
+            .unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Binary(data))) = ws.recv().await {
+                let seq = u64::from_be_bytes(data[..8].try_into().unwrap());
+                if seq == 0 {
+                    continue; // a probe
+                }
+                assert_eq!(seq, c.load(Ordering::Acquire) + 1, "out of order or lost");
+                c.store(seq, Ordering::Release);
+            }
+        });
+        counts.push(count);
+    }
+    common::until("b has both subscribers", || b.server.count() == 2).await;
+    // Probes (sequence 0) until b's engine subscription is in place.
+    let probe = || Message::binary(vec![0u8; 8]);
+    let filter = ws_server::Filter::channel("bench/t");
+    for _ in 0..50 {
+        a.server.broadcast(probe(), &filter).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if b.link.stats().received > 0 {
+            break;
+        }
+    }
+    assert!(b.link.stats().received > 0, "b never heard a");
+    // Paced by the readers that keep up: rounds of 16 (half a queue), each waiting for both
+    // readers.
+    let mut seq = 0;
+    while seq < MSGS {
+        for _ in 0..16 {
+            seq += 1;
+            let mut data = vec![0u8; SIZE];
+            data[..8].copy_from_slice(&seq.to_be_bytes());
+            a.server.broadcast(Message::binary(data), &filter).await;
+        }
+        let want = seq;
+        common::until("the readers keep up", || {
+            counts.iter().all(|c| c.load(Ordering::Acquire) == want)
+        })
+        .await;
+    }
+    // The slow subscriber was cut off: the connection ends (with a Close frame 1013 when the
+    // server could still write one) well before the last broadcast.
+    let close_1013 = [0x88, 0x02, 0x03, 0xF5];
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if got.windows(4).any(|w| w == close_1013) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the slow subscriber is still open after {} bytes",
+        got.len()
+    );
+    assert!(
+        (got.len() as u64) < MSGS * SIZE as u64 / 2,
+        "the slow subscriber got {} bytes",
+        got.len()
+    );
+    common::until("b dropped the slow subscriber", || b.server.count() == 1).await;
+    assert_eq!(a.server.count(), 1);
+}

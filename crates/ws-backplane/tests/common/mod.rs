@@ -156,9 +156,22 @@ pub struct Node {
 
 impl Node {
     pub async fn start(url: &str, node_id: &str, configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = ServerConfig::new(vec![Binding::plain("127.0.0.1:0".parse().unwrap())]);
         // Every subscriber must get every message: senders wait rather than disconnect.
-        config.slow_reader = SlowReaderPolicy::Backpressure;
+        Self::start_with(url, node_id, configure, |c| {
+            c.slow_reader = SlowReaderPolicy::Backpressure;
+        })
+        .await
+    }
+
+    /// [`Node::start`] with the server's settings changed by `server`.
+    pub async fn start_with(
+        url: &str,
+        node_id: &str,
+        configure: impl FnOnce(&mut Config),
+        server: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = ServerConfig::new(vec![Binding::plain("127.0.0.1:0".parse().unwrap())]);
+        server(&mut config);
         let server = ws_server::Server::start(config, NodeHandler).await.unwrap();
         let port = server.local_addrs()[0].port();
         let mut bp = Config::new(url, node_id);
