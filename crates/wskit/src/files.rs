@@ -54,7 +54,7 @@ struct SendArgs {
     /// Channel the files are sent on (with --broadcast: whose subscribers get them).
     #[arg(long)]
     channel: Option<String>,
-    /// Chunk size: bytes, or with K / M (KiB, MiB). Default 256K.
+    /// Chunk size: bytes, or with K / M (KiB, MiB). Default 64K.
     #[arg(long, value_parser = parse_size)]
     chunk: Option<u32>,
     /// Ask the server to forward each file to the clients subscribed to --channel.
