@@ -24,9 +24,8 @@ use crate::{
 /// What the [`Link`] asks of its engine task.
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    Publish(Envelope),
-    /// A direct envelope for one node.
-    PublishTo(String, Envelope),
+    /// A broadcast (`None`), or a direct envelope for one node.
+    Publish(Option<String>, Envelope),
     Subscribe(String),
     Unsubscribe(String),
 }
@@ -145,11 +144,11 @@ impl Backplane for Link {
     }
 
     fn publish(&self, envelope: Envelope) {
-        let _ = self.tx.send(Cmd::Publish(envelope));
+        let _ = self.tx.send(Cmd::Publish(None, envelope));
     }
 
     fn publish_to(&self, node: &str, envelope: Envelope) {
-        let _ = self.tx.send(Cmd::PublishTo(node.to_owned(), envelope));
+        let _ = self.tx.send(Cmd::Publish(Some(node.to_owned()), envelope));
     }
 
     fn subscribe(&self, pattern: &str) {
@@ -296,12 +295,11 @@ impl Core {
         }
     }
 
-    /// The subject and envelope of a publish command.
-    pub(crate) fn target(&self, naming: Naming, cmd: Cmd) -> Result<(String, Envelope), Cmd> {
-        match cmd {
-            Cmd::Publish(env) => Ok((self.subject_of(naming, &env), env)),
-            Cmd::PublishTo(node, env) => Ok((self.node_subject(naming, &node), env)),
-            other => Err(other),
+    /// The subject of a publish command: node `to`'s, or the envelope's channel's.
+    pub(crate) fn target(&self, naming: Naming, to: Option<&str>, env: &Envelope) -> String {
+        match to {
+            Some(node) => self.node_subject(naming, node),
+            None => self.subject_of(naming, env),
         }
     }
 
@@ -417,17 +415,17 @@ impl Core {
 
     /// Handles a command while the engine is unreachable.
     pub(crate) fn offline(&mut self, naming: Naming, cmd: Cmd) {
-        match self.target(naming, cmd) {
-            Ok((subject, env)) => {
+        match cmd {
+            Cmd::Publish(to, env) => {
+                let subject = self.target(naming, to.as_deref(), &env);
                 if let Some(bytes) = self.encode(&subject, &env) {
                     self.hold(subject, bytes);
                 }
             }
-            Err(Cmd::Publish(_) | Cmd::PublishTo(..)) => unreachable!("target takes publishes"),
-            Err(Cmd::Subscribe(p)) => {
+            Cmd::Subscribe(p) => {
                 let _ = self.add_pattern(naming, p);
             }
-            Err(Cmd::Unsubscribe(p)) => {
+            Cmd::Unsubscribe(p) => {
                 let _ = self.remove_pattern(naming, &p);
             }
         }
@@ -574,7 +572,7 @@ mod tests {
                 Some("c".into()),
                 ws_server::ws_frame::Message::text(format!("{i}")),
             );
-            core.offline(Naming::Redis, Cmd::Publish(env));
+            core.offline(Naming::Redis, Cmd::Publish(None, env));
         }
         assert_eq!(core.buffer.len(), 2);
         assert_eq!(core.counters.buffered.load(Ordering::Relaxed), 2);

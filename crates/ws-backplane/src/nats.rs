@@ -94,12 +94,10 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { break };
                 match cmd {
-                    cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..))
+                    Cmd::Publish(to, env)
                         if core.counters.connected.load(std::sync::atomic::Ordering::Acquire) =>
                     {
-                        let Ok((subject, env)) = core.target(NAMING, cmd) else {
-                            unreachable!("a publish");
-                        };
+                        let subject = core.target(NAMING, to.as_deref(), &env);
                         if let Some(bytes) = core.encode(&subject, &env) {
                             if client.publish(subject.clone(), bytes.clone()).await.is_err() {
                                 core.hold(subject, bytes);
@@ -122,7 +120,7 @@ async fn run(mut core: Core, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                             }
                         }
                     }
-                    cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..)) => core.offline(NAMING, cmd),
+                    cmd @ Cmd::Publish(..) => core.offline(NAMING, cmd),
                 }
             }
             input = inputs.recv() => match input {

@@ -127,10 +127,8 @@ async fn session(
                 let Some(mut cmd) = cmd else { return End::Dropped };
                 loop {
                     match cmd {
-                        cmd @ (Cmd::Publish(_) | Cmd::PublishTo(..)) => {
-                            let Ok((subject, env)) = core.target(NAMING, cmd) else {
-                                unreachable!("a publish");
-                            };
+                        Cmd::Publish(to, env) => {
+                            let subject = core.target(NAMING, to.as_deref(), &env);
                             if let Some(bytes) = core.encode(&subject, &env) {
                                 batch.push((subject, bytes));
                             }
