@@ -49,6 +49,8 @@ enum Command {
     /// Manages the OAuth2 server's apps and users (`serve --oauth2`); gets tokens as an OAuth2
     /// client (`oauth2 token ...`).
     Oauth2(cmd::oauth2::Args),
+    /// Manages API keys for `serve --api-keys FILE`: `apikey add NAME | list | revoke ID | remove ID`.
+    Apikey(cmd::apikey::Args),
     /// MQTT client with mosquitto_sub / mosquitto_pub flags: `mqtt sub URL -t F`, `mqtt pub URL -t T -m M`.
     Mqtt(cmd::mqtt::Args),
     /// Sends and receives files over the wskit files protocol: `files send URL FILE...`,
@@ -85,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(args) => cmd::cert::run(&args),
         Command::Jwt(args) => cmd::jwt::run(args),
         Command::Oauth2(args) => cmd::oauth2::run(args),
+        Command::Apikey(args) => cmd::apikey::run(args),
         Command::Mqtt(args) => block_on(cmd::mqtt::run(args)),
         Command::Files(args) => files::run(args),
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns flags (and `--config wskit.toml` where offered) into a
 //! library `Config` and calls the library.
 
+pub(crate) mod apikey;
 pub(crate) mod backplane;
 pub(crate) mod bench;
 pub(crate) mod cert;

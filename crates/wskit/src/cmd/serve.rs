@@ -123,6 +123,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) token_auth: super::oauth2::TokenAuthArgs,
+    /// Every route needs an API key of this database (`wskit apikey add NAME --db FILE`) in the
+    /// X-API-Key header or the api_key query parameter; --public paths need none.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_keys: Option<PathBuf>,
     /// Scale-out: --backplane URL, --node-id ID (see cmd::backplane).
     #[command(flatten)]
     #[serde(flatten)]
@@ -168,6 +172,7 @@ struct Setup {
     app: Serve,
     /// Token authentication (JWT or the OAuth2 server), from flags and file.
     token_auth: super::oauth2::TokenAuthArgs,
+    api_keys: Option<PathBuf>,
     backplane: super::backplane::BackplaneArgs,
 }
 
@@ -273,7 +278,7 @@ fn build(args: Args) -> Result<Setup> {
         })
         .collect::<Result<Vec<_>>>()?;
     let public = args.public;
-    if users.is_empty() && args.token_auth.enabled() {
+    if users.is_empty() && (args.token_auth.enabled() || args.api_keys.is_some()) {
         // The token guard (cmd::oauth2::start) takes the public paths from here.
         let mut auth = AuthConfig::default();
         auth.public_paths = public;
@@ -319,6 +324,7 @@ fn build(args: Args) -> Result<Setup> {
         config: cfg,
         threads: args.threads.unwrap_or(0),
         token_auth: args.token_auth,
+        api_keys: args.api_keys,
         backplane: args.backplane,
         app: Serve {
             test_page,
@@ -511,6 +517,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         threads,
         app,
         token_auth,
+        api_keys,
         backplane,
     } = build(args)?;
     let files = app.files.clone();
@@ -527,7 +534,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     };
     runtime.block_on(async move {
         let link = backplane.connect()?;
-        let server = super::oauth2::start(config, app, &token_auth).await?;
+        let server = super::apikey::start(config, app, &token_auth, api_keys.as_deref()).await?;
         super::backplane::attach(&server, link);
         if let Some(f) = &files {
             f.set_server(server.clone());
