@@ -14,13 +14,24 @@ pub struct Binding {
     pub addr: SocketAddr,
     /// TLS configuration (from `ws_tls`); `None` for plain TCP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Chooses the ALPN protocol of each TLS connection (`OnSSLALPNSelect`) from the ones the
+    /// client offers, in its order; `None` from the callback negotiates no ALPN. When set,
+    /// it replaces the fixed preference list of the TLS configuration. Default: none.
+    pub alpn_select: Option<AlpnSelect>,
 }
+
+/// The callback of [`Binding::alpn_select`]: the client's ALPN offers in, the chosen one out.
+pub type AlpnSelect = Arc<dyn Fn(&[&[u8]]) -> Option<Vec<u8>> + Send + Sync>;
 
 impl Binding {
     /// A plain (non-TLS) binding.
     #[must_use]
     pub fn plain(addr: SocketAddr) -> Self {
-        Self { addr, tls: None }
+        Self {
+            addr,
+            tls: None,
+            alpn_select: None,
+        }
     }
 
     /// A TLS binding.
@@ -29,7 +40,18 @@ impl Binding {
         Self {
             addr,
             tls: Some(tls),
+            alpn_select: None,
         }
+    }
+
+    /// This binding with an ALPN selection callback ([`Binding::alpn_select`]).
+    #[must_use]
+    pub fn with_alpn_select(
+        mut self,
+        select: impl Fn(&[&[u8]]) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        self.alpn_select = Some(Arc::new(select));
+        self
     }
 }
 
@@ -38,6 +60,7 @@ impl fmt::Debug for Binding {
         f.debug_struct("Binding")
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
+            .field("alpn_select", &self.alpn_select.is_some())
             .finish()
     }
 }

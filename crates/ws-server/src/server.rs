@@ -129,7 +129,14 @@ fn spawn_listeners<H: Handler>(server: &ServerHandle, handler: &Arc<H>) -> Resul
             addr: binding.addr,
             source,
         })?;
-        listeners.push((listener, local, binding.tls.clone().map(TlsAcceptor::from)));
+        let tls = binding.tls.clone().map(|config| {
+            Arc::new(TlsSide {
+                acceptor: TlsAcceptor::from(config.clone()),
+                config,
+                alpn_select: binding.alpn_select.clone(),
+            })
+        });
+        listeners.push((listener, local, tls));
     }
     let mut addrs = lock(&server.inner.local_addrs);
     let mut tasks = lock(&server.inner.listeners);
@@ -148,11 +155,43 @@ fn spawn_listeners<H: Handler>(server: &ServerHandle, handler: &Arc<H>) -> Resul
     Ok(())
 }
 
+/// The TLS side of a binding.
+struct TlsSide {
+    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
+    alpn_select: Option<crate::config::AlpnSelect>,
+}
+
+impl TlsSide {
+    /// The TLS handshake; with an ALPN callback, the configuration is chosen after reading
+    /// the ClientHello, with the callback's protocol as the only one.
+    async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        let Some(select) = &self.alpn_select else {
+            return self.acceptor.accept(tcp).await;
+        };
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let hello = start.client_hello();
+        let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
+        let chosen = if offered.is_empty() {
+            None
+        } else {
+            select(&offered)
+        };
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = chosen.into_iter().collect();
+        start.into_stream(Arc::new(config)).await
+    }
+}
+
 async fn accept_loop<H: Handler>(
     server: ServerHandle,
     handler: Arc<H>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsSide>>,
 ) {
     loop {
         match listener.accept().await {
@@ -186,7 +225,7 @@ async fn serve<H: Handler>(
     handler: Arc<H>,
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsSide>>,
 ) {
     let next = Box::pin(accept(&server, &handler, tcp, peer, tls)).await;
     match next {
@@ -217,7 +256,7 @@ async fn accept<H: Handler>(
     handler: &Arc<H>,
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsSide>>,
 ) -> Option<Next> {
     let inner = server.inner.clone();
     let config = &inner.config;
@@ -243,7 +282,7 @@ async fn accept<H: Handler>(
     let is_tls = tls.is_some();
     let io = match tls {
         None => Io::Plain(tcp),
-        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Some(side) => match tokio::time::timeout_at(deadline, side.accept(tcp)).await {
             Ok(Ok(s)) => Io::tls(s),
             Ok(Err(e)) => {
                 handler.on_error(peer, None, &Error::Tls(e)).await;

@@ -338,3 +338,29 @@ async fn abort_drops_the_socket_without_a_close_frame() {
     other.send(ws_frame::Message::text("hello")).await;
     assert_eq!(other.close(CloseCode::NORMAL).await, CloseCode::NORMAL);
 }
+
+#[tokio::test]
+async fn an_alpn_callback_chooses_the_protocol_of_each_tls_connection() {
+    let pki = ws_tls::test_certs::TestPki::generate();
+    // The TLS configuration alone only speaks http/1.1: the callback decides instead.
+    let tls = ws_tls::server_config(&pki.server_config()).unwrap();
+    let binding = ws_server::Binding::tls("127.0.0.1:0".parse().unwrap(), tls)
+        .with_alpn_select(|offered| offered.last().map(|p| p.to_vec()));
+    let config = ws_server::ServerConfig::new(vec![binding]);
+    let server = Server::start(config, ws_server::EchoHandler).await.unwrap();
+    let mut ccfg = pki.client_config();
+    ccfg.alpn = vec!["x-first".into(), "x-last".into()];
+    let connector = tokio_rustls::TlsConnector::from(ws_tls::client_config(&ccfg).unwrap());
+    let tcp = tokio::net::TcpStream::connect(server.local_addrs()[0])
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"x-last"[..]));
+    // The connection goes on as usual.
+    let mut c = common::handshake(Box::new(tls), "/", &[], Config::default())
+        .await
+        .unwrap();
+    c.send("over tls").await;
+    assert_eq!(c.message().await, Some(ws_frame::Message::text("over tls")));
+}
