@@ -350,6 +350,8 @@ async fn run_ws(
     let mut stalled_since: Option<Instant> = None;
     let mut pings: PingWaiters = Vec::new();
     let mut bucket = opts.throttle.map(|rate| Throttle::new(rate, ws_io::now()));
+    // Whether the last wait read the transport (the read timeout only runs then).
+    let mut reading;
     // The hook chose to ping for the heartbeat due now.
     let mut hb_ping_chosen = false;
     loop {
@@ -404,8 +406,18 @@ async fn run_ws(
             .max(write_buffer_limit)
             .saturating_add(write_buffer_limit);
         let throttled = bucket.as_mut().and_then(|b| b.ready_at(now));
+        let read = ends.pending.len() < recv_queue && backlog < read_limit;
+        // The timeouts measure the peer, not our own gates: no read timeout while we do not
+        // read (the application is behind), no write timeout while the throttle holds writes.
+        reading = read;
+        if !read {
+            last_read = now;
+        }
+        if throttled.is_some() && stalled_since.is_some() {
+            stalled_since = Some(now);
+        }
         let wake_at = [
-            opts.read_timeout.map(|t| last_read + t),
+            opts.read_timeout.filter(|_| read).map(|t| last_read + t),
             opts.write_timeout
                 .and_then(|t| stalled_since.map(|s| s + t)),
             pings.iter().map(|p| p.1).min(),
@@ -417,7 +429,7 @@ async fn run_ws(
         .flatten()
         .min();
         let gates = Gates {
-            read: ends.pending.len() < recv_queue && backlog < read_limit,
+            read,
             write: throttled.is_none(),
             wake_at,
             ..Gates::default()
@@ -516,7 +528,7 @@ async fn run_ws(
             }
             Step::Wake => {
                 let now = ws_io::now();
-                if opts.read_timeout.is_some_and(|t| now >= last_read + t) {
+                if reading && opts.read_timeout.is_some_and(|t| now >= last_read + t) {
                     let t = opts.read_timeout.unwrap_or_default();
                     give_up(
                         &ends.shared,
@@ -527,7 +539,9 @@ async fn run_ws(
                     eof = true;
                     break;
                 }
+                let throttled = bucket.as_mut().is_some_and(|b| b.ready_at(now).is_some());
                 if let (Some(t), Some(since)) = (opts.write_timeout, stalled_since)
+                    && !throttled
                     && now >= since + t
                 {
                     give_up(

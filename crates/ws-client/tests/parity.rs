@@ -488,3 +488,56 @@ async fn before_connect_hook_edits_each_attempt() {
     drop(ws);
     server.stop().await;
 }
+
+// The read timeout measures the server, not the application: while the application does not
+// take messages (reading stops at recv_queue), it does not fire.
+#[tokio::test(start_paused = true)]
+async fn read_timeout_does_not_fire_while_the_application_is_behind() {
+    let (server, addr) = echo().await;
+    let mut config = ClientConfig::default();
+    config.read_timeout = Some(Duration::from_secs(2));
+    config.recv_queue = 1;
+    let mut ws = connect(ws_url(addr, "/"), config).await.unwrap();
+    for i in 0..8 {
+        ws.send_text(format!("m{i}")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!ws.is_closed(), "{:?}", ws.close_info());
+    for i in 0..8 {
+        let m = ws.recv().await.unwrap().unwrap();
+        assert_eq!(m.as_text(), Some(format!("m{i}").as_str()));
+    }
+    ws.send_text("after").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("after"));
+    server.stop().await;
+}
+
+// Nor does the write timeout fire while the client's own throttle holds the writes back.
+#[tokio::test(start_paused = true)]
+async fn write_timeout_does_not_count_the_throttle() {
+    let (server, addr) = echo().await;
+    let mut config = ClientConfig::default();
+    config.write_timeout = Some(Duration::from_secs(1));
+    config.throttle_bps = Some(8 * 1000);
+    let mut ws = connect(ws_url(addr, "/"), config).await.unwrap();
+    for i in 0..5u8 {
+        ws.send_binary(vec![i; 1000]).await.unwrap();
+    }
+    for i in 0..5u8 {
+        let m = ws.recv().await.unwrap().unwrap();
+        assert_eq!(m.as_bytes()[0], i);
+    }
+    // Those went out at once (the bucket's debt is paid afterwards): this one waits about 4 s
+    // for the throttle, longer than the write timeout.
+    let started = tokio::time::Instant::now();
+    ws.send_text("late").await.unwrap();
+    let m = ws.recv().await.unwrap();
+    assert_eq!(m.unwrap().as_text(), Some("late"));
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!ws.is_closed(), "{:?}", ws.close_info());
+    server.stop().await;
+}
