@@ -1,16 +1,18 @@
 //! A tus 1.0 client: uploads a file to any tus server (creation, HEAD, PATCH with a sha1
 //! `Upload-Checksum` when the server lists the checksum extension), resumable from the upload
-//! URL. Streams the file chunk by chunk; plain `http://` only (one connection per request).
+//! URL. Streams the file chunk by chunk over `http://` or `https://` (rustls through ws-tls), one
+//! connection per request.
 
-use std::{io::SeekFrom, path::Path};
+use std::{io::SeekFrom, path::Path, sync::Arc};
 
 use base64::Engine as _;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
+use tokio_rustls::rustls;
 
 use crate::error::Error;
 
@@ -30,11 +32,18 @@ pub struct TusReport {
     pub sha256: Option<[u8; 32]>,
 }
 
-/// A tus client for one server endpoint (the creation URL, e.g. `http://host:1080/files/`).
-#[derive(Clone, Debug)]
+/// A tus client for one server endpoint (the creation URL, e.g. `http://host:1080/files/` or
+/// `https://host/files/`).
+#[derive(Clone)]
 pub struct TusClient {
+    /// `http` or `https`.
+    scheme: &'static str,
     /// `host:port`.
     authority: String,
+    /// The host alone (TLS server name).
+    host: String,
+    /// TLS settings (`https` only).
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Path of the creation endpoint.
     path: String,
     /// Bytes per PATCH.
@@ -64,16 +73,81 @@ fn tus_err(status: u16, message: impl Into<String>) -> Error {
     }
 }
 
+/// Writes one request on `s` and reads the response head.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    head: &str,
+    body: &[u8],
+) -> Result<Reply, Error> {
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    s.flush().await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut tmp = [0u8; 4096];
+    let end = loop {
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(tus_err(0, "connection closed before a response"));
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(tus_err(0, "response head too large"));
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| tus_err(0, format!("bad status line {status_line:?}")))?;
+    let headers = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    Ok(Reply { status, headers })
+}
+
+impl std::fmt::Debug for TusClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TusClient")
+            .field(
+                "url",
+                &format!("{}://{}{}", self.scheme, self.authority, self.path),
+            )
+            .field("chunk", &self.chunk)
+            .field("checksum", &self.checksum)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_config(config: &ws_tls::ClientTlsConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
+    ws_tls::client_config(config).map_err(|e| Error::Config(format!("TLS: {e}")))
+}
+
 impl TusClient {
-    /// A client for the creation endpoint `url` (`http://host[:port]/path`), sending
-    /// `chunk`-byte PATCH requests.
+    /// A client for the creation endpoint `url` (`http://host[:port]/path`, or
+    /// `https://host[:port]/path` trusting the built-in web roots; see
+    /// [`TusClient::with_tls`]), sending `chunk`-byte PATCH requests.
     ///
     /// # Errors
-    /// [`Error::Config`] for anything but an `http://` URL or a zero chunk.
+    /// [`Error::Config`] for a URL that is not `http://` or `https://`, or a zero chunk.
     pub fn new(url: &str, chunk: usize) -> Result<Self, Error> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| Error::Config("the tus client speaks http:// only".into()))?;
+        let (scheme, rest, port) = if let Some(r) = url.strip_prefix("http://") {
+            ("http", r, 80)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            ("https", r, 443)
+        } else {
+            return Err(Error::Config(format!(
+                "tus URL {url:?}: expected http:// or https://"
+            )));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -81,13 +155,24 @@ impl TusClient {
         if authority.is_empty() || chunk == 0 {
             return Err(Error::Config("bad tus URL or chunk size".into()));
         }
-        let authority = if authority.contains(':') && !authority.ends_with(']') {
-            authority.to_string()
+        let (authority, host) = match authority.rsplit_once(':') {
+            Some((h, _)) if !authority.ends_with(']') => (authority.to_string(), h.to_string()),
+            _ => (format!("{authority}:{port}"), authority.to_string()),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tls = if scheme == "https" {
+            Some(tls_config(&ws_tls::ClientTlsConfig::default())?)
         } else {
-            format!("{authority}:80")
+            None
         };
         Ok(Self {
+            scheme,
             authority,
+            host,
+            tls,
             path: path.to_string(),
             chunk,
             checksum: true,
@@ -102,8 +187,23 @@ impl TusClient {
         self
     }
 
+    /// TLS settings for an `https://` endpoint (a private CA in `ca_file`, a client
+    /// certificate, ...); ignored for `http://`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the files cannot be read or the settings are invalid.
+    pub fn with_tls(mut self, config: &ws_tls::ClientTlsConfig) -> Result<Self, Error> {
+        if self.scheme == "https" {
+            self.tls = Some(tls_config(config)?);
+        }
+        Ok(self)
+    }
+
     fn path_of(&self, url: &str) -> String {
-        match url.strip_prefix("http://") {
+        match url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        {
             Some(rest) => rest.find('/').map_or("/".into(), |i| rest[i..].to_string()),
             None => url.to_string(),
         }
@@ -113,10 +213,10 @@ impl TusClient {
         if location.starts_with("http://") || location.starts_with("https://") {
             location.to_string()
         } else if location.starts_with('/') {
-            format!("http://{}{location}", self.authority)
+            format!("{}://{}{location}", self.scheme, self.authority)
         } else {
             let base = self.path.rsplit_once('/').map_or("", |(b, _)| b);
-            format!("http://{}{base}/{location}", self.authority)
+            format!("{}://{}{base}/{location}", self.scheme, self.authority)
         }
     }
 
@@ -127,7 +227,6 @@ impl TusClient {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<Reply, Error> {
-        let mut s = TcpStream::connect(&self.authority).await?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n",
             self.authority
@@ -139,39 +238,18 @@ impl TusClient {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        s.write_all(head.as_bytes()).await?;
-        s.write_all(body).await?;
-        s.flush().await?;
-        let mut buf = Vec::with_capacity(1024);
-        let mut tmp = [0u8; 4096];
-        let end = loop {
-            let n = s.read(&mut tmp).await?;
-            if n == 0 {
-                return Err(tus_err(0, "connection closed before a response"));
+        let tcp = TcpStream::connect(&self.authority).await?;
+        match &self.tls {
+            None => exchange(tcp, &head, body).await,
+            Some(cfg) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|_| Error::Config(format!("bad TLS server name {:?}", self.host)))?;
+                let s = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await?;
+                exchange(s, &head, body).await
             }
-            buf.extend_from_slice(&tmp[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > 64 * 1024 {
-                return Err(tus_err(0, "response head too large"));
-            }
-        };
-        let text = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| tus_err(0, format!("bad status line {status_line:?}")))?;
-        let headers = lines
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                Some((k.trim().to_string(), v.trim().to_string()))
-            })
-            .collect();
-        Ok(Reply { status, headers })
+        }
     }
 
     /// `OPTIONS`: the server's extensions.
@@ -356,7 +434,15 @@ mod tests {
         assert_eq!(c.absolute("abc"), "http://127.0.0.1:1080/files/abc");
         assert_eq!(c.absolute("http://h:1/x"), "http://h:1/x");
         assert_eq!(c.path_of("http://127.0.0.1:1080/files/abc"), "/files/abc");
-        assert!(TusClient::new("https://x/", 10).is_err());
+        assert!(TusClient::new("ftp://x/", 10).is_err());
+        let c = TusClient::new("https://example.org/files/", 10).unwrap();
+        assert_eq!(c.authority, "example.org:443");
+        assert_eq!(c.host, "example.org");
+        assert_eq!(
+            c.absolute("/files/abc"),
+            "https://example.org:443/files/abc"
+        );
+        assert_eq!(c.path_of("https://example.org:443/files/abc"), "/files/abc");
         assert_eq!(
             TusClient::new("http://host/f", 1).unwrap().authority,
             "host:80"
