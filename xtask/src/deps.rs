@@ -108,6 +108,8 @@ const CORES: &[(&str, &[&str], &[&str])] = &[
     ("ws-http", &[], &["handshake/os_random.rs"]),
     ("stun-turn", &[], &["net"]),
     ("token-bucket", &[], &[]),
+    // The load balancer's policy: picks a backend given its state and the time.
+    ("ws-proxy", &["balance.rs", "target.rs"], &[]),
     (
         "proto-mqtt",
         &["session.rs", "packet.rs", "topic.rs", "reason.rs"],

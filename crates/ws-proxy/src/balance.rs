@@ -41,7 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{config::Target, error::Error};
+use crate::{error::Error, target::Target};
 
 /// How a backend is chosen for a new connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -32,11 +32,12 @@ use ws_server::{
 };
 
 use crate::{
-    config::{ProxyConfig, Target},
+    config::ProxyConfig,
     hooks::Hooks,
     http_forward::HttpSide,
     lb::{Lb, LbGuard},
     sync::lock,
+    target::Target,
     tokens::TokenFile,
 };
 

@@ -9,8 +9,8 @@ use ws_server::{ConnInfo, Disconnect, Fragment, Request, Response, ws_frame::Mes
 
 use crate::{
     balance::BackendStatus,
-    config::Target,
     forward::{ForwardError, ForwardRequest, Forwarded},
+    target::Target,
 };
 
 /// Application hooks of a [`crate::ProxyServer`]. Every method has a default; they run on the

@@ -16,9 +16,9 @@ use ws_server::{Body, Request, Response, ws_http};
 
 use crate::{
     balance::{BackendStatus, Balancer, BalancerConfig, Policy, Probe, State},
-    config::Target,
     hooks::Hooks,
     sync::lock,
+    target::Target,
     upstream::HttpUpstream,
 };
 

@@ -185,17 +185,19 @@ mod lb;
 mod pp;
 mod server;
 mod sync;
+mod target;
 mod tokens;
 mod upstream;
 
 pub use balance::{BalancerConfig, HealthCheck, Policy, Probe, Registration};
-pub use config::{ProxyConfig, ProxyProtocol, Resolver, Target};
+pub use config::{ProxyConfig, ProxyProtocol, Resolver};
 #[allow(deprecated)]
 pub use error::{Error, ProxyError};
 pub use forward::{ForwardError, ForwardErrorKind, ForwardRequest, Forwarded};
 pub use hooks::{Hooks, NoHooks};
 pub use pp::V2_SIGNATURE;
 pub use server::ProxyServer;
+pub use target::Target;
 pub use tokens::parse_token_file;
 pub use upstream::{HostHeader, HttpUpstream};
 /// The server crate the proxy runs on (its configuration, request and connection types).

@@ -17,12 +17,13 @@ use ws_server::{
 use crate::{
     balance::BackendStatus,
     bridge::{Proxy, Stats},
-    config::{ProxyConfig, Target},
+    config::ProxyConfig,
     error::Error,
     hooks::{Hooks, NoHooks},
     http_forward::HttpSide,
     lb::{AbortOnDrop, Lb},
     sync::lock,
+    target::Target,
     tokens::TokenFile,
     upstream::HttpUpstream,
 };

@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use crate::{config::Target, error::Error, sync::lock};
+use crate::{error::Error, sync::lock, target::Target};
 
 /// Parses the text of a token file: one `token: target` per line (`target` as accepted by
 /// [`Target::parse`], so `host:port`, `tcp://`, `tls://`, `ws://`, `wss://`); blank lines and
