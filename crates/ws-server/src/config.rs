@@ -315,6 +315,12 @@ pub struct ServerConfig {
     /// commands until the peer catches up. Default: [`ServerConfig::DEFAULT_WRITE_BUFFER_LIMIT`]
     /// (1 MiB).
     pub write_buffer_limit: usize,
+    /// Most time a WebSocket connection may have unwritten data without the peer taking any
+    /// of it (`WriteTimeOut`); past it the connection is dropped (no Close frame: it could not
+    /// be written either) and `on_disconnect` gets 1006 "write timeout". `None`: no limit
+    /// (a slow reader is still bounded by `write_buffer_limit` and `send_queue`). Not zero.
+    /// Default: `None`.
+    pub write_timeout: Option<Duration>,
     /// Authentication of every request (upgrades, SSE, static files, HTTP routes) except
     /// [`AuthConfig::public_paths`]. Default: `None` (everyone is let in).
     pub auth: Option<AuthConfig>,
@@ -412,6 +418,9 @@ impl ServerConfig {
         if self.write_buffer_limit == 0 {
             return bad("write_buffer_limit", "must be at least 1");
         }
+        if self.write_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("write_timeout", "must not be zero (None: no limit)");
+        }
         if self.handshake_timeout.is_zero() {
             return bad("handshake_timeout", "must not be zero");
         }
@@ -474,6 +483,7 @@ impl Default for ServerConfig {
             send_queue: Self::DEFAULT_SEND_QUEUE,
             slow_reader: SlowReaderPolicy::Disconnect,
             write_buffer_limit: Self::DEFAULT_WRITE_BUFFER_LIMIT,
+            write_timeout: None,
             auth: None,
             raw_tcp: RawTcp {
                 max_buffer: RawTcp::DEFAULT_MAX_BUFFER,

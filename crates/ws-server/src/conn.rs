@@ -263,6 +263,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut killed = false;
     let mut pending_kill = false;
     let mut eof = false;
+    // When the write timeout passes if the peer takes nothing more (ServerConfig::write_timeout).
+    let mut write_stall: Option<Instant> = None;
     let mut read_since_shrink = 0usize;
     // Set once a handler method panicked: the handler gets nothing more but on_disconnect.
     let mut broken = false;
@@ -336,13 +338,31 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
             None => (None, None),
         };
+        // The write timeout: unwritten data the peer has taken nothing of for that long.
+        if let Some(limit) = config.write_timeout {
+            if d.backlog() == 0 {
+                write_stall = None;
+            } else {
+                let now = ws_io::now();
+                let at = *write_stall.get_or_insert(now + limit);
+                if now >= at {
+                    disconnect.get_or_insert(Disconnect::new(
+                        CloseCode::ABNORMAL,
+                        format!("write timeout: the peer took nothing for {limit:?}"),
+                        Initiator::Local,
+                    ));
+                    eof = true;
+                    break;
+                }
+            }
+        }
         let backlog = d.below_limit();
         let can_cmd = backlog && !d.ws.is_closed();
         let gates = Gates {
             read: backlog && read_wait.is_none() && !paused,
             write: write_wait.is_none(),
             events: !paused,
-            wake_at: [timers.next(), read_wait, write_wait]
+            wake_at: [timers.next(), read_wait, write_wait, write_stall]
                 .into_iter()
                 .flatten()
                 .min(),
@@ -459,6 +479,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
             Step::Wrote(n) => {
                 info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                // Progress: the write timeout counts afresh.
+                write_stall = None;
                 if let Some((_, w)) = &mut throttle {
                     w.consume(n as u64, ws_io::now());
                 }

@@ -364,3 +364,37 @@ async fn an_alpn_callback_chooses_the_protocol_of_each_tls_connection() {
     c.send("over tls").await;
     assert_eq!(c.message().await, Some(ws_frame::Message::text("over tls")));
 }
+
+/// Sends 32 MiB at connect (more than the socket buffers hold) and reports the disconnect.
+struct Floods(mpsc::UnboundedSender<(u16, String)>);
+
+impl Handler for Floods {
+    async fn on_connect(&self, ctx: &mut Ctx<'_>) {
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        for _ in 0..32 {
+            let _ = ctx.send(ws_frame::Message::Binary(chunk.clone()));
+        }
+    }
+
+    async fn on_disconnect(&self, _info: &Arc<ConnInfo>, d: ws_server::Disconnect) {
+        let _ = self.0.send((d.code.as_u16(), d.reason.to_string()));
+    }
+}
+
+// On tokio's paused clock: the write timeout takes no real time.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut config = local_config();
+    config.write_timeout = Some(Duration::from_secs(3));
+    let server = Server::start(config, Floods(tx)).await.unwrap();
+    // Connects and never reads again.
+    let _stuck = connect(server.local_addrs()[0], "/").await;
+    let (code, reason) = timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("dropped within the write timeout")
+        .unwrap();
+    assert_eq!(code, 1006);
+    assert!(reason.contains("write timeout"), "{reason}");
+    assert_eq!(server.count(), 0);
+}
