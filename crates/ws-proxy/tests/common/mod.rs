@@ -19,15 +19,13 @@ use tokio::{
 use ws_client::{ClientConfig, WebSocket};
 use ws_proxy::{ProxyConfig, ProxyServer, Target, ws_server::Binding};
 
-/// Whether CI asked for every peer (`WSKIT_REQUIRE_PEERS=1`): a missing one fails the test.
-pub fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
+/// Reports a missing peer through `ws_testkit::peers` (a skip, or a failure under
+/// `WSKIT_REQUIRE_PEERS=1`); returns false for the caller to pass on.
 pub fn missing(why: &str) -> bool {
-    assert!(!require_peers(), "WSKIT_REQUIRE_PEERS=1 but {why}");
-    eprintln!("SKIPPED: {why}");
+    ws_testkit::peers::missing(
+        why,
+        "the test file's header names it; bash .ci/run installs every peer",
+    );
     false
 }
 
