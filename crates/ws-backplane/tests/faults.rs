@@ -1,4 +1,4 @@
-//! Faults against real engines: the engine killed and restarted mid-stream (the outage policy
+//! Faults against real engines: the engine (Redis, NATS) killed and restarted mid-stream (the outage policy
 //! holds and the counters say what happened), and a node whose engine is down still serves its
 //! own clients.
 
@@ -18,7 +18,17 @@ const BUFFER: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_mid_stream() {
-    let Some(mut engine) = Engine::start(Kind::Redis).await else {
+    killed_and_restarted_mid_stream(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_and_restarted_mid_stream() {
+    killed_and_restarted_mid_stream(Kind::Nats).await;
+}
+
+/// The engine SIGKILLed and restarted under three nodes publishing.
+async fn killed_and_restarted_mid_stream(kind: Kind) {
+    let Some(mut engine) = Engine::start(kind).await else {
         return;
     };
     let cluster = Cluster::start(&engine.url(), |c| {
