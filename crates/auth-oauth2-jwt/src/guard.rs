@@ -60,6 +60,64 @@ impl TokenCheck for Verifier {
     }
 }
 
+/// Several token checks on one server (the seed's OAuth2 and JWT attachments side by side):
+/// a token is good when any check accepts it, tried in order; the first that accepts gives the
+/// claims. A refusal reports the first error that says more than "unknown token"
+/// ([`TokenError::Inactive`], [`TokenError::Malformed`]: what a check says of a token that is
+/// not its kind), else the first check's.
+pub struct AnyOf(pub Vec<Arc<dyn TokenCheck>>);
+
+impl std::fmt::Debug for AnyOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyOf")
+            .field("checks", &self.0.len())
+            .finish()
+    }
+}
+
+impl AnyOf {
+    fn pick(errors: Vec<TokenError>) -> TokenError {
+        let telling = errors
+            .iter()
+            .position(|e| !matches!(e, TokenError::Inactive | TokenError::Malformed(_)));
+        match telling {
+            Some(i) => errors.into_iter().nth(i),
+            None => errors.into_iter().next(),
+        }
+        .unwrap_or(TokenError::NoKey)
+    }
+}
+
+impl TokenCheck for AnyOf {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Claims, TokenError>> {
+        Box::pin(async move {
+            let mut errors = Vec::with_capacity(self.0.len());
+            for check in &self.0 {
+                match check.check(token, now).await {
+                    Ok(claims) => return Ok(claims),
+                    Err(e) => errors.push(e),
+                }
+            }
+            Err(Self::pick(errors))
+        })
+    }
+
+    fn check_cached(&self, token: &str, now: SystemTime) -> Result<Claims, TokenError> {
+        let mut errors = Vec::with_capacity(self.0.len());
+        for check in &self.0 {
+            match check.check_cached(token, now) {
+                Ok(claims) => return Ok(claims),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(Self::pick(errors))
+    }
+}
+
 /// The seeds' JWT server events as hooks. Every method has a default.
 pub trait GuardHooks: Send + Sync + 'static {
     /// Let this request through without a token (`OnJWTBeforeRequest` with `Cancel`).

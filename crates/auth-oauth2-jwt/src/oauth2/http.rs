@@ -16,7 +16,7 @@ use ws_server::{Body, BoxFuture, Handler, Request, Response, delegate::Delegate}
 
 use crate::{
     error::{OAuthError, TokenError},
-    guard::{Guard, GuardHooks, JwtAuth, TokenCheck},
+    guard::{AnyOf, Guard, GuardHooks, JwtAuth, TokenCheck},
     jwt::claims::Claims,
     oauth2::server::{AuthServer, AuthorizeAnswer, SignInPage, parse_form},
 };
@@ -91,6 +91,7 @@ pub struct OAuth2 {
     server: Arc<AuthServer>,
     page: PageHook,
     guard_hooks: Option<Arc<dyn GuardHooks>>,
+    also: Option<Arc<dyn TokenCheck>>,
 }
 
 impl std::fmt::Debug for OAuth2 {
@@ -112,6 +113,7 @@ impl OAuth2 {
             server: Arc::new(server),
             page: Arc::new(|page, action| render_page(DEFAULT_PAGE, page, action)),
             guard_hooks: None,
+            also: None,
         }
     }
 
@@ -131,6 +133,15 @@ impl OAuth2 {
         self
     }
 
+    /// Also accept the tokens `check` accepts on the guarded routes: the seed's JWT attachment
+    /// beside its OAuth2 one, e.g. a [`crate::Verifier`] for JWTs from another issuer. The
+    /// server's own access tokens are tried first ([`crate::guard::AnyOf`]).
+    #[must_use]
+    pub fn with_also_accepted(mut self, check: Arc<dyn TokenCheck>) -> Self {
+        self.also = Some(check);
+        self
+    }
+
     /// The core.
     #[must_use]
     pub fn server(&self) -> &Arc<AuthServer> {
@@ -147,7 +158,11 @@ impl OAuth2 {
             .iter()
             .map(|p| (*p).to_owned())
             .collect();
-        let auth = JwtAuth::with_check(self.server.clone(), config).with_public(endpoints);
+        let check: Arc<dyn TokenCheck> = match &self.also {
+            Some(also) => Arc::new(AnyOf(vec![self.server.clone(), also.clone()])),
+            None => self.server.clone(),
+        };
+        let auth = JwtAuth::with_check(check, config).with_public(endpoints);
         match &self.guard_hooks {
             Some(hooks) => auth.with_hooks(hooks.clone()),
             None => auth,

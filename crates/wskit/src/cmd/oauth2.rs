@@ -7,6 +7,7 @@
 //! wskit serve --jwt-key PUBLIC.pem      ... or one signed with this key ...
 //! wskit serve --jwks https://.../jwks   ... or with a key of this JWKS
 //! wskit serve --oauth2 [--oauth2-db F]  the authorization server; every other route needs its token
+//!                                       (with --jwt-*: its tokens or those JWTs)
 //! wskit oauth2 client add NAME --redirect-uri URI [--grant G] [--public]   prints the credentials
 //! wskit oauth2 client list | remove ID ; wskit oauth2 user add NAME | remove NAME
 //! wskit oauth2 token client-credentials | code | refresh | password ...   the client (oauth2_client.rs)
@@ -193,11 +194,6 @@ pub(crate) async fn start<H: Handler>(
     if !args.enabled() {
         return Ok(Server::start(config, app).await?);
     }
-    if args.jwt() && args.oauth2 {
-        bail!(
-            "--oauth2 issues its own tokens; do not combine it with --jwt-secret, --jwt-key or --jwks"
-        );
-    }
     if config.auth.as_ref().is_some_and(|a| !a.users.is_empty()) {
         bail!("--user (Basic) cannot be combined with token authentication");
     }
@@ -219,6 +215,7 @@ pub(crate) async fn start<H: Handler>(
             token_config.oauth2 = token_config.oauth2.sgc_paths();
         }
         token_config.public_paths.clone_from(&public);
+        let token_config_jwt = token_config.clone();
         public.extend(
             token_config
                 .oauth2
@@ -245,7 +242,12 @@ pub(crate) async fn start<H: Handler>(
             core = core.with_jwt_access_tokens(signer)?;
         }
         tracing::info!(db = %path.display(), issuer = %core.config().oauth2.issuer, "OAuth2 authorization server on");
-        let oauth2 = OAuth2::new(core);
+        let mut oauth2 = OAuth2::new(core);
+        if args.jwt() {
+            // The seed's JWT attachment beside the OAuth2 one: JWTs of the --jwt-* keys too.
+            let verifier = args.verifier(token_config_jwt).await?;
+            oauth2 = oauth2.with_also_accepted(Arc::new(verifier));
+        }
         let auth = oauth2.auth();
         install(&mut config, &auth, public);
         return Ok(Server::start(config, oauth2.wrap(app)).await?);
