@@ -116,11 +116,18 @@ fn flags_win_over_the_file_and_the_file_over_the_defaults() {
     let (code, _, stderr) = serve.terminate();
     assert_eq!(code, Some(0), "{stderr}");
 
-    // The server's flag wins over its table: only `json` is offered now.
+    // The server's flag wins over its table: it speaks only `json` now, so a client offering
+    // the file's `chat` is refused (a subprotocol mismatch is refused by default, as in the
+    // seed), and one offering `json` gets it.
     let serve = Server::start(&["serve", "--config", &config, "--protocol", "json"]);
     let url = format!("ws://{}/echo", serve.addrs[0]);
     let client = cli::run(&["client", "--config", &config, &url]);
-    assert_eq!(client.code, Some(0), "{client:?}");
-    assert!(!client.stderr.contains("(protocol"), "{client:?}");
+    assert_eq!(client.code, Some(1), "{client:?}");
+    assert!(
+        client.stderr.contains("this server speaks: json"),
+        "{client:?}"
+    );
+    let client = cli::run(&["client", "--config", &config, "--protocol", "json", &url]);
+    assert!(client.stderr.contains("(protocol json)"), "{client:?}");
     drop(serve);
 }

@@ -14,7 +14,7 @@ fn proxy_errors_name_the_flags() {
     fails_with(
         &["proxy"],
         "nothing to proxy to: give --to URL (e.g. --to tcp://127.0.0.1:5900), --route PATH=URL, \
-         --token-file FILE or --http-upstream URL",
+         --token-file FILE, --http-upstream URL or --backend URL",
     );
     fails_with(
         &["proxy", "--to", "http://x:1"],
