@@ -21,6 +21,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use token_bucket::TokenBucket;
 
 use bytes::{Bytes, BytesMut};
 use tokio::{
@@ -349,7 +350,11 @@ async fn run_ws(
     let mut last_read = ws_io::now();
     let mut stalled_since: Option<Instant> = None;
     let mut pings: PingWaiters = Vec::new();
-    let mut bucket = opts.throttle.map(|rate| Throttle::new(rate, ws_io::now()));
+    // The client-side throttle (the seeds' `Throttle`): bytes are booked after they were
+    // written, so the balance may go into debt and writing then waits until it is paid off.
+    let mut bucket = opts
+        .throttle
+        .map(|rate| TokenBucket::new(rate.max(1), ws_io::now()));
     // Whether the last wait read the transport (the read timeout only runs then).
     let mut reading;
     // The hook chose to ping for the heartbeat due now.
@@ -575,7 +580,7 @@ async fn run_ws(
                 sent_backlog = sent_backlog.saturating_sub(n);
                 stalled_since = None;
                 if let Some(b) = bucket.as_mut() {
-                    b.consume(n, ws_io::now());
+                    b.consume(n as u64, ws_io::now());
                 }
             }
             Step::Other(Wait::Deliver(permit)) => {
@@ -668,54 +673,6 @@ async fn run_ws(
     }
     drop(d);
     ends.wind_down().await;
-}
-
-/// The client-side throttle (the seeds' `Throttle`): a token bucket of `rate` bytes per second
-/// with a burst of one second's worth; bytes are taken after they were written, so the
-/// balance may go negative and writing then waits until it is paid off.
-#[derive(Debug)]
-struct Throttle {
-    rate: u64,
-    tokens: i64,
-    last: Instant,
-}
-
-impl Throttle {
-    fn new(rate: u64, now: Instant) -> Self {
-        Self {
-            rate: rate.max(1),
-            tokens: i64::try_from(rate).unwrap_or(i64::MAX),
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last);
-        let add = elapsed.as_nanos() * u128::from(self.rate) / 1_000_000_000;
-        if add > 0 {
-            let cap = i64::try_from(self.rate).unwrap_or(i64::MAX);
-            let add = i64::try_from(add).unwrap_or(i64::MAX);
-            self.tokens = self.tokens.saturating_add(add).min(cap);
-            self.last = now;
-        }
-    }
-
-    fn consume(&mut self, n: usize, now: Instant) {
-        self.refill(now);
-        self.tokens = self
-            .tokens
-            .saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// `None` when writing may go on now, else when the debt is paid off.
-    fn ready_at(&mut self, now: Instant) -> Option<Instant> {
-        self.refill(now);
-        if self.tokens >= 0 {
-            return None;
-        }
-        let nanos = u128::from(self.tokens.unsigned_abs()) * 1_000_000_000 / u128::from(self.rate);
-        Some(now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX) + 1))
-    }
 }
 
 /// What the raw loop waits for.
