@@ -48,16 +48,13 @@ const TEST_LIMIT: Duration = Duration::from_secs(90);
 /// How long a peer may take to start listening.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
-fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing peer: a failure under `WSKIT_REQUIRE_PEERS=1`, a skip otherwise.
+/// Reports a missing peer through `ws_testkit::peers` (a skip, or a failure under
+/// `WSKIT_REQUIRE_PEERS=1`); returns false for the caller to pass on.
 fn missing(why: &str) -> bool {
-    if require_peers() {
-        panic!("WSKIT_REQUIRE_PEERS=1 but {why}");
-    }
-    eprintln!("SKIPPED: {why}");
+    ws_testkit::peers::missing(
+        why,
+        "the install line in this file's header; bash .ci/run installs every peer",
+    );
     false
 }
 

@@ -18,12 +18,10 @@ fn python_websockets_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        let msg = "python3 with the `websockets` package (>= 13) is not installed \
-                   (pip install websockets)";
-        if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("{msg}; WSKIT_REQUIRE_PEERS=1 makes this a failure");
-        }
-        eprintln!("skipping: {msg}");
+        ws_testkit::peers::missing(
+            "python3 with the `websockets` package (>= 13) is not installed",
+            "python3 -m pip install websockets",
+        );
     }
     found
 }
