@@ -17,10 +17,7 @@ use proto_files::{Config, EventKind, FileEvent, Files, FilesHandler, Hooks, QoS,
 use ws_server::{Body, Request, Response, Server, ServerHandle};
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{what} and WSKIT_REQUIRE_PEERS=1 (apt-get install -y chromium nodejs npm)");
-    }
-    println!("SKIPPED: {what} (apt-get install -y chromium nodejs npm)");
+    ws_testkit::peers::missing(what, "apt-get install -y chromium nodejs npm");
 }
 
 fn playwright() -> Option<String> {

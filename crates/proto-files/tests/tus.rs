@@ -20,10 +20,6 @@ use tokio::{
     net::TcpStream,
 };
 
-fn require_peers() -> bool {
-    std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
 fn have_tuspy() -> bool {
     Command::new("python3")
         .args(["-c", "import tusclient"])
@@ -74,11 +70,10 @@ fn python(script: &str, args: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tuspy_uploads_is_interrupted_resumes_and_the_sha256_matches() {
     if !have_tuspy() {
-        assert!(
-            !require_peers(),
-            "WSKIT_REQUIRE_PEERS=1 but python3 with tuspy is missing (pip install tuspy==1.1.0)"
+        ws_testkit::peers::missing(
+            "python3 with tuspy is missing",
+            "python3 -m pip install tuspy==1.1.0",
         );
-        eprintln!("SKIPPED: python3 with tuspy is missing (pip install tuspy==1.1.0)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

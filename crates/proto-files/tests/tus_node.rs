@@ -17,10 +17,7 @@ use common::*;
 use proto_files::{Config, NoHooks, TusClient};
 
 fn peer_missing(what: &str) {
-    if std::env::var("WSKIT_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{what} and WSKIT_REQUIRE_PEERS=1 (apt-get install -y nodejs npm)");
-    }
-    println!("SKIPPED: {what} (apt-get install -y nodejs npm)");
+    ws_testkit::peers::missing(what, "apt-get install -y nodejs npm");
 }
 
 /// The pinned packages, installed when missing; `None` (after the skip message) without node.
