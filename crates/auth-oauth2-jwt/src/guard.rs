@@ -300,7 +300,7 @@ impl JwtAuth {
             || self.hooks.bypass(request)
     }
 
-    fn find(&self, headers: &[(String, String)], target: &str) -> Option<Found> {
+    fn find(&self, headers: &ws_http::Headers, target: &str) -> Option<Found> {
         find_token(headers, target, &self.config.sources)
     }
 
@@ -310,7 +310,7 @@ impl JwtAuth {
     /// Why the request is refused.
     pub async fn authenticate(&self, request: &Request) -> Result<String, TokenError> {
         let found = self
-            .find(&fields(request.headers()), request.url())
+            .find(request.headers(), request.url())
             .ok_or(TokenError::Missing)?;
         let claims = self.check.check(&found.token, SystemTime::now()).await?;
         self.hooks
@@ -324,7 +324,7 @@ impl JwtAuth {
     /// [`TokenError::Missing`] without a token; why it is refused otherwise.
     pub fn claims(&self, request: &Request) -> Result<Claims, TokenError> {
         let found = self
-            .find(&fields(request.headers()), request.url())
+            .find(request.headers(), request.url())
             .ok_or(TokenError::Missing)?;
         self.check.check_cached(&found.token, SystemTime::now())
     }
@@ -341,14 +341,6 @@ impl JwtAuth {
             .ok_or(TokenError::Missing)?;
         self.check.check_cached(&found.token, SystemTime::now())
     }
-}
-
-/// A request's header fields in the owned form [`find_token`] takes.
-fn fields(headers: &ws_http::Headers) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
 }
 
 impl Authenticator for JwtAuth {
@@ -454,7 +446,7 @@ impl<H: Handler> Delegate for Guard<H> {
                 let offered = request.protocols();
                 let entry = self
                     .auth
-                    .find(&fields(request.headers()), request.url())
+                    .find(request.headers(), request.url())
                     .and_then(|f| f.protocol_entry);
                 match entry {
                     Some(entry) if offered.len() == 1 => Decision::Accept {

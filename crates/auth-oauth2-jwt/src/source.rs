@@ -1,6 +1,8 @@
 //! Finding the token in a request: a pure function over its header fields and target, tried
 //! in the configured order (the first place that has a token decides).
 
+use ws_http::Headers;
+
 use crate::config::Location;
 
 /// A token found in a request, and where.
@@ -24,11 +26,8 @@ impl std::fmt::Debug for Found {
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+fn header<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers.get_all(name)
 }
 
 /// Percent-decodes a query component (`+` is a space). `None` for bad escapes or non-UTF-8.
@@ -71,11 +70,7 @@ pub fn query_param(target: &str, name: &str) -> Option<String> {
 /// The token of `headers` and `target` (path and query), from the first of `sources` that
 /// has one. An `Authorization` field with another scheme than Bearer does not count.
 #[must_use]
-pub fn find_token(
-    headers: &[(String, String)],
-    target: &str,
-    sources: &[Location],
-) -> Option<Found> {
+pub fn find_token(headers: &Headers, target: &str, sources: &[Location]) -> Option<Found> {
     for source in sources {
         let found = match source {
             Location::Header => header(headers, "authorization").find_map(|v| {
@@ -117,11 +112,8 @@ pub fn find_token(
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn h(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().copied().collect()
     }
 
     #[test]

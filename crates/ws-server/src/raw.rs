@@ -86,7 +86,7 @@ pub(crate) async fn run<H: Handler>(
         tls,
         transport: Transport::Tcp,
         url: String::new(),
-        headers: Vec::new(),
+        headers: ws_http::Headers::new(),
         protocol: None,
         extensions: None,
         user: None,

@@ -51,7 +51,7 @@ pub struct ConnInfo {
     pub(crate) tls: bool,
     pub(crate) transport: Transport,
     pub(crate) url: String,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: ws_http::Headers,
     pub(crate) protocol: Option<String>,
     pub(crate) extensions: Option<String>,
     pub(crate) user: Option<String>,
@@ -114,17 +114,14 @@ impl ConnInfo {
     /// Request headers of the upgrade (empty when
     /// [`crate::ServerConfig::keep_request_headers`] is off).
     #[must_use]
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &ws_http::Headers {
         &self.headers
     }
 
     /// First request header named `name` (ASCII case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// Negotiated subprotocol.
@@ -646,7 +643,7 @@ pub(crate) fn test_info(
             tls: false,
             transport: Transport::WebSocket,
             url: "/".into(),
-            headers: Vec::new(),
+            headers: ws_http::Headers::new(),
             protocol: protocol.map(str::to_owned),
             extensions: None,
             user: None,

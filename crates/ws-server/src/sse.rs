@@ -87,13 +87,9 @@ pub(crate) async fn run<H: Handler>(
         transport: Transport::Sse,
         url: request.target,
         headers: if config.keep_request_headers {
-            request
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .collect()
+            request.headers.clone()
         } else {
-            Vec::new()
+            ws_http::Headers::new()
         },
         protocol: None,
         extensions: None,

@@ -150,13 +150,9 @@ pub(super) async fn run<H: Handler>(
         transport: Transport::WebSocket,
         url: request.target,
         headers: if config.keep_request_headers {
-            request
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .collect()
+            request.headers.clone()
         } else {
-            Vec::new()
+            ws_http::Headers::new()
         },
         protocol,
         extensions,
