@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use ws_server::{
     AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, Request, Response,
-    ServerConfig, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
+    ServerConfig, SgcAuth, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
     ws_frame::{Message, deflate::DeflateConfig},
 };
 
@@ -119,6 +119,16 @@ pub(crate) struct Args {
     /// `/health`), or a prefix ending in `*` (`/static/*`).
     #[arg(long = "public", value_name = "PATH")]
     pub(crate) public: Vec<String>,
+    /// With --user: also accept the seed's URL authentication, a WebSocket to
+    /// `[PATH]/sgc/auth/url/NAME/PASSWORD` (what wskit.js's `sgcWebSocket({host, user,
+    /// password})` sends). Weaker than a header: the password ends up in logs and history.
+    #[arg(long)]
+    pub(crate) sgc_url_auth: bool,
+    /// With --user: also answer `GET [PATH]/sgc/req/auth/session/NAME/PASSWORD` with a one-time
+    /// token for `[PATH]/sgc/auth/session/TOKEN`, good for this many seconds (the seed's
+    /// session authentication).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) sgc_session_auth: Option<u64>,
     /// Token authentication: JWT (--jwt-secret, --jwt-key, --jwks) or the OAuth2 server.
     #[command(flatten)]
     #[serde(flatten)]
@@ -278,6 +288,20 @@ fn build(args: Args) -> Result<Setup> {
         })
         .collect::<Result<Vec<_>>>()?;
     let public = args.public;
+    let mut sgc = SgcAuth::default();
+    if args.sgc_url_auth {
+        sgc = sgc.with_url();
+    }
+    match args.sgc_session_auth {
+        Some(0) => bail!("--sgc-session-auth: a token must live at least 1 second"),
+        Some(secs) => sgc = sgc.with_sessions(Duration::from_secs(secs)),
+        None => {}
+    }
+    if sgc.enabled() && users.is_empty() {
+        bail!(
+            "--sgc-url-auth and --sgc-session-auth check the passwords of --user NAME:PASSWORD; give at least one --user"
+        );
+    }
     if users.is_empty() && (args.token_auth.enabled() || args.api_keys.is_some()) {
         // The token guard (cmd::oauth2::start) takes the public paths from here.
         let mut auth = AuthConfig::default();
@@ -292,6 +316,7 @@ fn build(args: Args) -> Result<Setup> {
     } else {
         let mut auth = AuthConfig::basic(users);
         auth.public_paths = public;
+        auth.sgc = sgc;
         cfg.auth = Some(auth);
     }
     cfg.document_root = args.root;
