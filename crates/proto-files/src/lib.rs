@@ -14,6 +14,7 @@
 //!
 //! See the crate's README for an example of both ends, the limits and the tests.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 // Modules are floors: each uses only the floors below it.
 //   0 leaf types   error, config, name, wire
