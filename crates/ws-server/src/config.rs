@@ -2,6 +2,7 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use ws_frame::deflate::DeflateConfig;
 
 use crate::{auth::AuthConfig, error::Error};
@@ -260,6 +261,22 @@ pub struct ServerConfig {
     /// and 16 MiB are kept. `Duration::ZERO` looks every request's file up (a trip to the
     /// blocking pool each). Default: [`ServerConfig::DEFAULT_FILE_CACHE`] (1 s).
     pub file_cache: Duration,
+    /// Serve the built-in test page ([`ServerConfig::test_page`]) at `/` and
+    /// `/sgcWebSockets.html` for `GET`/`HEAD` (other methods: 405); the seed's
+    /// `Options.HTMLFiles`. Files of [`ServerConfig::document_root`] win over it, and it wins
+    /// over [`crate::Handler::on_http`] on those paths. Default: false in the library (unlike
+    /// the seed, whose default is on), so a handler that answers `/` itself keeps doing so;
+    /// the `wskit serve` binary turns it on.
+    pub html_files: bool,
+    /// Serve the JavaScript client ([`crate::assets::WSKIT_JS`]) at `/wskit.js` and
+    /// `/sgcWebSockets.js` for `GET`/`HEAD`; the seed's `Options.JavascriptFiles`. The test
+    /// page loads it, so turn both on together. Same precedence and default as
+    /// [`ServerConfig::html_files`].
+    pub javascript_files: bool,
+    /// The HTML served by [`ServerConfig::html_files`]. Default:
+    /// [`crate::assets::TEST_PAGE_HTML`]; a program may serve an edited copy (`wskit serve`
+    /// hides the upload form when uploads are off).
+    pub test_page: Bytes,
     /// Keep HTTP connections open for further requests (HTTP/1.1 unless `Connection: close`,
     /// HTTP/1.0 with `Connection: keep-alive`). Default: true.
     pub keep_alive: bool,
@@ -467,6 +484,9 @@ impl Default for ServerConfig {
             http: HttpLimits::default(),
             document_root: None,
             file_cache: Self::DEFAULT_FILE_CACHE,
+            html_files: false,
+            javascript_files: false,
+            test_page: Bytes::from_static(crate::assets::TEST_PAGE_HTML.as_bytes()),
             keep_alive: true,
             keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
             max_requests_per_connection: Self::DEFAULT_MAX_REQUESTS_PER_CONNECTION,

@@ -118,7 +118,7 @@
 
 // Modules are floors: each uses only the floors below it, so no two modules import each
 // other in a circle (`cargo xtask deps` checks it).
-//   0 leaf types   types (ConnId, Transport), error, request, event (SseEvent), tx, io
+//   0 leaf types   assets, types (ConnId, Transport), error, request, event (SseEvent), tx, io
 //   1 settings     auth, config; http::files (static-file lookup and cache; uses request only)
 //   2 state        channels, registry
 //   3 handles      handle (ServerHandle, ConnHandle, the shared state)
@@ -126,6 +126,7 @@
 //   5 drivers      conn (WebSocket), http (requests, upgrade), sse, raw; beside them the HTTP
 //                  add-ons multipart and session
 //   6 the server   server (listeners, accept, TLS), stream (the stream API over it)
+pub mod assets;
 mod auth;
 mod backplane;
 mod body;

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use ws_frame::id_header::{split_id_header, with_id_header};
 
-const WSKIT_JS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/wskit.js");
+const WSKIT_JS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ws-server/assets/wskit.js");
 
 /// Runs `script` under node with `W` bound to wskit.js's exports; returns stdout.
 fn node(script: &str) -> Option<String> {

@@ -12,6 +12,7 @@
 //!    +-- body_kind (CL + TE, bad CL: 400 and close) ; BodyDecoder (CL > max_body: 413)
 //!    +-- GET + SseConfig::allows(path) + Accept takes text/event-stream --> SSE connection
 //!    +-- GET/HEAD + document_root --> static file (304 / 206 / 416 / 301 / 403)
+//!    +-- html_files / javascript_files --> the built-in page and client (crate::assets)
 //!    +-- Handler::on_http(request, body) --> Response
 //!    v
 //!  write response (Content-Length | chunked [+ trailers] | close-delimited for HTTP/1.0 streams)
@@ -320,7 +321,10 @@ pub(crate) async fn serve<H: Handler>(
             Some(resp) => resp,
             None => match static_file(inner, &request).await {
                 Some(resp) => resp,
-                None => handler.on_http(&request, &mut body).await,
+                None => match builtin_asset(config, &request) {
+                    Some(resp) => resp,
+                    None => handler.on_http(&request, &mut body).await,
+                },
             },
         };
         if let Some((status, reason)) = body.error.take() {
@@ -460,6 +464,34 @@ fn wants_event_stream(request: &Request) -> bool {
         }
     }
     !seen
+}
+
+/// The built-in page or client for `request`, when [`crate::ServerConfig::html_files`] or
+/// [`crate::ServerConfig::javascript_files`] covers its path (405 for methods other than
+/// GET and HEAD).
+fn builtin_asset(config: &crate::ServerConfig, request: &Request) -> Option<Response> {
+    use crate::assets::{PAGE_PATHS, SCRIPT_PATHS, WSKIT_JS};
+    let path = request.path();
+    let (body, content_type) = if config.html_files && PAGE_PATHS.contains(&path) {
+        (config.test_page.clone(), "text/html; charset=utf-8")
+    } else if config.javascript_files && SCRIPT_PATHS.contains(&path) {
+        (
+            Bytes::from_static(WSKIT_JS.as_bytes()),
+            "application/javascript",
+        )
+    } else {
+        return None;
+    };
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return Some(Response::new(405).with_header("Allow", "GET, HEAD"));
+    }
+    Some(
+        Response::new(200)
+            .with_header("Content-Type", content_type)
+            .with_header("Cache-Control", "no-cache")
+            .with_header("X-Content-Type-Options", "nosniff")
+            .with_body(body),
+    )
 }
 
 /// The static-file answer for `request`, when the document root has one.

@@ -1,6 +1,7 @@
 //! `wskit serve`: the WebSocket server. Echo on `/` and `/echo`, a broadcast chat on `/chat`;
-//! on the same port, over plain HTTP: the built-in test page at `/` and the JavaScript client at
-//! `/wskit.js` (off with `--no-test-page`), server-sent events on `/sse` (a `welcome` event on
+//! on the same port, over plain HTTP: ws-server's built-in test page at `/` and
+//! `/sgcWebSockets.html` and its JavaScript client at `/wskit.js` and `/sgcWebSockets.js` (off
+//! with `--no-test-page`), server-sent events on `/sse` (a `welcome` event on
 //! connect, then every chat message as a `chat` event), multipart uploads on `POST /upload`
 //! with `--upload-dir DIR`, and with `--root DIR` the static files of DIR (which win over the
 //! embedded page).
@@ -20,10 +21,10 @@ use ws_server::{
     ws_frame::{Message, deflate::DeflateConfig},
 };
 
-/// The built-in test page, served at `/`.
-const INDEX_HTML: &str = include_str!("../../assets/index.html");
-/// The JavaScript client, served at `/wskit.js`.
-const WSKIT_JS: &str = include_str!("../../assets/wskit.js");
+/// The built-in test page, served by ws-server at `/` and `/sgcWebSockets.html`.
+use ws_server::assets::TEST_PAGE_HTML as INDEX_HTML;
+#[cfg(test)]
+use ws_server::assets::WSKIT_JS;
 /// Path of the event stream.
 const SSE_PATH: &str = "/sse";
 /// Default of `--max-upload`: 64 MiB.
@@ -326,6 +327,8 @@ fn build(args: Args) -> Result<Setup> {
     cfg.sse.enabled = true;
     cfg.sse.paths = vec![SSE_PATH.to_owned()];
     let test_page = !args.no_test_page && args.test_page.unwrap_or(true);
+    cfg.html_files = test_page;
+    cfg.javascript_files = test_page;
     let max_upload = args.max_upload.unwrap_or(DEFAULT_MAX_UPLOAD);
     if max_upload == 0 {
         bail!("--max-upload must be at least 1 byte");
@@ -338,6 +341,7 @@ fn build(args: Args) -> Result<Setup> {
         cfg.http.max_body = cfg.http.max_body.max(max_upload);
         u
     });
+    cfg.test_page = test_page_html(upload.is_some());
     let files = args.files_dir.map(crate::files::Service::new).transpose()?;
     if files.is_some() {
         // One tus PATCH may carry a whole file.
@@ -353,7 +357,6 @@ fn build(args: Args) -> Result<Setup> {
         backplane: args.backplane,
         app: Serve {
             test_page,
-            index: test_page_html(upload.is_some()),
             upload,
             files,
         },
@@ -363,11 +366,9 @@ fn build(args: Args) -> Result<Setup> {
 /// Echo on `/` and `/echo`, broadcast chat on `/chat` (also sent to `/sse` as `chat` events),
 /// the test page, uploads; 404 elsewhere.
 struct Serve {
-    /// Serve `/` and `/wskit.js` from the binary.
+    /// The server serves the test page and the client (`ServerConfig::html_files` and
+    /// `javascript_files`, with the page from `test_page_html`).
     test_page: bool,
-    /// The test page as served: its upload form hidden, and how to turn uploads on shown
-    /// instead, when there is no upload directory.
-    index: Bytes,
     /// `POST /upload` saves here; `None`: 404.
     upload: Option<UploadConfig>,
     /// `--files-dir`: the files protocol on /files and tus under /files/.
@@ -377,7 +378,8 @@ struct Serve {
 /// Paths that take a WebSocket upgrade.
 const WS_PATHS: [&str; 3] = ["/", "/echo", "/chat"];
 
-/// The built-in page, with the upload form replaced by a hint when uploads are off.
+/// The built-in page as served: its upload form hidden, and how to turn uploads on shown
+/// instead, when there is no upload directory.
 fn test_page_html(uploads: bool) -> Bytes {
     if uploads {
         return Bytes::from_static(INDEX_HTML.as_bytes());
@@ -390,18 +392,6 @@ fn test_page_html(uploads: bool) -> Bytes {
             1,
         )
         .into()
-}
-
-/// An embedded asset for GET/HEAD (405 for other methods).
-fn asset(request: &Request, body: Bytes, content_type: &str) -> Response {
-    if !matches!(request.method(), "GET" | "HEAD") {
-        return Response::new(405).with_header("Allow", "GET, HEAD");
-    }
-    Response::new(200)
-        .with_header("Content-Type", content_type)
-        .with_header("Cache-Control", "no-cache")
-        .with_header("X-Content-Type-Options", "nosniff")
-        .with_body(body)
 }
 
 /// The answer to a successful upload: `saved NAME (N bytes)` per file.
@@ -513,14 +503,8 @@ impl Handler for Serve {
             return r;
         }
         match request.path() {
-            "/" | "/index.html" if self.test_page => {
-                asset(request, self.index.clone(), "text/html; charset=utf-8")
-            }
-            "/wskit.js" if self.test_page => asset(
-                request,
-                Bytes::from_static(WSKIT_JS.as_bytes()),
-                "application/javascript",
-            ),
+            // `/` and `/wskit.js` (and the seed's names) are served by ws-server itself.
+            "/index.html" if self.test_page => Response::redirect(301, "/"),
             "/upload" => self.upload(request, body).await,
             // Reached only by a GET whose Accept field refuses the stream.
             SSE_PATH => Response::text(
@@ -940,6 +924,18 @@ mod tests {
             Some("application/javascript")
         );
         assert_eq!(body, WSKIT_JS.as_bytes());
+        // The seed's names, and the old page name sent to `/`.
+        assert_eq!(
+            http(addr, &get("/sgcWebSockets.html")).await.1,
+            INDEX_HTML.as_bytes()
+        );
+        assert_eq!(
+            http(addr, &get("/sgcWebSockets.js")).await.1,
+            WSKIT_JS.as_bytes()
+        );
+        let (head, _) = http(addr, &get("/index.html")).await;
+        assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+        assert_eq!(header(&head, "location"), Some("/"));
         assert!(
             http(addr, &get("/nothing"))
                 .await
@@ -1024,12 +1020,10 @@ mod tests {
         })
         .await;
         assert!(http(addr, &get("/")).await.0.starts_with("HTTP/1.1 404"));
-        assert!(
-            http(addr, &get("/wskit.js"))
-                .await
-                .0
-                .starts_with("HTTP/1.1 404")
-        );
+        for path in ["/wskit.js", "/sgcWebSockets.html", "/sgcWebSockets.js"] {
+            let (head, _) = http(addr, &get(path)).await;
+            assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head}");
+        }
         let post =
             b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
         assert!(http(addr, post).await.0.starts_with("HTTP/1.1 404"));
