@@ -138,10 +138,12 @@ impl<T: Transport> Driver<T> {
     /// bytes wait to be written (as decided by the application's gates, with
     /// [`Driver::below_limit`]).
     pub fn new(io: T, ws: Box<Connection>, write_limit: usize) -> Self {
+        let mut tx = TxQueue::default();
+        tx.log_id = crate::frames::next_id();
         Self {
             io,
             ws,
-            tx: TxQueue::default(),
+            tx,
             write_limit: write_limit.max(1),
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
             armed: None,
@@ -151,6 +153,18 @@ impl<T: Transport> Driver<T> {
             tried_now: false,
             read: None,
         }
+    }
+
+    /// The connection id in the frame log ([`crate::frames`]): unique in the process unless
+    /// set with [`Driver::set_log_id`].
+    #[must_use]
+    pub fn log_id(&self) -> u64 {
+        self.tx.log_id
+    }
+
+    /// Sets the connection id of the frame log (a runtime's own connection id).
+    pub fn set_log_id(&mut self, id: u64) {
+        self.tx.log_id = id;
     }
 
     /// Bytes waiting to be written: the write queue plus what the core has queued.
@@ -217,7 +231,12 @@ impl<T: Transport> Driver<T> {
         loop {
             if gates.events {
                 match self.ws.poll_event() {
-                    Ok(Some(event)) => return Step::Event(event),
+                    Ok(Some(event)) => {
+                        if crate::frames::enabled() {
+                            crate::frames::log_in(self.tx.log_id, &event);
+                        }
+                        return Step::Event(event);
+                    }
                     Ok(None) => {}
                     Err(error) => return Step::Error(error),
                 }

@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod driver;
+pub mod frames;
 mod transport;
 mod tx;
 

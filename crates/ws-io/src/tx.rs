@@ -24,6 +24,8 @@ pub struct TxQueue {
     segs: VecDeque<Bytes>,
     buf: BytesMut,
     len: usize,
+    /// The connection id of the frame log ([`crate::frames`]).
+    pub(crate) log_id: u64,
 }
 
 impl TxQueue {
@@ -41,16 +43,23 @@ impl TxQueue {
 
     /// Moves every frame the connection has queued into this queue.
     pub fn collect(&mut self, ws: &mut Connection) {
+        let log = crate::frames::enabled();
         if ws.role() == Role::Client {
             // A client's payloads are masked, hence copied anyway: mask them straight into the
             // batch buffer (no buffer per frame), one write per batch.
             let before = self.buf.len();
             while ws.poll_transmit(&mut self.buf) {}
             self.len += self.buf.len() - before;
+            if log {
+                crate::frames::log_out_wire(self.log_id, &self.buf[before..]);
+            }
             return;
         }
         while let Some(frame) = ws.poll_frame() {
             self.len += frame.len();
+            if log {
+                crate::frames::log_out_frame(self.log_id, frame.head(), &frame.payload);
+            }
             self.buf.extend_from_slice(frame.head());
             if frame.payload.len() >= VECTORED_MIN {
                 self.segs.push_back(self.buf.split().freeze());
