@@ -34,6 +34,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "bench_cluster.rs"]
+mod bench_cluster;
 #[path = "bench_files.rs"]
 mod bench_files;
 
@@ -96,6 +98,7 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             args.finish()?;
             bench_files::run(mib, chunk)
         }
+        Some("cluster") => bench_cluster::main(args),
         Some(other) => {
             bail!(
                 "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files)"
