@@ -374,6 +374,21 @@ impl ServerHandle {
         hook(self.clone()).await;
     }
 
+    /// How many listeners stopped accepting while the server runs: their accept loop ended
+    /// (persistent accept errors, see [`crate::watchdog`]) or panicked. 0 on a healthy
+    /// server and after [`ServerHandle::stop`]; [`crate::Watchdog`] restarts the server when
+    /// it is not 0.
+    #[must_use]
+    pub fn failed_listeners(&self) -> usize {
+        if self.inner.stopping.load(Ordering::Acquire) {
+            return 0;
+        }
+        lock(&self.inner.listeners)
+            .iter()
+            .filter(|t| t.is_finished())
+            .count()
+    }
+
     /// Waits until [`ServerHandle::stop`] is called (from anywhere).
     pub async fn stopped(&self) {
         self.inner.stopped.notified().await;

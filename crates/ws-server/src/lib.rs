@@ -125,7 +125,8 @@
 //   4 handler API  body, response, handler (Handler, Ctx over a Sink)
 //   5 drivers      conn (WebSocket), http (requests, upgrade), sse, raw; beside them the HTTP
 //                  add-ons multipart and session
-//   6 the server   server (listeners, accept, TLS), stream (the stream API over it)
+//   6 the server   server (listeners, accept, TLS), stream (the stream API over it),
+//                  watchdog (restarts a failed server)
 pub mod assets;
 mod auth;
 mod backplane;
@@ -151,6 +152,7 @@ mod sgc_auth;
 mod sse;
 mod stream;
 mod types;
+pub mod watchdog;
 
 pub use auth::{AuthConfig, AuthOutcome, Authenticator, BoxFuture};
 pub use backplane::{Backplane, BackplaneStats, Envelope, NodeCount};
@@ -175,6 +177,7 @@ pub use session::{Session, SessionConfig, Sessions};
 pub use sgc_auth::SgcAuth;
 pub use stream::{Incoming, WsStream};
 pub use types::{ConnId, Transport};
+pub use watchdog::{Monitor, Watchdog, WatchdogConfig, WatchdogEvent};
 /// The sans-IO protocol crate this server drives (message and close-code types).
 pub use ws_frame;
 /// The sans-IO HTTP crate this server uses (request heads, versions, limits).

@@ -187,12 +187,18 @@ impl TlsSide {
     }
 }
 
+/// Wait after a failed `accept` (out of descriptors or memory: let connections close).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Consecutive failed `accept` calls (about 10 s of them) after which a listener gives up.
+const ACCEPT_GIVE_UP: u32 = 200;
+
 async fn accept_loop<H: Handler>(
     server: ServerHandle,
     handler: Arc<H>,
     listener: TcpListener,
     tls: Option<Arc<TlsSide>>,
 ) {
+    let mut failures = 0u32;
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
@@ -209,11 +215,20 @@ async fn accept_loop<H: Handler>(
                 });
             }
             Err(e) => {
+                failures += 1;
+                if failures >= ACCEPT_GIVE_UP {
+                    // Not a passing shortage any more: the listener is broken. Ending the
+                    // task shows in `ServerHandle::failed_listeners`, for the watchdog.
+                    tracing::error!(error = %e, failures, "listener failed: accept keeps failing");
+                    return;
+                }
                 // Out of file descriptors and similar: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
             }
         }
+        failures = 0;
     }
 }
 
