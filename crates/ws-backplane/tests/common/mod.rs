@@ -187,8 +187,13 @@ impl Node {
 }
 
 /// Waits (up to 10 s) until `cond` holds.
-pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
+pub async fn until(what: &str, cond: impl FnMut() -> bool) {
+    until_secs(what, 10, cond).await;
+}
+
+/// Waits (up to `secs`) until `cond` holds.
+pub async fn until_secs(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    for _ in 0..secs * 100 {
         if cond() {
             return;
         }
