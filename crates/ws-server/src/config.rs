@@ -356,6 +356,14 @@ pub struct ServerConfig {
     pub keep_request_headers: bool,
     /// Value of the `Server` header. Default: `wskit/<version>`.
     pub server_name: String,
+    /// Cookie sessions run by the server (the seed's `SessionState` with `AutoStartSession`):
+    /// for every plain HTTP request (not WebSocket upgrades) that passed the guards, the
+    /// server finds the session its cookie names or starts one, attaches it to the
+    /// [`crate::Request`] (read it with [`crate::Request::session`] in
+    /// [`crate::Handler::on_http`]), and adds the new session's `Set-Cookie` to the response,
+    /// whoever wrote it (handler, static file, built-in page). Share the same store with the
+    /// handler to end sessions ([`crate::Sessions::end`]). Default: `None` (no sessions).
+    pub sessions: Option<Arc<crate::session::Sessions>>,
 }
 
 impl ServerConfig {
@@ -514,6 +522,7 @@ impl Default for ServerConfig {
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             keep_request_headers: true,
             server_name: concat!("wskit/", env!("CARGO_PKG_VERSION")).to_owned(),
+            sessions: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use ws_http::{Headers, percent_decode};
 
 /// An HTTP request head as the server received it: the WebSocket upgrade request, or a plain
 /// HTTP request for [`crate::Handler::on_http`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Request {
     pub(crate) method: String,
     pub(crate) target: String,
@@ -16,6 +16,26 @@ pub struct Request {
     pub(crate) local: SocketAddr,
     pub(crate) tls: bool,
     pub(crate) user: Option<String>,
+    /// The session the server found or started ([`crate::ServerConfig::sessions`]); kept
+    /// type-erased so this floor-0 module needs nothing from `session`, which reads it back
+    /// (`Request::session`).
+    pub(crate) session: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("session", &self.session.is_some())
+            .finish()
+    }
 }
 
 impl Request {
@@ -35,6 +55,7 @@ impl Request {
             local,
             tls,
             user: None,
+            session: None,
         }
     }
 

@@ -160,6 +160,23 @@ impl fmt::Debug for Session {
     }
 }
 
+impl Request {
+    /// The session of this request, when [`crate::ServerConfig::sessions`] is set: the one its
+    /// cookie names, or the one the server started for it (the seed's `AutoStartSession`; the
+    /// response then carries its `Set-Cookie`). `None` without a session store, and on
+    /// WebSocket upgrade requests (no session is started for them).
+    #[must_use]
+    pub fn session(&self) -> Option<Session> {
+        let any = self.session.clone()?;
+        any.downcast::<Inner>().ok().map(Session)
+    }
+
+    /// Attaches `session` (the server does, before the handler sees the request).
+    pub(crate) fn attach_session(&mut self, session: &Session) {
+        self.session = Some(session.0.clone());
+    }
+}
+
 impl Session {
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -545,6 +562,7 @@ mod tests {
             local: addr,
             tls,
             user: None,
+            session: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //!    | Continue
 //!  guard: allowed origins, then auth unless public --refused--> 403 / 401 (upgrades: and close)
 //!    +-- Upgrade: websocket --> upgrade::run (on_handshake, 101) --> WebSocket
+//!    +-- sessions: find or start the request's session (Set-Cookie on the response)
 //!    +-- body_kind (CL + TE, bad CL: 400 and close) ; BodyDecoder (CL > max_body: 413)
 //!    +-- GET + SseConfig::allows(path) + Accept takes text/event-stream --> SSE connection
 //!    +-- GET/HEAD + document_root --> static file (304 / 206 / 416 / 301 / 403)
@@ -267,6 +268,15 @@ pub(crate) async fn serve<H: Handler>(
             ))
             .await;
         }
+        // AutoStartSession: the session is found or started before anyone answers.
+        let new_cookie = match (&config.sessions, &early) {
+            (Some(sessions), None) => {
+                let (session, cookie) = sessions.get_or_start(&request);
+                request.attach_session(&session);
+                cookie
+            }
+            _ => None,
+        };
         let kind = match head.body_kind() {
             Ok(k) => k,
             Err(e) => {
@@ -327,6 +337,9 @@ pub(crate) async fn serve<H: Handler>(
                 },
             },
         };
+        if let Some(cookie) = new_cookie {
+            response.headers.push(("Set-Cookie".into(), cookie));
+        }
         if let Some((status, reason)) = body.error.take() {
             keep_alive = false;
             // The handler's answer stands only when it reports this same status (a custom
