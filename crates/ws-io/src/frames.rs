@@ -58,11 +58,17 @@ fn op_name(opcode: u8) -> &'static str {
 }
 
 /// `shown` (a prefix of a payload of `len` bytes) as logged: text as an escaped string,
-/// anything else as hex, then `...(+N)` for the bytes left out.
-fn render(text: bool, shown: &[u8], len: usize) -> String {
+/// a close as its code then its reason, anything else as hex, then `...(+N)` for the bytes
+/// left out.
+fn render(text: bool, close: bool, shown: &[u8], len: usize) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(2 * shown.len() + 16);
-    if text {
+    if close && shown.len() >= 2 {
+        let _ = write!(out, "{} ", u16::from_be_bytes([shown[0], shown[1]]));
+        for c in String::from_utf8_lossy(&shown[2..]).chars() {
+            out.extend(c.escape_debug());
+        }
+    } else if text {
         for c in String::from_utf8_lossy(shown).chars() {
             out.extend(c.escape_debug());
         }
@@ -77,15 +83,25 @@ fn render(text: bool, shown: &[u8], len: usize) -> String {
     out
 }
 
-/// One log line; `shown` is the (unmasked) prefix to log, `None` when payloads are off.
+/// One log line; `shown` is the (unmasked) prefix to log, `None` when payloads are off. A
+/// compressed frame (RSV1, permessage-deflate) says so, and its payload is shown as hex.
 fn emit(conn: u64, dir: &str, opcode: u8, fin: bool, len: usize, shown: Option<&[u8]>) {
+    let compressed = opcode & 0x40 != 0;
+    let opcode = opcode & 0x0f;
     let op = op_name(opcode);
-    match shown {
-        Some(shown) => {
-            let payload = render(matches!(opcode, 1 | 8), shown, len);
-            tracing::trace!(target: TARGET, conn, dir, op, fin, len, payload = %payload, "frame");
+    match (shown, compressed) {
+        (Some(shown), _) => {
+            let payload = render(opcode == 1 && !compressed, opcode == 8, shown, len);
+            if compressed {
+                tracing::trace!(target: TARGET, conn, dir, op, fin, len, compressed, payload = %payload, "frame");
+            } else {
+                tracing::trace!(target: TARGET, conn, dir, op, fin, len, payload = %payload, "frame");
+            }
         }
-        None => tracing::trace!(target: TARGET, conn, dir, op, fin, len, "frame"),
+        (None, true) => {
+            tracing::trace!(target: TARGET, conn, dir, op, fin, len, compressed, "frame")
+        }
+        (None, false) => tracing::trace!(target: TARGET, conn, dir, op, fin, len, "frame"),
     }
 }
 
@@ -97,7 +113,7 @@ fn emit_plain(conn: u64, dir: &str, opcode: u8, fin: bool, payload: &[u8]) {
 
 /// Logs one frame written by a server: its header bytes and its (unmasked) payload.
 pub(crate) fn log_out_frame(conn: u64, head: &[u8], payload: &[u8]) {
-    emit_plain(conn, "out", head[0] & 0x0f, head[0] & 0x80 != 0, payload);
+    emit_plain(conn, "out", head[0] & 0x4f, head[0] & 0x80 != 0, payload);
 }
 
 /// Logs the whole frames in `wire` (a client's masked frames, as encoded), unmasking only the
@@ -116,9 +132,14 @@ pub(crate) fn log_out_wire(conn: u64, mut wire: &[u8]) {
     }
 }
 
+/// The opcode with RSV1 (compressed) in bit 0x40, as in the first header byte.
+fn opcode_bits(header: &Header) -> u8 {
+    header.opcode | if header.rsv1 { 0x40 } else { 0 }
+}
+
 fn log_masked(conn: u64, header: &Header, body: &[u8]) {
     let Some(key) = header.mask else {
-        return emit_plain(conn, "out", header.opcode, header.fin, body);
+        return emit_plain(conn, "out", opcode_bits(header), header.fin, body);
     };
     let plain: Option<Vec<u8>> = payload_limit().map(|limit| {
         body[..body.len().min(limit)]
@@ -130,7 +151,7 @@ fn log_masked(conn: u64, header: &Header, body: &[u8]) {
     emit(
         conn,
         "out",
-        header.opcode,
+        opcode_bits(header),
         header.fin,
         body.len(),
         plain.as_deref(),

@@ -107,6 +107,7 @@ async fn frames_are_logged_each_way_with_payloads_only_when_asked() {
     assert!(has(&s, &["dir=\"in\"", "op=\"binary\"", "len=10"]), "{log}");
     assert!(has(&s, &["dir=\"out\"", "op=\"text\"", "len=11"]), "{log}");
     assert!(has(&s, &["dir=\"out\"", "op=\"close\"", "len=2"]), "{log}");
+    assert!(!log.contains("compressed"), "{log}");
     assert!(has(&c, &["dir=\"out\"", "op=\"text\"", "len=11"]), "{log}");
     assert!(has(&c, &["dir=\"in\"", "op=\"binary\"", "len=10"]), "{log}");
     assert!(has(&c, &["dir=\"out\"", "op=\"close\""]), "{log}");
