@@ -5,10 +5,12 @@
 
 mod cmd;
 mod files;
+mod frame_log;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// Protocol layers for real-time systems: WebSocket, HTTP, STUN/TURN and more.
 #[derive(Debug, Parser)]
@@ -69,11 +71,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // No colour codes in logs that go to a file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let frames = match &cli.command {
+        Command::Serve(a) => Some(&a.frame_log),
+        Command::Client(a) => Some(&a.frame_log),
+        _ => None,
+    };
+    let frames = frame_log::layer(frames)?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // No colour codes in logs that go to a file or a pipe.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
+        )
+        .with(frames)
         .init();
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),

@@ -181,6 +181,10 @@ pub(crate) struct Args {
     /// /sgc/auth/url/USER/PASS. Weaker than a header, as --sgc-session.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub(crate) sgc_url_auth: Option<String>,
+    /// The frame log: --log-frames FILE, --log-payload BYTES (command line only).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub(crate) frame_log: crate::frame_log::FrameLogArgs,
     /// Configuration file (wskit.toml) with a `[client]` table.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]

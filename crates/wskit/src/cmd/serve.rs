@@ -130,6 +130,10 @@ pub(crate) struct Args {
     /// session authentication).
     #[arg(long, value_name = "SECS")]
     pub(crate) sgc_session_auth: Option<u64>,
+    /// The frame log: --log-frames FILE, --log-payload BYTES (command line only).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub(crate) frame_log: crate::frame_log::FrameLogArgs,
     /// Token authentication: JWT (--jwt-secret, --jwt-key, --jwks) or the OAuth2 server.
     #[command(flatten)]
     #[serde(flatten)]
