@@ -87,6 +87,7 @@ pub(crate) async fn run<H: Handler>(
         transport: Transport::Tcp,
         url: String::new(),
         headers: ws_http::Headers::new(),
+        response_headers: ws_http::Headers::new(),
         protocol: None,
         extensions: None,
         user: None,

@@ -52,6 +52,7 @@ pub struct ConnInfo {
     pub(crate) transport: Transport,
     pub(crate) url: String,
     pub(crate) headers: ws_http::Headers,
+    pub(crate) response_headers: ws_http::Headers,
     pub(crate) protocol: Option<String>,
     pub(crate) extensions: Option<String>,
     pub(crate) user: Option<String>,
@@ -116,6 +117,15 @@ impl ConnInfo {
     #[must_use]
     pub fn headers(&self) -> &ws_http::Headers {
         &self.headers
+    }
+
+    /// Header fields of the 101 response the server sent (the seed's `HeadersResponse`):
+    /// Upgrade, Connection, Sec-WebSocket-Accept, the chosen subprotocol and extensions,
+    /// `Server` and the handler's own. Empty for SSE and plain TCP connections, and when
+    /// [`crate::ServerConfig::keep_request_headers`] is off.
+    #[must_use]
+    pub fn response_headers(&self) -> &ws_http::Headers {
+        &self.response_headers
     }
 
     /// First request header named `name` (ASCII case-insensitive).
@@ -644,6 +654,7 @@ pub(crate) fn test_info(
             transport: Transport::WebSocket,
             url: "/".into(),
             headers: ws_http::Headers::new(),
+            response_headers: ws_http::Headers::new(),
             protocol: protocol.map(str::to_owned),
             extensions: None,
             user: None,

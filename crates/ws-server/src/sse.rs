@@ -91,6 +91,7 @@ pub(crate) async fn run<H: Handler>(
         } else {
             ws_http::Headers::new()
         },
+        response_headers: ws_http::Headers::new(),
         protocol: None,
         extensions: None,
         user: request.user,

@@ -154,6 +154,12 @@ pub(super) async fn run<H: Handler>(
         } else {
             ws_http::Headers::new()
         },
+        response_headers: match ws_http::parse_response(&response, &ws_http::Limits::default()) {
+            Ok(ws_http::Parsed::Complete(sent, _)) if config.keep_request_headers => {
+                sent.headers().clone()
+            }
+            _ => ws_http::Headers::new(),
+        },
         protocol,
         extensions,
         user: request.user,
