@@ -9,6 +9,8 @@
 //!                                          proto-mqtt vs rumqttc against mosquitto
 //! cargo xtask bench files [--mib 1024] [--chunk 65536]
 //!                                          proto-files at QoS 0/1/2 vs raw binary messages
+//! cargo xtask bench cluster [--subscribers 10000] [--messages 100]
+//!                                          three nodes on Redis / NATS vs Socket.IO 4 on Redis
 //! ```
 //!
 //! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
@@ -101,7 +103,7 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
         Some("cluster") => bench_cluster::main(args),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files)"
+                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster)"
             )
         }
     }

@@ -53,7 +53,8 @@ commands:
   bench [NAME]        criterion micro-benchmarks (no NAME or `micro`), `echo` (wskit serve vs
                       fastwebsockets vs tokio-tungstenite), `rss` (memory per idle connection),
                       `turn` (wskit turn vs coturn with turnutils_uclient), `http` (static files,
-                      wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat)
+                      wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat),
+                      `mqtt`, `files`, `cluster` (three nodes on Redis/NATS vs Socket.IO 4)
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
   autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
   autobahn both       both suites side by side (as ci runs them)
