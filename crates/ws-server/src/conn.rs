@@ -24,6 +24,7 @@
 
 use std::{
     any::Any,
+    collections::VecDeque,
     future::Future,
     panic::AssertUnwindSafe,
     pin::{Pin, pin},
@@ -212,6 +213,7 @@ fn apply(ws: &mut Connection, cmd: Command) {
     let _ = match cmd {
         Command::Send(msg) => ws.send(msg),
         Command::SendWith(b) => ws.send_with(b.0, b.1),
+        Command::SendAt(b) => ws.send(b.0),
         Command::Ping(payload) => ws.ping(payload),
         Command::Event(ev) => ws.send(Message::text(ev.data)),
         Command::Close(b) => ws.close(b.0, &b.1, ws_io::now()),
@@ -219,11 +221,53 @@ fn apply(ws: &mut Connection, cmd: Command) {
     };
 }
 
-/// Applies the commands already queued (after one taken by the wait), up to a batch.
-fn apply_batch(ws: &mut Connection, cmds: &mut mpsc::Receiver<Command>, first: usize) {
+/// Commands taken from the channel, by send-queue level ([`crate::Priority`]), waiting for
+/// room in the write backlog; a Close waits until everything taken before it was applied.
+#[derive(Default)]
+struct Queues {
+    levels: [VecDeque<Command>; 3],
+    close: Option<Command>,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.levels.iter().map(VecDeque::len).sum::<usize>() + usize::from(self.close.is_some())
+    }
+
+    fn push(&mut self, cmd: Command) {
+        let level = match &cmd {
+            Command::Wake => return,
+            Command::Close(_) => {
+                self.close = Some(cmd);
+                return;
+            }
+            Command::SendAt(b) => b.1.index(),
+            _ => crate::Priority::Normal.index(),
+        };
+        self.levels[level].push_back(cmd);
+    }
+
+    /// Applies what is queued, highest level first, while the backlog is below its limit.
+    fn apply<T: ws_io::Transport>(&mut self, d: &mut Driver<T>) {
+        while d.below_limit() {
+            let Some(cmd) = self
+                .levels
+                .iter_mut()
+                .find_map(VecDeque::pop_front)
+                .or_else(|| self.close.take())
+            else {
+                break;
+            };
+            apply(&mut d.ws, cmd);
+        }
+    }
+}
+
+/// Takes the commands already queued (after one taken by the wait), up to a batch.
+fn take_batch(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, first: usize) {
     for _ in first..COMMAND_BATCH {
         match cmds.try_recv() {
-            Ok(cmd) => apply(ws, cmd),
+            Ok(cmd) => queues.push(cmd),
             Err(_) => break,
         }
     }
@@ -269,6 +313,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     // Set once a handler method panicked: the handler gets nothing more but on_disconnect.
     let mut broken = false;
     let mut was_paused = false;
+    let mut queues = Queues::default();
 
     macro_rules! ctx {
         () => {
@@ -324,6 +369,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
         }
 
+        queues.apply(&mut d);
         // The gates: read flow control (the connection's timers know: set_read_paused),
         // backpressure (the write backlog stops reading and commands), the throttle.
         let paused = read_paused(&info, &d.ws);
@@ -357,7 +403,10 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
         }
         let backlog = d.below_limit();
-        let can_cmd = backlog && !d.ws.is_closed();
+        // Commands are taken while the local queues have room (config.send_queue), even with
+        // a full backlog, so that a later higher-level send can overtake what waits.
+        let can_cmd =
+            queues.close.is_none() && queues.len() < config.send_queue && !d.ws.is_closed();
         let gates = Gates {
             read: backlog && read_wait.is_none() && !paused,
             write: write_wait.is_none(),
@@ -473,7 +522,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 // Reads come first: take what other tasks queued meanwhile, so that a peer
                 // that keeps sending does not hold up frames queued for it.
                 if can_cmd {
-                    apply_batch(&mut d.ws, &mut cmds, 0);
+                    take_batch(&mut queues, &mut cmds, 0);
                     pending_kill = !killed && info.kill_requested().is_some();
                 }
             }
@@ -494,8 +543,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 }
             }
             Step::Other(Wait::Cmd(Some(cmd))) => {
-                apply(&mut d.ws, cmd);
-                apply_batch(&mut d.ws, &mut cmds, 1);
+                queues.push(cmd);
+                take_batch(&mut queues, &mut cmds, 1);
                 pending_kill = !killed && info.kill_requested().is_some();
             }
             Step::Other(Wait::Cmd(None)) => {}

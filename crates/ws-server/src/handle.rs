@@ -438,6 +438,24 @@ impl ConnHandle {
             .await
     }
 
+    /// Queues a message at send-queue level `priority`: while the connection's write backlog
+    /// is full, it overtakes what waits at lower levels (the seed's queue levels).
+    ///
+    /// # Errors
+    /// As [`ConnHandle::send`].
+    pub async fn send_with_priority(
+        &self,
+        msg: impl Into<Message>,
+        priority: crate::Priority,
+    ) -> Result<(), Error> {
+        self.info
+            .deliver(
+                Command::SendAt(Box::new((msg.into(), priority))),
+                self.server.inner.config.slow_reader,
+            )
+            .await
+    }
+
     /// Sends a message with options.
     ///
     /// # Errors

@@ -169,7 +169,7 @@ pub use handler::{
     Before, Ctx, Decision, Disconnect, EchoHandler, Fragment, Handler, NoopHandler, TcpDecision,
 };
 pub use multipart::UploadConfig;
-pub use registry::{ConnInfo, Filter};
+pub use registry::{ConnInfo, Filter, Priority};
 pub use request::Request;
 pub use response::Response;
 pub use server::Server;

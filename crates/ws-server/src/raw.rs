@@ -59,6 +59,8 @@ fn apply(tx: &mut TxQueue, closing: &mut bool, cmd: Command) {
     match cmd {
         Command::Send(msg) => tx.push_bytes(msg.into_payload()),
         Command::SendWith(b) => tx.push_bytes(b.0.into_payload()),
+        // Plain TCP has one queue: levels do not apply.
+        Command::SendAt(b) => tx.push_bytes(b.0.into_payload()),
         Command::Event(ev) => tx.push_bytes(Bytes::from(ev.data.into_bytes())),
         Command::Close(..) => *closing = true,
         Command::Ping(_) | Command::Wake => {}

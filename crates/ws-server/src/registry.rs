@@ -32,9 +32,35 @@ pub(crate) enum Command {
     /// Boxed: rare, and it would make every queue slot larger.
     SendWith(Box<(Message, SendOptions)>),
     Ping(Bytes),
+    /// A message at a send-queue level ([`crate::ConnHandle::send_with_priority`]).
+    SendAt(Box<(Message, Priority)>),
     Close(Box<(CloseCode, String)>),
     /// A server-sent event (WebSocket connections get its data as text).
     Event(Box<crate::event::SseEvent>),
+}
+
+/// A send-queue level of a connection (the seed's `QueueOptions` qmLevel1..3, as in
+/// ws-client): messages queued for a connection whose write backlog is full go out highest
+/// level first, each level in order. Plain sends are [`Priority::Normal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Level 1: before everything else.
+    High,
+    /// Level 2 (the default).
+    #[default]
+    Normal,
+    /// Level 3: after everything else.
+    Low,
+}
+
+impl Priority {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
 }
 
 /// Why the connection task was told to stop at once.
