@@ -17,16 +17,16 @@ pub enum Target {
         port: u16,
     },
     /// TCP with TLS to the backend (`tls://host:port`), verified with
-    /// [`ProxyConfig::backend_tls`].
+    /// [`crate::ProxyConfig::backend_tls`].
     Tls {
         /// Host name or IP address (IPv6 without brackets); also the SNI name unless
-        /// [`ProxyConfig::backend_tls_server_name`] is set.
+        /// [`crate::ProxyConfig::backend_tls_server_name`] is set.
         host: String,
         /// Port.
         port: u16,
     },
     /// A WebSocket server (`ws://` or `wss://` URL): relayed message by message through
-    /// `ws-client` with [`ProxyConfig::upstream_ws`].
+    /// `ws-client` with [`crate::ProxyConfig::upstream_ws`].
     WebSocket(ws_client::WsUrl),
 }
 
