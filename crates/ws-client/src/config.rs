@@ -197,28 +197,7 @@ pub type BeforeConnect = Arc<dyn Fn(&mut Url, &mut ClientConfig) + Send + Sync>;
 /// Called each time a heartbeat ping is due ([`ClientConfig::before_heartbeat`]).
 pub type HeartbeatHook = Arc<dyn Fn() -> HeartbeatAction + Send + Sync>;
 
-/// A send-queue level (the seeds' `QueueOptions` qmLevel1..3). Queued commands go out
-/// highest level first, each level in order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Priority {
-    /// Level 1: before everything else.
-    High,
-    /// Level 2 (the default).
-    #[default]
-    Normal,
-    /// Level 3: after everything else.
-    Low,
-}
-
-impl Priority {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::High => 0,
-            Self::Normal => 1,
-            Self::Low => 2,
-        }
-    }
-}
+pub use ws_io::Priority;
 
 /// The level of each kind of send ([`ClientConfig::priorities`]); a send may also name its
 /// own ([`crate::WsWriter::send_with_priority`]). Default: all [`Priority::Normal`] (one

@@ -56,9 +56,11 @@
 
 mod driver;
 pub mod frames;
+mod priority;
 mod transport;
 mod tx;
 
 pub use driver::{Driver, End, Gates, Step, now};
+pub use priority::Priority;
 pub use transport::{Stream, Transport};
 pub use tx::{TxQueue, VECTORED_MIN};

@@ -39,29 +39,7 @@ pub(crate) enum Command {
     Event(Box<crate::event::SseEvent>),
 }
 
-/// A send-queue level of a connection (the seed's `QueueOptions` qmLevel1..3, as in
-/// ws-client): messages queued for a connection whose write backlog is full go out highest
-/// level first, each level in order. Plain sends are [`Priority::Normal`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Priority {
-    /// Level 1: before everything else.
-    High,
-    /// Level 2 (the default).
-    #[default]
-    Normal,
-    /// Level 3: after everything else.
-    Low,
-}
-
-impl Priority {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::High => 0,
-            Self::Normal => 1,
-            Self::Low => 2,
-        }
-    }
-}
+pub use ws_io::Priority;
 
 /// Why the connection task was told to stop at once.
 pub(crate) const KILL_NONE: u16 = 0;
