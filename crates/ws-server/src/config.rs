@@ -220,6 +220,56 @@ impl RawTcp {
     pub const DEFAULT_MAX_BUFFER: usize = 1 << 20;
 }
 
+/// Compressed HTTP responses (`Content-Encoding: gzip` or `deflate`) for static files, the
+/// built-in assets and [`crate::Handler::on_http`] answers, when the request's
+/// `Accept-Encoding` allows it (q-values honoured; gzip preferred on a tie).
+///
+/// A response is compressed only when it has a body and a status other than 206, carries no
+/// `Content-Encoding` or `Content-Range` of its own, has a compressible `Content-Type`
+/// (`text/*`, JSON, XML, JavaScript, SVG, WebAssembly, uncompressed fonts) and a body of at
+/// least [`HttpCompression::min_size`] bytes (a stream of unknown length counts as large).
+/// When the client refuses `identity` (`identity;q=0`, or `*;q=0`), any body is compressed.
+/// A compressed answer carries `Vary: Accept-Encoding` and, when it has one, an `ETag` with
+/// the coding appended (`"abc"` becomes `"abc-gzip"`); static files recognise both tags in
+/// `If-None-Match`. Bytes bodies are compressed whole (with `Content-Length`); files above
+/// 64 KiB and streams are compressed piece by piece and sent chunked (flat memory), stream
+/// pieces flushed as they come so that nothing waits for the next one. Range requests are
+/// answered from the plain file, never compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpCompression {
+    /// Compress responses. Default: false.
+    pub enabled: bool,
+    /// Smallest body compressed, in bytes. Default: [`HttpCompression::DEFAULT_MIN_SIZE`].
+    pub min_size: u64,
+    /// Compression level, 0 (store) to 9 (smallest). Default: 6.
+    pub level: u32,
+}
+
+impl HttpCompression {
+    /// Default of [`HttpCompression::min_size`] (1 KiB: smaller bodies gain little).
+    pub const DEFAULT_MIN_SIZE: u64 = 1024;
+
+    /// Compression on, with the default size threshold and level.
+    #[must_use]
+    pub fn on() -> Self {
+        Self {
+            enabled: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for HttpCompression {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_size: Self::DEFAULT_MIN_SIZE,
+            level: 6,
+        }
+    }
+}
+
 /// Everything the server needs besides the handler. Build it with [`ServerConfig::default`]
 /// (or [`ServerConfig::new`]) and adjust the fields; [`crate::Server::start`] validates it.
 #[derive(Clone, Debug)]
@@ -261,6 +311,8 @@ pub struct ServerConfig {
     /// and 16 MiB are kept. `Duration::ZERO` looks every request's file up (a trip to the
     /// blocking pool each). Default: [`ServerConfig::DEFAULT_FILE_CACHE`] (1 s).
     pub file_cache: Duration,
+    /// Compressed HTTP responses. Default: off ([`HttpCompression`]).
+    pub compression: HttpCompression,
     /// Serve the built-in test page ([`ServerConfig::test_page`]) at `/` and
     /// `/sgcWebSockets.html` for `GET`/`HEAD` (other methods: 405); the seed's
     /// `Options.HTMLFiles`. Files of [`ServerConfig::document_root`] win over it, and it wins
@@ -437,6 +489,9 @@ impl ServerConfig {
                 return Err(Error::DocumentRoot { path: root.clone() });
             }
         }
+        if self.compression.level > 9 {
+            return bad("compression.level", "must be 0 to 9");
+        }
         if self.sse.heartbeat.is_some_and(|d| d.is_zero()) {
             return bad("sse.heartbeat", "must not be zero");
         }
@@ -492,6 +547,7 @@ impl Default for ServerConfig {
             http: HttpLimits::default(),
             document_root: None,
             file_cache: Self::DEFAULT_FILE_CACHE,
+            compression: HttpCompression::default(),
             html_files: false,
             javascript_files: false,
             test_page: Bytes::from_static(crate::assets::TEST_PAGE_HTML.as_bytes()),

@@ -354,9 +354,11 @@ impl Validators {
 pub(crate) fn none_match(header: &str, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let ours = strip(etag);
-    header
-        .split(',')
-        .any(|t| t.trim() == "*" || strip(t) == ours)
+    header.split(',').any(|t| {
+        let theirs = strip(t);
+        // The tag of a compressed variant (super::compress::variant_etag) names the same file.
+        t.trim() == "*" || theirs == ours || super::compress::plain_etag(&theirs) == ours
+    })
 }
 
 /// A requested byte range.

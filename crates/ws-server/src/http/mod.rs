@@ -16,10 +16,12 @@
 //!    +-- html_files / javascript_files --> the built-in page and client (crate::assets)
 //!    +-- Handler::on_http(request, body) --> Response
 //!    v
+//!  compress (ServerConfig::compression + Accept-Encoding: gzip | deflate, see compress.rs)
 //!  write response (Content-Length | chunked [+ trailers] | close-delimited for HTTP/1.0 streams)
 //!  discard the unread body (bounded), then the next pipelined request, or close
 //! ```
 
+mod compress;
 pub(crate) mod files;
 mod upgrade;
 
@@ -573,7 +575,9 @@ pub(crate) async fn send(
                 .any(|f| n.eq_ignore_ascii_case(f))
         })
         .collect();
-    let payload = match source {
+    // A file's length and type: what a 304 for it is judged by.
+    let mut repr = None;
+    let mut payload = match source {
         None => Payload::Bytes(body),
         Some(Source::Reader { reader, len }) => Payload::Reader(reader, len),
         Some(Source::Channel { rx, len }) => Payload::Channel(rx, len),
@@ -584,16 +588,48 @@ pub(crate) async fn send(
                     .await
                     .ok()
                     .flatten();
+            repr = opened.as_ref().map(|o| (o.len, o.content_type));
             file_payload(opened.map(Box::new), request, &mut fields, &mut status)
         }
-        Some(Source::Opened(o)) => file_payload(Some(o), request, &mut fields, &mut status),
+        Some(Source::Opened(o)) => {
+            repr = Some((o.len, o.content_type));
+            file_payload(Some(o), request, &mut fields, &mut status)
+        }
     };
     let no_body = (100..200).contains(&status) || status == 204 || status == 304;
-    let length = match &payload {
+    let mut length = match &payload {
         Payload::Bytes(b) => Some(b.len() as u64),
         Payload::File(_, _, n) => Some(*n),
         Payload::Reader(_, l) | Payload::Channel(_, l) => *l,
     };
+    let mut coder = None;
+    if let Some(req) = request.filter(|_| config.compression.enabled) {
+        let (size, file_type) = match repr {
+            Some((len, t)) if status == 304 => (Some(len), Some(t)),
+            _ => (length, None),
+        };
+        if let Some(coding) = compression(config, req, &mut fields, status, size, file_type) {
+            match &mut payload {
+                // A 304 names the variant the client holds: its entity tag, no body.
+                _ if no_body => etag_of_variant(&mut fields, coding),
+                Payload::Bytes(b) => {
+                    match compress::compress_all(coding, config.compression.level, b) {
+                        Ok(z) => {
+                            *b = Bytes::from(z);
+                            length = Some(b.len() as u64);
+                            encoded(&mut fields, coding);
+                        }
+                        Err(e) => tracing::debug!(error = %e, "response not compressed"),
+                    }
+                }
+                _ => {
+                    coder = Some(compress::Encoder::new(coding, config.compression.level));
+                    length = None;
+                    encoded(&mut fields, coding);
+                }
+            }
+        }
+    }
     let mut chunked = false;
     if !no_body {
         match length {
@@ -642,7 +678,11 @@ pub(crate) async fn send(
             }
         }
         Payload::File(file, start, n) => {
-            write(io, &out, config).await && copy_file(io, file, start, n, config).await
+            let mut body = BodyOut::new(chunked, coder);
+            body.flush = false;
+            write(io, &out, config).await
+                && copy_file(io, file, start, n, &mut body, config).await
+                && body.finish(io, None, config).await
         }
         Payload::Reader(mut reader, len) => {
             if !write(io, &out, config).await {
@@ -650,26 +690,26 @@ pub(crate) async fn send(
             }
             let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
             let mut left = len;
-            let mut enc = ChunkedEncoder::new();
+            let mut body = BodyOut::new(chunked, coder);
+            let mut trailers = trailers;
             loop {
                 chunk.clear();
                 let want = left.map_or(COPY_CHUNK, |l| {
                     COPY_CHUNK.min(usize::try_from(l).unwrap_or(COPY_CHUNK))
                 });
                 if want == 0 {
-                    break true;
+                    break body.finish(io, trailers.take(), config).await;
                 }
                 let mut limited = (&mut reader).take(want as u64);
                 match limited.read_buf(&mut chunk).await {
                     Ok(0) => {
-                        break left.is_none()
-                            && finish_chunked(io, chunked, &mut enc, trailers, config).await;
+                        break left.is_none() && body.finish(io, trailers.take(), config).await;
                     }
                     Ok(n) => {
                         if let Some(l) = &mut left {
                             *l -= n as u64;
                         }
-                        if !write_piece(io, &chunk, chunked, &mut enc, config).await {
+                        if !body.piece(io, &chunk, config).await {
                             break false;
                         }
                     }
@@ -682,12 +722,13 @@ pub(crate) async fn send(
                 return false;
             }
             let mut left = len;
-            let mut enc = ChunkedEncoder::new();
+            let mut body = BodyOut::new(chunked, coder);
+            let mut trailers = trailers;
             loop {
                 match rx.recv().await {
                     None => {
                         break left.is_none_or(|l| l == 0)
-                            && finish_chunked(io, chunked, &mut enc, trailers, config).await;
+                            && body.finish(io, trailers.take(), config).await;
                     }
                     Some(piece) => {
                         let piece = match &mut left {
@@ -699,11 +740,11 @@ pub(crate) async fn send(
                             }
                             None => piece,
                         };
-                        if !write_piece(io, &piece, chunked, &mut enc, config).await {
+                        if !body.piece(io, &piece, config).await {
                             break false;
                         }
                         if left == Some(0) {
-                            break true;
+                            break body.finish(io, trailers.take(), config).await;
                         }
                     }
                 }
@@ -820,6 +861,117 @@ fn byteranges(
     Payload::Bytes(body.freeze())
 }
 
+/// Whether `status` with `fields` and a body of `size` bytes (`None`: unknown) is compressed
+/// for `request`, and with which coding ([`crate::HttpCompression`]); `file_type` is the
+/// type of a file answered with 304 (which carries no `Content-Type`). Adds
+/// `Vary: Accept-Encoding` to every response whose body depends on the request's
+/// `Accept-Encoding`.
+fn compression(
+    config: &crate::ServerConfig,
+    request: &Request,
+    fields: &mut Vec<(String, String)>,
+    status: u16,
+    size: Option<u64>,
+    file_type: Option<&str>,
+) -> Option<compress::Coding> {
+    let has = |fields: &[(String, String)], name: &str| {
+        fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let has_body = status >= 200 && status != 204 && status != 206;
+    if !has_body || has(fields, "content-encoding") || has(fields, "content-range") {
+        return None;
+    }
+    let content_type = fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map_or(file_type.unwrap_or(""), |(_, v)| v.as_str());
+    let large = size.is_none_or(|n| n >= config.compression.min_size.max(1));
+    let usual = compress::compressible(content_type) && large;
+    let accepted = compress::negotiate(request.header("accept-encoding"));
+    if usual {
+        match fields
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        {
+            Some((_, v)) => {
+                let listed = v
+                    .split(',')
+                    .any(|f| f.trim() == "*" || f.trim().eq_ignore_ascii_case("accept-encoding"));
+                if !listed {
+                    v.push_str(", Accept-Encoding");
+                }
+            }
+            None => fields.push(("Vary".into(), "Accept-Encoding".into())),
+        }
+    }
+    let wanted = usual || (accepted.identity_refused && size != Some(0));
+    accepted.coding.filter(|_| wanted)
+}
+
+/// Marks `fields` as those of the `coding` variant: `Content-Encoding`, and the entity tag
+/// of the variant.
+fn encoded(fields: &mut Vec<(String, String)>, coding: compress::Coding) {
+    etag_of_variant(fields, coding);
+    fields.push(("Content-Encoding".into(), coding.name().into()));
+}
+
+/// Replaces the entity tag in `fields` by that of the `coding` variant.
+fn etag_of_variant(fields: &mut [(String, String)], coding: compress::Coding) {
+    for (n, v) in fields.iter_mut() {
+        if n.eq_ignore_ascii_case("etag") {
+            *v = compress::variant_etag(v, coding);
+        }
+    }
+}
+
+/// A streamed body on its way out: chunk framing when `chunked`, compression when a coder
+/// is set (with `flush`, each piece is flushed, so that a stream's pieces arrive as they are
+/// produced; a file is not).
+struct BodyOut {
+    chunked: bool,
+    flush: bool,
+    framing: ChunkedEncoder,
+    coder: Option<compress::Encoder>,
+}
+
+impl BodyOut {
+    fn new(chunked: bool, coder: Option<compress::Encoder>) -> Self {
+        Self {
+            chunked,
+            flush: true,
+            framing: ChunkedEncoder::new(),
+            coder,
+        }
+    }
+
+    async fn piece(&mut self, io: &mut Io, piece: &[u8], config: &crate::ServerConfig) -> bool {
+        match &mut self.coder {
+            None => write_piece(io, piece, self.chunked, &mut self.framing, config).await,
+            Some(c) => match c.push(piece, self.flush) {
+                Ok(z) => write_piece(io, &z, self.chunked, &mut self.framing, config).await,
+                Err(_) => false,
+            },
+        }
+    }
+
+    async fn finish(
+        &mut self,
+        io: &mut Io,
+        trailers: Option<tokio::sync::oneshot::Receiver<Vec<(String, String)>>>,
+        config: &crate::ServerConfig,
+    ) -> bool {
+        if let Some(c) = &mut self.coder {
+            let Ok(z) = c.finish() else {
+                return false;
+            };
+            if !write_piece(io, &z, self.chunked, &mut self.framing, config).await {
+                return false;
+            }
+        }
+        finish_chunked(io, self.chunked, &mut self.framing, trailers, config).await
+    }
+}
+
 /// Writes with the body timeout; false on error or timeout.
 async fn write(io: &mut Io, bytes: &[u8], config: &crate::ServerConfig) -> bool {
     matches!(
@@ -909,6 +1061,7 @@ async fn copy_file(
     file: std::fs::File,
     start: u64,
     len: u64,
+    body: &mut BodyOut,
     config: &crate::ServerConfig,
 ) -> bool {
     let size = |left: u64| COPY_CHUNK.min(usize::try_from(left).unwrap_or(COPY_CHUNK));
@@ -934,7 +1087,7 @@ async fn copy_file(
                 size(left),
             ));
         }
-        if !write(io, &buf[..n], config).await {
+        if !body.piece(io, &buf[..n], config).await {
             return false;
         }
         spare = Some(buf);
