@@ -6,13 +6,17 @@
 //!  Content-Type: multipart/form-data; boundary=B   --> boundary()          (415 / 400)
 //!  Body::chunk() pieces (any split) --> ws_http's Parser::feed / poll (sans-IO, bounded; the
 //!                                       part, field, file and body limits: 400 / 413)
-//!     Event::Part(headers)  file part  --> hook(FileInfo): Save | SaveAs | Skip | Reject
+//!     Event::Part(headers)  file part  --> hook(FileInfo): Save | SaveAs | Memory | Disk
+//!                                          | Skip | Reject
+//!                                          --> in memory while within memory_threshold
+//!                                              (Memory: always), else (or past it)
 //!                                          --> DIR/.wskit-upload-<random>.part (create_new)
 //!                           field part --> collected in memory (max_field_bytes)
-//!     Event::Data(bytes)    --> written / appended
+//!     Event::Data(bytes)    --> written / appended (a memory file past the threshold is
+//!                               written to a temporary file and goes on there)
 //!     Event::PartEnd        --> temp file linked to DIR/NAME (NAME-1, NAME-2 ... when taken;
-//!                               never overwrites), temp name removed
-//!     Event::End            --> Upload { files, fields }
+//!                               never overwrites), temp name removed; or kept in memory
+//!     Event::End            --> Upload { files, in_memory, fields }
 //!  any failure: the partial file and the files already saved by this request are removed
 //! ```
 //!
@@ -84,6 +88,13 @@ pub struct UploadConfig {
     pub max_part_header_bytes: usize,
     /// Most header fields of one part. Default: [`UploadConfig::DEFAULT_MAX_PART_HEADERS`] (16).
     pub max_part_headers: usize,
+    /// Files of at most this many bytes stay in memory ([`Upload::in_memory`]) instead of
+    /// being saved (the seeds' `HTTPUploadFiles.StreamType` with `MinSize`): a file is kept
+    /// in memory while it is within the threshold, and written to a temporary file (then
+    /// saved as usual) as soon as it grows past it, so memory per upload stays bounded by it.
+    /// 0 saves every file to disk. The hook can choose per file ([`FileDecision::Memory`],
+    /// [`FileDecision::Disk`]). Default: 0.
+    pub memory_threshold: u64,
 }
 
 impl UploadConfig {
@@ -136,6 +147,7 @@ impl Default for UploadConfig {
             max_field_bytes: Self::DEFAULT_MAX_FIELD_BYTES,
             max_part_header_bytes: Self::DEFAULT_MAX_PART_HEADER_BYTES,
             max_part_headers: Self::DEFAULT_MAX_PART_HEADERS,
+            memory_threshold: 0,
         }
     }
 }
@@ -171,16 +183,29 @@ pub struct FileInfo {
     pub file_name: String,
     /// The part's `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// An upper bound of the file's size, when one is known: the part's own
+    /// `Content-Length` field, else what is left of the request body's `Content-Length`
+    /// (counted from the start of the piece of body in which the part's headers ended).
+    /// `None` for a chunked body (the size shows only as the content arrives).
+    pub size_hint: Option<u64>,
 }
 
-/// The hook's verdict on a file (the seeds' `OnHTTPUploadBeforeSaveFile`, which can rename).
+/// The hook's verdict on a file (the seeds' `OnHTTPUploadBeforeSaveFile`, which can rename,
+/// and `OnHTTPUploadBeforeCreatePostStream`, which picks memory or a file).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FileDecision {
-    /// Save it under [`FileInfo::file_name`].
+    /// Save it under [`FileInfo::file_name`], or keep it in memory when it stays within
+    /// [`UploadConfig::memory_threshold`].
     Save,
-    /// Save it under this name (sanitised again; an unusable name becomes `upload`).
+    /// As [`FileDecision::Save`], under this name (sanitised again; an unusable name becomes
+    /// `upload`).
     SaveAs(String),
+    /// Keep it in memory ([`Upload::in_memory`]) whatever its size, up to
+    /// [`UploadConfig::max_file_size`].
+    Memory,
+    /// Save it to disk under [`FileInfo::file_name`] even when it is small enough for memory.
+    Disk,
     /// Skip this file (its content is read and dropped) and go on with the others.
     Skip,
     /// Fail the whole upload with this status (403, 415, ...); nothing is kept.
@@ -220,12 +245,31 @@ impl SavedFile {
     }
 }
 
+/// A file [`save`] kept in memory ([`UploadConfig::memory_threshold`],
+/// [`FileDecision::Memory`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryFile {
+    /// The form field name.
+    pub field: String,
+    /// The file name as the client sent it (untrusted).
+    pub original_name: String,
+    /// The sanitised name ([`FileInfo::file_name`], or the hook's).
+    pub file_name: String,
+    /// The part's `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The content.
+    pub data: bytes::Bytes,
+}
+
 /// What [`save`] stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Upload {
     /// Saved files in the order of the body.
     pub files: Vec<SavedFile>,
+    /// Files kept in memory, in the order of the body.
+    pub in_memory: Vec<MemoryFile>,
     /// Form fields without a file name (`OnHTTPUploadReadInput`), in order; values are UTF-8
     /// (invalid sequences replaced).
     pub fields: Vec<(String, String)>,
@@ -358,6 +402,8 @@ struct Cleanup {
     temp: Option<PathBuf>,
     saved: Vec<PathBuf>,
     committed: bool,
+    /// [`UploadConfig::dir`] was created (it is, only when a file goes to disk).
+    dir_ready: bool,
 }
 
 impl Drop for Cleanup {
@@ -380,6 +426,14 @@ fn temp_name() -> Result<String, Error> {
     Ok(format!(".wskit-upload-{hex}.part"))
 }
 
+/// What is known of a file part besides its content.
+struct FileMeta {
+    name: String,
+    field: String,
+    original_name: String,
+    content_type: Option<String>,
+}
+
 enum Current {
     None,
     Skip,
@@ -390,19 +444,24 @@ enum Current {
     File {
         out: Box<tokio::io::BufWriter<tokio::fs::File>>,
         temp: PathBuf,
-        name: String,
-        field: String,
-        original_name: String,
-        content_type: Option<String>,
+        meta: FileMeta,
         size: u64,
+    },
+    Memory {
+        data: Vec<u8>,
+        /// Moved to a temporary file when it would grow past this (`None`: stays).
+        spill_at: Option<u64>,
+        meta: FileMeta,
     },
 }
 
 /// Reads a `multipart/form-data` body and saves its files in [`UploadConfig::dir`]: each
 /// one streamed to a temporary `.wskit-upload-*.part` file (created exclusively), then given
 /// its sanitised name ([`sanitize_file_name`]; `NAME-1`, `NAME-2`, ... when taken, never
-/// overwriting). `hook` sees every file before anything is written and may rename, skip or
-/// refuse it ([`FileDecision`]). A file input with no file chosen (`filename=""`) is skipped.
+/// overwriting). Files within [`UploadConfig::memory_threshold`] are kept in memory instead
+/// ([`Upload::in_memory`]). `hook` sees every file before anything is written and may rename,
+/// skip or refuse it, or choose memory or disk for it ([`FileDecision`]; the part's field
+/// name, type and [`FileInfo::size_hint`] are there to decide by). A file input with no file chosen (`filename=""`) is skipped.
 /// On any error nothing is kept: the partial file and the files already saved by this
 /// request are removed (answer with [`Error::response`]).
 ///
@@ -434,9 +493,9 @@ where
         }));
     }
     let mut parser = Parser::new(&boundary, &config.limits()).map_err(Error::Upload)?;
-    tokio::fs::create_dir_all(&config.dir).await?;
     let mut upload = Upload::default();
     let mut cleanup = Cleanup::default();
+    let mut consumed = 0u64;
     let mut current = Current::None;
     while !parser.is_done() {
         let Some(chunk) = body.chunk().await? else {
@@ -445,8 +504,11 @@ where
         };
         let mut rest = &chunk[..];
         while !rest.is_empty() && !parser.is_done() {
+            // From the piece a part's headers end in, at most this much can be its content.
+            let left = body.content_length().map(|l| l.saturating_sub(consumed));
             let n = parser.feed(rest);
             rest = &rest[n..];
+            consumed += n as u64;
             while let Some(event) = parser.poll().map_err(Error::Upload)? {
                 handle_event(
                     event,
@@ -455,6 +517,7 @@ where
                     &mut current,
                     &mut cleanup,
                     &mut upload,
+                    left,
                 )
                 .await?;
             }
@@ -473,17 +536,45 @@ async fn handle_event<F>(
     current: &mut Current,
     cleanup: &mut Cleanup,
     upload: &mut Upload,
+    left: Option<u64>,
 ) -> Result<(), Error>
 where
     F: FnMut(&FileInfo) -> FileDecision,
 {
     match event {
-        Event::Part(h) => *current = start_part(h, config, hook, cleanup).await?,
+        Event::Part(h) => *current = start_part(h, config, hook, cleanup, left).await?,
         // The parser enforces max_file_size and max_field_bytes.
         Event::Data(data) => match current {
             Current::File { out, size, .. } => {
                 *size += data.len() as u64;
                 out.write_all(&data).await?;
+            }
+            Current::Memory {
+                data: held,
+                spill_at,
+                ..
+            } if spill_at.is_none_or(|max| (held.len() + data.len()) as u64 <= max) => {
+                held.extend_from_slice(&data);
+            }
+            Current::Memory { .. } => {
+                // Past the threshold: what is held goes to a temporary file, and so does the
+                // rest of the part.
+                let Current::Memory {
+                    data: held, meta, ..
+                } = std::mem::replace(current, Current::None)
+                else {
+                    unreachable!("matched above");
+                };
+                let (file, temp) = open_temp(config, cleanup).await?;
+                let mut out = Box::new(tokio::io::BufWriter::with_capacity(64 << 10, file));
+                out.write_all(&held).await?;
+                out.write_all(&data).await?;
+                *current = Current::File {
+                    out,
+                    temp,
+                    meta,
+                    size: (held.len() + data.len()) as u64,
+                };
             }
             Current::Field { value, .. } => value.extend_from_slice(&data),
             Current::Skip | Current::None => {}
@@ -492,25 +583,29 @@ where
             Current::File {
                 mut out,
                 temp,
-                name,
-                field,
-                original_name,
-                content_type,
+                meta,
                 size,
             } => {
                 out.flush().await?;
                 out.get_ref().sync_all().await?;
-                let path = commit(&temp, &config.dir, &name).await?;
+                let path = commit(&temp, &config.dir, &meta.name).await?;
                 cleanup.temp = None;
                 cleanup.saved.push(path.clone());
                 upload.files.push(SavedFile {
-                    field,
-                    original_name,
+                    field: meta.field,
+                    original_name: meta.original_name,
                     path,
                     size,
-                    content_type,
+                    content_type: meta.content_type,
                 });
             }
+            Current::Memory { data, meta, .. } => upload.in_memory.push(MemoryFile {
+                field: meta.field,
+                original_name: meta.original_name,
+                file_name: meta.name,
+                content_type: meta.content_type,
+                data: data.into(),
+            }),
             Current::Field { name, value } => {
                 let value = match String::from_utf8(value) {
                     Ok(s) => s,
@@ -531,6 +626,7 @@ async fn start_part<F>(
     config: &UploadConfig,
     hook: &mut F,
     cleanup: &mut Cleanup,
+    left: Option<u64>,
 ) -> Result<Current, Error>
 where
     F: FnMut(&FileInfo) -> FileDecision,
@@ -559,13 +655,56 @@ where
         field,
         original_name,
         content_type: h.content_type,
+        size_hint: h
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .or(left),
     };
-    let name = match hook(&info) {
-        FileDecision::Save => info.file_name,
-        FileDecision::SaveAs(n) => sanitize_file_name(&n).unwrap_or_else(|| FALLBACK_NAME.into()),
+    let threshold = config.memory_threshold;
+    let (name, spill_at) = match hook(&info) {
+        FileDecision::Save => (info.file_name, Some(threshold)),
+        FileDecision::SaveAs(n) => (
+            sanitize_file_name(&n).unwrap_or_else(|| FALLBACK_NAME.into()),
+            Some(threshold),
+        ),
+        FileDecision::Memory => (info.file_name, None),
+        FileDecision::Disk => (info.file_name, Some(0)),
         FileDecision::Skip => return Ok(Current::Skip),
         FileDecision::Reject(status) => return Err(Error::UploadRefused { status }),
     };
+    let meta = FileMeta {
+        name,
+        field: info.field,
+        original_name: info.original_name,
+        content_type: info.content_type,
+    };
+    if spill_at != Some(0) {
+        return Ok(Current::Memory {
+            data: Vec::new(),
+            spill_at,
+            meta,
+        });
+    }
+    let (file, temp) = open_temp(config, cleanup).await?;
+    Ok(Current::File {
+        out: Box::new(tokio::io::BufWriter::with_capacity(64 << 10, file)),
+        temp,
+        meta,
+        size: 0,
+    })
+}
+
+/// Creates a temporary file for a part in [`UploadConfig::dir`] (the directory too, the
+/// first time), exclusively, and records it for removal on failure.
+async fn open_temp(
+    config: &UploadConfig,
+    cleanup: &mut Cleanup,
+) -> Result<(tokio::fs::File, PathBuf), Error> {
+    if !cleanup.dir_ready {
+        tokio::fs::create_dir_all(&config.dir).await?;
+        cleanup.dir_ready = true;
+    }
     let (file, temp) = loop {
         let temp = config.dir.join(temp_name()?);
         match tokio::fs::OpenOptions::new()
@@ -580,15 +719,7 @@ where
         }
     };
     cleanup.temp = Some(temp.clone());
-    Ok(Current::File {
-        out: Box::new(tokio::io::BufWriter::with_capacity(64 << 10, file)),
-        temp,
-        name,
-        field: info.field,
-        original_name: info.original_name,
-        content_type: info.content_type,
-        size: 0,
-    })
+    Ok((file, temp))
 }
 
 #[cfg(test)]

@@ -19,15 +19,42 @@ struct App {
 
 impl Handler for App {
     async fn on_http(&self, request: &Request, body: &mut Body<'_>) -> Response {
-        let hook = |f: &multipart::FileInfo| match (f.field.as_str(), f.original_name.as_str()) {
-            ("refuse", _) => FileDecision::Reject(403),
-            (_, "skip.txt") => FileDecision::Skip,
-            ("rename", _) => FileDecision::SaveAs(format!("../renamed-{}", f.file_name)),
-            _ => FileDecision::Save,
+        let mut hints = Vec::new();
+        let hook = |f: &multipart::FileInfo| {
+            if f.field.starts_with("hint") {
+                hints.push(format!("hint {} {:?}\n", f.field, f.size_hint));
+            }
+            match (f.field.as_str(), f.original_name.as_str()) {
+                ("refuse", _) => FileDecision::Reject(403),
+                (_, "skip.txt") => FileDecision::Skip,
+                ("rename", _) => FileDecision::SaveAs(format!("../renamed-{}", f.file_name)),
+                ("mem", _) => FileDecision::Memory,
+                ("disk", _) => FileDecision::Disk,
+                // By the size hint and the type: an upper bound above 50 kB is refused.
+                ("hint-limited", _)
+                    if f.size_hint.is_some_and(|n| n > 50_000)
+                        && f.content_type.as_deref() == Some("application/octet-stream") =>
+                {
+                    FileDecision::Reject(413)
+                }
+                _ => FileDecision::Save,
+            }
         };
-        match multipart::save(request, body, &self.config, hook).await {
+        let result = multipart::save(request, body, &self.config, hook).await;
+        match result {
             Ok(upload) => {
-                let mut out = String::new();
+                let mut out = hints.concat();
+                for f in &upload.in_memory {
+                    let mut crc = flate2::Crc::new();
+                    crc.update(&f.data);
+                    out.push_str(&format!(
+                        "memory {} {} {} {:08x}\n",
+                        f.field,
+                        f.file_name,
+                        f.data.len(),
+                        crc.sum()
+                    ));
+                }
                 for f in &upload.files {
                     assert_eq!(f.path.parent(), Some(self.config.dir.as_path()));
                     out.push_str(&format!(
@@ -367,5 +394,111 @@ async fn malformed_truncated_and_non_multipart_bodies() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(empty, "left behind: {:?}", listing(&up));
+    server.stop().await;
+}
+
+fn crc(data: &[u8]) -> String {
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    format!("{:08x}", crc.sum())
+}
+
+#[tokio::test]
+async fn small_files_stay_in_memory_and_larger_ones_go_to_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), |c| c.memory_threshold = 1000).await;
+    let small = tricky(500);
+    let edge = vec![b'e'; 1000];
+    let big = tricky(5000);
+    let body = multipart_body(&[
+        Part::File("f", "small.bin", &small),
+        Part::File("f", "edge.bin", &edge),
+        Part::File("f", "big.bin", &big),
+        Part::Field("note", b"n"),
+    ]);
+    for (piece, n) in [(body.len(), ""), (7, "-1")] {
+        let (status, text) = post(&server, &body, piece).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            text,
+            format!(
+                "memory f small.bin {} {}\nmemory f edge.bin 1000 {}\n\
+                 file f big{n}.bin {} \"big.bin\"\nfield note=n\n",
+                small.len(),
+                crc(&small),
+                crc(&edge),
+                big.len()
+            )
+        );
+        let up = tmp.path().join("up");
+        assert_eq!(std::fs::read(up.join(format!("big{n}.bin"))).unwrap(), big);
+    }
+    // Only the large file reached the disk; no temporary file is left.
+    assert_eq!(listing(&tmp.path().join("up")), ["big-1.bin", "big.bin"]);
+
+    // With nothing large, the directory is not even created.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), |c| c.memory_threshold = 1000).await;
+    let body = multipart_body(&[Part::File("f", "small.bin", &small)]);
+    let (status, text) = post(&server, &body, 100).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("memory f small.bin 504 "), "{text}");
+    assert!(listing(tmp.path()).is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_hook_picks_memory_disk_or_refusal_per_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Threshold 0: everything to disk, unless the hook says memory.
+    let server = start(tmp.path(), |_| {}).await;
+    let data = tricky(5000);
+    let body = multipart_body(&[
+        Part::File("mem", "m.bin", &data),
+        Part::File("other", "o.bin", b"to disk"),
+        Part::File("hint-a", "h.bin", b"hinted"),
+    ]);
+    let (status, text) = post(&server, &body, 1000).await;
+    assert_eq!(status, 200, "{text}");
+    let mut lines = text.lines();
+    // The size hint is what is left of the body once the part's headers are read: at least
+    // the content, at most the body.
+    let hint: u64 = lines
+        .next()
+        .unwrap()
+        .strip_prefix("hint hint-a Some(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((6..=body.len() as u64).contains(&hint), "{hint}");
+    assert_eq!(
+        lines.next(),
+        Some(format!("memory mem m.bin 5004 {}", crc(&data)).as_str())
+    );
+    assert_eq!(listing(&tmp.path().join("up")), ["h.bin", "o.bin"]);
+
+    // A threshold that would keep them in memory, and the hook sends one to disk.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), |c| c.memory_threshold = 1 << 20).await;
+    let body = multipart_body(&[
+        Part::File("disk", "d.bin", b"on disk"),
+        Part::File("x", "x.bin", b"in memory"),
+    ]);
+    let (status, text) = post(&server, &body, 1000).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("memory x x.bin 9 "), "{text}");
+    assert!(text.contains("file disk d.bin 7 "), "{text}");
+    assert_eq!(listing(&tmp.path().join("up")), ["d.bin"]);
+
+    // Refused by its size hint (and type): nothing is kept.
+    let big = vec![b'z'; 60_000];
+    let body = multipart_body(&[
+        Part::File("x", "first.bin", b"kept until the refusal"),
+        Part::File("hint-limited", "big.bin", &big),
+    ]);
+    let (status, text) = post(&server, &body, 1 << 20).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(listing(&tmp.path().join("up")), ["d.bin"]);
     server.stop().await;
 }
