@@ -153,6 +153,60 @@ pub enum DelimiterScan {
     All,
 }
 
+/// How one plain-TCP connection splits its byte stream into messages: one or several
+/// delimiter sequences and a scan mode (the seeds' `AddTCPEndOfFrame` and
+/// `TCPEndOfFrameScanBuffer`). A connection starts with the server's ([`RawTcp::delimiter`],
+/// [`RawTcp::scan`]) and can change its own with [`crate::Ctx::set_delimiter`].
+///
+/// With several sequences, [`DelimiterScan::All`] cuts at the first place any of them ends
+/// (the delimiter stays with its message), and [`DelimiterScan::Latest`] delivers what is
+/// buffered when it ends with any of them.
+///
+/// ```
+/// use ws_server::{Delimiter, DelimiterScan};
+/// let lines = Delimiter::new(DelimiterScan::All, [&b"\r\n"[..], b"\n"]);
+/// assert_eq!(lines.sequences.len(), 2);
+/// assert_eq!(Delimiter::none().scan, DelimiterScan::None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Delimiter {
+    /// The delimiter sequences (empty ones are ignored).
+    pub sequences: Vec<Vec<u8>>,
+    /// How they are searched.
+    pub scan: DelimiterScan,
+}
+
+impl Delimiter {
+    /// `scan` with these sequences (empty ones are dropped).
+    #[must_use]
+    pub fn new<S: Into<Vec<u8>>>(
+        scan: DelimiterScan,
+        sequences: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            sequences: sequences
+                .into_iter()
+                .map(Into::into)
+                .filter(|s: &Vec<u8>| !s.is_empty())
+                .collect(),
+            scan,
+        }
+    }
+
+    /// No delimiter: every read is delivered as it arrives.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The server-wide setting of `raw`: [`RawTcp::delimiter`] with [`RawTcp::scan`].
+    #[must_use]
+    pub fn of(raw: &RawTcp) -> Self {
+        Self::new(raw.scan, [raw.delimiter.clone()])
+    }
+}
+
 /// What to do with an upgrade whose offered subprotocols are all unknown to the server
 /// ([`ServerConfig::protocol_mismatch`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,7 +260,9 @@ pub struct RawTcp {
     /// Offer connections whose first bytes are not HTTP to
     /// [`crate::Handler::on_unknown_protocol`] instead of closing them. Default: false.
     pub enabled: bool,
-    /// End-of-message delimiter bytes. Default: empty (no delimiter).
+    /// End-of-message delimiter bytes, for every plain-TCP connection until it sets its own
+    /// ([`crate::Ctx::set_delimiter`], which also takes several sequences). Default: empty
+    /// (no delimiter).
     pub delimiter: Vec<u8>,
     /// How the delimiter is searched. Default: [`DelimiterScan::None`].
     pub scan: DelimiterScan,

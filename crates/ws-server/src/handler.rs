@@ -8,6 +8,7 @@ use ws_io::TxQueue;
 
 use crate::{
     body::Body,
+    config::{Delimiter, DelimiterScan},
     error::Error,
     event::SseEvent,
     handle::{ConnHandle, ServerHandle},
@@ -109,6 +110,8 @@ pub(crate) enum Sink<'a> {
         tx: &'a mut TxQueue,
         closing: &'a mut bool,
         sse: bool,
+        /// The connection's delimiter and whether the handler changed it (plain TCP only).
+        delimiter: Option<&'a mut (Delimiter, bool)>,
     },
 }
 
@@ -170,7 +173,9 @@ impl Ctx<'_> {
     pub fn send_with(&mut self, msg: Message, opts: SendOptions) -> Result<(), Error> {
         match &mut self.sink {
             Sink::Ws(ws) => Ok(ws.send_with(msg, opts)?),
-            Sink::Raw { tx, closing, sse } => {
+            Sink::Raw {
+                tx, closing, sse, ..
+            } => {
                 if **closing {
                     return Err(Error::Closed);
                 }
@@ -197,6 +202,7 @@ impl Ctx<'_> {
                 tx,
                 closing,
                 sse: true,
+                ..
             } => {
                 if **closing {
                     return Err(Error::Closed);
@@ -224,6 +230,50 @@ impl Ctx<'_> {
             Sink::Ws(ws) => Ok(ws.send_fragment(text, payload, first, fin)?),
             Sink::Raw { .. } => Err(Error::Closed),
         }
+    }
+
+    /// Sets how this plain-TCP connection splits its input into messages for
+    /// [`Handler::on_binary`]: one or several delimiter sequences and a scan mode
+    /// ([`Delimiter`]). It applies to every byte not yet delivered, including those already
+    /// read and cut by the old setting, so a protocol can switch framing after any message.
+    /// Until then the connection uses the server's ([`crate::RawTcp::delimiter`],
+    /// [`crate::RawTcp::scan`]). Call it in [`Handler::on_connect`] to set it from the start,
+    /// or later, for a protocol that changes framing (a text greeting, then NUL-ended
+    /// frames).
+    ///
+    /// ```no_run
+    /// use ws_server::{Ctx, Delimiter, DelimiterScan, Handler};
+    /// struct Lines;
+    /// impl Handler for Lines {
+    ///     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
+    ///         // Plain TCP clients only; WebSocket connections answer with an error.
+    ///         let _ = ctx.set_delimiter(Delimiter::new(DelimiterScan::All, [&b"\r\n"[..], b"\n"]));
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the connection is not plain TCP (WebSocket, SSE), or when a
+    /// scan mode other than [`DelimiterScan::None`] comes without a sequence.
+    pub fn set_delimiter(&mut self, delimiter: Delimiter) -> Result<(), Error> {
+        let Sink::Raw {
+            delimiter: Some(current),
+            ..
+        } = &mut self.sink
+        else {
+            return Err(Error::Setting {
+                field: "delimiter",
+                rule: "can be set on plain TCP connections only",
+            });
+        };
+        if delimiter.scan != DelimiterScan::None && delimiter.sequences.iter().all(Vec::is_empty) {
+            return Err(Error::Setting {
+                field: "delimiter",
+                rule: "needs a sequence with a delimiter scan",
+            });
+        }
+        **current = (delimiter, true);
+        Ok(())
     }
 
     /// Queues a ping.

@@ -159,8 +159,8 @@ pub use backplane::{Backplane, BackplaneStats, Envelope, NodeCount};
 pub use body::Body;
 pub use channels::{channel_matches, validate_channel};
 pub use config::{
-    AlpnSelect, Binding, DelimiterScan, Heartbeat, HttpCompression, HttpLimits, ProtocolMismatch,
-    RawTcp, ServerConfig, SlowReaderPolicy, SseConfig, TcpKeepAlive,
+    AlpnSelect, Binding, Delimiter, DelimiterScan, Heartbeat, HttpCompression, HttpLimits,
+    ProtocolMismatch, RawTcp, ServerConfig, SlowReaderPolicy, SseConfig, TcpKeepAlive,
 };
 pub use error::{BadValue, Error};
 pub use event::SseEvent;

@@ -17,7 +17,7 @@ use ws_frame::{CloseCode, Initiator};
 use ws_io::TxQueue;
 
 use crate::{
-    config::{DelimiterScan, RawTcp},
+    config::{Delimiter, DelimiterScan},
     conn::LINGER,
     handle::{AdmitGuard, ServerHandle},
     handler::{Ctx, Disconnect, Handler, Sink},
@@ -26,23 +26,36 @@ use crate::{
     types::Transport,
 };
 
-/// Takes the complete messages out of `buf` according to the delimiter settings.
-pub(crate) fn split_messages(buf: &mut BytesMut, cfg: &RawTcp, out: &mut impl Extend<Bytes>) {
+/// Where the earliest of `sequences` ends in `buf`, if any does.
+fn first_end(buf: &[u8], sequences: &[Vec<u8>]) -> Option<usize> {
+    sequences
+        .iter()
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| {
+            buf.windows(d.len())
+                .position(|w| w == &d[..])
+                .map(|p| p + d.len())
+        })
+        .min()
+}
+
+/// Takes the complete messages out of `buf` according to the connection's delimiter.
+pub(crate) fn split_messages(buf: &mut BytesMut, delim: &Delimiter, out: &mut impl Extend<Bytes>) {
     if buf.is_empty() {
         return;
     }
-    let delim = &cfg.delimiter[..];
-    match cfg.scan {
-        _ if delim.is_empty() => out.extend([buf.split().freeze()]),
+    let seqs = &delim.sequences[..];
+    match delim.scan {
+        _ if seqs.iter().all(Vec::is_empty) => out.extend([buf.split().freeze()]),
         DelimiterScan::None => out.extend([buf.split().freeze()]),
         DelimiterScan::Latest => {
-            if buf.ends_with(delim) {
+            if seqs.iter().any(|d| !d.is_empty() && buf.ends_with(d)) {
                 out.extend([buf.split().freeze()]);
             }
         }
         DelimiterScan::All => {
-            while let Some(pos) = buf.windows(delim.len()).position(|w| w == delim) {
-                out.extend([buf.split_to(pos + delim.len()).freeze()]);
+            while let Some(end) = first_end(buf, seqs) {
+                out.extend([buf.split_to(end).freeze()]);
             }
         }
     }
@@ -109,6 +122,9 @@ pub(crate) async fn run<H: Handler>(
     let mut buf = BytesMut::from(&first[..]);
     let mut messages = std::collections::VecDeque::new();
     let mut disconnect = Disconnect::new(CloseCode::NORMAL, String::new(), Initiator::Remote);
+    // The server's until the handler sets this connection's own (Ctx::set_delimiter).
+    // The flag says it changed during a handler call.
+    let mut delimiter = (Delimiter::of(&config.raw_tcp), false);
 
     macro_rules! ctx {
         () => {
@@ -117,6 +133,7 @@ pub(crate) async fn run<H: Handler>(
                     tx: &mut tx,
                     closing: &mut closing,
                     sse: false,
+                    delimiter: Some(&mut delimiter),
                 },
                 info: &info,
                 server: &server,
@@ -131,14 +148,23 @@ pub(crate) async fn run<H: Handler>(
     let mut eof = false;
     loop {
         // Read flow control: while paused, nothing is delivered and nothing read.
-        if messages.is_empty() && !info.is_reading_paused() {
-            split_messages(&mut buf, &config.raw_tcp, &mut messages);
-        }
         while !info.is_reading_paused() {
+            if messages.is_empty() {
+                split_messages(&mut buf, &delimiter.0, &mut messages);
+            }
             let Some(msg) = messages.pop_front() else {
                 break;
             };
             handler.on_binary(&mut ctx!(), msg).await;
+            if std::mem::take(&mut delimiter.1) && !messages.is_empty() {
+                // A new delimiter: what the old one cut and was not delivered is cut again.
+                let mut rest = BytesMut::new();
+                for m in messages.drain(..) {
+                    rest.extend_from_slice(&m);
+                }
+                rest.extend_from_slice(&buf);
+                buf = rest;
+            }
         }
         let paused = info.is_reading_paused() || !messages.is_empty();
         if buf.len() > config.raw_tcp.max_buffer {
@@ -213,13 +239,8 @@ pub(crate) async fn run<H: Handler>(
 mod tests {
     use super::*;
 
-    fn cfg(delim: &[u8], scan: DelimiterScan) -> RawTcp {
-        RawTcp {
-            enabled: true,
-            delimiter: delim.to_vec(),
-            scan,
-            max_buffer: 1024,
-        }
+    fn cfg(delim: &[u8], scan: DelimiterScan) -> Delimiter {
+        Delimiter::new(scan, [delim])
     }
 
     #[test]
@@ -249,5 +270,30 @@ mod tests {
         let mut buf = BytesMut::from(&b"F1\0\nF2\0"[..]);
         split_messages(&mut buf, &cfg(b"\0\n", DelimiterScan::All), &mut out);
         assert_eq!(out, vec![Bytes::from("F1\0\n")]);
+    }
+
+    #[test]
+    fn several_delimiters_cut_at_the_first_one_that_ends() {
+        let d = Delimiter::new(DelimiterScan::All, [&b"\r\n"[..], b";", b"END"]);
+        let mut out = Vec::new();
+        let mut buf = BytesMut::from(&b"a;b\r\ncENDd\r"[..]);
+        split_messages(&mut buf, &d, &mut out);
+        assert_eq!(out, ["a;", "b\r\n", "cEND"].map(Bytes::from));
+        assert_eq!(&buf[..], b"d\r");
+        // A sequence that is a prefix of another: the shorter one ends first.
+        let d = Delimiter::new(DelimiterScan::All, [&b"\n\n"[..], b"\n"]);
+        out.clear();
+        let mut buf = BytesMut::from(&b"x\n\ny"[..]);
+        split_messages(&mut buf, &d, &mut out);
+        assert_eq!(out, ["x\n", "\n"].map(Bytes::from));
+
+        let d = Delimiter::new(DelimiterScan::Latest, [&b"\n"[..], b"\0"]);
+        out.clear();
+        let mut buf = BytesMut::from(&b"p\nq"[..]);
+        split_messages(&mut buf, &d, &mut out);
+        assert!(out.is_empty());
+        buf.extend_from_slice(b"\0");
+        split_messages(&mut buf, &d, &mut out);
+        assert_eq!(out, [Bytes::from_static(b"p\nq\0")]);
     }
 }

@@ -122,6 +122,7 @@ pub(crate) async fn run<H: Handler>(
                     tx: &mut tx,
                     closing: &mut closing,
                     sse: true,
+                    delimiter: None,
                 },
                 info: &info,
                 server: &server,
