@@ -5,11 +5,14 @@
 //! with `npm ci` when node_modules is missing (it never rewrites the committed package-lock.json),
 //! builds `wskit` in release mode (unless a binary is given), starts
 //! `wskit serve --listen 127.0.0.1:PORT --upload-dir DIR` on a free port and waits for its
-//! `listening on 127.0.0.1:PORT` line, then runs `node test.mjs PORT SCREENSHOT UPLOAD_COPY`. That
-//! script loads `/`, connects to `/echo` and checks permessage-deflate, echoes a text and a binary
-//! message, waits for the SSE `welcome` event, uploads a file through the multipart form, closes
-//! with 1000 and takes a screenshot (see its header). Afterwards this module checks that a file with
-//! exactly the uploaded bytes landed under DIR.
+//! `listening on 127.0.0.1:PORT` line, and a second one with URL authentication
+//! (`--user NAME:PASSWORD --sgc-url-auth`), then runs
+//! `node test.mjs PORT SCREENSHOT UPLOAD_COPY AUTH_PORT`. That script loads `/`, connects to
+//! `/echo` and checks permessage-deflate, echoes a text and a binary message, waits for the SSE
+//! `welcome` event, checks wskit.js's fallback from a refused WebSocket to SSE and the
+//! `sgcWebSocket({host, user, password})` credentials form against the second server, uploads a
+//! file through the multipart form, closes with 1000 and takes a screenshot (see its header).
+//! Afterwards this module checks that a file with exactly the uploaded bytes landed under DIR.
 //!
 //! Work files go to target/interop/browser/ (uploads/, the screenshot test-page.png, the uploaded
 //! bytes, the result line in result.json). The committed docs/test-page.png changes only with
@@ -28,6 +31,9 @@ use anyhow::{Context, Result, bail};
 use crate::util::{self, root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The user of the server with URL authentication; the password has characters that must be
+/// percent-encoded in a path (test.mjs uses the same).
+const AUTH_USER: &str = "alice:s3cret/ü?";
 /// The npm package that holds test.mjs, relative to the workspace root.
 const PACKAGE: &str = "xtask/interop/browser";
 const SCREENSHOT: &str = "docs/test-page.png";
@@ -88,12 +94,21 @@ pub(crate) fn browser(wskit_bin: Option<PathBuf>, update: bool) -> Result<()> {
     let upload_copy = work.join("uploaded.bin");
     let result_path = work.join("result.json");
 
-    let (server, port) = start_server(&bin, &uploads)?;
+    let (server, port) = start_server(&bin, &["--upload-dir".as_ref(), uploads.as_os_str()])?;
+    let (auth_server, auth_port) = start_server(
+        &bin,
+        &[
+            "--user".as_ref(),
+            AUTH_USER.as_ref(),
+            "--sgc-url-auth".as_ref(),
+        ],
+    )?;
     let mut node = Command::new("node");
     node.arg("test.mjs")
         .arg(port.to_string())
         .arg(&screenshot)
         .arg(&upload_copy)
+        .arg(auth_port.to_string())
         .current_dir(&package)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&result_path)?);
@@ -106,6 +121,7 @@ pub(crate) fn browser(wskit_bin: Option<PathBuf>, update: bool) -> Result<()> {
         TEST_TIMEOUT,
     )?;
     drop(server);
+    drop(auth_server);
     let stdout = fs::read_to_string(&result_path).unwrap_or_default();
     if !status.success() {
         bail!(
@@ -164,14 +180,14 @@ fn build_wskit() -> Result<PathBuf> {
     Ok(target.join("release/wskit"))
 }
 
-/// Starts `wskit serve` on a free port and waits for `listening on 127.0.0.1:PORT` on its stdout;
-/// later stdout lines are copied to stderr with a prefix.
-fn start_server(bin: &Path, uploads: &Path) -> Result<(Proc, u16)> {
+/// Starts `wskit serve` with `args` on a free port and waits for `listening on 127.0.0.1:PORT`
+/// on its stdout; later stdout lines are copied to stderr with a prefix.
+fn start_server(bin: &Path, args: &[&std::ffi::OsStr]) -> Result<(Proc, u16)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--listen", &listen, "--upload-dir"])
-        .arg(uploads)
+    cmd.args(["serve", "--listen", &listen])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     eprintln!("\n==> starting wskit serve\n    $ {}", util::show(&cmd));

@@ -12,7 +12,8 @@
  *     maxAttempts: Infinity,                   // reconnect attempts before giving up (default Infinity)
  *     transports: ['websocket', 'sse'],        // in order of preference (default both)
  *     sseUrl: '/sse',                          // EventSource URL for the SSE transport (default none:
- *                                              //   no SSE fallback unless this is set)
+ *                                              //   no SSE fallback unless this is set; true: the
+ *                                              //   WebSocket URL itself, as http: or https:)
  *     sseEvents: ['message'],                  // SSE event names delivered as messages (default
  *                                              //   ['message'], i.e. events without an `event:` line)
  *     ssePost: false,                          // over SSE, send() POSTs to sseUrl (default false:
@@ -98,7 +99,8 @@
       if (typeof o.protocols === 'string') o.protocols = [o.protocols];
       this._opts = o;
       this._url = url == null ? null : toWsUrl(url);
-      this._sseUrl = o.sseUrl == null ? null : toHttpUrl(o.sseUrl);
+      this._sseUrl = o.sseUrl == null || o.sseUrl === false ? null
+        : o.sseUrl === true ? (this._url == null ? null : toHttpUrl(this._url)) : toHttpUrl(o.sseUrl);
       this._handlers = {};
       EVENTS.forEach((e) => { this._handlers[e] = []; });
       this._state = 'connecting';
@@ -404,7 +406,8 @@
   // authentication, which a wskit server accepts only when URL authentication is turned on
   // (credentials in a URL end up in logs; prefer a token). The transport is an array or one name;
   // with 'sse' the same URL is opened as an EventSource (http: for ws:), and the default tries the
-  // WebSocket first and falls back to SSE. Binary messages are delivered as Blobs, as the seed does.
+  // WebSocket first and falls back to SSE as soon as it fails to open (the close of that attempt
+  // is not reported; 'open' then says transport 'sse'). Binary messages are delivered as Blobs, as the seed does.
   // The ID header: 10 bytes of UTF-8 padded with NUL, then the payload (ws_frame::id_header in Rust).
   var ID_HEADER_LEN = 10;
   var encoder = typeof TextEncoder !== 'undefined' ? new TextEncoder() : null;
@@ -478,13 +481,17 @@
       this._client = new WskitClient(wsUrl, {
         protocols: protocol ? [protocol] : [],
         transports: transports,
-        sseUrl: transports.indexOf('sse') !== -1 ? toHttpUrl(wsUrl) : null,
+        sseUrl: transports.indexOf('sse') !== -1 ? true : null,
+        fallbackAfter: 1,
         binaryType: 'blob',
         reconnect: false,
       });
       var c = this._client;
       c.on('open', (info) => this._emit('open', {protocol: info.protocol, transport: info.transport}));
-      c.on('close', (info) => this._emit('close', {code: info.code, reason: info.reason, wasClean: info.wasClean}));
+      c.on('close', (info) => {
+        // Without reconnects, only a fallback to SSE follows a close: not an end.
+        if (!info.willReconnect) this._emit('close', {code: info.code, reason: info.reason, wasClean: info.wasClean});
+      });
       c.on('error', (err) => this._emit('error', {message: err && err.message ? err.message : String(err)}));
       c.on('message', (data) => {
         if (typeof data === 'string') this._emit('message', {message: data});

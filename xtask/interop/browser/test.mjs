@@ -1,13 +1,17 @@
 // Drives Debian's Chromium (headless, through playwright-core) against a running `wskit serve`:
 // loads the built-in test page, connects a WebSocket to /echo, checks that permessage-deflate was
 // negotiated, echoes a text and a binary message, does the same through the sgcWebSockets
-// compatibility layer (sgcWebSocket, sgcWSStreamWrite/Read), waits for the SSE `welcome` event, uploads a file
-// through the multipart form and takes a screenshot.
+// compatibility layer (sgcWebSocket, sgcWSStreamWrite/Read), waits for the SSE `welcome` event,
+// checks the fallback from a refused WebSocket to SSE (WskitClient with a derived and an explicit
+// sseUrl, and sgcWebSocket's default transports), uploads a file through the multipart form and
+// takes a screenshot. With AUTH_PORT, a second server with `--user alice:s3cret/ü? --sgc-url-auth`,
+// it also connects with sgcWebSocket's credentials form {host, user, password} (and is refused
+// with a wrong password or none).
 //
-//   node test.mjs PORT SCREENSHOT_PATH [UPLOAD_COPY_PATH]
+//   node test.mjs PORT SCREENSHOT_PATH [UPLOAD_COPY_PATH] [AUTH_PORT]
 //
-// UPLOAD_COPY_PATH, when given, receives the exact bytes that were uploaded, so that the caller can
-// compare them with what the server saved. Prints one JSON line of results on stdout and exits 0;
+// UPLOAD_COPY_PATH, when given (or ''), receives the exact bytes that were uploaded, so that the
+// caller can compare them with what the server saved. Prints one JSON line of results on stdout and exits 0;
 // on any failure prints `interop browser: FAILED: ...` on stderr (plus the page's logs) and exits 1.
 // Environment: CHROMIUM (default /usr/bin/chromium), WSKIT_INTEROP_TIMEOUT_MS (per wait, 15000).
 
@@ -17,7 +21,8 @@ import {tmpdir} from 'node:os';
 import {dirname, join, resolve} from 'node:path';
 import {randomBytes} from 'node:crypto';
 
-const [portArg, screenshotArg, uploadCopyArg] = process.argv.slice(2);
+const [portArg, screenshotArg, uploadCopyArg, authPortArg] = process.argv.slice(2);
+const authPort = authPortArg ? Number(authPortArg) : null;
 const port = Number(portArg);
 if (!Number.isInteger(port) || port <= 0 || port > 65535 || !screenshotArg) {
   console.error('usage: node test.mjs PORT SCREENSHOT_PATH [UPLOAD_COPY_PATH]');
@@ -212,6 +217,119 @@ async function main() {
   check(welcomeData === 'hello', `SSE welcome data is ${JSON.stringify(welcomeData)}, expected "hello"`);
   await waitState(page, '#sse-status', 'open');
   results.sse = {event: 'welcome', data: welcomeData};
+
+  step = 'fallback to SSE';
+  // wskit serve refuses a WebSocket on /sse (404) and on unknown paths, and serves SSE on /sse.
+  const fallback = await page.evaluate(
+    async ([sgcUrl, timeout]) => {
+      const run = (url, opts) =>
+        new Promise((res, rej) => {
+          const events = [];
+          const c = new WskitClient(url, Object.assign({minDelay: 20, maxDelay: 40, sseEvents: ['welcome']}, opts));
+          const t = setTimeout(() => {
+            c.close();
+            rej(new Error(`no SSE event within ${timeout} ms from ${url}; events ${JSON.stringify(events)}`));
+          }, timeout);
+          c.on('close', (i) => events.push(`close ${i.code} ${i.willReconnect ? 'will reconnect' : 'final'}`));
+          c.on('reconnecting', (i) => events.push(`reconnecting ${i.transport}`));
+          c.on('fallback', (i) => events.push(`fallback ${i.from} to ${i.to}`));
+          c.on('open', (i) => events.push(`open ${i.transport}`));
+          c.on('message', (data, info) => {
+            events.push(`message ${info.transport} ${info.event} ${data}`);
+            const transport = c.transport();
+            clearTimeout(t);
+            c.close();
+            res({events, transport});
+          });
+        });
+      const sgc = () =>
+        new Promise((res, rej) => {
+          const events = [];
+          const s = new sgcWebSocket(sgcUrl);
+          const t = setTimeout(() => rej(new Error(`sgcWebSocket did not open within ${timeout} ms; events ${JSON.stringify(events)}`)), timeout);
+          s.on('close', (e) => events.push(`close ${e.code}`));
+          s.on('open', (e) => {
+            events.push(`open ${e.transport}`);
+            clearTimeout(t);
+            s.close();
+            res(events);
+          });
+        });
+      return {
+        derived: await run('/sse', {sseUrl: true, fallbackAfter: 2}),
+        explicit: await run('/no-such-endpoint', {sseUrl: '/sse', fallbackAfter: 1}),
+        sgc: await sgc(),
+      };
+    },
+    [`ws://127.0.0.1:${port}/sse`, TIMEOUT],
+  );
+  const wantDerived = [
+    'close 1006 will reconnect',
+    'reconnecting websocket',
+    'close 1006 will reconnect',
+    'fallback websocket to sse',
+    'open sse',
+    'message sse welcome hello',
+    'close 1000 final',
+  ];
+  check(
+    JSON.stringify(fallback.derived.events) === JSON.stringify(wantDerived) && fallback.derived.transport === 'sse',
+    `fallback with a derived sseUrl: ${JSON.stringify(fallback.derived)}, expected events ${JSON.stringify(wantDerived)}`,
+  );
+  const wantExplicit = ['close 1006 will reconnect', 'fallback websocket to sse', 'open sse', 'message sse welcome hello', 'close 1000 final'];
+  check(
+    JSON.stringify(fallback.explicit.events) === JSON.stringify(wantExplicit),
+    `fallback with sseUrl '/sse': ${JSON.stringify(fallback.explicit)}, expected events ${JSON.stringify(wantExplicit)}`,
+  );
+  check(
+    JSON.stringify(fallback.sgc) === JSON.stringify(['open sse', 'close 1000']),
+    `sgcWebSocket on a refused WebSocket: events ${JSON.stringify(fallback.sgc)}, expected an open over sse (no close for the refused WebSocket), then its own close`,
+  );
+  results.fallback = fallback;
+
+  if (authPort) {
+    step = 'sgcWebSocket credentials';
+    const creds = await page.evaluate(
+      async ([host, user, password, timeout]) => {
+        const attempt = (url, transport) =>
+          new Promise((res) => {
+            const out = {};
+            const s = new sgcWebSocket(url, '', transport);
+            const t = setTimeout(() => res(Object.assign(out, {timedOut: true})), timeout);
+            s.on('open', (e) => {
+              out.open = e.transport;
+              s.send('with credentials ✓');
+            });
+            s.on('message', (e) => {
+              out.echo = e.message;
+              s.close();
+            });
+            s.on('error', () => {
+              out.error = true;
+            });
+            s.on('close', (e) => {
+              out.close = e.code;
+              clearTimeout(t);
+              res(out);
+            });
+          });
+        return {
+          good: await attempt({host, user, password}),
+          wrong: await attempt({host, user, password: password + 'x'}, 'websocket'),
+          none: await attempt({host}, 'websocket'),
+        };
+      },
+      [`ws://127.0.0.1:${authPort}/echo`, 'alice', 's3cret/ü?', TIMEOUT],
+    );
+    check(
+      creds.good.open === 'websocket' && creds.good.echo === 'with credentials ✓' && [1000, 1005].includes(creds.good.close),
+      `sgcWebSocket({host, user, password}): ${JSON.stringify(creds.good)}`,
+    );
+    for (const k of ['wrong', 'none']) {
+      check(!creds[k].open && !creds[k].timedOut && creds[k].close === 1006, `sgcWebSocket with ${k} credentials was not refused: ${JSON.stringify(creds[k])}`);
+    }
+    results.credentials = creds;
+  }
 
   step = 'upload';
   const bytes = uploadBytes();
