@@ -4,14 +4,16 @@
 //!
 //! - the criterion micro-benchmarks in `benches/` (`cargo bench -p wskit-benches`): masking
 //!   next to a plain copy, header parsing, decoding streams of frames with ws-frame and with
-//!   tungstenite, permessage-deflate both ways, and miniz_oxide against flate2's zlib-rs;
+//!   tungstenite, permessage-deflate both ways on text, JSON and binary corpora (with the engine
+//!   ws-frame was built with), and miniz_oxide against zlib-rs side by side;
+//! - `benches/deflate_memory.rs`: heap bytes per connection held by permessage-deflate;
 //! - two peer echo servers in `src/bin/` (`echo-tungstenite`, `echo-fastwebsockets`) that
 //!   `cargo xtask bench echo` drives with `wskit bench` next to `wskit serve`;
 //! - this library: the inputs and the decode / compress loops the benchmarks time, kept here
 //!   so that the tests in `tests/` check exactly what is measured.
 //!
 //! ```text
-//!  payload::json / payload::binary          deterministic inputs
+//!  payload::{json, binary, Corpus}         deterministic inputs
 //!        |
 //!        v
 //!  frames::masked_stream ---------------> decode::ws_frame     (ws_frame::Connection, server)
@@ -257,6 +259,218 @@ pub mod payload {
         let mut rng = Lcg::new(0xB10AB1);
         (0..len).map(|_| rng.next_u32() as u8).collect()
     }
+
+    const WORDS: &[&str] = &[
+        "the",
+        "of",
+        "and",
+        "a",
+        "to",
+        "in",
+        "is",
+        "that",
+        "it",
+        "was",
+        "for",
+        "on",
+        "are",
+        "as",
+        "with",
+        "his",
+        "they",
+        "at",
+        "be",
+        "this",
+        "from",
+        "have",
+        "or",
+        "by",
+        "one",
+        "had",
+        "not",
+        "but",
+        "what",
+        "all",
+        "were",
+        "when",
+        "we",
+        "there",
+        "can",
+        "an",
+        "your",
+        "which",
+        "their",
+        "said",
+        "if",
+        "will",
+        "each",
+        "about",
+        "how",
+        "up",
+        "out",
+        "them",
+        "then",
+        "she",
+        "many",
+        "some",
+        "so",
+        "these",
+        "would",
+        "other",
+        "into",
+        "has",
+        "more",
+        "her",
+        "two",
+        "like",
+        "him",
+        "see",
+        "time",
+        "could",
+        "no",
+        "make",
+        "than",
+        "first",
+        "been",
+        "its",
+        "who",
+        "now",
+        "people",
+        "my",
+        "made",
+        "over",
+        "did",
+        "down",
+        "only",
+        "way",
+        "find",
+        "use",
+        "may",
+        "water",
+        "long",
+        "little",
+        "very",
+        "after",
+        "words",
+        "called",
+        "just",
+        "where",
+        "most",
+        "know",
+        "server",
+        "message",
+        "window",
+        "connection",
+        "river",
+        "morning",
+        "letter",
+        "question",
+        "garden",
+        "station",
+        "evening",
+        "careful",
+        "quietly",
+    ];
+
+    /// English-like prose, exactly `len` bytes: sentences of 4 to 18 words drawn from a fixed
+    /// list of common words (capitalised, with commas and full stops), in paragraphs. ASCII.
+    #[must_use]
+    pub fn prose_with_seed(len: usize, seed: u64) -> String {
+        let mut rng = Lcg::new(0x7E47 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut out = String::with_capacity(len + 32);
+        while out.len() < len {
+            let words = 4 + rng.next_u32() as usize % 15;
+            for i in 0..words {
+                let word = rng.pick(WORDS);
+                if i == 0 {
+                    let (first, rest) = word.split_at(1);
+                    out.push_str(&first.to_ascii_uppercase());
+                    out.push_str(rest);
+                } else {
+                    out.push_str(word);
+                }
+                if i + 1 < words {
+                    out.push_str(if rng.next_u32().is_multiple_of(9) {
+                        ", "
+                    } else {
+                        " "
+                    });
+                }
+            }
+            out.push_str(if rng.next_u32().is_multiple_of(6) {
+                ".\n\n"
+            } else {
+                ". "
+            });
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Binary with structure, exactly `len` bytes: 32-byte records (a magic tag, a counter,
+    /// a type byte from a few values, a small length, then 20 pseudo-random bytes), as a
+    /// binary protocol of sensor readings or game state might send.
+    #[must_use]
+    pub fn records_with_seed(len: usize, seed: u64) -> Vec<u8> {
+        let mut rng = Lcg::new(0xB1_4A7 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut out = Vec::with_capacity(len + 32);
+        let mut counter = (seed as u32).wrapping_mul(1000);
+        while out.len() < len {
+            out.extend_from_slice(b"\xA5REC");
+            out.extend_from_slice(&counter.to_le_bytes());
+            counter = counter.wrapping_add(1);
+            out.push((rng.next_u32() % 4) as u8);
+            out.push(0);
+            out.extend_from_slice(&((rng.next_u32() % 300) as u16).to_le_bytes());
+            for _ in 0..5 {
+                out.extend_from_slice(&rng.next_u32().to_le_bytes());
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// The three kinds of message the deflate benchmarks compare.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Corpus {
+        /// [`prose_with_seed`], sent as text.
+        Text,
+        /// [`json_with_seed`], sent as text.
+        Json,
+        /// [`records_with_seed`], sent as binary.
+        Binary,
+    }
+
+    impl Corpus {
+        /// All three.
+        pub const ALL: [Self; 3] = [Self::Text, Self::Json, Self::Binary];
+
+        /// Short name for benchmark ids and tables.
+        #[must_use]
+        pub const fn name(self) -> &'static str {
+            match self {
+                Self::Text => "text",
+                Self::Json => "json",
+                Self::Binary => "binary",
+            }
+        }
+
+        /// Whether its messages go out as text frames.
+        #[must_use]
+        pub const fn is_text(self) -> bool {
+            !matches!(self, Self::Binary)
+        }
+
+        /// Message number `seed` of `len` bytes.
+        #[must_use]
+        pub fn message(self, len: usize, seed: u64) -> Vec<u8> {
+            match self {
+                Self::Text => prose_with_seed(len, seed).into_bytes(),
+                Self::Json => json_with_seed(len, seed).into_bytes(),
+                Self::Binary => records_with_seed(len, seed),
+            }
+        }
+    }
 }
 
 /// Wire bytes for the decode benchmarks.
@@ -403,6 +617,25 @@ pub mod deflate {
             .expect("accepted offer")
     }
 
+    /// Like [`params`], with `server_no_context_takeover` asked for (the server then resets
+    /// its compression context after every message) when `no_context_takeover` is set.
+    ///
+    /// # Panics
+    /// For window bits outside 8..=15.
+    #[must_use]
+    pub fn params_with(level: u8, window_bits: u8, no_context_takeover: bool) -> DeflateParams {
+        let mut ours = DeflateConfig::default();
+        ours.level = level;
+        let bits = window_bits.to_string();
+        let mut offer = vec![("server_max_window_bits", Some(bits.as_str()))];
+        if no_context_takeover {
+            offer.push(("server_no_context_takeover", None));
+        }
+        ours.accept_offer(&offer)
+            .expect("valid offer")
+            .expect("accepted offer")
+    }
+
     /// A server connection that compresses every message it sends (context kept between
     /// messages, as negotiated by default), writing into a reused buffer.
     #[derive(Debug)]
@@ -438,6 +671,42 @@ pub mod deflate {
             while self.conn.poll_transmit(&mut self.out) {}
             &self.out
         }
+    }
+
+    impl WsCompressor {
+        /// Compresses `data` as one text (`text`, which must then be UTF-8) or binary message
+        /// and returns its wire bytes (header included).
+        ///
+        /// # Panics
+        /// When the connection refuses to send, or `text` is set for data that is not UTF-8.
+        pub fn send_bytes(&mut self, data: &[u8], text: bool) -> &[u8] {
+            self.out.clear();
+            let message = if text {
+                Message::text(String::from_utf8(data.to_vec()).expect("UTF-8"))
+            } else {
+                Message::binary(data.to_vec())
+            };
+            self.conn.send(message).expect("open connection");
+            while self.conn.poll_transmit(&mut self.out) {}
+            &self.out
+        }
+    }
+
+    /// The wire bytes of `count` messages, cycling through `messages` (text or binary frames),
+    /// compressed by one [`WsCompressor`] in order.
+    #[must_use]
+    pub fn compressed_messages(
+        messages: &[Vec<u8>],
+        text: bool,
+        count: usize,
+        params: DeflateParams,
+    ) -> Vec<u8> {
+        let mut c = WsCompressor::new(params);
+        let mut wire = Vec::new();
+        for m in messages.iter().cycle().take(count) {
+            wire.extend_from_slice(c.send_bytes(m, text));
+        }
+        wire
     }
 
     /// The wire bytes of `count` messages, cycling through `texts`, compressed by one

@@ -189,3 +189,37 @@ fn sizes_print_as_benchmark_labels() {
     assert_eq!(human_size(1 << 20), "1MiB");
     assert_eq!(human_size(1500), "1500B");
 }
+
+#[test]
+fn corpora_are_deterministic_exact_and_of_their_kind() {
+    for corpus in payload::Corpus::ALL {
+        for len in [0, 1, 31, 1024, 64 << 10] {
+            let m = corpus.message(len, 3);
+            assert_eq!(m.len(), len, "{} {len}", corpus.name());
+            assert_eq!(m, corpus.message(len, 3), "deterministic");
+            if corpus.is_text() {
+                assert!(m.is_ascii(), "{}", corpus.name());
+            }
+        }
+        assert_ne!(corpus.message(4096, 0), corpus.message(4096, 1));
+    }
+    let prose = payload::prose_with_seed(4096, 0);
+    assert!(prose.contains(". ") && prose.contains(" the "));
+    let records = payload::records_with_seed(4096, 0);
+    assert_eq!(&records[..4], b"\xA5REC");
+    assert_eq!(&records[32..36], b"\xA5REC");
+}
+
+#[test]
+fn every_corpus_round_trips_through_permessage_deflate_in_both_context_modes() {
+    for corpus in payload::Corpus::ALL {
+        let messages: Vec<Vec<u8>> = (0..4).map(|seed| corpus.message(3000, seed)).collect();
+        for no_context in [false, true] {
+            let params = deflate::params_with(1, 15, no_context);
+            assert_eq!(params.server_no_context_takeover(), no_context);
+            let wire = deflate::compressed_messages(&messages, corpus.is_text(), 8, params.clone());
+            assert!(wire.len() < 8 * 3000, "{}: {}", corpus.name(), wire.len());
+            assert_eq!(deflate::ws_inflate(&wire, params), (8, 8 * 3000));
+        }
+    }
+}

@@ -1154,7 +1154,7 @@ impl Connection {
                     .compressor
                     .get_or_insert_with(|| Compressor::new(level, bits, no_context));
                 let mut out = BytesMut::with_capacity(payload.len() / 2 + 64);
-                // A compressor failure is a miniz_oxide parameter error: report it as internal
+                // A compressor failure is an engine parameter or stream error: report it as internal
                 // by sending the message uncompressed instead.
                 match compressor.compress(&payload, &mut out) {
                     // Without context takeover the dictionary was emptied after this message,

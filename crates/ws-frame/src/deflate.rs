@@ -12,27 +12,28 @@
 //!   -> DeflateParams                           (both sides) Config::deflate = Some(params)
 //! ```
 //!
+//! # Engines
+//!
+//! Two deflate engines, chosen by cargo feature: `deflate-miniz` (miniz_oxide, the default) and
+//! `deflate-zlib-rs` (zlib-rs through its safe API). Cargo features add up, so with both enabled
+//! zlib-rs is used; [`BACKEND`] names the one compiled in. Negotiation is the same for both:
+//! each honours every window from 8 to 15 bits, as below. docs/ws-frame.md ("Deflate
+//! backends") has the measurements behind the default.
+//!
 //! # Window sizes
 //!
 //! miniz_oxide's `CompressorOxide::with_params(.., window_bits)` does **not** keep match
 //! distances inside small windows (its level-1 fast path ignores the window and finds matches up
-//! to about 28 KiB back), so it cannot honour `*_max_window_bits` below 15. This compressor
-//! instead empties its dictionary (a deflate full flush) every 2^bits input bytes: no match can
-//! then reach further back than the window, for every value from 8 to 15, and the output stays a
-//! single valid deflate stream. The cost is ratio and CPU for small windows (each full flush
-//! clears 128 KiB of hash tables), which is why [`DeflateConfig::min_window_bits`] lets a
-//! server decline offers below a floor. Inflating accepts any window (the decompressor keeps a
-//! 32 KiB window).
+//! to about 28 KiB back), so it cannot honour `*_max_window_bits` below 15. zlib-rs keeps windows
+//! of 9 to 15 bits itself but, like zlib, refuses 8 for raw deflate. Below the engine's own
+//! floor ([`NATIVE_MIN_WINDOW_BITS`]: 15 for miniz_oxide, 9 for zlib-rs) this compressor
+//! empties its dictionary (a deflate full flush) every 2^bits input bytes: no match can then
+//! reach further back than the window, and the output stays a single valid deflate stream. The
+//! cost is ratio and CPU for those windows (each full flush clears the hash tables), which is
+//! why [`DeflateConfig::min_window_bits`] lets a server decline offers below a floor. Inflating
+//! accepts any window (the decompressor keeps a 32 KiB window).
 
 use bytes::BytesMut;
-use miniz_oxide::{
-    DataFormat, MZError, MZFlush, MZStatus,
-    deflate::core::{CompressorOxide, create_comp_flags_from_zip_params},
-    inflate::{
-        TINFLStatus,
-        stream::{InflateState, MinReset},
-    },
-};
 
 /// The tail a sync flush leaves; stripped after compressing and appended before inflating.
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
@@ -438,11 +439,64 @@ impl DeflateParams {
     }
 }
 
+// The engine: zlib-rs when its feature is on (also when both are: cargo features add up, so
+// the opt-in one wins), miniz_oxide otherwise. Each module has the same small surface:
+// `NAME`, `MIN_NATIVE_WINDOW_BITS`, `Deflater` and `RawInflater`.
+#[cfg(feature = "deflate-zlib-rs")]
+#[path = "deflate/zlib_rs.rs"]
+mod engine;
+
+#[cfg(all(feature = "deflate-miniz", not(feature = "deflate-zlib-rs")))]
+#[path = "deflate/miniz.rs"]
+mod engine;
+
+#[cfg(not(any(feature = "deflate-miniz", feature = "deflate-zlib-rs")))]
+compile_error!(
+    "ws-frame needs a deflate engine: enable feature `deflate-miniz` (the default) or \
+     `deflate-zlib-rs`"
+);
+
+/// The deflate engine compiled in: `"miniz_oxide"` (feature `deflate-miniz`, the default) or
+/// `"zlib-rs"` (feature `deflate-zlib-rs`, which wins when both features are enabled).
+pub const BACKEND: &str = engine::NAME;
+
+/// Smallest window (bits) the engine keeps by itself; for smaller negotiated windows the
+/// compressor empties its dictionary every 2^bits input bytes (see the module docs).
+pub const NATIVE_MIN_WINDOW_BITS: u8 = engine::MIN_NATIVE_WINDOW_BITS;
+
+/// Flush modes the compressor uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    None,
+    /// Byte-align and emit `00 00 ff ff`, keeping the dictionary.
+    Sync,
+    /// Like `Sync`, and empty the dictionary: nothing after it refers to what came before.
+    Full,
+}
+
+/// One step of the raw inflater.
+#[derive(Debug)]
+struct Inflated {
+    consumed: usize,
+    written: usize,
+    /// The stream ended (a final block).
+    end: bool,
+    /// No progress was possible with this input and output.
+    stalled: bool,
+    /// The engine holds output it could not write yet.
+    more_output: bool,
+}
+
+/// The input is not a valid deflate stream.
+#[derive(Debug)]
+struct Corrupt;
+
 /// Compresses outgoing messages for one direction of one connection.
 pub(crate) struct Compressor {
-    inner: Box<CompressorOxide>,
-    /// 2^window_bits.
-    window: usize,
+    inner: engine::Deflater,
+    /// 2^window_bits when the engine cannot keep that window itself: the dictionary is emptied
+    /// every `window` input bytes.
+    emulated_window: Option<usize>,
     /// Bytes compressed since the dictionary was last emptied.
     since_flush: usize,
     no_context_takeover: bool,
@@ -451,23 +505,23 @@ pub(crate) struct Compressor {
 impl std::fmt::Debug for Compressor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compressor")
-            .field("window", &self.window)
+            .field("emulated_window", &self.emulated_window)
             .field("no_context_takeover", &self.no_context_takeover)
             .finish_non_exhaustive()
     }
 }
 
-/// Failure of the compressor itself (a miniz_oxide parameter or stream error).
+/// Failure of the compressor itself (an engine parameter or stream error).
 #[derive(Debug)]
 pub(crate) struct CompressError;
 
 impl Compressor {
     pub(crate) fn new(level: u8, window_bits: u8, no_context_takeover: bool) -> Self {
-        // Negative window bits: raw deflate without a zlib wrapper.
-        let flags = create_comp_flags_from_zip_params(i32::from(level.min(9)), -15, 0);
+        let bits = window_bits.clamp(8, 15);
+        let native = bits >= NATIVE_MIN_WINDOW_BITS;
         Self {
-            inner: Box::new(CompressorOxide::new(flags)),
-            window: 1 << window_bits.clamp(8, 15),
+            inner: engine::Deflater::new(level.min(9), bits.max(NATIVE_MIN_WINDOW_BITS)),
+            emulated_window: (!native).then_some(1 << bits),
             since_flush: 0,
             no_context_takeover,
         }
@@ -479,29 +533,27 @@ impl Compressor {
         mut input: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), CompressError> {
-        let full_window = self.window == 1 << 15;
+        let end_flush = if self.no_context_takeover {
+            Flush::Full
+        } else {
+            Flush::Sync
+        };
         loop {
-            let (piece, flush) = if full_window {
-                let flush = if self.no_context_takeover {
-                    MZFlush::Full
-                } else {
-                    MZFlush::Sync
-                };
-                (input, flush)
-            } else {
-                let room = self.window - self.since_flush;
-                if input.len() >= room {
-                    // Fill the window, then empty the dictionary: no match can reach past it.
-                    (&input[..room], MZFlush::Full)
-                } else if self.no_context_takeover {
-                    (input, MZFlush::Full)
-                } else {
-                    (input, MZFlush::Sync)
+            let (piece, flush) = match self.emulated_window {
+                None => (input, end_flush),
+                Some(window) => {
+                    let room = window - self.since_flush;
+                    if input.len() >= room {
+                        // Fill the window, then empty the dictionary: no match can reach past it.
+                        (&input[..room], Flush::Full)
+                    } else {
+                        (input, end_flush)
+                    }
                 }
             };
             self.deflate(piece, flush, out)?;
             input = &input[piece.len()..];
-            if flush == MZFlush::Full {
+            if flush == Flush::Full {
                 self.since_flush = 0;
             } else {
                 self.since_flush += piece.len();
@@ -519,25 +571,26 @@ impl Compressor {
     fn deflate(
         &mut self,
         mut input: &[u8],
-        flush: MZFlush,
+        flush: Flush,
         out: &mut BytesMut,
     ) -> Result<(), CompressError> {
         loop {
             let start = out.len();
             let room = (input.len() + input.len() / 64 + 64).max(256);
             out.resize(start + room, 0);
-            let res = miniz_oxide::deflate::stream::deflate(
-                &mut self.inner,
-                input,
-                &mut out[start..],
-                flush,
-            );
-            out.truncate(start + res.bytes_written);
-            res.status.map_err(|_| CompressError)?;
-            input = &input[res.bytes_consumed..];
+            let result = self.inner.deflate(input, &mut out[start..], flush);
+            let (consumed, written) = match result {
+                Ok(step) => step,
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            };
+            out.truncate(start + written);
+            input = &input[consumed..];
             // Without a flush, output may stay buffered in the compressor; with one, an output
             // slice that was not filled means the flush completed.
-            if input.is_empty() && (flush == MZFlush::None || res.bytes_written < room) {
+            if input.is_empty() && (flush == Flush::None || written < room) {
                 return Ok(());
             }
         }
@@ -555,7 +608,7 @@ pub(crate) enum InflateError {
 
 /// Inflates incoming messages for one direction of one connection.
 pub(crate) struct Inflater {
-    state: Box<InflateState>,
+    state: engine::RawInflater,
     no_context_takeover: bool,
     /// The peer ended the deflate stream (BFINAL) inside the current message.
     ended: bool,
@@ -576,7 +629,7 @@ const INFLATE_CHUNK: usize = 64 * 1024;
 impl Inflater {
     pub(crate) fn new(no_context_takeover: bool) -> Self {
         Self {
-            state: InflateState::new_boxed(DataFormat::Raw),
+            state: engine::RawInflater::new(),
             no_context_takeover,
             ended: false,
         }
@@ -602,7 +655,7 @@ impl Inflater {
         });
         if fin || result.is_err() {
             if self.no_context_takeover || self.ended || result.is_err() {
-                self.state.reset_as(MinReset);
+                self.state.reset();
             }
             self.ended = false;
         }
@@ -634,33 +687,36 @@ impl Inflater {
             .min(allowance);
             let start = out.len();
             out.resize(start + room, 0);
-            let res = miniz_oxide::inflate::stream::inflate(
-                &mut self.state,
-                input,
-                &mut out[start..],
-                MZFlush::None,
-            );
-            out.truncate(start + res.bytes_written);
-            input = &input[res.bytes_consumed..];
+            let step = self.state.inflate(input, &mut out[start..]);
+            let step = match step {
+                Ok(step) => step,
+                Err(Corrupt) => {
+                    out.truncate(start);
+                    return Err(InflateError::Corrupt);
+                }
+            };
+            out.truncate(start + step.written);
+            input = &input[step.consumed..];
             if out.len() - base > limit {
                 return Err(InflateError::TooBig);
             }
-            match res.status {
-                Ok(MZStatus::StreamEnd) => {
-                    self.ended = true;
-                    return Ok(());
-                }
-                Ok(_) => {}
-                // No progress possible: all input consumed and all output delivered.
-                Err(MZError::Buf) if input.is_empty() => return Ok(()),
-                Err(_) => return Err(InflateError::Corrupt),
+            if step.end {
+                self.ended = true;
+                return Ok(());
             }
-            let more_output =
-                self.state.last_status() == TINFLStatus::HasMoreOutput || res.bytes_written == room;
+            if step.stalled {
+                // No progress possible: fine once all input is consumed and all output delivered.
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(InflateError::Corrupt)
+                };
+            }
+            let more_output = step.more_output || step.written == room;
             if input.is_empty() && !more_output {
                 return Ok(());
             }
-            if res.bytes_consumed == 0 && res.bytes_written == 0 {
+            if step.consumed == 0 && step.written == 0 {
                 return Err(InflateError::Corrupt);
             }
         }
@@ -707,7 +763,10 @@ pub fn negotiate_in_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
+    use miniz_oxide::inflate::{
+        TINFLStatus,
+        core::{DecompressorOxide, decompress, inflate_flags},
+    };
 
     fn compress_msg(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();
@@ -781,8 +840,8 @@ mod tests {
 
     #[test]
     fn rfc7692_7_2_3_1_hello_compresses_to_the_rfc_bytes() {
-        // The RFC shows the output of a default zlib; miniz_oxide at level 1 produces the same
-        // bytes for this input, and inflating the RFC bytes must give "Hello" in any case.
+        // The RFC shows the output of a default zlib; inflating the RFC bytes must give "Hello",
+        // and so must inflating what our compressor makes of it.
         let mut i = Inflater::new(false);
         let rfc = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
         assert_eq!(inflate_msg(&mut i, &rfc, 100).unwrap(), b"Hello");
@@ -884,7 +943,7 @@ mod tests {
                 let compressed: Vec<Vec<u8>> =
                     msgs.iter().map(|m| compress_msg(&mut c, m)).collect();
                 let expected: Vec<u8> = msgs.concat();
-                let window_bits = bits.max(9); // miniz's circular buffer is at least 512 bytes
+                let window_bits = bits.max(9); // the checker's circular buffer is at least 512 bytes
                 let got = inflate_with_window(&compressed, window_bits);
                 assert!(
                     got == expected,
@@ -919,7 +978,9 @@ mod tests {
         let zeros = vec![0u8; 1 << 20];
         let mut c = Compressor::new(1, 15, false);
         let z = compress_msg(&mut c, &zeros);
-        assert!(z.len() < 8 * 1024, "{}", z.len());
+        // A bomb: miniz_oxide makes about 1 KiB of it, zlib-rs's level 1 (static Huffman
+        // codes) about 10 KiB.
+        assert!(z.len() < 16 * 1024, "{}", z.len());
         let mut out = BytesMut::new();
         let mut i = Inflater::new(false);
         assert_eq!(
