@@ -62,15 +62,25 @@ fn sub_prints_what_pub_sends_with_mosquitto_flags() {
     let Some(b) = broker() else { return };
     let url = format!("mqtt://127.0.0.1:{}", b.1);
     for version in ["311", "5"] {
+        // -W bounds the run (a lost message fails the test instead of hanging it); -d says on
+        // stderr when the broker has acknowledged the subscription, which is when publishing
+        // can start (a fixed sleep lost the race on a loaded machine and hung CI).
         let mut sub = wskit()
             .args([
                 "mqtt", "sub", &url, "-t", "cli/#", "-q", "2", "-C", "3", "-v", "-V", version,
+                "-W", "120", "-d",
             ])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Give the subscriber time to connect and subscribe.
-        std::thread::sleep(Duration::from_millis(1000));
+        let mut err = BufReader::new(sub.stderr.take().unwrap());
+        let mut said = String::new();
+        err.read_line(&mut said).unwrap();
+        assert!(
+            said.starts_with("Subscribed: cli/#"),
+            "-V {version}: {said:?}"
+        );
         let st = wskit()
             .args([
                 "mqtt", "pub", &url, "-t", "cli/one", "-m", "hello", "-q", "1", "-V", version,

@@ -77,6 +77,14 @@ struct SubArgs {
     /// Keep the session (clean session / clean start off), like mosquitto_sub -c.
     #[arg(short = 'c', long = "no-clean")]
     no_clean: bool,
+    /// Give up after this many seconds (exit status 1) unless `-C` messages arrived first,
+    /// like mosquitto_sub -W.
+    #[arg(short = 'W', long = "timeout", value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Say on stderr when the subscription is acknowledged (`Subscribed: FILTER qos N`), so a
+    /// script can wait for it before publishing; like mosquitto_sub -d.
+    #[arg(short = 'd', long)]
+    debug: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +145,15 @@ pub(crate) async fn run(args: Args) -> Result<()> {
 }
 
 async fn sub(a: SubArgs) -> Result<()> {
+    match a.timeout {
+        Some(secs) => tokio::time::timeout(Duration::from_secs(secs), subscribe(&a))
+            .await
+            .unwrap_or_else(|_| bail!("-W {secs}: timed out")),
+        None => subscribe(&a).await,
+    }
+}
+
+async fn subscribe(a: &SubArgs) -> Result<()> {
     let mut config = config(&a.common)?;
     if a.no_clean {
         config.clean_start = false;
@@ -154,6 +171,9 @@ async fn sub(a: SubArgs) -> Result<()> {
     for (t, code) in a.topics.iter().zip(&ack.codes) {
         if !code.is_success() {
             bail!("subscription to {t:?} refused: {code}");
+        }
+        if a.debug {
+            eprintln!("Subscribed: {t} {code}");
         }
     }
     let mut seen = 0u64;
