@@ -11,6 +11,11 @@
 //!                                            every idle_timeout / 2 on get_or_start), on_end(Expired)
 //! ```
 //!
+//! Besides the map of strings, a session carries typed objects, at most one per type (like
+//! `http::Extensions`): [`Session::insert_extension`], [`Session::extension`]. The seed's
+//! `OnCreateSession` (a custom session object) is [`Sessions::with_on_create`]: a hook that
+//! builds an object for each new session, from the request that started it, and attaches it.
+//!
 //! Time is an argument of the `*_at` methods (the others read the clock), so expiry is
 //! testable without sleeping. A store is shared by reference (`Arc<Sessions>` or a field
 //! of the handler).
@@ -28,8 +33,29 @@
 //! let later = now + SessionConfig::DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1);
 //! assert!(sessions.find_at(session.id(), later).is_none());
 //! ```
+//!
+//! A typed session object, built when the session is created:
+//!
+//! ```
+//! use std::{sync::Mutex, time::Instant};
+//! use ws_server::session::{SessionConfig, Sessions};
+//!
+//! #[derive(Default)]
+//! struct Cart {
+//!     items: Mutex<Vec<String>>,
+//! }
+//!
+//! let sessions = Sessions::new(SessionConfig::default())
+//!     .unwrap()
+//!     .with_on_create(|_session, _request| Cart::default());
+//! let (session, _cookie) = sessions.start_at(false, Instant::now());
+//! let cart = session.extension::<Cart>().expect("attached by the hook");
+//! cart.items.lock().unwrap().push("book".into());
+//! assert_eq!(session.extension::<Cart>().unwrap().items.lock().unwrap().len(), 1);
+//! ```
 
 use std::{
+    any::{Any, TypeId},
     collections::HashMap,
     fmt,
     sync::{Arc, Mutex, MutexGuard},
@@ -137,6 +163,7 @@ pub enum EndReason {
 struct State {
     last_access: Instant,
     data: HashMap<String, String>,
+    extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     ended: bool,
 }
 
@@ -146,16 +173,19 @@ struct Inner {
     state: Mutex<State>,
 }
 
-/// One session: its id and a key/value map. Cheap to clone (shared).
+/// One session: its id, a key/value map of strings and typed objects (extensions, at most one
+/// per type). Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Session(Arc<Inner>);
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The id is a credential: never printed.
+        let state = self.state();
         f.debug_struct("Session")
             .field("created", &self.0.created)
-            .field("keys", &self.state().data.len())
+            .field("keys", &state.data.len())
+            .field("extensions", &state.extensions.len())
             .finish_non_exhaustive()
     }
 }
@@ -228,6 +258,32 @@ impl Session {
         self.state().data.keys().cloned().collect()
     }
 
+    /// The object of type `T` attached to this session ([`Session::insert_extension`] or the
+    /// [`Sessions::with_on_create`] hook). It is shared: for a value that changes, give `T`
+    /// interior mutability (a `Mutex`, atomics).
+    #[must_use]
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let any = self.state().extensions.get(&TypeId::of::<T>())?.clone();
+        any.downcast::<T>().ok()
+    }
+
+    /// Attaches `value` as this session's object of type `T`; returns the one it replaces.
+    pub fn insert_extension<T: Send + Sync + 'static>(&self, value: T) -> Option<Arc<T>> {
+        self.insert_extension_arc(Arc::new(value))
+    }
+
+    /// [`Session::insert_extension`] with a value already shared.
+    pub fn insert_extension_arc<T: Send + Sync + 'static>(&self, value: Arc<T>) -> Option<Arc<T>> {
+        let old = self.state().extensions.insert(TypeId::of::<T>(), value)?;
+        old.downcast::<T>().ok()
+    }
+
+    /// Detaches the object of type `T`; returns it.
+    pub fn remove_extension<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let old = self.state().extensions.remove(&TypeId::of::<T>())?;
+        old.downcast::<T>().ok()
+    }
+
     fn expired(&self, now: Instant, timeout: Duration) -> bool {
         now.saturating_duration_since(self.state().last_access) >= timeout
     }
@@ -236,6 +292,7 @@ impl Session {
 type StartHook = Box<dyn Fn(&Session) + Send + Sync>;
 type EndHook = Box<dyn Fn(&Session, EndReason) + Send + Sync>;
 type InvalidHook = Box<dyn Fn(&str) + Send + Sync>;
+type CreateHook = Box<dyn Fn(&Session, Option<&Request>) + Send + Sync>;
 
 struct Map {
     sessions: HashMap<String, Session>,
@@ -249,6 +306,7 @@ pub struct Sessions {
     on_start: Option<StartHook>,
     on_end: Option<EndHook>,
     on_invalid: Option<InvalidHook>,
+    on_create: Option<CreateHook>,
 }
 
 impl fmt::Debug for Sessions {
@@ -296,6 +354,7 @@ impl Sessions {
             on_start: None,
             on_end: None,
             on_invalid: None,
+            on_create: None,
         })
     }
 
@@ -323,6 +382,23 @@ impl Sessions {
     #[must_use]
     pub fn with_on_invalid(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_invalid = Some(Box::new(hook));
+        self
+    }
+
+    /// Calls `hook` for every new session (`OnCreateSession`), before the `on_start` hook, and
+    /// attaches what it returns as the session's object of type `T` (read it with
+    /// [`Session::extension`]). The request is the one the session was started for
+    /// ([`Sessions::get_or_start_at`], which the server uses; `None` from
+    /// [`Sessions::start_at`]), so the object can be built from its headers, peer or user.
+    /// A second call replaces the hook.
+    #[must_use]
+    pub fn with_on_create<T: Send + Sync + 'static>(
+        mut self,
+        hook: impl Fn(&Session, Option<&Request>) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.on_create = Some(Box::new(move |session, request| {
+            session.insert_extension(hook(session, request));
+        }));
         self
     }
 
@@ -398,12 +474,17 @@ impl Sessions {
     /// # Panics
     /// When the operating system's random source fails.
     pub fn start_at(&self, tls: bool, now: Instant) -> (Session, String) {
+        self.start_for(None, tls, now)
+    }
+
+    fn start_for(&self, request: Option<&Request>, tls: bool, now: Instant) -> (Session, String) {
         let session = Session(Arc::new(Inner {
             id: new_id(),
             created: now,
             state: Mutex::new(State {
                 last_access: now,
                 data: HashMap::new(),
+                extensions: HashMap::new(),
                 ended: false,
             }),
         }));
@@ -426,6 +507,9 @@ impl Sessions {
             .insert(session.id().to_owned(), session.clone());
         drop(map);
         self.ended(ended);
+        if let Some(hook) = &self.on_create {
+            hook(&session, request);
+        }
         if let Some(hook) = &self.on_start {
             hook(&session);
         }
@@ -460,7 +544,7 @@ impl Sessions {
         if let (Some(id), Some(hook)) = (presented, &self.on_invalid) {
             hook(id);
         }
-        let (s, cookie) = self.start_at(request.is_tls(), now);
+        let (s, cookie) = self.start_for(Some(request), request.is_tls(), now);
         (s, Some(cookie))
     }
 
@@ -603,6 +687,70 @@ mod tests {
             *seen.lock().unwrap(),
             vec!["AAAAAAAAAAAAAAAAAAAAAA".to_owned(), a.id().to_owned()]
         );
+    }
+
+    #[test]
+    fn created_sessions_carry_the_object_the_hook_builds() {
+        struct Visitor {
+            tls: bool,
+            from_request: bool,
+            hits: AtomicUsize,
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (o1, o2) = (order.clone(), order.clone());
+        let sessions = Sessions::new(SessionConfig::default())
+            .unwrap()
+            .with_on_start(move |s| {
+                // on_start runs after the object is attached.
+                let attached = s.extension::<Visitor>().is_some();
+                o2.lock().unwrap().push(format!("start {attached}"));
+            })
+            .with_on_create(move |_, request| {
+                o1.lock().unwrap().push("create".to_owned());
+                Visitor {
+                    tls: request.is_some_and(Request::is_tls),
+                    from_request: request.is_some(),
+                    hits: AtomicUsize::new(0),
+                }
+            });
+        let t0 = Instant::now();
+        let (a, _) = sessions.get_or_start_at(&request(None, true), t0);
+        let v = a.extension::<Visitor>().expect("attached at creation");
+        assert!(v.tls && v.from_request);
+        v.hits.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec!["create".to_owned(), "start true".to_owned()]
+        );
+        // The same object comes back with the session, shared.
+        let cookie = format!("wskit_session={}", a.id());
+        let (again, new) = sessions.get_or_start_at(&request(Some(&cookie), false), t0);
+        assert!(new.is_none());
+        let v2 = again.extension::<Visitor>().unwrap();
+        assert!(Arc::ptr_eq(&v, &v2));
+        assert_eq!(v2.hits.load(Ordering::Relaxed), 1);
+        // Only new sessions get one; start_at has no request.
+        assert_eq!(order.lock().unwrap().len(), 2);
+        let (b, _) = sessions.start_at(false, t0);
+        let vb = b.extension::<Visitor>().unwrap();
+        assert!(!vb.from_request && !vb.tls);
+        assert!(!Arc::ptr_eq(&v, &vb));
+        // One object per type, next to the strings.
+        assert!(b.extension::<String>().is_none());
+        assert!(b.insert_extension(String::from("x")).is_none());
+        assert_eq!(
+            b.insert_extension(String::from("y"))
+                .as_deref()
+                .map(String::as_str),
+            Some("x")
+        );
+        assert_eq!(b.extension::<String>().unwrap().as_str(), "y");
+        assert_eq!(b.remove_extension::<String>().unwrap().as_str(), "y");
+        assert!(b.extension::<String>().is_none());
+        assert!(b.get("x").is_none());
+        // Without the hook a session has no object.
+        let plain = Sessions::new(SessionConfig::default()).unwrap();
+        assert!(plain.start_at(false, t0).0.extension::<Visitor>().is_none());
     }
 
     #[test]

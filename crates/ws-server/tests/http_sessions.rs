@@ -77,3 +77,64 @@ async fn the_server_starts_sessions_sends_the_cookie_and_finds_them_again() {
     );
     server.stop().await;
 }
+
+/// The seed's OnCreateSession: the object built when the server starts a session.
+struct Visitor {
+    agent: String,
+    pages: std::sync::atomic::AtomicU32,
+}
+
+/// Answers `AGENT page N` from the session's `Visitor` (or `no visitor`).
+struct Pages;
+impl Handler for Pages {
+    async fn on_http(&self, request: &Request, _: &mut Body<'_>) -> Response {
+        let visitor = request.session().and_then(|s| s.extension::<Visitor>());
+        let Some(v) = visitor else {
+            return Response::text(200, "no visitor");
+        };
+        let n = v.pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Response::text(200, format!("{} page {n}", v.agent))
+    }
+}
+
+#[tokio::test]
+async fn the_on_create_hook_gives_each_new_session_its_object() {
+    let sessions = Arc::new(
+        Sessions::new(SessionConfig::default())
+            .unwrap()
+            .with_on_create(|_, request| Visitor {
+                agent: request
+                    .and_then(|r| r.header("user-agent"))
+                    .unwrap_or("?")
+                    .to_owned(),
+                pages: 0.into(),
+            }),
+    );
+    let mut config = local_config();
+    config.sessions = Some(sessions.clone());
+    let server = Server::start(config, Pages).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let get = |agent: &str, cookie: Option<&str>| {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        format!("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n{cookie}\r\n")
+    };
+
+    let first = request(addr, &get("ann", None)).await;
+    assert_eq!(first.text(), "ann page 1");
+    let pair = first
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The object stays with the session; a later request does not rebuild it.
+    let again = request(addr, &get("other", Some(&pair))).await;
+    assert_eq!(again.text(), "ann page 2");
+    // Another visitor, another object.
+    assert_eq!(request(addr, &get("bob", None)).await.text(), "bob page 1");
+    assert_eq!(sessions.len(), 2);
+    server.stop().await;
+}

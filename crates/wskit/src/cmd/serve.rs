@@ -16,8 +16,9 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use serde::Deserialize;
 use ws_server::{
-    AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, Request, Response,
-    ServerConfig, SgcAuth, SlowReaderPolicy, SseEvent, Transport, UploadConfig, multipart,
+    AuthConfig, Binding, Body, Ctx, Decision, Filter, Handler, Heartbeat, HttpCompression, Request,
+    Response, ServerConfig, SgcAuth, SlowReaderPolicy, SseEvent, Transport, UploadConfig,
+    multipart,
     ws_frame::{Message, deflate::DeflateConfig},
 };
 
@@ -154,6 +155,17 @@ pub(crate) struct Args {
     /// file is looked at again; 0 looks at the file on every request. Default: 1000.
     #[arg(long, value_name = "MS")]
     pub(crate) file_cache_ms: Option<u64>,
+    /// Compress HTTP answers (static files, the test page and client, /upload's report) with
+    /// gzip or deflate when the request's Accept-Encoding allows: text, JSON, XML, JavaScript,
+    /// SVG and other compressible types, of at least --compress-min-size bytes.
+    #[arg(long)]
+    pub(crate) compress: bool,
+    /// With --compress: the smallest body compressed, in bytes. Default: 1024.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) compress_min_size: Option<u64>,
+    /// With --compress: the level, 0 (store) to 9 (smallest). Default: 6.
+    #[arg(long, value_name = "N")]
+    pub(crate) compress_level: Option<u32>,
     /// Do not serve the built-in test page at / and the JavaScript client at /wskit.js.
     #[arg(long)]
     pub(crate) no_test_page: bool,
@@ -327,6 +339,21 @@ fn build(args: Args) -> Result<Setup> {
     cfg.document_root = args.root;
     if let Some(ms) = args.file_cache_ms {
         cfg.file_cache = Duration::from_millis(ms);
+    }
+    if args.compress {
+        let mut c = HttpCompression::on();
+        if let Some(n) = args.compress_min_size {
+            c.min_size = n;
+        }
+        if let Some(level) = args.compress_level {
+            if level > 9 {
+                bail!("--compress-level must be 0..=9");
+            }
+            c.level = level;
+        }
+        cfg.compression = c;
+    } else if args.compress_min_size.is_some() || args.compress_level.is_some() {
+        bail!("--compress-min-size and --compress-level set up --compress; add --compress");
     }
     cfg.sse.enabled = true;
     cfg.sse.paths = vec![SSE_PATH.to_owned()];
@@ -813,6 +840,57 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn compression_from_flags_and_file() {
+        // Off by default.
+        assert!(!build(parse(&[])).unwrap().config.compression.enabled);
+        let c = build(parse(&["--compress"])).unwrap().config.compression;
+        assert_eq!(c, HttpCompression::on());
+        let c = build(parse(&[
+            "--compress",
+            "--compress-min-size",
+            "10",
+            "--compress-level",
+            "9",
+        ]))
+        .unwrap()
+        .config
+        .compression;
+        assert!(c.enabled);
+        assert_eq!((c.min_size, c.level), (10, 9));
+        // The file's keys, and a flag over one of them.
+        let path = std::env::temp_dir().join(format!("wskit-compress-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[serve]
+compress = true
+compress_min_size = 300
+compress_level = 2
+",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let c = build(parse(&["--config", config]))
+            .unwrap()
+            .config
+            .compression;
+        assert!(c.enabled);
+        assert_eq!((c.min_size, c.level), (300, 2));
+        let c = build(parse(&["--config", config, "--compress-level", "7"]))
+            .unwrap()
+            .config
+            .compression;
+        assert_eq!((c.min_size, c.level), (300, 7));
+        std::fs::remove_file(&path).unwrap();
+        // Refused: a level past 9, and the settings without --compress.
+        let err = |a: &[&str]| build(parse(a)).err().unwrap().to_string();
+        assert_eq!(
+            err(&["--compress", "--compress-level", "10"]),
+            "--compress-level must be 0..=9"
+        );
+        assert!(err(&["--compress-min-size", "10"]).contains("add --compress"));
     }
 
     #[test]
