@@ -148,6 +148,20 @@ fn run_steps(
     )?;
     laps.lap("format and clippy");
     skips.tests = tests(cargo().args(["test", "--workspace", "--locked", "--", "--show-output"]))?;
+    // The second deflate engine (ws-frame's `deflate-zlib-rs` feature): the default build tests
+    // miniz_oxide only.
+    step(
+        "ws-frame tests on the zlib-rs deflate engine",
+        cargo().args([
+            "test",
+            "-p",
+            "ws-frame",
+            "--no-default-features",
+            "--features",
+            "deflate-zlib-rs",
+            "--locked",
+        ]),
+    )?;
     laps.lap("tests (build and run)");
     if skip_quickstart {
         eprintln!("\n==> README quick start: skipped (--no-quickstart)");
