@@ -181,8 +181,17 @@ fn micro(quick: bool) -> Result<Vec<Area>> {
     let since = SystemTime::now();
     let mut cmd = cargo();
     // Bench targets only: the library's and the binaries' test harnesses take no criterion
-    // options.
-    cmd.args(["bench", "-p", "wskit-benches", "--bench", "*"]);
+    // options. The release profile (the bench profile adds only line tables, for profilers)
+    // shares the dependencies' build with the release binaries of the other benchmarks.
+    cmd.args([
+        "bench",
+        "-p",
+        "wskit-benches",
+        "--bench",
+        "*",
+        "--profile",
+        "release",
+    ]);
     if quick {
         cmd.args([
             "--",
