@@ -255,8 +255,33 @@ fn criterion_results(dir: &Path, since: Option<SystemTime>) -> Result<Vec<Bench>
             }
         }
     }
-    out.sort_by(|a, b| (&a.group, &a.value, &a.function).cmp(&(&b.group, &b.value, &b.function)));
+    out.sort_by(|a, b| {
+        (&a.group, size_of(&a.value), &a.value, &a.function).cmp(&(
+            &b.group,
+            size_of(&b.value),
+            &b.value,
+            &b.function,
+        ))
+    });
     Ok(out)
+}
+
+/// The size a criterion parameter starts with (`20Bx52428` -> 20, `16KiB` -> 16384), so that
+/// cases sort by size rather than as text; 0 when it starts with none.
+fn size_of(value: &str) -> u64 {
+    let digits = value.len() - value.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let n: u64 = value[..digits].parse().unwrap_or(0);
+    let rest = &value[digits..];
+    let unit = if rest.starts_with("KiB") {
+        1 << 10
+    } else if rest.starts_with("MiB") {
+        1 << 20
+    } else if rest.starts_with("GiB") {
+        1 << 30
+    } else {
+        1
+    };
+    n * unit
 }
 
 fn read_bench(benchmark: &Path, estimates: &Path) -> Result<Option<Bench>> {
@@ -412,9 +437,33 @@ mod tests {
     }
 
     #[test]
+    fn sizes_sort_as_numbers() {
+        assert_eq!(size_of("20Bx52428"), 20);
+        assert_eq!(size_of("16KiB"), 16 << 10);
+        assert_eq!(size_of("1MiBx4"), 1 << 20);
+        assert_eq!(size_of("server_2B"), 0);
+    }
+
+    #[test]
     fn criterion_pairs_become_rows() {
         let dir = std::env::temp_dir().join(format!("xtask-criterion-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        write(
+            &dir,
+            "mask",
+            "ws_frame::mask::apply",
+            "64KiB",
+            6400.0,
+            65536,
+        );
+        write(
+            &dir,
+            "mask",
+            "fastwebsockets::unmask",
+            "64KiB",
+            6400.0,
+            65536,
+        );
         write(&dir, "mask", "ws_frame::mask::apply", "1KiB", 100.0, 1024);
         write(&dir, "mask", "fastwebsockets::unmask", "1KiB", 200.0, 1024);
         write(&dir, "mask", "memcpy", "1KiB", 50.0, 1024);
@@ -446,7 +495,7 @@ mod tests {
         write(&dir, "engines/inflate", "zlib-rs", "1KiB", 256.0, 1024);
         let benches = criterion_results(&dir, None).expect("reads");
         let _ = fs::remove_dir_all(&dir);
-        assert_eq!(benches.len(), 8);
+        assert_eq!(benches.len(), 10);
         let areas = micro_areas(&benches, "cargo xtask bench micro");
         let codec = &areas[0];
         let rows: Vec<(&str, Option<f64>)> = codec
@@ -458,6 +507,7 @@ mod tests {
             rows,
             [
                 ("mask 1KiB", Some(2.0)),
+                ("mask 64KiB", Some(1.0)),
                 ("decode/text 20Bx1000", Some(0.5)),
                 ("permessage_deflate/compress 1KiB", None),
             ]
