@@ -370,7 +370,7 @@ pub(crate) fn markdown(results: &Results, svg_dir: &str) -> String {
         let _ = writeln!(md, "## {}\n", a.title);
         let _ = write!(md, "Reproduce: `{}`", a.reproduce);
         if let Some(s) = a.secs {
-            let _ = write!(md, " (this area took {s:.0} s");
+            let _ = write!(md, " (in this run: {s:.0} s, building included");
             if let Some(l) = a.load_before {
                 let _ = write!(md, "; load average {l:.2} when it started");
             }
@@ -727,6 +727,11 @@ mod tests {
         );
         assert!(md.contains("| [Static files](#static-files) | not run: wrk not found"));
         assert!(md.contains("![WebSocket echo: ratio per case](benchmarks/echo.svg)"));
+        assert!(
+            md.contains(
+                "(in this run: 40 s, building included; load average 1.75 when it started)"
+            )
+        );
         assert!(!md.contains("benchmarks/http.svg"));
         // Summary: echo has 3 ratios, 2 ahead.
         assert!(
