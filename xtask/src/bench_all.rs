@@ -212,12 +212,13 @@ fn micro(quick: bool) -> Result<Vec<Area>> {
             anyhow::anyhow!("criterion wrote no results under target/criterion")
         }));
     }
-    let reproduce = if quick {
-        "cargo xtask bench micro (this run: -- --warm-up-time 0.2 --measurement-time 0.5 --sample-size 10)"
-    } else {
-        "cargo xtask bench micro"
-    };
-    let mut areas = micro_areas(&benches, reproduce);
+    let mut areas = micro_areas(&benches, "cargo xtask bench micro");
+    if quick && let Some(first) = areas.first_mut() {
+        first.note(
+            "This quick run passed criterion `--warm-up-time 0.2 --measurement-time 0.5 \
+             --sample-size 10`.",
+        );
+    }
     if let (Some(e), Some(first)) = (failed, areas.first_mut()) {
         first.note(format!(
             "`cargo bench` did not finish cleanly ({e:#}); the figures are those criterion wrote."
