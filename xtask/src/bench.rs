@@ -11,6 +11,10 @@
 //!                                          proto-files at QoS 0/1/2 vs raw binary messages
 //! cargo xtask bench cluster [--subscribers 10000] [--messages 100]
 //!                                          three nodes on Redis / NATS vs Socket.IO 4 on Redis
+//! cargo xtask bench all [--quick] [--only echo,rss]
+//!                                          all of them in one go: target/bench/results.json,
+//!                                          docs/benchmarks.md and docs/benchmarks/*.svg
+//! cargo xtask bench report [--from FILE]   the page again from target/bench/results.json
 //! ```
 //!
 //! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
@@ -36,6 +40,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "bench_all.rs"]
+mod bench_all;
 #[path = "bench_cluster.rs"]
 mod bench_cluster;
 #[path = "bench_files.rs"]
@@ -46,6 +52,7 @@ use crate::proc::{
     Proc, cpu_secs, field as summary_field, free_port, idle_client, lines, rss_kib, target_dir,
     wait_listening, with_nofile,
 };
+use crate::report::{Area, Better, Row};
 use crate::util::{cargo, have, step};
 use anyhow::{Context, Result, bail};
 
@@ -66,44 +73,46 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             let secs = args.number("secs", 5)?;
             let client_threads = args.number("client-threads", 1)?;
             args.finish()?;
-            echo(secs, client_threads)
+            echo(secs, client_threads).map(drop)
         }
         Some("rss") => {
             let conns = args.number("conns", 10_000)?;
             args.finish()?;
-            rss(conns)
+            rss(conns).map(drop)
         }
         Some("http") => {
             let secs = args.number("secs", 5)?;
             let conns = args.number("conns", 50)?;
             args.finish()?;
-            http(secs, conns)
+            http(secs, conns).map(drop)
         }
         Some("proxy") => {
             let secs = args.number("secs", 5)?;
             args.finish()?;
-            crate::bench_proxy::run(secs)
+            crate::bench_proxy::run(secs).map(drop)
         }
         Some("turn") => {
             args.finish()?;
-            crate::turn::bench()
+            crate::turn::bench(false).map(drop)
         }
         Some("mqtt") => {
             let rate = args.number("rate", 1000)?;
             let clients = args.number("clients", 1000)?;
             args.finish()?;
-            crate::bench_mqtt::run(rate, clients)
+            crate::bench_mqtt::run(rate, clients, false).map(drop)
         }
         Some("files") => {
             let mib = args.number("mib", 1024)?;
             let chunk = args.number("chunk", 65536)?;
             args.finish()?;
-            bench_files::run(mib, chunk)
+            bench_files::run(mib, chunk).map(drop)
         }
         Some("cluster") => bench_cluster::main(args),
+        Some("all") => bench_all::all(args),
+        Some("report") => bench_all::report(args),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster)"
+                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster; all, report)"
             )
         }
     }
@@ -282,7 +291,7 @@ fn label((conns, size): (u64, u64)) -> String {
     }
 }
 
-fn echo(secs: u64, client_threads: u64) -> Result<()> {
+fn echo(secs: u64, client_threads: u64) -> Result<Vec<Area>> {
     if secs == 0 || client_threads == 0 {
         bail!("--secs and --client-threads must be at least 1");
     }
@@ -308,6 +317,44 @@ fn echo(secs: u64, client_threads: u64) -> Result<()> {
     }
 
     let names: Vec<&str> = bins.servers.iter().map(|s| s.name).collect();
+    let mut area = Area::new(
+        "echo",
+        "WebSocket echo server",
+        &format!("cargo xtask bench echo --secs {secs} --client-threads {client_threads}"),
+    );
+    area.note(format!(
+        "Messages per second with `wskit bench` as the load generator (every connection keeps \
+         one masked binary message in flight; {secs} s per cell, generator on \
+         {client_threads} thread(s)); every server on one current_thread runtime. Server CPU \
+         is the server's CPU time per echoed message."
+    ));
+    for (i, cell) in MATRIX.iter().enumerate() {
+        for (p, peer) in names.iter().enumerate().skip(1) {
+            area.rows.push(Row::vs(
+                label(*cell),
+                "msgs/s",
+                Better::HigherIsBetter,
+                ("wskit", results[0][i].msgs_per_sec),
+                (peer, results[p][i].msgs_per_sec),
+            ));
+        }
+    }
+    for (i, cell) in MATRIX.iter().enumerate() {
+        for (p, peer) in names.iter().enumerate().skip(1) {
+            if let (Some(ours), Some(theirs)) = (
+                results[0][i].server_us_per_msg,
+                results[p][i].server_us_per_msg,
+            ) {
+                area.rows.push(Row::vs(
+                    format!("{} server CPU", label(*cell)),
+                    "µs/msg",
+                    Better::LowerIsBetter,
+                    ("wskit", ours),
+                    (peer, theirs),
+                ));
+            }
+        }
+    }
     println!();
     println!(
         "Echo throughput, messages per second (wskit bench, {secs} s per cell, generator on \
@@ -370,12 +417,13 @@ fn echo(secs: u64, client_threads: u64) -> Result<()> {
          instead, msgs/s understates that server, and CPU per message compares the \
          implementations either way)"
     );
-    clients(&bins, secs)
+    let clients = clients(&bins, secs)?;
+    Ok(vec![area, clients])
 }
 
 /// The same load driven through ws-client and through tokio-tungstenite's client against
 /// `wskit serve` (one thread): the client side of the comparison.
-fn clients(bins: &Binaries, secs: u64) -> Result<()> {
+fn clients(bins: &Binaries, secs: u64) -> Result<Area> {
     let release = target_dir().join("release");
     let generators = [
         ("ws-client", release.join("load-wsclient")),
@@ -395,6 +443,25 @@ fn clients(bins: &Binaries, secs: u64) -> Result<()> {
         rows.push(row);
     }
     drop(server);
+    let mut area = Area::new(
+        "client",
+        "WebSocket client",
+        &format!("cargo xtask bench echo --secs {secs}"),
+    );
+    area.note(format!(
+        "Messages per second through ws-client and through tokio-tungstenite's client against \
+         `wskit serve` (one thread), each generator on one thread with the same driver around \
+         each client; {secs} s per cell."
+    ));
+    for (i, cell) in MATRIX.iter().enumerate() {
+        area.rows.push(Row::vs(
+            label(*cell),
+            "msgs/s",
+            Better::HigherIsBetter,
+            ("ws-client", rows[0][i].msgs_per_sec),
+            ("tungstenite client", rows[1][i].msgs_per_sec),
+        ));
+    }
     println!();
     println!(
         "Client throughput against wskit serve (one thread), messages per second ({secs} s per \
@@ -419,7 +486,7 @@ fn clients(bins: &Binaries, secs: u64) -> Result<()> {
             busy(b)
         );
     }
-    Ok(())
+    Ok(area)
 }
 
 /// Opens `conns` idle connections to the server and returns the RSS growth per connection.
@@ -445,7 +512,7 @@ fn rss_of(wskit: &Path, server: &Proc, port: u16, conns: u64) -> Result<(u64, u6
     ))
 }
 
-fn rss(conns: u64) -> Result<()> {
+fn rss(conns: u64) -> Result<Area> {
     if conns == 0 {
         bail!("--conns must be at least 1");
     }
@@ -466,10 +533,31 @@ fn rss(conns: u64) -> Result<()> {
     println!();
     println!("| server | RSS before (KiB) | RSS after (KiB) | bytes per connection |");
     println!("|---|---:|---:|---:|");
-    for (name, (before, after, per)) in rows {
+    for (name, (before, after, per)) in &rows {
         println!("| {name} | {before} | {after} | {per:.0} |");
     }
-    Ok(())
+    let mut area = Area::new(
+        "rss",
+        "Memory per idle WebSocket connection",
+        &format!("cargo xtask bench rss --conns {conns}"),
+    );
+    area.note(format!(
+        "Growth of the server's VmRSS with {conns} idle WebSocket connections, divided by \
+         {conns}; every server on one thread."
+    ));
+    let case = format!("{conns} idle connections");
+    if let Some((_, (_, _, ours))) = rows.first() {
+        for (name, (_, _, theirs)) in rows.iter().skip(1) {
+            area.rows.push(Row::vs(
+                case.clone(),
+                "B/conn",
+                Better::LowerIsBetter,
+                ("wskit", *ours),
+                (name, *theirs),
+            ));
+        }
+    }
+    Ok(area)
 }
 
 /// The static files both HTTP servers serve: `(name, size)`.
@@ -481,7 +569,7 @@ const HTTP_FILES: [(&str, usize); 3] = [
 
 /// `cargo xtask bench http`: static-file requests per second with `wrk`, wskit serve --root
 /// against nginx on the same directory, both on one worker thread, keep-alive on.
-fn http(secs: u64, conns: u64) -> Result<()> {
+fn http(secs: u64, conns: u64) -> Result<Area> {
     for tool in ["wrk", "nginx"] {
         let found = have(tool) || Path::new("/usr/sbin").join(tool).is_file();
         if !found {
@@ -523,10 +611,40 @@ fn http(secs: u64, conns: u64) -> Result<()> {
     println!();
     println!("| file | wskit | nginx | wskit/nginx |");
     println!("|---|---:|---:|---:|");
-    for (name, a, b) in rows {
+    for (name, a, b) in &rows {
         println!("| {name} | {a:.0} | {b:.0} | {:.2} |", a / b);
     }
-    Ok(())
+    let mut area = Area::new(
+        "http",
+        "Static files over HTTP/1.1",
+        &format!("cargo xtask bench http --secs {secs} --conns {conns}"),
+    );
+    area.note(format!(
+        "Requests per second, `wrk -t1 -c{conns} -d{secs}s` with keep-alive; `wskit serve \
+         --root` and nginx (sendfile on, no access log) each on one worker thread, serving the \
+         same directory."
+    ));
+    for ((name, a, b), (_, size)) in rows.iter().zip(HTTP_FILES) {
+        area.rows.push(Row::vs(
+            format!("{name} ({})", human(size as u64)),
+            "req/s",
+            Better::HigherIsBetter,
+            ("wskit", *a),
+            ("nginx", *b),
+        ));
+    }
+    Ok(area)
+}
+
+/// A byte count as `612 B`, `16 KiB`, `1 MiB`.
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
 }
 
 /// Starts `program args...` (with `{addr}` replaced) on a free port.

@@ -34,6 +34,7 @@ use crate::flags::Args;
 use crate::proc::{
     Proc, cpu_secs, field, free_port, lines, target_dir, wait_listening, with_nofile,
 };
+use crate::report::{Area, Better, Row};
 use crate::util::{cargo, have, root, step};
 
 /// Entry point of `cargo xtask bench cluster`.
@@ -41,6 +42,11 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     let subs = args.number("subscribers", 10_000)?;
     let msgs = args.number("messages", 100)?;
     args.finish()?;
+    run(subs, msgs).map(drop)
+}
+
+/// Runs the benchmark, prints and saves its table, returns the figures for the page.
+pub(crate) fn run(subs: u64, msgs: u64) -> Result<Vec<Area>> {
     if subs == 0 || msgs == 0 {
         bail!("--subscribers and --messages must be at least 1");
     }
@@ -136,7 +142,91 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     fs::create_dir_all(&out)?;
     fs::write(out.join("cluster.md"), &table)?;
     eprintln!("written to {}", out.join("cluster.md").display());
-    Ok(())
+    Ok(areas(subs, msgs, &rows, &single))
+}
+
+/// The figures as the benchmark page's areas: the fan-out against Socket.IO, and one node's
+/// cost of an idle backplane.
+fn areas(subs: u64, msgs: u64, rows: &[(String, Run)], single: &[Single<'_>]) -> Vec<Area> {
+    let reproduce = format!("cargo xtask bench cluster --subscribers {subs} --messages {msgs}");
+    let mut fanout = Area::new("cluster", "Cluster fan-out", &reproduce);
+    fanout.note(format!(
+        "One publisher, {subs} subscribers spread over 3 nodes, {msgs} messages sent as fast as \
+         possible (a burst: latencies include queueing): three `wskit serve --backplane` nodes \
+         on Redis and on NATS against three Socket.IO 4 nodes with the Redis adapter, the same \
+         load client. Server CPU: every node process, not the engine."
+    ));
+    if let Some((sio_name, sio)) = rows.iter().find(|(n, _)| n.starts_with("Socket.IO")) {
+        let peer = sio_name.as_str();
+        for (name, r) in rows.iter().filter(|(n, _)| !n.starts_with("Socket.IO")) {
+            let engine = name.rsplit(", ").next().unwrap_or(name);
+            let ours = name.as_str();
+            fanout.rows.push(Row::vs(
+                format!("{engine}: deliveries"),
+                "deliveries/s",
+                Better::HigherIsBetter,
+                (ours, r.per_sec),
+                (peer, sio.per_sec),
+            ));
+            fanout.rows.push(Row::vs(
+                format!("{engine}: p99 publish to receipt"),
+                "ms",
+                Better::LowerIsBetter,
+                (ours, r.p99),
+                (peer, sio.p99),
+            ));
+            if let (Some(a), Some(b)) = (r.cpu_us, sio.cpu_us) {
+                fanout.rows.push(Row::vs(
+                    format!("{engine}: server CPU"),
+                    "µs/delivery",
+                    Better::LowerIsBetter,
+                    (ours, a),
+                    (peer, b),
+                ));
+            }
+        }
+    }
+    let mut backplane = Area::new("backplane", "One node with an idle backplane", &reproduce);
+    backplane.note(
+        "One `wskit serve` node with an idle `--backplane` (Redis, no other node) against the \
+         same node without one: echo (`wskit bench`, 100 connections x 20 B, 5 s) and the \
+         broadcast load with up to 1,000 subscribers. Our own overhead, not a peer: the target \
+         is at most 3% slower (ratio >= 0.97x).",
+    );
+    if let [(_, (e0, c0), b0), (with, (e1, c1), b1)] = single {
+        let without = "no backplane";
+        backplane.rows.push(Row::vs(
+            "echo",
+            "msgs/s",
+            Better::HigherIsBetter,
+            (with, *e1),
+            (without, *e0),
+        ));
+        if let (Some(c0), Some(c1)) = (c0, c1) {
+            backplane.rows.push(Row::vs(
+                "echo, server CPU",
+                "µs/msg",
+                Better::LowerIsBetter,
+                (with, *c1),
+                (without, *c0),
+            ));
+        }
+        backplane.rows.push(Row::vs(
+            "broadcast",
+            "deliveries/s",
+            Better::HigherIsBetter,
+            (with, b1.per_sec),
+            (without, b0.per_sec),
+        ));
+        backplane.rows.push(Row::vs(
+            "broadcast p99",
+            "ms",
+            Better::LowerIsBetter,
+            (with, b1.p99),
+            (without, b0.p99),
+        ));
+    }
+    vec![fanout, backplane]
 }
 
 struct Bins {

@@ -25,6 +25,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::proc::{Proc, kib_field, lines, target_dir};
+use crate::report::{Area, Better, Row};
 use crate::util::{cargo, root, step};
 
 /// tuspy uploading FILE to URL in CHUNK-byte PATCH requests; prints the seconds it took.
@@ -120,24 +121,31 @@ fn tus_run(
     Ok((mb / secs, hwm))
 }
 
-/// The tus rows, or why there are none.
-fn tus_rows(bin: &std::path::Path, work: &std::path::Path, src: &std::path::Path) -> Vec<String> {
+/// The tus rows (printed, and for the benchmark page), or why there are none.
+fn tus_rows(
+    bin: &std::path::Path,
+    work: &std::path::Path,
+    src: &std::path::Path,
+) -> (Vec<String>, Vec<Row>) {
     let peers = root().join("crates/proto-files/tests/peers/node");
     let have_tuspy = Command::new("python3")
         .args(["-c", "import tusclient"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_tuspy {
-        return vec![
-            "tus rows skipped: python3 with tuspy not found (pip install tuspy==1.1.0)".into(),
-        ];
+        return (
+            vec![
+                "tus rows skipped: python3 with tuspy not found (pip install tuspy==1.1.0)".into(),
+            ],
+            Vec::new(),
+        );
     }
     let have_node = Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
         && peers.join("node_modules/@tus/server").is_dir();
-    let run = || -> Result<Vec<String>> {
+    let run = || -> Result<(Vec<String>, Vec<Row>)> {
         eprintln!(
             "
 ==> tus upload (tuspy) to files-node"
@@ -166,7 +174,7 @@ fn tus_rows(bin: &std::path::Path, work: &std::path::Path, src: &std::path::Path
                 "tus @tus/server skipped: node or the npm packages not found (npm ci in {})",
                 peers.display()
             ));
-            return Ok(rows);
+            return Ok((rows, Vec::new()));
         }
         eprintln!(
             "
@@ -194,16 +202,32 @@ fn tus_rows(bin: &std::path::Path, work: &std::path::Path, src: &std::path::Path
             "tus wskit / @tus/server  {:5.2}x (target >= 2x)",
             ours / theirs
         ));
-        Ok(rows)
+        let page = vec![
+            Row::vs(
+                "tus upload (tuspy)",
+                "MB/s",
+                Better::HigherIsBetter,
+                ("files-node", ours),
+                ("@tus/server", theirs),
+            ),
+            Row::vs(
+                "tus upload (tuspy), server peak RSS",
+                "MiB",
+                Better::LowerIsBetter,
+                ("files-node", ours_rss as f64 / 1024.0),
+                ("@tus/server", theirs_rss as f64 / 1024.0),
+            ),
+        ];
+        Ok((rows, page))
     };
-    run().unwrap_or_else(|e| vec![format!("tus rows failed: {e:#}")])
+    run().unwrap_or_else(|e| (vec![format!("tus rows failed: {e:#}")], Vec::new()))
 }
 
 fn hwm_kib(pid: u32) -> u64 {
     kib_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or(0)
 }
 
-pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
+pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     step(
         "build files-node (release)",
         cargo().args([
@@ -290,6 +314,18 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
         "raw binary     {raw_rate:8.1} MB/s   ratio  1.00   server peak RSS {:6} MiB",
         hwm_kib(pid) / 1024
     )];
+    let mut area = Area::new(
+        "files",
+        "File transfer (proto-files, tus)",
+        &format!("cargo xtask bench files --mib {mib} --chunk {chunk}"),
+    );
+    area.note(format!(
+        "{mib} MiB over loopback in {chunk} B chunks. proto-files at QoS 0, 1 and 2 (streamed \
+         from disk, written to disk, SHA-256 checked) against raw WebSocket binary messages to \
+         a sink on the same server (our own baseline: the ratio is the cost of the protocol); \
+         then a tus upload by Python tuspy to files-node and to @tus/server (skipped when \
+         tuspy or the npm packages are missing)."
+    ));
     for qos in 0..=2 {
         eprintln!("\n==> file at QoS {qos}");
         let line = run_node(&[
@@ -308,6 +344,13 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
             rate / raw_rate,
             hwm_kib(pid) / 1024
         ));
+        area.rows.push(Row::vs(
+            format!("file at QoS {qos}"),
+            "MB/s",
+            Better::HigherIsBetter,
+            ("proto-files", rate),
+            ("raw messages (baseline)", raw_rate),
+        ));
         // The stored copy goes, to keep the disk use at two files.
         // (not the metadata database the server holds open)
         for e in fs::read_dir(work.join("srv"))?.flatten() {
@@ -317,7 +360,9 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
         }
     }
     drop(server);
-    rows.extend(tus_rows(&bin, &work, &src));
+    let (tus_lines, tus_page) = tus_rows(&bin, &work, &src);
+    rows.extend(tus_lines);
+    area.rows.extend(tus_page);
     let _ = fs::remove_dir_all(&work);
     println!(
         "\nproto-files, {mib} MiB over loopback, chunk {chunk} B (receiver writes to disk; raw \
@@ -327,5 +372,5 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<()> {
     for r in rows {
         println!("  {r}");
     }
-    Ok(())
+    Ok(area)
 }

@@ -16,12 +16,14 @@ use std::{collections::BTreeMap, path::Path, process::Stdio, time::Duration};
 use anyhow::{Context, Result, bail};
 
 use crate::proc::{Proc, cpu_secs, field, free_port, target_dir, wait_listening, with_nofile};
+use crate::report::{Area, Better, Row};
 use crate::util::{cargo, have, step};
 
 const LIBS: [&str; 2] = ["wskit", "rumqttc"];
 
-/// Runs the comparison.
-pub(crate) fn run(rate: u64, clients: u64) -> Result<()> {
+/// Runs the comparison, prints a table and returns the figures; `quick` sends a tenth of the
+/// messages in the throughput runs.
+pub(crate) fn run(rate: u64, clients: u64, quick: bool) -> Result<Area> {
     if !have("mosquitto") {
         bail!("mosquitto not found: apt-get install mosquitto");
     }
@@ -88,6 +90,7 @@ pub(crate) fn run(rate: u64, clients: u64) -> Result<()> {
         (1, 4096, 20_000),
         (2, 4096, 15_000),
     ] {
+        let count = if quick { count / 10 } else { count };
         for lib in LIBS {
             let cpu0 = cpu_secs(pid).unwrap_or(0.0);
             let line = run(vec![
@@ -167,6 +170,22 @@ pub(crate) fn run(rate: u64, clients: u64) -> Result<()> {
         }
         seen
     };
+    let mut area = Area::new(
+        "mqtt",
+        "MQTT client",
+        &format!("cargo xtask bench mqtt --rate {rate} --clients {clients}"),
+    );
+    area.note(format!(
+        "proto-mqtt (wskit) and rumqttc against the same mosquitto (MQTT 3.1.1, window 100): \
+         messages per second delivered from one publisher to one subscriber, publish-to-receive \
+         latency at QoS 1 and {rate} messages/s, and VmRSS growth per idle client with \
+         {clients} clients.{}",
+        if quick {
+            " This quick run sent a tenth of the messages of a full run."
+        } else {
+            ""
+        }
+    ));
     for t in tests {
         let (w, wc) = results[&(t.clone(), "wskit")];
         let (r, rc) = results[&(t.clone(), "rumqttc")];
@@ -177,7 +196,18 @@ pub(crate) fn run(rate: u64, clients: u64) -> Result<()> {
             String::new()
         };
         println!("{t:<44} {w:>12.1} {r:>12.1} {ratio:>7.2}{cpu}");
+        let (unit, better) = if t.starts_with("throughput") {
+            ("msgs/s", Better::HigherIsBetter)
+        } else if t.starts_with("latency") {
+            ("µs", Better::LowerIsBetter)
+        } else {
+            ("KiB/client", Better::LowerIsBetter)
+        };
+        // The test names carry their unit in parentheses; the table has a unit column.
+        let case = t.split(" (").next().unwrap_or(&t).to_owned();
+        area.rows
+            .push(Row::vs(case, unit, better, ("wskit", w), ("rumqttc", r)));
     }
     println!("(throughput: higher is better; latency and RSS: lower is better)");
-    Ok(())
+    Ok(area)
 }

@@ -65,6 +65,7 @@ use crate::proc::{
     Proc, field, free_port, idle_client, kib_field, lines, target_dir, tree, tree_cpu,
     wait_listening, with_nofile,
 };
+use crate::report::{Area, Better, Row};
 use crate::util::{cargo, step};
 
 /// Idle connections opened through each bridge for the memory figure.
@@ -108,7 +109,7 @@ impl Test {
     }
 }
 
-pub(crate) fn run(secs: u64) -> Result<()> {
+pub(crate) fn run(secs: u64) -> Result<Area> {
     if secs == 0 {
         bail!("--secs must be at least 1");
     }
@@ -213,7 +214,7 @@ pub(crate) fn run(secs: u64) -> Result<()> {
     drop(bridges);
 
     print_tables(secs, &load, &mem);
-    Ok(())
+    Ok(area(secs, &load, &mem))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,6 +691,66 @@ fn ratio(a: f64, b: f64) -> String {
 
 /// The bridges in the order of the table's columns: ours first, then the peers.
 const COLUMNS: [&str; 3] = ["wskit proxy", "websockify", "websocat"];
+
+/// The figures of the tables as the benchmark page's area: wskit proxy against each peer.
+fn area(secs: u64, load: &[(&'static str, Vec<LoadRow>)], mem: &[Mem]) -> Area {
+    let mut area = Area::new(
+        "proxy",
+        "WebSocket-to-TCP bridge",
+        &format!("cargo xtask bench proxy --secs {secs}"),
+    );
+    area.note(format!(
+        "wskit proxy against websockify and websocat in front of the same echo backend, \
+         proxy_load driving each in turn. Bulk: 64 KiB binary messages for {secs} s, MB/s one \
+         way; round trips: one 64 B message in flight per connection for {secs} s. Bridge CPU: \
+         its process tree per GB relayed or per 1,000 round trips. Memory: growth per open \
+         bridged connection with {IDLE_CONNS} idle connections (Pss: shared pages divided \
+         between websockify's forked processes). A failed run of a bridge leaves its row out."
+    ));
+    let run_of = |name: &str, i: usize| {
+        load.iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, runs)| runs.get(i)?.as_ref().ok())
+    };
+    let ours = COLUMNS[0];
+    for (i, test) in TESTS.iter().enumerate() {
+        let (unit, cpu_unit) = if test.bulk {
+            ("MB/s", "bridge CPU s/GB")
+        } else {
+            ("round trips/s", "bridge CPU s/1k trips")
+        };
+        for peer in &COLUMNS[1..] {
+            if let (Some(a), Some(b)) = (run_of(ours, i), run_of(peer, i)) {
+                area.rows.push(Row::vs(
+                    test.label(),
+                    unit,
+                    Better::HigherIsBetter,
+                    (ours, a.rate),
+                    (peer, b.rate),
+                ));
+                area.rows.push(Row::vs(
+                    format!("{} CPU", test.label()),
+                    cpu_unit,
+                    Better::LowerIsBetter,
+                    (ours, a.cpu_per_unit()),
+                    (peer, b.cpu_per_unit()),
+                ));
+            }
+        }
+    }
+    if let Some(w) = mem.iter().find(|m| m.name == ours) {
+        for m in mem.iter().filter(|m| m.name != ours) {
+            area.rows.push(Row::vs(
+                "idle connection, Pss",
+                "KiB/conn",
+                Better::LowerIsBetter,
+                (ours, w.pss_per_conn() / 1024.0),
+                (m.name, m.pss_per_conn() / 1024.0),
+            ));
+        }
+    }
+    area
+}
 
 fn print_tables(secs: u64, load: &[(&'static str, Vec<LoadRow>)], mem: &[Mem]) {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);

@@ -6,6 +6,7 @@
 //! cargo xtask examples           build every crate's examples and run each for a moment
 //! cargo xtask fuzz [--secs N]    run every fuzz target for N seconds (default 10)
 //! cargo xtask bench [NAME]       run benchmarks (criterion micro-benchmarks when NAME is omitted)
+//! cargo xtask bench all          every benchmark, then docs/benchmarks.md with its plots
 //! cargo xtask autobahn server    Autobahn|Testsuite fuzzingclient against `wskit serve`
 //! cargo xtask autobahn client    Autobahn|Testsuite fuzzingserver against ws-client
 //! cargo xtask autobahn both      both of the above side by side (as `cargo xtask ci` runs them)
@@ -32,6 +33,7 @@ mod interop;
 mod modgraph;
 mod proc;
 mod quickstart;
+mod report;
 mod turn;
 mod util;
 
@@ -55,6 +57,11 @@ commands:
                       `turn` (wskit turn vs coturn with turnutils_uclient), `http` (static files,
                       wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat),
                       `mqtt`, `files`, `cluster` (three nodes on Redis/NATS vs Socket.IO 4)
+  bench all           every benchmark in one go; writes target/bench/results.json, then
+                      docs/benchmarks.md with one SVG plot per area in docs/benchmarks/
+                      [--quick]: short durations and small counts; [--only a,b]: a subset
+  bench report        docs/benchmarks.md and its plots again from target/bench/results.json
+                      [--from FILE]
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
   autobahn client     the Autobahn|Testsuite fuzzingserver (517 cases) against ws-client
   autobahn both       both suites side by side (as ci runs them)

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::report::{Area, Better, Row as ReportRow};
+
 /// Kills the child when dropped.
 struct Proc(Child);
 
@@ -306,6 +308,7 @@ struct Row {
 }
 
 fn measure(
+    quick: bool,
     name: &'static str,
     load: &std::path::Path,
     server: &Proc,
@@ -314,21 +317,23 @@ fn measure(
 ) -> Result<Row> {
     let pid = server.0.id();
     wait_stun(port)?;
-    let sessions = env_num("TURN_BENCH_SESSIONS", 50);
-    let messages = env_num("TURN_BENCH_MESSAGES", 2000);
+    // `--quick` (from `cargo xtask bench all --quick`): smaller defaults, same measurements.
+    let pick = |full: u64, short: u64| if quick { short } else { full };
+    let sessions = env_num("TURN_BENCH_SESSIONS", pick(50, 20));
+    let messages = env_num("TURN_BENCH_MESSAGES", pick(2000, 300));
     eprintln!("==> {name}: uclient, {sessions} sessions x {messages} messages of 200 bytes");
     let t = traffic(pid, port, peer, sessions, messages)?;
-    let secs = env_num("TURN_BENCH_LOAD_SECS", 5);
+    let secs = env_num("TURN_BENCH_LOAD_SECS", pick(5, 1));
     eprintln!("==> {name}: turn_load rtt, 64 channels x 8 in flight for {secs} s");
     let capacity = capacity(load, pid, port, peer, secs)
         .map_err(|e| eprintln!("    {e:#}"))
         .ok();
-    let count = env_num("TURN_BENCH_ALLOC_RATE", 2000);
+    let count = env_num("TURN_BENCH_ALLOC_RATE", pick(2000, 500));
     eprintln!("==> {name}: turn_load alloc, {count} allocations");
     let alloc_rate = allocate_rate(load, port, count)
         .map_err(|e| eprintln!("    {e:#}"))
         .ok();
-    let allocs = env_num("TURN_BENCH_ALLOCS", 10_000);
+    let allocs = env_num("TURN_BENCH_ALLOCS", pick(10_000, 2000));
     eprintln!("==> {name}: turn_load hold, {allocs} allocations held open");
     let rss = rss_per_allocation(load, pid, port, allocs)
         .map_err(|e| eprintln!("    {e:#}"))
@@ -342,8 +347,9 @@ fn measure(
     })
 }
 
-/// Runs the comparison and prints a table.
-pub(crate) fn bench() -> Result<()> {
+/// Runs the comparison, prints a table and returns the figures; `quick` makes the default
+/// counts and durations smaller.
+pub(crate) fn bench(quick: bool) -> Result<Area> {
     for tool in ["turnserver", "turnutils_uclient", "turnutils_peer"] {
         if !have(tool) {
             bail!("{tool} not found: install coturn (apt-get install -y coturn)");
@@ -426,6 +432,7 @@ pub(crate) fn bench() -> Result<()> {
                 .context("turnserver")?,
         );
         rows.push(measure(
+            quick,
             "coturn turnserver",
             &load,
             &coturn,
@@ -465,7 +472,7 @@ pub(crate) fn bench() -> Result<()> {
                 .spawn()
                 .context("wskit turn")?,
         );
-        rows.push(measure("wskit turn", &load, &ours, port, peer_port)?);
+        rows.push(measure(quick, "wskit turn", &load, &ours, port, peer_port)?);
     }
 
     println!();
@@ -529,5 +536,76 @@ pub(crate) fn bench() -> Result<()> {
              same for any server that keeps up; turn_load keeps the relay busy.)"
         );
     }
-    Ok(())
+    Ok(area(&rows))
+}
+
+/// The figures as the benchmark page's area: wskit turn against coturn.
+fn area(rows: &[Row]) -> Area {
+    let mut area = Area::new(
+        "turn",
+        "TURN relay",
+        "cargo xtask bench turn (knobs: TURN_BENCH_* environment variables)",
+    );
+    area.note(
+        "wskit turn against coturn's turnserver with the same clients and echo peer. Paced: \
+         coturn's turnutils_uclient (its rate is the same for any server that keeps up; the \
+         CPU figure tells the servers apart). Saturated: stun-turn's turn_load keeps 8 \
+         messages in flight on each of 64 channels. Allocations: the whole 401 / nonce / retry \
+         exchange; memory: VmRSS growth per allocation held open.",
+    );
+    let [c, w] = rows else {
+        return area;
+    };
+    let per_rt = |t: &Traffic| t.cpu_secs * 1e6 / t.received.max(1) as f64;
+    let ours = "wskit turn";
+    let peer = "coturn";
+    area.rows.push(ReportRow::vs(
+        "paced (uclient)",
+        "round trips/s",
+        Better::HigherIsBetter,
+        (ours, w.t.received as f64 / w.t.secs),
+        (peer, c.t.received as f64 / c.t.secs),
+    ));
+    area.rows.push(ReportRow::vs(
+        "paced (uclient), server CPU",
+        "µs/round trip",
+        Better::LowerIsBetter,
+        (ours, per_rt(&w.t)),
+        (peer, per_rt(&c.t)),
+    ));
+    if let (Some(wc), Some(cc)) = (w.capacity, c.capacity) {
+        area.rows.push(ReportRow::vs(
+            "saturated (turn_load)",
+            "round trips/s",
+            Better::HigherIsBetter,
+            (ours, wc.0),
+            (peer, cc.0),
+        ));
+        area.rows.push(ReportRow::vs(
+            "saturated (turn_load), server CPU",
+            "µs/round trip",
+            Better::LowerIsBetter,
+            (ours, wc.1 * 1e6),
+            (peer, cc.1 * 1e6),
+        ));
+    }
+    if let (Some(wa), Some(ca)) = (w.alloc_rate, c.alloc_rate) {
+        area.rows.push(ReportRow::vs(
+            "allocations",
+            "allocations/s",
+            Better::HigherIsBetter,
+            (ours, wa),
+            (peer, ca),
+        ));
+    }
+    if let (Some(wr), Some(cr)) = (w.rss, c.rss) {
+        area.rows.push(ReportRow::vs(
+            "memory per allocation",
+            "B",
+            Better::LowerIsBetter,
+            (ours, wr),
+            (peer, cr),
+        ));
+    }
+    area
 }
