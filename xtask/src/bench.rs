@@ -101,9 +101,10 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             bench_files::run(mib, chunk)
         }
         Some("cluster") => bench_cluster::main(args),
+        Some("broadcast") => crate::bench_broadcast::main(args),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster)"
+                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster, broadcast)"
             )
         }
     }
