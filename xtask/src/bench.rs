@@ -108,11 +108,12 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
             bench_files::run(mib, chunk).map(drop)
         }
         Some("cluster") => bench_cluster::main(args),
+        Some("broadcast") => crate::bench_broadcast::main(args),
         Some("all") => bench_all::all(args),
         Some("report") => bench_all::report(args),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster; all, report)"
+                "unknown benchmark `{other}` (known: micro, echo, rss, http, proxy, turn, mqtt, files, cluster, broadcast; all, report)"
             )
         }
     }

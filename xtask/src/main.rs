@@ -22,6 +22,7 @@
 
 mod autobahn;
 mod bench;
+mod bench_broadcast;
 mod bench_mqtt;
 mod bench_proxy;
 mod ci;

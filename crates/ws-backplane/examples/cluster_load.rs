@@ -5,13 +5,14 @@
 //! (Engine.IO 4 over WebSocket: the publisher emits `pub`, the servers `io.emit("m", data)`).
 //!
 //! ```text
-//! cargo run --release -p ws-backplane --example cluster_load -- wskit|socketio ws://HOST:PORT[,ws://HOST:PORT...] SUBS MSGS
+//! cargo run --release -p ws-backplane --example cluster_load -- wskit|socketio ws://HOST:PORT[,ws://HOST:PORT...] SUBS MSGS [SIZE]
 //! ```
 //!
 //! Subscribers connect round-robin to the nodes; the publisher connects to the first. It sends
 //! probes until every subscriber has seen one (so every node's engine subscription is in
 //! place), then MSGS messages `m NANOS` as fast as it can, NANOS being the send time on the
-//! client's clock, and every subscriber records receipt minus NANOS. Prints `connected: N`,
+//! client's clock (padded with ` xxx...` to SIZE bytes when given), and every subscriber
+//! records receipt minus NANOS. Prints `connected: N`,
 //! `start:` just before the first message, and at the end:
 //!
 //! ```text
@@ -122,7 +123,7 @@ async fn subscriber(mode: Mode, mut ws: WebSocket, msgs: usize, t0: Instant, sha
             }
         } else if let Some(sent) = payload
             .strip_prefix("m ")
-            .and_then(|s| s.parse::<u64>().ok())
+            .and_then(|s| s.split(' ').next()?.parse::<u64>().ok())
         {
             mine.push(elapsed_ns(t0).saturating_sub(sent));
         }
@@ -136,7 +137,7 @@ async fn subscriber(mode: Mode, mut ws: WebSocket, msgs: usize, t0: Instant, sha
 
 #[tokio::main]
 async fn main() {
-    let usage = "usage: cluster_load wskit|socketio URL[,URL...] SUBS MSGS";
+    let usage = "usage: cluster_load wskit|socketio URL[,URL...] SUBS MSGS [SIZE]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("wskit") => Mode::Wskit,
@@ -151,6 +152,7 @@ async fn main() {
         .collect();
     let subs: usize = args.next().expect(usage).parse().expect(usage);
     let msgs: usize = args.next().expect(usage).parse().expect(usage);
+    let size: usize = args.next().map_or(0, |s| s.parse().expect(usage));
 
     let t0 = Instant::now();
     let shared = Arc::new(Shared {
@@ -208,7 +210,11 @@ async fn main() {
     println!("start:");
     let start = Instant::now();
     for _ in 0..msgs {
-        let payload = format!("m {}", elapsed_ns(t0));
+        let mut payload = format!("m {}", elapsed_ns(t0));
+        if payload.len() + 1 < size {
+            payload.push(' ');
+            payload.extend(std::iter::repeat_n('x', size - payload.len()));
+        }
         writer
             .send_text(mode.publish(&payload))
             .await

@@ -14,6 +14,7 @@ use crate::{
     mask::MaskSource,
     message::{Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions},
     os_random::OsMaskSource,
+    prepared::Prepared,
     utf8::{Utf8Bytes, Utf8Validator},
 };
 
@@ -1184,6 +1185,44 @@ impl Connection {
             }
             _ => self.queue_data(opcode, compressed, true, payload),
         }
+    }
+
+    /// Queues a message framed once for many connections ([`Prepared`]): the same header
+    /// bytes and payload `Bytes` as every other connection that queues it. A connection that
+    /// frames differently (client role, [`Config::fragment_size`] below the message size,
+    /// permessage-deflate with server context takeover) sends the message as
+    /// [`Connection::send`] does; the bytes on the wire are the same either way.
+    ///
+    /// # Errors
+    /// As [`Connection::send_with`].
+    pub fn send_prepared(&mut self, prepared: &Prepared) -> Result<(), Error> {
+        self.check_open()?;
+        if self.tx_fragmented.is_some() {
+            return Err(Error::FragmentState);
+        }
+        let len = prepared.payload().len();
+        let fragments = self.config.fragment_size.is_some_and(|size| len > size);
+        if self.role == Role::Client || fragments {
+            return self.send(prepared.message().clone());
+        }
+        let frame = match &self.config.deflate {
+            Some(params) if len >= params.min_size() => {
+                if !params.server_no_context_takeover() {
+                    return self.send(prepared.message().clone());
+                }
+                prepared.deflated(params.server_max_window_bits(), params.level())
+            }
+            _ => prepared.plain().clone(),
+        };
+        self.out_bytes += usize::from(frame.head_len) + frame.payload.len();
+        self.data_out.push_back(Outgoing {
+            head: frame.head,
+            head_len: frame.head_len,
+            mask: None,
+            payload: frame.payload,
+            is_close: false,
+        });
+        Ok(())
     }
 
     /// Queues one fragment of a message the caller streams without reassembly (relays,

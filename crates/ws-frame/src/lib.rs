@@ -85,6 +85,7 @@ pub mod id_header;
 pub mod mask;
 mod message;
 mod os_random;
+mod prepared;
 mod utf8;
 
 pub use close::CloseCode;
@@ -97,6 +98,7 @@ pub use message::{
     CloseInfo, Event, FragmentMode, Initiator, Message, OutFrame, Role, SendOptions,
 };
 pub use os_random::OsMaskSource;
+pub use prepared::Prepared;
 pub use utf8::Utf8Bytes;
 
 /// Entry points for the fuzz targets (the cargo-fuzz workspace calls these with raw bytes).

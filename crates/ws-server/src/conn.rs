@@ -49,6 +49,8 @@ use crate::{
 
 /// Commands applied per wake-up before writing (batches broadcasts into one write).
 const COMMAND_BATCH: usize = 64;
+/// Most times a connection woken by a command yields to let more arrive before it writes.
+const COALESCE_ROUNDS: usize = 8;
 /// Idle connections release their buffers after this long without traffic.
 const SHRINK_PERIOD: Duration = Duration::from_secs(5);
 /// A receive buffer above this is released as soon as it is empty.
@@ -212,6 +214,7 @@ fn apply(ws: &mut Connection, cmd: Command) {
     // Commands for a closing connection are dropped: the sender cannot be told anymore.
     let _ = match cmd {
         Command::Send(msg) => ws.send(msg),
+        Command::Prepared(p) => ws.send_prepared(&p),
         Command::SendWith(b) => ws.send_with(b.0, b.1),
         Command::SendAt(b) => ws.send(b.0),
         Command::Ping(payload) => ws.ping(payload),
@@ -263,13 +266,37 @@ impl Queues {
     }
 }
 
-/// Takes the commands already queued (after one taken by the wait), up to a batch.
-fn take_batch(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, first: usize) {
-    for _ in first..COMMAND_BATCH {
+/// Takes the commands already queued (`taken` were taken before), up to a batch; returns
+/// how many are taken now in all.
+fn take_batch(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, taken: usize) -> usize {
+    let mut taken = taken;
+    while taken < COMMAND_BATCH {
         match cmds.try_recv() {
             Ok(cmd) => queues.push(cmd),
             Err(_) => break,
         }
+        taken += 1;
+    }
+    taken
+}
+
+/// Write coalescing: a command that wakes an idle connection often has company on the way
+/// (a broadcast burst delivers message k+1 to every subscriber right after message k, and the
+/// sender yields to the scheduler between subscribers). Yields to the scheduler, taking what
+/// arrived meanwhile, until a round brings nothing new, the batch is full or
+/// [`COALESCE_ROUNDS`] passed; the frames then leave in one write instead of one each. A lone
+/// command costs one extra scheduler round.
+async fn coalesce(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, mut taken: usize) {
+    for _ in 0..COALESCE_ROUNDS {
+        if taken >= COMMAND_BATCH {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let now = take_batch(queues, cmds, taken);
+        if now == taken {
+            return;
+        }
+        taken = now;
     }
 }
 
@@ -522,7 +549,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 // Reads come first: take what other tasks queued meanwhile, so that a peer
                 // that keeps sending does not hold up frames queued for it.
                 if can_cmd {
-                    take_batch(&mut queues, &mut cmds, 0);
+                    let _ = take_batch(&mut queues, &mut cmds, 0);
                     pending_kill = !killed && info.kill_requested().is_some();
                 }
             }
@@ -544,7 +571,11 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
             Step::Other(Wait::Cmd(Some(cmd))) => {
                 queues.push(cmd);
-                take_batch(&mut queues, &mut cmds, 1);
+                let taken = take_batch(&mut queues, &mut cmds, 1);
+                // Nothing waits to be written: let a burst gather before the write.
+                if d.backlog() == 0 && queues.close.is_none() {
+                    coalesce(&mut queues, &mut cmds, taken).await;
+                }
                 pending_kill = !killed && info.kill_requested().is_some();
             }
             Step::Other(Wait::Cmd(None)) => {}

@@ -14,7 +14,7 @@ use std::{
 
 use bytes::Bytes;
 use tokio::{sync::Notify, task::JoinHandle};
-use ws_frame::{CloseCode, Message, SendOptions};
+use ws_frame::{CloseCode, Message, Prepared, SendOptions};
 
 use crate::{
     channels::validate_channel,
@@ -159,9 +159,11 @@ impl ServerHandle {
         self.inner.registry.relay(&msg, filter);
         let targets = self.inner.registry.select(filter);
         let policy = self.inner.config.slow_reader;
+        // Framed once: every subscriber queues the same header and payload bytes.
+        let prepared = Arc::new(Prepared::new(msg));
         let mut sent = 0;
         for info in targets {
-            let cmd = Command::Send(msg.clone());
+            let cmd = Command::Prepared(prepared.clone());
             if info.deliver(cmd, policy).await.is_ok() {
                 sent += 1;
             }

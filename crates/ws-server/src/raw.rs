@@ -71,6 +71,7 @@ enum Wake {
 fn apply(tx: &mut TxQueue, closing: &mut bool, cmd: Command) {
     match cmd {
         Command::Send(msg) => tx.push_bytes(msg.into_payload()),
+        Command::Prepared(p) => tx.push_bytes(p.payload().clone()),
         Command::SendWith(b) => tx.push_bytes(b.0.into_payload()),
         // Plain TCP has one queue: levels do not apply.
         Command::SendAt(b) => tx.push_bytes(b.0.into_payload()),

@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
-use ws_frame::{CloseCode, Message, SendOptions};
+use ws_frame::{CloseCode, Message, Prepared, SendOptions};
 
 use crate::{
     backplane::{Backplane, Envelope},
@@ -29,6 +29,9 @@ pub(crate) enum Command {
     /// Look at `kill_code` (sent by [`ConnInfo::kill`] when the queue has room).
     Wake,
     Send(Message),
+    /// A broadcast message framed once, shared by every subscriber
+    /// ([`Prepared`]).
+    Prepared(Arc<Prepared>),
     /// Boxed: rare, and it would make every queue slot larger.
     SendWith(Box<(Message, SendOptions)>),
     Ping(Bytes),
@@ -222,14 +225,24 @@ impl ConnInfo {
         }
     }
 
-    /// Hands a command to the connection task according to `policy`.
+    /// Hands a command to the connection task according to `policy`. Under backpressure
+    /// the sender waits only when the queue is full: a queue with room takes the command
+    /// without going through tokio's cooperative budget, so a broadcast is not cut into
+    /// slices of a hundred-odd subscribers (with the subscribers' tasks, hence one socket
+    /// write per message for each of them, in between).
     pub(crate) async fn deliver(
         &self,
         cmd: Command,
         policy: SlowReaderPolicy,
     ) -> Result<(), Error> {
         match policy {
-            SlowReaderPolicy::Backpressure => self.tx.send(cmd).await.map_err(|_| Error::Closed),
+            SlowReaderPolicy::Backpressure => match self.tx.try_send(cmd) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(cmd)) => {
+                    self.tx.send(cmd).await.map_err(|_| Error::Closed)
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+            },
             SlowReaderPolicy::Disconnect => self.try_deliver(cmd),
         }
     }
@@ -537,9 +550,10 @@ async fn deliver_remote(
         };
         let targets = select(&conns, &channels, &filter);
         drop((conns, channels));
+        let prepared = Arc::new(Prepared::new(envelope.message));
         for info in targets {
             let _ = info
-                .deliver(Command::Send(envelope.message.clone()), policy)
+                .deliver(Command::Prepared(prepared.clone()), policy)
                 .await;
         }
     }
@@ -815,7 +829,7 @@ mod tests {
         tx.send(remote("n1", "own")).await.unwrap();
         tx.send(remote("n2", "from n2")).await.unwrap();
         match rx_c.recv().await {
-            Some(Command::Send(m)) => assert_eq!(m, Message::text("from n2")),
+            Some(Command::Prepared(p)) => assert_eq!(p.message(), &Message::text("from n2")),
             other => panic!("expected the remote message, got {other:?}"),
         }
         assert!(rx_a.try_recv().is_err());

@@ -186,6 +186,11 @@ pub(crate) async fn run<H: Handler>(
                         tx.push_bytes(b);
                     }
                 }
+                Command::Prepared(p) => {
+                    if let Some(b) = message_event(p.message()) {
+                        tx.push_bytes(b);
+                    }
+                }
                 // SSE has one queue: levels do not apply.
                 Command::SendAt(b) => {
                     if let Some(b) = message_event(&b.0) {
