@@ -76,6 +76,67 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     Ok(())
 }
 
+/// `bench all`'s area: this build alone (no peer: the cluster area compares fan-out with
+/// Socket.IO), one row per figure and subscriber count, so the page shows how they grow.
+pub(crate) fn area(subs: &[u64], msgs: u64, size: u64) -> Result<crate::report::Area> {
+    use crate::report::{Area, Better, Row};
+    let (wskit, load) = build()?;
+    let mut area = Area::new(
+        "broadcast",
+        "Broadcast to one channel",
+        "cargo xtask bench broadcast --subs 1000,10000 --msgs 100 --size 64",
+    );
+    area.note(format!(
+        "One `wskit serve --threads 1 --no-deflate --slow-reader backpressure`, one client \
+         process holding every subscriber, a burst of {msgs} messages of {size} B published as \
+         fast as the server takes them; times are from the first publish."
+    ));
+    let ours = "wskit serve";
+    for &n in subs {
+        let run = drive(&wskit, &load, n, msgs, size, false)
+            .with_context(|| format!("{n} subscribers"))?;
+        eprintln!("    {n} subscribers: {run}");
+        if run.lost > 0.0 {
+            area.note(format!("{n} subscribers: {} deliveries lost", run.lost));
+        }
+        area.rows.push(Row::alone(
+            format!("{n} subs: publish to last receipt"),
+            "s",
+            Better::LowerIsBetter,
+            (ours, run.secs),
+        ));
+        area.rows.push(Row::alone(
+            format!("{n} subs: deliveries"),
+            "1/s",
+            Better::HigherIsBetter,
+            (ours, run.per_sec),
+        ));
+        area.rows.push(Row::alone(
+            format!("{n} subs: p99 latency"),
+            "ms",
+            Better::LowerIsBetter,
+            (ours, run.p99),
+        ));
+        if let Some(cpu) = run.cpu_us {
+            area.rows.push(Row::alone(
+                format!("{n} subs: server CPU per delivery"),
+                "us",
+                Better::LowerIsBetter,
+                (ours, cpu),
+            ));
+        }
+        if let Some(rss) = run.rss_per_sub {
+            area.rows.push(Row::alone(
+                format!("{n} subs: server memory per subscriber"),
+                "B",
+                Better::LowerIsBetter,
+                (ours, rss),
+            ));
+        }
+    }
+    Ok(area)
+}
+
 /// Release builds of `wskit` (or `WSKIT_BIN`) and of the load client.
 fn build() -> Result<(PathBuf, PathBuf)> {
     let release = target_dir().join("release");

@@ -57,10 +57,12 @@ commands:
                       fastwebsockets vs tokio-tungstenite), `rss` (memory per idle connection),
                       `turn` (wskit turn vs coturn with turnutils_uclient), `http` (static files,
                       wskit vs nginx with wrk), `proxy` (wskit proxy vs websockify and websocat),
-                      `mqtt`, `files`, `cluster` (three nodes on Redis/NATS vs Socket.IO 4)
+                      `mqtt`, `files`, `cluster` (three nodes on Redis/NATS vs Socket.IO 4),
+                      `broadcast` (one channel, 1,000 and 10,000 subscribers)
   bench all           every benchmark in one go; writes target/bench/results.json, then
                       docs/benchmarks.md with one SVG plot per area in docs/benchmarks/
-                      [--quick]: short durations and small counts; [--only a,b]: a subset
+                      [--quick]: short durations and small counts; [--only a,b]: re-measure
+                      a subset, keeping the other areas of the last saved run
   bench report        docs/benchmarks.md and its plots again from target/bench/results.json
                       [--from FILE]
   autobahn server     the Autobahn|Testsuite fuzzingclient (517 cases) against `wskit serve`
