@@ -43,7 +43,8 @@ fn redis() -> Option<Redis> {
         .spawn()
         .expect("start redis-server");
     let redis = Redis(child, port);
-    for _ in 0..500 {
+    // Up to 60 s: a loaded machine can be slow to start it.
+    for _ in 0..6000 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(redis);
         }
