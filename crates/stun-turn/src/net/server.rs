@@ -44,7 +44,8 @@ pub struct TurnServerConfig {
     /// is read in batches (`recvmmsg` where the system has it) and the protocol state, one
     /// [`Server`] behind a lock, is taken once per batch, not once per datagram, so threads
     /// rarely wait for each other. `0` runs everything on the caller's runtime instead.
-    /// Default: 1; at most [`TurnServerConfig::MAX_THREADS`].
+    /// Default: the number of cores ([`TurnServerConfig::default_threads`]); at most
+    /// [`TurnServerConfig::MAX_THREADS`].
     pub threads: usize,
 }
 
@@ -59,6 +60,12 @@ impl TurnServerConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     /// Upper bound of [`TurnServerConfig::threads`].
     pub const MAX_THREADS: usize = 64;
+
+    /// Default of [`TurnServerConfig::threads`]: the cores the process may run on (1 when the
+    /// system does not say), at most [`TurnServerConfig::MAX_THREADS`].
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(Self::MAX_THREADS))
+    }
 
     /// Checks the configuration.
     ///
@@ -106,7 +113,7 @@ impl Default for TurnServerConfig {
             max_port: Self::DEFAULT_MAX_PORT,
             tcp_queue: Self::DEFAULT_TCP_QUEUE,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            threads: 1,
+            threads: Self::default_threads(),
         }
     }
 }
