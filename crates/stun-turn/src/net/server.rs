@@ -190,16 +190,19 @@ const SLOT: usize = 65_536;
 const BATCHES_PER_WAKE: usize = 4;
 
 /// The receive and output buffers the tasks of one thread share: one batch of slots (the pages
-/// of a slot become resident only when a datagram that long arrives) and a reply buffer. No
-/// task holds them across an await.
+/// of a slot become resident only when a datagram that long arrives), what the batch's
+/// datagrams are (kept here, not in each relay task: 32 of them weigh about 3 KB) and a reply
+/// buffer. No task holds them across an await.
 struct IoBuffers {
     recv: Vec<u8>,
+    meta: [quinn_udp::RecvMeta; BATCH],
     out: Vec<u8>,
 }
 
 thread_local! {
     static IO_BUFFERS: std::cell::RefCell<IoBuffers> = std::cell::RefCell::new(IoBuffers {
         recv: vec![0u8; BATCH * SLOT],
+        meta: [quinn_udp::RecvMeta::default(); BATCH],
         out: Vec::with_capacity(65_600),
     });
 }
@@ -530,7 +533,6 @@ impl Shared {
     /// core per batch.
     async fn relay_udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(relay) = sock.local_addr() else { return };
-        let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
         loop {
             if sock.readable().await.is_err() {
                 continue;
@@ -538,8 +540,8 @@ impl Shared {
             for _ in 0..BATCHES_PER_WAKE {
                 let step = IO_BUFFERS.with(|cell| {
                     let mut guard = cell.borrow_mut();
-                    let IoBuffers { recv, out } = &mut *guard;
-                    let n = match self.batch_recv.recv(&sock, recv, &mut meta) {
+                    let IoBuffers { recv, meta, out } = &mut *guard;
+                    let n = match self.batch_recv.recv(&sock, recv, meta) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                         Err(_) => return Some(Vec::new()),
@@ -651,7 +653,6 @@ impl Shared {
     /// (one readiness wait and one lock of the core per batch, not per datagram).
     async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(local) = sock.local_addr() else { return };
-        let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
         loop {
             if sock.readable().await.is_err() {
                 continue;
@@ -659,8 +660,8 @@ impl Shared {
             for _ in 0..BATCHES_PER_WAKE {
                 let step = IO_BUFFERS.with(|cell| {
                     let mut guard = cell.borrow_mut();
-                    let IoBuffers { recv, out } = &mut *guard;
-                    let n = match self.batch_recv.recv(&sock, recv, &mut meta) {
+                    let IoBuffers { recv, meta, out } = &mut *guard;
+                    let n = match self.batch_recv.recv(&sock, recv, meta) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                         // An ICMP error queued on the socket (a client went away): next batch.
