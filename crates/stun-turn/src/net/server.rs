@@ -40,12 +40,12 @@ pub struct TurnServerConfig {
     /// Event-loop threads the server runs on. Each thread owns a single-threaded tokio runtime
     /// and its own `SO_REUSEPORT` socket on every UDP listening address; the kernel spreads
     /// clients over them by flow hash, and the relay sockets of an allocation live on the thread
-    /// of the client that asked for it, so a relayed packet never crosses threads. The
-    /// protocol state is one [`Server`] behind a lock, so threads beyond the first pay for
-    /// contention (futex calls on the hot path): on 2 cores one thread relays the most per CPU
-    /// second and as many packets per second as two (measured with `cargo xtask bench turn`).
-    /// Raise it on machines whose load saturates one core. `0` runs everything on the caller's
-    /// runtime instead. Default: 1; at most [`TurnServerConfig::MAX_THREADS`].
+    /// of the client that asked for it, so a relayed packet never crosses threads. Every socket
+    /// is read in batches (`recvmmsg` where the system has it) and the protocol state, one
+    /// [`Server`] behind a lock, is taken once per batch, not once per datagram, so threads
+    /// rarely wait for each other. `0` runs everything on the caller's runtime instead.
+    /// Default: the number of cores ([`TurnServerConfig::default_threads`]); at most
+    /// [`TurnServerConfig::MAX_THREADS`].
     pub threads: usize,
 }
 
@@ -60,6 +60,12 @@ impl TurnServerConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     /// Upper bound of [`TurnServerConfig::threads`].
     pub const MAX_THREADS: usize = 64;
+
+    /// Default of [`TurnServerConfig::threads`]: the cores the process may run on (1 when the
+    /// system does not say), at most [`TurnServerConfig::MAX_THREADS`].
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(Self::MAX_THREADS))
+    }
 
     /// Checks the configuration.
     ///
@@ -107,7 +113,7 @@ impl Default for TurnServerConfig {
             max_port: Self::DEFAULT_MAX_PORT,
             tcp_queue: Self::DEFAULT_TCP_QUEUE,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            threads: 1,
+            threads: Self::default_threads(),
         }
     }
 }
@@ -135,6 +141,7 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    batch_recv: BatchRecv,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     relay_ip: IpAddr,
     min_port: u16,
@@ -174,10 +181,77 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, buffer: usize) -> std::io::Res
     UdpSocket::from_std(std_udp_socket(addr, reuse_port, buffer)?)
 }
 
+/// Datagrams taken per receive call (`recvmmsg` on Linux, one `recvmsg` elsewhere).
+const BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Buffer space per datagram of a batch: the largest UDP payload fits.
+const SLOT: usize = 65_536;
+/// Receive batches a listener or relay task takes per readiness wake-up before it lets the
+/// other tasks of its thread run.
+const BATCHES_PER_WAKE: usize = 4;
+
+/// The receive and output buffers the tasks of one thread share: one batch of slots (the pages
+/// of a slot become resident only when a datagram that long arrives), what the batch's
+/// datagrams are (kept here, not in each relay task: 32 of them weigh about 3 KB) and a reply
+/// buffer. No task holds them across an await.
+struct IoBuffers {
+    recv: Vec<u8>,
+    meta: [quinn_udp::RecvMeta; BATCH],
+    out: Vec<u8>,
+}
+
 thread_local! {
-    /// Receive and output buffers of the relay tasks running on this worker thread.
-    static RELAY_BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-        std::cell::RefCell::new((vec![0u8; 65_536], Vec::with_capacity(65_600)));
+    static IO_BUFFERS: std::cell::RefCell<IoBuffers> = std::cell::RefCell::new(IoBuffers {
+        recv: vec![0u8; BATCH * SLOT],
+        meta: [quinn_udp::RecvMeta::default(); BATCH],
+        out: Vec::with_capacity(65_600),
+    });
+}
+
+/// The receive side of quinn-udp: `recvmmsg` over our sockets. Its [`UdpSocketState`] is made on
+/// a socket of its own and dropped with it: the receive path reads whatever socket it is
+/// handed, and the options the state sets up for sending (the DF bit on every datagram,
+/// GRO, timestamps) would change what the relay does, so our sockets keep theirs.
+///
+/// [`UdpSocketState`]: quinn_udp::UdpSocketState
+struct BatchRecv(quinn_udp::UdpSocketState);
+
+impl BatchRecv {
+    fn new() -> std::io::Result<Self> {
+        let probe = std::net::UdpSocket::bind((IpAddr::from([127, 0, 0, 1]), 0))?;
+        Ok(Self(quinn_udp::UdpSocketState::new((&probe).into())?))
+    }
+
+    /// Takes up to [`BATCH`] datagrams from `sock` without waiting; datagram `i` is in
+    /// `buf[i * SLOT..][..meta[i].len]`. Clears the socket's readiness on `WouldBlock`.
+    fn recv(
+        &self,
+        sock: &UdpSocket,
+        buf: &mut [u8],
+        meta: &mut [quinn_udp::RecvMeta; BATCH],
+    ) -> std::io::Result<usize> {
+        let mut slots = buf.chunks_exact_mut(SLOT);
+        let mut slices: [std::io::IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| std::io::IoSliceMut::new(slots.next().unwrap_or_default()));
+        sock.try_io(tokio::io::Interest::READABLE, || {
+            self.0.recv(sock.into(), &mut slices, meta)
+        })
+    }
+}
+
+/// The datagrams of a received batch: (source, bytes), split at the GRO stride if the kernel
+/// coalesced some.
+fn datagrams<'a>(
+    buf: &'a [u8],
+    meta: &'a [quinn_udp::RecvMeta],
+) -> impl Iterator<Item = (SocketAddr, &'a [u8])> + 'a {
+    meta.iter()
+        .zip(buf.chunks_exact(SLOT))
+        .flat_map(|(m, slot)| {
+            let len = m.len.min(SLOT);
+            slot[..len]
+                .chunks(m.stride.clamp(1, SLOT))
+                .map(move |d| (m.addr, d))
+        })
 }
 
 /// Work to do outside the lock.
@@ -455,49 +529,28 @@ impl Shared {
     }
 
     /// Receives on a relay socket. Relay tasks share their worker thread's buffers (no 64 KiB
-    /// buffer per allocation): wait for readability, then drain with non-blocking receives.
+    /// buffer per allocation): wait for readability, then drain it in batches, one lock of the
+    /// core per batch.
     async fn relay_udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(relay) = sock.local_addr() else { return };
         loop {
             if sock.readable().await.is_err() {
                 continue;
             }
-            for _ in 0..64 {
-                let step = RELAY_BUFFERS.with(|cell| {
+            for _ in 0..BATCHES_PER_WAKE {
+                let step = IO_BUFFERS.with(|cell| {
                     let mut guard = cell.borrow_mut();
-                    let (buf, out) = &mut *guard;
-                    let (n, peer) = match sock.try_recv_from(buf) {
-                        Ok(v) => v,
+                    let IoBuffers { recv, meta, out } = &mut *guard;
+                    let n = match self.batch_recv.recv(&sock, recv, meta) {
+                        Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                         Err(_) => return Some(Vec::new()),
                     };
-                    out.clear();
                     let mut work = Vec::new();
+                    let now = Instant::now();
                     let mut st = self.lock();
-                    if let Some(to) =
-                        st.core
-                            .handle_peer(Instant::now(), relay, peer, &buf[..n], out)
-                    {
-                        super::wire::log(
-                            super::wire::Dir::Out,
-                            transport_name(to.transport),
-                            to.server,
-                            to.client,
-                            out,
-                        );
-                        match to.transport {
-                            Transport::Udp => {
-                                if let Some(s) = self.udp.get(&to.server) {
-                                    let _ = s.try_send_to(out, to.client);
-                                }
-                            }
-                            // Bounded per-client queue: a slow TCP client loses data, never memory.
-                            _ => {
-                                if let Some(tx) = st.tcp_clients.get(&to) {
-                                    let _ = tx.try_send(out.clone());
-                                }
-                            }
-                        }
+                    for (peer, data) in datagrams(recv, &meta[..n]) {
+                        self.peer_datagram(&mut st, relay, peer, data, out, now);
                     }
                     Self::drain(&mut st, &mut work);
                     Some(work)
@@ -508,6 +561,43 @@ impl Shared {
                 }
             }
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// One datagram from a peer to relay `relay`: handed to the core, and what it gives sent
+    /// to the client (without waiting: a full socket buffer drops it, as the network would).
+    fn peer_datagram(
+        &self,
+        st: &mut State,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) {
+        out.clear();
+        let Some(to) = st.core.handle_peer(now, relay, peer, data, out) else {
+            return;
+        };
+        super::wire::log(
+            super::wire::Dir::Out,
+            transport_name(to.transport),
+            to.server,
+            to.client,
+            out,
+        );
+        match to.transport {
+            Transport::Udp => {
+                if let Some(s) = self.udp.get(&to.server) {
+                    let _ = s.try_send_to(out, to.client);
+                }
+            }
+            // Bounded per-client queue: a slow TCP client loses data, never memory.
+            _ => {
+                if let Some(tx) = st.tcp_clients.get(&to) {
+                    let _ = tx.try_send(out.clone());
+                }
+            }
         }
     }
 
@@ -559,59 +649,74 @@ impl Shared {
         self.run_work(work);
     }
 
-    /// Receives on a client-facing UDP socket: wait for readability, then drain up to a batch
-    /// of datagrams with non-blocking receives (one readiness wait, not one per datagram).
-    /// Answers and relayed payloads are sent without waiting: a UDP send that would block means
-    /// a full socket buffer, and the datagram is dropped as the network would drop it.
+    /// Receives on a client-facing UDP socket: wait for readability, then drain it in batches
+    /// (one readiness wait and one lock of the core per batch, not per datagram).
     async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(local) = sock.local_addr() else { return };
-        let mut buf = vec![0u8; 65_536];
-        let mut out = Vec::with_capacity(1500);
         loop {
             if sock.readable().await.is_err() {
                 continue;
             }
-            for _ in 0..64 {
-                let (n, from) = match sock.try_recv_from(&mut buf) {
-                    Ok(v) => v,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    // An ICMP error queued on the socket (a client went away): next datagram.
-                    Err(_) => continue,
-                };
-                let ft = FiveTuple {
-                    transport: Transport::Udp,
-                    client: from,
-                    server: local,
-                };
-                out.clear();
-                let mut work = Vec::new();
-                {
+            for _ in 0..BATCHES_PER_WAKE {
+                let step = IO_BUFFERS.with(|cell| {
+                    let mut guard = cell.borrow_mut();
+                    let IoBuffers { recv, meta, out } = &mut *guard;
+                    let n = match self.batch_recv.recv(&sock, recv, meta) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                        // An ICMP error queued on the socket (a client went away): next batch.
+                        Err(_) => return Some(Vec::new()),
+                    };
+                    let mut work = Vec::new();
+                    let now = Instant::now();
                     let mut st = self.lock();
-                    super::wire::log(super::wire::Dir::In, "udp", local, from, &buf[..n]);
-                    let action = st
-                        .core
-                        .handle_client(Instant::now(), ft, &buf[..n], &mut out);
-                    match action {
-                        Action::ToPeer {
-                            relay,
-                            peer,
-                            payload,
-                        } => {
-                            if let Some(Relay::Udp(s, _)) = st.relays.get(&relay) {
-                                let _ = s.try_send_to(&buf[payload], peer);
-                            }
-                        }
-                        Action::Reply => {
-                            super::wire::log(super::wire::Dir::Out, "udp", local, from, &out);
-                            let _ = sock.try_send_to(&out, from);
-                        }
-                        Action::None => {}
+                    for (from, data) in datagrams(recv, &meta[..n]) {
+                        let ft = FiveTuple {
+                            transport: Transport::Udp,
+                            client: from,
+                            server: local,
+                        };
+                        Self::client_datagram(&mut st, &sock, ft, data, out, now);
                     }
                     Self::drain(&mut st, &mut work);
+                    Some(work)
+                });
+                match step {
+                    None => break,
+                    Some(work) => self.run_work(work),
                 }
-                self.run_work(work);
             }
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// One datagram from a UDP client: handed to the core; a relayed payload goes to its peer,
+    /// a reply back to the client, both without waiting.
+    fn client_datagram(
+        st: &mut State,
+        sock: &UdpSocket,
+        ft: FiveTuple,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) {
+        out.clear();
+        super::wire::log(super::wire::Dir::In, "udp", ft.server, ft.client, data);
+        match st.core.handle_client(now, ft, data, out) {
+            Action::ToPeer {
+                relay,
+                peer,
+                payload,
+            } => {
+                if let Some(Relay::Udp(s, _)) = st.relays.get(&relay) {
+                    let _ = s.try_send_to(&data[payload], peer);
+                }
+            }
+            Action::Reply => {
+                super::wire::log(super::wire::Dir::Out, "udp", ft.server, ft.client, out);
+                let _ = sock.try_send_to(out, ft.client);
+            }
+            Action::None => {}
         }
     }
 
@@ -879,6 +984,7 @@ impl TurnServer {
             super::OsRandom::new(),
         )?;
         let shared = Arc::new(Shared {
+            batch_recv: BatchRecv::new()?,
             state: Mutex::new(State {
                 core,
                 relays: HashMap::new(),

@@ -87,7 +87,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "IP:PORT")]
     pub(crate) alternate_server: Option<SocketAddr>,
     /// Event-loop threads, each with its own socket per UDP listener (0: one shared
-    /// multi-thread runtime). Default: 1, the most efficient unless one core is saturated.
+    /// multi-thread runtime). Default: one per core.
     #[arg(long, alias = "relay-threads", value_name = "N")]
     #[serde(alias = "relay_threads")]
     pub(crate) threads: Option<usize>,
