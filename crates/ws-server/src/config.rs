@@ -436,6 +436,11 @@ pub struct ServerConfig {
     pub send_queue: usize,
     /// What happens when that queue is full. Default: [`SlowReaderPolicy::Disconnect`].
     pub slow_reader: SlowReaderPolicy,
+    /// With [`ws_frame::FragmentMode::Both`] in [`ServerConfig::ws`] (the seeds' `frgAll`), each
+    /// [`crate::Fragment`] also carries all data of the message so far
+    /// ([`crate::Fragment::so_far`]). It copies the message so far once per fragment. Default:
+    /// false.
+    pub fragments_so_far: bool,
     /// Bytes waiting to be written above which a connection stops reading and stops taking
     /// commands until the peer catches up. Default: [`ServerConfig::DEFAULT_WRITE_BUFFER_LIMIT`]
     /// (1 MiB).
@@ -622,6 +627,7 @@ impl Default for ServerConfig {
             throttle: None,
             send_queue: Self::DEFAULT_SEND_QUEUE,
             slow_reader: SlowReaderPolicy::Disconnect,
+            fragments_so_far: false,
             write_buffer_limit: Self::DEFAULT_WRITE_BUFFER_LIMIT,
             write_timeout: None,
             auth: None,

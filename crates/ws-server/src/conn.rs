@@ -341,6 +341,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     let mut broken = false;
     let mut was_paused = false;
     let mut queues = Queues::default();
+    // The message so far, for ServerConfig::fragments_so_far.
+    let mut so_far_buf = BytesMut::new();
 
     macro_rules! ctx {
         () => {
@@ -473,11 +475,23 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                     first,
                     fin,
                 } => {
+                    let so_far = config.fragments_so_far.then(|| {
+                        if first {
+                            so_far_buf.clear();
+                        }
+                        so_far_buf.extend_from_slice(&payload);
+                        let all = Bytes::copy_from_slice(&so_far_buf);
+                        if fin {
+                            so_far_buf = BytesMut::new();
+                        }
+                        all
+                    });
                     let fragment = Fragment {
                         text,
                         payload,
                         first,
                         fin,
+                        so_far,
                     };
                     panicked = CatchUnwind(pin!(handler.on_fragment(&mut ctx!(), fragment)))
                         .await

@@ -96,6 +96,9 @@ pub struct Fragment {
     pub first: bool,
     /// Last fragment of the message.
     pub fin: bool,
+    /// With [`crate::ServerConfig::fragments_so_far`]: the data of the message from its
+    /// first fragment up to and including this one (the seeds' `frgAll`). `None` otherwise.
+    pub so_far: Option<Bytes>,
 }
 
 /// How a connection ended, for [`Handler::on_disconnect`]: ws-frame's

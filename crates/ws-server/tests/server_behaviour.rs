@@ -499,6 +499,33 @@ async fn fragment_mode_both_delivers_fragments_then_the_message() {
     let f2 = rx.recv().await.unwrap();
     assert!(f1.first && !f1.fin && f1.text && f1.payload == "hel");
     assert!(!f2.first && f2.fin && f2.payload == "lo");
+    assert_eq!((f1.so_far, f2.so_far), (None, None), "off by default");
+}
+
+#[tokio::test]
+async fn frg_all_fragments_carry_the_message_so_far() {
+    let mut config = local_config();
+    config.ws.fragment_mode = FragmentMode::Both;
+    config.fragments_so_far = true;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = Server::start(config, Fragments(tx)).await.unwrap();
+    let mut c = connect(server.local_addrs()[0], "/").await;
+    // Two fragmented messages: the second one's data starts afresh.
+    for (parts, whole) in [(["ab", "cd", "ef"], "abcdef"), (["x", "y", "z"], "xyz")] {
+        for (i, part) in parts.iter().enumerate() {
+            c.ws.send_fragment(true, Bytes::from(*part), i == 0, i == 2)
+                .unwrap();
+        }
+        c.flush().await;
+        assert_eq!(c.message().await, Some(Message::text(whole)));
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let f = rx.recv().await.unwrap();
+            seen.push(String::from_utf8(f.so_far.unwrap().to_vec()).unwrap());
+        }
+        let expect: Vec<String> = (1..=3).map(|n| parts[..n].concat()).collect();
+        assert_eq!(seen, expect);
+    }
 }
 
 struct RawEcho;
