@@ -25,7 +25,7 @@
 //! - every envelope it receives from another node once on [`Backplane::take_incoming`], and
 //!   never one whose origin is this node (the registry drops those too).
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use tokio::sync::mpsc;
 use ws_frame::Message;
@@ -101,7 +101,8 @@ impl Envelope {
     }
 }
 
-/// One live node of a cluster and its connection count ([`Backplane::nodes`]).
+/// One live node of a cluster, its connection count and its channel subscriber counts
+/// ([`Backplane::nodes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeCount {
@@ -109,16 +110,29 @@ pub struct NodeCount {
     pub node: String,
     /// Its established connections, as it last reported them.
     pub connections: usize,
+    /// Its local subscribers per subscription pattern (exactly as subscribed: `room/#` and
+    /// `room/a` are separate entries), as it last reported them; patterns without
+    /// subscribers are absent. An implementation may carry only some of a node's patterns
+    /// (ws-backplane: at most 10,000).
+    pub channels: BTreeMap<String, usize>,
 }
 
 impl NodeCount {
-    /// `node` with `connections` connections.
+    /// `node` with `connections` connections and no channel subscribers.
     #[must_use]
     pub fn new(node: impl Into<String>, connections: usize) -> Self {
         Self {
             node: node.into(),
             connections,
+            channels: BTreeMap::new(),
         }
+    }
+
+    /// With these subscriber counts per pattern.
+    #[must_use]
+    pub fn with_channels(mut self, channels: BTreeMap<String, usize>) -> Self {
+        self.channels = channels;
+        self
     }
 }
 
@@ -145,6 +159,8 @@ pub struct BackplaneStats {
     pub missed: u64,
     /// Envelopes that arrived twice (through overlapping subscriptions) and were dropped.
     pub duplicates: u64,
+    /// Heartbeats from other nodes that could not be decoded and were ignored.
+    pub bad_heartbeats: u64,
 }
 
 /// A pub/sub engine linking the nodes of a cluster (see the module docs for the contract).
@@ -194,5 +210,30 @@ pub trait Backplane: fmt::Debug + Send + Sync + 'static {
     /// local one).
     fn nodes(&self) -> Vec<NodeCount> {
         Vec::new()
+    }
+
+    /// The number of local connections subscribed with exactly `pattern` changed to `count`
+    /// (0: its last subscriber left). Called by the registry at every change while the
+    /// backplane is attached, under the registry's channel lock, in order; at attach time once
+    /// per pattern with subscribers. Never waits. Default: ignored.
+    fn channel_count_changed(&self, pattern: &str, count: usize) {
+        let _ = (pattern, count);
+    }
+
+    /// Subscribers of exactly `pattern` on every live node ([`NodeCount::channels`] summed);
+    /// `None` while no node is known (the count is then the local one). Never waits.
+    /// Default: computed from [`Backplane::nodes`]; an implementation may override it to
+    /// avoid copying every node's patterns.
+    fn cluster_channel_count(&self, pattern: &str) -> Option<usize> {
+        let nodes = self.nodes();
+        if nodes.is_empty() {
+            return None;
+        }
+        Some(
+            nodes
+                .iter()
+                .map(|n| n.channels.get(pattern).copied().unwrap_or(0))
+                .sum(),
+        )
     }
 }

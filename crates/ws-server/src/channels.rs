@@ -115,6 +115,19 @@ impl Channels {
         out
     }
 
+    /// Connections subscribed with exactly `pattern`.
+    pub(crate) fn count(&self, pattern: &str) -> usize {
+        self.by_pattern.get(pattern).map_or(0, HashSet::len)
+    }
+
+    /// Active channel patterns with their subscriber counts.
+    pub(crate) fn counts(&self) -> Vec<(String, usize)> {
+        self.by_pattern
+            .iter()
+            .map(|(p, ids)| (p.clone(), ids.len()))
+            .collect()
+    }
+
     /// Active channel patterns.
     pub(crate) fn patterns(&self) -> Vec<String> {
         self.by_pattern.keys().cloned().collect()

@@ -112,6 +112,24 @@ impl ServerHandle {
         self.inner.registry.cluster_count()
     }
 
+    /// Local connections subscribed with exactly `pattern` (a channel or a wildcard pattern,
+    /// compared as written, like the size of a room): a broadcast to `room/a` also reaches
+    /// the subscribers of `room/#`, but they are counted under `room/#` only.
+    #[must_use]
+    pub fn channel_count(&self, pattern: &str) -> usize {
+        self.inner.registry.channel_count(pattern)
+    }
+
+    /// [`ServerHandle::channel_count`] summed over every live node of the cluster
+    /// ([`crate::NodeCount::channels`]); without a backplane, or before any node is known,
+    /// the local count. Other nodes' figures are as of their last report (ws-backplane: one
+    /// heartbeat period old at most, and a dead node's subscribers drop out after the node
+    /// time-to-live).
+    #[must_use]
+    pub fn cluster_channel_count(&self, pattern: &str) -> usize {
+        self.inner.registry.cluster_channel_count(pattern)
+    }
+
     /// Bytes held in partly received WebSocket messages across all connections (the total
     /// that [`ServerConfig::max_partial_bytes`] bounds).
     #[must_use]

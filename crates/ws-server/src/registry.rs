@@ -362,7 +362,7 @@ impl Registry {
             let mut channels = write(&self.channels);
             for s in subs {
                 let change = channels.unsubscribe(info.id, &s);
-                self.on_edge(change, &s, false);
+                self.on_change(&channels, change, &s, false);
             }
         }
         self.left.notify_waiters();
@@ -394,7 +394,7 @@ impl Registry {
         let mut subs = lock(&info.subscriptions);
         let mut channels = write(&self.channels);
         let change = channels.subscribe(info.id, pattern);
-        self.on_edge(change, pattern, true);
+        self.on_change(&channels, change, pattern, true);
         drop(channels);
         if change.changed() {
             subs.push(pattern.to_owned());
@@ -406,26 +406,45 @@ impl Registry {
         let mut subs = lock(&info.subscriptions);
         let mut channels = write(&self.channels);
         let change = channels.unsubscribe(info.id, pattern);
-        self.on_edge(change, pattern, false);
+        self.on_change(&channels, change, pattern, false);
         drop(channels);
         subs.retain(|s| s != pattern);
         change.changed()
     }
 
     /// Tells the backplane (if any) that `pattern` got its first or lost its last local
-    /// subscriber. Called with the channel index locked, so the backplane sees the changes in
-    /// the order the index made them.
-    fn on_edge(&self, change: Change, pattern: &str, subscribed: bool) {
-        if change != Change::Edge {
+    /// subscriber, and its new subscriber count. Called with the channel index locked, so the
+    /// backplane sees the changes in the order the index made them.
+    fn on_change(&self, channels: &Channels, change: Change, pattern: &str, subscribed: bool) {
+        if !change.changed() {
             return;
         }
-        if let Some(backplane) = self.backplane.get() {
+        let Some(backplane) = self.backplane.get() else {
+            return;
+        };
+        if change == Change::Edge {
             if subscribed {
                 backplane.subscribe(pattern);
             } else {
                 backplane.unsubscribe(pattern);
             }
         }
+        backplane.channel_count_changed(pattern, channels.count(pattern));
+    }
+
+    /// Local connections subscribed with exactly `pattern`.
+    pub(crate) fn channel_count(&self, pattern: &str) -> usize {
+        read(&self.channels).count(pattern)
+    }
+
+    /// Connections subscribed with exactly `pattern` on every live node
+    /// ([`Backplane::cluster_channel_count`]); the local count without a backplane or before
+    /// any node is known.
+    pub(crate) fn cluster_channel_count(&self, pattern: &str) -> usize {
+        self.backplane
+            .get()
+            .and_then(|b| b.cluster_channel_count(pattern))
+            .unwrap_or_else(|| self.channel_count(pattern))
     }
 
     /// Hands a broadcast to the other nodes when a backplane is attached (without one this is
@@ -478,7 +497,7 @@ impl Registry {
     /// Outside a tokio runtime (it spawns a task).
     pub(crate) fn attach(&self, backplane: Arc<dyn Backplane>, policy: SlowReaderPolicy) -> bool {
         // The channel lock orders this against concurrent (un)subscriptions: each pattern is
-        // subscribed once, here or by `on_edge`.
+        // subscribed once, here or by `on_change`.
         let channels = write(&self.channels);
         if self.backplane.get().is_some() {
             return false;
@@ -486,8 +505,9 @@ impl Registry {
         let Some(incoming) = backplane.take_incoming() else {
             return false;
         };
-        for pattern in channels.patterns() {
+        for (pattern, count) in channels.counts() {
             backplane.subscribe(&pattern);
+            backplane.channel_count_changed(&pattern, count);
         }
         let node = backplane.node_id().to_owned();
         backplane.set_local_count(self.count());
@@ -752,6 +772,7 @@ mod tests {
     struct Recorder {
         calls: Mutex<Vec<String>>,
         incoming: Mutex<Option<mpsc::Receiver<Envelope>>>,
+        nodes: Mutex<Vec<crate::NodeCount>>,
     }
 
     impl Backplane for Recorder {
@@ -776,6 +797,12 @@ mod tests {
         fn stats(&self) -> crate::BackplaneStats {
             crate::BackplaneStats::default()
         }
+        fn channel_count_changed(&self, pattern: &str, count: usize) {
+            lock(&self.calls).push(format!("count {pattern} {count}"));
+        }
+        fn nodes(&self) -> Vec<crate::NodeCount> {
+            lock(&self.nodes).clone()
+        }
     }
 
     #[tokio::test]
@@ -792,6 +819,7 @@ mod tests {
         let recorder = Arc::new(Recorder {
             calls: Mutex::new(Vec::new()),
             incoming: Mutex::new(Some(incoming)),
+            nodes: Mutex::new(Vec::new()),
         });
         assert!(reg.attach(recorder.clone(), SlowReaderPolicy::Disconnect));
         assert!(!reg.attach(recorder.clone(), SlowReaderPolicy::Disconnect));
@@ -803,15 +831,41 @@ mod tests {
             &Message::text("local ids"),
             &Filter::all().including([ConnId(1)]),
         );
+        // Exact-pattern counts: `room/a`'s subscriber is not counted under `room/#`.
+        assert_eq!(
+            (reg.channel_count("room/#"), reg.channel_count("room/a")),
+            (1, 1)
+        );
+        assert_eq!(reg.channel_count("room/b"), 0);
+        // No node known yet: the cluster-wide count is the local one.
+        assert_eq!(reg.cluster_channel_count("room/a"), 1);
+        let mut other = std::collections::BTreeMap::new();
+        other.insert("room/a".to_owned(), 4);
+        *lock(&recorder.nodes) = vec![
+            crate::NodeCount::new("n1", 2),
+            crate::NodeCount::new("n2", 9).with_channels(other),
+        ];
+        // The recorder's own entry reports no channels: the cluster figure is what the nodes
+        // report, not the local index.
+        assert_eq!(reg.cluster_channel_count("room/a"), 4);
+        assert_eq!(reg.cluster_channel_count("room/#"), 0);
+        lock(&recorder.nodes).clear();
         reg.remove(&b);
+        assert_eq!(reg.channel_count("room/#"), 0);
         assert_eq!(
             *lock(&recorder.calls),
             [
                 "sub room/#",
+                "count room/# 1",
+                "count room/# 2",
                 "sub room/a",
+                "count room/a 1",
+                "count room/# 1",
                 "publish \"n1\" Some(\"room/a\") Text(\"hi\")",
                 "unsub room/#",
+                "count room/# 0",
                 "unsub room/a",
+                "count room/a 0",
             ]
         );
 
