@@ -45,6 +45,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use error::Error;
 pub use link::Link;
+pub use wire::{MAX_HEARTBEAT_BYTES, MAX_HEARTBEAT_PATTERNS};
 
 /// Settings of a backplane link.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! the outage buffer, sequence numbers, duplicate filtering and the reconnect backoff.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     fmt,
     sync::{
         Arc, Mutex,
@@ -30,11 +30,19 @@ pub(crate) enum Cmd {
     Unsubscribe(String),
 }
 
-/// Other nodes as last heard: connection count and when.
+/// What a node last reported and when.
+#[derive(Debug)]
+struct Seen {
+    connections: usize,
+    channels: BTreeMap<String, usize>,
+    at: Instant,
+}
+
+/// Other nodes as last heard: connection count, subscribers per pattern, and when.
 #[derive(Debug)]
 pub(crate) struct Peers {
     ttl: Duration,
-    seen: HashMap<String, (usize, Instant)>,
+    seen: HashMap<String, Seen>,
 }
 
 impl Peers {
@@ -45,25 +53,55 @@ impl Peers {
         }
     }
 
-    /// `node` reported `count` connections at `now`.
-    pub(crate) fn heard(&mut self, node: &str, count: usize, now: Instant) {
+    /// `node` reported `count` connections and `channels` subscribers at `now`.
+    pub(crate) fn heard(
+        &mut self,
+        node: &str,
+        count: usize,
+        channels: BTreeMap<String, usize>,
+        now: Instant,
+    ) {
+        let seen = Seen {
+            connections: count,
+            channels,
+            at: now,
+        };
         match self.seen.get_mut(node) {
-            Some(entry) => *entry = (count, now),
+            Some(entry) => *entry = seen,
             None => {
-                self.seen.insert(node.to_owned(), (count, now));
+                self.seen.insert(node.to_owned(), seen);
             }
         }
     }
 
-    /// The nodes heard from within the time-to-live before `now` (and forgets the others).
-    pub(crate) fn live(&mut self, now: Instant) -> Vec<NodeCount> {
+    /// Forgets the nodes not heard from within the time-to-live before `now`.
+    fn expire(&mut self, now: Instant) {
         let ttl = self.ttl;
         self.seen
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            .retain(|_, s| now.saturating_duration_since(s.at) < ttl);
+    }
+
+    /// The nodes heard from within the time-to-live before `now` (and forgets the others).
+    pub(crate) fn live(&mut self, now: Instant) -> Vec<NodeCount> {
+        self.expire(now);
         self.seen
             .iter()
-            .map(|(node, (count, _))| NodeCount::new(node.clone(), *count))
+            .map(|(node, s)| {
+                NodeCount::new(node.clone(), s.connections).with_channels(s.channels.clone())
+            })
             .collect()
+    }
+
+    /// Subscribers of exactly `pattern` on the nodes live at `now`, and how many nodes those
+    /// are.
+    pub(crate) fn channel_count(&mut self, pattern: &str, now: Instant) -> (usize, usize) {
+        self.expire(now);
+        let sum = self
+            .seen
+            .values()
+            .map(|s| s.channels.get(pattern).copied().unwrap_or(0))
+            .sum();
+        (sum, self.seen.len())
     }
 
     /// Forgets every node (this one lost the engine: it cannot tell who is alive).
@@ -77,7 +115,12 @@ impl Peers {
 pub(crate) struct Counters {
     /// This node's connections ([`Backplane::set_local_count`]).
     pub(crate) local_count: AtomicUsize,
+    /// This node's subscribers per exact pattern ([`Backplane::channel_count_changed`]),
+    /// read by the engine task at each heartbeat.
+    pub(crate) local_channels: Mutex<HashMap<String, usize>>,
     pub(crate) peers: Mutex<Peers>,
+    /// Heartbeats that could not be decoded (ignored).
+    pub(crate) bad_heartbeats: AtomicU64,
     pub(crate) connected: AtomicBool,
     pub(crate) outages: AtomicU64,
     pub(crate) published: AtomicU64,
@@ -93,7 +136,9 @@ impl Counters {
     pub(crate) fn new(node_ttl: Duration) -> Self {
         Self {
             local_count: AtomicUsize::new(0),
+            local_channels: Mutex::new(HashMap::new()),
             peers: Mutex::new(Peers::new(node_ttl)),
+            bad_heartbeats: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             outages: AtomicU64::new(0),
             published: AtomicU64::new(0),
@@ -108,6 +153,12 @@ impl Counters {
 
     pub(crate) fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
         self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn local_channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.local_channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -179,6 +230,7 @@ impl Backplane for Link {
         s.dropped = get(&c.dropped);
         s.missed = get(&c.missed);
         s.duplicates = get(&c.duplicates);
+        s.bad_heartbeats = get(&c.bad_heartbeats);
         s
     }
 
@@ -188,11 +240,43 @@ impl Backplane for Link {
 
     fn nodes(&self) -> Vec<NodeCount> {
         let mut nodes = self.counters.peers().live(Instant::now());
-        nodes.push(NodeCount::new(
-            self.node_id.clone(),
-            self.counters.local_count.load(Ordering::Relaxed),
-        ));
+        let channels = self
+            .counters
+            .local_channels()
+            .iter()
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        nodes.push(
+            NodeCount::new(
+                self.node_id.clone(),
+                self.counters.local_count.load(Ordering::Relaxed),
+            )
+            .with_channels(channels),
+        );
         nodes
+    }
+
+    fn channel_count_changed(&self, pattern: &str, count: usize) {
+        let mut local = self.counters.local_channels();
+        if count == 0 {
+            local.remove(pattern);
+        } else if let Some(n) = local.get_mut(pattern) {
+            *n = count;
+        } else {
+            local.insert(pattern.to_owned(), count);
+        }
+    }
+
+    fn cluster_channel_count(&self, pattern: &str) -> Option<usize> {
+        // Without copying the nodes' pattern tables; this node's figure is its own, exact.
+        let (others, _) = self.counters.peers().channel_count(pattern, Instant::now());
+        let local = self
+            .counters
+            .local_channels()
+            .get(pattern)
+            .copied()
+            .unwrap_or(0);
+        Some(others + local)
     }
 }
 
@@ -431,14 +515,12 @@ impl Core {
         }
     }
 
-    /// This node's heartbeat: `H`, its connection count (u64, big-endian), its id.
+    /// This node's heartbeat ([`wire::encode_heartbeat`]): its id, its connection count and
+    /// its subscribers per pattern.
     pub(crate) fn heartbeat(&self) -> Bytes {
-        let count = self.counters.local_count.load(Ordering::Relaxed) as u64;
-        let mut b = Vec::with_capacity(9 + self.config.node_id.len());
-        b.push(b'H');
-        b.extend_from_slice(&count.to_be_bytes());
-        b.extend_from_slice(self.config.node_id.as_bytes());
-        b.into()
+        let count = self.counters.local_count.load(Ordering::Relaxed);
+        let channels = self.counters.local_channels().clone();
+        wire::encode_heartbeat(&self.config.node_id, count, &channels)
     }
 
     /// The link is down: logs it once per outage, with the cause.
@@ -484,13 +566,22 @@ impl Core {
     /// An engine message on `subject`: decoded, filtered (own, duplicate) and handed to the
     /// registry. Waits when the registry's queue is full.
     pub(crate) async fn arrived(&mut self, subject: &str, bytes: Bytes) {
-        if bytes.len() >= 9 && bytes[0] == b'H' {
-            let mut count = [0; 8];
-            count.copy_from_slice(&bytes[1..9]);
-            let count = usize::try_from(u64::from_be_bytes(count)).unwrap_or(usize::MAX);
-            if let Ok(node) = std::str::from_utf8(&bytes[9..]) {
-                if node != self.config.node_id {
-                    self.counters.peers().heard(node, count, Instant::now());
+        if wire::is_heartbeat(&bytes) {
+            match wire::decode_heartbeat(&bytes) {
+                Ok(hb) if hb.node != self.config.node_id => {
+                    let count = usize::try_from(hb.connections).unwrap_or(usize::MAX);
+                    self.counters
+                        .peers()
+                        .heard(&hb.node, count, hb.channels, Instant::now());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let bad = self.counters.bad_heartbeats.fetch_add(1, Ordering::Relaxed) + 1;
+                    if bad.is_power_of_two() {
+                        tracing::warn!(error = %e, subject, bad, "backplane: malformed heartbeat ignored");
+                    } else {
+                        tracing::debug!(error = %e, subject, "backplane: malformed heartbeat ignored");
+                    }
                 }
             }
             return;
@@ -565,7 +656,13 @@ mod tests {
     #[test]
     fn outage_buffer_holds_then_drops_and_counts() {
         let (mut core, _rx) = core(2);
-        assert_eq!(&core.heartbeat()[..], b"H\0\0\0\0\0\0\0\0me");
+        assert_eq!(
+            wire::decode_heartbeat(&core.heartbeat()).unwrap(),
+            wire::Heartbeat {
+                node: "me".into(),
+                ..Default::default()
+            }
+        );
         for i in 0..5 {
             let env = Envelope::new(
                 "me",
@@ -604,14 +701,33 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut peers = Peers::new(3 * s);
-        peers.heard("a", 5, t0);
-        peers.heard("b", 7, t0 + s);
+        let subs = |n: usize| -> BTreeMap<String, usize> {
+            [("room/a".to_owned(), n), ("room/#".to_owned(), 1)]
+                .into_iter()
+                .collect()
+        };
+        peers.heard("a", 5, subs(2), t0);
+        peers.heard("b", 7, subs(3), t0 + s);
+        assert_eq!(peers.channel_count("room/a", t0 + 2 * s), (5, 2));
+        assert_eq!(peers.channel_count("room/#", t0 + 2 * s), (2, 2));
+        assert_eq!(peers.channel_count("room/b", t0 + 2 * s), (0, 2));
         let mut live = peers.live(t0 + 2 * s);
         live.sort_by(|x, y| x.node.cmp(&y.node));
-        assert_eq!(live, [NodeCount::new("a", 5), NodeCount::new("b", 7)]);
-        peers.heard("b", 8, t0 + 3 * s);
+        assert_eq!(
+            live,
+            [
+                NodeCount::new("a", 5).with_channels(subs(2)),
+                NodeCount::new("b", 7).with_channels(subs(3))
+            ]
+        );
+        peers.heard("b", 8, BTreeMap::new(), t0 + 3 * s);
+        // `a` expired, and with it its subscribers.
+        assert_eq!(peers.channel_count("room/a", t0 + 3 * s), (0, 1));
         assert_eq!(peers.live(t0 + 3 * s), [NodeCount::new("b", 8)]);
-        assert!(peers.live(t0 + 6 * s).is_empty());
+        peers.heard("b", 8, subs(4), t0 + 4 * s);
+        assert_eq!(peers.channel_count("room/a", t0 + 6 * s), (4, 1));
+        assert_eq!(peers.channel_count("room/a", t0 + 7 * s), (0, 0));
+        assert!(peers.live(t0 + 7 * s).is_empty());
     }
 
     #[tokio::test]
@@ -633,6 +749,22 @@ mod tests {
         core.arrived("s", msg("other", 1)).await;
         core.arrived("s", msg("other", 4)).await;
         core.arrived("s", Bytes::from_static(b"junk")).await;
+        // A malformed heartbeat is counted and ignored; a good one is heard.
+        core.arrived("s", Bytes::from_static(b"N\x01\0")).await;
+        core.arrived("s", Bytes::from_static(b"H\0")).await;
+        let mut subs = HashMap::new();
+        subs.insert("room/a".to_owned(), 2);
+        core.arrived("s", wire::encode_heartbeat("other", 3, &subs))
+            .await;
+        core.arrived("s", wire::encode_heartbeat("me", 9, &subs))
+            .await;
+        assert_eq!(core.counters.bad_heartbeats.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            core.counters
+                .peers()
+                .channel_count("room/a", Instant::now()),
+            (2, 1)
+        );
         assert_eq!(rx.recv().await.unwrap().origin, "other");
         assert_eq!(rx.recv().await.unwrap().origin, "other");
         assert!(rx.try_recv().is_err());

@@ -112,6 +112,84 @@ async fn nats_count_converges_after_a_node_dies() {
     count_converges_after_a_node_dies(Kind::Nats).await;
 }
 
+/// Per-channel subscriber counts: every node sums the others' heartbeats; when a node dies,
+/// its subscribers drop out of the others' counts within the time-to-live.
+async fn channel_counts_converge_after_a_node_dies(kind: Kind) {
+    use std::time::Duration;
+    let Some(engine) = Engine::start(kind).await else {
+        return;
+    };
+    let configure = |c: &mut ws_backplane::Config| {
+        c.heartbeat = Duration::from_millis(50);
+        c.node_ttl = Duration::from_millis(300);
+    };
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(common::Node::start(&engine.url(), &format!("c{i}"), configure).await);
+    }
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        // 1 + 2 + 3 subscribers of room/a, one of room/# per node.
+        for _ in 0..=i {
+            let ws = ws_client::connect(node.ws_url("?sub=room/a").as_str(), Default::default())
+                .await
+                .unwrap();
+            clients.push((i, ws));
+        }
+        let ws = ws_client::connect(node.ws_url("?sub=room/%23").as_str(), Default::default())
+            .await
+            .unwrap();
+        clients.push((i, ws));
+    }
+    let counts = |nodes: &[common::Node], pattern: &str| -> Vec<usize> {
+        nodes
+            .iter()
+            .map(|n| n.server.cluster_channel_count(pattern))
+            .collect()
+    };
+    common::until("every node counts 6 on room/a and 3 on room/#", || {
+        counts(&nodes, "room/a") == [6; 3] && counts(&nodes, "room/#") == [3; 3]
+    })
+    .await;
+    // Exact patterns: nobody subscribed with room/+ or room/b.
+    assert_eq!(counts(&nodes, "room/b"), [0; 3]);
+    assert_eq!(counts(&nodes, "room/+"), [0; 3]);
+    let local: Vec<usize> = nodes
+        .iter()
+        .map(|n| n.server.channel_count("room/a"))
+        .collect();
+    assert_eq!(local, [1, 2, 3]);
+    assert!(nodes.iter().all(|n| n.server.channel_count("room/#") == 1));
+    // A subscriber of node 0 leaves: the others hear of it at the next heartbeat.
+    let (_, ws) = clients.remove(0);
+    drop(ws);
+    common::until("every node counts 5 on room/a", || {
+        counts(&nodes, "room/a") == [5; 3]
+    })
+    .await;
+    // Node 2 dies: its server stops and its link goes away with it.
+    clients.retain(|(i, _)| *i != 2);
+    let dead = nodes.pop().unwrap();
+    dead.server.stop().await;
+    drop(dead);
+    common::until("the survivors count 2 on room/a and 2 on room/#", || {
+        counts(&nodes, "room/a") == [2; 2] && counts(&nodes, "room/#") == [2; 2]
+    })
+    .await;
+    assert_eq!(nodes[1].server.channel_count("room/a"), 2);
+    assert!(nodes.iter().all(|n| n.link.stats().bad_heartbeats == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_channel_counts_converge_after_a_node_dies() {
+    channel_counts_converge_after_a_node_dies(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_channel_counts_converge_after_a_node_dies() {
+    channel_counts_converge_after_a_node_dies(Kind::Nats).await;
+}
+
 /// Node-qualified connection ids: node 0 writes to, then drops, a connection of node 1.
 async fn write_to_and_disconnect_reach_another_node(kind: Kind) {
     use std::time::Duration;
