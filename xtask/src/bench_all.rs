@@ -69,12 +69,17 @@ pub(crate) fn all(args: &mut Args) -> Result<()> {
         machine: Machine::now(),
         areas: Vec::new(),
     };
-    // `--only` re-measures some areas: the others are kept from the last saved run, so the page
-    // still shows every area (each with its own load average and duration).
+    // `--only` re-measures some areas: the others are kept from the last saved run, with that
+    // run's machine section and length, so the page still shows every area; each re-measured
+    // area says in a note when, on which commit and how long it ran.
+    let mut rerun: Option<Machine> = None;
     if only.is_some()
         && let Ok(text) = fs::read_to_string(results_path())
         && let Ok(old) = serde_json::from_str::<Results>(&text)
+        && !old.areas.is_empty()
     {
+        rerun = Some(std::mem::replace(&mut results.machine, old.machine));
+        results.quick = old.quick;
         results.areas = old.areas;
     }
     for name in selected {
@@ -96,6 +101,15 @@ pub(crate) fn all(args: &mut Args) -> Result<()> {
         for mut area in areas {
             area.load_before = Some(load);
             area.secs = Some(secs);
+            if let Some(m) = &rerun {
+                area.note(format!(
+                    "Re-measured on its own (`--only`) at {} on commit {}, {}; the machine \
+                     section above is the run the other areas come from.",
+                    m.started,
+                    m.commit,
+                    if quick { "a quick run" } else { "full length" }
+                ));
+            }
             // A re-measured area takes the place of the one kept from the last run.
             match results.areas.iter_mut().find(|a| a.key == area.key) {
                 Some(kept) => *kept = area,
@@ -104,7 +118,9 @@ pub(crate) fn all(args: &mut Args) -> Result<()> {
         }
         save(&results)?;
     }
-    results.machine.end();
+    if rerun.is_none() {
+        results.machine.end();
+    }
     save(&results)?;
     render(&results)
 }
