@@ -129,34 +129,6 @@ fn pair(window_bits: u8, no_context: bool) -> Pair {
     Pair::with_deflate(Config::default(), &client, &DeflateConfig::default()).unwrap()
 }
 
-/// Sends every message both ways and checks what arrives; returns the server's wire bytes.
-fn exchange(p: &mut Pair, messages: &[Vec<u8>], as_text: bool) -> usize {
-    let before = p.server_wire().len();
-    for m in messages {
-        let msg = if as_text {
-            Message::text(String::from_utf8(m.clone()).unwrap())
-        } else {
-            Message::binary(m.clone())
-        };
-        p.client.send(msg.clone()).unwrap();
-        p.server.send(msg).unwrap();
-    }
-    p.drive();
-    for (side, got) in [
-        ("server", p.take_server_events()),
-        ("client", p.take_client_events()),
-    ] {
-        assert_eq!(got.len(), messages.len(), "{side}");
-        for (event, want) in got.into_iter().zip(messages) {
-            let Ok(Event::Message(m)) = event else {
-                panic!("{side}: {event:?}")
-            };
-            assert!(m.as_bytes() == &want[..], "{side}: message differs");
-        }
-    }
-    p.server_wire().len() - before
-}
-
 #[test]
 fn the_backend_is_the_one_the_features_chose() {
     let want = if cfg!(feature = "deflate-zlib-rs") {
@@ -183,7 +155,7 @@ fn corpora_round_trip_at_1_and_64_kib_in_every_mode() {
             for bits in [8, 9, 15] {
                 for no_context in [false, true] {
                     let mut p = pair(bits, no_context);
-                    let wire = exchange(&mut p, &messages, as_text);
+                    let wire = p.exchange_both_ways(&messages, |_| as_text);
                     if !no_context && bits == 15 {
                         assert!(
                             wire * min_ratio < total,

@@ -121,31 +121,6 @@ fn deflate_pair(client: DeflateConfig, server: DeflateConfig) -> Pair {
     Pair::with_deflate(Config::default(), &client, &server).unwrap()
 }
 
-fn exchange(p: &mut Pair, messages: &[Vec<u8>]) {
-    for (i, m) in messages.iter().enumerate() {
-        let msg = if i % 2 == 0 {
-            Message::text(String::from_utf8(m.clone()).unwrap())
-        } else {
-            Message::binary(m.clone())
-        };
-        p.client.send(msg.clone()).unwrap();
-        p.server.send(msg).unwrap();
-    }
-    p.drive();
-    for (side, got) in [
-        ("server", p.take_server_events()),
-        ("client", p.take_client_events()),
-    ] {
-        assert_eq!(got.len(), messages.len(), "{side}");
-        for (event, want) in got.into_iter().zip(messages) {
-            let Ok(Event::Message(m)) = event else {
-                panic!("{side}: {event:?}")
-            };
-            assert_eq!(m.as_bytes(), &want[..], "{side}");
-        }
-    }
-}
-
 #[test]
 fn every_window_size_and_context_mode_round_trips_both_ways() {
     let messages: Vec<Vec<u8>> = (0..8).map(|i| sample(10 + i * 2500, i as u64)).collect();
@@ -160,7 +135,7 @@ fn every_window_size_and_context_mode_round_trips_both_ways() {
             let params = p.server.config().deflate.clone().unwrap();
             assert_eq!(params.server_max_window_bits(), bits);
             assert_eq!(params.server_no_context_takeover(), no_context);
-            exchange(&mut p, &messages);
+            p.exchange_both_ways(&messages, |i| i % 2 == 0);
         }
     }
 }
@@ -283,7 +258,7 @@ fn one_chunk_at_a_time_delivery_works_with_compression() {
     let messages: Vec<Vec<u8>> = (0..4)
         .map(|i| sample(300 + i * 100, i as u64 + 20))
         .collect();
-    exchange(&mut p, &messages);
+    p.exchange_both_ways(&messages, |i| i % 2 == 0);
 }
 
 /// A raw deflate stream (sync-flushed, tail stripped) inflating to `gib_mib` MiB of zeros:

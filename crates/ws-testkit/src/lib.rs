@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ws_frame::{
-    Config, Connection, Error, Event, Header, MAX_HEADER_LEN, Role,
+    Config, Connection, Error, Event, Header, MAX_HEADER_LEN, Message, Role,
     deflate::{DeflateConfig, NegotiationError, negotiate_in_memory},
     mask,
 };
@@ -240,6 +240,44 @@ impl Pair {
     #[must_use]
     pub fn transport_open(&self) -> bool {
         self.transport_open
+    }
+
+    /// Both sides send every message of `messages` (as text where `as_text(index)` says so,
+    /// else binary), the pair is driven, and each side must have received exactly those
+    /// messages, byte for byte and in order (panics otherwise, naming the side). Returns how
+    /// many bytes the server wrote meanwhile (what compression saved shows there).
+    ///
+    /// # Panics
+    /// When a text message is not UTF-8, a send fails, or a side received something else.
+    pub fn exchange_both_ways(
+        &mut self,
+        messages: &[Vec<u8>],
+        as_text: impl Fn(usize) -> bool,
+    ) -> usize {
+        let before = self.server_wire.len();
+        for (i, m) in messages.iter().enumerate() {
+            let msg = if as_text(i) {
+                Message::text(String::from_utf8(m.clone()).expect("text message is UTF-8"))
+            } else {
+                Message::binary(m.clone())
+            };
+            self.client.send(msg.clone()).expect("client send");
+            self.server.send(msg).expect("server send");
+        }
+        self.drive();
+        for (side, got) in [
+            ("server", self.take_server_events()),
+            ("client", self.take_client_events()),
+        ] {
+            assert_eq!(got.len(), messages.len(), "{side}: message count");
+            for (event, want) in got.into_iter().zip(messages) {
+                let Ok(Event::Message(m)) = event else {
+                    panic!("{side}: {event:?}")
+                };
+                assert!(m.as_bytes() == &want[..], "{side}: message differs");
+            }
+        }
+        self.server_wire.len() - before
     }
 
     /// Takes what the client observed so far.
