@@ -81,12 +81,7 @@ impl Prepared {
     /// Frames `msg` once: one final, unmasked, uncompressed frame.
     #[must_use]
     pub fn new(msg: Message) -> Self {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let plain = SharedFrame::new(opcode, false, msg.clone().into_payload());
+        let plain = SharedFrame::new(opcode_of(&msg), false, msg.clone().into_payload());
         Self {
             message: msg,
             plain,
@@ -148,10 +143,15 @@ impl Prepared {
     }
 
     fn opcode(&self) -> OpCode {
-        if self.message.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        }
+        opcode_of(&self.message)
+    }
+}
+
+/// The data opcode a message is sent with.
+fn opcode_of(msg: &Message) -> OpCode {
+    if msg.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
     }
 }
