@@ -4,46 +4,10 @@
 
 mod harness;
 
-use std::{
-    io::{Read as _, Write as _},
-    net::SocketAddr,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use auth_oauth2_jwt::{Signer, jsonwebtoken::Algorithm};
-use harness::{TempDir, free_port, run, server};
-
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    auth: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = auth {
-        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    tcp.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = tcp.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, out)
-}
+use harness::{TempDir, free_port, http_form, run, server};
 
 fn jwt(secret: &[u8]) -> String {
     Signer::with_secret(Algorithm::HS256, secret)
@@ -91,26 +55,53 @@ fn oauth2_and_jwt_tokens_both_open_the_server() {
         ],
     );
     let addr = serve.addr;
-    let (status, answer) = http(addr, "POST", "/oauth2/token", None, &form);
+    let (status, answer) = http_form(addr, "POST", "/oauth2/token", &[], &form);
     assert_eq!(status, 200, "{answer}");
     let body = answer.split_once("\r\n\r\n").unwrap().1;
     let access: serde_json::Value = serde_json::from_str(body).unwrap();
     let access = access["access_token"].as_str().unwrap().to_owned();
 
     assert_eq!(
-        http(addr, "GET", "/", Some(&access), "").0,
+        http_form(
+            addr,
+            "GET",
+            "/",
+            &[("Authorization", &format!("Bearer {access}"))],
+            ""
+        )
+        .0,
         200,
         "OAuth2 token"
     );
     assert_eq!(
-        http(addr, "GET", "/", Some(&jwt(b"partner-secret")), "").0,
+        http_form(
+            addr,
+            "GET",
+            "/",
+            &[(
+                "Authorization",
+                &format!("Bearer {}", jwt(b"partner-secret"))
+            )],
+            ""
+        )
+        .0,
         200,
         "JWT"
     );
     assert_eq!(
-        http(addr, "GET", "/", Some(&jwt(b"another-secret")), "").0,
+        http_form(
+            addr,
+            "GET",
+            "/",
+            &[(
+                "Authorization",
+                &format!("Bearer {}", jwt(b"another-secret"))
+            )],
+            ""
+        )
+        .0,
         401
     );
-    assert_eq!(http(addr, "GET", "/", None, "").0, 401);
+    assert_eq!(http_form(addr, "GET", "/", &[], "").0, 401);
     drop(serve);
 }

@@ -6,60 +6,14 @@ mod harness;
 
 use std::{
     io::{Read as _, Write as _},
-    net::SocketAddr,
     time::Duration,
 };
 
-use harness::{TempDir, free_port, run, server};
-
-/// One HTTP/1.1 exchange with `Connection: close`: the status and the whole answer.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    tcp.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = tcp.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, out)
-}
+use harness::{TempDir, free_port, http_form, pct_encode, run, server};
 
 fn body_json(answer: &str) -> serde_json::Value {
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[test]
@@ -107,7 +61,7 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
         &["--oauth2", "--oauth2-db", &db, "--public", "/health"],
     );
     let addr = serve.addr;
-    let meta = http(
+    let meta = http_form(
         addr,
         "GET",
         "/.well-known/oauth-authorization-server",
@@ -116,21 +70,21 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
     );
     assert_eq!(body_json(&meta.1)["issuer"], format!("http://{addr}"));
     assert_eq!(
-        http(addr, "GET", "/", &[], "").0,
+        http_form(addr, "GET", "/", &[], "").0,
         401,
         "the test page needs a token"
     );
     assert_ne!(
-        http(addr, "GET", "/health", &[], "").0,
+        http_form(addr, "GET", "/health", &[], "").0,
         401,
         "a public path does not"
     );
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}",
-        enc(&id),
-        enc(&secret)
+        pct_encode(&id),
+        pct_encode(&secret)
     );
-    let (status, answer) = http(addr, "POST", "/oauth2/token", &[], &form);
+    let (status, answer) = http_form(addr, "POST", "/oauth2/token", &[], &form);
     assert_eq!(status, 200, "{answer}");
     let token = body_json(&answer)["access_token"]
         .as_str()
@@ -138,7 +92,7 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
         .to_owned();
     let bearer = format!("Bearer {token}");
     assert_eq!(
-        http(addr, "GET", "/", &[("Authorization", &bearer)], "").0,
+        http_form(addr, "GET", "/", &[("Authorization", &bearer)], "").0,
         200
     );
     let upgrade = [
@@ -164,11 +118,11 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
     // A new process on the same database: the token and the app still work.
     let serve = server("serve", free_port(), &["--oauth2", "--oauth2-db", &db]);
     assert_eq!(
-        http(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
+        http_form(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
         200,
         "the token survived"
     );
-    let (status, _) = http(serve.addr, "POST", "/oauth2/token", &[], &form);
+    let (status, _) = http_form(serve.addr, "POST", "/oauth2/token", &[], &form);
     assert_eq!(status, 200, "the app survived");
     drop(serve);
 
@@ -180,7 +134,7 @@ fn serve_oauth2_guards_every_route_and_survives_a_restart() {
     assert_eq!(rm.code, Some(0), "{}", rm.stderr);
     let serve = server("serve", free_port(), &["--oauth2", "--oauth2-db", &db]);
     assert_eq!(
-        http(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
+        http_form(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
         401,
         "removing the app removed its tokens"
     );
@@ -222,8 +176,8 @@ fn serve_oauth2_issues_jwt_access_tokens_that_wskit_jwt_verify_accepts() {
     let creds: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}",
-        enc(creds["client_id"].as_str().unwrap()),
-        enc(creds["client_secret"].as_str().unwrap())
+        pct_encode(creds["client_id"].as_str().unwrap()),
+        pct_encode(creds["client_secret"].as_str().unwrap())
     );
     let serve = server(
         "serve",
@@ -238,14 +192,14 @@ fn serve_oauth2_issues_jwt_access_tokens_that_wskit_jwt_verify_accepts() {
             "ES256",
         ],
     );
-    let (status, answer) = http(serve.addr, "POST", "/oauth2/token", &[], &form);
+    let (status, answer) = http_form(serve.addr, "POST", "/oauth2/token", &[], &form);
     assert_eq!(status, 200, "{answer}");
     let token = body_json(&answer)["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(token.split('.').count(), 3);
-    let (status, jwks) = http(serve.addr, "GET", "/oauth2/jwks", &[], "");
+    let (status, jwks) = http_form(serve.addr, "GET", "/oauth2/jwks", &[], "");
     assert_eq!(status, 200);
     assert_eq!(body_json(&jwks)["keys"][0]["crv"], "P-256");
     let issuer = format!("http://{}", serve.addr);
@@ -272,7 +226,7 @@ fn serve_oauth2_issues_jwt_access_tokens_that_wskit_jwt_verify_accepts() {
     );
     let bearer = format!("Bearer {token}");
     assert_eq!(
-        http(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
+        http_form(serve.addr, "GET", "/", &[("Authorization", &bearer)], "").0,
         200
     );
 }

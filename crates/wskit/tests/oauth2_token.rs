@@ -7,48 +7,15 @@
 mod harness;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{BufRead as _, BufReader, Write as _},
     net::SocketAddr,
     process::Stdio,
     time::Duration,
 };
 
-use harness::{TempDir, finish, free_port, run, server, wskit};
+use harness::{TempDir, finish, free_port, http_form, pct_encode, run, server, wskit};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// One HTTP/1.1 exchange with `Connection: close`: the status and the whole answer.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    tcp.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = tcp.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, out)
-}
 
 fn header(answer: &str, name: &str) -> Option<String> {
     let head = answer.split_once("\r\n\r\n").map_or(answer, |(h, _)| h);
@@ -67,18 +34,6 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Splits `http://host:port/target`.
 fn split(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").unwrap();
@@ -89,16 +44,16 @@ fn split(url: &str) -> (SocketAddr, String) {
 /// Plays the browser: the sign-in page, the form, then the redirect to the loopback listener.
 fn browser(url: &str) {
     let (addr, target) = split(url);
-    let (status, page) = http(addr, "GET", &target, &[], "");
+    let (status, page) = http_form(addr, "GET", &target, &[], "");
     assert_eq!(status, 200, "{page}");
     let (id, csrf) = (hidden(&page, "id"), hidden(&page, "csrf"));
     let form = format!(
         "id={}&csrf={}&username=alice&password=wonderland&action=allow",
-        enc(&id),
-        enc(&csrf)
+        pct_encode(&id),
+        pct_encode(&csrf)
     );
     let cookie = format!("oauth2_csrf={csrf}");
-    let (_, answer) = http(
+    let (_, answer) = http_form(
         addr,
         "POST",
         "/oauth2/authorize",
@@ -107,7 +62,7 @@ fn browser(url: &str) {
     );
     let location = header(&answer, "Location").unwrap_or_else(|| panic!("no redirect: {answer}"));
     let (cb, cb_target) = split(&location);
-    let (_, done) = http(cb, "GET", &cb_target, &[], "");
+    let (_, done) = http_form(cb, "GET", &cb_target, &[], "");
     assert!(done.contains("Signed in"), "{done}");
 }
 
