@@ -5,9 +5,10 @@
 //! - the page's incremental SHA-256 matches the FIPS 180-4 vectors and `crypto.subtle.digest`;
 //! - an 8 MB file received at QoS 2 arrives as a File with its name, whole (crypto.subtle's
 //!   SHA-256 of the Blob is the sent file's), with monotonic progress up to the size;
-//! - QoS 2 receive through a WebSocket relay that loses every server message from the 10th
-//!   chunk on until the page asks again: only the page's re-request timer can notice, and the
-//!   file completes; a relay that stalls the sender for good makes the page's timeout end the
+//! - QoS 2 receive through a WebSocket relay that drops one chunk: the next one reveals the gap
+//!   and the page asks again at once, once; through a relay that loses every server message
+//!   from the 10th chunk on until the page asks again: only the page's re-request timer can
+//!   notice, and the file completes; a relay that stalls the sender for good makes the page's timeout end the
 //!   transfer with code 9 on both sides; an offer that gets no answer times the page's sender
 //!   out;
 //! - tus-js-client uploads 3 MB made in the page to the tus door, is aborted after 1 MB and a
@@ -287,6 +288,8 @@ enum Plan {
     DropUntilRerequest(u64),
     /// From the `n`th `data` message on, drop everything the server sends (a stalled sender).
     StallAfter(u64),
+    /// Drop the `n`th `data` message only (the next one reveals the gap).
+    DropOne(u64),
 }
 
 /// A TCP relay for one WebSocket connection that reads the frames both ways: it counts the
@@ -364,6 +367,9 @@ async fn ws_relay(upstream: SocketAddr, plan: Plan) -> WsRelay {
                             dropping_since.is_some() && binary
                         }
                         Plan::StallAfter(n) => data >= n && binary,
+                        Plan::DropOne(n) => {
+                            opcode == 2 && data == n && payload.len() >= 18 && payload[1] == 4
+                        }
                     };
                     if drop {
                         dropped.fetch_add(1, Ordering::SeqCst);
@@ -566,6 +572,33 @@ async fn chromium_qos_2_re_request_timer_recovers_a_lost_stretch_of_chunks() {
         "the page never asked again"
     );
     assert!(!out.contains("receivedError"), "{out}");
+    page.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_qos_2_re_requests_a_gap_at_once_and_once() {
+    let Some(playwright) = browser().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut page = page_server(&tmp.path().join("srv"), None).await;
+    let size = 1_500_001;
+    let path = make_file(tmp.path(), "gap.bin", size, 13);
+    let relay = ws_relay(page.addr, Plan::DropOne(7)).await;
+    let ws = format!("ws://{}/files", relay.addr);
+    // interval = timeout: the timer never asks again before it gives up, so only the chunk
+    // after the lost one can trigger the re-request.
+    let options = "{\"interval\":30000,\"timeout\":30000}";
+    let (out, sent) = page
+        .receive_in_page(playwright, &ws, options, &path, QoS::Pulled)
+        .await;
+    let sent = sent.expect("the server's send");
+    let want = hex(&sha256_file(&path));
+    assert_eq!(hex(&sent.sha256), want);
+    assert_eq!(field(&out, "subtleSha"), want, "{out}");
+    assert_eq!(relay.dropped.load(Ordering::SeqCst), 1);
+    // The chunks after the gap that were already on their way do not ask again.
+    assert_eq!(relay.rerequests.load(Ordering::SeqCst), 1);
     page.server.stop().await;
 }
 
