@@ -6,6 +6,11 @@
  *   const files = new WskitFiles('/files?channel=news', {   // ws:, wss:, http(s): or a path
  *     window: 16,                  // chunks in flight we grant when receiving (default 16)
  *     chunk: 65536,                // default chunk size when sending (default 64 KiB)
+ *     interval: 2000,              // QoS 2 receiving: ask again for the outstanding chunks
+ *                                  // after this many ms without one (default 2 s, as the
+ *                                  // Rust side's Config::interval)
+ *     timeout: 30000,              // a transfer with nothing from the peer for this many ms
+ *                                  // ends with an error, code 9 (default 30 s, Config::timeout)
  *     authorize: (info) => true,   // accept an incoming file? true, or a string: refused with it
  *   });
  *   await files.ready;             // the WebSocket is open
@@ -13,22 +18,29 @@
  *                                  // events beforeSent, sentFragment, sentAcknowledgment, sent,
  *                                  // sentError, receivedAuthorization, receivedFragment, received,
  *                                  // receivedError
- *   files.on('file', (f) => {});   // a received file: {name, size, blob, sha256, channel, data}
+ *   files.on('error', (e) => {});  // a failed transfer, either way: an Error with code, fileId,
+ *                                  // fileName, direction ('send' or 'receive')
+ *   files.on('file', (f) => {});   // a received file: {name, size, blob, sha256, channel, data};
+ *                                  // blob is a File with the name
  *   const r = await files.sendFile(fileOrBlob, {name, qos: 0|1|2, chunk, channel, data, fileId});
  *                                  // resolves {fileId, size, resumedAt, sha256} once the receiver
  *                                  // confirmed the SHA-256; rejects with an Error (code, message)
  *   WskitFiles.download(f);        // saves a received file through an <a download>
  *   files.close();
  *
- * Sending streams the File slice by slice (memory stays at a few chunks); a received file is kept
- * as Blob parts until it is complete. The SHA-256 of every file is computed incrementally on both
- * sides and checked end to end. Passing the same `fileId` (32 hex digits) again resumes a file the
- * receiver holds in part. This client has no QoS 2 re-request timer of its own.
+ * Sending streams the File slice by slice (memory stays at a few chunks). Receiving streams too:
+ * chunks are gathered into Blob parts of about 1 MiB (the browser may keep Blobs out of the JS
+ * heap), and the SHA-256 is computed incrementally (SubtleCrypto has no incremental digest), so no
+ * buffer of the whole file exists. The SHA-256 is checked end to end. At QoS 2 the receiver pulls
+ * with a credit window and asks again from its offset after `interval` without a chunk; at every
+ * QoS a transfer ends after `timeout` without a message from the peer. Passing the same `fileId`
+ * (32 hex digits) again resumes a file the receiver holds in part.
  */
 (function (root) {
   'use strict';
 
   var SUBPROTOCOL = 'wskit-files.v1';
+  var PART = 1 << 20; // received bytes gathered per Blob part
   var M = { offer: 1, accept: 2, refuse: 3, data: 4, ack: 5, request: 6, resume: 7, complete: 8, error: 9, cancel: 10 };
 
   // ---- SHA-256 (FIPS 180-4), incremental -------------------------------------------------------
@@ -178,8 +190,8 @@
   // ---- the client ------------------------------------------------------------------------------
   function WskitFiles(url, options) {
     var self = this;
-    this.opts = Object.assign({ window: 16, chunk: 65536, authorize: null }, options || {});
-    this.handlers = { event: [], file: [], close: [] };
+    this.opts = Object.assign({ window: 16, chunk: 65536, interval: 2000, timeout: 30000, authorize: null }, options || {});
+    this.handlers = { event: [], file: [], close: [], error: [] };
     this.outgoing = {}; // id -> {inbox: [], wake: fn}
     this.incoming = {}; // id -> receiving state
     this.ws = new WebSocket(wsUrl(url), [SUBPROTOCOL]);
@@ -206,6 +218,9 @@
         o.closed = true;
         if (o.wake) { var w = o.wake; o.wake = null; w(); }
       });
+      Object.keys(self.incoming).forEach(function (id) {
+        self._endIncoming(self.incoming[id], 0, 'connection closed', false);
+      });
       self._emit('close', { code: ev.code, reason: ev.reason });
     };
   }
@@ -225,6 +240,12 @@
   };
   WskitFiles.prototype._event = function (kind, info, position, extra) {
     this._emit('event', Object.assign({ kind: kind, name: info.name, size: info.size, qos: info.qos, fileId: info.id, position: position }, extra || {}));
+    if (kind === 'sentError' || kind === 'receivedError') {
+      var e = new Error(extra.error);
+      e.code = extra.code; e.fileId = info.id; e.fileName = info.name;
+      e.direction = kind === 'sentError' ? 'send' : 'receive';
+      this._emit('error', e);
+    }
   };
   WskitFiles.prototype._send = function (w) { this.ws.send(w.b); };
   WskitFiles.prototype.close = function () { this.ws.close(1000, ''); };
@@ -237,11 +258,28 @@
     var idHex = hex(id), size = blob.size, chunk = o.chunk;
     var info = { id: idHex, name: o.name, size: size, qos: o.qos };
     var state = { inbox: [], wake: null, closed: false };
+    var answered = false, limitMs = this.opts.timeout;
     this.outgoing[idHex] = state;
+    // The next message from the receiver. Waiting for the answer to the offer (any QoS) or for
+    // an ack / request / complete (QoS 1 and 2) ends after `timeout` with error code 9.
     function next() {
       if (state.inbox.length) return Promise.resolve(state.inbox.shift());
       if (state.closed) return Promise.reject(new Error('connection closed'));
-      return new Promise(function (resolve) { state.wake = resolve; }).then(next);
+      var timer = null;
+      return new Promise(function (resolve) {
+        state.wake = resolve;
+        if (!answered || o.qos !== 0) {
+          timer = setTimeout(function () { state.wake = null; resolve(null); }, limitMs);
+        }
+      }).then(function (timedOut) {
+        clearTimeout(timer);
+        if (timedOut === null) {
+          var why = 'no answer from the receiver for ' + limitMs + ' ms', msg = enc.encode(why);
+          self._send(new Writer(M.error, id, 2 + 2 + msg.length).u16(9).str(msg));
+          fail({ message: why, code: 9 });
+        }
+        return next();
+      });
     }
     function fail(m) {
       var e = new Error(m.message || 'failed'); e.code = m.code;
@@ -254,6 +292,7 @@
       this._send(new Writer(M.offer, id, 8 + 4 + 1 + 6 + name.length + channel.length + data.length)
         .u64(size).u32(chunk).u8(o.qos).str(name).str(channel).str(data));
       var m = await next();
+      answered = true;
       if (m.method === M.refuse || m.method === M.error || m.method === M.cancel) fail(m);
       if (m.method !== M.accept && m.method !== M.resume) fail({ message: 'unexpected answer', code: 16 });
       var pos = m.offset, acked = m.offset, limit = m.offset, window = m.window, resumedAt = m.offset;
@@ -311,72 +350,116 @@
     fill(w);
     this._send(w);
   };
-  WskitFiles.prototype._receive = function (m) {
-    var self = this, t = this.incoming[m.id];
-    function error(code, message) {
+  // QoS 2 credit from what we hold: `window` chunks past `stored` (retransmit: rewind the sender).
+  WskitFiles.prototype._grant = function (t, retransmit) {
+    var win = this.opts.window, at = t.stored;
+    t.credit = at + win * t.chunk;
+    if (this.ws.readyState !== 1) return;
+    this._reply(t.info.id, M.request, function (w) { w.u64(at).u32(win).u8(retransmit ? 1 : 0); }, 13);
+  };
+  // Ends a receiving transfer: tells the sender (unless it ended it) and fires the error events.
+  WskitFiles.prototype._endIncoming = function (t, code, message, tell) {
+    if (this.incoming[t.info.id] !== t) return;
+    delete this.incoming[t.info.id];
+    clearTimeout(t.timer);
+    t.parts = null; t.pending = null;
+    if (tell && this.ws.readyState === 1) {
       var msg = enc.encode(message);
-      self._reply(m.id, M.error, function (w) { w.u16(code).str(msg); }, 2 + 2 + msg.length);
-      if (t) { delete self.incoming[m.id]; self._event('receivedError', t.info, t.stored, { error: message, code: code }); }
+      this._reply(t.info.id, M.error, function (w) { w.u16(code).str(msg); }, 2 + 2 + msg.length);
     }
+    this._event('receivedError', t.info, t.stored, { error: message, code: code });
+  };
+  // The transfer's clock: QoS 2 asks again after `interval` without a chunk; any QoS gives up
+  // after `timeout` without a message. Data only moves the deadlines; the timer re-arms itself.
+  WskitFiles.prototype._arm = function (t) {
+    var self = this, due = t.last + this.opts.timeout;
+    if (t.retryAt !== null) due = Math.min(due, t.retryAt);
+    t.timer = setTimeout(function () { self._tick(t); }, Math.max(0, due - Date.now()));
+  };
+  WskitFiles.prototype._tick = function (t) {
+    if (this.incoming[t.info.id] !== t) return;
+    var now = Date.now();
+    if (now >= t.last + this.opts.timeout) {
+      this._endIncoming(t, 9, 'no data from the sender for ' + this.opts.timeout + ' ms', true);
+      return;
+    }
+    if (t.retryAt !== null && now >= t.retryAt && t.stored < t.info.size) {
+      t.rewound = true;
+      this._grant(t, true);
+      t.retryAt = now + this.opts.interval;
+    }
+    this._arm(t);
+  };
+  WskitFiles.prototype._receive = function (m) {
+    var self = this, t = this.incoming[m.id], now = Date.now();
     if (m.method === M.offer) {
       var info = { id: m.id, name: m.name, size: m.size, qos: m.qos, channel: m.channel, data: m.data };
       var verdict = badName(m.name) ? 'invalid file name' : (this.opts.authorize ? this.opts.authorize(info) : true);
-      if (verdict !== true || t) {
-        var why = enc.encode(typeof verdict === 'string' ? verdict : 'refused');
-        var code = badName(m.name) ? 2 : 12;
+      if (verdict !== true || t || m.qos > 2 || m.chunk === 0) {
+        var why = enc.encode(typeof verdict === 'string' ? verdict : (m.qos > 2 ? 'unsupported QoS' : 'refused'));
+        var code = badName(m.name) ? 2 : (m.qos > 2 ? 14 : 12);
         this._reply(m.id, M.refuse, function (w) { w.u16(code).str(why); }, 2 + 2 + why.length);
         this._event('receivedError', info, 0, { error: 'refused', code: code });
         return;
       }
       var win = this.opts.window;
-      t = { info: info, parts: [], stored: 0, hash: new Sha256(), chunk: m.chunk, credit: 0 };
+      t = {
+        info: info, chunk: m.chunk, stored: 0, hash: new Sha256(),
+        parts: [],          // Blob parts of about PART bytes
+        pending: [], pendingBytes: 0, // chunks not yet gathered into a Blob part
+        credit: 0, rewound: false, gapAt: -1,
+        last: now, retryAt: m.qos === 2 ? now + this.opts.interval : null, timer: null,
+      };
       this.incoming[m.id] = t;
       this._reply(m.id, M.accept, function (w) { w.u64(0).u32(win); }, 12);
-      if (m.qos === 2) {
-        t.credit = win * m.chunk;
-        this._reply(m.id, M.request, function (w) { w.u64(0).u32(win).u8(0); }, 13);
-      }
+      if (m.qos === 2) this._grant(t, false);
+      this._arm(t);
       this._event('receivedAuthorization', info, 0);
       return;
     }
     if (!t) return;
     if (m.method === M.data) {
       var len = m.chunk.length;
-      if (len === 0 || len > t.chunk || m.offset + len > t.info.size) return error(4, 'chunk out of range');
+      if (len === 0 || len > t.chunk || m.offset + len > t.info.size) return this._endIncoming(t, 4, 'chunk out of range', true);
+      t.last = now;
       if (m.offset > t.stored) {
-        if (t.info.qos !== 2) return error(5, 'out-of-order chunk');
-        var w0 = this.opts.window;
-        this._reply(m.id, M.request, function (w) { w.u64(t.stored).u32(w0).u8(1); }, 13);
+        if (t.info.qos !== 2) return this._endIncoming(t, 5, 'out-of-order chunk', true);
+        // A gap (a chunk went missing): drop it and ask again from what we hold, once per gap.
+        if (t.gapAt !== t.stored) { t.gapAt = t.stored; t.rewound = true; this._grant(t, true); }
         return;
       }
+      if (t.retryAt !== null) t.retryAt = now + this.opts.interval;
       if (m.offset < t.stored) {
-        if (t.info.qos !== 2) return error(6, 'duplicate chunk');
+        if (!(t.info.qos === 2 && t.rewound)) return this._endIncoming(t, 6, 'duplicate chunk', true);
         if (m.offset + len <= t.stored) return;
       }
       var fresh = m.chunk.slice(t.stored - m.offset);
-      t.parts.push(fresh);
       t.hash.update(fresh);
+      t.pending.push(fresh);
+      t.pendingBytes += fresh.length;
+      if (t.pendingBytes >= PART) { t.parts.push(new Blob(t.pending)); t.pending = []; t.pendingBytes = 0; }
       t.stored += fresh.length;
       this._event('receivedFragment', t.info, t.stored, { packet: m.packet });
       if (t.info.qos === 1) {
         this._reply(m.id, M.ack, function (w) { w.u64(m.packet).u64(t.stored); }, 16);
       } else if (t.info.qos === 2 && t.stored < t.info.size && t.credit - t.stored <= (this.opts.window * t.chunk) / 2) {
-        var win2 = this.opts.window;
-        t.credit = t.stored + win2 * t.chunk;
-        this._reply(m.id, M.request, function (w) { w.u64(t.stored).u32(win2).u8(0); }, 13);
+        this._grant(t, false);
       }
     } else if (m.method === M.complete) {
-      if (t.stored !== t.info.size) return error(16, 'complete before the last byte');
+      if (t.stored !== t.info.size) return this._endIncoming(t, 16, 'complete before the last byte', true);
       var digest = hex(t.hash.digest());
-      if (digest !== m.sha256) return error(8, 'SHA-256 mismatch');
+      if (digest !== m.sha256) return this._endIncoming(t, 8, 'SHA-256 mismatch', true);
       delete this.incoming[m.id];
+      clearTimeout(t.timer);
       this._reply(m.id, M.complete, function (w) { w.bytes(unhex(digest)); }, 32);
-      var file = { name: t.info.name, size: t.info.size, blob: new Blob(t.parts), sha256: digest, channel: t.info.channel, data: t.info.data };
+      var blob = new File(t.parts.concat(t.pending), t.info.name, { type: 'application/octet-stream' });
+      var file = { name: t.info.name, size: t.info.size, blob: blob, sha256: digest, channel: t.info.channel, data: t.info.data };
       this._event('received', t.info, t.stored, { sha256: digest });
       this._emit('file', file);
     } else if (m.method === M.error || m.method === M.cancel) {
-      delete this.incoming[m.id];
-      this._event('receivedError', t.info, t.stored, { error: m.message, code: m.code });
+      this._endIncoming(t, m.code, m.message, false);
+    } else {
+      t.last = now;
     }
   };
 
