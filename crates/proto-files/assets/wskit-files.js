@@ -428,6 +428,7 @@
         if (t.gapAt !== t.stored) { t.gapAt = t.stored; t.rewound = true; this._grant(t, true); }
         return;
       }
+      if (t.info.qos === 2 && m.offset + len > t.credit) return this._endIncoming(t, 16, 'chunk beyond the credit granted', true);
       if (t.retryAt !== null) t.retryAt = now + this.opts.interval;
       if (m.offset < t.stored) {
         if (!(t.info.qos === 2 && t.rewound)) return this._endIncoming(t, 6, 'duplicate chunk', true);
