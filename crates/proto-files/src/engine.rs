@@ -305,7 +305,7 @@ fn write_loop(
             done += n as u64;
         }
     }
-    let mut out = Appender::new(&file, path, prefix);
+    let file = &file;
     // Through the page cache, every WRITEBACK_STEP bytes a second thread asks the kernel to
     // put what is written so far on the disk (`sync_data` on the same open file), while this
     // one goes on writing: the disk works during the transfer instead of all of it in the final
@@ -316,6 +316,7 @@ fn write_loop(
             std::sync::mpsc::SyncSender<()>,
             std::thread::ScopedJoinHandle<'_, std::io::Result<()>>,
         )> = None;
+        let mut out = Appender::new(scope, file, path, prefix);
         let mut unsynced = 0u64;
         let mut outcome = Ok(None);
         while let Some(job) = rx.blocking_recv() {
@@ -330,7 +331,7 @@ fn write_loop(
                     if unsynced >= WRITEBACK_STEP && !out.is_direct() {
                         unsynced = 0;
                         if syncer.is_none() {
-                            syncer = start_syncer(scope, &file);
+                            syncer = start_syncer(scope, file);
                         }
                         if let Some((tx, _)) = &syncer {
                             // Full: a sync is running and one is queued; it covers these bytes.
@@ -384,27 +385,58 @@ const O_DIRECT: Option<i32> = None;
 const DIRECT_ALIGN: usize = 4096;
 /// Bytes collected before one direct write.
 const DIRECT_BLOCK: usize = 1 << 20;
+/// Blocks of a transfer in memory: one filling, the others being written.
+const DIRECT_BUFFERS: usize = 2;
+
+/// A direct block's aligned bytes inside its buffer.
+fn aligned(buf: &[u8]) -> std::ops::Range<usize> {
+    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    start..start + DIRECT_BLOCK
+}
 
 /// Appends a transfer's bytes to its partial file. Where the platform has direct I/O and the
 /// file system takes it, whole aligned blocks of [`DIRECT_BLOCK`] bytes go to the disk without
-/// the page cache (an unaligned head and the last partial block go through the page cache):
-/// copying every received byte into fresh page-cache pages was most of the receiving server's
-/// CPU, and all of the data still had to reach the disk in the final sync. Otherwise (or after
-/// the first refused direct write) every byte goes through the page cache.
+/// the page cache, written by a second thread while this one fills the next block (an
+/// unaligned head of a resume and the last partial block go through the page cache): copying
+/// every received byte into fresh page-cache pages was most of the receiving server's CPU, and
+/// all of the data still had to reach the disk in the final sync. Otherwise (and after the
+/// first refused direct write) every byte goes through the page cache.
 struct Appender<'f> {
     file: &'f std::fs::File,
-    direct: Option<std::fs::File>,
-    /// File offset of the buffer's first byte (the end of what is written).
+    /// File offset of the filling block's first byte (the end of what is queued).
     pos: u64,
-    /// The buffer: `DIRECT_BLOCK` bytes from `start` on, `start` aligned.
-    buf: Vec<u8>,
-    start: usize,
+    /// The filling block and its length.
+    cur: Vec<u8>,
     len: usize,
+    disk: Option<Disk>,
+}
+
+/// The direct-writing thread's ends: full blocks to it, emptied buffers (or its error) back.
+struct Disk {
+    to: std::sync::mpsc::SyncSender<(Vec<u8>, u64)>,
+    back: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    free: Vec<Vec<u8>>,
+    out: usize,
 }
 
 impl<'f> Appender<'f> {
-    fn new(file: &'f std::fs::File, path: Option<&Path>, pos: u64) -> Self {
+    fn new<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        file: &'f std::fs::File,
+        path: Option<&Path>,
+        pos: u64,
+    ) -> Self
+    where
+        'f: 's,
+    {
         use std::os::unix::fs::OpenOptionsExt as _;
+        let mut me = Self {
+            file,
+            pos,
+            cur: Vec::new(),
+            len: 0,
+            disk: None,
+        };
         let direct = match (path, O_DIRECT) {
             (Some(p), Some(flag)) => std::fs::OpenOptions::new()
                 .write(true)
@@ -413,34 +445,38 @@ impl<'f> Appender<'f> {
                 .ok(),
             _ => None,
         };
-        let (buf, start) = if direct.is_some() {
-            let buf = vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN];
-            let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-            (buf, start)
-        } else {
-            (Vec::new(), 0)
+        let Some(direct) = direct else {
+            return me;
         };
-        Self {
-            file,
-            direct,
-            pos,
-            buf,
-            start,
-            len: 0,
+        let (to, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, u64)>(DIRECT_BUFFERS);
+        let (tx, back) = std::sync::mpsc::sync_channel(DIRECT_BUFFERS);
+        let started = std::thread::Builder::new()
+            .name("files-disk".into())
+            .spawn_scoped(scope, move || disk_loop(file, direct, &rx, &tx));
+        if started.is_ok() {
+            let new_buf = || vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN];
+            me.cur = new_buf();
+            me.disk = Some(Disk {
+                to,
+                back,
+                free: (1..DIRECT_BUFFERS).map(|_| new_buf()).collect(),
+                out: 0,
+            });
         }
+        me
     }
 
     fn is_direct(&self) -> bool {
-        self.direct.is_some()
+        self.disk.is_some()
     }
 
     fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt as _;
-        if self.direct.is_none() {
+        let Some(disk) = &mut self.disk else {
             self.file.write_all_at(bytes, self.pos)?;
             self.pos += bytes.len() as u64;
             return Ok(());
-        }
+        };
         if self.len == 0 {
             // An unaligned start (a resume): up to the next aligned offset through the cache.
             let misaligned = (self.pos % DIRECT_ALIGN as u64) as usize;
@@ -453,55 +489,58 @@ impl<'f> Appender<'f> {
         }
         while !bytes.is_empty() {
             let take = (DIRECT_BLOCK - self.len).min(bytes.len());
-            let at = self.start + self.len;
-            self.buf[at..at + take].copy_from_slice(&bytes[..take]);
+            let at = aligned(&self.cur).start + self.len;
+            self.cur[at..at + take].copy_from_slice(&bytes[..take]);
             self.len += take;
             bytes = &bytes[take..];
             if self.len == DIRECT_BLOCK {
-                self.write_block(DIRECT_BLOCK)?;
+                let next = match disk.free.pop() {
+                    Some(b) => b,
+                    None => {
+                        disk.out -= 1;
+                        disk.back
+                            .recv()
+                            .map_err(|_| std::io::Error::other("the disk thread ended early"))??
+                    }
+                };
+                let full = std::mem::replace(&mut self.cur, next);
+                disk.to
+                    .send((full, self.pos))
+                    .map_err(|_| std::io::Error::other("the disk thread ended early"))?;
+                disk.out += 1;
+                self.pos += DIRECT_BLOCK as u64;
+                self.len = 0;
             }
         }
         Ok(())
     }
 
-    /// Writes the buffer's first `n` bytes (a multiple of [`DIRECT_ALIGN`]) directly, or all of
-    /// the buffer through the cache once direct writes are refused.
-    fn write_block(&mut self, n: usize) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt as _;
-        let data = &self.buf[self.start..self.start + n];
-        let refused = match &self.direct {
-            Some(d) => match d.write_all_at(data, self.pos) {
-                Ok(()) => false,
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => true,
-                Err(e) => return Err(e),
-            },
-            None => true,
-        };
-        let n = if refused {
-            self.direct = None;
-            let all = &self.buf[self.start..self.start + self.len];
-            self.file.write_all_at(all, self.pos)?;
-            self.len
-        } else {
-            n
-        };
-        self.buf
-            .copy_within(self.start + n..self.start + self.len, self.start);
-        self.len -= n;
-        self.pos += n as u64;
-        Ok(())
-    }
-
-    /// Writes what the buffer holds: its aligned part directly, the rest through the cache.
+    /// Waits for the blocks being written, then writes the partial one through the cache.
     fn flush(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt as _;
-        let aligned = self.len - self.len % DIRECT_ALIGN;
-        if aligned > 0 {
-            self.write_block(aligned)?;
+        let mut first_error = None;
+        if let Some(disk) = &mut self.disk {
+            while disk.out > 0 {
+                disk.out -= 1;
+                match disk.back.recv() {
+                    Ok(Ok(b)) => disk.free.push(b),
+                    Ok(Err(e)) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        first_error
+                            .get_or_insert(std::io::Error::other("the disk thread ended early"));
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if self.len > 0 {
-            let rest = &self.buf[self.start..self.start + self.len];
-            self.file.write_all_at(rest, self.pos)?;
+            let r = aligned(&self.cur);
+            self.file
+                .write_all_at(&self.cur[r.start..r.start + self.len], self.pos)?;
             self.pos += self.len as u64;
             self.len = 0;
         }
@@ -509,7 +548,36 @@ impl<'f> Appender<'f> {
     }
 }
 
-/// Bytes a receiving transfer writes between two early `sync_data` calls.
+/// The direct-writing thread: writes each block at its offset, through the cache once a direct
+/// write was refused, and hands the buffer (or the error) back.
+fn disk_loop(
+    file: &std::fs::File,
+    direct: std::fs::File,
+    rx: &std::sync::mpsc::Receiver<(Vec<u8>, u64)>,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+) {
+    use std::os::unix::fs::FileExt as _;
+    let mut direct = Some(direct);
+    while let Ok((buf, pos)) = rx.recv() {
+        let data = &buf[aligned(&buf)];
+        let written = match &direct {
+            Some(d) => match d.write_all_at(data, pos) {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    direct = None;
+                    file.write_all_at(data, pos)
+                }
+                r => r,
+            },
+            None => file.write_all_at(data, pos),
+        };
+        if tx.send(written.map(|()| buf)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes a receiving transfer writes through the page cache between two early `sync_data`
+/// calls.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
 /// A thread that calls `sync_data` on (a handle to the same open file as) `file` each time it is
