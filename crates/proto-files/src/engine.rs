@@ -214,13 +214,16 @@ struct Writer {
 const PIPELINE_DEPTH: usize = 8;
 
 impl Writer {
-    /// Starts the thread over `file` (opened for reading and writing) whose first `prefix`
-    /// bytes are stored already.
-    fn start(file: std::fs::File, path: PathBuf, prefix: u64) -> Self {
+    /// Starts the thread over `file` (opened for reading and writing, at `path`) whose first
+    /// `prefix` bytes of `size` are stored already. Direct I/O only pays for a few blocks or
+    /// more: a smaller rest goes through the page cache (no second thread, no buffers).
+    fn start(file: std::fs::File, path: PathBuf, prefix: u64, size: u64) -> Self {
+        let direct = size.saturating_sub(prefix) >= 4 * DIRECT_BLOCK as u64;
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let _ = done_tx.send(write_loop(file, Some(&path), prefix, rx));
+            let path = direct.then_some(path.as_path());
+            let _ = done_tx.send(write_loop(file, path, prefix, rx));
         });
         Self {
             tx: Some(tx),
@@ -872,7 +875,7 @@ impl Peer {
         // The writing thread hashes what is already stored while the sender (told `resume`
         // at once) hashes its own copy of the prefix.
         receiver.hash_externally();
-        let writer = Writer::start(file, store.part_path(id), receiver.stored());
+        let writer = Writer::start(file, store.part_path(id), receiver.stored(), info.size);
         receiver.accept(now);
         self.hooks().on_event(&event(
             EventKind::ReceivedAuthorization,
