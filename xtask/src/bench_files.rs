@@ -3,9 +3,11 @@
 //! Builds `files-node` (proto-files' benchmark and fault-test binary) in release mode, starts
 //! one receiving server on a free port with its save directory under the target directory,
 //! then, one after the other on that server: raw WebSocket binary messages of the chunk size to
-//! a sink (the baseline), and the same number of bytes as a file at QoS 0, 1 and 2 (each file
-//! streamed from disk, written to disk, SHA-256 checked end to end). Prints MB/s, the ratio to
-//! the raw baseline, and the receiving server's peak RSS (VmHWM) after each run.
+//! a sink (the baseline), the same messages appended to a file by the server and synced (the
+//! disk's share, no protocol, no hashing), and the same number of bytes as a file at QoS 0, 1
+//! and 2 (each file streamed from disk, written to disk, SHA-256 checked end to end). Prints
+//! MB/s, the ratio to the raw baseline, the receiving server's peak RSS (VmHWM) after each run,
+//! the CPU seconds per GiB of the server and of the sending client, and the load average.
 //!
 //! Then the tus door: the same file uploaded by Python tuspy (a client neither side wrote) to a
 //! fresh `files-node serve` (tus at `/files/`) and to npm @tus/server with @tus/file-store (the
@@ -24,7 +26,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::proc::{Proc, kib_field, lines, target_dir};
+use crate::proc::{Proc, cpu_secs, kib_field, lines, target_dir};
 use crate::report::{Area, Better, Row};
 use crate::util::{cargo, root, step};
 
@@ -223,6 +225,27 @@ fn tus_rows(
     run().unwrap_or_else(|e| (vec![format!("tus rows failed: {e:#}")], Vec::new()))
 }
 
+/// User and system CPU seconds of this process's waited-for children (`cutime` + `cstime`).
+fn children_cpu_secs() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name's closing parenthesis start at field 3 (state).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // cutime and cstime are fields 16 and 17, in clock ticks (100 per second on Linux).
+    f.get(13).copied().unwrap_or(0.0) / 100.0 + f.get(14).copied().unwrap_or(0.0) / 100.0
+}
+
+/// The one-minute load average.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn hwm_kib(pid: u32) -> u64 {
     kib_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or(0)
 }
@@ -279,6 +302,8 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     let pid = server.pid();
     let idle = hwm_kib(pid);
 
+    // CPU seconds of the server, and of the waited-for children (the sending client), so far.
+    let cpu_now = || (cpu_secs(pid).unwrap_or(0.0), children_cpu_secs());
     let run_node = |args: &[String]| -> Result<String> {
         let o = Command::new(&bin)
             .args(args)
@@ -302,7 +327,20 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     };
     let mb = bytes as f64 / 1e6;
 
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    // "server/client CPU s per GiB, load average" of a run that started at `before`.
+    let cpu_since = |before: (f64, f64)| {
+        let (s, c) = cpu_now();
+        format!(
+            "cpu s/GiB server {:4.2} client {:4.2}   load {}",
+            (s - before.0) / gib,
+            (c - before.1) / gib,
+            load_average()
+        )
+    };
+
     eprintln!("\n==> raw WebSocket binary messages, {chunk} B each");
+    let before = cpu_now();
     let raw = run_node(&[
         "raw".into(),
         format!("ws://{addr}/raw"),
@@ -311,9 +349,28 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     ])?;
     let raw_rate = mb / secs_of(&raw, 2)?;
     let mut rows = vec![format!(
-        "raw binary     {raw_rate:8.1} MB/s   ratio  1.00   server peak RSS {:6} MiB",
-        hwm_kib(pid) / 1024
+        "raw binary     {raw_rate:8.1} MB/s   ratio  1.00   server peak RSS {:6} MiB   {}",
+        hwm_kib(pid) / 1024,
+        cpu_since(before)
     )];
+    // The same messages appended to a file on the server and synced: what a file transfer
+    // costs without its protocol and its SHA-256 (the disk's share of the gap).
+    eprintln!("\n==> raw WebSocket binary messages written to disk, {chunk} B each");
+    let before = cpu_now();
+    let disk = run_node(&[
+        "raw".into(),
+        format!("ws://{addr}/rawdisk"),
+        bytes.to_string(),
+        chunk.to_string(),
+    ])?;
+    let disk_rate = mb / secs_of(&disk, 2)?;
+    rows.push(format!(
+        "raw to disk    {disk_rate:8.1} MB/s   ratio {:5.2}   server peak RSS {:6} MiB   {}",
+        disk_rate / raw_rate,
+        hwm_kib(pid) / 1024,
+        cpu_since(before)
+    ));
+    let _ = fs::remove_file(work.join("srv").join("rawdisk.bin"));
     let mut area = Area::new(
         "files",
         "File transfer (proto-files, tus)",
@@ -328,6 +385,7 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     ));
     for qos in 0..=2 {
         eprintln!("\n==> file at QoS {qos}");
+        let before = cpu_now();
         let line = run_node(&[
             "send".into(),
             format!("ws://{addr}/files"),
@@ -340,9 +398,12 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
         }
         let rate = mb / secs_of(&line, 2)?;
         rows.push(format!(
-            "files QoS {qos}    {rate:8.1} MB/s   ratio {:5.2}   server peak RSS {:6} MiB",
+            "files QoS {qos}    {rate:8.1} MB/s   ratio {:5.2}   server peak RSS {:6} MiB   {}   \
+             {:4.2}x raw to disk",
             rate / raw_rate,
-            hwm_kib(pid) / 1024
+            hwm_kib(pid) / 1024,
+            cpu_since(before),
+            rate / disk_rate
         ));
         area.rows.push(Row::vs(
             format!("file at QoS {qos}"),

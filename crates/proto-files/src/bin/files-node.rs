@@ -3,13 +3,16 @@
 //!
 //! ```text
 //! files-node serve DIR [ADDR]                 receive into DIR (files protocol on any path, tus at
-//!                                             /files/, raw binary sink on /raw); prints "listening ADDR"
+//!                                             /files/, raw binary sink on /raw, raw binary messages
+//!                                             appended to DIR/rawdisk.bin and synced on /rawdisk);
+//!                                             prints "listening ADDR"
 //! files-node send URL FILE [QOS] [CHUNK]      send FILE; prints "sent BYTES SECS SHA256HEX" or "error ..."
-//! files-node raw URL BYTES CHUNK              send BYTES as binary messages of CHUNK bytes to /raw;
-//!                                             prints "raw BYTES SECS"
+//! files-node raw URL BYTES CHUNK              send BYTES as binary messages of CHUNK bytes to /raw
+//!                                             (or /rawdisk); prints "raw BYTES SECS"
 //! ```
 
 use std::{
+    io::Write as _,
     path::PathBuf,
     sync::{
         Arc,
@@ -20,6 +23,7 @@ use std::{
 
 use bytes::Bytes;
 use proto_files::{Config, Files, FilesClient, FilesHandler, NoHooks, QoS, SendOptions};
+use tokio::sync::{Mutex, mpsc};
 use ws_client::ClientConfig;
 use ws_server::{
     Binding, Body, ConnInfo, Ctx, Decision, Disconnect, Handler, Request, Response, Server,
@@ -29,6 +33,30 @@ use ws_server::{
 struct Node {
     files: FilesHandler,
     raw_bytes: Arc<AtomicU64>,
+    dir: PathBuf,
+    /// The `/rawdisk` connection's writing thread (one such connection at a time).
+    disk: Mutex<Option<DiskSink>>,
+}
+
+/// `/rawdisk`: binary messages appended to a file by a blocking thread (the disk-writing part
+/// of a file transfer without its protocol and hashing), synced when the text `done` arrives.
+struct DiskSink {
+    tx: mpsc::Sender<Bytes>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl DiskSink {
+    fn start(path: PathBuf) -> std::io::Result<Self> {
+        let mut file = std::fs::File::create(path)?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let done = tokio::task::spawn_blocking(move || {
+            while let Some(b) = rx.blocking_recv() {
+                file.write_all(&b)?;
+            }
+            file.sync_all()
+        });
+        Ok(Self { tx, done })
+    }
 }
 
 impl Handler for Node {
@@ -41,13 +69,38 @@ impl Handler for Node {
     }
 
     async fn on_connect(&self, ctx: &mut Ctx<'_>) {
-        if ctx.info().path() != "/raw" {
-            self.files.on_connect(ctx).await;
+        match ctx.info().path() {
+            "/raw" => {}
+            "/rawdisk" => match DiskSink::start(self.dir.join("rawdisk.bin")) {
+                Ok(s) => *self.disk.lock().await = Some(s),
+                Err(e) => eprintln!("rawdisk: {e}"),
+            },
+            _ => self.files.on_connect(ctx).await,
         }
     }
 
     async fn on_message(&self, ctx: &mut Ctx<'_>, msg: Message) {
-        if ctx.info().path() == "/raw" {
+        if ctx.info().path() == "/rawdisk" {
+            match msg {
+                Message::Binary(b) => {
+                    let tx = self.disk.lock().await.as_ref().map(|s| s.tx.clone());
+                    if let Some(tx) = tx {
+                        let _ = tx.send(b).await;
+                    }
+                }
+                Message::Text(_) => {
+                    let sink = self.disk.lock().await.take();
+                    let ok = match sink {
+                        Some(DiskSink { tx, done }) => {
+                            drop(tx);
+                            matches!(done.await, Ok(Ok(())))
+                        }
+                        None => false,
+                    };
+                    let _ = ctx.send(Message::Text(if ok { "ok" } else { "failed" }.into()));
+                }
+            }
+        } else if ctx.info().path() == "/raw" {
             match msg {
                 Message::Binary(b) => {
                     self.raw_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -74,13 +127,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "serve" => {
             let dir = PathBuf::from(arg(1));
             let addr = args.get(2).map_or("127.0.0.1:0", String::as_str).parse()?;
-            let files = Files::new(Config::default(), Some(dir), NoHooks)?;
+            let files = Files::new(Config::default(), Some(dir.clone()), NoHooks)?;
             let mut sc = ServerConfig::new(vec![Binding::plain(addr)]);
             sc.slow_reader = SlowReaderPolicy::Backpressure;
             sc.http.max_body = 1 << 40;
             let node = Node {
                 files: FilesHandler::new(files),
                 raw_bytes: Arc::new(AtomicU64::new(0)),
+                dir,
+                disk: Mutex::new(None),
             };
             let server = Server::start(sc, node).await?;
             println!("listening {}", server.local_addrs()[0]);
@@ -125,8 +180,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             ws.send_text("done").await?;
             while let Some(m) = ws.recv().await {
-                if m?.as_text() == Some("ok") {
-                    break;
+                match m?.as_text() {
+                    Some("ok") => break,
+                    Some(other) => return Err(format!("the sink answered {other}").into()),
+                    None => {}
                 }
             }
             println!("raw {sent} {:.3}", t.elapsed().as_secs_f64());
