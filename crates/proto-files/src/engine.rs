@@ -215,10 +215,11 @@ const PIPELINE_DEPTH: usize = 8;
 
 impl Writer {
     /// Starts the thread over `file` (opened for reading and writing, at `path`) whose first
-    /// `prefix` bytes of `size` are stored already. Direct I/O only pays for a few blocks or
-    /// more: a smaller rest goes through the page cache (no second thread, no buffers).
-    fn start(file: std::fs::File, path: PathBuf, prefix: u64, size: u64) -> Self {
-        let direct = size.saturating_sub(prefix) >= 4 * DIRECT_BLOCK as u64;
+    /// `prefix` bytes of `size` are stored already. Direct I/O (when `direct_io`) only pays
+    /// for a few blocks or more: a smaller rest goes through the page cache (no second thread,
+    /// no buffers).
+    fn start(file: std::fs::File, path: PathBuf, prefix: u64, size: u64, direct_io: bool) -> Self {
+        let direct = direct_io && size.saturating_sub(prefix) >= 4 * DIRECT_BLOCK as u64;
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -368,20 +369,10 @@ fn write_loop(
     })
 }
 
-/// `O_DIRECT` of the platforms where it is known (std has no constant for it).
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "x86")))]
-const O_DIRECT: Option<i32> = Some(0o40_000);
-#[cfg(all(target_os = "linux", any(target_arch = "aarch64", target_arch = "arm")))]
-const O_DIRECT: Option<i32> = Some(0o200_000);
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm"
-    )
-)))]
+/// `O_DIRECT`, where the platform has it (std has no constant for it).
+#[cfg(target_os = "linux")]
+const O_DIRECT: Option<i32> = Some(libc::O_DIRECT);
+#[cfg(not(target_os = "linux"))]
 const O_DIRECT: Option<i32> = None;
 
 /// Alignment of direct writes: their memory, file offset and length.
@@ -875,7 +866,13 @@ impl Peer {
         // The writing thread hashes what is already stored while the sender (told `resume`
         // at once) hashes its own copy of the prefix.
         receiver.hash_externally();
-        let writer = Writer::start(file, store.part_path(id), receiver.stored(), info.size);
+        let writer = Writer::start(
+            file,
+            store.part_path(id),
+            receiver.stored(),
+            info.size,
+            self.shared.config.direct_io,
+        );
         receiver.accept(now);
         self.hooks().on_event(&event(
             EventKind::ReceivedAuthorization,
