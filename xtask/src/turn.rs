@@ -366,8 +366,9 @@ pub(crate) fn bench(quick: bool) -> Result<Area> {
         "--example",
         "turn_load",
     ]);
+    // `--example` alone would leave out wskit's binary: it is named too.
     if prebuilt.is_none() {
-        build.args(["-p", "wskit"]);
+        build.args(["-p", "wskit", "--bin", "wskit"]);
     }
     if !build.status().context("cargo build")?.success() {
         bail!("building wskit / turn_load failed");

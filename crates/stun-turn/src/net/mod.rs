@@ -4,6 +4,7 @@
 
 mod client;
 mod random;
+mod send_batch;
 mod server;
 mod wire;
 

@@ -15,6 +15,8 @@ use crate::channel::frame_len;
 use crate::error::{ConfigError, Error};
 use crate::server::{Action, FiveTuple, PeerRefusal, Server, ServerConfig, ServerEvent, Transport};
 
+use super::send_batch::{SendBatch, Source};
+
 /// Runtime configuration of [`TurnServer`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -141,7 +143,7 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    batch_recv: BatchRecv,
+    batch_io: BatchIo,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     relay_ip: IpAddr,
     min_port: u16,
@@ -191,12 +193,13 @@ const BATCHES_PER_WAKE: usize = 4;
 
 /// The receive and output buffers the tasks of one thread share: one batch of slots (the pages
 /// of a slot become resident only when a datagram that long arrives), what the batch's
-/// datagrams are (kept here, not in each relay task: 32 of them weigh about 3 KB) and a reply
-/// buffer. No task holds them across an await.
+/// datagrams are (kept here, not in each relay task: 32 of them weigh about 3 KB), a reply
+/// buffer and the relayed datagrams the batch makes. No task holds them across an await.
 struct IoBuffers {
     recv: Vec<u8>,
     meta: [quinn_udp::RecvMeta; BATCH],
     out: Vec<u8>,
+    send: SendBatch,
 }
 
 thread_local! {
@@ -204,18 +207,20 @@ thread_local! {
         recv: vec![0u8; BATCH * SLOT],
         meta: [quinn_udp::RecvMeta::default(); BATCH],
         out: Vec::with_capacity(65_600),
+        send: SendBatch::default(),
     });
 }
 
-/// The receive side of quinn-udp: `recvmmsg` over our sockets. Its [`UdpSocketState`] is made on
-/// a socket of its own and dropped with it: the receive path reads whatever socket it is
-/// handed, and the options the state sets up for sending (the DF bit on every datagram,
-/// GRO, timestamps) would change what the relay does, so our sockets keep theirs.
+/// quinn-udp over our sockets: `recvmmsg` to receive, segmented sends (see [`SendBatch`]). Its
+/// [`UdpSocketState`] is made on a socket of its own and dropped with it: the receive and send
+/// paths use whatever socket they are handed, and the options the state sets up (the DF bit on
+/// every datagram, GRO, timestamps) would change what the relay does, so our sockets keep
+/// theirs. The state also says how many segments one send may carry.
 ///
 /// [`UdpSocketState`]: quinn_udp::UdpSocketState
-struct BatchRecv(quinn_udp::UdpSocketState);
+struct BatchIo(quinn_udp::UdpSocketState);
 
-impl BatchRecv {
+impl BatchIo {
     fn new() -> std::io::Result<Self> {
         let probe = std::net::UdpSocket::bind((IpAddr::from([127, 0, 0, 1]), 0))?;
         Ok(Self(quinn_udp::UdpSocketState::new((&probe).into())?))
@@ -540,8 +545,13 @@ impl Shared {
             for _ in 0..BATCHES_PER_WAKE {
                 let step = IO_BUFFERS.with(|cell| {
                     let mut guard = cell.borrow_mut();
-                    let IoBuffers { recv, meta, out } = &mut *guard;
-                    let n = match self.batch_recv.recv(&sock, recv, meta) {
+                    let IoBuffers {
+                        recv,
+                        meta,
+                        out,
+                        send,
+                    } = &mut *guard;
+                    let n = match self.batch_io.recv(&sock, recv, meta) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                         Err(_) => return Some(Vec::new()),
@@ -550,8 +560,9 @@ impl Shared {
                     let now = Instant::now();
                     let mut st = self.lock();
                     for (peer, data) in datagrams(recv, &meta[..n]) {
-                        self.peer_datagram(&mut st, relay, peer, data, out, now);
+                        self.peer_datagram(&mut st, relay, peer, data, out, send, now);
                     }
+                    self.flush(&st, send);
                     Self::drain(&mut st, &mut work);
                     Some(work)
                 });
@@ -564,8 +575,10 @@ impl Shared {
         }
     }
 
-    /// One datagram from a peer to relay `relay`: handed to the core, and what it gives sent
-    /// to the client (without waiting: a full socket buffer drops it, as the network would).
+    /// One datagram from a peer to relay `relay`: handed to the core, and what it gives queued
+    /// for a UDP client (sent with the rest of the batch, without waiting: a full socket
+    /// buffer drops it, as the network would) or handed to a TCP client's queue.
+    #[allow(clippy::too_many_arguments)]
     fn peer_datagram(
         &self,
         st: &mut State,
@@ -573,6 +586,7 @@ impl Shared {
         peer: SocketAddr,
         data: &[u8],
         out: &mut Vec<u8>,
+        send: &mut SendBatch,
         now: Instant,
     ) {
         out.clear();
@@ -587,11 +601,7 @@ impl Shared {
             out,
         );
         match to.transport {
-            Transport::Udp => {
-                if let Some(s) = self.udp.get(&to.server) {
-                    let _ = s.try_send_to(out, to.client);
-                }
-            }
+            Transport::Udp => send.push(Source::Listener(to.server), to.client, out),
             // Bounded per-client queue: a slow TCP client loses data, never memory.
             _ => {
                 if let Some(tx) = st.tcp_clients.get(&to) {
@@ -649,6 +659,18 @@ impl Shared {
         self.run_work(work);
     }
 
+    /// Sends the datagrams a received batch made (the relays they leave from are looked up in
+    /// `st`: one released meanwhile drops its datagrams).
+    fn flush(&self, st: &State, send: &mut SendBatch) {
+        send.flush(&self.batch_io.0, |source| match source {
+            Source::Listener(addr) => self.udp.get(&addr).map(|s| &**s),
+            Source::Relay(addr) => match st.relays.get(&addr) {
+                Some(Relay::Udp(s, _)) => Some(&**s),
+                _ => None,
+            },
+        });
+    }
+
     /// Receives on a client-facing UDP socket: wait for readability, then drain it in batches
     /// (one readiness wait and one lock of the core per batch, not per datagram).
     async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
@@ -660,8 +682,13 @@ impl Shared {
             for _ in 0..BATCHES_PER_WAKE {
                 let step = IO_BUFFERS.with(|cell| {
                     let mut guard = cell.borrow_mut();
-                    let IoBuffers { recv, meta, out } = &mut *guard;
-                    let n = match self.batch_recv.recv(&sock, recv, meta) {
+                    let IoBuffers {
+                        recv,
+                        meta,
+                        out,
+                        send,
+                    } = &mut *guard;
+                    let n = match self.batch_io.recv(&sock, recv, meta) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                         // An ICMP error queued on the socket (a client went away): next batch.
@@ -676,8 +703,9 @@ impl Shared {
                             client: from,
                             server: local,
                         };
-                        Self::client_datagram(&mut st, &sock, ft, data, out, now);
+                        Self::client_datagram(&mut st, &sock, ft, data, out, send, now);
                     }
+                    self.flush(&st, send);
                     Self::drain(&mut st, &mut work);
                     Some(work)
                 });
@@ -690,14 +718,16 @@ impl Shared {
         }
     }
 
-    /// One datagram from a UDP client: handed to the core; a relayed payload goes to its peer,
-    /// a reply back to the client, both without waiting.
+    /// One datagram from a UDP client: handed to the core; a relayed payload is queued for its
+    /// peer (sent with the rest of the batch), a reply goes back to the client at once, both
+    /// without waiting.
     fn client_datagram(
         st: &mut State,
         sock: &UdpSocket,
         ft: FiveTuple,
         data: &[u8],
         out: &mut Vec<u8>,
+        send: &mut SendBatch,
         now: Instant,
     ) {
         out.clear();
@@ -707,11 +737,7 @@ impl Shared {
                 relay,
                 peer,
                 payload,
-            } => {
-                if let Some(Relay::Udp(s, _)) = st.relays.get(&relay) {
-                    let _ = s.try_send_to(&data[payload], peer);
-                }
-            }
+            } => send.push(Source::Relay(relay), peer, &data[payload]),
             Action::Reply => {
                 super::wire::log(super::wire::Dir::Out, "udp", ft.server, ft.client, out);
                 let _ = sock.try_send_to(out, ft.client);
@@ -984,7 +1010,7 @@ impl TurnServer {
             super::OsRandom::new(),
         )?;
         let shared = Arc::new(Shared {
-            batch_recv: BatchRecv::new()?,
+            batch_io: BatchIo::new()?,
             state: Mutex::new(State {
                 core,
                 relays: HashMap::new(),
