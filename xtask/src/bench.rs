@@ -3,7 +3,8 @@
 //! ```text
 //! cargo xtask bench [micro] [--filter F]   criterion micro-benchmarks (wskit-benches)
 //! cargo xtask bench echo [--secs 5] [--client-threads 1]
-//!                                          wskit serve vs fastwebsockets vs tokio-tungstenite
+//!                                          wskit serve vs fastwebsockets vs tokio-tungstenite,
+//!                                          with wskit bench and load-tungstenite, pinned
 //! cargo xtask bench rss [--conns 10000]    server RSS per idle WebSocket connection
 //! cargo xtask bench mqtt [--rate 1000] [--clients 1000]
 //!                                          proto-mqtt vs rumqttc against mosquitto
@@ -19,11 +20,14 @@
 //!
 //! `echo` builds release binaries, starts `wskit serve --threads 1` and the two peer echo
 //! servers of the benches package (each on one current_thread runtime) on free loopback ports,
-//! and drives each in turn with `wskit bench` (the uWebSockets load_test protocol: every
-//! connection keeps one masked binary message in flight) over the matrix 100x20 B, 10x1 KiB,
-//! 200x16 KiB and 500x16 KiB. It prints messages per second, the ratios of wskit to each peer,
-//! and the CPU time each server and the generator used per message, so a run where the
-//! generator saturated its thread shows as such.
+//! and drives each in turn with two load generators over the matrix 100x20 B, 10x1 KiB,
+//! 200x16 KiB and 500x16 KiB: `wskit bench` (ours, the uWebSockets load_test protocol) and
+//! `load-tungstenite` (tokio-tungstenite's client, one current_thread runtime: a client we did
+//! not write, so that our generator cannot flatter our server). Both keep one masked binary
+//! message in flight per connection. With taskset and two CPUs, every server is pinned to CPU 0
+//! and the generator to CPU 1. It prints messages per second, the ratios of wskit to each peer
+//! for each generator, and the CPU time each server and the generator used per message, so a
+//! run where the generator saturated its CPU shows as such (and is named in the area's notes).
 //!
 //! `rss` opens `--conns` idle connections (`wskit bench --idle`) to each server and reports the
 //! growth of the server's VmRSS divided by the connection count. Both sides run under
@@ -196,12 +200,69 @@ enum Generator<'a> {
     Load(&'a Path),
 }
 
+impl Generator<'_> {
+    /// The generator's name in tables and row labels.
+    fn name(&self) -> String {
+        match self {
+            Self::WskitBench { .. } => "wskit bench".to_owned(),
+            Self::Load(program) => program
+                .file_name()
+                .map_or_else(|| "load".to_owned(), |n| n.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// The CPU every server under test is pinned to, and the one the load generator is pinned to
+/// (`taskset -c`), so that neither takes the other's core.
+const SERVER_CPU: &str = "0";
+const GENERATOR_CPU: &str = "1";
+
+/// Whether servers and generators are pinned: taskset is there and the machine has two CPUs.
+fn pinning() -> bool {
+    have("taskset") && std::thread::available_parallelism().map_or(0, usize::from) >= 2
+}
+
+/// `program args` under `taskset -c CPU` when `cpu` is given. taskset executes the program in
+/// its own process, so the pid (CPU time, RSS) is the program's.
+fn pinned(cpu: Option<&str>, program: &Path, args: Vec<String>) -> (PathBuf, Vec<String>) {
+    match cpu {
+        Some(cpu) => {
+            let mut line = vec![
+                "-c".to_owned(),
+                cpu.to_owned(),
+                program.to_string_lossy().into_owned(),
+            ];
+            line.extend(args);
+            (PathBuf::from("taskset"), line)
+        }
+        None => (program.to_path_buf(), args),
+    }
+}
+
+/// Starts a server (on [`SERVER_CPU`] when `pin`) on a free port and waits until it accepts TCP
+/// connections.
+fn start_pinned(spec: &ServerSpec, pin: bool) -> Result<(Proc, u16)> {
+    let args: Vec<String> = spec.args.iter().map(|a| (*a).to_owned()).collect();
+    let (program, args) = pinned(pin.then_some(SERVER_CPU), &spec.program, args);
+    start_args(spec.name, &program, &args)
+}
+
+/// The 1-minute load average (`uptime`), for the record of a noisy run.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Runs one cell: the generator (on `cpu` when given) against the server on `port`.
 fn run_cell(
     generator: &Generator<'_>,
     server: &Proc,
     port: u16,
     (conns, size): (u64, u64),
     secs: u64,
+    cpu: Option<&str>,
 ) -> Result<Cell> {
     let mut args: Vec<String> = vec![
         format!("ws://127.0.0.1:{port}/echo"),
@@ -225,9 +286,12 @@ fn run_cell(
         }
         Generator::Load(program) => (*program, 1),
     };
+    // Pinned to one CPU, the generator's threads share it: its busy share is of that CPU.
+    let client_cpus = if cpu.is_some() { 1 } else { client_threads };
+    let (program, args) = pinned(cpu, program, args);
     let server_cpu = cpu_secs(server.pid());
     let mut client = Proc::new(
-        with_nofile(program, &args)
+        with_nofile(&program, &args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -239,18 +303,21 @@ fn run_cell(
     // Sample the generator's CPU time while it runs (it is gone once it has printed).
     let mut client_cpu = None;
     let mut measuring_since = None;
+    let mut server_since = server_cpu;
     let mut summary = None;
     let deadline = Instant::now() + Duration::from_secs(secs + 120);
     while summary.is_none() {
         match lines_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) if line.starts_with("connected:") => {
                 measuring_since = cpu_secs(client.pid());
+                // The server's CPU from here on: the measured echoes, not the handshakes.
+                server_since = cpu_secs(server.pid());
             }
             Ok(line) if line.starts_with("summary:") => summary = Some(line),
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if Instant::now() > deadline {
-                    bail!("wskit bench did not finish within {} s", secs + 120);
+                    bail!("the generator did not finish within {} s", secs + 120);
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -261,13 +328,13 @@ fn run_cell(
             client_cpu = Some(now);
         }
     }
-    let server_cpu = server_cpu.zip(cpu_secs(server.pid())).map(|(a, b)| b - a);
+    let server_cpu = server_since.zip(cpu_secs(server.pid())).map(|(a, b)| b - a);
     let status = client.child.wait()?;
     let Some(summary) = summary else {
-        bail!("wskit bench printed no summary ({status})");
+        bail!("the generator printed no summary ({status})");
     };
     if !status.success() {
-        bail!("wskit bench failed ({status}): {summary}");
+        bail!("the generator failed ({status}): {summary}");
     }
     let msgs_per_sec = summary_field(&summary, "msgs_per_sec").context("msgs_per_sec")?;
     let messages = summary_field(&summary, "messages").unwrap_or(0.0);
@@ -280,7 +347,7 @@ fn run_cell(
         server_cpu_share: server_cpu.map(|c| c / run_secs),
         client_cpu_share: client_cpu
             .zip(measuring_since)
-            .map(|(end, start)| (end - start) / run_secs / client_threads as f64),
+            .map(|(end, start)| (end - start) / run_secs / client_cpus as f64),
     })
 }
 
@@ -292,30 +359,77 @@ fn label((conns, size): (u64, u64)) -> String {
     }
 }
 
+/// The row label of a cell measured with generator number `g` (0: `wskit bench`, whose rows
+/// keep the plain cell label of earlier runs).
+fn case_label(g: usize, name: &str, cell: (u64, u64)) -> String {
+    if g == 0 {
+        label(cell)
+    } else {
+        format!("{} ({name})", label(cell))
+    }
+}
+
+/// A generator busier than this (of its CPU) may be what limits a cell.
+const GENERATOR_SATURATED: f64 = 0.9;
+
 fn echo(secs: u64, client_threads: u64) -> Result<Vec<Area>> {
     if secs == 0 || client_threads == 0 {
         bail!("--secs and --client-threads must be at least 1");
     }
     let bins = binaries()?;
-    // results[server][cell]
-    let mut results: Vec<Vec<Cell>> = Vec::new();
-    for spec in &bins.servers {
-        let (server, port) = start(spec)?;
-        let mut row = Vec::new();
-        for cell in MATRIX {
-            eprintln!("==> {} {} for {secs} s", spec.name, label(cell));
-            let generator = Generator::WskitBench {
-                wskit: &bins.wskit,
-                threads: client_threads,
-            };
-            let r = run_cell(&generator, &server, port, cell, secs)
-                .with_context(|| format!("{} {}", spec.name, label(cell)))?;
-            eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
-            row.push(r);
+    let load_tungstenite = target_dir().join("release").join("load-tungstenite");
+    // Ours, and an independent one: a client we did not write (tokio-tungstenite's).
+    let generators = [
+        Generator::WskitBench {
+            wskit: &bins.wskit,
+            threads: client_threads,
+        },
+        Generator::Load(&load_tungstenite),
+    ];
+    let gen_names: Vec<String> = generators.iter().map(Generator::name).collect();
+    let pin = pinning();
+    let cpu = pin.then_some(GENERATOR_CPU);
+    let load_before = load_average();
+    eprintln!(
+        "==> echo: load average {load_before}; {}",
+        if pin {
+            "servers pinned to CPU 0, generators to CPU 1"
+        } else {
+            "not pinned (no taskset or one CPU)"
         }
-        drop(server);
-        results.push(row);
+    );
+    // Every server runs for the whole matrix (idle while another is measured); the cells are
+    // interleaved (cell, generator, server) so that a change in the machine's load falls on
+    // every server alike.
+    let mut servers = Vec::new();
+    for spec in &bins.servers {
+        servers.push(start_pinned(spec, pin)?);
     }
+    // results[generator][server][cell]
+    let mut results: Vec<Vec<Vec<Cell>>> = generators
+        .iter()
+        .map(|_| bins.servers.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for cell in MATRIX {
+        for (g, generator) in generators.iter().enumerate() {
+            for (s, spec) in bins.servers.iter().enumerate() {
+                let (server, port) = &servers[s];
+                eprintln!(
+                    "==> {} {} with {} for {secs} s",
+                    spec.name,
+                    label(cell),
+                    gen_names[g]
+                );
+                let r = run_cell(generator, server, *port, cell, secs, cpu).with_context(|| {
+                    format!("{} {} with {}", spec.name, label(cell), gen_names[g])
+                })?;
+                eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
+                results[g][s].push(r);
+            }
+        }
+    }
+    drop(servers);
+    let load_after = load_average();
 
     let names: Vec<&str> = bins.servers.iter().map(|s| s.name).collect();
     let mut area = Area::new(
@@ -323,65 +437,134 @@ fn echo(secs: u64, client_threads: u64) -> Result<Vec<Area>> {
         "WebSocket echo server",
         &format!("cargo xtask bench echo --secs {secs} --client-threads {client_threads}"),
     );
+    let pinning_note = if pin {
+        "every server pinned to CPU 0 and the generator to CPU 1 (taskset)"
+    } else {
+        "not pinned (no taskset, or one CPU)"
+    };
     area.note(format!(
-        "Messages per second with `wskit bench` as the load generator (every connection keeps \
-         one masked binary message in flight; {secs} s per cell, generator on \
-         {client_threads} thread(s)); every server on one current_thread runtime. Server CPU \
-         is the server's CPU time per echoed message."
+        "Messages per second with two load generators, each keeping one masked binary message \
+         in flight per connection: `wskit bench` (ours; {client_threads} thread(s)) and \
+         `load-tungstenite` (tokio-tungstenite's client on one current_thread runtime, a \
+         client we did not write; its rows carry its name). {secs} s per cell, cells \
+         interleaved across servers; every server on one current_thread runtime; \
+         {pinning_note}. Server CPU is the server's CPU time per echoed message, counted once \
+         every connection is open. Load average {load_before} before, {load_after} after."
     ));
-    for (i, cell) in MATRIX.iter().enumerate() {
-        for (p, peer) in names.iter().enumerate().skip(1) {
-            area.rows.push(Row::vs(
-                label(*cell),
-                "msgs/s",
-                Better::HigherIsBetter,
-                ("wskit", results[0][i].msgs_per_sec),
-                (peer, results[p][i].msgs_per_sec),
-            ));
+    let mut saturated = Vec::new();
+    for (g, gen_rows) in results.iter().enumerate() {
+        for (s, row) in gen_rows.iter().enumerate() {
+            for (i, c) in row.iter().enumerate() {
+                if c.client_cpu_share.is_some_and(|b| b > GENERATOR_SATURATED) {
+                    saturated.push(format!(
+                        "{} against {} ({:.0}%)",
+                        case_label(g, &gen_names[g], MATRIX[i]),
+                        names[s],
+                        c.client_cpu_share.unwrap_or(0.0) * 100.0
+                    ));
+                }
+            }
         }
     }
-    for (i, cell) in MATRIX.iter().enumerate() {
-        for (p, peer) in names.iter().enumerate().skip(1) {
-            if let (Some(ours), Some(theirs)) = (
-                results[0][i].server_us_per_msg,
-                results[p][i].server_us_per_msg,
-            ) {
+    if saturated.is_empty() {
+        area.note(format!(
+            "No generator was busier than {:.0}% of its CPU in any cell: the servers, not the \
+             generators, set the rates.",
+            GENERATOR_SATURATED * 100.0
+        ));
+    } else {
+        area.note(format!(
+            "Generator busier than {:.0}% of its CPU (the rate may understate the server): {}.",
+            GENERATOR_SATURATED * 100.0,
+            saturated.join(", ")
+        ));
+    }
+    for (g, gen_rows) in results.iter().enumerate() {
+        for (i, cell) in MATRIX.iter().enumerate() {
+            for (p, peer) in names.iter().enumerate().skip(1) {
                 area.rows.push(Row::vs(
-                    format!("{} server CPU", label(*cell)),
-                    "µs/msg",
-                    Better::LowerIsBetter,
-                    ("wskit", ours),
-                    (peer, theirs),
+                    case_label(g, &gen_names[g], *cell),
+                    "msgs/s",
+                    Better::HigherIsBetter,
+                    ("wskit", gen_rows[0][i].msgs_per_sec),
+                    (peer, gen_rows[p][i].msgs_per_sec),
                 ));
             }
         }
     }
+    for (g, gen_rows) in results.iter().enumerate() {
+        for (i, cell) in MATRIX.iter().enumerate() {
+            for (p, peer) in names.iter().enumerate().skip(1) {
+                if let (Some(ours), Some(theirs)) = (
+                    gen_rows[0][i].server_us_per_msg,
+                    gen_rows[p][i].server_us_per_msg,
+                ) {
+                    area.rows.push(Row::vs(
+                        format!("{} server CPU", case_label(g, &gen_names[g], *cell)),
+                        "µs/msg",
+                        Better::LowerIsBetter,
+                        ("wskit", ours),
+                        (peer, theirs),
+                    ));
+                }
+            }
+        }
+    }
+    for (g, gen_rows) in results.iter().enumerate() {
+        print_echo_tables(&gen_names[g], &names, gen_rows, secs);
+    }
     println!();
     println!(
-        "Echo throughput, messages per second (wskit bench, {secs} s per cell, generator on \
-         {client_threads} thread(s); every server on one thread)"
+        "({pinning_note}; load average {load_before} before, {load_after} after. A server near \
+         100% busy is the limit of its cell; when the generator is near 100% busy instead, \
+         msgs/s understates that server, and CPU per message compares the implementations \
+         either way)"
     );
+    for s in &saturated {
+        println!("generator saturated: {s}");
+    }
+    let clients = clients(&bins, secs, pin)?;
+    Ok(vec![area, clients])
+}
+
+/// The throughput and CPU tables of one generator (`rows[server][cell]`, wskit first).
+fn print_echo_tables(generator: &str, names: &[&str], rows: &[Vec<Cell>], secs: u64) {
     println!();
     println!(
-        "| conns x size | {} | wskit/fastwebsockets | wskit/tungstenite |",
-        names.join(" | ")
+        "Echo throughput with {generator}, messages per second ({secs} s per cell; every server \
+         on one thread)"
     );
-    println!("|---|{}---|---|", "---:|".repeat(names.len()));
+    println!();
+    let peers: Vec<String> = names.iter().skip(1).map(|p| format!("wskit/{p}")).collect();
+    println!(
+        "| conns x size | {} | {} |",
+        names.join(" | "),
+        peers.join(" | ")
+    );
+    println!(
+        "|---|{}{}",
+        "---:|".repeat(names.len()),
+        "---:|".repeat(peers.len())
+    );
     for (i, cell) in MATRIX.iter().enumerate() {
-        let rates: Vec<f64> = results.iter().map(|row| row[i].msgs_per_sec).collect();
+        let rates: Vec<f64> = rows.iter().map(|row| row[i].msgs_per_sec).collect();
         let cols: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        let ratios: Vec<String> = rates
+            .iter()
+            .skip(1)
+            .map(|r| format!("{:.2}", rates[0] / r))
+            .collect();
         println!(
-            "| {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} |",
             label(*cell),
             cols.join(" | "),
-            rates[0] / rates[1],
-            rates[0] / rates[2]
+            ratios.join(" | ")
         );
     }
     println!();
     println!(
-        "Server CPU time per message (us); CPU use of each server (its one thread) and of the \
-         generator (its threads), in server order"
+        "Server CPU time per message (us) with {generator}; CPU use of each server (its one \
+         thread) and of the generator, in server order"
     );
     println!();
     println!(
@@ -392,15 +575,15 @@ fn echo(secs: u64, client_threads: u64) -> Result<Vec<Area>> {
     let fmt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
     let pct = |v: f64| format!("{:.0}%", v * 100.0);
     for (i, cell) in MATRIX.iter().enumerate() {
-        let cols: Vec<String> = results
+        let cols: Vec<String> = rows
             .iter()
             .map(|row| fmt(row[i].server_us_per_msg, &|v| format!("{v:.2}")))
             .collect();
-        let server_busy: Vec<String> = results
+        let server_busy: Vec<String> = rows
             .iter()
             .map(|row| fmt(row[i].server_cpu_share, &pct))
             .collect();
-        let client_busy: Vec<String> = results
+        let client_busy: Vec<String> = rows
             .iter()
             .map(|row| fmt(row[i].client_cpu_share, &pct))
             .collect();
@@ -412,36 +595,28 @@ fn echo(secs: u64, client_threads: u64) -> Result<Vec<Area>> {
             client_busy.join(" / ")
         );
     }
-    println!();
-    println!(
-        "(a server near 100% busy is the limit of its cell; when the generator is near 100% \
-         instead, msgs/s understates that server, and CPU per message compares the \
-         implementations either way)"
-    );
-    let clients = clients(&bins, secs)?;
-    Ok(vec![area, clients])
 }
 
 /// The same load driven through ws-client and through tokio-tungstenite's client against
 /// `wskit serve` (one thread): the client side of the comparison.
-fn clients(bins: &Binaries, secs: u64) -> Result<Area> {
+fn clients(bins: &Binaries, secs: u64, pin: bool) -> Result<Area> {
     let release = target_dir().join("release");
     let generators = [
         ("ws-client", release.join("load-wsclient")),
         ("tungstenite", release.join("load-tungstenite")),
     ];
-    let (server, port) = start(&bins.servers[0])?;
-    let mut rows: Vec<Vec<Cell>> = Vec::new();
-    for (name, program) in &generators {
-        let mut row = Vec::new();
-        for cell in MATRIX {
+    let (server, port) = start_pinned(&bins.servers[0], pin)?;
+    let cpu = pin.then_some(GENERATOR_CPU);
+    let mut rows: Vec<Vec<Cell>> = generators.iter().map(|_| Vec::new()).collect();
+    // Interleaved, as in the server comparison.
+    for cell in MATRIX {
+        for (g, (name, program)) in generators.iter().enumerate() {
             eprintln!("==> client {name} {} for {secs} s", label(cell));
-            let r = run_cell(&Generator::Load(program), &server, port, cell, secs)
+            let r = run_cell(&Generator::Load(program), &server, port, cell, secs, cpu)
                 .with_context(|| format!("client {name} {}", label(cell)))?;
             eprintln!("    {:.0} msgs/s", r.msgs_per_sec);
-            row.push(r);
+            rows[g].push(r);
         }
-        rows.push(row);
     }
     drop(server);
     let mut area = Area::new(
@@ -452,7 +627,12 @@ fn clients(bins: &Binaries, secs: u64) -> Result<Area> {
     area.note(format!(
         "Messages per second through ws-client and through tokio-tungstenite's client against \
          `wskit serve` (one thread), each generator on one thread with the same driver around \
-         each client; {secs} s per cell."
+         each client; {secs} s per cell{}.",
+        if pin {
+            "; the server pinned to CPU 0, the generator to CPU 1"
+        } else {
+            ""
+        }
     ));
     for (i, cell) in MATRIX.iter().enumerate() {
         area.rows.push(Row::vs(

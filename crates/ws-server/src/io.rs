@@ -143,7 +143,6 @@ impl Transport for Io {
         probe: bool,
     ) -> Poll<io::Result<usize>> {
         match self {
-            // poll_read_ready uses the stream's single reader slot: no waiter list, no lock.
             Self::Plain(s) => {
                 if probe {
                     let mut one = [0u8; 1];
@@ -152,13 +151,12 @@ impl Transport for Io {
                         return Poll::Ready(Ok(0));
                     }
                 }
-                loop {
-                    ready!(s.poll_read_ready(cx))?;
-                    match s.try_read_buf(ws.read_buf()) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        other => return Poll::Ready(other),
-                    }
-                }
+                // TcpStream's own poll_read (the stream's single reader slot: no waiter list,
+                // no lock), not poll_read_ready + try_read: a read that leaves room in the
+                // buffer drained the socket, and poll_read then clears the readiness, so the
+                // next wait parks at once instead of spending a read on EAGAIN (one syscall
+                // per echoed message with one message in flight).
+                pin!(s.read_buf(ws.read_buf())).poll(cx)
             }
             Self::Tls { r, .. } => pin!(r.read_buf(ws.read_buf())).poll(cx),
         }
