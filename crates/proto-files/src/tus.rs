@@ -469,7 +469,7 @@ impl Tus {
 
     /// Whether the upload expired (then it is removed, unless a request holds it).
     fn expired(&self, id: FileId, meta: &Meta, locked: bool) -> bool {
-        if !meta.expires.is_some_and(|e| e <= unix_now()) {
+        if meta.expires.is_none_or(|e| e > unix_now()) {
             return false;
         }
         if locked {
@@ -603,8 +603,9 @@ impl Tus {
             None => None,
         };
         // Writing and hashing on a blocking thread, the body read here: they overlap, and the
-        // bounded channel keeps memory flat (at most 2 batches of about BATCH_BYTES queued).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(2);
+        // bounded channel keeps memory flat (at most 4 batches of about BATCH_BYTES queued, a
+        // few MiB per upload in flight; a queue of 2 stalled the reader more and cost more CPU).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(4);
         let writer =
             tokio::task::spawn_blocking(move || write_loop(file, offset, whole, want, &mut rx));
         let mut at = offset;
