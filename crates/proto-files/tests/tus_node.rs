@@ -172,7 +172,7 @@ async fn our_tus_client_uploads_to_our_tus_door() {
 
 /// `https://`: our client uploads over TLS (a throwaway CA given with `with_tls`), resumes, and
 /// the stored file matches; without trusting that CA the upload fails with a TLS error instead
-/// of sending anything in the clear.
+/// of sending anything in the clear, and a plain `http://` client to the same port fails.
 #[tokio::test]
 async fn our_tus_client_uploads_over_tls() {
     let pki = ws_tls::test_certs::TestPki::generate();
@@ -188,6 +188,11 @@ async fn our_tus_client_uploads_over_tls() {
     let port = server.local_addrs()[0].port();
     let path = make_file(tmp.path(), "tls.bin", 500_003, 43);
     let url = format!("https://localhost:{port}/files/");
+
+    // The port speaks TLS only: a plain-text client gets no tus answer there, so the uploads
+    // below went through TLS.
+    let plain = TusClient::new(&format!("http://localhost:{port}/files/"), 100_000).unwrap();
+    assert!(plain.upload(&path, None, None).await.is_err());
 
     let untrusted = TusClient::new(&url, 100_000).unwrap();
     let e = untrusted.upload(&path, None, None).await.unwrap_err();

@@ -11,6 +11,9 @@ use crate::{error::Error, io::Io};
 
 /// Reads of the body reserve at least this much room.
 const READ_CHUNK: usize = 16 * 1024;
+/// ... and this much while more than that is still to come (a `Content-Length` body), or once
+/// that much came (a chunked one): a large upload took a read call per 16 KiB.
+const READ_CHUNK_LARGE: usize = 256 * 1024;
 
 /// A request body, read on demand. Chunks come out as they arrive ([`Body::chunk`]); the whole
 /// body is bounded by [`crate::HttpLimits::max_body`] (413), a stall longer than
@@ -129,8 +132,18 @@ impl Body<'_> {
                     return Err(self.fail(408, "timed out".into()));
                 }
             }
-            if self.rx.capacity() - self.rx.len() < READ_CHUNK / 4 {
-                self.rx.reserve(READ_CHUNK);
+            let large = READ_CHUNK_LARGE as u64;
+            let received = self.decoder.received();
+            let want = if self
+                .length
+                .map_or(received >= large, |n| n.saturating_sub(received) > large)
+            {
+                READ_CHUNK_LARGE
+            } else {
+                READ_CHUNK
+            };
+            if self.rx.capacity() - self.rx.len() < want / 4 {
+                self.rx.reserve(want);
             }
             match tokio::time::timeout(self.timeout, self.io.read_buf(self.rx)).await {
                 Err(_) => return Err(self.fail(408, "request body timed out".into())),
