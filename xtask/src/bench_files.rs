@@ -601,9 +601,11 @@ pub(crate) fn run(mib: u64, chunk: u64) -> Result<Area> {
     area.note(format!(
         "{mib} MiB over loopback in {chunk} B chunks. proto-files at QoS 0, 1 and 2 (streamed \
          from disk, written to disk, SHA-256 checked) against raw WebSocket binary messages to \
-         a sink on the same server (our own baseline: the ratio is the cost of the protocol); \
-         then a tus upload by Python tuspy to files-node and to @tus/server (skipped when \
-         tuspy or the npm packages are missing)."
+         a sink on the same server (our own baseline: the ratio is the cost of the protocol) \
+         and to a file on the server (raw to disk); then tus uploads to files-node and to \
+         @tus/server by three clients neither side wrote: Python tuspy in 16 MiB PATCHes, \
+         curl in one PATCH and curl in 16 MiB PATCHes (each skipped when its client or the \
+         npm packages are missing), with each server's CPU seconds per GiB."
     ));
     for qos in 0..=2 {
         eprintln!("\n==> file at QoS {qos}");
