@@ -678,8 +678,10 @@ impl Tus {
         // Synced once, when the upload is complete (before it moves into place), not after
         // every PATCH: an fsync per request stalled the client for the disk's write-back of the
         // whole request body. After a crash, the offset HEAD reports is what reached the disk.
+        // A failed sync is the request's error: the upload is not reported complete when its
+        // bytes may not be on the disk.
         if at == meta.info.size {
-            let _ = file.sync_data();
+            file.sync_data().map_err(storage)?;
         }
         drop(file);
         let whole = w.whole;
