@@ -769,10 +769,9 @@ fn file_payload(
     let files::Opened {
         content_type,
         len,
-        modified,
+        validators: v,
         data,
     } = *o;
-    let v = files::Validators::new(len, modified);
     let has_type = fields
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
