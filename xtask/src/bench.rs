@@ -773,27 +773,58 @@ fn http(secs: u64, conns: u64) -> Result<Area> {
         .map(str::to_owned)
         .chain([docroot.to_string_lossy().into_owned()])
         .collect();
-    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    // Rounds alternate which server goes first; each figure is the median of its rounds, so
+    // that a burst of load on the shared machine moves one round, not the result. The CPU
+    // time each server used per request (utime + stime over all rounds) does not depend on
+    // how fast wrk, on its one thread, could ask.
+    const ROUNDS: usize = 3;
     let (wskit_proc, wskit_port) = start_args("wskit", &bins.wskit, &wskit_args)?;
     let (nginx_proc, nginx_port) = start_nginx(&work, &docroot)?;
-    for (name, _) in HTTP_FILES {
-        let a = wrk(wskit_port, name, secs, conns)?;
-        let b = wrk(nginx_port, name, secs, conns)?;
-        eprintln!("    {name}: wskit {a:.0} req/s, nginx {b:.0} req/s");
-        rows.push((name, a, b));
+    let servers = [(&wskit_proc, wskit_port), (&nginx_proc, nginx_port)];
+    // Per file and server: the rounds' req/s, then CPU seconds and requests in all.
+    let mut rate: Vec<[Vec<f64>; 2]> = HTTP_FILES.iter().map(|_| Default::default()).collect();
+    let mut cpu = [[(0f64, 0f64); 2]; HTTP_FILES.len()];
+    for round in 0..ROUNDS {
+        for (f, (name, _)) in HTTP_FILES.iter().enumerate() {
+            for k in 0..2 {
+                let s = if round % 2 == 0 { k } else { 1 - k };
+                let (proc, port) = servers[s];
+                let before = cpu_secs(proc.pid());
+                let rps = wrk(port, name, secs, conns)?;
+                if let Some((a, b)) = before.zip(cpu_secs(proc.pid())) {
+                    cpu[f][s].0 += b - a;
+                    cpu[f][s].1 += rps * secs as f64;
+                }
+                rate[f][s].push(rps);
+            }
+        }
     }
     drop(wskit_proc);
     drop(nginx_proc);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let us_per_req = |(secs, reqs): (f64, f64)| (reqs > 0.0).then(|| secs / reqs * 1e6);
     println!();
     println!(
-        "Static files, requests per second (wrk -t1 -c{conns} -d{secs}s, keep-alive; each server \
-         on one worker thread, the same directory)"
+        "Static files, requests per second (wrk -t1 -c{conns} -d{secs}s, keep-alive, median of \
+         {ROUNDS} rounds; each server on one worker thread, the same directory), and each \
+         server's CPU time per request"
     );
     println!();
-    println!("| file | wskit | nginx | wskit/nginx |");
-    println!("|---|---:|---:|---:|");
-    for (name, a, b) in &rows {
-        println!("| {name} | {a:.0} | {b:.0} | {:.2} |", a / b);
+    println!("| file | wskit | nginx | wskit/nginx | wskit CPU/req | nginx CPU/req |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} us"));
+    for (f, (name, _)) in HTTP_FILES.iter().enumerate() {
+        let (a, b) = (median(&rate[f][0]), median(&rate[f][1]));
+        println!(
+            "| {name} | {a:.0} | {b:.0} | {:.2} | {} | {} |",
+            a / b,
+            us(us_per_req(cpu[f][0])),
+            us(us_per_req(cpu[f][1]))
+        );
     }
     let mut area = Area::new(
         "http",
@@ -801,18 +832,31 @@ fn http(secs: u64, conns: u64) -> Result<Area> {
         &format!("cargo xtask bench http --secs {secs} --conns {conns}"),
     );
     area.note(format!(
-        "Requests per second, `wrk -t1 -c{conns} -d{secs}s` with keep-alive; `wskit serve \
-         --root` and nginx (sendfile on, no access log) each on one worker thread, serving the \
-         same directory."
+        "Requests per second, `wrk -t1 -c{conns} -d{secs}s` with keep-alive, the median of \
+         {ROUNDS} rounds that alternate which server goes first; `wskit serve --root` and nginx \
+         (sendfile on, no access log) each on one worker thread, serving the same directory. \
+         wrk on its one thread is usually the limit for the small files: the CPU time each \
+         server used per request (utime + stime over all rounds, lower is better) is the \
+         figure the machine's load moves least."
     ));
-    for ((name, a, b), (_, size)) in rows.iter().zip(HTTP_FILES) {
+    for (f, (name, size)) in HTTP_FILES.iter().enumerate() {
+        let case = format!("{name} ({})", human(*size as u64));
         area.rows.push(Row::vs(
-            format!("{name} ({})", human(size as u64)),
+            case.clone(),
             "req/s",
             Better::HigherIsBetter,
-            ("wskit", *a),
-            ("nginx", *b),
+            ("wskit", median(&rate[f][0])),
+            ("nginx", median(&rate[f][1])),
         ));
+        if let (Some(a), Some(b)) = (us_per_req(cpu[f][0]), us_per_req(cpu[f][1])) {
+            area.rows.push(Row::vs(
+                format!("{case} CPU"),
+                "us/req",
+                Better::LowerIsBetter,
+                ("wskit", a),
+                ("nginx", b),
+            ));
+        }
     }
     Ok(area)
 }

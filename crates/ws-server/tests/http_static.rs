@@ -285,10 +285,13 @@ async fn cached_small_files_are_looked_at_again_after_the_cache_time() {
     let r = request(addr, &get("/page.txt", "")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "first"));
     let etag = r.header("etag").unwrap().to_owned();
+    let modified = r.header("last-modified").unwrap().to_owned();
     // From memory: ranges, HEAD and validators as for a file read from disk.
     let r = request(addr, &get("/page.txt", "Range: bytes=1-3\r\n")).await;
     assert_eq!((r.status, r.text().as_str()), (206, "irs"));
     assert_eq!(r.header("content-range"), Some("bytes 1-3/5"));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.header("last-modified"), Some(modified.as_str()));
     let r = request(addr, "HEAD /page.txt HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
     assert!(r.body.is_empty());
@@ -304,6 +307,13 @@ async fn cached_small_files_are_looked_at_again_after_the_cache_time() {
     let r = request(addr, &get("/page.txt", "")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "second, longer"));
     assert_ne!(r.header("etag"), Some(etag.as_str()));
+    // The old entity tag no longer matches: the new content, not a 304.
+    let r = request(
+        addr,
+        &get("/page.txt", &format!("If-None-Match: {etag}\r\n")),
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "second, longer"));
     std::fs::remove_file(dir.path().join("page.txt")).unwrap();
     tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
     let r = request(addr, &get("/page.txt", "")).await;

@@ -92,7 +92,9 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) struct Opened {
     pub(crate) content_type: &'static str,
     pub(crate) len: u64,
-    pub(crate) modified: Option<SystemTime>,
+    /// Formatted when the file was opened, so that a cached file's answers do not format
+    /// them again.
+    pub(crate) validators: Validators,
     pub(crate) data: FileData,
 }
 
@@ -116,7 +118,7 @@ pub(crate) fn open_blocking(path: &Path, read_small: bool) -> Option<Opened> {
     let opened = |data| Opened {
         content_type: content_type(path),
         len: meta.len(),
-        modified: meta.modified().ok(),
+        validators: Validators::new(meta.len(), meta.modified().ok()),
         data,
     };
     if read_small && meta.len() <= SMALL_FILE {
@@ -139,7 +141,7 @@ impl Opened {
             FileData::Whole(b) => Some(Self {
                 content_type: self.content_type,
                 len: self.len,
-                modified: self.modified,
+                validators: self.validators.clone(),
                 data: FileData::Whole(b.clone()),
             }),
             FileData::Open(_) => None,
@@ -337,6 +339,8 @@ pub(crate) struct Validators {
     pub(crate) etag: String,
     /// Modification time, whole seconds since the epoch.
     pub(crate) modified: Option<u64>,
+    /// `modified` as an IMF-fixdate, the `Last-Modified` value.
+    pub(crate) last_modified: Option<String>,
 }
 
 impl Validators {
@@ -346,6 +350,7 @@ impl Validators {
         Self {
             etag: format!("\"{len:x}-{secs:x}{nanos:08x}\""),
             modified: since.map(|d| d.as_secs()),
+            last_modified: since.map(|d| http_date(UNIX_EPOCH + Duration::from_secs(d.as_secs()))),
         }
     }
 }
@@ -485,11 +490,8 @@ pub(crate) struct Plan {
 /// order: `If-None-Match`, else `If-Modified-Since`; then `Range` with `If-Range`).
 pub(crate) fn plan(request: &Request, len: u64, v: &Validators, content_type: &str) -> Plan {
     let mut headers = vec![("ETag".to_owned(), v.etag.clone())];
-    if let Some(m) = v.modified {
-        headers.push((
-            "Last-Modified".to_owned(),
-            http_date(UNIX_EPOCH + Duration::from_secs(m)),
-        ));
+    if let Some(m) = &v.last_modified {
+        headers.push(("Last-Modified".to_owned(), m.clone()));
     }
     let get_or_head = matches!(request.method(), "GET" | "HEAD");
     let not_modified = match request.header("if-none-match") {
@@ -725,6 +727,18 @@ mod tests {
         assert_eq!(range("bytes=9-1", 100), RangeSpec::Full);
         assert_eq!(range("items=0-1", 100), RangeSpec::Full);
         assert_eq!(range("bytes=x-1", 100), RangeSpec::Full);
+    }
+
+    #[test]
+    fn validators_carry_the_formatted_modification_time() {
+        let t = UNIX_EPOCH + Duration::from_millis(784_111_777_250);
+        let v = Validators::new(5, Some(t));
+        assert_eq!(v.modified, Some(784_111_777));
+        assert_eq!(
+            v.last_modified.as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(Validators::new(5, None).last_modified, None);
     }
 
     #[test]
