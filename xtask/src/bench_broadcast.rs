@@ -1,5 +1,5 @@
 //! `cargo xtask bench broadcast [--subs 1000,10000] [--msgs 100] [--size 64] [--baseline PATH]
-//! [--strace]`: fan-out from one node.
+//! [--strace]`: fan-out from one node, next to a plain loop that writes the same bytes.
 //!
 //! For each subscriber count: a release `wskit serve --threads 1 --no-deflate` (backpressure
 //! for slow readers, so nothing is dropped) and one client process holding every connection
@@ -11,6 +11,13 @@
 //! the last receipt) and the server's RSS per subscriber (growth of VmRSS from before the
 //! subscribers connected to just before the burst).
 //!
+//! The reference: the same load client against `broadcast-loop` (wskit-benches' `src/bin`),
+//! which accepts the same connections with a minimal handshake and writes each published
+//! message, framed once, to every socket in a plain loop (one tokio task on one
+//! single-threaded runtime, `write_all` to one socket after the other). The target is
+//! `wskit serve`'s time to the last receipt at most twice the loop's; the table gives the
+//! ratio wskit / loop for each subscriber count.
+//!
 //! `--baseline PATH` runs another `wskit` binary (an older build) the same way, right after,
 //! and prints the ratios. `--strace` runs each server under `strace -f -c` instead and
 //! reports system calls (and write calls) per delivery; its timings are not comparable to
@@ -21,15 +28,15 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 
 use crate::flags::Args;
 use crate::proc::{
-    Proc, cpu_secs, field, free_port, lines, rss_kib, target_dir, tree, wait_listening, with_nofile,
+    Mark, Proc, cpu_secs, free_port, rss_kib, run_load_client, target_dir, tree, wait_listening,
+    with_nofile,
 };
 use crate::util::{cargo, have, step};
 
@@ -52,16 +59,22 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     if strace && !have("strace") {
         bail!("`strace` is not on PATH");
     }
-    let (wskit, load) = build()?;
-    let mut bins = vec![("this build".to_owned(), wskit)];
+    let Bins {
+        wskit,
+        reference,
+        load,
+    } = build()?;
+    let mut servers = vec![Server::wskit("this build", &wskit)];
     if let Some(b) = baseline {
-        bins.push((format!("baseline ({})", b.display()), b));
+        servers.push(Server::wskit(&format!("baseline ({})", b.display()), &b));
     }
+    servers.push(Server::reference(&reference));
     let mut rows = Vec::new();
     for &n in &subs {
-        for (label, bin) in &bins {
+        for server in &servers {
+            let label = &server.label;
             eprintln!("==> {label}: {n} subscribers x {msgs} messages of {size} B");
-            let run = drive(bin, &load, n, msgs, size, strace)
+            let run = drive(server, &load, n, msgs, size, strace)
                 .with_context(|| format!("{label}, {n} subscribers"))?;
             eprintln!("    {run}");
             rows.push((label.clone(), n, run));
@@ -76,11 +89,15 @@ pub(crate) fn main(args: &mut Args) -> Result<()> {
     Ok(())
 }
 
-/// `bench all`'s area: this build alone (no peer: the cluster area compares fan-out with
-/// Socket.IO), one row per figure and subscriber count, so the page shows how they grow.
+/// `bench all`'s area: this build next to the plain loop (the cluster area compares fan-out
+/// with Socket.IO), one row per figure and subscriber count, so the page shows how they grow.
 pub(crate) fn area(subs: &[u64], msgs: u64, size: u64) -> Result<crate::report::Area> {
     use crate::report::{Area, Better, Row};
-    let (wskit, load) = build()?;
+    let Bins {
+        wskit,
+        reference,
+        load,
+    } = build()?;
     let mut area = Area::new(
         "broadcast",
         "Broadcast to one channel",
@@ -89,56 +106,99 @@ pub(crate) fn area(subs: &[u64], msgs: u64, size: u64) -> Result<crate::report::
     area.note(format!(
         "One `wskit serve --threads 1 --no-deflate --slow-reader backpressure`, one client \
          process holding every subscriber, a burst of {msgs} messages of {size} B published as \
-         fast as the server takes them; times are from the first publish."
+         fast as the server takes them; times are from the first publish. The peer is the \
+         reference `broadcast-loop`: the same connections and load client, each message framed \
+         once and written to every socket in a plain loop (one task, one thread). Target: \
+         wskit's time to the last receipt at most 2x the loop's (ratio >= 0.5x)."
     ));
     let ours = "wskit serve";
+    let peer = "plain loop";
+    let (wskit, reference) = (Server::wskit(ours, &wskit), Server::reference(&reference));
     for &n in subs {
         let run = drive(&wskit, &load, n, msgs, size, false)
             .with_context(|| format!("{n} subscribers"))?;
-        eprintln!("    {n} subscribers: {run}");
-        if run.lost > 0.0 {
-            area.note(format!("{n} subscribers: {} deliveries lost", run.lost));
+        eprintln!("    {n} subscribers, wskit: {run}");
+        let base = drive(&reference, &load, n, msgs, size, false)
+            .with_context(|| format!("{n} subscribers, the plain loop"))?;
+        eprintln!("    {n} subscribers, plain loop: {base}");
+        for (who, r) in [(ours, &run), (peer, &base)] {
+            if r.lost > 0.0 {
+                area.note(format!(
+                    "{n} subscribers: {} deliveries lost ({who})",
+                    r.lost
+                ));
+            }
         }
-        area.rows.push(Row::alone(
-            format!("{n} subs: publish to last receipt"),
+        area.note(format!(
+            "{n} subscribers: wskit / plain loop, time to the last receipt: {:.2}x \
+             (target <= 2x).",
+            run.secs / base.secs
+        ));
+        let row = |case: &str, unit: &str, better, a: f64, b: Option<f64>| match b {
+            Some(b) => Row::vs(
+                format!("{n} subs: {case}"),
+                unit,
+                better,
+                (ours, a),
+                (peer, b),
+            ),
+            None => Row::alone(format!("{n} subs: {case}"), unit, better, (ours, a)),
+        };
+        area.rows.push(row(
+            "publish to last receipt",
             "s",
             Better::LowerIsBetter,
-            (ours, run.secs),
+            run.secs,
+            Some(base.secs),
         ));
-        area.rows.push(Row::alone(
-            format!("{n} subs: deliveries"),
+        area.rows.push(row(
+            "deliveries",
             "1/s",
             Better::HigherIsBetter,
-            (ours, run.per_sec),
+            run.per_sec,
+            Some(base.per_sec),
         ));
-        area.rows.push(Row::alone(
-            format!("{n} subs: p99 latency"),
+        area.rows.push(row(
+            "p99 latency",
             "ms",
             Better::LowerIsBetter,
-            (ours, run.p99),
+            run.p99,
+            Some(base.p99),
         ));
         if let Some(cpu) = run.cpu_us {
-            area.rows.push(Row::alone(
-                format!("{n} subs: server CPU per delivery"),
+            area.rows.push(row(
+                "server CPU per delivery",
                 "us",
                 Better::LowerIsBetter,
-                (ours, cpu),
+                cpu,
+                base.cpu_us,
             ));
         }
         if let Some(rss) = run.rss_per_sub {
-            area.rows.push(Row::alone(
-                format!("{n} subs: server memory per subscriber"),
+            area.rows.push(row(
+                "server memory per subscriber",
                 "B",
                 Better::LowerIsBetter,
-                (ours, rss),
+                rss,
+                base.rss_per_sub,
             ));
         }
     }
     Ok(area)
 }
 
-/// Release builds of `wskit` (or `WSKIT_BIN`) and of the load client.
-fn build() -> Result<(PathBuf, PathBuf)> {
+/// The release binaries a run needs.
+struct Bins {
+    wskit: PathBuf,
+    /// wskit-benches' `broadcast-loop`.
+    reference: PathBuf,
+    /// ws-backplane's example `cluster_load`.
+    load: PathBuf,
+}
+
+/// Release builds of `wskit` (or `WSKIT_BIN`), of the plain-loop reference and of the load
+/// client.
+fn build() -> Result<Bins> {
     let release = target_dir().join("release");
     let wskit = match std::env::var_os("WSKIT_BIN") {
         Some(p) => PathBuf::from(p),
@@ -151,6 +211,17 @@ fn build() -> Result<(PathBuf, PathBuf)> {
         }
     };
     step(
+        "build the plain-loop reference (release)",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "wskit-benches",
+            "--bin",
+            "broadcast-loop",
+        ]),
+    )?;
+    step(
         "build the load client (release)",
         cargo().args([
             "build",
@@ -161,7 +232,52 @@ fn build() -> Result<(PathBuf, PathBuf)> {
             "cluster_load",
         ]),
     )?;
-    Ok((wskit, release.join("examples/cluster_load")))
+    Ok(Bins {
+        wskit,
+        reference: release.join("broadcast-loop"),
+        load: release.join("examples/cluster_load"),
+    })
+}
+
+/// A server under test: a program, its arguments before `--listen 127.0.0.1:PORT`, and the
+/// label of its rows.
+struct Server {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// `wskit serve` on one thread, without compression, backpressure for slow readers.
+    fn wskit(label: &str, bin: &Path) -> Self {
+        Self {
+            label: label.to_owned(),
+            program: bin.to_owned(),
+            args: [
+                "serve",
+                "--threads",
+                "1",
+                "--no-deflate",
+                "--slow-reader",
+                "backpressure",
+                "--send-queue",
+                "4096",
+                "--log",
+                "warn",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+
+    /// The plain-loop reference.
+    fn reference(bin: &Path) -> Self {
+        Self {
+            label: "plain loop".to_owned(),
+            program: bin.to_owned(),
+            args: Vec::new(),
+        }
+    }
 }
 
 /// One run's figures.
@@ -206,23 +322,17 @@ fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
 }
 
 /// Starts the server (under strace when asked), runs the load client against it.
-fn drive(wskit: &Path, load: &Path, subs: u64, msgs: u64, size: u64, strace: bool) -> Result<Run> {
+fn drive(
+    server: &Server,
+    load: &Path,
+    subs: u64,
+    msgs: u64,
+    size: u64,
+    strace: bool,
+) -> Result<Run> {
     let port = free_port()?;
-    let mut args: Vec<String> = [
-        "serve",
-        "--threads",
-        "1",
-        "--no-deflate",
-        "--slow-reader",
-        "backpressure",
-        "--send-queue",
-        "4096",
-        "--log",
-        "warn",
-        "--listen",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut args = server.args.clone();
+    args.push("--listen".to_owned());
     args.push(format!("127.0.0.1:{port}"));
     let counts = target_dir().join("bench/broadcast-strace.txt");
     let (program, args) = if strace {
@@ -230,88 +340,66 @@ fn drive(wskit: &Path, load: &Path, subs: u64, msgs: u64, size: u64, strace: boo
         let _ = fs::remove_file(&counts);
         let mut a: Vec<String> = ["-f", "-c", "-o"].map(str::to_owned).to_vec();
         a.push(counts.to_string_lossy().into_owned());
-        a.push(wskit.to_string_lossy().into_owned());
+        a.push(server.program.to_string_lossy().into_owned());
         a.extend(args);
         (PathBuf::from("strace"), a)
     } else {
-        (wskit.to_owned(), args)
+        (server.program.clone(), args)
     };
-    let mut server = Proc::new(
+    let mut proc = Proc::new(
         with_nofile(&program, &args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .context("starting wskit serve")?,
+            .with_context(|| format!("starting {}", server.program.display()))?,
     );
-    if let Some(status) = wait_listening(&mut server, port, Duration::from_secs(20))? {
-        bail!("wskit serve exited at start ({status})");
+    if let Some(status) = wait_listening(&mut proc, port, Duration::from_secs(20))? {
+        bail!("{} exited at start ({status})", server.label);
     }
     // The server itself: under strace, its one child.
     let pid = if strace {
-        *tree(server.pid())
+        *tree(proc.pid())
             .get(1)
             .context("no traced server process")?
     } else {
-        server.pid()
+        proc.pid()
     };
     let rss_before = rss_kib(pid)?;
 
-    let url = format!("ws://127.0.0.1:{port}");
     let largs = [
         "wskit".to_owned(),
-        url,
+        format!("ws://127.0.0.1:{port}"),
         subs.to_string(),
         msgs.to_string(),
         size.to_string(),
     ];
-    let mut client = Proc::new(
-        with_nofile(load, &largs)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the load client")?,
-    );
-    let out = lines(client.child.stdout.take().context("client stdout")?);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut cpu_start = None;
+    let mut cpu = [None, None];
     let mut rss_start = None;
-    let result = loop {
-        match out.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) if l.starts_with("start:") => {
-                cpu_start = cpu_secs(pid);
-                rss_start = rss_kib(pid).ok();
-            }
-            Ok(l) if l.starts_with("result:") => break l,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-            Err(e) => bail!("the load client ended without a result ({e:?})"),
+    let result = run_load_client(load, &largs, Duration::from_secs(900), |mark| {
+        cpu[usize::from(mark == Mark::Result)] = cpu_secs(pid);
+        if mark == Mark::Start {
+            rss_start = rss_kib(pid).ok();
         }
-    };
-    let cpu_end = cpu_secs(pid);
-    let status = client.child.wait()?;
-    if !status.success() {
-        bail!("the load client failed ({status})");
-    }
-    let get = |k: &str| field(&result, k).with_context(|| format!("no {k} in `{result}`"));
-    let deliveries = get("deliveries")?;
+    })?;
+    let deliveries = result.get("deliveries")?;
     let syscalls = if strace {
         // Killing the traced server makes strace write its summary and exit.
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
-        let _ = server.child.wait();
+        let _ = proc.child.wait();
         Some(strace_counts(&fs::read_to_string(&counts)?, deliveries))
     } else {
         None
     };
     Ok(Run {
-        secs: get("secs")?,
-        per_sec: get("deliveries_per_sec")?,
-        p50: get("p50_ms")?,
-        p99: get("p99_ms")?,
-        lost: get("lost")?,
-        cpu_us: cpu_start
-            .zip(cpu_end)
+        secs: result.get("secs")?,
+        per_sec: result.get("deliveries_per_sec")?,
+        p50: result.get("p50_ms")?,
+        p99: result.get("p99_ms")?,
+        lost: result.get("lost")?,
+        cpu_us: cpu[0]
+            .zip(cpu[1])
             .filter(|_| deliveries > 0.0 && !strace)
             .map(|(a, b)| (b - a) * 1e6 / deliveries),
         rss_per_sub: rss_start.map(|r| (r.saturating_sub(rss_before) * 1024) as f64 / subs as f64),
@@ -353,9 +441,9 @@ fn report(msgs: u64, size: u64, strace: bool, rows: &[(String, u64, Run)]) -> St
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mut t = format!(
-        "Broadcast: one `wskit serve --threads 1` node, one client process holding every \
-         subscriber, {msgs} messages of {size} B published as fast as possible (a burst: \
-         latencies include queueing). {cores} cores; load average before the table: {}.{}\n\n\
+        "Broadcast: one `wskit serve --threads 1` node (and the plain-loop reference \
+         `broadcast-loop`), one client process holding every subscriber, {msgs} messages of \
+         {size} B published as fast as possible (a burst: latencies include queueing). {cores} cores; load average before the table: {}.{}\n\n\
          | server | subscribers | publish to last receipt s | deliveries/s | p50 ms | p99 ms | lost | CPU per delivery | RSS per subscriber | syscalls / writes per delivery |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         load.split_whitespace()
@@ -382,26 +470,27 @@ fn report(msgs: u64, size: u64, strace: bool, rows: &[(String, u64, Run)]) -> St
                 .map_or_else(|| "-".to_owned(), |(a, w)| format!("{a:.3} / {w:.3}")),
         );
     }
-    // Ratios: this build against the baseline, for each subscriber count.
+    // Ratios: this build against the baseline and the plain loop, for each subscriber count.
     let mut ratios = String::new();
-    for (label, n, base) in rows.iter().filter(|(l, ..)| l.starts_with("baseline")) {
-        let _ = label;
+    for (label, n, other) in rows.iter().filter(|(l, ..)| l != "this build") {
         if let Some((_, _, this)) = rows.iter().find(|(l, m, _)| l == "this build" && m == n) {
             let cpu = this
                 .cpu_us
-                .zip(base.cpu_us)
+                .zip(other.cpu_us)
                 .map_or_else(|| "n/a".to_owned(), |(a, b)| format!("{:.2}x", a / b));
             ratios += &format!(
-                "| {n} | {:.2}x | {:.2}x | {:.2}x | {cpu} |\n",
-                this.secs / base.secs,
-                this.per_sec / base.per_sec,
-                this.p99 / base.p99,
+                "| {label} | {n} | {:.2}x | {:.2}x | {:.2}x | {cpu} |\n",
+                this.secs / other.secs,
+                this.per_sec / other.per_sec,
+                this.p99 / other.p99,
             );
         }
     }
     if !ratios.is_empty() {
-        t += "\n| this build / baseline | time to last receipt | deliveries/s | p99 | CPU per delivery |\n\
-              |---:|---:|---:|---:|---:|\n";
+        t += "\nThis build / the other (the target against the plain loop: time to the last receipt \
+              at most 2x):\n\n\
+              | other | subscribers | time to last receipt | deliveries/s | p99 | CPU per delivery |\n\
+              |---|---:|---:|---:|---:|---:|\n";
         t += &ratios;
     }
     t

@@ -24,15 +24,15 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 
 use crate::flags::Args;
 use crate::proc::{
-    Proc, cpu_secs, field, free_port, lines, target_dir, wait_listening, with_nofile,
+    Mark, Proc, cpu_secs, field, free_port, lines, run_load_client, target_dir, wait_listening,
+    with_nofile,
 };
 use crate::report::{Area, Better, Row};
 use crate::util::{cargo, have, root, step};
@@ -368,39 +368,18 @@ fn cpu_sum(pids: &[u32]) -> Option<f64> {
 /// Runs the load client; the servers' CPU is read at its `start:` and `result:` lines.
 fn drive(load: &Path, mode: &str, urls: &str, subs: u64, msgs: u64, pids: &[u32]) -> Result<Run> {
     let args = [mode, urls, &subs.to_string(), &msgs.to_string()].map(|s| s.to_owned());
-    let mut client = Proc::new(
-        with_nofile(load, &args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the load client")?,
-    );
-    let out = lines(client.child.stdout.take().context("client stdout")?);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut cpu_start = None;
-    let result = loop {
-        match out.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) if l.starts_with("start:") => cpu_start = cpu_sum(pids),
-            Ok(l) if l.starts_with("result:") => break l,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-            Err(e) => bail!("the load client ended without a result ({e:?})"),
-        }
-    };
-    let cpu_end = cpu_sum(pids);
-    let status = client.child.wait()?;
-    if !status.success() {
-        bail!("the load client failed ({status})");
-    }
-    let get = |k: &str| field(&result, k).with_context(|| format!("no {k} in `{result}`"));
-    let deliveries = get("deliveries")?;
+    let mut cpu = [None, None];
+    let result = run_load_client(load, &args, Duration::from_secs(900), |mark| {
+        cpu[usize::from(mark == Mark::Result)] = cpu_sum(pids);
+    })?;
+    let deliveries = result.get("deliveries")?;
     Ok(Run {
-        per_sec: get("deliveries_per_sec")?,
-        p50: get("p50_ms")?,
-        p99: get("p99_ms")?,
-        lost: get("lost")?,
-        cpu_us: cpu_start
-            .zip(cpu_end)
+        per_sec: result.get("deliveries_per_sec")?,
+        p50: result.get("p50_ms")?,
+        p99: result.get("p99_ms")?,
+        lost: result.get("lost")?,
+        cpu_us: cpu[0]
+            .zip(cpu[1])
             .filter(|_| deliveries > 0.0)
             .map(|(a, b)| (b - a) * 1e6 / deliveries),
     })

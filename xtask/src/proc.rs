@@ -1,6 +1,7 @@
 //! Processes of the benchmarks (`bench`, `bench proxy`): starting servers under a raised
 //! descriptor limit, stopping them by pid, waiting for their port, reading their CPU time and
-//! memory from /proc, and the `wskit bench --idle` client that holds connections open.
+//! memory from /proc, running the load clients that report `start:` / `result:` lines, and
+//! the `wskit bench --idle` client that holds connections open.
 
 use std::{
     collections::HashMap,
@@ -219,6 +220,73 @@ pub(crate) fn lines(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// Where a load client is when [`run_load_client`] calls back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// It printed `start:`: the measured phase begins.
+    Start,
+    /// It printed its `result:` line and has not closed its connections yet.
+    Result,
+}
+
+/// The `result: key=value ...` line of a load client.
+#[derive(Debug)]
+pub(crate) struct LoadResult(pub(crate) String);
+
+impl LoadResult {
+    /// The number after `key=`.
+    pub(crate) fn get(&self, key: &str) -> Result<f64> {
+        field(&self.0, key).with_context(|| format!("no {key} in `{}`", self.0))
+    }
+}
+
+/// Runs a load client that prints `start:` when its measured phase begins and
+/// `result: key=value ...` at the end (ws-backplane's `cluster_load`), under the raised
+/// descriptor limit. `at` is called at each of the two lines, as it reads them (so that the
+/// servers' CPU time can be sampled around the measured phase, before the client's teardown),
+/// then the client must exit successfully. Fails when it ends without a result or runs over
+/// `limit`.
+pub(crate) fn run_load_client(
+    program: &Path,
+    args: &[String],
+    limit: Duration,
+    mut at: impl FnMut(Mark),
+) -> Result<LoadResult> {
+    let mut client = Proc::new(
+        with_nofile(program, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the load client")?,
+    );
+    let out = lines(client.child.stdout.take().context("client stdout")?);
+    let deadline = Instant::now() + limit;
+    let result = loop {
+        match out.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.starts_with("start:") => at(Mark::Start),
+            Ok(l) if l.starts_with("result:") => break l,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!(
+                    "the load client gave no result within {} s",
+                    limit.as_secs()
+                )
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = client.child.wait()?;
+                bail!("the load client ended without a result ({status})")
+            }
+        }
+    };
+    at(Mark::Result);
+    let status = client.child.wait()?;
+    if !status.success() {
+        bail!("the load client failed ({status})");
+    }
+    Ok(LoadResult(result))
 }
 
 /// Starts `wskit bench URL --conns N --idle --secs 600 --threads 1 EXTRA...` and returns once
