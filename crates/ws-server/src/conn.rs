@@ -280,12 +280,13 @@ fn take_batch(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, taken: us
     taken
 }
 
-/// Write coalescing: a command that wakes an idle connection often has company on the way
+/// Write coalescing: a broadcast that wakes an idle connection often has company on the way
 /// (a broadcast burst delivers message k+1 to every subscriber right after message k, and the
 /// sender yields to the scheduler between subscribers). Yields to the scheduler, taking what
 /// arrived meanwhile, until a round brings nothing new, the batch is full or
 /// [`COALESCE_ROUNDS`] passed; the frames then leave in one write instead of one each. A lone
-/// command costs one extra scheduler round.
+/// broadcast costs one extra scheduler round; other commands do not wait (at 10,000
+/// subscribers the burst took 1.17x as long without coalescing, one run).
 async fn coalesce(queues: &mut Queues, cmds: &mut mpsc::Receiver<Command>, mut taken: usize) {
     for _ in 0..COALESCE_ROUNDS {
         if taken >= COMMAND_BATCH {
@@ -584,10 +585,14 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 }
             }
             Step::Other(Wait::Cmd(Some(cmd))) => {
+                // Only a broadcast (framed once for every subscriber) waits for company: a
+                // command for this connection alone (a reply relayed from a backend, a
+                // `write_to`) is written at once, without the extra scheduler round.
+                let broadcast = matches!(cmd, Command::Prepared(_));
                 queues.push(cmd);
                 let taken = take_batch(&mut queues, &mut cmds, 1);
                 // Nothing waits to be written: let a burst gather before the write.
-                if d.backlog() == 0 && queues.close.is_none() {
+                if broadcast && d.backlog() == 0 && queues.close.is_none() {
                     coalesce(&mut queues, &mut cmds, taken).await;
                 }
                 pending_kill = !killed && info.kill_requested().is_some();
