@@ -200,16 +200,7 @@ struct Bins {
 /// client.
 fn build() -> Result<Bins> {
     let release = target_dir().join("release");
-    let wskit = match std::env::var_os("WSKIT_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            step(
-                "build wskit (release)",
-                cargo().args(["build", "--release", "-p", "wskit"]),
-            )?;
-            release.join("wskit")
-        }
-    };
+    let wskit = crate::proc::release_wskit()?;
     step(
         "build the plain-loop reference (release)",
         cargo().args([

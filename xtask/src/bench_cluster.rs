@@ -237,16 +237,7 @@ struct Bins {
 /// Release builds of `wskit` (or `WSKIT_BIN`) and of the load client.
 fn build() -> Result<Bins> {
     let release = target_dir().join("release");
-    let wskit = match std::env::var_os("WSKIT_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            step(
-                "build wskit (release)",
-                cargo().args(["build", "--release", "-p", "wskit"]),
-            )?;
-            release.join("wskit")
-        }
-    };
+    let wskit = crate::proc::release_wskit()?;
     step(
         "build the cluster load client (release)",
         cargo().args([

@@ -239,13 +239,7 @@ fn find(program: &str) -> Option<PathBuf> {
 
 /// Builds `wskit` (unless `WSKIT_BIN` is set) and the `proxy_load` example, in release mode.
 fn build() -> Result<(PathBuf, PathBuf)> {
-    let prebuilt = std::env::var_os("WSKIT_BIN").map(PathBuf::from);
-    if prebuilt.is_none() {
-        step(
-            "build wskit (release)",
-            cargo().args(["build", "--release", "-p", "wskit"]),
-        )?;
-    }
+    let wskit = crate::proc::release_wskit()?;
     step(
         "build ws-proxy's proxy_load example (release)",
         cargo().args([
@@ -258,10 +252,7 @@ fn build() -> Result<(PathBuf, PathBuf)> {
         ]),
     )?;
     let release = target_dir().join("release");
-    Ok((
-        prebuilt.unwrap_or_else(|| release.join("wskit")),
-        release.join("examples/proxy_load"),
-    ))
+    Ok((wskit, release.join("examples/proxy_load")))
 }
 
 /// A bridge under test.

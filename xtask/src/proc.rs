@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::root;
+use crate::util::{cargo, root, step};
 
 /// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the workspace root, or `target`).
 pub(crate) fn target_dir() -> PathBuf {
@@ -332,6 +332,19 @@ pub(crate) fn idle_client(wskit: &Path, url: &str, conns: u64, extra: &[&str]) -
             bail!("opening {conns} connections took over 300 s");
         }
     }
+}
+
+/// The `wskit` binary a benchmark runs: `WSKIT_BIN` when set (a prebuilt one, not rebuilt),
+/// else a release build of the workspace's.
+pub(crate) fn release_wskit() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("WSKIT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    step(
+        "build wskit (release)",
+        cargo().args(["build", "--release", "-p", "wskit"]),
+    )?;
+    Ok(target_dir().join("release").join("wskit"))
 }
 
 #[cfg(test)]
