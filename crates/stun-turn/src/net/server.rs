@@ -533,11 +533,24 @@ impl Shared {
         None
     }
 
-    /// Receives on a relay socket. Relay tasks share their worker thread's buffers (no 64 KiB
-    /// buffer per allocation): wait for readability, then drain it in batches, one lock of the
-    /// core per batch.
+    /// Receives on a relay socket (see [`Self::batch_loop`]).
     async fn relay_udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(relay) = sock.local_addr() else { return };
+        self.batch_loop(&sock, |st, peer, data, out, send, now| {
+            self.peer_datagram(st, relay, peer, data, out, send, now);
+        })
+        .await;
+    }
+
+    /// Drains a UDP socket in batches: waits for readability, then receives batches (at most
+    /// [`BATCHES_PER_WAKE`] per wake-up) into the worker thread's shared buffers (no 64 KiB
+    /// buffer per socket), hands each datagram to `handle` under one lock of the core per
+    /// batch, sends what the batch made together, then runs the work it left.
+    async fn batch_loop(
+        self: &Arc<Self>,
+        sock: &UdpSocket,
+        mut handle: impl FnMut(&mut State, SocketAddr, &[u8], &mut Vec<u8>, &mut SendBatch, Instant),
+    ) {
         loop {
             if sock.readable().await.is_err() {
                 continue;
@@ -551,16 +564,17 @@ impl Shared {
                         out,
                         send,
                     } = &mut *guard;
-                    let n = match self.batch_io.recv(&sock, recv, meta) {
+                    let n = match self.batch_io.recv(sock, recv, meta) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                        // An ICMP error queued on the socket (the far end went away): next batch.
                         Err(_) => return Some(Vec::new()),
                     };
                     let mut work = Vec::new();
                     let now = Instant::now();
                     let mut st = self.lock();
-                    for (peer, data) in datagrams(recv, &meta[..n]) {
-                        self.peer_datagram(&mut st, relay, peer, data, out, send, now);
+                    for (from, data) in datagrams(recv, &meta[..n]) {
+                        handle(&mut st, from, data, out, send, now);
                     }
                     self.flush(&st, send);
                     Self::drain(&mut st, &mut work);
@@ -671,51 +685,18 @@ impl Shared {
         });
     }
 
-    /// Receives on a client-facing UDP socket: wait for readability, then drain it in batches
-    /// (one readiness wait and one lock of the core per batch, not per datagram).
+    /// Receives on a client-facing UDP socket (see [`Self::batch_loop`]).
     async fn udp_listener_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let Ok(local) = sock.local_addr() else { return };
-        loop {
-            if sock.readable().await.is_err() {
-                continue;
-            }
-            for _ in 0..BATCHES_PER_WAKE {
-                let step = IO_BUFFERS.with(|cell| {
-                    let mut guard = cell.borrow_mut();
-                    let IoBuffers {
-                        recv,
-                        meta,
-                        out,
-                        send,
-                    } = &mut *guard;
-                    let n = match self.batch_io.recv(&sock, recv, meta) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
-                        // An ICMP error queued on the socket (a client went away): next batch.
-                        Err(_) => return Some(Vec::new()),
-                    };
-                    let mut work = Vec::new();
-                    let now = Instant::now();
-                    let mut st = self.lock();
-                    for (from, data) in datagrams(recv, &meta[..n]) {
-                        let ft = FiveTuple {
-                            transport: Transport::Udp,
-                            client: from,
-                            server: local,
-                        };
-                        Self::client_datagram(&mut st, &sock, ft, data, out, send, now);
-                    }
-                    self.flush(&st, send);
-                    Self::drain(&mut st, &mut work);
-                    Some(work)
-                });
-                match step {
-                    None => break,
-                    Some(work) => self.run_work(work),
-                }
-            }
-            tokio::task::yield_now().await;
-        }
+        self.batch_loop(&sock, |st, from, data, out, send, now| {
+            let ft = FiveTuple {
+                transport: Transport::Udp,
+                client: from,
+                server: local,
+            };
+            Self::client_datagram(st, &sock, ft, data, out, send, now);
+        })
+        .await;
     }
 
     /// One datagram from a UDP client: handed to the core; a relayed payload is queued for its
