@@ -1280,6 +1280,9 @@ async fn drive_sender(
                     }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
+                // The connection ended, but what came before its end counts: the receiver's
+                // `complete` may be the last message it sent before closing.
+                Err(mpsc::error::TryRecvError::Disconnected) if sender.has_events() => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return Err(Error::Closed),
             }
         }
@@ -1433,6 +1436,45 @@ mod tests {
             std::fs::metadata(&path).unwrap().len(),
             (step / 65_536 + 3) as u64 * 65_536
         );
+    }
+
+    /// A receiver that the link plays: it takes the file, and the moment the sender's
+    /// `complete` goes out it answers with its own `complete` and the connection ends, before
+    /// the sending task looks at its queue again (a browser page closing once it has its file).
+    /// The answer that came before the end counts: the send is a success.
+    struct ClosingReceiver<'a> {
+        peer: &'a Peer,
+    }
+
+    impl Link for ClosingReceiver<'_> {
+        async fn send(&self, msg: Vec<u8>) -> Result<(), Error> {
+            let f = wire::decode(&msg).unwrap();
+            let reply = match f.msg {
+                Msg::Offer(_) => wire::to_vec(f.id, &Msg::Accept { window: 1000 }),
+                Msg::Complete { sha256 } => wire::to_vec(f.id, &Msg::Complete { sha256 }),
+                _ => return Ok(()),
+            };
+            assert!(self.peer.on_message(&Bytes::from(reply)).await.is_empty());
+            if matches!(f.msg, Msg::Complete { .. }) {
+                self.peer.closed().await;
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_answered_just_before_the_connection_ends_is_a_sent_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src");
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let shared = Arc::new(Shared::new(Config::default(), None, Arc::new(NoHooks)));
+        let peer = Peer::new(1, shared);
+        let link = ClosingReceiver { peer: &peer };
+        let report = send_file(&peer, &link, &path, &SendOptions::qos(QoS::AtMostOnce))
+            .await
+            .expect("the receiver confirmed the file before the end");
+        assert_eq!(report.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
     }
 
     /// The reading thread queues every chunk of the file with its offset and the digest of the

@@ -498,3 +498,79 @@ async fn a_transfer_resumes_past_4_gib() {
     client.close().await;
     server.stop().await;
 }
+
+/// A receiver that answers the last chunks and the `complete` and closes at once (as a browser
+/// page does when it has its file): the server's `send_file` reports the file sent, it does not
+/// take the end of the connection that follows for a failure.
+#[tokio::test]
+async fn a_receiver_that_closes_right_after_its_complete_leaves_the_send_a_success() {
+    use sha2::Digest as _;
+    for qos in [QoS::Acknowledged, QoS::Pulled] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (server, files, addr) = start(config(), &tmp.path().join("srv"), NoHooks).await;
+        let path = make_file(tmp.path(), "short-lived.bin", 300_001, 3);
+        let want = sha256_file(&path);
+        let mut ws = raw(addr).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let conn = server.get(server.connections()[0].id()).unwrap();
+        let sending = tokio::spawn({
+            let files = files.clone();
+            let path = path.clone();
+            async move { files.send_file(&conn, &path, &SendOptions::qos(qos)).await }
+        });
+        let f = reply(&mut ws).await;
+        let f = wire::decode(&f).unwrap();
+        let (id, size) = match f.msg {
+            Msg::Offer(o) => (f.id, o.size),
+            m => panic!("{m:?}"),
+        };
+        // A window past the whole file: every chunk comes without further credit.
+        send(&ws, id, Msg::Accept { window: 1000 }).await;
+        if qos == QoS::Pulled {
+            let credit = Msg::Request {
+                offset: 0,
+                count: 1000,
+                retransmit: false,
+            };
+            send(&ws, id, credit).await;
+        }
+        let mut h = sha2::Sha256::new();
+        let mut packets = Vec::new();
+        let mut stored = 0u64;
+        let digest = loop {
+            let m = reply(&mut ws).await;
+            let f = wire::decode(&m).unwrap();
+            match f.msg {
+                Msg::Data {
+                    packet,
+                    offset,
+                    chunk,
+                } => {
+                    assert_eq!(offset, stored);
+                    h.update(chunk);
+                    stored += chunk.len() as u64;
+                    packets.push((packet, stored));
+                }
+                Msg::Complete { sha256 } => break sha256,
+                m => panic!("{m:?}"),
+            }
+        };
+        assert_eq!(stored, size);
+        assert_eq!(<[u8; 32]>::from(h.finalize()), digest);
+        // Every answer and the close, back to back.
+        if qos == QoS::Acknowledged {
+            for (packet, offset) in packets {
+                send(&ws, id, Msg::Ack { packet, offset }).await;
+            }
+        }
+        send(&ws, id, Msg::Complete { sha256: digest }).await;
+        let _ = ws.close(ws_client::CloseCode::NORMAL, "").await;
+        let sent = tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{qos:?}: the server's send: {e:?}"));
+        assert_eq!(sent.sha256, want);
+        server.stop().await;
+    }
+}
