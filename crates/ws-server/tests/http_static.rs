@@ -267,6 +267,60 @@ async fn large_files_are_streamed_intact() {
     assert!(r.body[..] == data[20_000_000..]);
 }
 
+/// A file cut short while it is being sent: the promised length cannot be met, so the server
+/// closes the connection after what it could send (no hang, no bytes of another file, no
+/// second response on the connection).
+#[tokio::test]
+async fn a_file_that_shrinks_while_sent_ends_the_connection_short() {
+    use tokio::io::AsyncReadExt as _;
+    let s = site().await;
+    let root = s.server.config().document_root.clone().unwrap();
+    let len = 64usize << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.join("shrinking.bin"), &data).unwrap();
+    let mut tcp = TcpStream::connect(s.server.local_addrs()[0]).await.unwrap();
+    tcp.write_all(b"GET /shrinking.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The head and the first MiB, then the file loses all but 2 MiB.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < (1 << 20) {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("shrinking.bin"))
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the server neither finished nor closed");
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    assert!(head.contains(&format!("Content-Length: {len}")), "{head}");
+    let body = &got[head_end..];
+    assert!(
+        body.len() < len,
+        "the whole file arrived: {} bytes",
+        body.len()
+    );
+    assert!(
+        body == &data[..body.len()],
+        "the bytes sent differ from the file's"
+    );
+}
+
 async fn site_with_cache(ttl: std::time::Duration) -> (tempfile::TempDir, ServerHandle) {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "page.txt", b"first");

@@ -682,6 +682,17 @@ pub(crate) async fn send(
             }
         }
         Payload::File(file, start, n) => {
+            #[cfg(target_os = "linux")]
+            if !chunked
+                && coder.is_none()
+                && let Io::Plain(s) = io
+            {
+                use tokio::io::AsyncWriteExt as _;
+                let head = tokio::time::timeout(config.body_timeout, s.write_all(&out)).await;
+                return matches!(head, Ok(Ok(())))
+                    && send_file(s, &file, start, n, config).await
+                    && keep_alive;
+            }
             let mut body = BodyOut::new(chunked, coder);
             body.flush = false;
             write(io, &out, config).await
@@ -1055,6 +1066,48 @@ fn read_chunk(
         let n = std::os::windows::fs::FileExt::seek_read(&*file, &mut buf[..want], offset);
         (buf, n)
     })
+}
+
+/// Sends `len` bytes of `file` from `start` to a plain TCP socket with sendfile(2): the kernel
+/// hands the file's cached pages to the socket, so the bytes are neither copied through this
+/// process nor read on the blocking pool (TLS and encoded bodies go through [`copy_file`]).
+/// Each wait for room in the socket is bounded by the body timeout, as a written piece is.
+/// Like any read of a file, a call may wait for the disk when the pages are not cached.
+#[cfg(target_os = "linux")]
+async fn send_file(
+    s: &tokio::net::TcpStream,
+    file: &std::fs::File,
+    start: u64,
+    len: u64,
+    config: &crate::ServerConfig,
+) -> bool {
+    // The most one sendfile call moves on Linux.
+    const MAX_CALL: u64 = 0x7fff_f000;
+    let mut offset = start;
+    let end = start.saturating_add(len);
+    while offset < end {
+        let want = usize::try_from((end - offset).min(MAX_CALL)).unwrap_or(1 << 20);
+        let step = async {
+            loop {
+                s.writable().await?;
+                let mut at = offset;
+                match s.try_io(tokio::io::Interest::WRITABLE, || {
+                    rustix::fs::sendfile(s, file, Some(&mut at), want).map_err(std::io::Error::from)
+                }) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match tokio::time::timeout(config.body_timeout, step).await {
+            // The file shrank: the promised length cannot be met; close.
+            Ok(Ok(0)) => return false,
+            Ok(Ok(n)) => offset += n as u64,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Sends `len` bytes of `file` from `start` in bounded chunks, reading the next chunk while
