@@ -378,7 +378,7 @@ const O_DIRECT: Option<i32> = None;
 /// Alignment of direct writes: their memory, file offset and length.
 const DIRECT_ALIGN: usize = 4096;
 /// Bytes collected before one direct write.
-const DIRECT_BLOCK: usize = 1 << 20;
+pub(crate) const DIRECT_BLOCK: usize = 1 << 20;
 /// Blocks of a transfer in memory: one filling, the others being written.
 const DIRECT_BUFFERS: usize = 2;
 
@@ -395,7 +395,7 @@ fn aligned(buf: &[u8]) -> std::ops::Range<usize> {
 /// every received byte into fresh page-cache pages was most of the receiving server's CPU, and
 /// all of the data still had to reach the disk in the final sync. Otherwise (and after the
 /// first refused direct write) every byte goes through the page cache.
-struct Appender<'f> {
+pub(crate) struct Appender<'f> {
     file: &'f std::fs::File,
     /// File offset of the filling block's first byte (the end of what is queued).
     pos: u64,
@@ -414,7 +414,7 @@ struct Disk {
 }
 
 impl<'f> Appender<'f> {
-    fn new<'s>(
+    pub(crate) fn new<'s>(
         scope: &'s std::thread::Scope<'s, '_>,
         file: &'f std::fs::File,
         path: Option<&Path>,
@@ -464,7 +464,7 @@ impl<'f> Appender<'f> {
         self.disk.is_some()
     }
 
-    fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt as _;
         let Some(disk) = &mut self.disk else {
             self.file.write_all_at(bytes, self.pos)?;
@@ -510,7 +510,7 @@ impl<'f> Appender<'f> {
     }
 
     /// Waits for the blocks being written, then writes the partial one through the cache.
-    fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt as _;
         let mut first_error = None;
         if let Some(disk) = &mut self.disk {

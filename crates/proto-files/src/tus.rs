@@ -10,6 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     io::SeekFrom,
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -23,7 +24,7 @@ use ws_server::{Body, Request, Response};
 
 use crate::{
     config::Config,
-    engine::{EventKind, FileEvent, Hooks, unix_now},
+    engine::{Appender, DIRECT_BLOCK, EventKind, FileEvent, Hooks, unix_now},
     error::Code,
     meta::{Area, Meta},
     name::check_name,
@@ -154,12 +155,13 @@ struct Written {
 /// `Upload-Checksum`, until the channel closes or a write fails.
 fn write_loop(
     mut file: std::fs::File,
+    direct: Option<&Path>,
     offset: u64,
     whole: Option<Sha256>,
     want: Option<&'static str>,
     rx: &mut tokio::sync::mpsc::Receiver<Vec<bytes::Bytes>>,
 ) -> Written {
-    use std::io::{Read as _, Seek as _, Write as _};
+    use std::io::{Read as _, Seek as _};
     let mut w = Written {
         len: 0,
         whole: Sha256::new(),
@@ -203,26 +205,37 @@ fn write_loop(
                 }
             }
         }
-        file.seek(SeekFrom::Start(offset))?;
-        while let Some(batch) = rx.blocking_recv() {
-            // Written in slices of WRITE_SLICE bytes, each hashed at once while it is still in
-            // the core's cache: a whole batch written first (one vectored write) and hashed
-            // after was read from memory twice, and larger writes made the kernel's copy into
-            // the page cache dearer on the machine measured.
-            for chunk in &batch {
-                for slice in chunk.chunks(WRITE_SLICE) {
-                    file.write_all(slice)?;
-                    w.whole.update(slice);
-                    match want {
-                        Some("sha1") => w.sha1.update(slice),
-                        Some(_) => w.sha256.update(slice),
-                        None => {}
+        // Appended as the WebSocket door's receiver does (direct writes of whole aligned
+        // blocks by a second thread where `direct` names the file and the file system takes
+        // them, the rest through the page cache); everything appended is on the file when
+        // `flush` returns, also when the body was cut.
+        let file = &file;
+        std::thread::scope(|scope| {
+            let mut out = Appender::new(scope, file, direct, offset);
+            let mut appended = Ok(());
+            'recv: while let Some(batch) = rx.blocking_recv() {
+                // In slices of WRITE_SLICE bytes, each hashed at once while it is still in the
+                // core's cache: a whole batch written first and hashed after was read from
+                // memory twice.
+                for chunk in &batch {
+                    for slice in chunk.chunks(WRITE_SLICE) {
+                        if let Err(e) = out.append(slice) {
+                            appended = Err(e);
+                            break 'recv;
+                        }
+                        w.whole.update(slice);
+                        match want {
+                            Some("sha1") => w.sha1.update(slice),
+                            Some(_) => w.sha256.update(slice),
+                            None => {}
+                        }
                     }
+                    w.len += chunk.len() as u64;
                 }
-                w.len += chunk.len() as u64;
             }
-        }
-        Ok(())
+            let flushed = out.flush();
+            appended.and(flushed)
+        })
     };
     if let Err(e) = run() {
         w.error = Some(e);
@@ -607,8 +620,22 @@ impl Tus {
         // bounded channel keeps memory flat (at most 4 batches of about BATCH_BYTES queued, a
         // few MiB per upload in flight; a queue of 2 stalled the reader more and cost more CPU).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(4);
-        let writer =
-            tokio::task::spawn_blocking(move || write_loop(file, offset, whole, want, &mut rx));
+        // Direct writes pay for a few blocks or more (as on the WebSocket door).
+        let direct = self.config.direct_io
+            && body
+                .content_length()
+                .unwrap_or(meta.info.size - offset.min(meta.info.size))
+                >= 4 * DIRECT_BLOCK as u64;
+        let writer = tokio::task::spawn_blocking(move || {
+            write_loop(
+                file,
+                direct.then_some(part.as_path()),
+                offset,
+                whole,
+                want,
+                &mut rx,
+            )
+        });
         let mut at = offset;
         // Err(true): the body was cut (keep what arrived); Err(false): refuse the request.
         let mut failure: Option<(bool, Response)> = None;
