@@ -110,55 +110,66 @@ impl Mosquitto {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&dynsec, std::fs::Permissions::from_mode(0o666)).unwrap();
         }
-        let (tcp, ws, tls, wss, auth) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
         let cert = pki.server.cert_file.display().to_string();
         let key = pki.server.key_file.display().to_string();
-        let mut conf = String::new();
-        conf.push_str("per_listener_settings true\n");
-        if opts.persistence {
-            conf.push_str(&format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n",
-                d.display()
-            ));
-        } else {
-            conf.push_str("persistence false\n");
-        }
-        if let Some(n) = opts.max_inflight {
-            conf.push_str(&format!("max_inflight_messages {n}\n"));
-        }
-        conf.push_str(&format!(
-            "log_dest file {}/mosquitto.log\nlog_type all\n",
-            d.display()
-        ));
-        conf.push_str(&format!(
-            "listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
-             listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n\
-             listener {tls} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
-             listener {wss} 127.0.0.1\nprotocol websockets\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
-             listener {auth} 127.0.0.1\nprotocol mqtt\nallow_anonymous false\n\
-             plugin {DYNSEC}\nplugin_opt_config_file {}\n",
-            dynsec.display()
-        ));
-        let conf_path = d.join("mosquitto.conf");
-        std::fs::write(&conf_path, conf).unwrap();
+        let d = d.to_path_buf();
         let mut m = Self {
             child: None,
-            tcp,
-            ws,
-            tls,
-            wss,
-            auth,
+            tcp: 0,
+            ws: 0,
+            tls: 0,
+            wss: 0,
+            auth: 0,
             pki,
             dir,
-            conf: conf_path,
+            conf: d.join("mosquitto.conf"),
         };
-        m.spawn();
+        // A port picked free can be taken by another process before the broker binds it
+        // (tests run in parallel): the broker then exits; pick new ports and start again.
+        let mut attempts = 0;
+        loop {
+            let (tcp, ws, tls, wss, auth) = (
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
+            );
+            (m.tcp, m.ws, m.tls, m.wss, m.auth) = (tcp, ws, tls, wss, auth);
+            let mut conf = String::new();
+            conf.push_str("per_listener_settings true\n");
+            if opts.persistence {
+                conf.push_str(&format!(
+                    "persistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n",
+                    d.display()
+                ));
+            } else {
+                conf.push_str("persistence false\n");
+            }
+            if let Some(n) = opts.max_inflight {
+                conf.push_str(&format!("max_inflight_messages {n}\n"));
+            }
+            conf.push_str(&format!(
+                "log_dest file {}/mosquitto.log\nlog_type all\n",
+                d.display()
+            ));
+            conf.push_str(&format!(
+                "listener {tcp} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\n\
+                 listener {ws} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n\
+                 listener {tls} 127.0.0.1\nprotocol mqtt\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
+                 listener {wss} 127.0.0.1\nprotocol websockets\nallow_anonymous true\ncertfile {cert}\nkeyfile {key}\n\
+                 listener {auth} 127.0.0.1\nprotocol mqtt\nallow_anonymous false\n\
+                 plugin {DYNSEC}\nplugin_opt_config_file {}\n",
+                dynsec.display()
+            ));
+            std::fs::write(&m.conf, conf).unwrap();
+            if m.try_spawn() {
+                break;
+            }
+            attempts += 1;
+            assert!(attempts < 5, "mosquitto did not start; log:\n{}", m.log());
+        }
+        let auth = m.auth;
         let ctrl = |args: &[&str]| {
             let st = Command::new("mosquitto_ctrl")
                 .args([
@@ -202,6 +213,16 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "mosquitto did not listen on its ports; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Starts the broker and waits until every listener answers: false when it exits first
+    /// (a port it could not bind) or does not listen within 10 s.
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&self.conf)
@@ -213,14 +234,21 @@ impl Mosquitto {
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [self.tcp, self.ws, self.tls, self.wss, self.auth] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "mosquitto did not listen on {port}; log:\n{}",
-                    self.log()
-                );
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited || Instant::now() >= deadline {
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    return false;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        true
     }
 
     /// The broker's log.
