@@ -4,7 +4,7 @@
 //! When the coturn binaries are missing these tests print why and pass, unless the environment
 //! sets `WSKIT_REQUIRE_PEERS=1` (CI does), in which case they fail.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket as StdUdp};
+use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -44,13 +44,7 @@ impl Drop for Guard {
 
 /// A port free for both UDP and TCP on 127.0.0.1 (checked by binding both, then releasing).
 fn free_port() -> u16 {
-    loop {
-        let u = StdUdp::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
+    ws_testkit::peers::free_port()
 }
 
 fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {

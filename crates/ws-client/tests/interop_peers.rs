@@ -306,11 +306,7 @@ impl Drop for PeerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ws_testkit::peers::free_port()
 }
 
 /// Starts a peer that listens on a port chosen here, retrying with another port when the

@@ -70,8 +70,48 @@ fn skip_line(what: &str, install: &str) -> String {
     format!("SKIPPED: {what} (install: {install})")
 }
 
+/// A port (TCP, and free for UDP too) for a peer process (a broker, a TURN server, a `wskit` child) to listen on: free
+/// on loopback and on every interface when picked, and chosen at random below the kernel's
+/// ephemeral range (32768 and up on Linux), so that the source port of an outgoing connection
+/// of another test cannot take it in the moment between this pick and the peer's bind.
+/// Port 0 handed to the kernel would come from that range.
+#[must_use]
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let mut x = h.finish();
+    for _ in 0..1000 {
+        // xorshift: cheap, and seeded per process and call by RandomState.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        let free = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    // Everything tried was taken: let the kernel pick.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        for _ in 0..20 {
+            let p = super::free_port();
+            assert!((20_000..32_000).contains(&p), "{p}");
+            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod relay;
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -27,14 +27,7 @@ fn have(cmd: &str, arg: &str) -> bool {
 
 /// A free TCP port on 127.0.0.1 (and on every interface, for mosquitto's WebSocket listener).
 pub fn free_port() -> u16 {
-    loop {
-        let l = TcpListener::bind("0.0.0.0:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    ws_testkit::peers::free_port()
 }
 
 /// mosquitto's dynamic-security plugin as the Debian package installs it.

@@ -8,7 +8,6 @@
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::Duration,
@@ -36,11 +35,7 @@ pub struct Engine {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ws_testkit::peers::free_port()
 }
 
 impl Engine {
