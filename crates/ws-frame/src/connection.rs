@@ -25,6 +25,9 @@ const RX_RESERVE_CAP: usize = 1 << 20;
 const READ_MIN_SPARE: usize = 4 * 1024;
 /// ...by reserving this much.
 const READ_RESERVE: usize = 16 * 1024;
+/// Largest frame (header and payload) that [`Connection::read_buf`] makes room for in one
+/// read between frames.
+const READ_HINT_MAX: usize = 64 * 1024;
 /// Most control frames (pongs, pings) waiting to be written; beyond it the oldest is dropped,
 /// as RFC 6455 section 5.5.3 allows for pongs.
 const MAX_QUEUED_CONTROL: usize = 64;
@@ -202,6 +205,10 @@ pub struct Connection {
     /// went past its end (so `rx` starts afresh instead of regrowing, and copying, a large
     /// payload to fit the next frame's first bytes).
     rx_ready: Option<BytesMut>,
+    /// The size on the wire (header and payload, at most [`READ_HINT_MAX`]) of the last data
+    /// frame whose header was read: between frames, [`Connection::read_buf`] leaves room for
+    /// one more like it, so that a peer's next frame comes in one read.
+    rx_hint: usize,
     rx_msg: Option<RxMessage>,
     utf8: Utf8Validator,
     /// Consecutive frames without message data while a fragmented message is open.
@@ -272,6 +279,7 @@ impl Connection {
             rx: BytesMut::new(),
             rx_frame: None,
             rx_ready: None,
+            rx_hint: 0,
             rx_msg: None,
             utf8: Utf8Validator::default(),
             empty_frames: 0,
@@ -502,16 +510,25 @@ impl Connection {
     }
 
     /// The receive buffer, for runtimes that read straight into it (zero-copy input). At least
-    /// 4 KiB of spare capacity is reserved on every call; once the connection stopped
-    /// receiving, the buffer is emptied on every call.
+    /// 4 KiB of spare capacity is reserved on every call, and between frames 4 KiB more than
+    /// the size of the last data frame (up to 64 KiB); once the connection stopped receiving,
+    /// the buffer is emptied on every call.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         if !self.receiving() {
             // Nothing more is processed: keep whatever the transport still delivers from
             // piling up.
             self.rx.clear();
         }
-        if self.rx.capacity() - self.rx.len() < READ_MIN_SPARE {
-            self.rx.reserve(READ_RESERVE);
+        // Between frames, room for a whole frame like the last one and then some: a read that
+        // fills the buffer exactly leaves the socket looking readable, and the next read
+        // finds nothing (EAGAIN); a frame that does not fit takes two reads. While a frame
+        // arrives, its header reserved room for it.
+        let want = match self.rx_frame {
+            None => READ_MIN_SPARE + self.rx_hint,
+            Some(_) => READ_MIN_SPARE,
+        };
+        if self.rx.capacity() - self.rx.len() < want {
+            self.rx.reserve(want.max(READ_RESERVE));
         }
         &mut self.rx
     }
@@ -745,6 +762,9 @@ impl Connection {
                         return Ok(None);
                     };
                     let frame = self.accept_header(&header)?;
+                    if !frame.opcode.is_control() {
+                        self.rx_hint = (header_len + frame.len).min(READ_HINT_MAX);
+                    }
                     self.rx.advance(header_len);
                     let missing = frame.len.saturating_sub(self.rx.len());
                     if missing > 0 {

@@ -189,3 +189,28 @@ fn single_frame_payload_is_not_copied() {
         "payload points into the receive buffer"
     );
 }
+
+#[test]
+fn between_frames_the_receive_buffer_has_room_for_the_next_frame_in_one_read() {
+    // A peer that sends 16 KiB messages: after each one, the buffer a runtime reads into has
+    // room for the whole next frame and more, so one read takes it and leaves room over
+    // (a read that fills the buffer exactly costs an extra read that finds nothing).
+    let wire = RawFrame::new(0x2, vec![5u8; 16 * 1024]).client().encode();
+    let mut s = server();
+    for i in 0..5 {
+        let buf = s.read_buf();
+        // The first frame's size is not known before it comes.
+        assert!(
+            i == 0 || buf.capacity() - buf.len() > wire.len(),
+            "spare {} for a frame of {}",
+            buf.capacity() - buf.len(),
+            wire.len()
+        );
+        // The read takes the whole frame; the payload is gone when the next read comes.
+        buf.extend_from_slice(&wire);
+        let Some(Event::Message(Message::Binary(payload))) = s.poll_event().unwrap() else {
+            panic!("expected a binary message")
+        };
+        assert_eq!(payload.len(), 16 * 1024);
+    }
+}

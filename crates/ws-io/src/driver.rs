@@ -62,7 +62,9 @@ pub enum Step<X> {
     HeartbeatDue(Instant),
     /// This many bytes were read (0: end of stream, [`Connection::handle_eof`] was called);
     /// reported after the events they completed (unless events are gated off), so that what
-    /// the connection holds ([`Connection::partial_message_bytes`]) is exact then.
+    /// the connection holds ([`Connection::partial_message_bytes`]) is exact then. With
+    /// [`Driver::join_reads`], a read followed at once by a write comes with that write's step
+    /// ([`Driver::take_read`]).
     Read(usize),
     /// This many bytes were written.
     Wrote(usize),
@@ -123,6 +125,11 @@ pub struct Driver<T> {
     tried_now: bool,
     /// Bytes read, reported once the events they carry are handed out.
     read: Option<usize>,
+    /// [`Driver::join_reads`] is on.
+    join_reads: bool,
+    /// Bytes read that went out with a [`Step::Wrote`] (or a failed write) instead of a
+    /// [`Step::Read`]: [`Driver::take_read`].
+    joined: Option<usize>,
 }
 
 enum Wake<X> {
@@ -152,7 +159,25 @@ impl<T: Transport> Driver<T> {
             asked: false,
             tried_now: false,
             read: None,
+            join_reads: false,
+            joined: None,
         }
+    }
+
+    /// Joins a read to the write that follows it (off by default): when the events of a read
+    /// are handed out and the same call then writes without waiting, the call returns
+    /// [`Step::Wrote`] alone (or the write's [`Step::End`]) and the bytes read are taken with
+    /// [`Driver::take_read`] instead of coming as a [`Step::Read`] of their own. One step
+    /// fewer per request answered at once (an echo). End of stream (`Read(0)`) and a read not
+    /// followed by a write come as [`Step::Read`] as ever. An application that turns this on
+    /// calls [`Driver::take_read`] after every step.
+    pub fn join_reads(&mut self, on: bool) {
+        self.join_reads = on;
+    }
+
+    /// The bytes of a read joined to the step just returned ([`Driver::join_reads`]), once.
+    pub fn take_read(&mut self) -> Option<usize> {
+        self.joined.take()
     }
 
     /// The connection id in the frame log ([`crate::frames`]): unique in the process unless
@@ -241,7 +266,12 @@ impl<T: Transport> Driver<T> {
                     Err(error) => return Step::Error(error),
                 }
             }
-            if let Some(n) = self.read.take() {
+            // A read is reported once its events are out; joined, it goes out with the write
+            // that follows, when there is one.
+            let read = self.read.take();
+            if let Some(n) = read
+                && !(self.join_reads && n > 0)
+            {
                 return Step::Read(n);
             }
             self.tx.collect(&mut self.ws);
@@ -249,12 +279,19 @@ impl<T: Transport> Driver<T> {
                 self.tried_now = true;
                 match self.io.try_write_now(&mut self.tx) {
                     Ok(0) => {}
-                    Ok(n) => return Step::Wrote(n),
+                    Ok(n) => {
+                        self.joined = read;
+                        return Step::Wrote(n);
+                    }
                     Err(e) => {
+                        self.joined = read;
                         self.eof = true;
                         return Step::End(End::WriteFailed(e));
                     }
                 }
+            }
+            if let Some(n) = read {
+                return Step::Read(n);
             }
             if self.ws.wants_transport_close() && self.tx.is_empty() && !self.io.wants_flush() {
                 return Step::End(End::Closed);

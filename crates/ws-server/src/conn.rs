@@ -320,6 +320,8 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
     };
     let config = &server.inner.config;
     let mut d = Driver::new(io, ws, config.write_buffer_limit);
+    // A read answered at once (an echo) comes with its write: one step fewer per message.
+    d.join_reads(true);
     let mut data: Option<Box<dyn Any + Send + Sync>> = None;
     let mut disconnect: Option<Disconnect> = None;
     let now = ws_io::now();
@@ -457,6 +459,32 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
             }
         });
         let step = d.next(gates, other).await;
+        // Bytes read are accounted before what came with them (see Driver::join_reads).
+        macro_rules! account_read {
+            ($n:expr) => {{
+                let n: usize = $n;
+                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                read_since_shrink += n;
+                if !timers.rx_shrink {
+                    timers.rx_shrink = true;
+                    if timers.next_shrink.is_none() {
+                        timers.next_shrink = Some(ws_io::now() + SHRINK_PERIOD);
+                    }
+                }
+                if let Some((r, _)) = &mut throttle {
+                    r.consume(n as u64, ws_io::now());
+                }
+                // Reads come first: take what other tasks queued meanwhile, so that a peer
+                // that keeps sending does not hold up frames queued for it.
+                if can_cmd {
+                    let _ = take_batch(&mut queues, &mut cmds, 0);
+                    pending_kill = !killed && info.kill_requested().is_some();
+                }
+            }};
+        }
+        if let Some(n) = d.take_read() {
+            account_read!(n);
+        }
         let mut panicked: Option<(&'static str, String)> = None;
         match step {
             Step::Event(event) => match event {
@@ -549,25 +577,7 @@ pub(crate) async fn run<H: Handler>(server: ServerHandle, handler: Arc<H>, est: 
                 }
             }
             Step::Read(0) => eof = true,
-            Step::Read(n) => {
-                info.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                read_since_shrink += n;
-                if !timers.rx_shrink {
-                    timers.rx_shrink = true;
-                    if timers.next_shrink.is_none() {
-                        timers.next_shrink = Some(ws_io::now() + SHRINK_PERIOD);
-                    }
-                }
-                if let Some((r, _)) = &mut throttle {
-                    r.consume(n as u64, ws_io::now());
-                }
-                // Reads come first: take what other tasks queued meanwhile, so that a peer
-                // that keeps sending does not hold up frames queued for it.
-                if can_cmd {
-                    let _ = take_batch(&mut queues, &mut cmds, 0);
-                    pending_kill = !killed && info.kill_requested().is_some();
-                }
-            }
+            Step::Read(n) => account_read!(n),
             Step::Wrote(n) => {
                 info.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 // Progress: the write timeout counts afresh.
