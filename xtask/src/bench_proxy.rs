@@ -40,6 +40,15 @@
 //! the bytes echoed) and per 1,000 round trips, next to the CPU share of the bridge and of the
 //! driver (proxy_load's own CPU time in the same window), which tells who was the limit.
 //!
+//! Per round trip (and per MB relayed in bulk) the bridge's context switches are counted too
+//! (voluntary: it waited for the next event; involuntary: it was preempted, on a loopback
+//! mostly by the peer its own send woke), from the `ctxt_switches` lines of
+//! `/proc/PID/task/*/status` of its process tree, in the same window. With
+//! `WSKIT_BENCH_SYSCALLS=1` and a working `perf`, its system calls are counted as well (`perf
+//! stat -e raw_syscalls:sys_enter` attached to the tree for the window; off by default, as
+//! counting costs the bridges a little on every call). Both are per-unit figures that the load
+//! of a shared machine hardly moves, where the rates do.
+//!
 //! Needs `apt-get install -y websockify` and `cargo install websocat --locked` (on PATH or in
 //! `~/.cargo/bin`). `WSKIT_BIN=PATH` uses a prebuilt `wskit`. Logs of the bridges go to
 //! `target/bench/proxy/`. Every process is stopped by its pid.
@@ -196,10 +205,11 @@ pub(crate) fn run(secs: u64) -> Result<Area> {
             match run_load(&proxy_load, b, backend, test, secs) {
                 Ok(r) => {
                     eprintln!(
-                        "    {}, bridge CPU {:.2} s, driver CPU {:.2} s",
+                        "    {}, bridge CPU {:.2} s, driver CPU {:.2} s; bridge {}",
                         r.show_rate(),
                         r.bridge_cpu,
-                        r.driver_cpu
+                        r.driver_cpu,
+                        r.show_counts()
                     );
                     runs.push(Ok(r));
                 }
@@ -541,6 +551,10 @@ struct Run {
     bridge_cpu: f64,
     /// CPU seconds of proxy_load (client and backend) in the window.
     driver_cpu: f64,
+    /// The bridge's context switches in the window: (voluntary, involuntary).
+    switches: (f64, f64),
+    /// The bridge's system calls in the window (`WSKIT_BENCH_SYSCALLS=1`).
+    syscalls: Option<f64>,
 }
 
 impl Run {
@@ -556,6 +570,32 @@ impl Run {
         } else {
             f64::NAN
         }
+    }
+
+    /// Per round trip, or per MB relayed (both directions) in bulk.
+    fn per_event(&self, count: f64) -> f64 {
+        let units = if self.test.bulk {
+            2.0 * self.bytes / 1e6
+        } else {
+            self.trips
+        };
+        if units > 0.0 { count / units } else { f64::NAN }
+    }
+
+    /// Context switches and system calls per round trip (per MB in bulk).
+    fn show_counts(&self) -> String {
+        let per = if self.test.bulk { "MB" } else { "trip" };
+        let (vol, invol) = self.switches;
+        let mut s = format!(
+            "context switches/{per} {:.2} ({:.2} voluntary, {:.2} involuntary)",
+            self.per_event(vol + invol),
+            self.per_event(vol),
+            self.per_event(invol)
+        );
+        if let Some(n) = self.syscalls {
+            s.push_str(&format!(", syscalls/{per} {:.2}", self.per_event(n)));
+        }
+        s
     }
 
     fn show_rate(&self) -> String {
@@ -623,12 +663,16 @@ fn run_load(
     let Some(_) = next_line(&lines, "ready", Duration::from_secs(120)) else {
         return Err(fail(child, "proxy_load did not open its connections"));
     };
+    let syscalls = SyscallCount::start(bridge.pid());
     let cpu0 = tree_cpu(bridge.pid());
+    let sw0 = tree_switches(bridge.pid());
     let _ = writeln!(stdin);
     let Some(result) = next_line(&lines, "result:", Duration::from_secs(secs + 90)) else {
         return Err(fail(child, "proxy_load did not finish its test"));
     };
     let bridge_cpu = tree_cpu(bridge.pid()) - cpu0;
+    let sw1 = tree_switches(bridge.pid());
+    let syscalls = syscalls.and_then(SyscallCount::stop);
     let _ = writeln!(stdin);
     drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -661,7 +705,102 @@ fn run_load(
         rate: get("rate")?,
         bridge_cpu,
         driver_cpu: get("driver_cpu")?,
+        switches: (
+            sw1.0.saturating_sub(sw0.0) as f64,
+            sw1.1.saturating_sub(sw0.1) as f64,
+        ),
+        syscalls,
     })
+}
+
+/// Context switches of the threads of a process tree: (voluntary, involuntary). Threads that
+/// end meanwhile take theirs with them (none of the bridges ends one during a run).
+fn tree_switches(pid: u32) -> (u64, u64) {
+    let mut sum = (0, 0);
+    for p in tree(pid) {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(status) = fs::read_to_string(t.path().join("status")) else {
+                continue;
+            };
+            for line in status.lines() {
+                let count = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+                if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
+                    sum.0 += count(v);
+                } else if let Some(v) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+                    sum.1 += count(v);
+                }
+            }
+        }
+    }
+    sum
+}
+
+/// `perf stat` counting the system calls of a bridge's process tree, when
+/// `WSKIT_BENCH_SYSCALLS=1` and perf can attach.
+struct SyscallCount {
+    perf: Proc,
+    out: PathBuf,
+}
+
+impl SyscallCount {
+    fn start(pid: u32) -> Option<Self> {
+        if std::env::var_os("WSKIT_BENCH_SYSCALLS").is_none_or(|v| v != "1") {
+            return None;
+        }
+        let pids: Vec<String> = tree(pid).iter().map(u32::to_string).collect();
+        let out = target_dir().join(format!("bench/proxy/perf-stat-{pid}.txt"));
+        let _ = fs::remove_file(&out);
+        let child = Command::new("perf")
+            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p"])
+            .arg(pids.join(","))
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => {
+                // Attached before the window opens (an idle bridge makes next to no calls).
+                std::thread::sleep(Duration::from_millis(300));
+                Some(Self {
+                    perf: Proc::new(c),
+                    out,
+                })
+            }
+            Err(e) => {
+                eprintln!("    perf stat did not start ({e}): no system call counts");
+                None
+            }
+        }
+    }
+
+    /// Stops perf (SIGINT: it writes its counts) and reads the count.
+    fn stop(mut self) -> Option<f64> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.perf.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.perf.child.try_wait().ok()?.is_none() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = fs::read_to_string(&self.out).ok()?;
+        let _ = fs::remove_file(&self.out);
+        // CSV: `count,unit,event,...`.
+        text.lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))?
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,6 +937,26 @@ fn print_tables(secs: u64, load: &[(&'static str, Vec<LoadRow>)], mem: &[Mem]) {
                 format!("{}: bridge CPU s/1k trips", test.label()),
                 cpu,
                 &|v| format!("{v:.4}"),
+            );
+        }
+        let per = if test.bulk { "MB" } else { "trip" };
+        let switches = COLUMNS
+            .map(|n| run_of(n, i).map_or(f64::NAN, |r| r.per_event(r.switches.0 + r.switches.1)));
+        row(
+            format!("{}: bridge context switches/{per}", test.label()),
+            switches,
+            &|v| format!("{v:.2}"),
+        );
+        let syscalls = COLUMNS.map(|n| {
+            run_of(n, i)
+                .and_then(|r| r.syscalls.map(|c| r.per_event(c)))
+                .unwrap_or(f64::NAN)
+        });
+        if syscalls.iter().any(|v| v.is_finite()) {
+            row(
+                format!("{}: bridge syscalls/{per}", test.label()),
+                syscalls,
+                &|v| format!("{v:.2}"),
             );
         }
     }

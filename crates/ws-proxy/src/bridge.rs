@@ -1,5 +1,17 @@
 //! The ws-server handler that bridges each WebSocket to its backend, and the two relay tasks
 //! per connection.
+//!
+//! What one small message costs each way, plain TCP backend, one message in flight: browser to
+//! backend, one read of the WebSocket (the connection task) and one write to the backend,
+//! made from `on_message` itself ([`UpQueue::push`]: no hand-over, no wake-up); backend to
+//! browser, one read of the backend (`tcp_down`, whose read ends the socket's readiness, so no
+//! second read finds it empty) and one write of the frame by the connection task, which
+//! `tcp_down` wakes through the connection's command queue (on the same thread with the
+//! default single-threaded runtime). That is the floor of four system calls per round trip,
+//! and a wait for readiness before each read when nothing else is ready. Most of a round
+//! trip's CPU time is the kernel's (the loopback send wakes the peer in the sender's time),
+//! not this code's: `cargo xtask bench proxy` counts the bridge's context switches, and its
+//! system calls with `WSKIT_BENCH_SYSCALLS=1`, per round trip.
 
 use std::{
     collections::{HashMap, VecDeque},
