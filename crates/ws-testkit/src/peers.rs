@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn free_ports_are_below_the_ephemeral_range_and_bindable() {
         for _ in 0..20 {
-            let p = super::free_port();
+            let p = free_port();
             assert!((20_000..32_000).contains(&p), "{p}");
             std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
         }
