@@ -39,7 +39,8 @@ pub struct Config {
     pub keep_partial_on_error: bool,
     /// Overwrite an existing file of the same name instead of adding ` (n)`. Default false.
     pub overwrite: bool,
-    /// Receiving (WebSocket door): a file with 4 MiB or more still to come is written with
+    /// Receiving, on both doors: a file with 4 MiB or more still to come (on the tus door, a
+    /// PATCH body of 4 MiB or more) is written with
     /// direct I/O (`O_DIRECT`, Linux) in 1 MiB aligned blocks by a second thread, bypassing the
     /// page cache, where the file system takes it (it falls back to the page cache by itself
     /// otherwise). Copying into page-cache pages was most of the receiving server's CPU on the

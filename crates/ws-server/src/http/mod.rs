@@ -54,7 +54,8 @@ use crate::{
 const DISCARD_BUDGET: u64 = 256 * 1024;
 /// Stream bodies are copied in pieces of this size (bounded memory per response).
 const COPY_CHUNK: usize = 64 * 1024;
-/// Files over [`files::SMALL_FILE`] are read in pieces of this size, each in one trip to the
+/// Files over [`files::SMALL_FILE`] that cannot go out with sendfile(2) (TLS, an encoded body,
+/// other platforms) are read in pieces of this size, each in one trip to the
 /// blocking pool: at 64 KiB the trips (a wake-up and two context switches each) cost more
 /// CPU than the copies. A streaming response holds two pieces (one read, one written).
 const FILE_CHUNK: usize = 256 * 1024;
